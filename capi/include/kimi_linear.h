@@ -1,0 +1,232 @@
+/*
+ * kimi_linear.h - the C API of the Kimi Linear inference runtime.
+ *
+ * Read top to bottom as the lifecycle: version -> errors -> model -> session ->
+ * run -> sample/generate -> state -> tokenizer.
+ *
+ * Conventions
+ *  - Every fallible function returns kl_status (KL_OK == 0). On failure kl_last_error()
+ *    returns a thread-local message naming what was wrong; it stays valid until the next
+ *    kl_* call on the same thread.
+ *  - Handles are created by *_create / *_load and released by *_free (NULL is a no-op).
+ *  - Parameter structs start with struct_size and are initialised by *_default().
+ *  - A failed call changes nothing: position, state and last logits are as before.
+ *  - A model may be shared by any number of sessions on any threads; a session is used by
+ *    one thread at a time, except kl_session_cancel, which any thread may call.
+ */
+#ifndef KIMI_LINEAR_H
+#define KIMI_LINEAR_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#if defined(_WIN32)
+#  if defined(KL_BUILDING_LIBRARY)
+#    define KL_API __declspec(dllexport)
+#  else
+#    define KL_API __declspec(dllimport)
+#  endif
+#else
+#  define KL_API __attribute__((visibility("default")))
+#endif
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ABI major: bumps only on a breaking change; it is the SONAME suffix. */
+#define KL_ABI_VERSION 1
+
+typedef struct kl_model kl_model;     /* weights + tokenizer, immutable after load */
+typedef struct kl_session kl_session; /* per-conversation state: KDA + conv states, MLA cache */
+
+typedef enum {
+    KL_OK = 0,
+    KL_ERR_INVALID_ARGUMENT,
+    KL_ERR_IO,
+    KL_ERR_FORMAT,
+    KL_ERR_UNSUPPORTED,
+    KL_ERR_OUT_OF_MEMORY,
+    KL_ERR_CONTEXT_FULL,
+    KL_ERR_CANCELLED,
+    KL_ERR_DEVICE,
+    KL_ERR_INTERNAL
+} kl_status;
+
+typedef enum { KL_DEVICE_AUTO = 0, KL_DEVICE_CPU, KL_DEVICE_CUDA } kl_device;
+typedef enum { KL_LOGITS_NONE = 0, KL_LOGITS_LAST, KL_LOGITS_ALL } kl_logits;
+
+/* ---- version and errors ------------------------------------------------------------ */
+
+/* Library version "MAJOR.MINOR.PATCH" (static string). */
+KL_API const char* kl_version(void);
+/* ABI major of the loaded library (compare with KL_ABI_VERSION). */
+KL_API uint32_t kl_abi_version(void);
+/* Message of the last failure on this thread, "" if none. Valid until the next call. */
+KL_API const char* kl_last_error(void);
+/* Stable name of a status, e.g. "KL_ERR_FORMAT"; "KL_ERR_UNKNOWN" for other values. */
+KL_API const char* kl_status_string(kl_status status);
+
+/* Log levels passed to the log callback. */
+enum { KL_LOG_ERROR = 0, KL_LOG_WARN = 1, KL_LOG_INFO = 2, KL_LOG_DEBUG = 3 };
+typedef void (*kl_log_callback)(int level, const char* msg, void* user);
+/* Route library logs to cb (process-wide). NULL restores the default: stderr, warnings and
+ * errors only. */
+KL_API void kl_set_log_callback(kl_log_callback cb, void* user);
+
+/* ---- model -------------------------------------------------------------------------- */
+
+/* Load progress: fraction in [0, 1]; return non-zero to abort the load (KL_ERR_CANCELLED). */
+typedef int (*kl_progress_callback)(float fraction, void* user);
+
+typedef struct {
+    uint32_t struct_size;
+    kl_device device;              /* AUTO: CUDA when built with it and a GPU is present */
+    int32_t device_index;          /* GPU ordinal for KL_DEVICE_CUDA */
+    int32_t n_threads;             /* CPU worker threads; 0 = all hardware threads */
+    kl_progress_callback progress_cb; /* may be NULL */
+    void* progress_user;
+} kl_model_params;
+
+KL_API void kl_model_params_default(kl_model_params* params);
+
+/* Load a Hugging Face style checkpoint folder: config.json, *.safetensors (sharded through
+ * model.safetensors.index.json), tokenizer files if present. Every tensor is checked by
+ * name, dtype and shape before any compute. params may be NULL (defaults). On success the
+ * caller owns *out and frees it with kl_model_free. */
+KL_API kl_status kl_model_load(const char* dir, const kl_model_params* params, kl_model** out);
+/* Free a model. Free its sessions first. NULL is a no-op. */
+KL_API void kl_model_free(kl_model* model);
+
+/* A struct tag without a typedef: the contract names both this struct and the function
+ * kl_model_info, which C allows only because tags live in their own namespace. */
+struct kl_model_info {
+    uint32_t struct_size;
+    uint32_t vocab_size;
+    uint32_t hidden_size;
+    uint32_t n_layers;
+    uint32_t n_kda_layers;
+    uint32_t n_mla_layers;
+    uint32_t n_experts;
+    uint32_t n_experts_active;
+    uint64_t max_context;          /* default session capacity in tokens */
+    kl_device device;              /* the device the model runs on (never AUTO) */
+    uint64_t weight_bytes;         /* bytes of weights held by the backend */
+    uint64_t session_fixed_bytes;  /* KDA recurrent + conv state per session */
+    uint64_t kv_bytes_per_token;   /* MLA latent cache bytes per token (all MLA layers) */
+};
+
+/* Fill *out. Set out->struct_size = sizeof(struct kl_model_info) first; fields past an older
+ * caller's struct_size are not written. */
+KL_API kl_status kl_model_info(const kl_model* model, struct kl_model_info* out);
+
+/* ---- session ------------------------------------------------------------------------ */
+
+typedef struct {
+    uint32_t struct_size;
+    uint64_t max_context; /* MLA cache capacity in tokens; 0 = the model's default */
+} kl_session_params;
+
+KL_API void kl_session_params_default(kl_session_params* params);
+/* Create a session at position 0 with all state zero. params may be NULL. */
+KL_API kl_status kl_session_create(kl_model* model, const kl_session_params* params,
+                                   kl_session** out);
+KL_API void kl_session_free(kl_session* session);
+/* Back to position 0, all state zero, no last logits. */
+KL_API kl_status kl_session_reset(kl_session* session);
+
+/* Run n tokens through the model at the current position (prefill when n > 1, a decode step
+ * when n == 1). logits receives vocab_size floats (LAST) or n * vocab_size floats (ALL); it
+ * may be NULL with KL_LOGITS_NONE. The last token's logits are always kept in the session
+ * for kl_session_sample. KL_ERR_CONTEXT_FULL if the MLA cache cannot hold n more tokens. */
+KL_API kl_status kl_session_append(kl_session* session, const int32_t* tokens, size_t n,
+                                   kl_logits which, float* logits);
+/* Tokens consumed so far. */
+KL_API kl_status kl_session_position(const kl_session* session, uint64_t* out);
+/* Independent deep copy of the whole state (cheap prefix reuse). */
+KL_API kl_status kl_session_fork(const kl_session* session, kl_session** out);
+
+/* Bytes kl_session_state_save will write now. */
+KL_API kl_status kl_session_state_size(const kl_session* session, size_t* out);
+/* Versioned, checksummed snapshot: magic, format version, model fingerprint, position,
+ * per-layer state, last logits, checksum. */
+KL_API kl_status kl_session_state_save(const kl_session* session, void* buf, size_t cap,
+                                       size_t* written);
+/* Restore a snapshot; rejects another model's, a corrupt or a truncated one and then leaves
+ * the session untouched. */
+KL_API kl_status kl_session_state_load(kl_session* session, const void* buf, size_t n);
+
+/* Ask the running append/generate/next on this session to stop; it returns KL_ERR_CANCELLED
+ * at the next layer boundary with the state as it was before that call. Any thread. The
+ * request is consumed by the call it stops (or cleared when the next call starts). */
+KL_API void kl_session_cancel(kl_session* session);
+
+/* ---- sampling and generation ----------------------------------------------------- */
+
+typedef struct {
+    uint32_t struct_size;
+    float temperature;          /* 0 = greedy (argmax) */
+    int32_t top_k;              /* 0 = off */
+    float top_p;                /* 1 = off */
+    float min_p;                /* 0 = off; keep tokens with p >= min_p * p_max */
+    float repetition_penalty;   /* 1 = off; CTRL-style: logit / p if > 0 else logit * p */
+    int32_t repetition_window;  /* how many recent tokens the penalty looks at; 0 = all */
+    uint64_t seed;              /* the session's RNG is seeded from this on first use and on
+                                   reset; the same seed gives the same tokens */
+} kl_sampling_params;
+
+KL_API void kl_sampling_params_default(kl_sampling_params* params);
+/* Sample one token from the session's last logits (does not append it). */
+KL_API kl_status kl_session_sample(kl_session* session, const kl_sampling_params* params,
+                                   int32_t* token);
+
+/* Called for each generated token; piece is the text it completes (whole UTF-8 characters,
+ * may be empty; NULL/0 when the model has no tokenizer). Non-zero return stops cleanly. */
+typedef int (*kl_token_callback)(void* user, int32_t token, const char* piece,
+                                 size_t piece_len);
+
+typedef struct {
+    uint32_t struct_size;
+    uint32_t max_new_tokens;
+    kl_sampling_params sampling;
+    const int32_t* stop_tokens;    /* generation ends after emitting none of these */
+    size_t n_stop_tokens;
+    const char* const* stop_strings; /* needs a tokenizer */
+    size_t n_stop_strings;
+} kl_generate_params;
+
+KL_API void kl_generate_params_default(kl_generate_params* params);
+/* Sample, append, stream until max_new_tokens, a stop token, or the callback returning
+ * non-zero. A sampled stop token is appended (so a chat can continue after it) and counted,
+ * but not passed to the callback. Needs last logits (append a prompt first).
+ * *n_generated (may be NULL) receives the number of tokens appended. */
+KL_API kl_status kl_session_generate(kl_session* session, const kl_generate_params* params,
+                                     kl_token_callback cb, void* user, size_t* n_generated);
+/* Pull-style streaming: sample the next token from the last logits, append it, return it
+ * and the text it completes in piece (whole UTF-8 characters only, may be empty; piece may
+ * be NULL with cap 0). */
+KL_API kl_status kl_session_next(kl_session* session, const kl_sampling_params* params,
+                                 int32_t* token, char* piece, size_t cap, size_t* piece_len);
+
+/* ---- tokenizer and chat format -------------------------------------------------------- */
+
+/* If cap is too small: KL_ERR_INVALID_ARGUMENT with *n = the needed count. */
+KL_API kl_status kl_tokenize(const kl_model* model, const char* text, size_t len,
+                             int parse_special, int32_t* out, size_t cap, size_t* n);
+KL_API kl_status kl_detokenize(const kl_model* model, const int32_t* tokens, size_t n,
+                               char* out, size_t cap, size_t* len);
+
+typedef struct {
+    const char* role;
+    const char* content;
+} kl_chat_message;
+
+KL_API kl_status kl_chat_template_apply(const kl_model* model, const kl_chat_message* msgs,
+                                        size_t n, int add_generation_prompt, char* out,
+                                        size_t cap, size_t* len);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* KIMI_LINEAR_H */

@@ -1,0 +1,396 @@
+// The C API: an exception firewall around the core. Every entry point validates its
+// arguments, runs the core inside guarded(), and turns any C++ exception into a kl_status
+// plus a thread-local message. Nothing thrown ever crosses this boundary.
+#include "kimi_linear.h"
+
+#include <algorithm>
+#include <cstddef>
+#include <cstring>
+#include <memory>
+#include <new>
+#include <string>
+#include <vector>
+
+#include "core/error.h"
+#include "core/log.h"
+#include "core/model.h"
+#include "core/session.h"
+
+struct kl_model {
+    // Shared with the model's sessions, so freeing a model under a live session cannot
+    // pull the weights out from under it.
+    std::shared_ptr<const kl::Model> model;
+};
+
+struct kl_session {
+    std::shared_ptr<const kl::Model> model;
+    std::unique_ptr<kl::Session> session;
+};
+
+namespace {
+
+thread_local std::string t_last_error;
+
+kl_status set_error(kl_status status, const std::string& message) {
+    t_last_error = message;
+    return status;
+}
+
+// Runs body (which returns nothing and reports failure by throwing) behind the firewall.
+template <typename Body>
+kl_status guarded(Body&& body) noexcept {
+    t_last_error.clear();
+    try {
+        body();
+        return KL_OK;
+    } catch (const kl::Error& e) {
+        return set_error(static_cast<kl_status>(e.status()), e.what());
+    } catch (const std::bad_alloc&) {
+        return set_error(KL_ERR_OUT_OF_MEMORY, "out of memory");
+    } catch (const std::exception& e) {
+        return set_error(KL_ERR_INTERNAL, std::string("internal error: ") + e.what());
+    } catch (...) {
+        return set_error(KL_ERR_INTERNAL, "internal error: unknown exception");
+    }
+}
+
+void require(bool ok, const char* message) {
+    if (!ok) kl::fail(kl::Status::InvalidArgument, message);
+}
+
+void check_struct_size(uint32_t given, size_t minimum, const char* name) {
+    if (given < minimum)
+        kl::fail(kl::Status::InvalidArgument,
+                 std::string(name) + ".struct_size is " + std::to_string(given) +
+                     ": initialise it with the matching *_default() function");
+}
+
+kl::SamplingParams to_core(const kl_sampling_params& p) {
+    check_struct_size(p.struct_size, sizeof(kl_sampling_params), "kl_sampling_params");
+    kl::SamplingParams s;
+    s.temperature = p.temperature;
+    s.top_k = p.top_k;
+    s.top_p = p.top_p;
+    s.min_p = p.min_p;
+    s.repetition_penalty = p.repetition_penalty;
+    s.repetition_window = p.repetition_window;
+    s.seed = p.seed;
+    kl::validate_sampling(s);
+    return s;
+}
+
+}  // namespace
+
+extern "C" {
+
+const char* kl_version(void) { return KL_VERSION_STRING; }
+
+uint32_t kl_abi_version(void) { return KL_ABI_VERSION; }
+
+const char* kl_last_error(void) { return t_last_error.c_str(); }
+
+const char* kl_status_string(kl_status status) {
+    switch (status) {
+        case KL_OK: return "KL_OK";
+        case KL_ERR_INVALID_ARGUMENT: return "KL_ERR_INVALID_ARGUMENT";
+        case KL_ERR_IO: return "KL_ERR_IO";
+        case KL_ERR_FORMAT: return "KL_ERR_FORMAT";
+        case KL_ERR_UNSUPPORTED: return "KL_ERR_UNSUPPORTED";
+        case KL_ERR_OUT_OF_MEMORY: return "KL_ERR_OUT_OF_MEMORY";
+        case KL_ERR_CONTEXT_FULL: return "KL_ERR_CONTEXT_FULL";
+        case KL_ERR_CANCELLED: return "KL_ERR_CANCELLED";
+        case KL_ERR_DEVICE: return "KL_ERR_DEVICE";
+        case KL_ERR_INTERNAL: return "KL_ERR_INTERNAL";
+    }
+    return "KL_ERR_UNKNOWN";
+}
+
+void kl_set_log_callback(kl_log_callback cb, void* user) { kl::set_log_sink(cb, user); }
+
+// ---- model --------------------------------------------------------------------------------
+
+void kl_model_params_default(kl_model_params* params) {
+    if (!params) return;
+    std::memset(params, 0, sizeof(*params));
+    params->struct_size = sizeof(*params);
+    params->device = KL_DEVICE_AUTO;
+}
+
+kl_status kl_model_load(const char* dir, const kl_model_params* params, kl_model** out) {
+    return guarded([&] {
+        require(out != nullptr, "out is NULL");
+        *out = nullptr;
+        require(dir != nullptr, "dir is NULL");
+        kl_model_params p;
+        kl_model_params_default(&p);
+        if (params) {
+            check_struct_size(params->struct_size, sizeof(kl_model_params), "kl_model_params");
+            p = *params;
+        }
+        if (p.device != KL_DEVICE_AUTO && p.device != KL_DEVICE_CPU && p.device != KL_DEVICE_CUDA)
+            kl::fail(kl::Status::InvalidArgument,
+                     "device is " + std::to_string(static_cast<int>(p.device)) +
+                         ", not a kl_device value");
+        kl::ModelLoadOptions options;
+        options.device = static_cast<kl::DeviceRequest>(p.device);
+        options.device_index = p.device_index;
+        options.n_threads = p.n_threads;
+        if (p.progress_cb) {
+            const kl_progress_callback cb = p.progress_cb;
+            void* user = p.progress_user;
+            options.progress = [cb, user](float fraction) { return cb(fraction, user) == 0; };
+        }
+        auto model = std::make_unique<kl_model>();
+        model->model = kl::Model::load(dir, options);
+        *out = model.release();
+    });
+}
+
+void kl_model_free(kl_model* model) { delete model; }
+
+kl_status kl_model_info(const kl_model* model, struct kl_model_info* out) {
+    return guarded([&] {
+        require(model != nullptr, "model is NULL");
+        require(out != nullptr, "out is NULL");
+        const size_t given = out->struct_size;
+        if (given < offsetof(struct kl_model_info, vocab_size) + sizeof(uint32_t))
+            check_struct_size(out->struct_size, sizeof(struct kl_model_info), "kl_model_info");
+        const kl::ModelConfig& c = model->model->config();
+        const kl::Backend& b = model->model->backend();
+        struct kl_model_info info;
+        std::memset(&info, 0, sizeof(info));
+        info.struct_size = static_cast<uint32_t>(std::min(given, sizeof(info)));
+        info.vocab_size = static_cast<uint32_t>(c.vocab_size);
+        info.hidden_size = static_cast<uint32_t>(c.hidden_size);
+        info.n_layers = static_cast<uint32_t>(c.num_hidden_layers);
+        info.n_kda_layers = static_cast<uint32_t>(c.n_kda_layers());
+        info.n_mla_layers = static_cast<uint32_t>(c.n_mla_layers());
+        info.n_experts = static_cast<uint32_t>(c.num_experts);
+        info.n_experts_active = static_cast<uint32_t>(c.num_experts_per_token);
+        info.max_context = static_cast<uint64_t>(c.max_context);
+        info.device = static_cast<kl_device>(b.device());
+        info.weight_bytes = b.weight_bytes();
+        info.session_fixed_bytes = b.session_fixed_bytes();
+        info.kv_bytes_per_token = b.kv_bytes_per_token();
+        // Older callers' structs are shorter: write only what they have room for.
+        std::memcpy(out, &info, std::min(given, sizeof(info)));
+    });
+}
+
+// ---- session ------------------------------------------------------------------------------
+
+void kl_session_params_default(kl_session_params* params) {
+    if (!params) return;
+    std::memset(params, 0, sizeof(*params));
+    params->struct_size = sizeof(*params);
+}
+
+kl_status kl_session_create(kl_model* model, const kl_session_params* params, kl_session** out) {
+    return guarded([&] {
+        require(out != nullptr, "out is NULL");
+        *out = nullptr;
+        require(model != nullptr, "model is NULL");
+        kl_session_params p;
+        kl_session_params_default(&p);
+        if (params) {
+            check_struct_size(params->struct_size, sizeof(kl_session_params),
+                              "kl_session_params");
+            p = *params;
+        }
+        auto session = std::make_unique<kl_session>();
+        session->model = model->model;
+        session->session = std::make_unique<kl::Session>(*model->model, p.max_context);
+        *out = session.release();
+    });
+}
+
+void kl_session_free(kl_session* session) { delete session; }
+
+kl_status kl_session_reset(kl_session* session) {
+    return guarded([&] {
+        require(session != nullptr, "session is NULL");
+        session->session->reset();
+    });
+}
+
+kl_status kl_session_append(kl_session* session, const int32_t* tokens, size_t n,
+                            kl_logits which, float* logits) {
+    return guarded([&] {
+        require(session != nullptr, "session is NULL");
+        require(tokens != nullptr, "tokens is NULL");
+        require(n > 0, "n is 0: nothing to append");
+        require(which == KL_LOGITS_NONE || which == KL_LOGITS_LAST || which == KL_LOGITS_ALL,
+                "which is not a kl_logits value");
+        require(which == KL_LOGITS_NONE || logits != nullptr,
+                "logits is NULL but which asks for logits");
+        kl::Session& s = *session->session;
+        s.clear_cancel();
+        s.append(tokens, n, which == KL_LOGITS_ALL ? logits : nullptr);
+        if (which == KL_LOGITS_LAST)
+            std::memcpy(logits, s.last_logits().data(), s.last_logits().size() * sizeof(float));
+    });
+}
+
+kl_status kl_session_position(const kl_session* session, uint64_t* out) {
+    return guarded([&] {
+        require(session != nullptr, "session is NULL");
+        require(out != nullptr, "out is NULL");
+        *out = session->session->position();
+    });
+}
+
+kl_status kl_session_fork(const kl_session* session, kl_session** out) {
+    return guarded([&] {
+        require(out != nullptr, "out is NULL");
+        *out = nullptr;
+        require(session != nullptr, "session is NULL");
+        auto copy = std::make_unique<kl_session>();
+        copy->model = session->model;
+        copy->session = session->session->fork();
+        *out = copy.release();
+    });
+}
+
+kl_status kl_session_state_size(const kl_session* session, size_t* out) {
+    return guarded([&] {
+        require(session != nullptr, "session is NULL");
+        require(out != nullptr, "out is NULL");
+        *out = session->session->snapshot_size();
+    });
+}
+
+kl_status kl_session_state_save(const kl_session* session, void* buf, size_t cap,
+                                size_t* written) {
+    return guarded([&] {
+        require(session != nullptr, "session is NULL");
+        const size_t needed = session->session->snapshot_size();
+        if (written) *written = needed;
+        require(buf != nullptr || cap == 0, "buf is NULL");
+        if (cap < needed)
+            kl::fail(kl::Status::InvalidArgument,
+                     "buffer of " + std::to_string(cap) + " bytes is too small: the snapshot needs " +
+                         std::to_string(needed) + " (see kl_session_state_size)");
+        session->session->save_snapshot(static_cast<uint8_t*>(buf));
+    });
+}
+
+kl_status kl_session_state_load(kl_session* session, const void* buf, size_t n) {
+    return guarded([&] {
+        require(session != nullptr, "session is NULL");
+        require(buf != nullptr, "buf is NULL");
+        session->session->load_snapshot(static_cast<const uint8_t*>(buf), n);
+    });
+}
+
+void kl_session_cancel(kl_session* session) {
+    if (session) session->session->request_cancel();
+}
+
+// ---- sampling and generation --------------------------------------------------------------
+
+void kl_sampling_params_default(kl_sampling_params* params) {
+    if (!params) return;
+    std::memset(params, 0, sizeof(*params));
+    params->struct_size = sizeof(*params);
+    params->temperature = 0.0f;
+    params->top_k = 0;
+    params->top_p = 1.0f;
+    params->min_p = 0.0f;
+    params->repetition_penalty = 1.0f;
+    params->repetition_window = 64;
+    params->seed = 0;
+}
+
+kl_status kl_session_sample(kl_session* session, const kl_sampling_params* params,
+                            int32_t* token) {
+    return guarded([&] {
+        require(session != nullptr, "session is NULL");
+        require(params != nullptr, "params is NULL");
+        require(token != nullptr, "token is NULL");
+        *token = session->session->sample(to_core(*params));
+    });
+}
+
+void kl_generate_params_default(kl_generate_params* params) {
+    if (!params) return;
+    std::memset(params, 0, sizeof(*params));
+    params->struct_size = sizeof(*params);
+    params->max_new_tokens = 128;
+    kl_sampling_params_default(&params->sampling);
+}
+
+kl_status kl_session_generate(kl_session* session, const kl_generate_params* params,
+                              kl_token_callback cb, void* user, size_t* n_generated) {
+    if (n_generated) *n_generated = 0;
+    return guarded([&] {
+        require(session != nullptr, "session is NULL");
+        require(params != nullptr, "params is NULL");
+        check_struct_size(params->struct_size, sizeof(kl_generate_params), "kl_generate_params");
+        require(params->n_stop_tokens == 0 || params->stop_tokens != nullptr,
+                "stop_tokens is NULL but n_stop_tokens > 0");
+        if (params->n_stop_strings > 0)
+            kl::fail(kl::Status::Unsupported,
+                     "stop_strings need a tokenizer, which this build does not have yet");
+        const kl::SamplingParams sampling = to_core(params->sampling);
+        kl::Session& s = *session->session;
+        s.clear_cancel();
+        for (uint32_t i = 0; i < params->max_new_tokens; ++i) {
+            const int32_t token = s.sample(sampling);
+            s.append(&token, 1, nullptr);
+            if (n_generated) ++*n_generated;
+            bool stop = false;
+            for (size_t j = 0; j < params->n_stop_tokens; ++j) stop |= token == params->stop_tokens[j];
+            if (stop) break;
+            if (cb && cb(user, token, nullptr, 0) != 0) break;
+        }
+    });
+}
+
+kl_status kl_session_next(kl_session* session, const kl_sampling_params* params, int32_t* token,
+                          char* piece, size_t cap, size_t* piece_len) {
+    return guarded([&] {
+        require(session != nullptr, "session is NULL");
+        require(params != nullptr, "params is NULL");
+        require(token != nullptr, "token is NULL");
+        require(piece != nullptr || cap == 0, "piece is NULL but cap > 0");
+        kl::Session& s = *session->session;
+        s.clear_cancel();
+        const int32_t next = s.sample(to_core(*params));
+        s.append(&next, 1, nullptr);
+        *token = next;
+        if (piece_len) *piece_len = 0;
+        if (cap > 0) piece[0] = '\0';
+    });
+}
+
+// ---- tokenizer and chat format (arrive with the tokenizer issue) ---------------------------
+
+namespace {
+kl_status no_tokenizer(const kl_model* model) {
+    return guarded([&] {
+        require(model != nullptr, "model is NULL");
+        kl::fail(kl::Status::Unsupported,
+                 "this build has no tokenizer yet: pass token ids (kl_session_append)");
+    });
+}
+}  // namespace
+
+kl_status kl_tokenize(const kl_model* model, const char*, size_t, int, int32_t*, size_t,
+                      size_t* n) {
+    if (n) *n = 0;
+    return no_tokenizer(model);
+}
+
+kl_status kl_detokenize(const kl_model* model, const int32_t*, size_t, char*, size_t,
+                        size_t* len) {
+    if (len) *len = 0;
+    return no_tokenizer(model);
+}
+
+kl_status kl_chat_template_apply(const kl_model* model, const kl_chat_message*, size_t, int,
+                                 char*, size_t, size_t* len) {
+    if (len) *len = 0;
+    return no_tokenizer(model);
+}
+
+}  // extern "C"

@@ -1,0 +1,280 @@
+#include "config.h"
+
+#include <algorithm>
+#include <fstream>
+#include <set>
+#include <sstream>
+
+#include <nlohmann/json.hpp>
+
+#include "error.h"
+
+namespace kl {
+namespace {
+
+using nlohmann::json;
+
+// Reads typed keys from one JSON object, naming "origin: path.key" in every error.
+class Reader {
+public:
+    Reader(const json& object, std::string origin, std::string prefix)
+        : object_(object), origin_(std::move(origin)), prefix_(std::move(prefix)) {}
+
+    [[noreturn]] void error(const std::string& key, const std::string& what) const {
+        fail(Status::Format, origin_ + ": " + prefix_ + key + ": " + what);
+    }
+
+    const json* find(const std::string& key) const {
+        auto it = object_.find(key);
+        if (it == object_.end() || it->is_null()) return nullptr;
+        return &*it;
+    }
+    const json& need(const std::string& key) const {
+        const json* v = find(key);
+        if (!v) error(key, "required key is missing");
+        return *v;
+    }
+
+    int64_t integer(const std::string& key, const json& v) const {
+        if (v.is_number_integer() || v.is_number_unsigned()) return v.get<int64_t>();
+        if (v.is_number_float()) {
+            const double d = v.get<double>();
+            if (d == static_cast<double>(static_cast<int64_t>(d))) return static_cast<int64_t>(d);
+        }
+        error(key, "expected an integer, got " + v.dump());
+    }
+    int64_t integer(const std::string& key) const { return integer(key, need(key)); }
+    int64_t integer_or(const std::string& key, int64_t fallback) const {
+        const json* v = find(key);
+        return v ? integer(key, *v) : fallback;
+    }
+    double number(const std::string& key, const json& v) const {
+        if (!v.is_number()) error(key, "expected a number, got " + v.dump());
+        return v.get<double>();
+    }
+    double number(const std::string& key) const { return number(key, need(key)); }
+    double number_or(const std::string& key, double fallback) const {
+        const json* v = find(key);
+        return v ? number(key, *v) : fallback;
+    }
+    bool boolean_or(const std::string& key, bool fallback) const {
+        const json* v = find(key);
+        if (!v) return fallback;
+        if (!v->is_boolean()) error(key, "expected true or false, got " + v->dump());
+        return v->get<bool>();
+    }
+    std::vector<int64_t> integer_list(const std::string& key) const {
+        const json& v = need(key);
+        if (!v.is_array()) error(key, "expected a list of layer numbers, got " + v.dump());
+        std::vector<int64_t> out;
+        for (const json& item : v) out.push_back(integer(key, item));
+        return out;
+    }
+
+private:
+    const json& object_;
+    std::string origin_;
+    std::string prefix_;
+};
+
+}  // namespace
+
+ModelConfig ModelConfig::from_json(const std::string& json_text, const std::string& origin) {
+    json root;
+    try {
+        root = json::parse(json_text);
+    } catch (const json::parse_error& e) {
+        fail(Status::Format, origin + ": not valid JSON: " + e.what());
+    }
+    if (!root.is_object()) fail(Status::Format, origin + ": top level is not a JSON object");
+    Reader r(root, origin, "");
+
+    ModelConfig c;
+    c.hidden_size = r.integer("hidden_size");
+    c.num_hidden_layers = r.integer("num_hidden_layers");
+    c.vocab_size = r.integer("vocab_size");
+    c.intermediate_size = r.integer("intermediate_size");
+    c.rms_norm_eps = static_cast<float>(r.number("rms_norm_eps"));
+    c.num_attention_heads = r.integer("num_attention_heads");
+    c.kv_lora_rank = r.integer("kv_lora_rank");
+    c.qk_nope_head_dim = r.integer("qk_nope_head_dim");
+    c.qk_rope_head_dim = r.integer("qk_rope_head_dim");
+    c.v_head_dim = r.integer("v_head_dim");
+
+    if (r.find("q_lora_rank"))
+        fail(Status::Unsupported, origin + ": q_lora_rank: only null (a plain q_proj) is supported");
+    if (!r.boolean_or("mla_use_nope", true))
+        fail(Status::Unsupported,
+             origin + ": mla_use_nope: false needs rotary embeddings, which are not implemented");
+    if (const json* act = r.find("moe_router_activation_func")) {
+        if (!act->is_string() || act->get<std::string>() != "sigmoid")
+            fail(Status::Unsupported, origin + ": moe_router_activation_func: only \"sigmoid\" is "
+                                                "supported, got " + act->dump());
+    }
+
+    const json& linear = r.need("linear_attn_config");
+    if (!linear.is_object()) r.error("linear_attn_config", "expected an object");
+    Reader lr(linear, origin, "linear_attn_config.");
+    c.kda_num_heads = lr.integer("num_heads");
+    c.kda_head_dim = lr.integer("head_dim");
+    c.short_conv_kernel_size = lr.integer("short_conv_kernel_size");
+    c.kda_layers = lr.integer_list("kda_layers");
+    c.full_attn_layers = lr.integer_list("full_attn_layers");
+
+    c.num_experts = r.integer("num_experts");
+    c.num_experts_per_token = r.integer("num_experts_per_token");
+    c.moe_intermediate_size = r.integer("moe_intermediate_size");
+    c.num_shared_experts = r.integer_or("num_shared_experts", 0);
+    c.moe_renormalize = r.boolean_or("moe_renormalize", true);
+    c.routed_scaling_factor = static_cast<float>(r.number_or("routed_scaling_factor", 1.0));
+    c.use_grouped_topk = r.boolean_or("use_grouped_topk", false);
+    c.num_expert_group = r.integer_or("num_expert_group", 1);
+    c.topk_group = r.integer_or("topk_group", 1);
+    c.first_k_dense_replace = r.integer_or("first_k_dense_replace", 0);
+    c.moe_layer_freq = r.integer_or("moe_layer_freq", 1);
+    c.tie_word_embeddings = r.boolean_or("tie_word_embeddings", false);
+    c.max_context = r.integer_or("model_max_length", r.integer_or("max_position_embeddings", 4096));
+
+    c.validate(origin);
+    return c;
+}
+
+ModelConfig ModelConfig::load(const std::string& dir) {
+    const std::string path = dir + "/config.json";
+    std::ifstream in(path, std::ios::binary);
+    if (!in) fail(Status::Io, "cannot open " + path);
+    std::stringstream text;
+    text << in.rdbuf();
+    if (in.bad()) fail(Status::Io, "cannot read " + path);
+    return from_json(text.str(), path);
+}
+
+void ModelConfig::validate(const std::string& origin) const {
+    auto bad = [&](const std::string& key, const std::string& what) {
+        fail(Status::Format, origin + ": " + key + ": " + what);
+    };
+    auto positive = [&](const char* key, int64_t value) {
+        if (value <= 0) bad(key, "must be > 0, got " + std::to_string(value));
+    };
+    positive("hidden_size", hidden_size);
+    positive("num_hidden_layers", num_hidden_layers);
+    positive("vocab_size", vocab_size);
+    if (vocab_size > INT32_MAX) bad("vocab_size", "must fit int32 token ids");
+    positive("num_attention_heads", num_attention_heads);
+    positive("kv_lora_rank", kv_lora_rank);
+    positive("qk_nope_head_dim", qk_nope_head_dim);
+    if (qk_rope_head_dim < 0) bad("qk_rope_head_dim", "must be >= 0");
+    positive("v_head_dim", v_head_dim);
+    positive("linear_attn_config.num_heads", kda_num_heads);
+    positive("linear_attn_config.head_dim", kda_head_dim);
+    positive("linear_attn_config.short_conv_kernel_size", short_conv_kernel_size);
+    if (!(rms_norm_eps > 0.0f)) bad("rms_norm_eps", "must be > 0");
+    if (first_k_dense_replace < 0) bad("first_k_dense_replace", "must be >= 0");
+    positive("moe_layer_freq", moe_layer_freq);
+
+    // Every layer in exactly one of the two 1-based lists.
+    std::vector<int> owner(static_cast<size_t>(num_hidden_layers) + 1, 0);
+    auto claim = [&](const std::vector<int64_t>& list, const char* key, int who) {
+        for (int64_t layer : list) {
+            if (layer < 1 || layer > num_hidden_layers)
+                bad(std::string("linear_attn_config.") + key,
+                    "layer " + std::to_string(layer) + " is outside 1.." +
+                        std::to_string(num_hidden_layers) + " (the lists are 1-based)");
+            int& slot = owner[static_cast<size_t>(layer)];
+            if (slot == who)
+                bad(std::string("linear_attn_config.") + key,
+                    "layer " + std::to_string(layer) + " is listed twice");
+            if (slot != 0)
+                bad(std::string("linear_attn_config.") + key,
+                    "layer " + std::to_string(layer) + " is in both kda_layers and full_attn_layers");
+            slot = who;
+        }
+    };
+    claim(kda_layers, "kda_layers", 1);
+    claim(full_attn_layers, "full_attn_layers", 2);
+    for (int64_t layer = 1; layer <= num_hidden_layers; ++layer)
+        if (owner[static_cast<size_t>(layer)] == 0)
+            bad("linear_attn_config", "layer " + std::to_string(layer) +
+                                          " is in neither kda_layers nor full_attn_layers");
+
+    bool any_dense = false, any_moe = false;
+    for (int64_t layer = 0; layer < num_hidden_layers; ++layer)
+        (is_moe_layer(layer) ? any_moe : any_dense) = true;
+    if (any_dense) positive("intermediate_size", intermediate_size);
+    if (any_moe) {
+        positive("num_experts_per_token", num_experts_per_token);
+        positive("moe_intermediate_size", moe_intermediate_size);
+        if (num_experts_per_token > num_experts)
+            bad("num_experts_per_token", std::to_string(num_experts_per_token) +
+                                             " exceeds num_experts " + std::to_string(num_experts));
+        if (num_shared_experts < 0) bad("num_shared_experts", "must be >= 0");
+        if (!(routed_scaling_factor > 0.0f)) bad("routed_scaling_factor", "must be > 0");
+        if (use_grouped_topk) {
+            positive("num_expert_group", num_expert_group);
+            if (num_experts % num_expert_group != 0)
+                bad("num_expert_group", "num_experts " + std::to_string(num_experts) +
+                                            " is not divisible by " +
+                                            std::to_string(num_expert_group));
+            if (topk_group < 1 || topk_group > num_expert_group)
+                bad("topk_group", std::to_string(topk_group) + " is outside 1..num_expert_group " +
+                                      std::to_string(num_expert_group));
+            if (topk_group * (num_experts / num_expert_group) < num_experts_per_token)
+                bad("topk_group", "the kept groups hold " +
+                                      std::to_string(topk_group * (num_experts / num_expert_group)) +
+                                      " experts, fewer than num_experts_per_token " +
+                                      std::to_string(num_experts_per_token));
+        }
+    }
+    positive("model_max_length", max_context);
+}
+
+std::string ModelConfig::to_json() const {
+    json j;
+    j["architectures"] = {"KimiLinearForCausalLM"};
+    j["model_type"] = "kimi_linear";
+    j["hidden_size"] = hidden_size;
+    j["num_hidden_layers"] = num_hidden_layers;
+    j["vocab_size"] = vocab_size;
+    j["intermediate_size"] = intermediate_size;
+    j["rms_norm_eps"] = rms_norm_eps;
+    j["num_attention_heads"] = num_attention_heads;
+    j["kv_lora_rank"] = kv_lora_rank;
+    j["q_lora_rank"] = nullptr;
+    j["qk_nope_head_dim"] = qk_nope_head_dim;
+    j["qk_rope_head_dim"] = qk_rope_head_dim;
+    j["v_head_dim"] = v_head_dim;
+    j["mla_use_nope"] = true;
+    j["linear_attn_config"] = {{"num_heads", kda_num_heads},
+                               {"head_dim", kda_head_dim},
+                               {"short_conv_kernel_size", short_conv_kernel_size},
+                               {"kda_layers", kda_layers},
+                               {"full_attn_layers", full_attn_layers}};
+    j["num_experts"] = num_experts;
+    j["num_experts_per_token"] = num_experts_per_token;
+    j["num_shared_experts"] = num_shared_experts;
+    j["moe_intermediate_size"] = moe_intermediate_size;
+    j["moe_router_activation_func"] = "sigmoid";
+    j["moe_renormalize"] = moe_renormalize;
+    j["routed_scaling_factor"] = routed_scaling_factor;
+    j["use_grouped_topk"] = use_grouped_topk;
+    j["num_expert_group"] = num_expert_group;
+    j["topk_group"] = topk_group;
+    j["first_k_dense_replace"] = first_k_dense_replace;
+    j["moe_layer_freq"] = moe_layer_freq;
+    j["tie_word_embeddings"] = tie_word_embeddings;
+    j["model_max_length"] = max_context;
+    return j.dump(2) + "\n";
+}
+
+bool ModelConfig::is_kda_layer(int64_t layer) const {
+    return std::find(kda_layers.begin(), kda_layers.end(), layer + 1) != kda_layers.end();
+}
+
+bool ModelConfig::is_moe_layer(int64_t layer) const {
+    return num_experts > 0 && layer >= first_k_dense_replace && layer % moe_layer_freq == 0;
+}
+
+int64_t ModelConfig::n_kda_layers() const { return static_cast<int64_t>(kda_layers.size()); }
+int64_t ModelConfig::n_mla_layers() const { return static_cast<int64_t>(full_attn_layers.size()); }
+
+}  // namespace kl

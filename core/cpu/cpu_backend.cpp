@@ -1,0 +1,374 @@
+#include "cpu_backend.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <new>
+
+#include "../error.h"
+#include "ops.h"
+
+namespace kl {
+namespace {
+
+// The chunk length of the KDA prefill (model.md); decode steps use the recurrence.
+constexpr size_t kKdaChunk = 64;
+
+// Per-session state in host memory. Layer vectors are indexed by the 0-based layer number;
+// entries of the other attention kind stay empty.
+class CpuState final : public BackendState {
+public:
+    CpuState(const ModelConfig& config, uint64_t capacity) : config_(&config), capacity_(capacity) {
+        const size_t layers = static_cast<size_t>(config.num_hidden_layers);
+        kda_state.resize(layers);
+        conv_state.resize(layers);
+        mla_cache.resize(layers);
+        for (size_t layer = 0; layer < layers; ++layer) {
+            if (config.is_kda_layer(static_cast<int64_t>(layer))) {
+                kda_state[layer].assign(kda_state_floats(), 0.0f);
+                conv_state[layer].assign(conv_state_floats(), 0.0f);
+            }
+        }
+    }
+
+    std::unique_ptr<BackendState> clone() const override {
+        return std::make_unique<CpuState>(*this);
+    }
+
+    void reset() override {
+        for (auto& s : kda_state) std::fill(s.begin(), s.end(), 0.0f);
+        for (auto& s : conv_state) std::fill(s.begin(), s.end(), 0.0f);
+        for (auto& c : mla_cache) c.clear();
+    }
+
+    uint64_t capacity() const override { return capacity_; }
+
+    size_t saved_size(uint64_t position) const override {
+        size_t floats = 0;
+        for (size_t layer = 0; layer < kda_state.size(); ++layer) {
+            if (config_->is_kda_layer(static_cast<int64_t>(layer)))
+                floats += kda_state_floats() + conv_state_floats();
+            else
+                floats += static_cast<size_t>(position) * cache_width();
+        }
+        return floats * sizeof(float);
+    }
+
+    void save(uint64_t position, uint8_t* out) const override {
+        for (size_t layer = 0; layer < kda_state.size(); ++layer) {
+            if (config_->is_kda_layer(static_cast<int64_t>(layer))) {
+                out = put(out, kda_state[layer].data(), kda_state[layer].size());
+                out = put(out, conv_state[layer].data(), conv_state[layer].size());
+            } else {
+                out = put(out, mla_cache[layer].data(), static_cast<size_t>(position) * cache_width());
+            }
+        }
+    }
+
+    void load(uint64_t position, const uint8_t* data) override {
+        for (size_t layer = 0; layer < kda_state.size(); ++layer) {
+            if (config_->is_kda_layer(static_cast<int64_t>(layer))) {
+                data = get(data, kda_state[layer].data(), kda_state[layer].size());
+                data = get(data, conv_state[layer].data(), conv_state[layer].size());
+            } else {
+                mla_cache[layer].resize(static_cast<size_t>(position) * cache_width());
+                data = get(data, mla_cache[layer].data(), mla_cache[layer].size());
+            }
+        }
+    }
+
+    size_t kda_state_floats() const {
+        return static_cast<size_t>(config_->kda_num_heads * config_->kda_head_dim *
+                                   config_->kda_head_dim);
+    }
+    size_t conv_state_floats() const {
+        return static_cast<size_t>(3 * (config_->short_conv_kernel_size - 1) * config_->kda_dim());
+    }
+    size_t cache_width() const { return static_cast<size_t>(config_->mla_cache_width()); }
+
+    std::vector<std::vector<float>> kda_state;   // [H, K, V] per KDA layer
+    std::vector<std::vector<float>> conv_state;  // q, k, v: [kernel-1, H*D] each
+    std::vector<std::vector<float>> mla_cache;   // [tokens, rank + rope] per MLA layer
+
+private:
+    static uint8_t* put(uint8_t* out, const float* src, size_t n) {
+        std::memcpy(out, src, n * sizeof(float));
+        return out + n * sizeof(float);
+    }
+    static const uint8_t* get(const uint8_t* in, float* dst, size_t n) {
+        std::memcpy(dst, in, n * sizeof(float));
+        return in + n * sizeof(float);
+    }
+
+    const ModelConfig* config_;
+    uint64_t capacity_;
+};
+
+class CpuBackend final : public Backend {
+public:
+    CpuBackend(const ModelConfig& config, ModelWeights weights, int n_threads)
+        : config_(config), weights_(std::move(weights)), pool_(n_threads) {}
+
+    DeviceKind device() const override { return DeviceKind::Cpu; }
+    uint64_t weight_bytes() const override { return weights_.bytes(); }
+    uint64_t session_fixed_bytes() const override {
+        CpuState probe(config_, 0);
+        return static_cast<uint64_t>(config_.n_kda_layers()) *
+               (probe.kda_state_floats() + probe.conv_state_floats()) * sizeof(float);
+    }
+    uint64_t kv_bytes_per_token() const override {
+        return static_cast<uint64_t>(config_.n_mla_layers() * config_.mla_cache_width()) *
+               sizeof(float);
+    }
+
+    std::unique_ptr<BackendState> create_state(uint64_t max_context) const override {
+        try {
+            return std::make_unique<CpuState>(config_, max_context);
+        } catch (const std::bad_alloc&) {
+            fail(Status::OutOfMemory, "cannot allocate the session state");
+        }
+    }
+
+    void forward(BackendState& state_base, uint64_t position, const int32_t* tokens, size_t n,
+                 float* last_logits, float* all_logits,
+                 const std::atomic<bool>& cancel) const override;
+
+private:
+    void linear(const float* x, size_t n, const Matrix& w, float* y) const {
+        cpu::matmul_wt(pool_, x, n, static_cast<size_t>(w.cols), w.data.data(),
+                       static_cast<size_t>(w.rows), y);
+    }
+    void rms_norm_rows(const float* x, size_t n, const std::vector<float>& weight,
+                       float* y) const {
+        const size_t dim = weight.size();
+        for (size_t t = 0; t < n; ++t)
+            cpu::rms_norm(x + t * dim, weight.data(), dim, config_.rms_norm_eps, y + t * dim);
+    }
+    void kda_layer(const KdaWeights& w, const float* x, size_t n, std::vector<float>& kda_state,
+                   std::vector<float>& conv_state, float* out) const;
+    void mla_layer(const MlaWeights& w, const float* x, size_t n, uint64_t position,
+                   std::vector<float>& cache, float* out) const;
+    void mlp(const MlpWeights& w, const float* x, size_t n, float* out) const;
+    void moe(const MoeWeights& w, const float* x, size_t n, float* out) const;
+
+    ModelConfig config_;
+    ModelWeights weights_;
+    mutable ThreadPool pool_;
+};
+
+void CpuBackend::kda_layer(const KdaWeights& w, const float* x, size_t n,
+                           std::vector<float>& kda_state, std::vector<float>& conv_state,
+                           float* out) const {
+    const size_t H = static_cast<size_t>(config_.kda_num_heads);
+    const size_t D = static_cast<size_t>(config_.kda_head_dim);
+    const size_t HD = H * D;
+    const size_t kernel = static_cast<size_t>(config_.short_conv_kernel_size);
+    const size_t conv_floats = (kernel - 1) * HD;
+
+    std::vector<float> projected(n * HD), q(n * HD), k(n * HD), v(n * HD);
+    const Matrix* projections[3] = {&w.q_proj, &w.k_proj, &w.v_proj};
+    const std::vector<float>* conv_weights[3] = {&w.q_conv, &w.k_conv, &w.v_conv};
+    float* conv_out[3] = {q.data(), k.data(), v.data()};
+    for (int i = 0; i < 3; ++i) {
+        linear(x, n, *projections[i], projected.data());
+        cpu::short_conv_silu(projected.data(), n, HD, conv_weights[i]->data(), kernel,
+                             conv_state.data() + i * conv_floats, conv_out[i]);
+    }
+    cpu::l2_normalize_heads(q.data(), n * H, D);
+    cpu::l2_normalize_heads(k.data(), n * H, D);
+
+    // Per-channel log decay g = -exp(A_log[h]) * softplus(f_b(f_a(x)) + dt_bias).
+    std::vector<float> low_rank(n * D), g(n * HD);
+    linear(x, n, w.f_a_proj, low_rank.data());
+    linear(low_rank.data(), n, w.f_b_proj, g.data());
+    for (size_t t = 0; t < n; ++t)
+        for (size_t h = 0; h < H; ++h) {
+            const float a = -std::exp(w.a_log[h]);
+            float* gt = g.data() + t * HD + h * D;
+            const float* bias = w.dt_bias.data() + h * D;
+            for (size_t c = 0; c < D; ++c) gt[c] = a * cpu::softplus(gt[c] + bias[c]);
+        }
+
+    std::vector<float> beta(n * H);
+    linear(x, n, w.b_proj, beta.data());
+    for (float& b : beta) b = cpu::sigmoid(b);
+
+    std::vector<float> o(n * HD);
+    const float scale = 1.0f / std::sqrt(static_cast<float>(D));
+    if (n == 1)
+        cpu::kda_recurrent(pool_, q.data(), k.data(), v.data(), g.data(), beta.data(), n, H, D,
+                           scale, kda_state.data(), o.data());
+    else
+        cpu::kda_chunked(pool_, q.data(), k.data(), v.data(), g.data(), beta.data(), n, H, D,
+                         scale, kKdaChunk, kda_state.data(), o.data());
+
+    // Gated RMSNorm per head: RMSNorm_D(o) * o_norm * sigmoid(g_b(g_a(x))).
+    std::vector<float> gate(n * HD);
+    linear(x, n, w.g_a_proj, low_rank.data());
+    linear(low_rank.data(), n, w.g_b_proj, gate.data());
+    for (size_t t = 0; t < n; ++t)
+        for (size_t h = 0; h < H; ++h) {
+            float* oh = o.data() + t * HD + h * D;
+            const float* gh = gate.data() + t * HD + h * D;
+            cpu::rms_norm(oh, w.o_norm.data(), D, config_.rms_norm_eps, oh);
+            for (size_t c = 0; c < D; ++c) oh[c] *= cpu::sigmoid(gh[c]);
+        }
+    linear(o.data(), n, w.o_proj, out);
+}
+
+void CpuBackend::mla_layer(const MlaWeights& w, const float* x, size_t n, uint64_t position,
+                           std::vector<float>& cache, float* out) const {
+    cpu::MlaShape shape{static_cast<size_t>(config_.num_attention_heads),
+                        static_cast<size_t>(config_.qk_nope_head_dim),
+                        static_cast<size_t>(config_.qk_rope_head_dim),
+                        static_cast<size_t>(config_.v_head_dim),
+                        static_cast<size_t>(config_.kv_lora_rank)};
+    const size_t width = shape.cache_width();
+    const size_t pos = static_cast<size_t>(position);
+
+    std::vector<float> q(n * shape.q_width());
+    linear(x, n, w.q_proj, q.data());
+
+    // New cache rows: [RMSNorm(c) * kv_a_layernorm, k_pe] for each token.
+    cache.resize((pos + n) * width);
+    float* rows = cache.data() + pos * width;
+    linear(x, n, w.kv_a_proj_with_mqa, rows);
+    for (size_t t = 0; t < n; ++t)
+        cpu::rms_norm(rows + t * width, w.kv_a_layernorm.data(), shape.rank, config_.rms_norm_eps,
+                      rows + t * width);
+
+    std::vector<float> attn(n * shape.heads * shape.v_dim);
+    if (n == 1)
+        cpu::mla_attention_absorbed(pool_, shape, q.data(), n, pos, cache.data(),
+                                    w.kv_b_proj.data.data(), attn.data());
+    else
+        cpu::mla_attention_expanded(pool_, shape, q.data(), n, pos, cache.data(),
+                                    w.kv_b_proj.data.data(), attn.data());
+    linear(attn.data(), n, w.o_proj, out);
+}
+
+void CpuBackend::mlp(const MlpWeights& w, const float* x, size_t n, float* out) const {
+    const size_t inter = static_cast<size_t>(w.gate.rows);
+    std::vector<float> gate(n * inter), up(n * inter);
+    linear(x, n, w.gate, gate.data());
+    linear(x, n, w.up, up.data());
+    for (size_t i = 0; i < gate.size(); ++i) gate[i] = cpu::silu(gate[i]) * up[i];
+    linear(gate.data(), n, w.down, out);
+}
+
+void CpuBackend::moe(const MoeWeights& w, const float* x, size_t n, float* out) const {
+    const size_t hidden = static_cast<size_t>(config_.hidden_size);
+    const size_t E = static_cast<size_t>(config_.num_experts);
+    const size_t top_k = static_cast<size_t>(config_.num_experts_per_token);
+    cpu::RouterConfig router{E,
+                             top_k,
+                             config_.moe_renormalize,
+                             config_.routed_scaling_factor,
+                             config_.use_grouped_topk,
+                             static_cast<size_t>(config_.num_expert_group),
+                             static_cast<size_t>(config_.topk_group)};
+
+    std::vector<float> router_logits(n * E);
+    linear(x, n, w.gate, router_logits.data());
+    std::vector<int32_t> chosen(n * top_k);
+    std::vector<float> chosen_weight(n * top_k);
+    for (size_t t = 0; t < n; ++t)
+        cpu::moe_route(router, router_logits.data() + t * E, w.e_score_correction_bias.data(),
+                       chosen.data() + t * top_k, chosen_weight.data() + t * top_k);
+
+    // Group tokens by expert so each expert's weights are read once per call.
+    std::vector<std::vector<size_t>> slots_of_expert(E);
+    for (size_t slot = 0; slot < n * top_k; ++slot)
+        slots_of_expert[static_cast<size_t>(chosen[slot])].push_back(slot);
+
+    if (w.has_shared)
+        mlp(w.shared, x, n, out);
+    else
+        std::fill(out, out + n * hidden, 0.0f);
+
+    std::vector<float> gathered, expert_out;
+    for (size_t e = 0; e < E; ++e) {
+        const auto& slots = slots_of_expert[e];
+        if (slots.empty()) continue;
+        gathered.resize(slots.size() * hidden);
+        expert_out.resize(slots.size() * hidden);
+        for (size_t i = 0; i < slots.size(); ++i)
+            std::memcpy(&gathered[i * hidden], x + (slots[i] / top_k) * hidden,
+                        hidden * sizeof(float));
+        mlp(w.experts[e], gathered.data(), slots.size(), expert_out.data());
+        for (size_t i = 0; i < slots.size(); ++i) {
+            float* dst = out + (slots[i] / top_k) * hidden;
+            const float weight = chosen_weight[slots[i]];
+            const float* src = &expert_out[i * hidden];
+            for (size_t c = 0; c < hidden; ++c) dst[c] += weight * src[c];
+        }
+    }
+}
+
+void CpuBackend::forward(BackendState& state_base, uint64_t position, const int32_t* tokens,
+                         size_t n, float* last_logits, float* all_logits,
+                         const std::atomic<bool>& cancel) const {
+    auto& state = static_cast<CpuState&>(state_base);
+    const size_t hidden = static_cast<size_t>(config_.hidden_size);
+    const size_t vocab = static_cast<size_t>(config_.vocab_size);
+    const size_t layers = static_cast<size_t>(config_.num_hidden_layers);
+
+    // The recurrent parts are updated on copies and committed only if the whole pass
+    // succeeds; the MLA cache only gains rows past `position`, which stay invisible until
+    // the caller advances the position. So any throw leaves the session as it was.
+    std::vector<std::vector<float>> kda_state(layers), conv_state(layers);
+    for (size_t layer = 0; layer < layers; ++layer) {
+        kda_state[layer] = state.kda_state[layer];
+        conv_state[layer] = state.conv_state[layer];
+    }
+
+    std::vector<float> x(n * hidden), normed(n * hidden), branch(n * hidden);
+    for (size_t t = 0; t < n; ++t)
+        std::memcpy(&x[t * hidden],
+                    weights_.embed_tokens.data.data() + static_cast<size_t>(tokens[t]) * hidden,
+                    hidden * sizeof(float));
+
+    for (size_t layer = 0; layer < layers; ++layer) {
+        if (cancel.load(std::memory_order_relaxed)) fail(Status::Cancelled, "cancelled");
+        const LayerWeights& lw = weights_.layers[layer];
+
+        rms_norm_rows(x.data(), n, lw.input_layernorm, normed.data());
+        if (lw.is_kda)
+            kda_layer(lw.kda, normed.data(), n, kda_state[layer], conv_state[layer],
+                      branch.data());
+        else
+            mla_layer(lw.mla, normed.data(), n, position, state.mla_cache[layer], branch.data());
+        for (size_t i = 0; i < x.size(); ++i) x[i] += branch[i];
+
+        rms_norm_rows(x.data(), n, lw.post_attention_layernorm, normed.data());
+        if (lw.is_moe)
+            moe(lw.moe, normed.data(), n, branch.data());
+        else
+            mlp(lw.mlp, normed.data(), n, branch.data());
+        for (size_t i = 0; i < x.size(); ++i) x[i] += branch[i];
+    }
+    if (cancel.load(std::memory_order_relaxed)) fail(Status::Cancelled, "cancelled");
+
+    if (all_logits) {
+        rms_norm_rows(x.data(), n, weights_.final_norm, normed.data());
+        linear(normed.data(), n, weights_.lm_head, all_logits);
+        std::memcpy(last_logits, all_logits + (n - 1) * vocab, vocab * sizeof(float));
+    } else {
+        rms_norm_rows(x.data() + (n - 1) * hidden, 1, weights_.final_norm, normed.data());
+        linear(normed.data(), 1, weights_.lm_head, last_logits);
+    }
+
+    for (size_t layer = 0; layer < layers; ++layer) {
+        state.kda_state[layer].swap(kda_state[layer]);
+        state.conv_state[layer].swap(conv_state[layer]);
+    }
+}
+
+}  // namespace
+
+std::unique_ptr<Backend> make_cpu_backend(const ModelConfig& config, ModelWeights weights,
+                                          int n_threads) {
+    return std::make_unique<CpuBackend>(config, std::move(weights), n_threads);
+}
+
+}  // namespace kl

@@ -1,0 +1,186 @@
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+#include "ops.h"
+
+namespace kl::cpu {
+
+void short_conv_silu(const float* x, size_t T, size_t channels, const float* weight,
+                     size_t kernel, float* state, float* y) {
+    const size_t history = kernel - 1;
+    // input(t) for t in [-history, T): the carried state, then x.
+    auto input = [&](ptrdiff_t t) -> const float* {
+        return t < 0 ? state + (static_cast<ptrdiff_t>(history) + t) * channels
+                     : x + static_cast<size_t>(t) * channels;
+    };
+    for (size_t t = 0; t < T; ++t) {
+        float* yt = y + t * channels;
+        std::fill(yt, yt + channels, 0.0f);
+        for (size_t j = 0; j < kernel; ++j) {
+            const float* in = input(static_cast<ptrdiff_t>(t + j) - static_cast<ptrdiff_t>(history));
+            for (size_t c = 0; c < channels; ++c) yt[c] += weight[c * kernel + j] * in[c];
+        }
+        for (size_t c = 0; c < channels; ++c) yt[c] = silu(yt[c]);
+    }
+    // The new state: the last `history` inputs, oldest first (built aside: rows may overlap).
+    std::vector<float> next(history * channels);
+    for (size_t r = 0; r < history; ++r)
+        std::memcpy(&next[r * channels],
+                    input(static_cast<ptrdiff_t>(T) - static_cast<ptrdiff_t>(history - r)),
+                    channels * sizeof(float));
+    std::memcpy(state, next.data(), next.size() * sizeof(float));
+}
+
+void l2_normalize_heads(float* x, size_t heads, size_t dim) {
+    for (size_t h = 0; h < heads; ++h) {
+        float* v = x + h * dim;
+        float sum = 0.0f;
+        for (size_t i = 0; i < dim; ++i) sum += v[i] * v[i];
+        const float inv = 1.0f / std::sqrt(sum + 1e-6f);
+        for (size_t i = 0; i < dim; ++i) v[i] *= inv;
+    }
+}
+
+void kda_recurrent(ThreadPool& pool, const float* q, const float* k, const float* v,
+                   const float* g, const float* beta, size_t T, size_t H, size_t D, float scale,
+                   float* state, float* o) {
+    const size_t stride = H * D;
+    pool.parallel_for(H, 1, [&](size_t h_begin, size_t h_end) {
+        std::vector<float> delta(D);
+        for (size_t h = h_begin; h < h_end; ++h) {
+            float* S = state + h * D * D;  // [K, V]
+            for (size_t t = 0; t < T; ++t) {
+                const size_t at = t * stride + h * D;
+                const float* qt = q + at;
+                const float* kt = k + at;
+                const float* vt = v + at;
+                const float* gt = g + at;
+                const float b = beta[t * H + h];
+                // Decay each key row, then delta = beta (v - k^T S).
+                std::memcpy(delta.data(), vt, D * sizeof(float));
+                for (size_t c = 0; c < D; ++c) {
+                    float* row = S + c * D;
+                    const float decay = std::exp(gt[c]);
+                    const float kc = kt[c];
+                    for (size_t j = 0; j < D; ++j) {
+                        row[j] *= decay;
+                        delta[j] -= kc * row[j];
+                    }
+                }
+                for (size_t j = 0; j < D; ++j) delta[j] *= b;
+                float* ot = o + at;
+                std::fill(ot, ot + D, 0.0f);
+                for (size_t c = 0; c < D; ++c) {
+                    float* row = S + c * D;
+                    const float kc = kt[c];
+                    const float qc = qt[c] * scale;
+                    for (size_t j = 0; j < D; ++j) {
+                        row[j] += kc * delta[j];
+                        ot[j] += qc * row[j];
+                    }
+                }
+            }
+        }
+    });
+}
+
+// Chunkwise form. Inside a chunk, with G_i the inclusive cumulative log decay and S0 the
+// state at the chunk start, the scaled innovations d_i = beta_i (v_i - S'_i^T k_i) solve the
+// unit lower-triangular system
+//     d_i + beta_i sum_{j<i} A_ij d_j = beta_i (v_i - S0^T (k_i ⊙ e^{G_i})),
+//     A_ij = sum_c k_i[c] k_j[c] e^{G_i[c] - G_j[c]},
+// (forward substitution: the UT transform), and then
+//     o_i = scale (q_i ⊙ e^{G_i})^T S0 + scale sum_{j<=i} (sum_c q_i[c] k_j[c] e^{G_i[c]-G_j[c]}) d_j
+//     S   = e^{G_last} ⊙ S0 + sum_j (k_j ⊙ e^{G_last - G_j}) d_j^T.
+// Every exponent is G_i - G_j with i >= j, G_i or G_last - G_j: never positive, so strong
+// decay underflows to zero instead of overflowing.
+void kda_chunked(ThreadPool& pool, const float* q, const float* k, const float* v, const float* g,
+                 const float* beta, size_t T, size_t H, size_t D, float scale, size_t chunk,
+                 float* state, float* o) {
+    const size_t stride = H * D;
+    chunk = std::max<size_t>(chunk, 1);
+    pool.parallel_for(H, 1, [&](size_t h_begin, size_t h_end) {
+        std::vector<float> G(chunk * D), d(chunk * D);
+        for (size_t h = h_begin; h < h_end; ++h) {
+            float* S = state + h * D * D;  // [K, V]
+            for (size_t start = 0; start < T; start += chunk) {
+                const size_t n = std::min(chunk, T - start);
+                auto at = [&](size_t i) { return (start + i) * stride + h * D; };
+
+                for (size_t i = 0; i < n; ++i) {
+                    const float* gi = g + at(i);
+                    for (size_t c = 0; c < D; ++c)
+                        G[i * D + c] = gi[c] + (i ? G[(i - 1) * D + c] : 0.0f);
+                }
+
+                // Right-hand side and forward substitution for d.
+                for (size_t i = 0; i < n; ++i) {
+                    const float* ki = k + at(i);
+                    const float* Gi = &G[i * D];
+                    float* di = &d[i * D];
+                    std::memcpy(di, v + at(i), D * sizeof(float));
+                    for (size_t c = 0; c < D; ++c) {
+                        const float kc = ki[c] * std::exp(Gi[c]);
+                        const float* row = S + c * D;
+                        for (size_t j = 0; j < D; ++j) di[j] -= kc * row[j];
+                    }
+                    const float b = beta[(start + i) * H + h];
+                    for (size_t j = 0; j < D; ++j) di[j] *= b;
+                    for (size_t jj = 0; jj < i; ++jj) {
+                        const float* kj = k + at(jj);
+                        const float* Gj = &G[jj * D];
+                        float a = 0.0f;
+                        for (size_t c = 0; c < D; ++c) a += ki[c] * kj[c] * std::exp(Gi[c] - Gj[c]);
+                        const float coef = b * a;
+                        const float* dj = &d[jj * D];
+                        for (size_t j = 0; j < D; ++j) di[j] -= coef * dj[j];
+                    }
+                }
+
+                // Outputs read the state at the chunk start.
+                for (size_t i = 0; i < n; ++i) {
+                    const float* qi = q + at(i);
+                    const float* Gi = &G[i * D];
+                    float* oi = o + at(i);
+                    std::fill(oi, oi + D, 0.0f);
+                    for (size_t c = 0; c < D; ++c) {
+                        const float qc = qi[c] * std::exp(Gi[c]);
+                        const float* row = S + c * D;
+                        for (size_t j = 0; j < D; ++j) oi[j] += qc * row[j];
+                    }
+                    for (size_t jj = 0; jj <= i; ++jj) {
+                        const float* kj = k + at(jj);
+                        const float* Gj = &G[jj * D];
+                        float b = 0.0f;
+                        for (size_t c = 0; c < D; ++c) b += qi[c] * kj[c] * std::exp(Gi[c] - Gj[c]);
+                        const float* dj = &d[jj * D];
+                        for (size_t j = 0; j < D; ++j) oi[j] += b * dj[j];
+                    }
+                    for (size_t j = 0; j < D; ++j) oi[j] *= scale;
+                }
+
+                // State to the chunk end.
+                const float* G_last = &G[(n - 1) * D];
+                for (size_t c = 0; c < D; ++c) {
+                    const float decay = std::exp(G_last[c]);
+                    float* row = S + c * D;
+                    for (size_t j = 0; j < D; ++j) row[j] *= decay;
+                }
+                for (size_t jj = 0; jj < n; ++jj) {
+                    const float* kj = k + at(jj);
+                    const float* Gj = &G[jj * D];
+                    const float* dj = &d[jj * D];
+                    for (size_t c = 0; c < D; ++c) {
+                        const float kc = kj[c] * std::exp(G_last[c] - Gj[c]);
+                        float* row = S + c * D;
+                        for (size_t j = 0; j < D; ++j) row[j] += kc * dj[j];
+                    }
+                }
+            }
+        }
+    });
+}
+
+}  // namespace kl::cpu

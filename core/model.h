@@ -1,0 +1,40 @@
+// A loaded model: config, the backend holding its weights, and the fingerprint snapshots
+// carry. Immutable after load; shared by any number of sessions.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "backend.h"
+#include "config.h"
+
+namespace kl {
+
+enum class DeviceRequest { Auto = 0, Cpu = 1, Cuda = 2 };  // values match kl_device
+
+struct ModelLoadOptions {
+    DeviceRequest device = DeviceRequest::Auto;
+    int device_index = 0;
+    int n_threads = 0;                        // 0 = all hardware threads
+    std::function<bool(float)> progress;      // false aborts (Cancelled); may be empty
+};
+
+class Model {
+public:
+    static std::unique_ptr<Model> load(const std::string& dir, const ModelLoadOptions& options);
+
+    const ModelConfig& config() const { return config_; }
+    const Backend& backend() const { return *backend_; }
+    // Identifies config + weights: a hash of the config and of each tensor's name, shape and
+    // sampled bytes. Snapshots of another model are rejected by it.
+    uint64_t fingerprint() const { return fingerprint_; }
+
+private:
+    ModelConfig config_;
+    std::unique_ptr<Backend> backend_;
+    uint64_t fingerprint_ = 0;
+};
+
+}  // namespace kl

@@ -1,0 +1,348 @@
+#include "safetensors.h"
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include <nlohmann/json.hpp>
+
+#include "error.h"
+
+namespace kl {
+
+using nlohmann::json;
+
+const char* dtype_name(DType dtype) {
+    switch (dtype) {
+        case DType::F32: return "F32";
+        case DType::F16: return "F16";
+        case DType::BF16: return "BF16";
+    }
+    return "?";
+}
+
+size_t dtype_size(DType dtype) { return dtype == DType::F32 ? 4 : 2; }
+
+float bf16_to_f32(uint16_t bits) {
+    const uint32_t word = static_cast<uint32_t>(bits) << 16;
+    float value;
+    std::memcpy(&value, &word, sizeof(value));
+    return value;
+}
+
+uint16_t f32_to_bf16(float value) {
+    uint32_t word;
+    std::memcpy(&word, &value, sizeof(word));
+    if ((word & 0x7fffffffu) > 0x7f800000u) return static_cast<uint16_t>((word >> 16) | 0x40);  // NaN stays NaN
+    const uint32_t rounding = 0x7fffu + ((word >> 16) & 1u);  // to nearest, ties to even
+    return static_cast<uint16_t>((word + rounding) >> 16);
+}
+
+float f16_to_f32(uint16_t bits) {
+    const uint32_t sign = static_cast<uint32_t>(bits & 0x8000u) << 16;
+    uint32_t exponent = (bits >> 10) & 0x1fu;
+    uint32_t mantissa = bits & 0x3ffu;
+    uint32_t word;
+    if (exponent == 0x1f) {
+        word = sign | 0x7f800000u | (mantissa << 13);
+    } else if (exponent == 0) {
+        if (mantissa == 0) {
+            word = sign;
+        } else {  // subnormal: renormalise
+            int shift = 0;
+            while ((mantissa & 0x400u) == 0) mantissa <<= 1, ++shift;
+            mantissa &= 0x3ffu;
+            word = sign | static_cast<uint32_t>(127 - 15 - shift + 1) << 23 | (mantissa << 13);
+        }
+    } else {
+        word = sign | (exponent + 127 - 15) << 23 | (mantissa << 13);
+    }
+    float value;
+    std::memcpy(&value, &word, sizeof(value));
+    return value;
+}
+
+uint16_t f32_to_f16(float value) {
+    uint32_t word;
+    std::memcpy(&word, &value, sizeof(word));
+    const uint16_t sign = static_cast<uint16_t>((word >> 16) & 0x8000u);
+    const uint32_t abs = word & 0x7fffffffu;
+    if (abs > 0x7f800000u) return sign | 0x7e00u;  // NaN
+    if (abs >= 0x477ff000u) return sign | 0x7c00u;  // rounds to >= 65520: inf
+    if (abs < 0x38800000u) {                        // below the smallest normal half
+        if (abs < 0x33000000u) return sign;          // < half the smallest subnormal
+        const uint32_t mant = (abs & 0x7fffffu) | 0x800000u;
+        const int shift = 126 - static_cast<int>(abs >> 23);  // to units of 2^-24
+        uint32_t result = mant >> shift;
+        const uint32_t rest = mant & ((1u << shift) - 1u);
+        const uint32_t half = 1u << (shift - 1);
+        if (rest > half || (rest == half && (result & 1u))) ++result;
+        return sign | static_cast<uint16_t>(result);
+    }
+    uint32_t result = ((abs >> 13) - (112u << 10));
+    const uint32_t rest = abs & 0x1fffu;
+    if (rest > 0x1000u || (rest == 0x1000u && (result & 1u))) ++result;
+    return sign | static_cast<uint16_t>(result);
+}
+
+int64_t TensorView::numel() const {
+    int64_t n = 1;
+    for (int64_t d : shape) n *= d;
+    return n;
+}
+
+void TensorView::to_f32(float* out) const {
+    const size_t n = static_cast<size_t>(numel());
+    if (dtype == DType::F32) {
+        std::memcpy(out, data, n * sizeof(float));
+        return;
+    }
+    const bool is_bf16 = dtype == DType::BF16;
+    for (size_t i = 0; i < n; ++i) {
+        uint16_t bits;
+        std::memcpy(&bits, data + 2 * i, sizeof(bits));
+        out[i] = is_bf16 ? bf16_to_f32(bits) : f16_to_f32(bits);
+    }
+}
+
+std::string shape_string(const std::vector<int64_t>& shape) {
+    std::string s = "[";
+    for (size_t i = 0; i < shape.size(); ++i) s += (i ? "," : "") + std::to_string(shape[i]);
+    return s + "]";
+}
+
+MappedFile::MappedFile(const std::string& path) : path_(path) {
+    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) fail(Status::Io, "cannot open " + path + ": " + std::strerror(errno));
+    struct stat info;
+    if (::fstat(fd, &info) != 0 || !S_ISREG(info.st_mode)) {
+        ::close(fd);
+        fail(Status::Io, path + " is not a readable regular file");
+    }
+    size_ = static_cast<size_t>(info.st_size);
+    if (size_ > 0) {
+        void* mapped = ::mmap(nullptr, size_, PROT_READ, MAP_PRIVATE, fd, 0);
+        if (mapped == MAP_FAILED) {
+            const int error = errno;
+            ::close(fd);
+            fail(Status::Io, "cannot map " + path + ": " + std::strerror(error));
+        }
+        data_ = static_cast<const uint8_t*>(mapped);
+    }
+    ::close(fd);
+}
+
+MappedFile::~MappedFile() {
+    if (data_) ::munmap(const_cast<uint8_t*>(data_), size_);
+}
+
+std::vector<TensorView> parse_safetensors(const MappedFile& file) {
+    const std::string& path = file.path();
+    auto bad = [&](const std::string& what) { fail(Status::Format, path + ": " + what); };
+    if (file.size() < 8) bad("truncated: " + std::to_string(file.size()) + " bytes, no header");
+    uint64_t header_len = 0;
+    for (int i = 7; i >= 0; --i) header_len = (header_len << 8) | file.data()[i];
+    if (header_len > kMaxSafetensorsHeaderBytes)
+        bad("header length " + std::to_string(header_len) + " exceeds the limit of " +
+            std::to_string(kMaxSafetensorsHeaderBytes) + " bytes");
+    if (header_len > file.size() - 8)
+        bad("truncated: header length " + std::to_string(header_len) + " but only " +
+            std::to_string(file.size() - 8) + " bytes follow");
+
+    json header;
+    try {
+        header = json::parse(file.data() + 8, file.data() + 8 + header_len);
+    } catch (const json::exception& e) {
+        bad(std::string("header is not valid JSON: ") + e.what());
+    }
+    if (!header.is_object()) bad("header is not a JSON object");
+
+    const uint8_t* data_begin = file.data() + 8 + header_len;
+    const uint64_t data_size = file.size() - 8 - header_len;
+    std::vector<TensorView> views;
+    std::vector<std::pair<uint64_t, uint64_t>> extents;
+    for (auto it = header.begin(); it != header.end(); ++it) {
+        if (it.key() == "__metadata__") continue;
+        const std::string& name = it.key();
+        auto bad_tensor = [&](const std::string& what) { bad("tensor " + name + ": " + what); };
+        const json& entry = it.value();
+        if (!entry.is_object()) bad_tensor("entry is not an object");
+        auto dtype_it = entry.find("dtype");
+        auto shape_it = entry.find("shape");
+        auto offsets_it = entry.find("data_offsets");
+        if (dtype_it == entry.end() || !dtype_it->is_string()) bad_tensor("missing dtype");
+        if (shape_it == entry.end() || !shape_it->is_array()) bad_tensor("missing shape");
+        if (offsets_it == entry.end() || !offsets_it->is_array() || offsets_it->size() != 2)
+            bad_tensor("data_offsets must be [begin, end]");
+
+        TensorView view;
+        view.name = name;
+        view.file = path;
+        const std::string dtype = dtype_it->get<std::string>();
+        if (dtype == "F32")
+            view.dtype = DType::F32;
+        else if (dtype == "F16")
+            view.dtype = DType::F16;
+        else if (dtype == "BF16")
+            view.dtype = DType::BF16;
+        else
+            fail(Status::Unsupported,
+                 path + ": tensor " + name + " has dtype " + dtype + " (supported: BF16, F16, F32)");
+
+        uint64_t numel = 1;
+        for (const json& d : *shape_it) {
+            if (!d.is_number_unsigned() && !(d.is_number_integer() && d.get<int64_t>() >= 0))
+                bad_tensor("shape entries must be non-negative integers, got " + d.dump());
+            const uint64_t dim = d.get<uint64_t>();
+            if (dim != 0 && numel > (uint64_t(1) << 62) / dim) bad_tensor("shape overflows");
+            numel *= dim;
+            view.shape.push_back(static_cast<int64_t>(dim));
+        }
+        for (const json& o : *offsets_it)
+            if (!o.is_number_unsigned() && !(o.is_number_integer() && o.get<int64_t>() >= 0))
+                bad_tensor("data_offsets must be non-negative integers");
+        const uint64_t begin = (*offsets_it)[0].get<uint64_t>();
+        const uint64_t end = (*offsets_it)[1].get<uint64_t>();
+        if (begin > end || end > data_size)
+            bad_tensor("data_offsets [" + std::to_string(begin) + ", " + std::to_string(end) +
+                       "] lie outside the " + std::to_string(data_size) + "-byte data region");
+        const uint64_t want = numel * dtype_size(view.dtype);
+        if (end - begin != want)
+            bad_tensor("holds " + std::to_string(end - begin) + " bytes, but " + dtype + " " +
+                       shape_string(view.shape) + " needs " + std::to_string(want));
+        view.data = data_begin + begin;
+        view.nbytes = static_cast<size_t>(want);
+        extents.emplace_back(begin, end);
+        views.push_back(std::move(view));
+    }
+    std::sort(extents.begin(), extents.end());
+    for (size_t i = 1; i < extents.size(); ++i)
+        if (extents[i].first < extents[i - 1].second) bad("tensors overlap in the data region");
+    return views;
+}
+
+std::unique_ptr<Checkpoint> Checkpoint::open(const std::string& dir) {
+    namespace fs = std::filesystem;
+    std::error_code ec;
+    if (!fs::is_directory(dir, ec)) fail(Status::Io, "model folder " + dir + " does not exist");
+
+    auto checkpoint = std::unique_ptr<Checkpoint>(new Checkpoint());
+    std::vector<std::string> shards;
+    std::map<std::string, std::string> weight_map;  // tensor -> shard file name
+    const fs::path index_path = fs::path(dir) / "model.safetensors.index.json";
+    if (fs::exists(index_path, ec)) {
+        std::ifstream in(index_path, std::ios::binary);
+        std::stringstream text;
+        text << in.rdbuf();
+        if (!in) fail(Status::Io, "cannot read " + index_path.string());
+        json index;
+        try {
+            index = json::parse(text.str());
+        } catch (const json::exception& e) {
+            fail(Status::Format, index_path.string() + ": not valid JSON: " + e.what());
+        }
+        if (!index.is_object() || !index.contains("weight_map") || !index["weight_map"].is_object())
+            fail(Status::Format, index_path.string() + ": weight_map: missing or not an object");
+        for (auto it = index["weight_map"].begin(); it != index["weight_map"].end(); ++it) {
+            if (!it.value().is_string())
+                fail(Status::Format, index_path.string() + ": weight_map: " + it.key() +
+                                         " does not name a file");
+            const std::string shard = it.value().get<std::string>();
+            if (shard.find('/') != std::string::npos || shard == "." || shard == "..")
+                fail(Status::Format, index_path.string() + ": weight_map: shard name \"" + shard +
+                                         "\" must be a plain file name");
+            weight_map[it.key()] = shard;
+            if (std::find(shards.begin(), shards.end(), shard) == shards.end())
+                shards.push_back(shard);
+        }
+        std::sort(shards.begin(), shards.end());
+    } else {
+        for (const auto& entry : fs::directory_iterator(dir, ec))
+            if (entry.path().extension() == ".safetensors")
+                shards.push_back(entry.path().filename().string());
+        std::sort(shards.begin(), shards.end());
+        if (shards.empty()) fail(Status::Io, "no *.safetensors in " + dir);
+    }
+
+    for (const std::string& shard : shards) {
+        const std::string path = (fs::path(dir) / shard).string();
+        if (!fs::exists(path, ec)) fail(Status::Io, "shard " + path + " (named in the index) is missing");
+        checkpoint->files_.push_back(std::make_unique<MappedFile>(path));
+        for (TensorView& view : parse_safetensors(*checkpoint->files_.back())) {
+            if (!weight_map.empty()) {
+                auto named = weight_map.find(view.name);
+                if (named == weight_map.end()) continue;  // stray tensor the index disowns
+                if (named->second != shard) continue;
+            }
+            if (checkpoint->tensors_.count(view.name))
+                fail(Status::Format, "tensor " + view.name + " appears twice (in " +
+                                         checkpoint->tensors_[view.name].file + " and " + path + ")");
+            std::string name = view.name;
+            checkpoint->tensors_.emplace(std::move(name), std::move(view));
+        }
+    }
+    for (const auto& [name, shard] : weight_map)
+        if (!checkpoint->tensors_.count(name))
+            fail(Status::Format, "tensor " + name + " is listed in the index under " + shard +
+                                     " but that file does not hold it");
+    return checkpoint;
+}
+
+const TensorView* Checkpoint::find(const std::string& name) const {
+    auto it = tensors_.find(name);
+    return it == tensors_.end() ? nullptr : &it->second;
+}
+
+uint64_t Checkpoint::total_bytes() const {
+    uint64_t total = 0;
+    for (const auto& entry : tensors_) total += entry.second.nbytes;
+    return total;
+}
+
+void write_safetensors(const std::string& path, const std::vector<TensorToWrite>& tensors) {
+    json header = json::object();
+    uint64_t offset = 0;
+    for (const TensorToWrite& t : tensors) {
+        const uint64_t bytes = t.values.size() * dtype_size(t.dtype);
+        header[t.name] = {{"dtype", dtype_name(t.dtype)},
+                          {"shape", t.shape},
+                          {"data_offsets", {offset, offset + bytes}}};
+        offset += bytes;
+    }
+    header["__metadata__"] = {{"format", "pt"}};
+    std::string text = header.dump();
+    text.append((8 - text.size() % 8) % 8, ' ');
+
+    std::ofstream out(path, std::ios::binary | std::ios::trunc);
+    if (!out) fail(Status::Io, "cannot create " + path);
+    uint8_t length[8];
+    for (int i = 0; i < 8; ++i) length[i] = static_cast<uint8_t>(text.size() >> (8 * i));
+    out.write(reinterpret_cast<const char*>(length), 8);
+    out.write(text.data(), static_cast<std::streamsize>(text.size()));
+    std::vector<uint8_t> buffer;
+    for (const TensorToWrite& t : tensors) {
+        buffer.resize(t.values.size() * dtype_size(t.dtype));
+        for (size_t i = 0; i < t.values.size(); ++i) {
+            if (t.dtype == DType::F32) {
+                std::memcpy(&buffer[4 * i], &t.values[i], 4);
+            } else {
+                const uint16_t bits = t.dtype == DType::BF16 ? f32_to_bf16(t.values[i])
+                                                             : f32_to_f16(t.values[i]);
+                std::memcpy(&buffer[2 * i], &bits, 2);
+            }
+        }
+        out.write(reinterpret_cast<const char*>(buffer.data()),
+                  static_cast<std::streamsize>(buffer.size()));
+    }
+    if (!out) fail(Status::Io, "cannot write " + path);
+}
+
+}  // namespace kl

@@ -1,0 +1,90 @@
+// Bounds-checked, memory-mapped safetensors reading (single file or sharded through
+// model.safetensors.index.json) and writing (for make_tiny_model and tests).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace kl {
+
+enum class DType { F32, F16, BF16 };
+
+const char* dtype_name(DType dtype);  // "F32", "F16", "BF16" as in safetensors headers
+size_t dtype_size(DType dtype);
+
+// bf16/fp16 <-> fp32 conversions (round to nearest even on the way down).
+float bf16_to_f32(uint16_t bits);
+uint16_t f32_to_bf16(float value);
+float f16_to_f32(uint16_t bits);
+uint16_t f32_to_f16(float value);
+
+// A tensor inside a mapped file. `data` stays valid while the owning Checkpoint lives.
+struct TensorView {
+    std::string name;
+    DType dtype = DType::F32;
+    std::vector<int64_t> shape;
+    const uint8_t* data = nullptr;
+    size_t nbytes = 0;
+    std::string file;  // the shard it lives in, for messages
+
+    int64_t numel() const;
+    // Converts any supported dtype to fp32 into out[0..numel).
+    void to_f32(float* out) const;
+};
+
+std::string shape_string(const std::vector<int64_t>& shape);  // "[64,32]"
+
+// One read-only mapping of a file.
+class MappedFile {
+public:
+    explicit MappedFile(const std::string& path);  // throws Io
+    ~MappedFile();
+    MappedFile(const MappedFile&) = delete;
+    MappedFile& operator=(const MappedFile&) = delete;
+    const uint8_t* data() const { return data_; }
+    size_t size() const { return size_; }
+    const std::string& path() const { return path_; }
+
+private:
+    std::string path_;
+    const uint8_t* data_ = nullptr;
+    size_t size_ = 0;
+};
+
+// Header limits: a header larger than this is rejected before it is parsed.
+constexpr uint64_t kMaxSafetensorsHeaderBytes = 100u << 20;
+
+// Parses one safetensors file (all offsets, dtypes and shapes checked; throws Format).
+std::vector<TensorView> parse_safetensors(const MappedFile& file);
+
+// All tensors of a checkpoint folder: DIR/model.safetensors.index.json if present (its
+// weight_map names the shards), else every DIR/*.safetensors.
+class Checkpoint {
+public:
+    static std::unique_ptr<Checkpoint> open(const std::string& dir);
+
+    const TensorView* find(const std::string& name) const;  // nullptr if absent
+    const std::map<std::string, TensorView>& tensors() const { return tensors_; }
+    uint64_t total_bytes() const;
+
+private:
+    std::vector<std::unique_ptr<MappedFile>> files_;
+    std::map<std::string, TensorView> tensors_;
+};
+
+// One tensor to write: fp32 values converted to `dtype` on the way out.
+struct TensorToWrite {
+    std::string name;
+    DType dtype = DType::BF16;
+    std::vector<int64_t> shape;
+    std::vector<float> values;
+};
+
+// Writes one .safetensors file (tensors in the given order; header padded to 8 bytes).
+void write_safetensors(const std::string& path, const std::vector<TensorToWrite>& tensors);
+
+}  // namespace kl

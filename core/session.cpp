@@ -1,0 +1,183 @@
+#include "session.h"
+
+#include <cstring>
+#include <string>
+
+#include "error.h"
+#include "hash.h"
+
+namespace kl {
+namespace {
+
+// Snapshot layout (little-endian):
+//   header: magic "KLSNAP\r\n" (8), format version u32, reserved u32, model fingerprint u64,
+//           position u64, vocab u64, has_logits u64, backend bytes u64
+//   body:   history int32[position], logits f32[vocab] if has_logits, backend state
+//   trailer: FNV-1a 64 of everything before it
+constexpr char kMagic[8] = {'K', 'L', 'S', 'N', 'A', 'P', '\r', '\n'};
+constexpr uint32_t kFormatVersion = 1;
+
+struct SnapshotHeader {
+    char magic[8];
+    uint32_t version;
+    uint32_t reserved;
+    uint64_t fingerprint;
+    uint64_t position;
+    uint64_t vocab;
+    uint64_t has_logits;
+    uint64_t backend_bytes;
+};
+static_assert(sizeof(SnapshotHeader) == 56, "snapshot header must have no padding");
+
+}  // namespace
+
+Session::Session(const Model& model, uint64_t max_context) : model_(&model) {
+    const ModelConfig& config = model.config();
+    if (max_context == 0) max_context = static_cast<uint64_t>(config.max_context);
+    state_ = model.backend().create_state(max_context);
+    last_logits_.assign(static_cast<size_t>(config.vocab_size), 0.0f);
+}
+
+Session::Session(const Session& other)
+    : model_(other.model_),
+      state_(other.state_->clone()),
+      position_(other.position_),
+      history_(other.history_),
+      last_logits_(other.last_logits_),
+      has_logits_(other.has_logits_) {}
+
+std::unique_ptr<Session> Session::fork() const {
+    return std::unique_ptr<Session>(new Session(*this));
+}
+
+void Session::append(const int32_t* tokens, size_t n, float* all_logits) {
+    const int64_t vocab = model_->config().vocab_size;
+    if (n == 0) fail(Status::InvalidArgument, "n_tokens is 0: nothing to append");
+    for (size_t i = 0; i < n; ++i)
+        if (tokens[i] < 0 || tokens[i] >= vocab)
+            fail(Status::InvalidArgument, "token " + std::to_string(tokens[i]) + " at index " +
+                                              std::to_string(i) + " is out of range [0, " +
+                                              std::to_string(vocab) + ")");
+    if (n > capacity() - position_)
+        fail(Status::ContextFull, "context full: position " + std::to_string(position_) + " + " +
+                                      std::to_string(n) + " tokens exceeds max_context " +
+                                      std::to_string(capacity()));
+
+    std::vector<float> logits(last_logits_.size());
+    history_.reserve(history_.size() + n);  // may throw: before any state changes
+    model_->backend().forward(*state_, position_, tokens, n, logits.data(), all_logits, cancel_);
+    history_.insert(history_.end(), tokens, tokens + n);
+    last_logits_.swap(logits);
+    has_logits_ = true;
+    position_ += n;
+}
+
+void Session::reset() {
+    state_->reset();
+    position_ = 0;
+    history_.clear();
+    std::fill(last_logits_.begin(), last_logits_.end(), 0.0f);
+    has_logits_ = false;
+}
+
+int32_t Session::sample(const SamplingParams& params) const {
+    validate_sampling(params);
+    if (!has_logits_)
+        fail(Status::InvalidArgument,
+             "the session has no logits to sample from: append a prompt first");
+    return sample_token(last_logits_.data(), last_logits_.size(), params, history_.data(),
+                        history_.size(), position_);
+}
+
+size_t Session::snapshot_size() const {
+    return sizeof(SnapshotHeader) + history_.size() * sizeof(int32_t) +
+           (has_logits_ ? last_logits_.size() * sizeof(float) : 0) +
+           state_->saved_size(position_) + sizeof(uint64_t);
+}
+
+void Session::save_snapshot(uint8_t* out) const {
+    SnapshotHeader header{};
+    std::memcpy(header.magic, kMagic, sizeof(kMagic));
+    header.version = kFormatVersion;
+    header.fingerprint = model_->fingerprint();
+    header.position = position_;
+    header.vocab = last_logits_.size();
+    header.has_logits = has_logits_ ? 1 : 0;
+    header.backend_bytes = state_->saved_size(position_);
+
+    uint8_t* p = out;
+    std::memcpy(p, &header, sizeof(header));
+    p += sizeof(header);
+    std::memcpy(p, history_.data(), history_.size() * sizeof(int32_t));
+    p += history_.size() * sizeof(int32_t);
+    if (has_logits_) {
+        std::memcpy(p, last_logits_.data(), last_logits_.size() * sizeof(float));
+        p += last_logits_.size() * sizeof(float);
+    }
+    state_->save(position_, p);
+    p += header.backend_bytes;
+    Fnv1a64 checksum;
+    checksum.update(out, static_cast<size_t>(p - out));
+    const uint64_t digest = checksum.digest();
+    std::memcpy(p, &digest, sizeof(digest));
+}
+
+void Session::load_snapshot(const uint8_t* data, size_t size) {
+    auto reject = [](const std::string& why) { fail(Status::Format, "bad snapshot: " + why); };
+    SnapshotHeader header;
+    if (size < sizeof(header) + sizeof(uint64_t))
+        reject("only " + std::to_string(size) + " bytes, shorter than the header");
+    std::memcpy(&header, data, sizeof(header));
+    if (std::memcmp(header.magic, kMagic, sizeof(kMagic)) != 0)
+        reject("wrong magic (not a kimi-linear session snapshot)");
+    if (header.version != kFormatVersion)
+        reject("format version " + std::to_string(header.version) + ", this library reads " +
+               std::to_string(kFormatVersion));
+
+    uint64_t stored_digest;
+    std::memcpy(&stored_digest, data + size - sizeof(uint64_t), sizeof(uint64_t));
+    Fnv1a64 checksum;
+    checksum.update(data, size - sizeof(uint64_t));
+    if (checksum.digest() != stored_digest) reject("checksum mismatch (corrupt or truncated)");
+
+    if (header.fingerprint != model_->fingerprint())
+        fail(Status::InvalidArgument,
+             "snapshot was saved from another model (fingerprint mismatch)");
+    if (header.vocab != last_logits_.size())
+        reject("vocab " + std::to_string(header.vocab) + " differs from the model's " +
+               std::to_string(last_logits_.size()));
+    if (header.position > capacity())
+        fail(Status::ContextFull, "snapshot position " + std::to_string(header.position) +
+                                      " exceeds this session's max_context " +
+                                      std::to_string(capacity()));
+    if (header.has_logits > 1) reject("has_logits flag is " + std::to_string(header.has_logits));
+    const size_t history_bytes = static_cast<size_t>(header.position) * sizeof(int32_t);
+    const size_t logits_bytes = header.has_logits ? last_logits_.size() * sizeof(float) : 0;
+    const size_t backend_bytes = state_->saved_size(header.position);
+    if (header.backend_bytes != backend_bytes ||
+        size != sizeof(header) + history_bytes + logits_bytes + backend_bytes + sizeof(uint64_t))
+        reject("sizes inconsistent with the model (" + std::to_string(size) + " bytes)");
+
+    const uint8_t* p = data + sizeof(header);
+    std::vector<int32_t> history(static_cast<size_t>(header.position));
+    std::memcpy(history.data(), p, history_bytes);
+    p += history_bytes;
+    for (int32_t token : history)
+        if (token < 0 || token >= static_cast<int64_t>(last_logits_.size()))
+            reject("token " + std::to_string(token) + " in the history is out of range");
+    std::vector<float> logits(last_logits_.size(), 0.0f);
+    if (header.has_logits) std::memcpy(logits.data(), p, logits_bytes);
+    p += logits_bytes;
+
+    // Restore into a fresh state so a failure cannot leave this session half-loaded.
+    std::unique_ptr<BackendState> state = state_->clone();
+    state->load(header.position, p);
+
+    state_.swap(state);
+    history_.swap(history);
+    last_logits_.swap(logits);
+    has_logits_ = header.has_logits != 0;
+    position_ = header.position;
+}
+
+}  // namespace kl

@@ -1,0 +1,58 @@
+// A conversation: position, backend state, the tokens consumed (for the repetition
+// penalty), the last logits, and a cancel flag. One thread at a time uses it, except
+// request_cancel. Every method either succeeds or throws leaving the session unchanged.
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "backend.h"
+#include "model.h"
+#include "sampler.h"
+
+namespace kl {
+
+class Session {
+public:
+    Session(const Model& model, uint64_t max_context);  // 0 = the model's default
+    std::unique_ptr<Session> fork() const;
+
+    // Runs tokens at the current position; all_logits [n, vocab] is written when not null.
+    void append(const int32_t* tokens, size_t n, float* all_logits);
+    void reset();
+
+    uint64_t position() const { return position_; }
+    uint64_t capacity() const { return state_->capacity(); }
+    const Model& model() const { return *model_; }
+    bool has_logits() const { return has_logits_; }
+    const std::vector<float>& last_logits() const { return last_logits_; }
+
+    // Samples from the last logits (InvalidArgument if there are none yet).
+    int32_t sample(const SamplingParams& params) const;
+
+    // Snapshots: see session.cpp for the byte layout.
+    size_t snapshot_size() const;
+    void save_snapshot(uint8_t* out) const;  // writes exactly snapshot_size() bytes
+    void load_snapshot(const uint8_t* data, size_t size);
+
+    void request_cancel() { cancel_.store(true); }
+    // Called at the start of each user call: a cancel aimed at an earlier call is dropped.
+    void clear_cancel() { cancel_.store(false); }
+    const std::atomic<bool>& cancel_flag() const { return cancel_; }
+
+private:
+    Session(const Session& other);
+
+    const Model* model_;
+    std::unique_ptr<BackendState> state_;
+    uint64_t position_ = 0;
+    std::vector<int32_t> history_;
+    std::vector<float> last_logits_;
+    bool has_logits_ = false;
+    std::atomic<bool> cancel_{false};
+};
+
+}  // namespace kl

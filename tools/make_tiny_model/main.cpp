@@ -1,0 +1,226 @@
+// make_tiny_model: writes a random-weight Kimi Linear checkpoint of any config in the Hugging
+// Face layout (config.json + safetensors, sharded through model.safetensors.index.json).
+// Deterministic by seed on every platform (own PRNG, no <random> distributions).
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "core/config.h"
+#include "core/error.h"
+#include "core/safetensors.h"
+#include "core/weights.h"
+
+namespace {
+
+const char* kUsage =
+    "usage: make_tiny_model OUT_DIR [--preset tiny|small|100m] [--config FILE.json]\n"
+    "                       [--seed N] [--shards N] [--dtype bf16|f32]\n";
+
+// splitmix64 stream with Box-Muller normals.
+class Rng {
+public:
+    explicit Rng(uint64_t seed) : state_(seed) {}
+    uint64_t next() {
+        uint64_t z = (state_ += 0x9e3779b97f4a7c15ull);
+        z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+        z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+        return z ^ (z >> 31);
+    }
+    double uniform() { return (static_cast<double>(next() >> 11) + 0.5) * (1.0 / 9007199254740992.0); }
+    double normal() {
+        const double two_pi = 6.283185307179586;
+        return std::sqrt(-2.0 * std::log(uniform())) * std::cos(two_pi * uniform());
+    }
+
+private:
+    uint64_t state_;
+};
+
+kl::ModelConfig preset(const std::string& name) {
+    kl::ModelConfig c;
+    c.rms_norm_eps = 1e-5f;
+    c.short_conv_kernel_size = 4;
+    c.routed_scaling_factor = 2.446f;
+    c.num_shared_experts = 1;
+    c.first_k_dense_replace = 1;
+    c.max_context = 4096;
+    if (name == "tiny") {
+        c.hidden_size = 64, c.num_hidden_layers = 4, c.vocab_size = 256, c.intermediate_size = 128;
+        c.num_attention_heads = 2, c.kv_lora_rank = 32, c.qk_nope_head_dim = 16;
+        c.qk_rope_head_dim = 8, c.v_head_dim = 16;
+        c.kda_num_heads = 2, c.kda_head_dim = 16;
+        c.kda_layers = {1, 2, 3}, c.full_attn_layers = {4};
+        c.num_experts = 8, c.num_experts_per_token = 2, c.moe_intermediate_size = 32;
+    } else if (name == "small") {
+        c.hidden_size = 256, c.num_hidden_layers = 8, c.vocab_size = 4096, c.intermediate_size = 512;
+        c.num_attention_heads = 4, c.kv_lora_rank = 64, c.qk_nope_head_dim = 32;
+        c.qk_rope_head_dim = 16, c.v_head_dim = 32;
+        c.kda_num_heads = 4, c.kda_head_dim = 32;
+        c.kda_layers = {1, 2, 3, 5, 6, 7}, c.full_attn_layers = {4, 8};
+        c.num_experts = 16, c.num_experts_per_token = 4, c.moe_intermediate_size = 64;
+        c.use_grouped_topk = true, c.num_expert_group = 4, c.topk_group = 2;
+    } else if (name == "100m") {
+        // About 100M parameters with the released hybrid pattern (KDA:MLA = 3:1).
+        c.hidden_size = 768, c.num_hidden_layers = 8, c.vocab_size = 32000, c.intermediate_size = 2048;
+        c.num_attention_heads = 8, c.kv_lora_rank = 256, c.qk_nope_head_dim = 64;
+        c.qk_rope_head_dim = 32, c.v_head_dim = 64;
+        c.kda_num_heads = 6, c.kda_head_dim = 128;
+        c.kda_layers = {1, 2, 3, 5, 6, 7}, c.full_attn_layers = {4, 8};
+        c.num_experts = 16, c.num_experts_per_token = 4, c.moe_intermediate_size = 128;
+        c.max_context = 32768;
+    } else {
+        kl::fail(kl::Status::InvalidArgument, "unknown preset \"" + name + "\" (tiny, small, 100m)");
+    }
+    c.validate("preset " + name);
+    return c;
+}
+
+// Scale of each tensor's random values so activations stay O(1) through many layers.
+void fill(const kl::TensorSpec& spec, Rng& rng, std::vector<float>& values) {
+    const std::string& n = spec.name;
+    auto ends_with = [&](const char* tail) {
+        const std::string t(tail);
+        return n.size() >= t.size() && n.compare(n.size() - t.size(), t.size(), t) == 0;
+    };
+    const int64_t fan_in = spec.shape.size() >= 2 ? spec.shape.back() : 1;
+    for (float& v : values) {
+        double x;
+        if (ends_with("A_log"))
+            x = std::log(1.0 + 15.0 * rng.uniform());
+        else if (ends_with("dt_bias"))
+            x = 0.5 * rng.normal() - 1.0;
+        else if (ends_with("conv1d.weight"))
+            x = 0.5 * rng.normal();
+        else if (ends_with("e_score_correction_bias"))
+            x = 0.1 * rng.normal();
+        else if (ends_with("norm.weight") || ends_with("layernorm.weight"))
+            x = 1.0 + 0.1 * rng.normal();
+        else if (ends_with("embed_tokens.weight"))
+            x = rng.normal();
+        else {
+            const bool output = ends_with("o_proj.weight") || ends_with("down_proj.weight") ||
+                                ends_with("w2.weight");
+            x = rng.normal() / std::sqrt(static_cast<double>(fan_in)) * (output ? 0.5 : 1.0);
+        }
+        v = static_cast<float>(x);
+    }
+}
+
+int run(int argc, char** argv) {
+    if (argc < 2 || std::string(argv[1]).rfind("--", 0) == 0) {
+        std::fputs(kUsage, stderr);
+        return 2;
+    }
+    const std::string out_dir = argv[1];
+    std::string preset_name = "tiny", config_file, dtype_name = "bf16";
+    uint64_t seed = 0;
+    int shards = 2;
+    for (int i = 2; i < argc; ++i) {
+        const std::string flag = argv[i];
+        if (i + 1 >= argc) {
+            std::fprintf(stderr, "%s needs a value\n%s", flag.c_str(), kUsage);
+            return 2;
+        }
+        const std::string value = argv[++i];
+        if (flag == "--preset") preset_name = value;
+        else if (flag == "--config") config_file = value;
+        else if (flag == "--seed") seed = std::stoull(value);
+        else if (flag == "--shards") shards = std::stoi(value);
+        else if (flag == "--dtype") dtype_name = value;
+        else {
+            std::fprintf(stderr, "unknown option %s\n%s", flag.c_str(), kUsage);
+            return 2;
+        }
+    }
+    if (shards < 1) kl::fail(kl::Status::InvalidArgument, "--shards must be >= 1");
+    if (dtype_name != "bf16" && dtype_name != "f32")
+        kl::fail(kl::Status::InvalidArgument, "--dtype must be bf16 or f32");
+    const kl::DType matrix_dtype = dtype_name == "bf16" ? kl::DType::BF16 : kl::DType::F32;
+
+    kl::ModelConfig config;
+    if (!config_file.empty()) {
+        std::ifstream in(config_file);
+        if (!in) kl::fail(kl::Status::Io, "cannot open " + config_file);
+        std::stringstream text;
+        text << in.rdbuf();
+        config = kl::ModelConfig::from_json(text.str(), config_file);
+    } else {
+        config = preset(preset_name);
+    }
+
+    namespace fs = std::filesystem;
+    fs::create_directories(out_dir);
+    {
+        std::ofstream out(fs::path(out_dir) / "config.json");
+        out << config.to_json();
+        if (!out) kl::fail(kl::Status::Io, "cannot write config.json in " + out_dir);
+    }
+
+    // Tensors in expected order, split into shards of roughly equal byte counts.
+    const std::vector<kl::TensorSpec> specs = kl::expected_tensors(config);
+    uint64_t total_params = 0;
+    for (const auto& s : specs) {
+        uint64_t n = 1;
+        for (int64_t d : s.shape) n *= static_cast<uint64_t>(d);
+        total_params += n;
+    }
+    Rng rng(seed * 0x2545f4914f6cdd1dull + 1);
+    std::map<std::string, std::string> weight_map;
+    uint64_t total_bytes = 0, params_done = 0;
+    size_t next = 0;
+    for (int shard = 1; shard <= shards; ++shard) {
+        std::vector<kl::TensorToWrite> batch;
+        const uint64_t shard_end = total_params * static_cast<uint64_t>(shard) / shards;
+        while (next < specs.size() && (params_done < shard_end || shard == shards)) {
+            const kl::TensorSpec& spec = specs[next++];
+            kl::TensorToWrite t;
+            t.name = spec.name;
+            t.shape = spec.shape;
+            t.dtype = spec.dtype == kl::DType::F32 ? kl::DType::F32 : matrix_dtype;
+            uint64_t n = 1;
+            for (int64_t d : spec.shape) n *= static_cast<uint64_t>(d);
+            t.values.resize(n);
+            fill(spec, rng, t.values);
+            params_done += n;
+            total_bytes += n * kl::dtype_size(t.dtype);
+            batch.push_back(std::move(t));
+        }
+        char name[64];
+        if (shards == 1)
+            std::snprintf(name, sizeof(name), "model.safetensors");
+        else
+            std::snprintf(name, sizeof(name), "model-%05d-of-%05d.safetensors", shard, shards);
+        for (const auto& t : batch) weight_map[t.name] = name;
+        kl::write_safetensors((fs::path(out_dir) / name).string(), batch);
+    }
+    if (shards > 1) {
+        nlohmann::json index;
+        index["metadata"] = {{"total_size", total_bytes}};
+        index["weight_map"] = weight_map;
+        std::ofstream out(fs::path(out_dir) / "model.safetensors.index.json");
+        out << index.dump(2) << "\n";
+        if (!out) kl::fail(kl::Status::Io, "cannot write the index in " + out_dir);
+    }
+    std::printf("wrote %s (%zu tensors, %llu parameters, %d shards)\n", out_dir.c_str(),
+                specs.size(), static_cast<unsigned long long>(total_params), shards);
+    return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    try {
+        return run(argc, argv);
+    } catch (const std::exception& e) {
+        std::fprintf(stderr, "make_tiny_model: %s\n", e.what());
+        return 1;
+    }
+}

@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Installs what is missing (Debian and PyPI packages), builds, and runs every test: the
+# release build (CUDA backend compiled when nvcc exists, or forced with KL_CUDA=ON), then
+# the same suite under AddressSanitizer + UndefinedBehaviorSanitizer.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+JOBS=$(nproc)
+
+debian_packages=(cmake g++ make pkg-config libgtest-dev nlohmann-json3-dev python3)
+missing=()
+for p in "${debian_packages[@]}"; do
+  dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "== installing Debian packages: ${missing[*]}"
+  SUDO=""; [[ $(id -u) -ne 0 ]] && SUDO=sudo
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}"
+fi
+
+echo "== Python test environment (NumPy, pytest from PyPI) in build/venv"
+mkdir -p build
+if [[ ! -x build/venv/bin/python ]]; then
+  python3 -m venv build/venv 2>/dev/null || {
+    SUDO=""; [[ $(id -u) -ne 0 ]] && SUDO=sudo
+    $SUDO apt-get install -y -qq python3-venv && python3 -m venv build/venv; }
+fi
+build/venv/bin/pip install -q --disable-pip-version-check -r tools/reference/requirements.txt
+
+echo "== release build"
+cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DKL_CUDA="${KL_CUDA:-AUTO}" \
+      -DPython3_EXECUTABLE="$PWD/build/venv/bin/python" >/dev/null
+cmake --build build -j"$JOBS"
+ctest --test-dir build --output-on-failure -j"$JOBS"
+
+if [[ "${KL_SKIP_SANITIZERS:-0}" != 1 ]]; then
+  echo "== ASan + UBSan build"
+  cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DKL_SANITIZE=ON -DKL_CUDA=OFF >/dev/null
+  cmake --build build-asan -j"$JOBS"
+  ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
+    ctest --test-dir build-asan --output-on-failure -j"$JOBS"
+fi
