@@ -25,8 +25,16 @@ inline float sum8(v8f v) {
 constexpr size_t kTileX = 4;
 constexpr size_t kTileW = 4;
 
+// Machines with AVX2 + FMA get a clone compiled for them (picked once at load through an
+// ifunc); the default clone stays portable to any x86-64.
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define KL_MULTIVERSION __attribute__((target_clones("arch=haswell", "default")))
+#else
+#define KL_MULTIVERSION
+#endif
+
 // y[i, j] for i in [i0, i0+ni), j in [j0, j0+nj), ni <= 4, nj <= 4.
-void tile(const float* x, size_t in, const float* w, size_t out, float* y, size_t i0, size_t ni,
+KL_MULTIVERSION void tile(const float* x, size_t in, const float* w, size_t out, float* y, size_t i0, size_t ni,
           size_t j0, size_t nj) {
     v8f acc[kTileX][kTileW];
     for (size_t a = 0; a < kTileX; ++a)

@@ -1,2 +1,286 @@
-// placeholder: being written
-int main() { return 1; }
+// kimi: the command-line face of the runtime, written against the public C API only.
+//   kimi info DIR
+//   kimi run DIR --prompt-tokens 1,2,3 --max-new N [sampling options]
+//   kimi bench DIR [--prompt-len 128,512] [--decode 64] [--repeats 3]
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <map>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "kimi_linear.h"
+
+namespace {
+
+const char* kUsage =
+    "usage:\n"
+    "  kimi info DIR\n"
+    "  kimi run DIR --prompt-tokens 1,2,3 [--max-new N] [--temperature T] [--top-k K]\n"
+    "           [--top-p P] [--min-p M] [--repeat-penalty R] [--seed S] [--stop-tokens a,b]\n"
+    "  kimi bench DIR [--prompt-len 128,512] [--decode N] [--repeats N]\n"
+    "common options: --threads N (0 = all cores)\n";
+
+using Clock = std::chrono::steady_clock;
+
+double seconds_since(Clock::time_point start) {
+    return std::chrono::duration<double>(Clock::now() - start).count();
+}
+
+struct UsageError {
+    std::string message;
+};
+
+struct Options {
+    std::string command, dir;
+    std::map<std::string, std::string> values;
+
+    bool has(const std::string& key) const { return values.count(key) != 0; }
+    std::string get(const std::string& key, const std::string& fallback) const {
+        auto it = values.find(key);
+        return it == values.end() ? fallback : it->second;
+    }
+    double number(const std::string& key, double fallback) const {
+        if (!has(key)) return fallback;
+        char* end = nullptr;
+        const double v = std::strtod(values.at(key).c_str(), &end);
+        if (end == values.at(key).c_str() || *end != '\0')
+            throw UsageError{"--" + key + " needs a number, got \"" + values.at(key) + "\""};
+        return v;
+    }
+    std::vector<int32_t> ints(const std::string& key, const std::string& fallback) const {
+        std::vector<int32_t> out;
+        const std::string text = get(key, fallback);
+        size_t pos = 0;
+        while (pos < text.size()) {
+            size_t comma = text.find(',', pos);
+            if (comma == std::string::npos) comma = text.size();
+            const std::string item = text.substr(pos, comma - pos);
+            char* end = nullptr;
+            const long v = std::strtol(item.c_str(), &end, 10);
+            if (item.empty() || *end != '\0')
+                throw UsageError{"--" + key + " needs comma-separated integers, got \"" + text + "\""};
+            out.push_back(static_cast<int32_t>(v));
+            pos = comma + 1;
+        }
+        return out;
+    }
+};
+
+Options parse(int argc, char** argv) {
+    if (argc < 2) throw UsageError{"no command"};
+    Options o;
+    o.command = argv[1];
+    if (o.command == "help" || o.command == "--help" || o.command == "--version") return o;
+    if (argc < 3) throw UsageError{o.command + " needs a model folder"};
+    o.dir = argv[2];
+    for (int i = 3; i < argc; ++i) {
+        std::string flag = argv[i];
+        if (flag.rfind("--", 0) != 0) throw UsageError{"unexpected argument \"" + flag + "\""};
+        if (i + 1 >= argc) throw UsageError{flag + " needs a value"};
+        o.values[flag.substr(2)] = argv[++i];
+    }
+    return o;
+}
+
+struct Failure {
+    kl_status status;
+};
+
+void check(kl_status status) {
+    if (status != KL_OK) throw Failure{status};
+}
+
+int progress_bar(float fraction, void*) {
+    const int width = 30;
+    const int filled = static_cast<int>(fraction * width + 0.5f);
+    std::fprintf(stderr, "\rloading [%s%s] %3d%%", std::string(filled, '#').c_str(),
+                 std::string(width - filled, ' ').c_str(), static_cast<int>(fraction * 100 + 0.5f));
+    if (fraction >= 1.0f) std::fprintf(stderr, "\n");
+    return 0;
+}
+
+kl_model* load(const Options& o) {
+    kl_model_params params;
+    kl_model_params_default(&params);
+    params.n_threads = static_cast<int32_t>(o.number("threads", 0));
+    if (isatty(STDERR_FILENO)) params.progress_cb = progress_bar;
+    kl_model* model = nullptr;
+    check(kl_model_load(o.dir.c_str(), &params, &model));
+    return model;
+}
+
+std::string human_bytes(uint64_t bytes) {
+    const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+    double v = static_cast<double>(bytes);
+    int u = 0;
+    while (v >= 1024.0 && u < 4) v /= 1024.0, ++u;
+    char text[32];
+    std::snprintf(text, sizeof(text), u ? "%.1f %s" : "%.0f %s", v, units[u]);
+    return text;
+}
+
+struct kl_model_info model_info(const kl_model* model) {
+    struct kl_model_info info = {};
+    info.struct_size = sizeof(info);
+    check(kl_model_info(model, &info));
+    return info;
+}
+
+int cmd_info(const Options& o) {
+    kl_model* model = load(o);
+    const struct kl_model_info i = model_info(model);
+    std::printf("vocab_size: %u\nhidden_size: %u\nn_layers: %u\nn_kda_layers: %u\n"
+                "n_mla_layers: %u\nn_experts: %u\nn_experts_active: %u\nmax_context: %llu\n"
+                "device: %s\nweight_bytes: %s\nsession_fixed_bytes: %s\nkv_bytes_per_token: %s\n",
+                i.vocab_size, i.hidden_size, i.n_layers, i.n_kda_layers, i.n_mla_layers,
+                i.n_experts, i.n_experts_active, static_cast<unsigned long long>(i.max_context),
+                i.device == KL_DEVICE_CUDA ? "cuda" : "cpu", human_bytes(i.weight_bytes).c_str(),
+                human_bytes(i.session_fixed_bytes).c_str(),
+                human_bytes(i.kv_bytes_per_token).c_str());
+    kl_model_free(model);
+    return 0;
+}
+
+int print_token(void*, int32_t token, const char*, size_t) {
+    std::printf("%d ", token);
+    std::fflush(stdout);
+    return 0;
+}
+
+int cmd_run(const Options& o) {
+    if (o.has("prompt")) {
+        kl_model* model = load(o);
+        size_t n = 0;
+        const std::string text = o.get("prompt", "");
+        const kl_status status = kl_tokenize(model, text.data(), text.size(), 1, nullptr, 0, &n);
+        kl_model_free(model);
+        if (status != KL_OK && status != KL_ERR_INVALID_ARGUMENT) {
+            std::fprintf(stderr, "error: --prompt needs a tokenizer: %s\n", kl_last_error());
+            return 2;
+        }
+    }
+    if (!o.has("prompt-tokens")) throw UsageError{"run needs --prompt-tokens"};
+    const std::vector<int32_t> prompt = o.ints("prompt-tokens", "");
+    const std::vector<int32_t> stops = o.ints("stop-tokens", "");
+
+    kl_model* model = load(o);
+    kl_session* session = nullptr;
+    check(kl_session_create(model, nullptr, &session));
+
+    const auto prefill_start = Clock::now();
+    check(kl_session_append(session, prompt.data(), prompt.size(), KL_LOGITS_NONE, nullptr));
+    const double prefill_s = seconds_since(prefill_start);
+
+    kl_generate_params gen;
+    kl_generate_params_default(&gen);
+    gen.max_new_tokens = static_cast<uint32_t>(o.number("max-new", 32));
+    gen.sampling.temperature = static_cast<float>(o.number("temperature", 0.0));
+    gen.sampling.top_k = static_cast<int32_t>(o.number("top-k", 0));
+    gen.sampling.top_p = static_cast<float>(o.number("top-p", 1.0));
+    gen.sampling.min_p = static_cast<float>(o.number("min-p", 0.0));
+    gen.sampling.repetition_penalty = static_cast<float>(o.number("repeat-penalty", 1.0));
+    gen.sampling.seed = static_cast<uint64_t>(o.number("seed", 0));
+    gen.stop_tokens = stops.data();
+    gen.n_stop_tokens = stops.size();
+
+    size_t generated = 0;
+    const auto decode_start = Clock::now();
+    const kl_status status = kl_session_generate(session, &gen, print_token, nullptr, &generated);
+    const double decode_s = seconds_since(decode_start);
+    std::printf("\n");
+    std::fprintf(stderr, "prefill: %zu tokens, %.1f tokens/s; decode: %zu tokens, %.2f ms/token\n",
+                 prompt.size(), prompt.size() / prefill_s, generated,
+                 generated ? 1000.0 * decode_s / generated : 0.0);
+    kl_session_free(session);
+    kl_model_free(model);
+    check(status);
+    return 0;
+}
+
+std::string cpu_model() {
+    std::ifstream in("/proc/cpuinfo");
+    std::string line;
+    while (std::getline(in, line))
+        if (line.rfind("model name", 0) == 0) return line.substr(line.find(':') + 2);
+    return "unknown CPU";
+}
+
+int cmd_bench(const Options& o) {
+    const std::vector<int32_t> lengths = o.ints("prompt-len", "128,512");
+    const int decode_steps = static_cast<int>(o.number("decode", 64));
+    const int repeats = std::max(1, static_cast<int>(o.number("repeats", 3)));
+    const int threads = static_cast<int>(o.number("threads", 0));
+    kl_model* model = load(o);
+    const struct kl_model_info info = model_info(model);
+    std::mt19937 rng(1234);
+    std::uniform_int_distribution<int32_t> pick(0, static_cast<int32_t>(info.vocab_size) - 1);
+
+    std::printf("machine: %s, %u hardware threads, %d worker threads\n", cpu_model().c_str(),
+                std::thread::hardware_concurrency(),
+                threads > 0 ? threads : static_cast<int>(std::thread::hardware_concurrency()));
+    std::printf("model: %s (%u layers, hidden %u, vocab %u, weights %s)\n", o.dir.c_str(),
+                info.n_layers, info.hidden_size, info.vocab_size,
+                human_bytes(info.weight_bytes).c_str());
+    std::printf("%10s %18s %22s\n", "prompt", "prefill tokens/s", "decode ms/token (p50)");
+    for (int32_t length : lengths) {
+        std::vector<int32_t> prompt(static_cast<size_t>(length));
+        for (auto& t : prompt) t = pick(rng);
+        double best = 1e30;
+        kl_session* session = nullptr;
+        for (int r = 0; r < repeats; ++r) {
+            kl_session_free(session);
+            check(kl_session_create(model, nullptr, &session));
+            const auto start = Clock::now();
+            check(kl_session_append(session, prompt.data(), prompt.size(), KL_LOGITS_LAST,
+                                    std::vector<float>(info.vocab_size).data()));
+            best = std::min(best, seconds_since(start));
+        }
+        std::vector<double> step_ms;
+        std::vector<float> logits(info.vocab_size);
+        for (int s = 0; s < decode_steps; ++s) {
+            const int32_t token = pick(rng);
+            const auto start = Clock::now();
+            check(kl_session_append(session, &token, 1, KL_LOGITS_LAST, logits.data()));
+            step_ms.push_back(1000.0 * seconds_since(start));
+        }
+        std::sort(step_ms.begin(), step_ms.end());
+        const double p50 = step_ms.empty() ? 0.0 : step_ms[step_ms.size() / 2];
+        std::printf("%10d %18.1f %22.2f\n", length, length / best, p50);
+        kl_session_free(session);
+    }
+    kl_model_free(model);
+    return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    try {
+        const Options o = parse(argc, argv);
+        if (o.command == "help" || o.command == "--help") {
+            std::fputs(kUsage, stdout);
+            return 0;
+        }
+        if (o.command == "--version") {
+            std::printf("kimi %s (ABI %u)\n", kl_version(), kl_abi_version());
+            return 0;
+        }
+        if (o.command == "info") return cmd_info(o);
+        if (o.command == "run") return cmd_run(o);
+        if (o.command == "bench") return cmd_bench(o);
+        throw UsageError{"unknown command \"" + o.command + "\""};
+    } catch (const UsageError& e) {
+        std::fprintf(stderr, "kimi: %s\n%s", e.message.c_str(), kUsage);
+        return 2;
+    } catch (const Failure& f) {
+        std::fprintf(stderr, "error: %s: %s\n", kl_status_string(f.status), kl_last_error());
+        return 1;
+    }
+}
