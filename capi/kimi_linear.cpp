@@ -27,6 +27,17 @@ struct kl_session {
     std::unique_ptr<kl::Session> session;
 };
 
+// The core's Status mirrors kl_status value by value; the firewall casts between them.
+static_assert(static_cast<int>(kl::Status::InvalidArgument) == KL_ERR_INVALID_ARGUMENT &&
+                  static_cast<int>(kl::Status::Format) == KL_ERR_FORMAT &&
+                  static_cast<int>(kl::Status::ContextFull) == KL_ERR_CONTEXT_FULL &&
+                  static_cast<int>(kl::Status::Cancelled) == KL_ERR_CANCELLED &&
+                  static_cast<int>(kl::Status::Internal) == KL_ERR_INTERNAL,
+              "kl::Status and kl_status disagree");
+static_assert(static_cast<int>(kl::DeviceKind::Cpu) == KL_DEVICE_CPU &&
+                  static_cast<int>(kl::DeviceKind::Cuda) == KL_DEVICE_CUDA,
+              "kl::DeviceKind and kl_device disagree");
+
 namespace {
 
 thread_local std::string t_last_error;

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# The kimi CLI end to end on a tiny model: info, run (streamed ids, reproducible by seed),
+# usage and load errors with their exit codes.
+set -euo pipefail
+kimi=$1
+make_tiny_model=$2
+dir=$(mktemp -d)
+trap 'rm -rf "$dir"' EXIT
+"$make_tiny_model" "$dir/m" --preset tiny --seed 5 >/dev/null
+
+"$kimi" info "$dir/m" | grep -qx "n_kda_layers: 3" || { echo "FAIL: info"; exit 1; }
+a=$("$kimi" run "$dir/m" --prompt-tokens 1,2,3 --max-new 12 --temperature 0.9 --seed 8 2>/dev/null)
+b=$("$kimi" run "$dir/m" --prompt-tokens 1,2,3 --max-new 12 --temperature 0.9 --seed 8 2>/dev/null)
+[[ $(echo $a | wc -w) -eq 12 ]] || { echo "FAIL: run printed '$a'"; exit 1; }
+[[ $a == "$b" ]] || { echo "FAIL: same seed, different tokens: '$a' vs '$b'"; exit 1; }
+"$kimi" bench "$dir/m" --prompt-len 16 --decode 4 --repeats 1 | grep -q "prefill tokens/s" \
+  || { echo "FAIL: bench"; exit 1; }
+
+set +e
+"$kimi" run "$dir/m" --prompt-tokens 1,x 2>/dev/null; usage=$?
+"$kimi" run "$dir/m" --prompt-tokens 999 2>"$dir/err"; bad_token=$?
+"$kimi" info "$dir/missing" 2>/dev/null; missing=$?
+set -e
+[[ $usage -eq 2 ]] || { echo "FAIL: bad usage exited $usage"; exit 1; }
+[[ $bad_token -eq 1 ]] && grep -q "KL_ERR_INVALID_ARGUMENT: token 999" "$dir/err" \
+  || { echo "FAIL: out-of-range token exited $bad_token: $(cat "$dir/err")"; exit 1; }
+[[ $missing -eq 1 ]] || { echo "FAIL: missing model exited $missing"; exit 1; }
+echo "OK: kimi info/run/bench and error exits"
