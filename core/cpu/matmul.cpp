@@ -3,13 +3,12 @@
 #include <cstring>
 
 #include "ops.h"
+#include "simd.h"
 
 namespace kl::cpu {
 namespace {
 
 // 8 floats in one register on AVX (two on SSE/NEON): GCC and Clang lower this portably.
-// These helpers never cross a translation unit, so the ABI note -Wpsabi gives is moot.
-#pragma GCC diagnostic ignored "-Wpsabi"
 typedef float v8f __attribute__((vector_size(32)));
 
 inline v8f load8(const float* p) {
@@ -24,14 +23,6 @@ inline float sum8(v8f v) {
 // Rows of x reused per loaded W row; rows of W per x row: a 4x4 register tile of dots.
 constexpr size_t kTileX = 4;
 constexpr size_t kTileW = 4;
-
-// Machines with AVX2 + FMA get a clone compiled for them (picked once at load through an
-// ifunc); the default clone stays portable to any x86-64.
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-#define KL_MULTIVERSION __attribute__((target_clones("arch=haswell", "default")))
-#else
-#define KL_MULTIVERSION
-#endif
 
 // y[i, j] for i in [i0, i0+ni), j in [j0, j0+nj), ni <= 4, nj <= 4.
 KL_MULTIVERSION void tile(const float* x, size_t in, const float* w, size_t out, float* y, size_t i0, size_t ni,
