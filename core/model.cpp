@@ -1,10 +1,13 @@
 #include "model.h"
 
 #include <algorithm>
+#include <set>
+#include <vector>
 
 #include "cpu/cpu_backend.h"
 #include "error.h"
 #include "hash.h"
+#include "log.h"
 #include "safetensors.h"
 #include "weights.h"
 
@@ -30,6 +33,22 @@ uint64_t fingerprint_of(const ModelConfig& config, const Checkpoint& checkpoint)
     return hash.digest();
 }
 
+// A checkpoint may carry tensors this runtime does not use (e.g. a multi-token-prediction
+// head); they are skipped, but say so: a typo in a tensor name would look the same.
+void warn_about_unused_tensors(const ModelConfig& config, const Checkpoint& checkpoint) {
+    std::set<std::string> expected;
+    for (const TensorSpec& spec : expected_tensors(config)) expected.insert(spec.name);
+    std::vector<std::string> unused;
+    for (const auto& entry : checkpoint.tensors())
+        if (!expected.count(entry.first)) unused.push_back(entry.first);
+    if (unused.empty()) return;
+    std::string names;
+    for (size_t i = 0; i < unused.size() && i < 5; ++i) names += (i ? ", " : "") + unused[i];
+    if (unused.size() > 5) names += ", ...";
+    log(LogLevel::Warn, std::to_string(unused.size()) +
+                            " tensor(s) in the checkpoint are not used by the config: " + names);
+}
+
 }  // namespace
 
 std::unique_ptr<Model> Model::load(const std::string& dir, const ModelLoadOptions& options) {
@@ -45,6 +64,7 @@ std::unique_ptr<Model> Model::load(const std::string& dir, const ModelLoadOption
     model->config_ = ModelConfig::load(dir);
     auto checkpoint = Checkpoint::open(dir);
     validate_checkpoint(model->config_, *checkpoint);
+    warn_about_unused_tensors(model->config_, *checkpoint);
     model->fingerprint_ = fingerprint_of(model->config_, *checkpoint);
     ModelWeights weights = load_weights_f32(model->config_, *checkpoint, options.progress);
     model->backend_ = make_cpu_backend(model->config_, std::move(weights), options.n_threads);

@@ -194,8 +194,7 @@ std::vector<TensorView> parse_safetensors(const MappedFile& file) {
         else if (dtype == "BF16")
             view.dtype = DType::BF16;
         else
-            fail(Status::Unsupported,
-                 path + ": tensor " + name + " has dtype " + dtype + " (supported: BF16, F16, F32)");
+            bad_tensor("has dtype " + dtype + " (supported: BF16, F16, F32)");
 
         uint64_t numel = 1;
         for (const json& d : *shape_it) {

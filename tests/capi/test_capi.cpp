@@ -144,6 +144,32 @@ TEST(CApi, LoadErrorsNameTheProblem) {
                    KL_ERR_INVALID_ARGUMENT, "struct_size");
 }
 
+TEST(CApi, UnusedTensorsAreLoggedThroughTheCallback) {
+    const std::string dir = kl::test::temp_dir() + "/m";
+    fs::copy(kl::test::tiny_model_dir("--preset tiny --seed 1 --shards 1"), dir,
+             fs::copy_options::recursive);
+    // A second file with one tensor the config does not know.
+    const std::string header = R"({"model.mtp.weight":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}})";
+    std::string bytes(8, '\0');
+    const uint64_t n = header.size();
+    std::memcpy(&bytes[0], &n, 8);
+    bytes += header + std::string(8, '\0');
+    std::ofstream(dir + "/extra.safetensors", std::ios::binary) << bytes;
+
+    std::vector<std::pair<int, std::string>> logged;
+    kl_set_log_callback(
+        [](int level, const char* msg, void* user) {
+            static_cast<std::vector<std::pair<int, std::string>>*>(user)->emplace_back(level, msg);
+        },
+        &logged);
+    kl_model* model = load(dir);
+    kl_set_log_callback(nullptr, nullptr);
+    kl_model_free(model);
+    ASSERT_EQ(logged.size(), 1u);
+    EXPECT_EQ(logged[0].first, KL_LOG_WARN);
+    EXPECT_NE(logged[0].second.find("model.mtp.weight"), std::string::npos) << logged[0].second;
+}
+
 TEST(CApi, ProgressCallbackReportsAndCanAbort) {
     std::vector<float> seen;
     kl_model_params params;
