@@ -94,29 +94,47 @@ kl::SamplingParams to_core(const kl_sampling_params& p) {
 
 extern "C" {
 
-const char* kl_version(void) { return KL_VERSION_STRING; }
+const char* kl_version(void) {
+    return KL_VERSION_STRING;
+}
 
-uint32_t kl_abi_version(void) { return KL_ABI_VERSION; }
+uint32_t kl_abi_version(void) {
+    return KL_ABI_VERSION;
+}
 
-const char* kl_last_error(void) { return t_last_error.c_str(); }
+const char* kl_last_error(void) {
+    return t_last_error.c_str();
+}
 
 const char* kl_status_string(kl_status status) {
     switch (status) {
-        case KL_OK: return "KL_OK";
-        case KL_ERR_INVALID_ARGUMENT: return "KL_ERR_INVALID_ARGUMENT";
-        case KL_ERR_IO: return "KL_ERR_IO";
-        case KL_ERR_FORMAT: return "KL_ERR_FORMAT";
-        case KL_ERR_UNSUPPORTED: return "KL_ERR_UNSUPPORTED";
-        case KL_ERR_OUT_OF_MEMORY: return "KL_ERR_OUT_OF_MEMORY";
-        case KL_ERR_CONTEXT_FULL: return "KL_ERR_CONTEXT_FULL";
-        case KL_ERR_CANCELLED: return "KL_ERR_CANCELLED";
-        case KL_ERR_DEVICE: return "KL_ERR_DEVICE";
-        case KL_ERR_INTERNAL: return "KL_ERR_INTERNAL";
+        case KL_OK:
+            return "KL_OK";
+        case KL_ERR_INVALID_ARGUMENT:
+            return "KL_ERR_INVALID_ARGUMENT";
+        case KL_ERR_IO:
+            return "KL_ERR_IO";
+        case KL_ERR_FORMAT:
+            return "KL_ERR_FORMAT";
+        case KL_ERR_UNSUPPORTED:
+            return "KL_ERR_UNSUPPORTED";
+        case KL_ERR_OUT_OF_MEMORY:
+            return "KL_ERR_OUT_OF_MEMORY";
+        case KL_ERR_CONTEXT_FULL:
+            return "KL_ERR_CONTEXT_FULL";
+        case KL_ERR_CANCELLED:
+            return "KL_ERR_CANCELLED";
+        case KL_ERR_DEVICE:
+            return "KL_ERR_DEVICE";
+        case KL_ERR_INTERNAL:
+            return "KL_ERR_INTERNAL";
     }
     return "KL_ERR_UNKNOWN";
 }
 
-void kl_set_log_callback(kl_log_callback cb, void* user) { kl::set_log_sink(cb, user); }
+void kl_set_log_callback(kl_log_callback cb, void* user) {
+    kl::set_log_sink(cb, user);
+}
 
 // ---- model --------------------------------------------------------------------------------
 
@@ -139,9 +157,9 @@ kl_status kl_model_load(const char* dir, const kl_model_params* params, kl_model
             p = *params;
         }
         if (p.device != KL_DEVICE_AUTO && p.device != KL_DEVICE_CPU && p.device != KL_DEVICE_CUDA)
-            kl::fail(kl::Status::InvalidArgument,
-                     "device is " + std::to_string(static_cast<int>(p.device)) +
-                         ", not a kl_device value");
+            kl::fail(kl::Status::InvalidArgument, "device is " +
+                                                      std::to_string(static_cast<int>(p.device)) +
+                                                      ", not a kl_device value");
         kl::ModelLoadOptions options;
         options.device = static_cast<kl::DeviceRequest>(p.device);
         options.device_index = p.device_index;
@@ -157,7 +175,9 @@ kl_status kl_model_load(const char* dir, const kl_model_params* params, kl_model
     });
 }
 
-void kl_model_free(kl_model* model) { delete model; }
+void kl_model_free(kl_model* model) {
+    delete model;
+}
 
 kl_status kl_model_info(const kl_model* model, struct kl_model_info* out) {
     return guarded([&] {
@@ -204,8 +224,7 @@ kl_status kl_session_create(kl_model* model, const kl_session_params* params, kl
         kl_session_params p;
         kl_session_params_default(&p);
         if (params) {
-            check_struct_size(params->struct_size, sizeof(kl_session_params),
-                              "kl_session_params");
+            check_struct_size(params->struct_size, sizeof(kl_session_params), "kl_session_params");
             p = *params;
         }
         auto session = std::make_unique<kl_session>();
@@ -215,7 +234,9 @@ kl_status kl_session_create(kl_model* model, const kl_session_params* params, kl
     });
 }
 
-void kl_session_free(kl_session* session) { delete session; }
+void kl_session_free(kl_session* session) {
+    delete session;
+}
 
 kl_status kl_session_reset(kl_session* session) {
     return guarded([&] {
@@ -224,8 +245,8 @@ kl_status kl_session_reset(kl_session* session) {
     });
 }
 
-kl_status kl_session_append(kl_session* session, const int32_t* tokens, size_t n,
-                            kl_logits which, float* logits) {
+kl_status kl_session_append(kl_session* session, const int32_t* tokens, size_t n, kl_logits which,
+                            float* logits) {
     return guarded([&] {
         require(session != nullptr, "session is NULL");
         require(tokens != nullptr, "tokens is NULL");
@@ -270,17 +291,17 @@ kl_status kl_session_state_size(const kl_session* session, size_t* out) {
     });
 }
 
-kl_status kl_session_state_save(const kl_session* session, void* buf, size_t cap,
-                                size_t* written) {
+kl_status kl_session_state_save(const kl_session* session, void* buf, size_t cap, size_t* written) {
     return guarded([&] {
         require(session != nullptr, "session is NULL");
         const size_t needed = session->session->snapshot_size();
         if (written) *written = needed;
         require(buf != nullptr || cap == 0, "buf is NULL");
         if (cap < needed)
-            kl::fail(kl::Status::InvalidArgument,
-                     "buffer of " + std::to_string(cap) + " bytes is too small: the snapshot needs " +
-                         std::to_string(needed) + " (see kl_session_state_size)");
+            kl::fail(kl::Status::InvalidArgument, "buffer of " + std::to_string(cap) +
+                                                      " bytes is too small: the snapshot needs " +
+                                                      std::to_string(needed) +
+                                                      " (see kl_session_state_size)");
         session->session->save_snapshot(static_cast<uint8_t*>(buf));
     });
 }
@@ -312,8 +333,7 @@ void kl_sampling_params_default(kl_sampling_params* params) {
     params->seed = 0;
 }
 
-kl_status kl_session_sample(kl_session* session, const kl_sampling_params* params,
-                            int32_t* token) {
+kl_status kl_session_sample(kl_session* session, const kl_sampling_params* params, int32_t* token) {
     return guarded([&] {
         require(session != nullptr, "session is NULL");
         require(params != nullptr, "params is NULL");
@@ -350,7 +370,8 @@ kl_status kl_session_generate(kl_session* session, const kl_generate_params* par
             s.append(&token, 1, nullptr);
             if (n_generated) ++*n_generated;
             bool stop = false;
-            for (size_t j = 0; j < params->n_stop_tokens; ++j) stop |= token == params->stop_tokens[j];
+            for (size_t j = 0; j < params->n_stop_tokens; ++j)
+                stop |= token == params->stop_tokens[j];
             if (stop) break;
             if (cb && cb(user, token, nullptr, 0) != 0) break;
         }
@@ -392,14 +413,13 @@ kl_status kl_tokenize(const kl_model* model, const char*, size_t, int, int32_t*,
     return no_tokenizer(model);
 }
 
-kl_status kl_detokenize(const kl_model* model, const int32_t*, size_t, char*, size_t,
-                        size_t* len) {
+kl_status kl_detokenize(const kl_model* model, const int32_t*, size_t, char*, size_t, size_t* len) {
     if (len) *len = 0;
     return no_tokenizer(model);
 }
 
-kl_status kl_chat_template_apply(const kl_model* model, const kl_chat_message*, size_t, int,
-                                 char*, size_t, size_t* len) {
+kl_status kl_chat_template_apply(const kl_model* model, const kl_chat_message*, size_t, int, char*,
+                                 size_t, size_t* len) {
     if (len) *len = 0;
     return no_tokenizer(model);
 }

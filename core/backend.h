@@ -43,8 +43,8 @@ public:
     // caller checked). Always writes the last token's logits to last_logits [vocab];
     // all_logits [n, vocab] too when not null. Checks `cancel` at layer boundaries and
     // throws Cancelled. On any throw the state is exactly as before the call.
-    virtual void forward(BackendState& state, uint64_t position, const int32_t* tokens,
-                         size_t n, float* last_logits, float* all_logits,
+    virtual void forward(BackendState& state, uint64_t position, const int32_t* tokens, size_t n,
+                         float* last_logits, float* all_logits,
                          const std::atomic<bool>& cancel) const = 0;
 };
 

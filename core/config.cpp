@@ -2,10 +2,9 @@
 
 #include <algorithm>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <set>
 #include <sstream>
-
-#include <nlohmann/json.hpp>
 
 #include "error.h"
 
@@ -102,14 +101,17 @@ ModelConfig ModelConfig::from_json(const std::string& json_text, const std::stri
     c.v_head_dim = r.integer("v_head_dim");
 
     if (r.find("q_lora_rank"))
-        fail(Status::Unsupported, origin + ": q_lora_rank: only null (a plain q_proj) is supported");
+        fail(Status::Unsupported,
+             origin + ": q_lora_rank: only null (a plain q_proj) is supported");
     if (!r.boolean_or("mla_use_nope", true))
         fail(Status::Unsupported,
              origin + ": mla_use_nope: false needs rotary embeddings, which are not implemented");
     if (const json* act = r.find("moe_router_activation_func")) {
         if (!act->is_string() || act->get<std::string>() != "sigmoid")
-            fail(Status::Unsupported, origin + ": moe_router_activation_func: only \"sigmoid\" is "
-                                                "supported, got " + act->dump());
+            fail(Status::Unsupported, origin +
+                                          ": moe_router_activation_func: only \"sigmoid\" is "
+                                          "supported, got " +
+                                          act->dump());
     }
 
     const json& linear = r.need("linear_attn_config");
@@ -186,7 +188,8 @@ void ModelConfig::validate(const std::string& origin) const {
                     "layer " + std::to_string(layer) + " is listed twice");
             if (slot != 0)
                 bad(std::string("linear_attn_config.") + key,
-                    "layer " + std::to_string(layer) + " is in both kda_layers and full_attn_layers");
+                    "layer " + std::to_string(layer) +
+                        " is in both kda_layers and full_attn_layers");
             slot = who;
         }
     };
@@ -219,10 +222,11 @@ void ModelConfig::validate(const std::string& origin) const {
                 bad("topk_group", std::to_string(topk_group) + " is outside 1..num_expert_group " +
                                       std::to_string(num_expert_group));
             if (topk_group * (num_experts / num_expert_group) < num_experts_per_token)
-                bad("topk_group", "the kept groups hold " +
-                                      std::to_string(topk_group * (num_experts / num_expert_group)) +
-                                      " experts, fewer than num_experts_per_token " +
-                                      std::to_string(num_experts_per_token));
+                bad("topk_group",
+                    "the kept groups hold " +
+                        std::to_string(topk_group * (num_experts / num_expert_group)) +
+                        " experts, fewer than num_experts_per_token " +
+                        std::to_string(num_experts_per_token));
         }
     }
     positive("model_max_length", max_context);
@@ -274,7 +278,11 @@ bool ModelConfig::is_moe_layer(int64_t layer) const {
     return num_experts > 0 && layer >= first_k_dense_replace && layer % moe_layer_freq == 0;
 }
 
-int64_t ModelConfig::n_kda_layers() const { return static_cast<int64_t>(kda_layers.size()); }
-int64_t ModelConfig::n_mla_layers() const { return static_cast<int64_t>(full_attn_layers.size()); }
+int64_t ModelConfig::n_kda_layers() const {
+    return static_cast<int64_t>(kda_layers.size());
+}
+int64_t ModelConfig::n_mla_layers() const {
+    return static_cast<int64_t>(full_attn_layers.size());
+}
 
 }  // namespace kl

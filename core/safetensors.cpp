@@ -10,9 +10,8 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
-#include <sstream>
-
 #include <nlohmann/json.hpp>
+#include <sstream>
 
 #include "error.h"
 
@@ -22,14 +21,19 @@ using nlohmann::json;
 
 const char* dtype_name(DType dtype) {
     switch (dtype) {
-        case DType::F32: return "F32";
-        case DType::F16: return "F16";
-        case DType::BF16: return "BF16";
+        case DType::F32:
+            return "F32";
+        case DType::F16:
+            return "F16";
+        case DType::BF16:
+            return "BF16";
     }
     return "?";
 }
 
-size_t dtype_size(DType dtype) { return dtype == DType::F32 ? 4 : 2; }
+size_t dtype_size(DType dtype) {
+    return dtype == DType::F32 ? 4 : 2;
+}
 
 float bf16_to_f32(uint16_t bits) {
     const uint32_t word = static_cast<uint32_t>(bits) << 16;
@@ -41,7 +45,8 @@ float bf16_to_f32(uint16_t bits) {
 uint16_t f32_to_bf16(float value) {
     uint32_t word;
     std::memcpy(&word, &value, sizeof(word));
-    if ((word & 0x7fffffffu) > 0x7f800000u) return static_cast<uint16_t>((word >> 16) | 0x40);  // NaN stays NaN
+    if ((word & 0x7fffffffu) > 0x7f800000u)
+        return static_cast<uint16_t>((word >> 16) | 0x40);    // NaN stays NaN
     const uint32_t rounding = 0x7fffu + ((word >> 16) & 1u);  // to nearest, ties to even
     return static_cast<uint16_t>((word + rounding) >> 16);
 }
@@ -75,10 +80,10 @@ uint16_t f32_to_f16(float value) {
     std::memcpy(&word, &value, sizeof(word));
     const uint16_t sign = static_cast<uint16_t>((word >> 16) & 0x8000u);
     const uint32_t abs = word & 0x7fffffffu;
-    if (abs > 0x7f800000u) return sign | 0x7e00u;  // NaN
+    if (abs > 0x7f800000u) return sign | 0x7e00u;   // NaN
     if (abs >= 0x477ff000u) return sign | 0x7c00u;  // rounds to >= 65520: inf
     if (abs < 0x38800000u) {                        // below the smallest normal half
-        if (abs < 0x33000000u) return sign;          // < half the smallest subnormal
+        if (abs < 0x33000000u) return sign;         // < half the smallest subnormal
         const uint32_t mant = (abs & 0x7fffffu) | 0x800000u;
         const int shift = 126 - static_cast<int>(abs >> 23);  // to units of 2^-24
         uint32_t result = mant >> shift;
@@ -252,8 +257,8 @@ std::unique_ptr<Checkpoint> Checkpoint::open(const std::string& dir) {
             fail(Status::Format, index_path.string() + ": weight_map: missing or not an object");
         for (auto it = index["weight_map"].begin(); it != index["weight_map"].end(); ++it) {
             if (!it.value().is_string())
-                fail(Status::Format, index_path.string() + ": weight_map: " + it.key() +
-                                         " does not name a file");
+                fail(Status::Format,
+                     index_path.string() + ": weight_map: " + it.key() + " does not name a file");
             const std::string shard = it.value().get<std::string>();
             if (shard.find('/') != std::string::npos || shard == "." || shard == "..")
                 fail(Status::Format, index_path.string() + ": weight_map: shard name \"" + shard +
@@ -273,7 +278,8 @@ std::unique_ptr<Checkpoint> Checkpoint::open(const std::string& dir) {
 
     for (const std::string& shard : shards) {
         const std::string path = (fs::path(dir) / shard).string();
-        if (!fs::exists(path, ec)) fail(Status::Io, "shard " + path + " (named in the index) is missing");
+        if (!fs::exists(path, ec))
+            fail(Status::Io, "shard " + path + " (named in the index) is missing");
         checkpoint->files_.push_back(std::make_unique<MappedFile>(path));
         for (TensorView& view : parse_safetensors(*checkpoint->files_.back())) {
             if (!weight_map.empty()) {
@@ -283,7 +289,8 @@ std::unique_ptr<Checkpoint> Checkpoint::open(const std::string& dir) {
             }
             if (checkpoint->tensors_.count(view.name))
                 fail(Status::Format, "tensor " + view.name + " appears twice (in " +
-                                         checkpoint->tensors_[view.name].file + " and " + path + ")");
+                                         checkpoint->tensors_[view.name].file + " and " + path +
+                                         ")");
             std::string name = view.name;
             checkpoint->tensors_.emplace(std::move(name), std::move(view));
         }
@@ -333,8 +340,8 @@ void write_safetensors(const std::string& path, const std::vector<TensorToWrite>
             if (t.dtype == DType::F32) {
                 std::memcpy(&buffer[4 * i], &t.values[i], 4);
             } else {
-                const uint16_t bits = t.dtype == DType::BF16 ? f32_to_bf16(t.values[i])
-                                                             : f32_to_f16(t.values[i]);
+                const uint16_t bits =
+                    t.dtype == DType::BF16 ? f32_to_bf16(t.values[i]) : f32_to_f16(t.values[i]);
                 std::memcpy(&buffer[2 * i], &bits, 2);
             }
         }

@@ -9,12 +9,12 @@
 namespace kl {
 
 struct SamplingParams {
-    float temperature = 0.0f;        // 0 = greedy
-    int32_t top_k = 0;               // 0 = off
-    float top_p = 1.0f;              // 1 = off
-    float min_p = 0.0f;              // 0 = off
-    float repetition_penalty = 1.0f; // 1 = off
-    int32_t repetition_window = 0;   // 0 = all of history
+    float temperature = 0.0f;         // 0 = greedy
+    int32_t top_k = 0;                // 0 = off
+    float top_p = 1.0f;               // 1 = off
+    float min_p = 0.0f;               // 0 = off
+    float repetition_penalty = 1.0f;  // 1 = off
+    int32_t repetition_window = 0;    // 0 = all of history
     uint64_t seed = 0;
 };
 

@@ -91,8 +91,8 @@ int32_t Session::sample(const SamplingParams& params) const {
 
 size_t Session::snapshot_size() const {
     return sizeof(SnapshotHeader) + history_.size() * sizeof(int32_t) +
-           (has_logits_ ? last_logits_.size() * sizeof(float) : 0) +
-           state_->saved_size(position_) + sizeof(uint64_t);
+           (has_logits_ ? last_logits_.size() * sizeof(float) : 0) + state_->saved_size(position_) +
+           sizeof(uint64_t);
 }
 
 void Session::save_snapshot(uint8_t* out) const {

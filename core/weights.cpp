@@ -5,7 +5,9 @@
 namespace kl {
 namespace {
 
-std::string layer_prefix(int64_t layer) { return "model.layers." + std::to_string(layer) + "."; }
+std::string layer_prefix(int64_t layer) {
+    return "model.layers." + std::to_string(layer) + ".";
+}
 
 void add_mlp(std::vector<TensorSpec>& specs, const std::string& prefix, const char* gate,
              const char* up, const char* down, int64_t hidden, int64_t inter) {
@@ -70,7 +72,8 @@ std::vector<TensorSpec> expected_tensors(const ModelConfig& c) {
             for (const char* proj : {"q_proj", "k_proj", "v_proj"})
                 specs.push_back({a + proj + ".weight", {HD, hidden}, DType::BF16});
             for (const char* conv : {"q_conv1d", "k_conv1d", "v_conv1d"})
-                specs.push_back({a + conv + ".weight", {HD, 1, c.short_conv_kernel_size}, DType::BF16});
+                specs.push_back(
+                    {a + conv + ".weight", {HD, 1, c.short_conv_kernel_size}, DType::BF16});
             specs.push_back({a + "f_a_proj.weight", {D, hidden}, DType::BF16});
             specs.push_back({a + "f_b_proj.weight", {HD, D}, DType::BF16});
             specs.push_back({a + "b_proj.weight", {H, hidden}, DType::BF16});
@@ -83,7 +86,8 @@ std::vector<TensorSpec> expected_tensors(const ModelConfig& c) {
         } else {
             const int64_t Hm = c.num_attention_heads;
             specs.push_back({a + "q_proj.weight", {Hm * c.mla_qk_head_dim(), hidden}, DType::BF16});
-            specs.push_back({a + "kv_a_proj_with_mqa.weight", {c.mla_cache_width(), hidden}, DType::BF16});
+            specs.push_back(
+                {a + "kv_a_proj_with_mqa.weight", {c.mla_cache_width(), hidden}, DType::BF16});
             specs.push_back({a + "kv_a_layernorm.weight", {c.kv_lora_rank}, DType::BF16});
             specs.push_back({a + "kv_b_proj.weight",
                              {Hm * (c.qk_nope_head_dim + c.v_head_dim), c.kv_lora_rank},
@@ -118,9 +122,9 @@ void validate_checkpoint(const ModelConfig& config, const Checkpoint& checkpoint
             fail(Status::Format, "tensor " + spec.name + " is missing (config wants shape " +
                                      shape_string(spec.shape) + ")");
         if (view->shape != spec.shape)
-            fail(Status::Format, "tensor " + spec.name + " has shape " +
-                                     shape_string(view->shape) + ", config wants " +
-                                     shape_string(spec.shape) + " (in " + view->file + ")");
+            fail(Status::Format, "tensor " + spec.name + " has shape " + shape_string(view->shape) +
+                                     ", config wants " + shape_string(spec.shape) + " (in " +
+                                     view->file + ")");
     }
 }
 

@@ -37,31 +37,31 @@ struct MlpWeights {
 };
 
 struct KdaWeights {
-    Matrix q_proj, k_proj, v_proj;            // [H*D, hidden]
+    Matrix q_proj, k_proj, v_proj;              // [H*D, hidden]
     std::vector<float> q_conv, k_conv, v_conv;  // [H*D, kernel]
-    Matrix f_a_proj, f_b_proj;                // [D, hidden], [H*D, D]
-    Matrix b_proj;                            // [H, hidden]
-    std::vector<float> a_log;                 // [H]
-    std::vector<float> dt_bias;               // [H*D]
-    Matrix g_a_proj, g_b_proj;                // [D, hidden], [H*D, D]
-    std::vector<float> o_norm;                // [D]
-    Matrix o_proj;                            // [hidden, H*D]
+    Matrix f_a_proj, f_b_proj;                  // [D, hidden], [H*D, D]
+    Matrix b_proj;                              // [H, hidden]
+    std::vector<float> a_log;                   // [H]
+    std::vector<float> dt_bias;                 // [H*D]
+    Matrix g_a_proj, g_b_proj;                  // [D, hidden], [H*D, D]
+    std::vector<float> o_norm;                  // [D]
+    Matrix o_proj;                              // [hidden, H*D]
 };
 
 struct MlaWeights {
-    Matrix q_proj;                   // [Hm*(nope+rope), hidden]
-    Matrix kv_a_proj_with_mqa;       // [kv_lora_rank+rope, hidden]
+    Matrix q_proj;                      // [Hm*(nope+rope), hidden]
+    Matrix kv_a_proj_with_mqa;          // [kv_lora_rank+rope, hidden]
     std::vector<float> kv_a_layernorm;  // [kv_lora_rank]
-    Matrix kv_b_proj;                // [Hm*(nope+v), kv_lora_rank]
-    Matrix o_proj;                   // [hidden, Hm*v]
+    Matrix kv_b_proj;                   // [Hm*(nope+v), kv_lora_rank]
+    Matrix o_proj;                      // [hidden, Hm*v]
 };
 
 struct MoeWeights {
-    Matrix gate;                         // router [E, hidden]
+    Matrix gate;                                 // router [E, hidden]
     std::vector<float> e_score_correction_bias;  // [E]
-    std::vector<MlpWeights> experts;     // gate = w1, up = w3, down = w2
+    std::vector<MlpWeights> experts;             // gate = w1, up = w3, down = w2
     bool has_shared = false;
-    MlpWeights shared;                   // inter = moe_inter * num_shared_experts
+    MlpWeights shared;  // inter = moe_inter * num_shared_experts
 };
 
 struct LayerWeights {
@@ -75,11 +75,11 @@ struct LayerWeights {
 };
 
 struct ModelWeights {
-    Matrix embed_tokens;           // [vocab, hidden]
+    Matrix embed_tokens;            // [vocab, hidden]
     std::vector<float> final_norm;  // [hidden]
-    Matrix lm_head;                // [vocab, hidden] (a copy of embed_tokens when tied)
+    Matrix lm_head;                 // [vocab, hidden] (a copy of embed_tokens when tied)
     std::vector<LayerWeights> layers;
-    uint64_t bytes() const;        // fp32 bytes held
+    uint64_t bytes() const;  // fp32 bytes held
 };
 
 // Validates, then converts every tensor to fp32. progress(fraction) is called as tensors

@@ -7,7 +7,9 @@
 namespace kl::cuda {
 
 namespace {
-__global__ void fill_kernel(int* out, int value) { out[threadIdx.x] = value; }
+__global__ void fill_kernel(int* out, int value) {
+    out[threadIdx.x] = value;
+}
 }  // namespace
 
 int device_count() {

@@ -2,17 +2,16 @@
 // validation against a config, and make_tiny_model's output.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
-#include <sstream>
-#include <cmath>
 #include <functional>
-#include <random>
-#include <algorithm>
-
 #include <nlohmann/json.hpp>
+#include <random>
+#include <sstream>
 
 #include "core/config.h"
 #include "core/error.h"
@@ -72,7 +71,8 @@ TEST(Config, ReleasedShapesParse) {
     json j = tiny_config();
     j["hidden_size"] = 2304;
     j["num_hidden_layers"] = 27;
-    j["linear_attn_config"]["kda_layers"] = {1, 2, 3, 5, 6, 7, 9, 10, 11, 13, 14, 15, 17, 18, 19, 21, 22, 23, 25, 26};
+    j["linear_attn_config"]["kda_layers"] = {1,  2,  3,  5,  6,  7,  9,  10, 11, 13,
+                                             14, 15, 17, 18, 19, 21, 22, 23, 25, 26};
     j["linear_attn_config"]["full_attn_layers"] = {4, 8, 12, 16, 20, 24, 27};
     j["head_dim"] = 72;  // unused top-level key: ignored
     const kl::ModelConfig c = kl::ModelConfig::from_json(j.dump(), "t");
@@ -90,23 +90,93 @@ struct BadConfig {
 
 TEST(Config, EveryInconsistencyIsAnErrorNamingTheKey) {
     const std::vector<BadConfig> cases = {
-        {"missing key", [](json& j) { j.erase("hidden_size"); }, kl::Status::Format, {"hidden_size", "missing"}},
-        {"string for int", [](json& j) { j["vocab_size"] = "many"; }, kl::Status::Format, {"vocab_size", "integer"}},
-        {"zero size", [](json& j) { j["num_attention_heads"] = 0; }, kl::Status::Format, {"num_attention_heads"}},
-        {"layer twice", [](json& j) { j["linear_attn_config"]["kda_layers"] = {1, 2, 3, 4}; }, kl::Status::Format, {"layer 4", "both"}},
-        {"layer missing", [](json& j) { j["linear_attn_config"]["kda_layers"] = {1, 2}; }, kl::Status::Format, {"layer 3", "neither"}},
-        {"0-based layer", [](json& j) { j["linear_attn_config"]["full_attn_layers"] = {0}; }, kl::Status::Format, {"full_attn_layers", "1-based"}},
-        {"layer out of range", [](json& j) { j["linear_attn_config"]["full_attn_layers"] = {4, 9}; }, kl::Status::Format, {"layer 9"}},
-        {"duplicate", [](json& j) { j["linear_attn_config"]["kda_layers"] = {1, 2, 3, 3}; }, kl::Status::Format, {"twice"}},
-        {"top-k > experts", [](json& j) { j["num_experts_per_token"] = 9; }, kl::Status::Format, {"num_experts_per_token"}},
-        {"groups", [](json& j) { j["use_grouped_topk"] = true; j["num_expert_group"] = 3; }, kl::Status::Format, {"num_expert_group"}},
-        {"topk_group", [](json& j) { j["use_grouped_topk"] = true; j["num_expert_group"] = 4; j["topk_group"] = 5; }, kl::Status::Format, {"topk_group"}},
-        {"kept groups too small", [](json& j) { j["use_grouped_topk"] = true; j["num_expert_group"] = 8; j["topk_group"] = 1; }, kl::Status::Format, {"topk_group"}},
-        {"bool type", [](json& j) { j["moe_renormalize"] = 1; }, kl::Status::Format, {"moe_renormalize"}},
-        {"linear config type", [](json& j) { j["linear_attn_config"] = 5; }, kl::Status::Format, {"linear_attn_config"}},
-        {"q_lora", [](json& j) { j["q_lora_rank"] = 64; }, kl::Status::Unsupported, {"q_lora_rank"}},
-        {"rope", [](json& j) { j["mla_use_nope"] = false; }, kl::Status::Unsupported, {"mla_use_nope"}},
-        {"softmax router", [](json& j) { j["moe_router_activation_func"] = "softmax"; }, kl::Status::Unsupported, {"moe_router_activation_func"}},
+        {"missing key",
+         [](json& j) { j.erase("hidden_size"); },
+         kl::Status::Format,
+         {"hidden_size", "missing"}},
+        {"string for int",
+         [](json& j) { j["vocab_size"] = "many"; },
+         kl::Status::Format,
+         {"vocab_size", "integer"}},
+        {"zero size",
+         [](json& j) { j["num_attention_heads"] = 0; },
+         kl::Status::Format,
+         {"num_attention_heads"}},
+        {"layer twice",
+         [](json& j) {
+             j["linear_attn_config"]["kda_layers"] = {1, 2, 3, 4};
+         },
+         kl::Status::Format,
+         {"layer 4", "both"}},
+        {"layer missing",
+         [](json& j) {
+             j["linear_attn_config"]["kda_layers"] = {1, 2};
+         },
+         kl::Status::Format,
+         {"layer 3", "neither"}},
+        {"0-based layer",
+         [](json& j) { j["linear_attn_config"]["full_attn_layers"] = {0}; },
+         kl::Status::Format,
+         {"full_attn_layers", "1-based"}},
+        {"layer out of range",
+         [](json& j) {
+             j["linear_attn_config"]["full_attn_layers"] = {4, 9};
+         },
+         kl::Status::Format,
+         {"layer 9"}},
+        {"duplicate",
+         [](json& j) {
+             j["linear_attn_config"]["kda_layers"] = {1, 2, 3, 3};
+         },
+         kl::Status::Format,
+         {"twice"}},
+        {"top-k > experts",
+         [](json& j) { j["num_experts_per_token"] = 9; },
+         kl::Status::Format,
+         {"num_experts_per_token"}},
+        {"groups",
+         [](json& j) {
+             j["use_grouped_topk"] = true;
+             j["num_expert_group"] = 3;
+         },
+         kl::Status::Format,
+         {"num_expert_group"}},
+        {"topk_group",
+         [](json& j) {
+             j["use_grouped_topk"] = true;
+             j["num_expert_group"] = 4;
+             j["topk_group"] = 5;
+         },
+         kl::Status::Format,
+         {"topk_group"}},
+        {"kept groups too small",
+         [](json& j) {
+             j["use_grouped_topk"] = true;
+             j["num_expert_group"] = 8;
+             j["topk_group"] = 1;
+         },
+         kl::Status::Format,
+         {"topk_group"}},
+        {"bool type",
+         [](json& j) { j["moe_renormalize"] = 1; },
+         kl::Status::Format,
+         {"moe_renormalize"}},
+        {"linear config type",
+         [](json& j) { j["linear_attn_config"] = 5; },
+         kl::Status::Format,
+         {"linear_attn_config"}},
+        {"q_lora",
+         [](json& j) { j["q_lora_rank"] = 64; },
+         kl::Status::Unsupported,
+         {"q_lora_rank"}},
+        {"rope",
+         [](json& j) { j["mla_use_nope"] = false; },
+         kl::Status::Unsupported,
+         {"mla_use_nope"}},
+        {"softmax router",
+         [](json& j) { j["moe_router_activation_func"] = "softmax"; },
+         kl::Status::Unsupported,
+         {"moe_router_activation_func"}},
     };
     for (const auto& c : cases) {
         SCOPED_TRACE(c.name);
@@ -114,11 +184,13 @@ TEST(Config, EveryInconsistencyIsAnErrorNamingTheKey) {
         c.edit(j);
         auto fragments = c.fragments;
         fragments.push_back("origin.json");
-        expect_error([&] { kl::ModelConfig::from_json(j.dump(), "origin.json"); }, c.status, fragments);
+        expect_error([&] { kl::ModelConfig::from_json(j.dump(), "origin.json"); }, c.status,
+                     fragments);
     }
-    expect_error([] { kl::ModelConfig::from_json("{\"hidden_size\": 64,", "x.json"); }, kl::Status::Format,
-                 {"x.json", "JSON"});
-    expect_error([] { kl::ModelConfig::load("/nonexistent/dir"); }, kl::Status::Io, {"config.json"});
+    expect_error([] { kl::ModelConfig::from_json("{\"hidden_size\": 64,", "x.json"); },
+                 kl::Status::Format, {"x.json", "JSON"});
+    expect_error([] { kl::ModelConfig::load("/nonexistent/dir"); }, kl::Status::Io,
+                 {"config.json"});
 }
 
 // ---- safetensors ---------------------------------------------------------------------------
@@ -136,7 +208,8 @@ TEST(Safetensors, RoundTripsEveryDtype) {
     auto views = kl::parse_safetensors(file);
     ASSERT_EQ(views.size(), 4u);
     for (const auto& t : tensors) {
-        auto v = std::find_if(views.begin(), views.end(), [&](auto& x) { return x.name == t.name; });
+        auto v =
+            std::find_if(views.begin(), views.end(), [&](auto& x) { return x.name == t.name; });
         ASSERT_NE(v, views.end());
         EXPECT_EQ(v->dtype, t.dtype);
         EXPECT_EQ(v->shape, t.shape);
@@ -154,7 +227,7 @@ TEST(Safetensors, HalfConversionsRoundToNearestEven) {
     EXPECT_TRUE(std::isnan(kl::bf16_to_f32(kl::f32_to_bf16(NAN))));
     EXPECT_EQ(kl::f32_to_f16(1.0f), 0x3c00);
     EXPECT_EQ(kl::f32_to_f16(65504.0f), 0x7bff);
-    EXPECT_EQ(kl::f32_to_f16(1e6f), 0x7c00);               // overflow to inf
+    EXPECT_EQ(kl::f32_to_f16(1e6f), 0x7c00);                   // overflow to inf
     EXPECT_EQ(kl::f16_to_f32(0x0001), std::ldexp(1.0f, -24));  // smallest subnormal
     EXPECT_EQ(kl::f32_to_f16(std::ldexp(1.0f, -24)), 0x0001);
     EXPECT_EQ(kl::f32_to_f16(std::ldexp(3.0f, -25)), 0x0002);  // 1.5 ulp: tie to even (2)
@@ -215,16 +288,29 @@ TEST(Safetensors, MalformedHeadersAreRejectedWithAReason) {
     std::memcpy(&huge[0], &big, 8);
     const std::vector<Case> cases = {
         {huge + "{}", "exceeds the limit", kl::Status::Format},
-        {with_header("{\"x\": {\"dtype\": \"F32\", \"shape\": [2", data), "JSON", kl::Status::Format},
+        {with_header("{\"x\": {\"dtype\": \"F32\", \"shape\": [2", data), "JSON",
+         kl::Status::Format},
         {with_header("[1, 2]", data), "not a JSON object", kl::Status::Format},
-        {with_header(R"({"x": {"dtype": "F32", "shape": [2], "data_offsets": [0, 64]}})", data), "outside", kl::Status::Format},
-        {with_header(R"({"x": {"dtype": "F32", "shape": [3], "data_offsets": [0, 8]}})", data), "needs 12", kl::Status::Format},
-        {with_header(R"({"x": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}, "y": {"dtype": "F32", "shape": [2], "data_offsets": [4, 12]}})", data), "overlap", kl::Status::Format},
-        {with_header(R"({"x": {"dtype": "I64", "shape": [2], "data_offsets": [0, 16]}})", data), "dtype I64", kl::Status::Format},
-        {with_header(R"({"x": {"dtype": "F32", "shape": [-2], "data_offsets": [0, 8]}})", data), "non-negative", kl::Status::Format},
-        {with_header(R"({"x": {"dtype": "F32", "shape": [2], "data_offsets": [8, 0]}})", data), "outside", kl::Status::Format},
-        {with_header(R"({"x": {"dtype": "F32", "shape": [4294967296, 4294967296], "data_offsets": [0, 8]}})", data), "overflow", kl::Status::Format},
-        {with_header(R"({"x": {"shape": [2], "data_offsets": [0, 8]}})", data), "dtype", kl::Status::Format},
+        {with_header(R"({"x": {"dtype": "F32", "shape": [2], "data_offsets": [0, 64]}})", data),
+         "outside", kl::Status::Format},
+        {with_header(R"({"x": {"dtype": "F32", "shape": [3], "data_offsets": [0, 8]}})", data),
+         "needs 12", kl::Status::Format},
+        {with_header(
+             R"({"x": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}, "y": {"dtype": "F32", "shape": [2], "data_offsets": [4, 12]}})",
+             data),
+         "overlap", kl::Status::Format},
+        {with_header(R"({"x": {"dtype": "I64", "shape": [2], "data_offsets": [0, 16]}})", data),
+         "dtype I64", kl::Status::Format},
+        {with_header(R"({"x": {"dtype": "F32", "shape": [-2], "data_offsets": [0, 8]}})", data),
+         "non-negative", kl::Status::Format},
+        {with_header(R"({"x": {"dtype": "F32", "shape": [2], "data_offsets": [8, 0]}})", data),
+         "outside", kl::Status::Format},
+        {with_header(
+             R"({"x": {"dtype": "F32", "shape": [4294967296, 4294967296], "data_offsets": [0, 8]}})",
+             data),
+         "overflow", kl::Status::Format},
+        {with_header(R"({"x": {"shape": [2], "data_offsets": [0, 8]}})", data), "dtype",
+         kl::Status::Format},
     };
     for (const auto& c : cases) {
         std::string message;
@@ -275,8 +361,9 @@ TEST(Checkpoint, ProgressCallbackCanCancel) {
     const std::string dir = kl::test::tiny_model_dir();
     const kl::ModelConfig config = kl::ModelConfig::load(dir);
     auto checkpoint = kl::Checkpoint::open(dir);
-    expect_error([&] { kl::load_weights_f32(config, *checkpoint, [](float f) { return f < 0.5f; }); },
-                 kl::Status::Cancelled, {"cancelled"});
+    expect_error(
+        [&] { kl::load_weights_f32(config, *checkpoint, [](float f) { return f < 0.5f; }); },
+        kl::Status::Cancelled, {"cancelled"});
 }
 
 TEST(Checkpoint, WrongShapeNamesTheTensorAndBothShapes) {
@@ -297,11 +384,13 @@ TEST(Checkpoint, MissingTensorAndMissingShardAreReported) {
     write_file(dir + "/config.json", j.dump());
     auto checkpoint = kl::Checkpoint::open(dir);
     expect_error([&] { kl::validate_checkpoint(kl::ModelConfig::load(dir), *checkpoint); },
-                 kl::Status::Format, {"model.layers.0.block_sparse_moe.gate.weight", "missing", "[8,64]"});
+                 kl::Status::Format,
+                 {"model.layers.0.block_sparse_moe.gate.weight", "missing", "[8,64]"});
 
     fs::remove(dir + "/model-00002-of-00002.safetensors");
     expect_error([&] { kl::Checkpoint::open(dir); }, kl::Status::Io, {"model-00002-of-00002"});
-    expect_error([] { kl::Checkpoint::open("/nonexistent/model"); }, kl::Status::Io, {"does not exist"});
+    expect_error([] { kl::Checkpoint::open("/nonexistent/model"); }, kl::Status::Io,
+                 {"does not exist"});
     const std::string empty = kl::test::temp_dir();
     expect_error([&] { kl::Checkpoint::open(empty); }, kl::Status::Io, {"no *.safetensors"});
 }
@@ -318,10 +407,12 @@ TEST(MakeTinyModel, SameSeedSameBytesOtherSeedOtherBytes) {
     const std::string a = kl::test::tiny_model_dir("--preset tiny --seed 1");
     const std::string b = copy_model(a);
     fs::remove_all(b);
-    const std::string cmd = std::string(KL_MAKE_TINY_MODEL) + " " + b + " --preset tiny --seed 1 > /dev/null";
+    const std::string cmd =
+        std::string(KL_MAKE_TINY_MODEL) + " " + b + " --preset tiny --seed 1 > /dev/null";
     ASSERT_EQ(std::system(cmd.c_str()), 0);
     const std::string c = kl::test::tiny_model_dir("--preset tiny --seed 2");
-    for (const char* shard : {"/model-00001-of-00002.safetensors", "/model-00002-of-00002.safetensors"}) {
+    for (const char* shard :
+         {"/model-00001-of-00002.safetensors", "/model-00002-of-00002.safetensors"}) {
         EXPECT_EQ(read_file(a + shard), read_file(b + shard)) << shard;
         EXPECT_NE(read_file(a + shard), read_file(c + shard)) << shard;
     }

@@ -73,7 +73,7 @@ struct KdaRun {
 };
 
 KdaRun run_recurrent(kl::ThreadPool& pool, const KdaInputs& in, size_t begin, size_t end,
-                  std::vector<float> state) {
+                     std::vector<float> state) {
     const size_t stride = in.H * in.D;
     KdaRun r{std::vector<float>((end - begin) * stride), std::move(state)};
     kl::cpu::kda_recurrent(pool, &in.q[begin * stride], &in.k[begin * stride],
@@ -84,7 +84,7 @@ KdaRun run_recurrent(kl::ThreadPool& pool, const KdaInputs& in, size_t begin, si
 }
 
 KdaRun run_chunked(kl::ThreadPool& pool, const KdaInputs& in, size_t begin, size_t end,
-                std::vector<float> state, size_t chunk) {
+                   std::vector<float> state, size_t chunk) {
     const size_t stride = in.H * in.D;
     KdaRun r{std::vector<float>((end - begin) * stride), std::move(state)};
     kl::cpu::kda_chunked(pool, &in.q[begin * stride], &in.k[begin * stride], &in.v[begin * stride],
@@ -112,7 +112,8 @@ KdaRun run_float64(const KdaInputs& in) {
             }
             for (size_t j = 0; j < D; ++j) {
                 double o = 0.0;
-                for (size_t i = 0; i < D; ++i) o += in.q[at + i] / std::sqrt(double(D)) * Sh[i * D + j];
+                for (size_t i = 0; i < D; ++i)
+                    o += in.q[at + i] / std::sqrt(double(D)) * Sh[i * D + j];
                 r.o[at + j] = float(o);
             }
         }

@@ -23,7 +23,8 @@ MlaInputs random_mla(const MlaShape& s, size_t rows, size_t T, uint32_t seed) {
     in.q.resize(T * s.q_width());
     in.cache.resize(rows * s.cache_width());
     in.kv_b.resize(s.heads * (s.nope + s.v_dim) * s.rank);
-    for (auto* v : {&in.q, &in.cache}) for (float& x : *v) x = normal(rng);
+    for (auto* v : {&in.q, &in.cache})
+        for (float& x : *v) x = normal(rng);
     for (float& x : in.kv_b) x = normal(rng) / std::sqrt(float(s.rank));
     return in;
 }
@@ -131,7 +132,9 @@ TEST(MlaCausality, LaterRowsDoNotChangeEarlierOutputs) {
 
 // ---- router --------------------------------------------------------------------------------
 
-float logit(float p) { return std::log(p / (1.0f - p)); }  // sigmoid^-1
+float logit(float p) {
+    return std::log(p / (1.0f - p));
+}  // sigmoid^-1
 
 kl::cpu::RouterConfig plain(size_t experts, size_t top_k) {
     return {experts, top_k, true, 1.0f, false, 1, 1};
@@ -210,7 +213,7 @@ TEST(Router, GroupedTopKDropsTheGroupOfTheBestSingleExpert) {
 }
 
 TEST(Router, GroupScoresUseBiasedScores) {
-    const std::vector<float> logits(4, 0.0f);          // all 0.5
+    const std::vector<float> logits(4, 0.0f);            // all 0.5
     const std::vector<float> bias = {0, 0, 0.2f, 0.1f};  // group 1 wins only through bias
     kl::cpu::RouterConfig c{4, 2, true, 1.0f, true, 2, 1};
     int32_t experts[2];

@@ -78,8 +78,7 @@ TEST_P(ModelIdentity, PrefillEqualsDecodeEqualsSplits) {
     std::vector<float> decoded;
     for (int32_t t : tokens) {
         stepwise.append(&t, 1, nullptr);
-        decoded.insert(decoded.end(), stepwise.last_logits().begin(),
-                       stepwise.last_logits().end());
+        decoded.insert(decoded.end(), stepwise.last_logits().begin(), stepwise.last_logits().end());
     }
     // A degenerate model (all-zero or position-blind logits) would pass trivially.
     ASSERT_GT(max_abs(prefill), 0.1);
@@ -106,12 +105,12 @@ TEST_P(ModelIdentity, PrefillEqualsDecodeEqualsSplits) {
     EXPECT_EQ(whole.last_logits(), std::vector<float>(prefill.end() - vocab, prefill.end()));
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    Tiny, ModelIdentity,
-    ::testing::Values(IdentityCase{"--preset tiny --seed 1", 1, 1},
-                      IdentityCase{"--preset tiny --seed 1", 2, 2},
-                      IdentityCase{"--preset tiny --seed 1", 37, 3},
-                      IdentityCase{"--preset tiny --seed 2 --dtype f32", 150, 4},
-                      IdentityCase{"--preset small --seed 3", 70, 5}));
+INSTANTIATE_TEST_SUITE_P(Tiny, ModelIdentity,
+                         ::testing::Values(IdentityCase{"--preset tiny --seed 1", 1, 1},
+                                           IdentityCase{"--preset tiny --seed 1", 2, 2},
+                                           IdentityCase{"--preset tiny --seed 1", 37, 3},
+                                           IdentityCase{"--preset tiny --seed 2 --dtype f32", 150,
+                                                        4},
+                                           IdentityCase{"--preset small --seed 3", 70, 5}));
 
 }  // namespace

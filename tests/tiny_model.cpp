@@ -26,8 +26,7 @@ std::map<std::string, std::string> g_models;
 }  // namespace
 
 std::string temp_dir() {
-    std::string pattern =
-        (std::filesystem::temp_directory_path() / "kl_test_XXXXXX").string();
+    std::string pattern = (std::filesystem::temp_directory_path() / "kl_test_XXXXXX").string();
     std::vector<char> buffer(pattern.begin(), pattern.end());
     buffer.push_back('\0');
     if (!mkdtemp(buffer.data())) {

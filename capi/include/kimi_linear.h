@@ -21,13 +21,13 @@
 #include <stdint.h>
 
 #if defined(_WIN32)
-#  if defined(KL_BUILDING_LIBRARY)
-#    define KL_API __declspec(dllexport)
-#  else
-#    define KL_API __declspec(dllimport)
-#  endif
+#if defined(KL_BUILDING_LIBRARY)
+#define KL_API __declspec(dllexport)
 #else
-#  define KL_API __attribute__((visibility("default")))
+#define KL_API __declspec(dllimport)
+#endif
+#else
+#define KL_API __attribute__((visibility("default")))
 #endif
 
 #ifdef __cplusplus
@@ -81,9 +81,9 @@ typedef int (*kl_progress_callback)(float fraction, void* user);
 
 typedef struct {
     uint32_t struct_size;
-    kl_device device;              /* AUTO: CUDA when built with it and a GPU is present */
-    int32_t device_index;          /* GPU ordinal for KL_DEVICE_CUDA */
-    int32_t n_threads;             /* CPU worker threads; 0 = all hardware threads */
+    kl_device device;                 /* AUTO: CUDA when built with it and a GPU is present */
+    int32_t device_index;             /* GPU ordinal for KL_DEVICE_CUDA */
+    int32_t n_threads;                /* CPU worker threads; 0 = all hardware threads */
     kl_progress_callback progress_cb; /* may be NULL */
     void* progress_user;
 } kl_model_params;
@@ -109,11 +109,11 @@ struct kl_model_info {
     uint32_t n_mla_layers;
     uint32_t n_experts;
     uint32_t n_experts_active;
-    uint64_t max_context;          /* default session capacity in tokens */
-    kl_device device;              /* the device the model runs on (never AUTO) */
-    uint64_t weight_bytes;         /* bytes of weights held by the backend */
-    uint64_t session_fixed_bytes;  /* KDA recurrent + conv state per session */
-    uint64_t kv_bytes_per_token;   /* MLA latent cache bytes per token (all MLA layers) */
+    uint64_t max_context;         /* default session capacity in tokens */
+    kl_device device;             /* the device the model runs on (never AUTO) */
+    uint64_t weight_bytes;        /* bytes of weights held by the backend */
+    uint64_t session_fixed_bytes; /* KDA recurrent + conv state per session */
+    uint64_t kv_bytes_per_token;  /* MLA latent cache bytes per token (all MLA layers) */
 };
 
 /* Fill *out. Set out->struct_size = sizeof(struct kl_model_info) first; fields past an older
@@ -165,14 +165,14 @@ KL_API void kl_session_cancel(kl_session* session);
 
 typedef struct {
     uint32_t struct_size;
-    float temperature;          /* 0 = greedy (argmax) */
-    int32_t top_k;              /* 0 = off */
-    float top_p;                /* 1 = off */
-    float min_p;                /* 0 = off; keep tokens with p >= min_p * p_max */
-    float repetition_penalty;   /* 1 = off; CTRL-style: logit / p if > 0 else logit * p */
-    int32_t repetition_window;  /* how many recent tokens the penalty looks at; 0 = all */
-    uint64_t seed;              /* the session's RNG is seeded from this on first use and on
-                                   reset; the same seed gives the same tokens */
+    float temperature;         /* 0 = greedy (argmax) */
+    int32_t top_k;             /* 0 = off */
+    float top_p;               /* 1 = off */
+    float min_p;               /* 0 = off; keep tokens with p >= min_p * p_max */
+    float repetition_penalty;  /* 1 = off; CTRL-style: logit / p if > 0 else logit * p */
+    int32_t repetition_window; /* how many recent tokens the penalty looks at; 0 = all */
+    uint64_t seed;             /* the session's RNG is seeded from this on first use and on
+                                  reset; the same seed gives the same tokens */
 } kl_sampling_params;
 
 KL_API void kl_sampling_params_default(kl_sampling_params* params);
@@ -182,14 +182,13 @@ KL_API kl_status kl_session_sample(kl_session* session, const kl_sampling_params
 
 /* Called for each generated token; piece is the text it completes (whole UTF-8 characters,
  * may be empty; NULL/0 when the model has no tokenizer). Non-zero return stops cleanly. */
-typedef int (*kl_token_callback)(void* user, int32_t token, const char* piece,
-                                 size_t piece_len);
+typedef int (*kl_token_callback)(void* user, int32_t token, const char* piece, size_t piece_len);
 
 typedef struct {
     uint32_t struct_size;
     uint32_t max_new_tokens;
     kl_sampling_params sampling;
-    const int32_t* stop_tokens;    /* generation ends after emitting none of these */
+    const int32_t* stop_tokens; /* generation ends after emitting none of these */
     size_t n_stop_tokens;
     const char* const* stop_strings; /* needs a tokenizer */
     size_t n_stop_strings;
@@ -211,10 +210,10 @@ KL_API kl_status kl_session_next(kl_session* session, const kl_sampling_params* 
 /* ---- tokenizer and chat format -------------------------------------------------------- */
 
 /* If cap is too small: KL_ERR_INVALID_ARGUMENT with *n = the needed count. */
-KL_API kl_status kl_tokenize(const kl_model* model, const char* text, size_t len,
-                             int parse_special, int32_t* out, size_t cap, size_t* n);
-KL_API kl_status kl_detokenize(const kl_model* model, const int32_t* tokens, size_t n,
-                               char* out, size_t cap, size_t* len);
+KL_API kl_status kl_tokenize(const kl_model* model, const char* text, size_t len, int parse_special,
+                             int32_t* out, size_t cap, size_t* n);
+KL_API kl_status kl_detokenize(const kl_model* model, const int32_t* tokens, size_t n, char* out,
+                               size_t cap, size_t* len);
 
 typedef struct {
     const char* role;
@@ -222,8 +221,8 @@ typedef struct {
 } kl_chat_message;
 
 KL_API kl_status kl_chat_template_apply(const kl_model* model, const kl_chat_message* msgs,
-                                        size_t n, int add_generation_prompt, char* out,
-                                        size_t cap, size_t* len);
+                                        size_t n, int add_generation_prompt, char* out, size_t cap,
+                                        size_t* len);
 
 #ifdef __cplusplus
 }

@@ -60,7 +60,8 @@ public:
                 out = put(out, kda_state[layer].data(), kda_state[layer].size());
                 out = put(out, conv_state[layer].data(), conv_state[layer].size());
             } else {
-                out = put(out, mla_cache[layer].data(), static_cast<size_t>(position) * cache_width());
+                out = put(out, mla_cache[layer].data(),
+                          static_cast<size_t>(position) * cache_width());
             }
         }
     }
@@ -138,8 +139,7 @@ private:
         cpu::matmul_wt(pool_, x, n, static_cast<size_t>(w.cols), w.data.data(),
                        static_cast<size_t>(w.rows), y);
     }
-    void rms_norm_rows(const float* x, size_t n, const std::vector<float>& weight,
-                       float* y) const {
+    void rms_norm_rows(const float* x, size_t n, const std::vector<float>& weight, float* y) const {
         const size_t dim = weight.size();
         for (size_t t = 0; t < n; ++t)
             cpu::rms_norm(x + t * dim, weight.data(), dim, config_.rms_norm_eps, y + t * dim);
@@ -199,8 +199,8 @@ void CpuBackend::kda_layer(const KdaWeights& w, const float* x, size_t n,
         cpu::kda_recurrent(pool_, q.data(), k.data(), v.data(), g.data(), beta.data(), n, H, D,
                            scale, kda_state.data(), o.data());
     else
-        cpu::kda_chunked(pool_, q.data(), k.data(), v.data(), g.data(), beta.data(), n, H, D,
-                         scale, kKdaChunk, kda_state.data(), o.data());
+        cpu::kda_chunked(pool_, q.data(), k.data(), v.data(), g.data(), beta.data(), n, H, D, scale,
+                         kKdaChunk, kda_state.data(), o.data());
 
     // Gated RMSNorm per head: RMSNorm_D(o) * o_norm * sigmoid(g_b(g_a(x))).
     std::vector<float> gate(n * HD);
@@ -334,8 +334,7 @@ void CpuBackend::forward(BackendState& state_base, uint64_t position, const int3
 
         rms_norm_rows(x.data(), n, lw.input_layernorm, normed.data());
         if (lw.is_kda)
-            kda_layer(lw.kda, normed.data(), n, kda_state[layer], conv_state[layer],
-                      branch.data());
+            kda_layer(lw.kda, normed.data(), n, kda_state[layer], conv_state[layer], branch.data());
         else
             mla_layer(lw.mla, normed.data(), n, position, state.mla_cache[layer], branch.data());
         for (size_t i = 0; i < x.size(); ++i) x[i] += branch[i];

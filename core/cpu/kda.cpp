@@ -9,17 +9,6 @@
 namespace kl::cpu {
 namespace {
 
-// Eight lanes of fp32 / int32 (one AVX register; two SSE/NEON ones): GCC and Clang lower
-// these portably.
-typedef float v8f __attribute__((vector_size(32)));
-typedef int32_t v8i __attribute__((vector_size(32)));
-
-inline v8f load8(const float* p) {
-    v8f v;
-    std::memcpy(&v, p, sizeof(v));
-    return v;
-}
-
 // e^x for x <= 0 (the chunked form's decay exponents), eight at a time: 2^n from exponent
 // bits times a degree-6 polynomial for 2^f, f in [-0.5, 0.5]; relative error ~2e-7. Below
 // -87 it returns e^-87 ~ 1.6e-38 instead of underflowing: as good as zero next to O(1)
@@ -58,7 +47,7 @@ inline float decayed_dot(const float* a, const float* b, const float* Ga, const 
     size_t c = 0;
     for (; c + 8 <= n; c += 8)
         acc += load8(a + c) * load8(b + c) * exp_nonpositive(load8(Ga + c) - load8(Gb + c));
-    float sum = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+    float sum = sum8(acc);
     for (; c < n; ++c) sum += a[c] * b[c] * exp_nonpositive(Ga[c] - Gb[c]);
     return sum;
 }
@@ -140,8 +129,8 @@ KL_MULTIVERSION void kda_chunked_head(const float* q, const float* k, const floa
 
 }  // namespace
 
-void short_conv_silu(const float* x, size_t T, size_t channels, const float* weight,
-                     size_t kernel, float* state, float* y) {
+void short_conv_silu(const float* x, size_t T, size_t channels, const float* weight, size_t kernel,
+                     float* state, float* y) {
     const size_t history = kernel - 1;
     // input(t) for t in [-history, T): the carried state, then x.
     auto input = [&](ptrdiff_t t) -> const float* {
@@ -152,7 +141,8 @@ void short_conv_silu(const float* x, size_t T, size_t channels, const float* wei
         float* yt = y + t * channels;
         std::fill(yt, yt + channels, 0.0f);
         for (size_t j = 0; j < kernel; ++j) {
-            const float* in = input(static_cast<ptrdiff_t>(t + j) - static_cast<ptrdiff_t>(history));
+            const float* in =
+                input(static_cast<ptrdiff_t>(t + j) - static_cast<ptrdiff_t>(history));
             for (size_t c = 0; c < channels; ++c) yt[c] += weight[c * kernel + j] * in[c];
         }
         for (size_t c = 0; c < channels; ++c) yt[c] = silu(yt[c]);
@@ -176,9 +166,9 @@ void l2_normalize_heads(float* x, size_t heads, size_t dim) {
     }
 }
 
-void kda_recurrent(ThreadPool& pool, const float* q, const float* k, const float* v,
-                   const float* g, const float* beta, size_t T, size_t H, size_t D, float scale,
-                   float* state, float* o) {
+void kda_recurrent(ThreadPool& pool, const float* q, const float* k, const float* v, const float* g,
+                   const float* beta, size_t T, size_t H, size_t D, float scale, float* state,
+                   float* o) {
     const size_t stride = H * D;
     pool.parallel_for(H, 1, [&](size_t h_begin, size_t h_end) {
         std::vector<float> delta(D);
@@ -225,8 +215,8 @@ void kda_recurrent(ThreadPool& pool, const float* q, const float* k, const float
 //     d_i + beta_i sum_{j<i} A_ij d_j = beta_i (v_i - S0^T (k_i ⊙ e^{G_i})),
 //     A_ij = sum_c k_i[c] k_j[c] e^{G_i[c] - G_j[c]},
 // (forward substitution: the UT transform), and then
-//     o_i = scale (q_i ⊙ e^{G_i})^T S0 + scale sum_{j<=i} (sum_c q_i[c] k_j[c] e^{G_i[c]-G_j[c]}) d_j
-//     S   = e^{G_last} ⊙ S0 + sum_j (k_j ⊙ e^{G_last - G_j}) d_j^T.
+//     o_i = scale (q_i ⊙ e^{G_i})^T S0 + scale sum_{j<=i} (sum_c q_i[c] k_j[c] e^{G_i[c]-G_j[c]})
+//     d_j S   = e^{G_last} ⊙ S0 + sum_j (k_j ⊙ e^{G_last - G_j}) d_j^T.
 // Every exponent is G_i - G_j with i >= j, G_i or G_last - G_j: never positive, so strong
 // decay underflows to zero instead of overflowing.
 void kda_chunked(ThreadPool& pool, const float* q, const float* k, const float* v, const float* g,
@@ -236,8 +226,8 @@ void kda_chunked(ThreadPool& pool, const float* q, const float* k, const float* 
     pool.parallel_for(H, 1, [&](size_t h_begin, size_t h_end) {
         std::vector<float> G(chunk * D), d(chunk * D);
         for (size_t h = h_begin; h < h_end; ++h)
-            kda_chunked_head(q, k, v, g, beta, T, H, D, scale, chunk, h, state + h * D * D,
-                             o, G.data(), d.data());
+            kda_chunked_head(q, k, v, g, beta, T, H, D, scale, chunk, h, state + h * D * D, o,
+                             G.data(), d.data());
     });
 }
 

@@ -8,25 +8,13 @@
 namespace kl::cpu {
 namespace {
 
-// 8 floats in one register on AVX (two on SSE/NEON): GCC and Clang lower this portably.
-typedef float v8f __attribute__((vector_size(32)));
-
-inline v8f load8(const float* p) {
-    v8f v;
-    std::memcpy(&v, p, sizeof(v));
-    return v;
-}
-inline float sum8(v8f v) {
-    return ((v[0] + v[1]) + (v[2] + v[3])) + ((v[4] + v[5]) + (v[6] + v[7]));
-}
-
 // Rows of x reused per loaded W row; rows of W per x row: a 4x4 register tile of dots.
 constexpr size_t kTileX = 4;
 constexpr size_t kTileW = 4;
 
 // y[i, j] for i in [i0, i0+ni), j in [j0, j0+nj), ni <= 4, nj <= 4.
-KL_MULTIVERSION void tile(const float* x, size_t in, const float* w, size_t out, float* y, size_t i0, size_t ni,
-          size_t j0, size_t nj) {
+KL_MULTIVERSION void tile(const float* x, size_t in, const float* w, size_t out, float* y,
+                          size_t i0, size_t ni, size_t j0, size_t nj) {
     v8f acc[kTileX][kTileW];
     for (size_t a = 0; a < kTileX; ++a)
         for (size_t b = 0; b < kTileW; ++b) acc[a][b] = v8f{};
@@ -60,7 +48,8 @@ void matmul_wt(ThreadPool& pool, const float* x, size_t n, size_t in, const floa
     constexpr size_t kColumnsPerTask = 32;
     const size_t n_blocks = (out + kColumnsPerTask - 1) / kColumnsPerTask;
     // Small products run inline: waking threads costs more than the work.
-    const size_t grain = std::max<size_t>(1, (64 * 1024) / std::max<size_t>(1, n * in * kColumnsPerTask));
+    const size_t grain =
+        std::max<size_t>(1, (64 * 1024) / std::max<size_t>(1, n * in * kColumnsPerTask));
     pool.parallel_for(n_blocks, grain, [&](size_t begin, size_t end) {
         for (size_t block = begin; block < end; ++block) {
             const size_t j_begin = block * kColumnsPerTask;

@@ -45,15 +45,18 @@ void mla_attention_expanded(ThreadPool& pool, const MlaShape& s, const float* q,
             const float* w_uv = w_uk + s.nope * s.rank;
             for (size_t r = 0; r < rows; ++r) {
                 const float* c = cache + r * width;
-                for (size_t d = 0; d < s.nope; ++d) keys[r * s.nope + d] = dot(w_uk + d * s.rank, c, s.rank);
-                for (size_t d = 0; d < s.v_dim; ++d) values[r * s.v_dim + d] = dot(w_uv + d * s.rank, c, s.rank);
+                for (size_t d = 0; d < s.nope; ++d)
+                    keys[r * s.nope + d] = dot(w_uk + d * s.rank, c, s.rank);
+                for (size_t d = 0; d < s.v_dim; ++d)
+                    values[r * s.v_dim + d] = dot(w_uv + d * s.rank, c, s.rank);
             }
             for (size_t t = 0; t < T; ++t) {
                 const float* qh = q + t * s.q_width() + h * qk;
                 const size_t visible = pos + t + 1;
                 for (size_t r = 0; r < visible; ++r)
                     scores[r] = (dot(qh, &keys[r * s.nope], s.nope) +
-                                 dot(qh + s.nope, cache + r * width + s.rank, s.rope)) * scale;
+                                 dot(qh + s.nope, cache + r * width + s.rank, s.rope)) *
+                                scale;
                 softmax(scores.data(), visible);
                 float* o = out + t * s.heads * s.v_dim + h * s.v_dim;
                 std::fill(o, o + s.v_dim, 0.0f);
@@ -90,7 +93,8 @@ void mla_attention_absorbed(ThreadPool& pool, const MlaShape& s, const float* q,
                 for (size_t r = 0; r < visible; ++r) {
                     const float* row = cache + r * width;
                     scores[r] = (dot(q_latent.data(), row, s.rank) +
-                                 dot(qh + s.nope, row + s.rank, s.rope)) * scale;
+                                 dot(qh + s.nope, row + s.rank, s.rope)) *
+                                scale;
                 }
                 softmax(scores.data(), visible);
                 std::fill(o_latent.begin(), o_latent.end(), 0.0f);
@@ -101,7 +105,8 @@ void mla_attention_absorbed(ThreadPool& pool, const MlaShape& s, const float* q,
                 }
                 // The value up-projection applied once, after attention.
                 float* o = out + t * s.heads * s.v_dim + h * s.v_dim;
-                for (size_t d = 0; d < s.v_dim; ++d) o[d] = dot(w_uv + d * s.rank, o_latent.data(), s.rank);
+                for (size_t d = 0; d < s.v_dim; ++d)
+                    o[d] = dot(w_uv + d * s.rank, o_latent.data(), s.rank);
             }
         }
     });

@@ -6,8 +6,8 @@
 
 namespace kl::cpu {
 
-void moe_route(const RouterConfig& config, const float* logits, const float* bias,
-               int32_t* experts, float* weights) {
+void moe_route(const RouterConfig& config, const float* logits, const float* bias, int32_t* experts,
+               float* weights) {
     const size_t E = config.n_experts;
     std::vector<float> score(E), biased(E);
     for (size_t e = 0; e < E; ++e) {

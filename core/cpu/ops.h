@@ -14,8 +14,8 @@ namespace kl::cpu {
 
 // y[n, out] = x[n, in] · W^T  with W row-major [out, in] (PyTorch Linear layout).
 // Blocked over rows of x and W, threaded over output columns. y may not alias x.
-void matmul_wt(ThreadPool& pool, const float* x, size_t n, size_t in, const float* w,
-               size_t out, float* y);
+void matmul_wt(ThreadPool& pool, const float* x, size_t n, size_t in, const float* w, size_t out,
+               float* y);
 
 // y[d] = x[d] * rsqrt(mean(x^2) + eps) * weight[d]. y may alias x.
 void rms_norm(const float* x, const float* weight, size_t dim, float eps, float* y);
@@ -26,8 +26,8 @@ void rms_norm(const float* x, const float* weight, size_t dim, float eps, float*
 // x [T, channels], weight [channels, kernel], state [kernel-1, channels] (the last kernel-1
 // inputs before x, oldest first; zeros at start), updated in place to the last kernel-1
 // inputs after x. y [T, channels] may not alias x.
-void short_conv_silu(const float* x, size_t T, size_t channels, const float* weight,
-                     size_t kernel, float* state, float* y);
+void short_conv_silu(const float* x, size_t T, size_t channels, const float* weight, size_t kernel,
+                     float* state, float* y);
 
 // In place: each of the `heads` vectors of length `dim` in x becomes x / sqrt(sum x^2 + 1e-6).
 void l2_normalize_heads(float* x, size_t heads, size_t dim);
@@ -39,25 +39,25 @@ void l2_normalize_heads(float* x, size_t heads, size_t dim);
 //   state [H, D(K), D(V)] fp32, read and updated in place, o [T, H, D] output.
 // Per step: S *= exp(g)[:,None]; S += beta k ⊗ (v - k^T S); o = (scale q)^T S.
 // The recurrence is the definition.
-void kda_recurrent(ThreadPool& pool, const float* q, const float* k, const float* v,
-                   const float* g, const float* beta, size_t T, size_t H, size_t D,
-                   float scale, float* state, float* o);
+void kda_recurrent(ThreadPool& pool, const float* q, const float* k, const float* v, const float* g,
+                   const float* beta, size_t T, size_t H, size_t D, float scale, float* state,
+                   float* o);
 
 // The same function in chunkwise form (WY representation / UT transform, chunk C tokens,
 // C = 64 in the model). Never forms e^{G_i} and e^{-G_j} as separate factors, so it is safe
 // for strong decay. Must equal kda_recurrent up to fp32 rounding for any T (incl. T % C != 0).
-void kda_chunked(ThreadPool& pool, const float* q, const float* k, const float* v,
-                 const float* g, const float* beta, size_t T, size_t H, size_t D, float scale,
-                 size_t chunk, float* state, float* o);
+void kda_chunked(ThreadPool& pool, const float* q, const float* k, const float* v, const float* g,
+                 const float* beta, size_t T, size_t H, size_t D, float scale, size_t chunk,
+                 float* state, float* o);
 
 // ---- MLA (NoPE) -----------------------------------------------------------------------
 
 struct MlaShape {
-    size_t heads;   // Hm
-    size_t nope;    // qk_nope_head_dim
-    size_t rope;    // qk_rope_head_dim (never rotated)
-    size_t v_dim;   // v_head_dim
-    size_t rank;    // kv_lora_rank
+    size_t heads;  // Hm
+    size_t nope;   // qk_nope_head_dim
+    size_t rope;   // qk_rope_head_dim (never rotated)
+    size_t v_dim;  // v_head_dim
+    size_t rank;   // kv_lora_rank
     size_t cache_width() const { return rank + rope; }
     size_t q_width() const { return heads * (nope + rope); }
 };
@@ -83,9 +83,9 @@ struct RouterConfig {
     size_t top_k;
     bool renormalize;
     float routed_scaling_factor;
-    bool grouped;          // use_grouped_topk
-    size_t n_groups;       // num_expert_group
-    size_t topk_groups;    // topk_group
+    bool grouped;        // use_grouped_topk
+    size_t n_groups;     // num_expert_group
+    size_t topk_groups;  // topk_group
 };
 
 // One token: logits [E] (router output before the sigmoid), bias [E] (correction bias).
@@ -94,13 +94,17 @@ struct RouterConfig {
 // go to the lower expert index. Weights = s of the chosen (not biased), renormalised if
 // asked, times routed_scaling_factor. experts[top_k], weights[top_k], in descending
 // biased-score order.
-void moe_route(const RouterConfig& config, const float* logits, const float* bias,
-               int32_t* experts, float* weights);
+void moe_route(const RouterConfig& config, const float* logits, const float* bias, int32_t* experts,
+               float* weights);
 
 // ---- scalar helpers -------------------------------------------------------------------
 
-inline float silu(float x) { return x / (1.0f + __builtin_expf(-x)); }
-inline float sigmoid(float x) { return 1.0f / (1.0f + __builtin_expf(-x)); }
+inline float silu(float x) {
+    return x / (1.0f + __builtin_expf(-x));
+}
+inline float sigmoid(float x) {
+    return 1.0f / (1.0f + __builtin_expf(-x));
+}
 // log(1 + e^x), stable for large x.
 inline float softplus(float x) {
     return x > 20.0f ? x : __builtin_log1pf(__builtin_expf(x));

@@ -108,7 +108,8 @@ TEST(CApi, NullArgumentsAreRejectedAndFreeNullIsANoOp) {
 
 TEST(CApi, LoadErrorsNameTheProblem) {
     kl_model* model = nullptr;
-    expect_failure(kl_model_load("/nonexistent/model", nullptr, &model), KL_ERR_IO, "/nonexistent/model");
+    expect_failure(kl_model_load("/nonexistent/model", nullptr, &model), KL_ERR_IO,
+                   "/nonexistent/model");
     EXPECT_EQ(model, nullptr);
 
     const std::string dir = kl::test::temp_dir() + "/m";
@@ -118,7 +119,9 @@ TEST(CApi, LoadErrorsNameTheProblem) {
         std::ifstream in(dir + "/config.json");
         config.assign(std::istreambuf_iterator<char>(in), {});
     }
-    auto write_config = [&](const std::string& text) { std::ofstream(dir + "/config.json") << text; };
+    auto write_config = [&](const std::string& text) {
+        std::ofstream(dir + "/config.json") << text;
+    };
     write_config("{ not json");
     expect_failure(kl_model_load(dir.c_str(), nullptr, &model), KL_ERR_FORMAT, "config.json");
     std::string wrong = config;
@@ -149,7 +152,8 @@ TEST(CApi, UnusedTensorsAreLoggedThroughTheCallback) {
     fs::copy(kl::test::tiny_model_dir("--preset tiny --seed 1 --shards 1"), dir,
              fs::copy_options::recursive);
     // A second file with one tensor the config does not know.
-    const std::string header = R"({"model.mtp.weight":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}})";
+    const std::string header =
+        R"({"model.mtp.weight":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}})";
     std::string bytes(8, '\0');
     const uint64_t n = header.size();
     std::memcpy(&bytes[0], &n, 8);
@@ -207,8 +211,10 @@ TEST_F(CApiSession, BadAppendsChangeNothing) {
     int32_t negative = -1;
     expect_failure(kl_session_append(s, &negative, 1, KL_LOGITS_NONE, nullptr),
                    KL_ERR_INVALID_ARGUMENT, "-1");
-    expect_failure(kl_session_append(s, bad, 0, KL_LOGITS_NONE, nullptr), KL_ERR_INVALID_ARGUMENT, "n");
-    expect_failure(kl_session_append(s, bad, 1, KL_LOGITS_LAST, nullptr), KL_ERR_INVALID_ARGUMENT, "logits");
+    expect_failure(kl_session_append(s, bad, 0, KL_LOGITS_NONE, nullptr), KL_ERR_INVALID_ARGUMENT,
+                   "n");
+    expect_failure(kl_session_append(s, bad, 1, KL_LOGITS_LAST, nullptr), KL_ERR_INVALID_ARGUMENT,
+                   "logits");
     expect_failure(kl_session_append(s, bad, 1, static_cast<kl_logits>(7), logits.data()),
                    KL_ERR_INVALID_ARGUMENT, "which");
     std::vector<int32_t> six(6, 5);
@@ -225,7 +231,8 @@ TEST_F(CApiSession, BadAppendsChangeNothing) {
     EXPECT_EQ(a, b);
     EXPECT_EQ(append(s, {9, 9}), append(twin, {9, 9}));
     EXPECT_EQ(append(s, {1, 1, 1}), append(twin, {1, 1, 1}));  // exactly full: 8 of 8
-    expect_failure(kl_session_append(s, bad, 1, KL_LOGITS_NONE, nullptr), KL_ERR_CONTEXT_FULL, "context full");
+    expect_failure(kl_session_append(s, bad, 1, KL_LOGITS_NONE, nullptr), KL_ERR_CONTEXT_FULL,
+                   "context full");
     kl_session_free(twin);
     kl_session_free(s);
 }
@@ -442,7 +449,8 @@ TEST(CApiCancel, CancelFromAnotherThreadLeavesTheStateAsBefore) {
         kl_session_cancel(s);
     });
     started = true;
-    const kl_status status = kl_session_append(s, prompt.data(), prompt.size(), KL_LOGITS_NONE, nullptr);
+    const kl_status status =
+        kl_session_append(s, prompt.data(), prompt.size(), KL_LOGITS_NONE, nullptr);
     canceller.join();
     EXPECT_EQ(status, KL_ERR_CANCELLED) << kl_last_error();
     uint64_t pos = 0;
@@ -508,7 +516,8 @@ TEST_F(CApiSession, TextFunctionsAreUnsupportedUntilTheTokenizerLands) {
     char text[8];
     expect_failure(kl_detokenize(model, ids, 0, text, 8, &n), KL_ERR_UNSUPPORTED, "tokenizer");
     kl_chat_message m = {"user", "hi"};
-    expect_failure(kl_chat_template_apply(model, &m, 1, 1, text, 8, &n), KL_ERR_UNSUPPORTED, "tokenizer");
+    expect_failure(kl_chat_template_apply(model, &m, 1, 1, text, 8, &n), KL_ERR_UNSUPPORTED,
+                   "tokenizer");
 }
 
 }  // namespace

@@ -32,12 +32,12 @@ void BM_Matmul(benchmark::State& state) {
         kl::cpu::matmul_wt(pool(), x.data(), n, in, w.data(), out, y.data());
         benchmark::DoNotOptimize(y.data());
     }
-    state.counters["GFLOP/s"] = benchmark::Counter(2.0 * n * in * out * state.iterations(),
-                                                   benchmark::Counter::kIsRate,
-                                                   benchmark::Counter::kIs1000);
-    state.counters["weight_GB/s"] = benchmark::Counter(4.0 * in * out * state.iterations(),
-                                                       benchmark::Counter::kIsRate,
-                                                       benchmark::Counter::kIs1000);
+    state.counters["GFLOP/s"] =
+        benchmark::Counter(2.0 * n * in * out * state.iterations(), benchmark::Counter::kIsRate,
+                           benchmark::Counter::kIs1000);
+    state.counters["weight_GB/s"] =
+        benchmark::Counter(4.0 * in * out * state.iterations(), benchmark::Counter::kIsRate,
+                           benchmark::Counter::kIs1000);
 }
 BENCHMARK(BM_Matmul)
     ->Args({1, 768, 2048})
@@ -72,7 +72,12 @@ void BM_Kda(benchmark::State& state) {
     state.counters["tokens/s"] =
         benchmark::Counter(double(T) * state.iterations(), benchmark::Counter::kIsRate);
 }
-BENCHMARK(BM_Kda)->Args({512, 1})->Args({512, 0})->Args({1, 0})->Unit(benchmark::kMicrosecond)->UseRealTime();
+BENCHMARK(BM_Kda)
+    ->Args({512, 1})
+    ->Args({512, 0})
+    ->Args({1, 0})
+    ->Unit(benchmark::kMicrosecond)
+    ->UseRealTime();
 
 }  // namespace
 

@@ -65,7 +65,8 @@ struct Options {
             char* end = nullptr;
             const long v = std::strtol(item.c_str(), &end, 10);
             if (item.empty() || *end != '\0')
-                throw UsageError{"--" + key + " needs comma-separated integers, got \"" + text + "\""};
+                throw UsageError{"--" + key + " needs comma-separated integers, got \"" + text +
+                                 "\""};
             out.push_back(static_cast<int32_t>(v));
             pos = comma + 1;
         }
@@ -136,14 +137,14 @@ struct kl_model_info model_info(const kl_model* model) {
 int cmd_info(const Options& o) {
     kl_model* model = load(o);
     const struct kl_model_info i = model_info(model);
-    std::printf("vocab_size: %u\nhidden_size: %u\nn_layers: %u\nn_kda_layers: %u\n"
-                "n_mla_layers: %u\nn_experts: %u\nn_experts_active: %u\nmax_context: %llu\n"
-                "device: %s\nweight_bytes: %s\nsession_fixed_bytes: %s\nkv_bytes_per_token: %s\n",
-                i.vocab_size, i.hidden_size, i.n_layers, i.n_kda_layers, i.n_mla_layers,
-                i.n_experts, i.n_experts_active, static_cast<unsigned long long>(i.max_context),
-                i.device == KL_DEVICE_CUDA ? "cuda" : "cpu", human_bytes(i.weight_bytes).c_str(),
-                human_bytes(i.session_fixed_bytes).c_str(),
-                human_bytes(i.kv_bytes_per_token).c_str());
+    std::printf(
+        "vocab_size: %u\nhidden_size: %u\nn_layers: %u\nn_kda_layers: %u\n"
+        "n_mla_layers: %u\nn_experts: %u\nn_experts_active: %u\nmax_context: %llu\n"
+        "device: %s\nweight_bytes: %s\nsession_fixed_bytes: %s\nkv_bytes_per_token: %s\n",
+        i.vocab_size, i.hidden_size, i.n_layers, i.n_kda_layers, i.n_mla_layers, i.n_experts,
+        i.n_experts_active, static_cast<unsigned long long>(i.max_context),
+        i.device == KL_DEVICE_CUDA ? "cuda" : "cpu", human_bytes(i.weight_bytes).c_str(),
+        human_bytes(i.session_fixed_bytes).c_str(), human_bytes(i.kv_bytes_per_token).c_str());
     kl_model_free(model);
     return 0;
 }

@@ -7,11 +7,10 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "core/config.h"
 #include "core/error.h"
@@ -34,7 +33,9 @@ public:
         z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
         return z ^ (z >> 31);
     }
-    double uniform() { return (static_cast<double>(next() >> 11) + 0.5) * (1.0 / 9007199254740992.0); }
+    double uniform() {
+        return (static_cast<double>(next() >> 11) + 0.5) * (1.0 / 9007199254740992.0);
+    }
     double normal() {
         const double two_pi = 6.283185307179586;
         return std::sqrt(-2.0 * std::log(uniform())) * std::cos(two_pi * uniform());
@@ -60,7 +61,8 @@ kl::ModelConfig preset(const std::string& name) {
         c.kda_layers = {1, 2, 3}, c.full_attn_layers = {4};
         c.num_experts = 8, c.num_experts_per_token = 2, c.moe_intermediate_size = 32;
     } else if (name == "small") {
-        c.hidden_size = 256, c.num_hidden_layers = 8, c.vocab_size = 4096, c.intermediate_size = 512;
+        c.hidden_size = 256, c.num_hidden_layers = 8, c.vocab_size = 4096,
+        c.intermediate_size = 512;
         c.num_attention_heads = 4, c.kv_lora_rank = 64, c.qk_nope_head_dim = 32;
         c.qk_rope_head_dim = 16, c.v_head_dim = 32;
         c.kda_num_heads = 4, c.kda_head_dim = 32;
@@ -69,7 +71,8 @@ kl::ModelConfig preset(const std::string& name) {
         c.use_grouped_topk = true, c.num_expert_group = 4, c.topk_group = 2;
     } else if (name == "100m") {
         // About 100M parameters with the released hybrid pattern (KDA:MLA = 3:1).
-        c.hidden_size = 768, c.num_hidden_layers = 8, c.vocab_size = 32000, c.intermediate_size = 2048;
+        c.hidden_size = 768, c.num_hidden_layers = 8, c.vocab_size = 32000,
+        c.intermediate_size = 2048;
         c.num_attention_heads = 8, c.kv_lora_rank = 256, c.qk_nope_head_dim = 64;
         c.qk_rope_head_dim = 32, c.v_head_dim = 64;
         c.kda_num_heads = 6, c.kda_head_dim = 128;
@@ -77,7 +80,8 @@ kl::ModelConfig preset(const std::string& name) {
         c.num_experts = 16, c.num_experts_per_token = 4, c.moe_intermediate_size = 128;
         c.max_context = 32768;
     } else {
-        kl::fail(kl::Status::InvalidArgument, "unknown preset \"" + name + "\" (tiny, small, 100m)");
+        kl::fail(kl::Status::InvalidArgument,
+                 "unknown preset \"" + name + "\" (tiny, small, 100m)");
     }
     c.validate("preset " + name);
     return c;
@@ -130,11 +134,16 @@ int run(int argc, char** argv) {
             return 2;
         }
         const std::string value = argv[++i];
-        if (flag == "--preset") preset_name = value;
-        else if (flag == "--config") config_file = value;
-        else if (flag == "--seed") seed = std::stoull(value);
-        else if (flag == "--shards") shards = std::stoi(value);
-        else if (flag == "--dtype") dtype_name = value;
+        if (flag == "--preset")
+            preset_name = value;
+        else if (flag == "--config")
+            config_file = value;
+        else if (flag == "--seed")
+            seed = std::stoull(value);
+        else if (flag == "--shards")
+            shards = std::stoi(value);
+        else if (flag == "--dtype")
+            dtype_name = value;
         else {
             std::fprintf(stderr, "unknown option %s\n%s", flag.c_str(), kUsage);
             return 2;
