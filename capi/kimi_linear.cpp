@@ -16,6 +16,10 @@
 #include "core/model.h"
 #include "core/session.h"
 
+#ifdef KL_HAVE_CUDA
+#include "cuda_backend.h"
+#endif
+
 struct kl_model {
     // Shared with the model's sessions, so freeing a model under a live session cannot
     // pull the weights out from under it.
@@ -164,6 +168,9 @@ kl_status kl_model_load(const char* dir, const kl_model_params* params, kl_model
         options.device = static_cast<kl::DeviceRequest>(p.device);
         options.device_index = p.device_index;
         options.n_threads = p.n_threads;
+#ifdef KL_HAVE_CUDA
+        options.gpu = &kl::cuda::backend_provider();
+#endif
         if (p.progress_cb) {
             const kl_progress_callback cb = p.progress_cb;
             void* user = p.progress_user;

@@ -48,4 +48,15 @@ public:
                          const std::atomic<bool>& cancel) const = 0;
 };
 
+class Checkpoint;
+struct ModelConfig;
+
+// How the model reaches a GPU backend without the core seeing CUDA: the C API passes the
+// CUDA backend's provider (kernels/cuda_backend.h) when the build has one.
+struct GpuBackendProvider {
+    int (*device_count)();  // 0 when there is no usable device
+    std::unique_ptr<Backend> (*create)(const ModelConfig& config, const Checkpoint& checkpoint,
+                                       int device_index);
+};
+
 }  // namespace kl

@@ -52,10 +52,19 @@ void warn_about_unused_tensors(const ModelConfig& config, const Checkpoint& chec
 }  // namespace
 
 std::unique_ptr<Model> Model::load(const std::string& dir, const ModelLoadOptions& options) {
-    if (options.device == DeviceRequest::Cuda)
-        fail(Status::Unsupported,
-             "KL_DEVICE_CUDA requested, but this build has no CUDA backend yet; use "
-             "KL_DEVICE_CPU or KL_DEVICE_AUTO");
+    const int gpus = options.gpu ? options.gpu->device_count() : 0;
+    if (options.device == DeviceRequest::Cuda) {
+        if (!options.gpu)
+            fail(Status::Unsupported,
+                 "KL_DEVICE_CUDA requested, but this build has no CUDA backend; use "
+                 "KL_DEVICE_CPU or KL_DEVICE_AUTO");
+    }
+    const bool use_gpu = options.device == DeviceRequest::Cuda ||
+                         (options.device == DeviceRequest::Auto && gpus > 0);
+    if (use_gpu && (options.device_index < 0 || options.device_index >= gpus))
+        fail(Status::Device, "CUDA device " + std::to_string(options.device_index) +
+                                 " requested, but " + std::to_string(gpus) +
+                                 " device(s) are usable");
     if (options.n_threads < 0)
         fail(Status::InvalidArgument,
              "n_threads is " + std::to_string(options.n_threads) + ", must be >= 0");
@@ -66,8 +75,14 @@ std::unique_ptr<Model> Model::load(const std::string& dir, const ModelLoadOption
     validate_checkpoint(model->config_, *checkpoint);
     warn_about_unused_tensors(model->config_, *checkpoint);
     model->fingerprint_ = fingerprint_of(model->config_, *checkpoint);
-    ModelWeights weights = load_weights_f32(model->config_, *checkpoint, options.progress);
-    model->backend_ = make_cpu_backend(model->config_, std::move(weights), options.n_threads);
+    if (use_gpu) {
+        model->backend_ = options.gpu->create(model->config_, *checkpoint, options.device_index);
+        if (options.progress && !options.progress(1.0f))
+            fail(Status::Cancelled, "model load cancelled by the progress callback");
+    } else {
+        ModelWeights weights = load_weights_f32(model->config_, *checkpoint, options.progress);
+        model->backend_ = make_cpu_backend(model->config_, std::move(weights), options.n_threads);
+    }
     return model;
 }
 

@@ -505,8 +505,18 @@ TEST_F(CApiSession, ModelInfoDescribesTheModel) {
     kl_model_params_default(&params);
     params.device = KL_DEVICE_CUDA;
     kl_model* gpu = nullptr;
+    // Without a CUDA build: UNSUPPORTED; with one but no usable GPU: DEVICE.
+    const kl_status status = kl_model_load(kl::test::tiny_model_dir().c_str(), &params, &gpu);
+    if (status == KL_OK) {
+        kl_model_free(gpu);
+    } else {
+        EXPECT_TRUE(status == KL_ERR_UNSUPPORTED || status == KL_ERR_DEVICE) << kl_status_string(status);
+        EXPECT_NE(std::string(kl_last_error()).find("CUDA"), std::string::npos) << kl_last_error();
+    }
+    params.device = KL_DEVICE_CPU;
+    params.n_threads = -1;
     expect_failure(kl_model_load(kl::test::tiny_model_dir().c_str(), &params, &gpu),
-                   KL_ERR_UNSUPPORTED, "CUDA");
+                   KL_ERR_INVALID_ARGUMENT, "n_threads");
 }
 
 TEST_F(CApiSession, TextFunctionsAreUnsupportedUntilTheTokenizerLands) {

@@ -10,6 +10,7 @@
 #include <cstdlib>
 #include <fstream>
 #include <map>
+#include <memory>
 #include <random>
 #include <string>
 #include <thread>
@@ -107,14 +108,24 @@ int progress_bar(float fraction, void*) {
     return 0;
 }
 
-kl_model* load(const Options& o) {
+// Handles freed on every path, errors included.
+using ModelHandle = std::unique_ptr<kl_model, decltype(&kl_model_free)>;
+using SessionHandle = std::unique_ptr<kl_session, decltype(&kl_session_free)>;
+
+SessionHandle new_session(kl_model* model) {
+    kl_session* session = nullptr;
+    check(kl_session_create(model, nullptr, &session));
+    return SessionHandle(session, &kl_session_free);
+}
+
+ModelHandle load(const Options& o) {
     kl_model_params params;
     kl_model_params_default(&params);
     params.n_threads = static_cast<int32_t>(o.number("threads", 0));
     if (isatty(STDERR_FILENO)) params.progress_cb = progress_bar;
     kl_model* model = nullptr;
     check(kl_model_load(o.dir.c_str(), &params, &model));
-    return model;
+    return ModelHandle(model, &kl_model_free);
 }
 
 std::string human_bytes(uint64_t bytes) {
@@ -135,8 +146,8 @@ struct kl_model_info model_info(const kl_model* model) {
 }
 
 int cmd_info(const Options& o) {
-    kl_model* model = load(o);
-    const struct kl_model_info i = model_info(model);
+    const ModelHandle model = load(o);
+    const struct kl_model_info i = model_info(model.get());
     std::printf(
         "vocab_size: %u\nhidden_size: %u\nn_layers: %u\nn_kda_layers: %u\n"
         "n_mla_layers: %u\nn_experts: %u\nn_experts_active: %u\nmax_context: %llu\n"
@@ -145,7 +156,6 @@ int cmd_info(const Options& o) {
         i.n_experts_active, static_cast<unsigned long long>(i.max_context),
         i.device == KL_DEVICE_CUDA ? "cuda" : "cpu", human_bytes(i.weight_bytes).c_str(),
         human_bytes(i.session_fixed_bytes).c_str(), human_bytes(i.kv_bytes_per_token).c_str());
-    kl_model_free(model);
     return 0;
 }
 
@@ -157,11 +167,11 @@ int print_token(void*, int32_t token, const char*, size_t) {
 
 int cmd_run(const Options& o) {
     if (o.has("prompt")) {
-        kl_model* model = load(o);
+        const ModelHandle model = load(o);
         size_t n = 0;
         const std::string text = o.get("prompt", "");
-        const kl_status status = kl_tokenize(model, text.data(), text.size(), 1, nullptr, 0, &n);
-        kl_model_free(model);
+        const kl_status status =
+            kl_tokenize(model.get(), text.data(), text.size(), 1, nullptr, 0, &n);
         if (status != KL_OK && status != KL_ERR_INVALID_ARGUMENT) {
             std::fprintf(stderr, "error: --prompt needs a tokenizer: %s\n", kl_last_error());
             return 2;
@@ -171,12 +181,11 @@ int cmd_run(const Options& o) {
     const std::vector<int32_t> prompt = o.ints("prompt-tokens", "");
     const std::vector<int32_t> stops = o.ints("stop-tokens", "");
 
-    kl_model* model = load(o);
-    kl_session* session = nullptr;
-    check(kl_session_create(model, nullptr, &session));
+    const ModelHandle model = load(o);
+    const SessionHandle session = new_session(model.get());
 
     const auto prefill_start = Clock::now();
-    check(kl_session_append(session, prompt.data(), prompt.size(), KL_LOGITS_NONE, nullptr));
+    check(kl_session_append(session.get(), prompt.data(), prompt.size(), KL_LOGITS_NONE, nullptr));
     const double prefill_s = seconds_since(prefill_start);
 
     kl_generate_params gen;
@@ -193,14 +202,12 @@ int cmd_run(const Options& o) {
 
     size_t generated = 0;
     const auto decode_start = Clock::now();
-    const kl_status status = kl_session_generate(session, &gen, print_token, nullptr, &generated);
+    const kl_status status = kl_session_generate(session.get(), &gen, print_token, nullptr, &generated);
     const double decode_s = seconds_since(decode_start);
     std::printf("\n");
     std::fprintf(stderr, "prefill: %zu tokens, %.1f tokens/s; decode: %zu tokens, %.2f ms/token\n",
                  prompt.size(), prompt.size() / prefill_s, generated,
                  generated ? 1000.0 * decode_s / generated : 0.0);
-    kl_session_free(session);
-    kl_model_free(model);
     check(status);
     return 0;
 }
@@ -218,8 +225,8 @@ int cmd_bench(const Options& o) {
     const int decode_steps = static_cast<int>(o.number("decode", 64));
     const int repeats = std::max(1, static_cast<int>(o.number("repeats", 3)));
     const int threads = static_cast<int>(o.number("threads", 0));
-    kl_model* model = load(o);
-    const struct kl_model_info info = model_info(model);
+    const ModelHandle model = load(o);
+    const struct kl_model_info info = model_info(model.get());
     std::mt19937 rng(1234);
     std::uniform_int_distribution<int32_t> pick(0, static_cast<int32_t>(info.vocab_size) - 1);
 
@@ -234,12 +241,11 @@ int cmd_bench(const Options& o) {
         std::vector<int32_t> prompt(static_cast<size_t>(length));
         for (auto& t : prompt) t = pick(rng);
         double best = 1e30;
-        kl_session* session = nullptr;
+        SessionHandle session(nullptr, &kl_session_free);
         for (int r = 0; r < repeats; ++r) {
-            kl_session_free(session);
-            check(kl_session_create(model, nullptr, &session));
+            session = new_session(model.get());
             const auto start = Clock::now();
-            check(kl_session_append(session, prompt.data(), prompt.size(), KL_LOGITS_LAST,
+            check(kl_session_append(session.get(), prompt.data(), prompt.size(), KL_LOGITS_LAST,
                                     std::vector<float>(info.vocab_size).data()));
             best = std::min(best, seconds_since(start));
         }
@@ -248,15 +254,13 @@ int cmd_bench(const Options& o) {
         for (int s = 0; s < decode_steps; ++s) {
             const int32_t token = pick(rng);
             const auto start = Clock::now();
-            check(kl_session_append(session, &token, 1, KL_LOGITS_LAST, logits.data()));
+            check(kl_session_append(session.get(), &token, 1, KL_LOGITS_LAST, logits.data()));
             step_ms.push_back(1000.0 * seconds_since(start));
         }
         std::sort(step_ms.begin(), step_ms.end());
         const double p50 = step_ms.empty() ? 0.0 : step_ms[step_ms.size() / 2];
         std::printf("%10d %18.1f %22.2f\n", length, length / best, p50);
-        kl_session_free(session);
     }
-    kl_model_free(model);
     return 0;
 }
 

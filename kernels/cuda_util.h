@@ -1,0 +1,74 @@
+// CUDA error handling and device memory ownership for the backend. A CUDA error becomes
+// kl::Error(Device) with CUDA's message; a failed allocation kl::Error(OutOfMemory).
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <cstddef>
+#include <string>
+#include <utility>
+
+#include "core/error.h"
+
+namespace kl::cuda {
+
+inline void check(cudaError_t status, const char* what) {
+    if (status != cudaSuccess)
+        fail(Status::Device, std::string("CUDA error in ") + what + ": " +
+                                 cudaGetErrorString(status));
+}
+
+// Checks the last launch (configuration errors surface here; faults at the next sync).
+inline void check_launch(const char* kernel) { check(cudaGetLastError(), kernel); }
+
+// One device allocation, freed on destruction.
+class DeviceBuffer {
+public:
+    DeviceBuffer() = default;
+    explicit DeviceBuffer(size_t bytes) : bytes_(bytes) {
+        if (bytes == 0) return;
+        const cudaError_t status = cudaMalloc(&data_, bytes);
+        if (status == cudaErrorMemoryAllocation) {
+            cudaGetLastError();  // clear the sticky-free error so the context stays usable
+            fail(Status::OutOfMemory, "cudaMalloc of " + std::to_string(bytes) + " bytes failed");
+        }
+        check(status, "cudaMalloc");
+    }
+    ~DeviceBuffer() {
+        if (data_) cudaFree(data_);
+    }
+    DeviceBuffer(DeviceBuffer&& other) noexcept
+        : data_(std::exchange(other.data_, nullptr)), bytes_(std::exchange(other.bytes_, 0)) {}
+    DeviceBuffer& operator=(DeviceBuffer&& other) noexcept {
+        std::swap(data_, other.data_);
+        std::swap(bytes_, other.bytes_);
+        return *this;
+    }
+    DeviceBuffer(const DeviceBuffer&) = delete;
+    DeviceBuffer& operator=(const DeviceBuffer&) = delete;
+
+    template <typename T>
+    T* as() const {
+        return static_cast<T*>(data_);
+    }
+    size_t bytes() const { return bytes_; }
+
+private:
+    void* data_ = nullptr;
+    size_t bytes_ = 0;
+};
+
+// Makes `device` current for the lifetime of the guard, restoring the previous one.
+class DeviceGuard {
+public:
+    explicit DeviceGuard(int device) {
+        check(cudaGetDevice(&previous_), "cudaGetDevice");
+        if (previous_ != device) check(cudaSetDevice(device), "cudaSetDevice");
+    }
+    ~DeviceGuard() { cudaSetDevice(previous_); }
+
+private:
+    int previous_ = 0;
+};
+
+}  // namespace kl::cuda

@@ -1,0 +1,170 @@
+// KDA on the GPU, first version: short conv, L2 norms, gates, the recurrence (prefill and
+// decode), the gated RMSNorm. The chunked tensor-core prefill and the fused decode step
+// replace the recurrence kernel in the performance work (design/kernels.md).
+#include "cuda_util.h"
+#include "ops.h"
+#include "reduce.cuh"
+
+namespace kl::cuda {
+namespace {
+
+constexpr int kThreads = 256;
+
+__device__ float silu(float x) { return x / (1.0f + expf(-x)); }
+__device__ float sigmoid(float x) { return 1.0f / (1.0f + expf(-x)); }
+__device__ float softplus(float x) { return x > 20.0f ? x : log1pf(expf(x)); }
+
+// One thread per channel walks the T tokens; the carried inputs live in the state rows.
+__global__ void short_conv_kernel(const float* x, size_t T, size_t channels, const bf16* weight,
+                                  int kernel, float* state, float* y) {
+    const size_t c = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x;
+    if (c >= channels) return;
+    constexpr int kMaxHistory = 15;
+    float history[kMaxHistory];  // oldest first
+    const int h = kernel - 1;
+    for (int r = 0; r < h; ++r) history[r] = state[r * channels + c];
+    float w[kMaxHistory + 1];
+    for (int j = 0; j < kernel; ++j) w[j] = __bfloat162float(weight[c * kernel + j]);
+    for (size_t t = 0; t < T; ++t) {
+        const float in = x[t * channels + c];
+        float acc = w[h] * in;
+        for (int j = 0; j < h; ++j) acc += w[j] * history[j];
+        y[t * channels + c] = silu(acc);
+        for (int r = 0; r + 1 < h; ++r) history[r] = history[r + 1];
+        if (h > 0) history[h - 1] = in;
+    }
+    for (int r = 0; r < h; ++r) state[r * channels + c] = history[r];
+}
+
+__global__ void l2_norm_kernel(float* x, size_t dim) {
+    float* v = x + blockIdx.x * dim;
+    float sum = 0.0f;
+    for (size_t i = threadIdx.x; i < dim; i += blockDim.x) sum += v[i] * v[i];
+    const float inv = rsqrtf(block_sum(sum) + 1e-6f);
+    for (size_t i = threadIdx.x; i < dim; i += blockDim.x) v[i] *= inv;
+}
+
+__global__ void gate_kernel(float* g, const float* a_log, const float* dt_bias, size_t T,
+                            size_t H, size_t D) {
+    const size_t i = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x;
+    if (i >= T * H * D) return;
+    const size_t hd = i % (H * D);
+    g[i] = -expf(a_log[hd / D]) * softplus(g[i] + dt_bias[hd]);
+}
+
+__global__ void sigmoid_kernel(float* x, size_t n) {
+    const size_t i = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x;
+    if (i < n) x[i] = sigmoid(x[i]);
+}
+
+// Block h, thread j owns column j of head h's state S [K, V] in registers; the step's q, k
+// and decay are shared. Per token: S *= e^g (rows); u = beta (v - k^T S); S += k u^T;
+// o = scale q^T S.
+template <int D>
+__global__ void kda_recurrent_kernel(const float* q, const float* k, const float* v,
+                                     const float* g, const float* beta, size_t T, size_t H,
+                                     float scale, float* state, float* o) {
+    const size_t h = blockIdx.x;
+    const int j = threadIdx.x;
+    float* Sh = state + h * D * D;
+    float S[D];
+#pragma unroll
+    for (int c = 0; c < D; ++c) S[c] = Sh[c * D + j];
+    __shared__ float sq[D], sk[D], sdecay[D];
+    for (size_t t = 0; t < T; ++t) {
+        const size_t at = (t * H + h) * D;
+        sq[j] = q[at + j];
+        sk[j] = k[at + j];
+        sdecay[j] = expf(g[at + j]);
+        __syncthreads();
+        float kS = 0.0f;
+#pragma unroll
+        for (int c = 0; c < D; ++c) {
+            S[c] *= sdecay[c];
+            kS += sk[c] * S[c];
+        }
+        const float u = beta[t * H + h] * (v[at + j] - kS);
+        float out = 0.0f;
+#pragma unroll
+        for (int c = 0; c < D; ++c) {
+            S[c] += sk[c] * u;
+            out += sq[c] * S[c];
+        }
+        o[at + j] = out * scale;
+        __syncthreads();
+    }
+#pragma unroll
+    for (int c = 0; c < D; ++c) Sh[c * D + j] = S[c];
+}
+
+__global__ void gated_norm_kernel(const float* o, const float* gate, const bf16* o_norm,
+                                  size_t D, float eps, bf16* out) {
+    const size_t base = blockIdx.x * D;  // one (token, head) per block
+    float sum = 0.0f;
+    for (size_t c = threadIdx.x; c < D; c += blockDim.x) sum += o[base + c] * o[base + c];
+    const float inv = rsqrtf(block_sum(sum) / static_cast<float>(D) + eps);
+    for (size_t c = threadIdx.x; c < D; c += blockDim.x)
+        out[base + c] = __float2bfloat16(o[base + c] * inv * __bfloat162float(o_norm[c]) *
+                                         sigmoid(gate[base + c]));
+}
+
+unsigned blocks_for(size_t n) { return static_cast<unsigned>((n + kThreads - 1) / kThreads); }
+
+}  // namespace
+
+void short_conv_silu(const float* x, size_t T, size_t channels, const bf16* weight, size_t kernel,
+                     float* state, float* y, cudaStream_t stream) {
+    if (kernel < 1 || kernel > 16)
+        fail(Status::Unsupported, "short_conv_kernel_size " + std::to_string(kernel) +
+                                      " is outside 1..16 on the CUDA backend");
+    if (T == 0) return;
+    short_conv_kernel<<<blocks_for(channels), kThreads, 0, stream>>>(
+        x, T, channels, weight, static_cast<int>(kernel), state, y);
+    check_launch("short_conv");
+}
+
+void l2_normalize_heads(float* x, size_t vectors, size_t dim, cudaStream_t stream) {
+    if (vectors == 0) return;
+    l2_norm_kernel<<<static_cast<unsigned>(vectors), 128, 0, stream>>>(x, dim);
+    check_launch("l2_normalize_heads");
+}
+
+void kda_gate(float* g, const float* a_log, const float* dt_bias, size_t T, size_t H, size_t D,
+              cudaStream_t stream) {
+    if (T == 0) return;
+    gate_kernel<<<blocks_for(T * H * D), kThreads, 0, stream>>>(g, a_log, dt_bias, T, H, D);
+    check_launch("kda_gate");
+}
+
+void sigmoid_inplace(float* x, size_t n, cudaStream_t stream) {
+    if (n == 0) return;
+    sigmoid_kernel<<<blocks_for(n), kThreads, 0, stream>>>(x, n);
+    check_launch("sigmoid");
+}
+
+void kda_recurrent(const float* q, const float* k, const float* v, const float* g,
+                   const float* beta, size_t T, size_t H, size_t D, float scale, float* state,
+                   float* o, cudaStream_t stream) {
+    if (T == 0) return;
+    const unsigned blocks = static_cast<unsigned>(H);
+    switch (D) {
+        case 16: kda_recurrent_kernel<16><<<blocks, 16, 0, stream>>>(q, k, v, g, beta, T, H, scale, state, o); break;
+        case 32: kda_recurrent_kernel<32><<<blocks, 32, 0, stream>>>(q, k, v, g, beta, T, H, scale, state, o); break;
+        case 64: kda_recurrent_kernel<64><<<blocks, 64, 0, stream>>>(q, k, v, g, beta, T, H, scale, state, o); break;
+        case 128: kda_recurrent_kernel<128><<<blocks, 128, 0, stream>>>(q, k, v, g, beta, T, H, scale, state, o); break;
+        default:
+            fail(Status::Unsupported, "KDA head_dim " + std::to_string(D) +
+                                          " is not one of 16, 32, 64, 128 on the CUDA backend");
+    }
+    check_launch("kda_recurrent");
+}
+
+void kda_gated_norm(const float* o, const float* gate, const bf16* o_norm, size_t T, size_t H,
+                    size_t D, float eps, bf16* out, cudaStream_t stream) {
+    if (T == 0) return;
+    gated_norm_kernel<<<static_cast<unsigned>(T * H), 128, 0, stream>>>(o, gate, o_norm, D, eps,
+                                                                        out);
+    check_launch("kda_gated_norm");
+}
+
+}  // namespace kl::cuda
