@@ -1,6 +1,9 @@
 #include "config.h"
 
 #include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <set>
@@ -35,10 +38,14 @@ public:
     }
 
     int64_t integer(const std::string& key, const json& v) const {
-        if (v.is_number_integer() || v.is_number_unsigned()) return v.get<int64_t>();
+        if (v.is_number_unsigned() && v.get<uint64_t>() > uint64_t(INT64_MAX))
+            error(key, "integer " + v.dump() + " is out of range");
+        if (v.is_number_integer()) return v.get<int64_t>();
+        // Some exporters write whole numbers as 64.0; anything else fractional is an error.
         if (v.is_number_float()) {
             const double d = v.get<double>();
-            if (d == static_cast<double>(static_cast<int64_t>(d))) return static_cast<int64_t>(d);
+            if (std::isfinite(d) && std::fabs(d) < 9007199254740992.0 && d == std::floor(d))
+                return static_cast<int64_t>(d);
         }
         error(key, "expected an integer, got " + v.dump());
     }
@@ -75,6 +82,17 @@ private:
     std::string origin_;
     std::string prefix_;
 };
+
+// The shortest decimal that reads back as `value`, so config.json says 2.446, not
+// 2.446000099182129 (the float widened to double).
+double shortest_decimal(float value) {
+    char text[32];
+    for (int digits = 1; digits <= 9; ++digits) {
+        std::snprintf(text, sizeof(text), "%.*g", digits, static_cast<double>(value));
+        if (std::strtof(text, nullptr) == value) return std::strtod(text, nullptr);
+    }
+    return static_cast<double>(value);  // NaN: never equal to itself
+}
 
 }  // namespace
 
@@ -173,6 +191,7 @@ void ModelConfig::validate(const std::string& origin) const {
     if (!(rms_norm_eps > 0.0f)) bad("rms_norm_eps", "must be > 0");
     if (first_k_dense_replace < 0) bad("first_k_dense_replace", "must be >= 0");
     positive("moe_layer_freq", moe_layer_freq);
+    if (num_experts < 0) bad("num_experts", "must be >= 0, got " + std::to_string(num_experts));
 
     // Every layer in exactly one of the two 1-based lists.
     std::vector<int> owner(static_cast<size_t>(num_hidden_layers) + 1, 0);
@@ -240,7 +259,7 @@ std::string ModelConfig::to_json() const {
     j["num_hidden_layers"] = num_hidden_layers;
     j["vocab_size"] = vocab_size;
     j["intermediate_size"] = intermediate_size;
-    j["rms_norm_eps"] = rms_norm_eps;
+    j["rms_norm_eps"] = shortest_decimal(rms_norm_eps);
     j["num_attention_heads"] = num_attention_heads;
     j["kv_lora_rank"] = kv_lora_rank;
     j["q_lora_rank"] = nullptr;
@@ -259,7 +278,7 @@ std::string ModelConfig::to_json() const {
     j["moe_intermediate_size"] = moe_intermediate_size;
     j["moe_router_activation_func"] = "sigmoid";
     j["moe_renormalize"] = moe_renormalize;
-    j["routed_scaling_factor"] = routed_scaling_factor;
+    j["routed_scaling_factor"] = shortest_decimal(routed_scaling_factor);
     j["use_grouped_topk"] = use_grouped_topk;
     j["num_expert_group"] = num_expert_group;
     j["topk_group"] = topk_group;

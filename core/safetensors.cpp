@@ -201,12 +201,16 @@ std::vector<TensorView> parse_safetensors(const MappedFile& file) {
         else
             bad_tensor("has dtype " + dtype + " (supported: BF16, F16, F32)");
 
+        // Capping every dim and the element count at 2^60 keeps numel * dtype_size and
+        // the int64 shape free of overflow whatever the header claims.
+        constexpr uint64_t kMaxElements = uint64_t(1) << 60;
         uint64_t numel = 1;
         for (const json& d : *shape_it) {
             if (!d.is_number_unsigned() && !(d.is_number_integer() && d.get<int64_t>() >= 0))
                 bad_tensor("shape entries must be non-negative integers, got " + d.dump());
             const uint64_t dim = d.get<uint64_t>();
-            if (dim != 0 && numel > (uint64_t(1) << 62) / dim) bad_tensor("shape overflows");
+            if (dim > kMaxElements || (dim != 0 && numel > kMaxElements / dim))
+                bad_tensor("shape " + shape_it->dump() + " overflows");
             numel *= dim;
             view.shape.push_back(static_cast<int64_t>(dim));
         }
@@ -317,6 +321,17 @@ void write_safetensors(const std::string& path, const std::vector<TensorToWrite>
     json header = json::object();
     uint64_t offset = 0;
     for (const TensorToWrite& t : tensors) {
+        uint64_t numel = 1;
+        for (int64_t d : t.shape) {
+            if (d < 0)
+                fail(Status::InvalidArgument,
+                     "tensor " + t.name + " has a negative dim in " + shape_string(t.shape));
+            numel *= static_cast<uint64_t>(d);
+        }
+        if (numel != t.values.size())
+            fail(Status::InvalidArgument, "tensor " + t.name + " has " +
+                                              std::to_string(t.values.size()) +
+                                              " values for shape " + shape_string(t.shape));
         const uint64_t bytes = t.values.size() * dtype_size(t.dtype);
         header[t.name] = {{"dtype", dtype_name(t.dtype)},
                           {"shape", t.shape},

@@ -6,9 +6,11 @@
 #include <algorithm>
 #include <cmath>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "core/cpu/ops.h"
+#include "core/error.h"
 
 namespace {
 
@@ -156,10 +158,15 @@ std::vector<ChunkCase> chunk_cases() {
                 for (size_t D : {16, 32}) cases.push_back({T, chunk, H, D, Decay::Typical, seed++});
     for (Decay d : {Decay::Strong, Decay::AllStrong, Decay::NearZero})
         for (size_t T : {1, 65, 200}) cases.push_back({T, 64, 2, 32, d, seed++});
+    // Degenerate and odd chunk sizes; D = 20 takes the non-multiple-of-8 tails.
+    for (size_t chunk : {1, 5})
+        for (Decay d : {Decay::Typical, Decay::Strong})
+            cases.push_back({37, chunk, 2, 20, d, seed++});
+    cases.push_back({50, 16, 1, 20, Decay::Typical, seed++});
     return cases;
 }
 
-INSTANTIATE_TEST_SUITE_P(Grid, KdaChunkedVsRecurrent, ::testing::ValuesIn(chunk_cases()));
+INSTANTIATE_TEST_SUITE_P(Kda, KdaChunkedVsRecurrent, ::testing::ValuesIn(chunk_cases()));
 
 TEST(KdaRecurrent, MatchesFloat64Loop) {
     kl::ThreadPool pool(1);
@@ -179,7 +186,9 @@ TEST(KdaChunked, StrongDecayStaysFiniteOverLongSequences) {
     const KdaRun got = run_chunked(pool, in, 0, in.T, in.state, 64);
     const KdaRun want = run_recurrent(pool, in, 0, in.T, in.state);
     for (float x : got.o) ASSERT_TRUE(std::isfinite(x));
+    for (float x : got.state) ASSERT_TRUE(std::isfinite(x));
     EXPECT_LE(rel_error(got.o, want.o), kChunkTolerance);
+    EXPECT_LE(rel_error(got.state, want.state), kChunkTolerance);
 }
 
 TEST(KdaChunked, NearZeroDecayOverALongSequenceMatches) {
@@ -205,6 +214,9 @@ TEST(KdaChunked, SplitCallsCarryTheStateExactlyLikeOneCall) {
     const KdaRun rec_whole = run_recurrent(pool, in, 0, 150, in.state);
     const KdaRun rec_first = run_recurrent(pool, in, 0, 33, in.state);
     const KdaRun rec_second = run_recurrent(pool, in, 33, 150, rec_first.state);
+    std::vector<float> rec_joined = rec_first.o;
+    rec_joined.insert(rec_joined.end(), rec_second.o.begin(), rec_second.o.end());
+    EXPECT_EQ(rec_joined, rec_whole.o);
     EXPECT_EQ(rec_second.state, rec_whole.state);
 }
 
@@ -214,6 +226,21 @@ TEST(KdaChunked, ZeroTokensIsANoOp) {
     std::vector<float> state = in.state;
     kl::cpu::kda_chunked(pool, in.q.data(), in.k.data(), in.v.data(), in.g.data(), in.beta.data(),
                          0, 1, 16, 0.25f, 64, state.data(), nullptr);
+    EXPECT_EQ(state, in.state);
+}
+
+TEST(KdaChunked, ChunkSizeZeroIsRejected) {
+    kl::ThreadPool pool(1);
+    const KdaInputs in = random_inputs(4, 1, 16, Decay::Typical, 2);
+    std::vector<float> state = in.state, o(in.q.size());
+    try {
+        kl::cpu::kda_chunked(pool, in.q.data(), in.k.data(), in.v.data(), in.g.data(),
+                             in.beta.data(), 4, 1, 16, 0.25f, 0, state.data(), o.data());
+        FAIL() << "chunk 0 accepted";
+    } catch (const kl::Error& e) {
+        EXPECT_EQ(e.status(), kl::Status::InvalidArgument);
+        EXPECT_NE(std::string(e.what()).find("chunk"), std::string::npos) << e.what();
+    }
     EXPECT_EQ(state, in.state);
 }
 
@@ -230,23 +257,50 @@ TEST(ShortConv, HandComputedCaseWithCarriedState) {
     EXPECT_FLOAT_EQ(state[1], -4.0f);
 }
 
-TEST(ShortConv, AnySplitEqualsOneCall) {
-    std::mt19937 rng(5);
+class ShortConvSplit : public ::testing::TestWithParam<size_t> {};
+
+// Token-by-token decode (split 1) and every prefill split, shorter or longer than the kernel
+// history, must reproduce one call bit for bit: same products in the same order.
+TEST_P(ShortConvSplit, AnySplitEqualsOneCall) {
+    const size_t K = GetParam();
+    std::mt19937 rng(static_cast<uint32_t>(5 + K));
     std::normal_distribution<float> normal;
-    const size_t T = 23, C = 7, K = 4;
+    const size_t T = 23, C = 7;
     std::vector<float> x(T * C), w(C * K), state0((K - 1) * C);
     for (auto* v : {&x, &w, &state0})
         for (float& e : *v) e = normal(rng);
     std::vector<float> whole(T * C), state = state0;
     kl::cpu::short_conv_silu(x.data(), T, C, w.data(), K, state.data(), whole.data());
-    for (size_t split : {1u, 2u, 3u, 5u, 22u}) {
+    // The state after the call is the last K-1 inputs.
+    EXPECT_TRUE(std::equal(state.begin(), state.end(), x.end() - state.size())) << "kernel " << K;
+    for (size_t split : {1u, 2u, 3u, 5u, 22u, 23u}) {
         std::vector<float> pieces(T * C), s = state0;
         for (size_t t = 0; t < T; t += split) {
             const size_t n = std::min(split, T - t);
             kl::cpu::short_conv_silu(&x[t * C], n, C, w.data(), K, s.data(), &pieces[t * C]);
         }
-        EXPECT_EQ(pieces, whole) << "split " << split;
-        EXPECT_EQ(s, state) << "split " << split;
+        EXPECT_EQ(pieces, whole) << "kernel " << K << " split " << split;
+        EXPECT_EQ(s, state) << "kernel " << K << " split " << split;
+    }
+}
+
+INSTANTIATE_TEST_SUITE_P(ShortConv, ShortConvSplit, ::testing::Values(1, 2, 4, 6));
+
+TEST(ShortConv, ZeroTokensKeepTheStateAndKernelZeroIsRejected) {
+    const float w[4] = {1.0f, 2.0f, 3.0f, 4.0f};
+    float state[3] = {1.0f, 2.0f, 3.0f};
+    kl::cpu::short_conv_silu(nullptr, 0, 1, w, 4, state, nullptr);
+    EXPECT_EQ(state[0], 1.0f);
+    EXPECT_EQ(state[1], 2.0f);
+    EXPECT_EQ(state[2], 3.0f);
+    const float x = 1.0f;
+    float y = 0.0f;
+    try {
+        kl::cpu::short_conv_silu(&x, 1, 1, w, 0, state, &y);
+        FAIL() << "kernel 0 accepted";
+    } catch (const kl::Error& e) {
+        EXPECT_EQ(e.status(), kl::Status::InvalidArgument);
+        EXPECT_NE(std::string(e.what()).find("kernel"), std::string::npos) << e.what();
     }
 }
 

@@ -45,8 +45,10 @@ std::string tiny_model_dir(const std::string& args) {
         if (found != g_models.end()) return found->second;
     }
     const std::string dir = temp_dir() + "/model";
-    const std::string command =
-        std::string("\"") + KL_MAKE_TINY_MODEL + "\" \"" + dir + "\" " + args + " > /dev/null";
+    // The environment may point elsewhere (a build tree carried to another machine).
+    const char* tool = std::getenv("KL_MAKE_TINY_MODEL");
+    const std::string command = std::string("\"") + (tool ? tool : KL_MAKE_TINY_MODEL) + "\" \"" +
+                                dir + "\" " + args + " > /dev/null";
     if (std::system(command.c_str()) != 0) {
         ADD_FAILURE() << "make_tiny_model failed: " << command;
         return "";

@@ -3,6 +3,7 @@
 #include <cstring>
 #include <vector>
 
+#include "../error.h"
 #include "ops.h"
 #include "simd.h"
 
@@ -131,6 +132,7 @@ KL_MULTIVERSION void kda_chunked_head(const float* q, const float* k, const floa
 
 void short_conv_silu(const float* x, size_t T, size_t channels, const float* weight, size_t kernel,
                      float* state, float* y) {
+    if (kernel == 0) fail(Status::InvalidArgument, "short_conv_silu: conv kernel size is 0");
     const size_t history = kernel - 1;
     // input(t) for t in [-history, T): the carried state, then x.
     auto input = [&](ptrdiff_t t) -> const float* {
@@ -147,13 +149,15 @@ void short_conv_silu(const float* x, size_t T, size_t channels, const float* wei
         }
         for (size_t c = 0; c < channels; ++c) yt[c] = silu(yt[c]);
     }
-    // The new state: the last `history` inputs, oldest first (built aside: rows may overlap).
-    std::vector<float> next(history * channels);
-    for (size_t r = 0; r < history; ++r)
-        std::memcpy(&next[r * channels],
-                    input(static_cast<ptrdiff_t>(T) - static_cast<ptrdiff_t>(history - r)),
-                    channels * sizeof(float));
-    std::memcpy(state, next.data(), next.size() * sizeof(float));
+    // The new state is the last `history` inputs, oldest first. With fewer new tokens than
+    // that, its older rows come from the old state: shift those up first (rows overlap),
+    // then append x. Decode (T = 1) comes here every token, so no allocation.
+    const size_t fresh = std::min(history, T);
+    const size_t kept = history - fresh;
+    if (kept > 0) std::memmove(state, state + fresh * channels, kept * channels * sizeof(float));
+    if (fresh > 0)
+        std::memcpy(state + kept * channels, x + (T - fresh) * channels,
+                    fresh * channels * sizeof(float));
 }
 
 void l2_normalize_heads(float* x, size_t heads, size_t dim) {
@@ -210,19 +214,23 @@ void kda_recurrent(ThreadPool& pool, const float* q, const float* k, const float
 }
 
 // Chunkwise form. Inside a chunk, with G_i the inclusive cumulative log decay and S0 the
-// state at the chunk start, the scaled innovations d_i = beta_i (v_i - S'_i^T k_i) solve the
-// unit lower-triangular system
+// state at the chunk start, the state before token i's update is
+//     S'_i = e^{G_i} ⊙ S0 + sum_{j<i} (k_j ⊙ e^{G_i - G_j}) d_j^T,
+// so the scaled innovations d_i = beta_i (v_i - S'_i^T k_i) solve the unit lower-triangular
+// system (forward substitution: the UT transform, with w and u folded into one right side)
 //     d_i + beta_i sum_{j<i} A_ij d_j = beta_i (v_i - S0^T (k_i ⊙ e^{G_i})),
 //     A_ij = sum_c k_i[c] k_j[c] e^{G_i[c] - G_j[c]},
-// (forward substitution: the UT transform), and then
-//     o_i = scale (q_i ⊙ e^{G_i})^T S0 + scale sum_{j<=i} (sum_c q_i[c] k_j[c] e^{G_i[c]-G_j[c]})
-//     d_j S   = e^{G_last} ⊙ S0 + sum_j (k_j ⊙ e^{G_last - G_j}) d_j^T.
+// and then, since S_i = S'_i + k_i d_i^T,
+//     o_i = scale (q_i ⊙ e^{G_i})^T S0 + scale sum_{j<=i} B_ij d_j,
+//     B_ij = sum_c q_i[c] k_j[c] e^{G_i[c] - G_j[c]},
+//     S_n = e^{G_last} ⊙ S0 + sum_j (k_j ⊙ e^{G_last - G_j}) d_j^T.
 // Every exponent is G_i - G_j with i >= j, G_i or G_last - G_j: never positive, so strong
-// decay underflows to zero instead of overflowing.
+// decay underflows to zero instead of overflowing. The pairwise terms cost O(C^2 D) exps per
+// chunk and head, which is what keeps them exact in fp32 (e^{-G_j} alone would overflow).
 void kda_chunked(ThreadPool& pool, const float* q, const float* k, const float* v, const float* g,
                  const float* beta, size_t T, size_t H, size_t D, float scale, size_t chunk,
                  float* state, float* o) {
-    chunk = std::max<size_t>(chunk, 1);
+    if (chunk == 0) fail(Status::InvalidArgument, "kda_chunked: chunk size is 0");
     pool.parallel_for(H, 1, [&](size_t h_begin, size_t h_end) {
         std::vector<float> G(chunk * D), d(chunk * D);
         for (size_t h = h_begin; h < h_end; ++h)

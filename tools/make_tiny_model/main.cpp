@@ -1,7 +1,10 @@
 // make_tiny_model: writes a random-weight Kimi Linear checkpoint of any config in the Hugging
 // Face layout (config.json + safetensors, sharded through model.safetensors.index.json).
 // Deterministic by seed on every platform (own PRNG, no <random> distributions).
+#include <cctype>
+#include <cerrno>
 #include <cmath>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -44,6 +47,20 @@ public:
 private:
     uint64_t state_;
 };
+
+// A whole number in [lo, hi] for `flag`; std::stoull would accept "-1" and "3x".
+uint64_t parse_number(const std::string& flag, const std::string& value, uint64_t lo,
+                      uint64_t hi) {
+    char* end = nullptr;
+    errno = 0;
+    const unsigned long long n = std::strtoull(value.c_str(), &end, 10);
+    if (value.empty() || !std::isdigit(static_cast<unsigned char>(value[0])) || *end != '\0' ||
+        errno != 0 || n < lo || n > hi)
+        kl::fail(kl::Status::InvalidArgument, flag + " wants a whole number in " +
+                                                  std::to_string(lo) + ".." + std::to_string(hi) +
+                                                  ", got \"" + value + "\"");
+    return n;
+}
 
 kl::ModelConfig preset(const std::string& name) {
     kl::ModelConfig c;
@@ -139,9 +156,9 @@ int run(int argc, char** argv) {
         else if (flag == "--config")
             config_file = value;
         else if (flag == "--seed")
-            seed = std::stoull(value);
-        else if (flag == "--shards")
-            shards = std::stoi(value);
+            seed = parse_number(flag, value, 0, UINT64_MAX);
+        else if (flag == "--shards")  // the shard names have five digits
+            shards = static_cast<int>(parse_number(flag, value, 1, 99999));
         else if (flag == "--dtype")
             dtype_name = value;
         else {
@@ -149,7 +166,6 @@ int run(int argc, char** argv) {
             return 2;
         }
     }
-    if (shards < 1) kl::fail(kl::Status::InvalidArgument, "--shards must be >= 1");
     if (dtype_name != "bf16" && dtype_name != "f32")
         kl::fail(kl::Status::InvalidArgument, "--dtype must be bf16 or f32");
     const kl::DType matrix_dtype = dtype_name == "bf16" ? kl::DType::BF16 : kl::DType::F32;

@@ -1,0 +1,150 @@
+// CUDA ops against the CPU ops on fresh random inputs (incl. strong decay, odd lengths).
+#include <cuda_runtime.h>
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <random>
+#include <vector>
+
+#include "core/cpu/ops.h"
+#include "core/safetensors.h"
+#include "cuda_backend.h"
+#include "ops.h"
+
+namespace {
+
+bool have_gpu() { return kl::cuda::backend_provider().device_count() > 0; }
+
+template <typename T>
+struct Dev {
+    explicit Dev(const std::vector<T>& host) : n(host.size()) {
+        cudaMalloc(&ptr, n * sizeof(T));
+        cudaMemcpy(ptr, host.data(), n * sizeof(T), cudaMemcpyHostToDevice);
+    }
+    explicit Dev(size_t count) : n(count) { cudaMalloc(&ptr, n * sizeof(T)); }
+    ~Dev() { cudaFree(ptr); }
+    std::vector<T> get() const {
+        std::vector<T> host(n);
+        cudaMemcpy(host.data(), ptr, n * sizeof(T), cudaMemcpyDeviceToHost);
+        return host;
+    }
+    T* ptr = nullptr;
+    size_t n;
+};
+
+std::vector<float> randn(size_t n, uint32_t seed, float scale = 1.0f) {
+    std::mt19937 rng(seed);
+    std::normal_distribution<float> d(0.0f, scale);
+    std::vector<float> v(n);
+    for (float& x : v) x = d(rng);
+    return v;
+}
+
+std::vector<uint16_t> to_bf16(std::vector<float>& v) {  // rounds v in place too
+    std::vector<uint16_t> b(v.size());
+    for (size_t i = 0; i < v.size(); ++i) {
+        b[i] = kl::f32_to_bf16(v[i]);
+        v[i] = kl::bf16_to_f32(b[i]);
+    }
+    return b;
+}
+
+double rel_error(const std::vector<float>& got, const std::vector<float>& want) {
+    double worst = 0.0, scale = 1e-12;
+    for (size_t i = 0; i < got.size(); ++i) {
+        if (!std::isfinite(got[i])) return INFINITY;
+        worst = std::max(worst, std::fabs(double(got[i]) - want[i]));
+        scale = std::max(scale, std::fabs(double(want[i])));
+    }
+    return worst / scale;
+}
+
+class GpuOps : public ::testing::Test {
+    void SetUp() override {
+        if (!have_gpu()) GTEST_SKIP() << "no CUDA device";
+    }
+};
+
+TEST_F(GpuOps, KdaRecurrentMatchesCpuIncludingStrongDecay) {
+    kl::ThreadPool pool(2);
+    for (size_t D : {16, 32, 64, 128})
+        for (float decay_scale : {0.05f, 10.0f})
+            for (size_t T : {1, 7, 65}) {
+                const size_t H = 3, n = T * H * D;
+                auto q = randn(n, 1), k = randn(n, 2), v = randn(n, 3), s0 = randn(H * D * D, 4, 0.3f);
+                kl::cpu::l2_normalize_heads(q.data(), T * H, D);
+                kl::cpu::l2_normalize_heads(k.data(), T * H, D);
+                std::vector<float> g(n), beta(T * H);
+                std::mt19937 rng(5);
+                std::uniform_real_distribution<float> u(0.0f, 1.0f);
+                for (float& x : g) x = -decay_scale * u(rng);
+                for (float& b : beta) b = u(rng);
+                std::vector<float> s_cpu = s0, o_cpu(n);
+                kl::cpu::kda_recurrent(pool, q.data(), k.data(), v.data(), g.data(), beta.data(), T,
+                                       H, D, 0.25f, s_cpu.data(), o_cpu.data());
+                Dev<float> dq(q), dk(k), dv(v), dg(g), db(beta), ds(s0), doo(n);
+                kl::cuda::kda_recurrent(dq.ptr, dk.ptr, dv.ptr, dg.ptr, db.ptr, T, H, D, 0.25f,
+                                        ds.ptr, doo.ptr, nullptr);
+                cudaDeviceSynchronize();
+                EXPECT_LE(rel_error(doo.get(), o_cpu), 1e-4) << "D=" << D << " T=" << T;
+                EXPECT_LE(rel_error(ds.get(), s_cpu), 1e-4) << "D=" << D << " T=" << T;
+            }
+}
+
+TEST_F(GpuOps, ShortConvMatchesCpu) {
+    const size_t T = 37, C = 96, K = 4;
+    auto x = randn(T * C, 1), w = randn(C * K, 2), s0 = randn((K - 1) * C, 3);
+    const auto wb = to_bf16(w);
+    std::vector<float> s_cpu = s0, y_cpu(T * C);
+    kl::cpu::short_conv_silu(x.data(), T, C, w.data(), K, s_cpu.data(), y_cpu.data());
+    Dev<float> dx(x), ds(s0), dy(T * C);
+    Dev<uint16_t> dw(wb);
+    kl::cuda::short_conv_silu(dx.ptr, T, C, reinterpret_cast<const kl::cuda::bf16*>(dw.ptr), K,
+                              ds.ptr, dy.ptr, nullptr);
+    cudaDeviceSynchronize();
+    EXPECT_LE(rel_error(dy.get(), y_cpu), 1e-5);
+    EXPECT_LE(rel_error(ds.get(), s_cpu), 1e-6);
+}
+
+TEST_F(GpuOps, MlaAttentionMatchesCpu) {
+    kl::ThreadPool pool(2);
+    const kl::cpu::MlaShape s{4, 32, 16, 32, 64};
+    for (size_t pos : {0, 5, 300})
+        for (size_t T : {1, 9}) {
+            const size_t rows = pos + T;
+            auto q = randn(T * s.q_width(), 1), cache = randn(rows * s.cache_width(), 2);
+            auto kv_b = randn(s.heads * (s.nope + s.v_dim) * s.rank, 3, 0.125f);
+            const auto cache_b = to_bf16(cache), kv_b_b = to_bf16(kv_b);
+            std::vector<float> want(T * s.heads * s.v_dim);
+            kl::cpu::mla_attention_expanded(pool, s, q.data(), T, pos, cache.data(), kv_b.data(),
+                                            want.data());
+            Dev<float> dq(q), dout(want.size());
+            Dev<uint16_t> dc(cache_b), dw(kv_b_b);
+            kl::cuda::mla_attention(dq.ptr, T, pos, reinterpret_cast<const kl::cuda::bf16*>(dc.ptr),
+                                    reinterpret_cast<const kl::cuda::bf16*>(dw.ptr), s.heads, s.nope,
+                                    s.rope, s.v_dim, s.rank, dout.ptr, nullptr);
+            cudaDeviceSynchronize();
+            EXPECT_LE(rel_error(dout.get(), want), 1e-4) << "pos=" << pos << " T=" << T;
+        }
+}
+
+TEST_F(GpuOps, MoeRouteMatchesCpu) {
+    for (bool grouped : {false, true}) {
+        const size_t n = 50, E = 16, k = 4, groups = grouped ? 4 : 1, kept = grouped ? 2 : 1;
+        auto logits = randn(n * E, 1), bias = randn(E, 2, 0.1f);
+        kl::cpu::RouterConfig rc{E, k, true, 2.5f, grouped, groups, kept};
+        std::vector<int32_t> want_e(n * k);
+        std::vector<float> want_w(n * k);
+        for (size_t t = 0; t < n; ++t)
+            kl::cpu::moe_route(rc, &logits[t * E], bias.data(), &want_e[t * k], &want_w[t * k]);
+        Dev<float> dl(logits), db(bias), dw(n * k);
+        Dev<int32_t> de(n * k);
+        kl::cuda::moe_route(dl.ptr, db.ptr, n, E, k, true, 2.5f, groups, kept, de.ptr, dw.ptr,
+                            nullptr);
+        cudaDeviceSynchronize();
+        EXPECT_EQ(de.get(), want_e) << "grouped=" << grouped;
+        EXPECT_LE(rel_error(dw.get(), want_w), 1e-5);
+    }
+}
+
+}  // namespace
