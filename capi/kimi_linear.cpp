@@ -149,35 +149,63 @@ void kl_model_params_default(kl_model_params* params) {
     params->device = KL_DEVICE_AUTO;
 }
 
+}  // extern "C"
+
+namespace {
+
+// kl_model_params -> ModelLoadOptions, validated.
+kl::ModelLoadOptions load_options(const kl_model_params* params) {
+    kl_model_params p;
+    kl_model_params_default(&p);
+    if (params) {
+        check_struct_size(params->struct_size, sizeof(kl_model_params), "kl_model_params");
+        p = *params;
+    }
+    if (p.device != KL_DEVICE_AUTO && p.device != KL_DEVICE_CPU && p.device != KL_DEVICE_CUDA)
+        kl::fail(kl::Status::InvalidArgument,
+                 "device is " + std::to_string(static_cast<int>(p.device)) +
+                     ", not a kl_device value");
+    kl::ModelLoadOptions options;
+    options.device = static_cast<kl::DeviceRequest>(p.device);
+    options.device_index = p.device_index;
+    options.n_threads = p.n_threads;
+#ifdef KL_HAVE_CUDA
+    options.gpu = &kl::cuda::backend_provider();
+#endif
+    if (p.progress_cb) {
+        const kl_progress_callback cb = p.progress_cb;
+        void* user = p.progress_user;
+        options.progress = [cb, user](float fraction) { return cb(fraction, user) == 0; };
+    }
+    return options;
+}
+
+}  // namespace
+
+extern "C" {
+
 kl_status kl_model_load(const char* dir, const kl_model_params* params, kl_model** out) {
     return guarded([&] {
         require(out != nullptr, "out is NULL");
         *out = nullptr;
         require(dir != nullptr, "dir is NULL");
-        kl_model_params p;
-        kl_model_params_default(&p);
-        if (params) {
-            check_struct_size(params->struct_size, sizeof(kl_model_params), "kl_model_params");
-            p = *params;
-        }
-        if (p.device != KL_DEVICE_AUTO && p.device != KL_DEVICE_CPU && p.device != KL_DEVICE_CUDA)
-            kl::fail(kl::Status::InvalidArgument, "device is " +
-                                                      std::to_string(static_cast<int>(p.device)) +
-                                                      ", not a kl_device value");
-        kl::ModelLoadOptions options;
-        options.device = static_cast<kl::DeviceRequest>(p.device);
-        options.device_index = p.device_index;
-        options.n_threads = p.n_threads;
-#ifdef KL_HAVE_CUDA
-        options.gpu = &kl::cuda::backend_provider();
-#endif
-        if (p.progress_cb) {
-            const kl_progress_callback cb = p.progress_cb;
-            void* user = p.progress_user;
-            options.progress = [cb, user](float fraction) { return cb(fraction, user) == 0; };
-        }
+        const kl::ModelLoadOptions options = load_options(params);
         auto model = std::make_unique<kl_model>();
         model->model = kl::Model::load(dir, options);
+        *out = model.release();
+    });
+}
+
+kl_status kl_model_create_random(const char* config_json, uint64_t seed,
+                                 const kl_model_params* params, kl_model** out) {
+    return guarded([&] {
+        require(out != nullptr, "out is NULL");
+        *out = nullptr;
+        require(config_json != nullptr, "config_json is NULL");
+        const kl::ModelLoadOptions options = load_options(params);
+        const kl::ModelConfig config = kl::ModelConfig::from_json(config_json, "config_json");
+        auto model = std::make_unique<kl_model>();
+        model->model = kl::Model::create_random(config, seed, options);
         *out = model.release();
     });
 }

@@ -57,6 +57,8 @@ struct GpuBackendProvider {
     int (*device_count)();  // 0 when there is no usable device
     std::unique_ptr<Backend> (*create)(const ModelConfig& config, const Checkpoint& checkpoint,
                                        int device_index);
+    std::unique_ptr<Backend> (*create_random)(const ModelConfig& config, uint64_t seed,
+                                              int device_index);
 };
 
 }  // namespace kl

@@ -49,16 +49,14 @@ void warn_about_unused_tensors(const ModelConfig& config, const Checkpoint& chec
                             " tensor(s) in the checkpoint are not used by the config: " + names);
 }
 
-}  // namespace
 
-std::unique_ptr<Model> Model::load(const std::string& dir, const ModelLoadOptions& options) {
+// Checks the options and answers whether the model goes to the GPU.
+bool choose_gpu(const ModelLoadOptions& options) {
     const int gpus = options.gpu ? options.gpu->device_count() : 0;
-    if (options.device == DeviceRequest::Cuda) {
-        if (!options.gpu)
-            fail(Status::Unsupported,
-                 "KL_DEVICE_CUDA requested, but this build has no CUDA backend; use "
-                 "KL_DEVICE_CPU or KL_DEVICE_AUTO");
-    }
+    if (options.device == DeviceRequest::Cuda && !options.gpu)
+        fail(Status::Unsupported,
+             "KL_DEVICE_CUDA requested, but this build has no CUDA backend; use "
+             "KL_DEVICE_CPU or KL_DEVICE_AUTO");
     const bool use_gpu = options.device == DeviceRequest::Cuda ||
                          (options.device == DeviceRequest::Auto && gpus > 0);
     if (use_gpu && (options.device_index < 0 || options.device_index >= gpus))
@@ -68,7 +66,18 @@ std::unique_ptr<Model> Model::load(const std::string& dir, const ModelLoadOption
     if (options.n_threads < 0)
         fail(Status::InvalidArgument,
              "n_threads is " + std::to_string(options.n_threads) + ", must be >= 0");
+    return use_gpu;
+}
 
+void report_done(const ModelLoadOptions& options) {
+    if (options.progress && !options.progress(1.0f))
+        fail(Status::Cancelled, "model load cancelled by the progress callback");
+}
+
+}  // namespace
+
+std::unique_ptr<Model> Model::load(const std::string& dir, const ModelLoadOptions& options) {
+    const bool use_gpu = choose_gpu(options);
     auto model = std::unique_ptr<Model>(new Model());
     model->config_ = ModelConfig::load(dir);
     auto checkpoint = Checkpoint::open(dir);
@@ -77,11 +86,31 @@ std::unique_ptr<Model> Model::load(const std::string& dir, const ModelLoadOption
     model->fingerprint_ = fingerprint_of(model->config_, *checkpoint);
     if (use_gpu) {
         model->backend_ = options.gpu->create(model->config_, *checkpoint, options.device_index);
-        if (options.progress && !options.progress(1.0f))
-            fail(Status::Cancelled, "model load cancelled by the progress callback");
+        report_done(options);
     } else {
         ModelWeights weights = load_weights_f32(model->config_, *checkpoint, options.progress);
         model->backend_ = make_cpu_backend(model->config_, std::move(weights), options.n_threads);
+    }
+    return model;
+}
+
+std::unique_ptr<Model> Model::create_random(const ModelConfig& config, uint64_t seed,
+                                            const ModelLoadOptions& options) {
+    const bool use_gpu = choose_gpu(options);
+    config.validate("random model config");
+    auto model = std::unique_ptr<Model>(new Model());
+    model->config_ = config;
+    Fnv1a64 hash;
+    hash.update(config.to_json());
+    hash.update("random weights, seed " + std::to_string(seed));
+    model->fingerprint_ = hash.digest();
+    if (use_gpu) {
+        model->backend_ = options.gpu->create_random(config, seed, options.device_index);
+        report_done(options);
+    } else {
+        ModelWeights weights =
+            build_weights_f32(config, random_tensor_source(seed), options.progress);
+        model->backend_ = make_cpu_backend(config, std::move(weights), options.n_threads);
     }
     return model;
 }

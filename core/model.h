@@ -25,6 +25,10 @@ struct ModelLoadOptions {
 class Model {
 public:
     static std::unique_ptr<Model> load(const std::string& dir, const ModelLoadOptions& options);
+    // A model of `config` with deterministic random weights (core/random_init.h), built in
+    // the backend's memory with no files: benchmarks of any shape, the real one included.
+    static std::unique_ptr<Model> create_random(const ModelConfig& config, uint64_t seed,
+                                                const ModelLoadOptions& options);
 
     const ModelConfig& config() const { return config_; }
     const Backend& backend() const { return *backend_; }

@@ -1,6 +1,9 @@
 #include "weights.h"
 
 #include "error.h"
+#include "random_init.h"
+
+#include <map>
 
 namespace kl {
 namespace {
@@ -16,28 +19,30 @@ void add_mlp(std::vector<TensorSpec>& specs, const std::string& prefix, const ch
     specs.push_back({prefix + down + ".weight", {hidden, inter}, DType::BF16});
 }
 
-// Reads tensors by name into fp32, in expected_tensors order, reporting progress.
+// Reads tensors by name into fp32 through a TensorSource, reporting progress.
 class Loader {
 public:
-    Loader(const Checkpoint& checkpoint, size_t total, const std::function<bool(float)>& progress)
-        : checkpoint_(checkpoint), total_(total), progress_(progress) {}
+    Loader(const ModelConfig& config, const TensorSource& source,
+           const std::function<bool(float)>& progress)
+        : source_(source), progress_(progress) {
+        for (TensorSpec& spec : expected_tensors(config)) specs_.emplace(spec.name, std::move(spec));
+    }
 
     std::vector<float> vec(const std::string& name) {
-        const TensorView* view = checkpoint_.find(name);
-        if (!view) fail(Status::Format, "tensor " + name + " is missing");
-        std::vector<float> out(static_cast<size_t>(view->numel()));
-        view->to_f32(out.data());
-        if (progress_ && !progress_(static_cast<float>(++done_) / static_cast<float>(total_)))
+        const TensorSpec& spec = specs_.at(name);
+        int64_t numel = 1;
+        for (int64_t d : spec.shape) numel *= d;
+        std::vector<float> out(static_cast<size_t>(numel));
+        source_(spec, out.data());
+        if (progress_ && !progress_(static_cast<float>(++done_) / static_cast<float>(specs_.size())))
             fail(Status::Cancelled, "model load cancelled by the progress callback");
         return out;
     }
     Matrix matrix(const std::string& name) {
-        const TensorView* view = checkpoint_.find(name);
+        const TensorSpec& spec = specs_.at(name);
         Matrix m;
-        if (view && view->shape.size() >= 2) {
-            m.rows = view->shape[0];
-            m.cols = view->numel() / std::max<int64_t>(m.rows, 1);
-        }
+        m.rows = spec.shape[0];
+        m.cols = spec.shape[1];
         m.data = vec(name);
         return m;
     }
@@ -50,8 +55,8 @@ public:
     }
 
 private:
-    const Checkpoint& checkpoint_;
-    size_t total_;
+    std::map<std::string, TensorSpec> specs_;
+    const TensorSource& source_;
     size_t done_ = 0;
     const std::function<bool(float)>& progress_;
 };
@@ -161,7 +166,30 @@ uint64_t ModelWeights::bytes() const {
 ModelWeights load_weights_f32(const ModelConfig& c, const Checkpoint& checkpoint,
                               const std::function<bool(float)>& progress) {
     validate_checkpoint(c, checkpoint);
-    Loader load(checkpoint, expected_tensors(c).size(), progress);
+    return build_weights_f32(
+        c, [&](const TensorSpec& spec, float* out) { checkpoint.find(spec.name)->to_f32(out); },
+        progress);
+}
+
+TensorSource random_tensor_source(uint64_t seed) {
+    return [seed](const TensorSpec& spec, float* out) {
+        const RandomInit init = random_init_for(spec.name, spec.shape.size() >= 2 ? spec.shape.back() : 1);
+        const uint64_t key = random_tensor_key(spec.name);
+        int64_t numel = 1;
+        for (int64_t d : spec.shape) numel *= d;
+        // Rounded like a bf16 checkpoint (fp32 tensors stay fp32), so an in-memory random
+        // model equals make_tiny_model's files for the same seed.
+        const bool round = spec.dtype == DType::BF16;
+        for (int64_t i = 0; i < numel; ++i) {
+            const float value = random_value(seed, key, static_cast<uint64_t>(i), init);
+            out[i] = round ? bf16_to_f32(f32_to_bf16(value)) : value;
+        }
+    };
+}
+
+ModelWeights build_weights_f32(const ModelConfig& c, const TensorSource& source,
+                               const std::function<bool(float)>& progress) {
+    Loader load(c, source, progress);
 
     ModelWeights w;
     w.embed_tokens = load.matrix("model.embed_tokens.weight");

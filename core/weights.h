@@ -87,4 +87,12 @@ struct ModelWeights {
 ModelWeights load_weights_f32(const ModelConfig& config, const Checkpoint& checkpoint,
                               const std::function<bool(float)>& progress);
 
+// Writes a tensor's values as fp32 into out[0..numel of spec.shape).
+using TensorSource = std::function<void(const TensorSpec& spec, float* out)>;
+// The weights of any source (a checkpoint, or random values), tensor by tensor.
+ModelWeights build_weights_f32(const ModelConfig& config, const TensorSource& source,
+                               const std::function<bool(float)>& progress);
+// Deterministic random weights (core/random_init.h), the same make_tiny_model writes.
+TensorSource random_tensor_source(uint64_t seed);
+
 }  // namespace kl

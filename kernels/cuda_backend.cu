@@ -5,10 +5,13 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <functional>
+#include <map>
 #include <mutex>
 #include <vector>
 
 #include "core/config.h"
+#include "core/random_init.h"
 #include "core/safetensors.h"
 #include "core/weights.h"
 #include "cuda_backend.h"
@@ -53,6 +56,39 @@ Weight upload(const TensorView& view, bool as_f32) {
     }
     return w;
 }
+
+__global__ void random_fill_kernel(uint64_t seed, uint64_t key, RandomInit init, size_t n,
+                                   bf16* out_bf16, float* out_f32) {
+    for (size_t i = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x; i < n;
+         i += static_cast<size_t>(gridDim.x) * blockDim.x) {
+        const float value = random_value(seed, key, i, init);
+        if (out_f32)
+            out_f32[i] = value;
+        else
+            out_bf16[i] = __float2bfloat16(value);
+    }
+}
+
+// The random weights of core/random_init.h, generated in place on the device.
+Weight random_weight(const TensorSpec& spec, uint64_t seed, bool as_f32) {
+    size_t n = 1;
+    for (int64_t d : spec.shape) n *= static_cast<size_t>(d);
+    Weight w;
+    w.rows = spec.shape.empty() ? 1 : static_cast<size_t>(spec.shape[0]);
+    w.cols = w.rows ? n / w.rows : 0;
+    w.buffer = DeviceBuffer(n * (as_f32 ? sizeof(float) : sizeof(uint16_t)));
+    const RandomInit init =
+        random_init_for(spec.name, spec.shape.size() >= 2 ? spec.shape.back() : 1);
+    const unsigned blocks = static_cast<unsigned>(std::min<size_t>((n + 255) / 256, 4096));
+    random_fill_kernel<<<std::max(1u, blocks), 256>>>(seed, random_tensor_key(spec.name), init, n,
+                                                      as_f32 ? nullptr : w.buffer.as<bf16>(),
+                                                      as_f32 ? w.buffer.as<float>() : nullptr);
+    check_launch("random_fill");
+    return w;
+}
+
+// Where the backend's weights come from: a checkpoint's tensor or random values, by name.
+using WeightSource = std::function<Weight(const std::string& name, bool as_f32)>;
 
 struct Mlp {
     Weight gate, up, down;
@@ -225,15 +261,13 @@ public:
 
 class CudaBackend final : public Backend {
 public:
-    CudaBackend(const ModelConfig& config, const Checkpoint& checkpoint, int device)
+    CudaBackend(const ModelConfig& config, const WeightSource& source, int device)
         : config_(config), device_(device) {
         DeviceGuard guard(device);
         check(cudaStreamCreate(&stream_), "cudaStreamCreate");
         gemm_ = std::make_unique<Gemm>();
         auto get = [&](const std::string& name, bool f32 = false) {
-            const TensorView* view = checkpoint.find(name);
-            if (!view) fail(Status::Format, "tensor " + name + " is missing");
-            Weight w = upload(*view, f32);
+            Weight w = source(name, f32);
             weight_bytes_ += w.buffer.bytes();
             return w;
         };
@@ -517,13 +551,36 @@ int device_count() {
 
 std::unique_ptr<Backend> create(const ModelConfig& config, const Checkpoint& checkpoint,
                                 int device_index) {
-    return std::make_unique<CudaBackend>(config, checkpoint, device_index);
+    DeviceGuard guard(device_index);
+    return std::make_unique<CudaBackend>(
+        config,
+        [&](const std::string& name, bool as_f32) {
+            const TensorView* view = checkpoint.find(name);
+            if (!view) fail(Status::Format, "tensor " + name + " is missing");
+            return upload(*view, as_f32);
+        },
+        device_index);
+}
+
+std::unique_ptr<Backend> create_random(const ModelConfig& config, uint64_t seed,
+                                       int device_index) {
+    DeviceGuard guard(device_index);
+    std::map<std::string, TensorSpec> specs;
+    for (TensorSpec& spec : expected_tensors(config)) specs.emplace(spec.name, std::move(spec));
+    auto backend = std::make_unique<CudaBackend>(
+        config,
+        [&](const std::string& name, bool as_f32) {
+            return random_weight(specs.at(name), seed, as_f32);
+        },
+        device_index);
+    check(cudaDeviceSynchronize(), "random weights");
+    return backend;
 }
 
 }  // namespace
 
 const GpuBackendProvider& backend_provider() {
-    static const GpuBackendProvider provider{&device_count, &create};
+    static const GpuBackendProvider provider{&device_count, &create, &create_random};
     return provider;
 }
 

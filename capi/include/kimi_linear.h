@@ -95,6 +95,12 @@ KL_API void kl_model_params_default(kl_model_params* params);
  * name, dtype and shape before any compute. params may be NULL (defaults). On success the
  * caller owns *out and frees it with kl_model_free. */
 KL_API kl_status kl_model_load(const char* dir, const kl_model_params* params, kl_model** out);
+/* A model with deterministic random weights for the config.json text `config_json`
+ * (NUL-terminated), built directly in the backend's memory, no files: benchmarks of any
+ * shape, the released one included (configs/kimi-linear-48b-a3b.json). The values are
+ * those make_tiny_model writes for the same seed. */
+KL_API kl_status kl_model_create_random(const char* config_json, uint64_t seed,
+                                        const kl_model_params* params, kl_model** out);
 /* Free a model. Free its sessions first. NULL is a no-op. */
 KL_API void kl_model_free(kl_model* model);
 

@@ -8,6 +8,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <string>
 #include <thread>
 #include <vector>
@@ -172,6 +173,40 @@ TEST(CApi, UnusedTensorsAreLoggedThroughTheCallback) {
     ASSERT_EQ(logged.size(), 1u);
     EXPECT_EQ(logged[0].first, KL_LOG_WARN);
     EXPECT_NE(logged[0].second.find("model.mtp.weight"), std::string::npos) << logged[0].second;
+}
+
+TEST(CApi, RandomModelEqualsMakeTinyModelsCheckpoint) {
+    const std::string dir = kl::test::tiny_model_dir("--preset tiny --seed 11");
+    std::string config;
+    {
+        std::ifstream in(dir + "/config.json");
+        config.assign(std::istreambuf_iterator<char>(in), {});
+    }
+    kl_model_params params;
+    kl_model_params_default(&params);
+    params.device = KL_DEVICE_CPU;
+    kl_model* random = nullptr;
+    ASSERT_EQ(kl_model_create_random(config.c_str(), 11, &params, &random), KL_OK) << kl_last_error();
+    kl_model* from_files = nullptr;
+    ASSERT_EQ(kl_model_load(dir.c_str(), &params, &from_files), KL_OK);
+    std::vector<int32_t> tokens = {3, 1, 4, 1, 5, 9, 2, 6};
+    std::vector<float> a(tokens.size() * 256), b(a.size());
+    kl_session *sa = nullptr, *sb = nullptr;
+    ASSERT_EQ(kl_session_create(random, nullptr, &sa), KL_OK);
+    ASSERT_EQ(kl_session_create(from_files, nullptr, &sb), KL_OK);
+    ASSERT_EQ(kl_session_append(sa, tokens.data(), tokens.size(), KL_LOGITS_ALL, a.data()), KL_OK);
+    ASSERT_EQ(kl_session_append(sb, tokens.data(), tokens.size(), KL_LOGITS_ALL, b.data()), KL_OK);
+    EXPECT_EQ(a, b);
+    kl_session_free(sa);
+    kl_session_free(sb);
+    kl_model_free(random);
+    kl_model_free(from_files);
+
+    kl_model* bad = nullptr;
+    expect_failure(kl_model_create_random("{\"hidden_size\": 8}", 1, &params, &bad), KL_ERR_FORMAT,
+                   "config_json");
+    expect_failure(kl_model_create_random(nullptr, 1, &params, &bad), KL_ERR_INVALID_ARGUMENT,
+                   "config_json");
 }
 
 TEST(CApi, ProgressCallbackReportsAndCanAbort) {

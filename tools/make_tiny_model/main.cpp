@@ -1,6 +1,6 @@
 // make_tiny_model: writes a random-weight Kimi Linear checkpoint of any config in the Hugging
 // Face layout (config.json + safetensors, sharded through model.safetensors.index.json).
-// Deterministic by seed on every platform (own PRNG, no <random> distributions).
+// Deterministic by seed on every platform: the counter-based values of core/random_init.h.
 #include <cctype>
 #include <cerrno>
 #include <cmath>
@@ -26,27 +26,6 @@ const char* kUsage =
     "usage: make_tiny_model OUT_DIR [--preset tiny|small|100m] [--config FILE.json]\n"
     "                       [--seed N] [--shards N] [--dtype bf16|f32]\n";
 
-// splitmix64 stream with Box-Muller normals.
-class Rng {
-public:
-    explicit Rng(uint64_t seed) : state_(seed) {}
-    uint64_t next() {
-        uint64_t z = (state_ += 0x9e3779b97f4a7c15ull);
-        z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-        z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-        return z ^ (z >> 31);
-    }
-    double uniform() {
-        return (static_cast<double>(next() >> 11) + 0.5) * (1.0 / 9007199254740992.0);
-    }
-    double normal() {
-        const double two_pi = 6.283185307179586;
-        return std::sqrt(-2.0 * std::log(uniform())) * std::cos(two_pi * uniform());
-    }
-
-private:
-    uint64_t state_;
-};
 
 // A whole number in [lo, hi] for `flag`; std::stoull would accept "-1" and "3x".
 uint64_t parse_number(const std::string& flag, const std::string& value, uint64_t lo,
@@ -104,36 +83,6 @@ kl::ModelConfig preset(const std::string& name) {
     return c;
 }
 
-// Scale of each tensor's random values so activations stay O(1) through many layers.
-void fill(const kl::TensorSpec& spec, Rng& rng, std::vector<float>& values) {
-    const std::string& n = spec.name;
-    auto ends_with = [&](const char* tail) {
-        const std::string t(tail);
-        return n.size() >= t.size() && n.compare(n.size() - t.size(), t.size(), t) == 0;
-    };
-    const int64_t fan_in = spec.shape.size() >= 2 ? spec.shape.back() : 1;
-    for (float& v : values) {
-        double x;
-        if (ends_with("A_log"))
-            x = std::log(1.0 + 15.0 * rng.uniform());
-        else if (ends_with("dt_bias"))
-            x = 0.5 * rng.normal() - 1.0;
-        else if (ends_with("conv1d.weight"))
-            x = 0.5 * rng.normal();
-        else if (ends_with("e_score_correction_bias"))
-            x = 0.1 * rng.normal();
-        else if (ends_with("norm.weight") || ends_with("layernorm.weight"))
-            x = 1.0 + 0.1 * rng.normal();
-        else if (ends_with("embed_tokens.weight"))
-            x = rng.normal();
-        else {
-            const bool output = ends_with("o_proj.weight") || ends_with("down_proj.weight") ||
-                                ends_with("w2.weight");
-            x = rng.normal() / std::sqrt(static_cast<double>(fan_in)) * (output ? 0.5 : 1.0);
-        }
-        v = static_cast<float>(x);
-    }
-}
 
 int run(int argc, char** argv) {
     if (argc < 2 || std::string(argv[1]).rfind("--", 0) == 0) {
@@ -197,7 +146,7 @@ int run(int argc, char** argv) {
         for (int64_t d : s.shape) n *= static_cast<uint64_t>(d);
         total_params += n;
     }
-    Rng rng(seed * 0x2545f4914f6cdd1dull + 1);
+    const kl::TensorSource random_values = kl::random_tensor_source(seed);
     std::map<std::string, std::string> weight_map;
     uint64_t total_bytes = 0, params_done = 0;
     size_t next = 0;
@@ -213,7 +162,7 @@ int run(int argc, char** argv) {
             uint64_t n = 1;
             for (int64_t d : spec.shape) n *= static_cast<uint64_t>(d);
             t.values.resize(n);
-            fill(spec, rng, t.values);
+            random_values(spec, t.values.data());
             params_done += n;
             total_bytes += n * kl::dtype_size(t.dtype);
             batch.push_back(std::move(t));
