@@ -9,6 +9,8 @@
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
+#include <iterator>
+#include <nlohmann/json.hpp>
 #include <map>
 #include <memory>
 #include <random>
@@ -26,7 +28,9 @@ const char* kUsage =
     "  kimi run DIR --prompt-tokens 1,2,3 [--max-new N] [--temperature T] [--top-k K]\n"
     "           [--top-p P] [--min-p M] [--repeat-penalty R] [--seed S] [--stop-tokens a,b]\n"
     "  kimi bench DIR [--prompt-len 128,512] [--decode N] [--repeats N]\n"
-    "common options: --threads N (0 = all cores)\n";
+    "  kimi bench --random CONFIG.json [--layers N] [--seed S] [...]  (random weights, no files;\n"
+    "           --layers keeps the first N layers of the config's pattern)\n"
+    "common options: --threads N (0 = all cores), --device auto|cpu|cuda, --device-index I\n";
 
 using Clock = std::chrono::steady_clock;
 
@@ -80,9 +84,14 @@ Options parse(int argc, char** argv) {
     Options o;
     o.command = argv[1];
     if (o.command == "help" || o.command == "--help" || o.command == "--version") return o;
-    if (argc < 3) throw UsageError{o.command + " needs a model folder"};
-    o.dir = argv[2];
-    for (int i = 3; i < argc; ++i) {
+    int first_option = 3;
+    if (argc >= 3 && std::string(argv[2]).rfind("--", 0) == 0)
+        first_option = 2;  // no folder: `kimi bench --random CONFIG.json`
+    else if (argc < 3)
+        throw UsageError{o.command + " needs a model folder"};
+    else
+        o.dir = argv[2];
+    for (int i = first_option; i < argc; ++i) {
         std::string flag = argv[i];
         if (flag.rfind("--", 0) != 0) throw UsageError{"unexpected argument \"" + flag + "\""};
         if (i + 1 >= argc) throw UsageError{flag + " needs a value"};
@@ -118,13 +127,46 @@ SessionHandle new_session(kl_model* model) {
     return SessionHandle(session, &kl_session_free);
 }
 
+// The config's first `layers` layers, the 1-based layer lists cut to match.
+std::string truncate_layers(const std::string& config_text, int64_t layers) {
+    nlohmann::json config = nlohmann::json::parse(config_text);
+    if (layers <= 0 || layers > config.at("num_hidden_layers").get<int64_t>())
+        throw UsageError{"--layers must be in 1..num_hidden_layers"};
+    config["num_hidden_layers"] = layers;
+    for (const char* list : {"kda_layers", "full_attn_layers"}) {
+        nlohmann::json kept = nlohmann::json::array();
+        for (const auto& layer : config["linear_attn_config"][list])
+            if (layer.get<int64_t>() <= layers) kept.push_back(layer);
+        config["linear_attn_config"][list] = kept;
+    }
+    return config.dump();
+}
+
 ModelHandle load(const Options& o) {
     kl_model_params params;
     kl_model_params_default(&params);
     params.n_threads = static_cast<int32_t>(o.number("threads", 0));
+    const std::string device = o.get("device", "auto");
+    if (device == "cpu")
+        params.device = KL_DEVICE_CPU;
+    else if (device == "cuda")
+        params.device = KL_DEVICE_CUDA;
+    else if (device != "auto")
+        throw UsageError{"--device must be auto, cpu or cuda"};
+    params.device_index = static_cast<int32_t>(o.number("device-index", 0));
     if (isatty(STDERR_FILENO)) params.progress_cb = progress_bar;
     kl_model* model = nullptr;
-    check(kl_model_load(o.dir.c_str(), &params, &model));
+    if (o.has("random")) {
+        std::ifstream in(o.get("random", ""));
+        if (!in) throw UsageError{"cannot read " + o.get("random", "")};
+        std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+        if (o.has("layers")) text = truncate_layers(text, static_cast<int64_t>(o.number("layers", 0)));
+        check(kl_model_create_random(text.c_str(), static_cast<uint64_t>(o.number("seed", 0)),
+                                     &params, &model));
+    } else {
+        if (o.dir.empty()) throw UsageError{o.command + " needs a model folder"};
+        check(kl_model_load(o.dir.c_str(), &params, &model));
+    }
     return ModelHandle(model, &kl_model_free);
 }
 
@@ -233,9 +275,10 @@ int cmd_bench(const Options& o) {
     std::printf("machine: %s, %u hardware threads, %d worker threads\n", cpu_model().c_str(),
                 std::thread::hardware_concurrency(),
                 threads > 0 ? threads : static_cast<int>(std::thread::hardware_concurrency()));
-    std::printf("model: %s (%u layers, hidden %u, vocab %u, weights %s)\n", o.dir.c_str(),
+    std::printf("model: %s (%u layers, hidden %u, vocab %u, weights %s, %s)\n",
+                o.has("random") ? ("random " + o.get("random", "")).c_str() : o.dir.c_str(),
                 info.n_layers, info.hidden_size, info.vocab_size,
-                human_bytes(info.weight_bytes).c_str());
+                human_bytes(info.weight_bytes).c_str(), info.device == KL_DEVICE_CUDA ? "cuda" : "cpu");
     std::printf("%10s %18s %22s\n", "prompt", "prefill tokens/s", "decode ms/token (p50)");
     for (int32_t length : lengths) {
         std::vector<int32_t> prompt(static_cast<size_t>(length));
