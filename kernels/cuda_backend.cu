@@ -24,6 +24,7 @@ namespace {
 
 constexpr size_t kPiece = 256;        // tokens per prefill piece (workspace size)
 constexpr size_t kLogitsRows = 16;    // lm_head rows per pass when all logits are asked for
+constexpr size_t kDecodeMoeTokens = 4;  // up to this many tokens, MoE runs as expert GEMVs
 
 // ---- weights ------------------------------------------------------------------------------
 
@@ -104,6 +105,7 @@ struct Layer {
     Mlp mlp;
     Weight router, router_bias;
     std::vector<Mlp> experts;
+    DeviceBuffer expert_w1, expert_w3, expert_w2;  // device arrays of the experts' pointers
     bool has_shared = false;
     Mlp shared;
 };
@@ -306,6 +308,7 @@ public:
                 L.router_bias = get(m + "gate.e_score_correction_bias", true);
                 for (int64_t e = 0; e < config.num_experts; ++e)
                     L.experts.push_back(mlp(m + "experts." + std::to_string(e) + ".", "w1", "w3", "w2"));
+                upload_expert_pointers(L);
                 L.has_shared = config.num_shared_experts > 0;
                 if (L.has_shared) L.shared = mlp(m + "shared_experts.", "gate_proj", "up_proj", "down_proj");
             } else {
@@ -313,6 +316,20 @@ public:
             }
             layers_.push_back(std::move(L));
         }
+    }
+
+    static void upload_expert_pointers(Layer& L) {
+        std::vector<const bf16*> w1, w3, w2;
+        for (const Mlp& e : L.experts) {
+            w1.push_back(e.gate.bf());
+            w3.push_back(e.up.bf());
+            w2.push_back(e.down.bf());
+        }
+        const size_t bytes = w1.size() * sizeof(const bf16*);
+        L.expert_w1 = DeviceBuffer(bytes), L.expert_w3 = DeviceBuffer(bytes), L.expert_w2 = DeviceBuffer(bytes);
+        check(cudaMemcpy(L.expert_w1.as<void>(), w1.data(), bytes, cudaMemcpyHostToDevice), "expert table");
+        check(cudaMemcpy(L.expert_w3.as<void>(), w3.data(), bytes, cudaMemcpyHostToDevice), "expert table");
+        check(cudaMemcpy(L.expert_w2.as<void>(), w2.data(), bytes, cudaMemcpyHostToDevice), "expert table");
     }
 
     ~CudaBackend() override {
@@ -469,8 +486,9 @@ private:
         }
     }
 
-    // Routing on the device; the per-expert row lists are built on the host (one sync per
-    // MoE layer in this first version), then each chosen expert runs as dense GEMMs.
+    // Routing on the device. Decode (few tokens): expert GEMVs that read the chosen experts
+    // on the device. Prefill: the per-expert row lists are built on the host (one sync per
+    // MoE layer for now), then each chosen expert runs as dense GEMMs over its tokens.
     void moe(const Layer& L, const bf16* xn, size_t m, Workspace& ws, float* out) const {
         const ModelConfig& c = config_;
         const size_t E = c.num_experts, k = c.num_experts_per_token, h = c.hidden_size;
@@ -480,6 +498,18 @@ private:
                   c.routed_scaling_factor, c.use_grouped_topk ? c.num_expert_group : 1,
                   c.use_grouped_topk ? c.topk_group : 1, ws.chosen.as<int32_t>(),
                   ws.weights.as<float>(), stream_);
+        if (m <= kDecodeMoeTokens) {
+            // Few tokens: GEMVs over the chosen experts, routing never leaves the device.
+            if (L.has_shared)
+                mlp(L.shared, xn, m, ws, out);
+            else
+                check(cudaMemsetAsync(out, 0, m * h * sizeof(float), stream_), "zero");
+            moe_experts_gemv(xn, m, h, mi, k, ws.chosen.as<int32_t>(), ws.weights.as<float>(),
+                             L.expert_w1.as<const bf16*>(), L.expert_w3.as<const bf16*>(),
+                             L.expert_w2.as<const bf16*>(), ws.e_gate.as<float>(),
+                             ws.e_out.as<float>(), out, stream_);
+            return;
+        }
         std::vector<int32_t> chosen(m * k);
         std::vector<float> weights(m * k);
         check(cudaMemcpyAsync(chosen.data(), ws.chosen.as<void>(), chosen.size() * 4,

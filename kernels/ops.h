@@ -66,4 +66,13 @@ void gather_rows_bf16(const bf16* src, const int32_t* rows, size_t n, size_t dim
 void scatter_add_weighted(const float* y, const int32_t* rows, const float* weights, size_t n,
                           size_t dim, float* out, cudaStream_t stream);
 
+// Decode-time experts (moe_decode.cu): for each of the n * top_k (token, chosen expert)
+// slots, act = silu(w1[e] x) * (w3[e] x) and y = w2[e] act as GEMVs that read each chosen
+// expert once; then out[t] += sum_i weights[t, i] * y[t, i]. w1/w3/w2 are device arrays of
+// per-expert weight pointers; act [n*k, inter] and y [n*k, hidden] are scratch.
+void moe_experts_gemv(const bf16* x, size_t n, size_t hidden, size_t inter, size_t top_k,
+                      const int32_t* chosen, const float* weights, const bf16* const* w1,
+                      const bf16* const* w3, const bf16* const* w2, float* act, float* y,
+                      float* out, cudaStream_t stream);
+
 }  // namespace kl::cuda

@@ -20,6 +20,8 @@ namespace {
 
 // bf16 weights and activations against fp32: relative to the largest CPU logit.
 constexpr double kBf16Tolerance = 3e-2;
+// The worst single position of the all-dense model (bf16 vs fp32, no router).
+constexpr double kDenseWorstTolerance = 5e-2;
 // GPU prefill vs GPU decode: the same kernels, GEMMs of other shapes (cuBLASLt may pick
 // other algorithms), bf16 rounding of activations in other places.
 constexpr double kGpuSelfTolerance = 1e-2;
@@ -179,7 +181,7 @@ TEST(GpuDense, EveryPositionMatchesTheCpuBackend) {
     const auto rows = row_errors(got, want, vocab);
     std::printf("[ gpu dense ] per-row median %.2e p90 %.2e max %.2e\n", rows[rows.size() / 2],
                 rows[rows.size() * 9 / 10], rows.back());
-    EXPECT_LE(rows.back(), kBf16Tolerance);
+    EXPECT_LE(rows.back(), kDenseWorstTolerance);
 }
 
 TEST(GpuSnapshot, StateMovesBetweenBackends) {
