@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 JOBS=$(nproc)
 
-debian_packages=(cmake g++ make pkg-config libgtest-dev nlohmann-json3-dev python3)
+debian_packages=(cmake g++ make pkg-config libgtest-dev libbenchmark-dev nlohmann-json3-dev python3)
 missing=()
 for p in "${debian_packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
