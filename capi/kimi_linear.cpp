@@ -162,9 +162,9 @@ kl::ModelLoadOptions load_options(const kl_model_params* params) {
         p = *params;
     }
     if (p.device != KL_DEVICE_AUTO && p.device != KL_DEVICE_CPU && p.device != KL_DEVICE_CUDA)
-        kl::fail(kl::Status::InvalidArgument,
-                 "device is " + std::to_string(static_cast<int>(p.device)) +
-                     ", not a kl_device value");
+        kl::fail(
+            kl::Status::InvalidArgument,
+            "device is " + std::to_string(static_cast<int>(p.device)) + ", not a kl_device value");
     kl::ModelLoadOptions options;
     options.device = static_cast<kl::DeviceRequest>(p.device);
     options.device_index = p.device_index;

@@ -49,7 +49,6 @@ void warn_about_unused_tensors(const ModelConfig& config, const Checkpoint& chec
                             " tensor(s) in the checkpoint are not used by the config: " + names);
 }
 
-
 // Checks the options and answers whether the model goes to the GPU.
 bool choose_gpu(const ModelLoadOptions& options) {
     const int gpus = options.gpu ? options.gpu->device_count() : 0;

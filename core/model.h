@@ -17,8 +17,8 @@ enum class DeviceRequest { Auto = 0, Cpu = 1, Cuda = 2 };  // values match kl_de
 struct ModelLoadOptions {
     DeviceRequest device = DeviceRequest::Auto;
     int device_index = 0;
-    int n_threads = 0;                    // 0 = all hardware threads
-    std::function<bool(float)> progress;  // false aborts (Cancelled); may be empty
+    int n_threads = 0;                        // 0 = all hardware threads
+    std::function<bool(float)> progress;      // false aborts (Cancelled); may be empty
     const GpuBackendProvider* gpu = nullptr;  // null: this build has no GPU backend
 };
 

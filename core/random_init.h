@@ -35,8 +35,8 @@ inline RandomInit random_init_for(const std::string& name, int64_t fan_in) {
     if (ends_with("e_score_correction_bias")) return {false, 0.0f, 0.1f};
     if (ends_with("norm.weight") || ends_with("layernorm.weight")) return {false, 1.0f, 0.1f};
     if (ends_with("embed_tokens.weight")) return {false, 0.0f, 1.0f};
-    const bool output = ends_with("o_proj.weight") || ends_with("down_proj.weight") ||
-                        ends_with("w2.weight");
+    const bool output =
+        ends_with("o_proj.weight") || ends_with("down_proj.weight") || ends_with("w2.weight");
     return {false, 0.0f, (output ? 0.5f : 1.0f) / std::sqrt(static_cast<float>(fan_in))};
 }
 

@@ -1,9 +1,9 @@
 #include "weights.h"
 
+#include <map>
+
 #include "error.h"
 #include "random_init.h"
-
-#include <map>
 
 namespace kl {
 namespace {
@@ -25,7 +25,8 @@ public:
     Loader(const ModelConfig& config, const TensorSource& source,
            const std::function<bool(float)>& progress)
         : source_(source), progress_(progress) {
-        for (TensorSpec& spec : expected_tensors(config)) specs_.emplace(spec.name, std::move(spec));
+        for (TensorSpec& spec : expected_tensors(config))
+            specs_.emplace(spec.name, std::move(spec));
     }
 
     std::vector<float> vec(const std::string& name) {
@@ -34,7 +35,8 @@ public:
         for (int64_t d : spec.shape) numel *= d;
         std::vector<float> out(static_cast<size_t>(numel));
         source_(spec, out.data());
-        if (progress_ && !progress_(static_cast<float>(++done_) / static_cast<float>(specs_.size())))
+        if (progress_ &&
+            !progress_(static_cast<float>(++done_) / static_cast<float>(specs_.size())))
             fail(Status::Cancelled, "model load cancelled by the progress callback");
         return out;
     }
@@ -173,7 +175,8 @@ ModelWeights load_weights_f32(const ModelConfig& c, const Checkpoint& checkpoint
 
 TensorSource random_tensor_source(uint64_t seed) {
     return [seed](const TensorSpec& spec, float* out) {
-        const RandomInit init = random_init_for(spec.name, spec.shape.size() >= 2 ? spec.shape.back() : 1);
+        const RandomInit init =
+            random_init_for(spec.name, spec.shape.size() >= 2 ? spec.shape.back() : 1);
         const uint64_t key = random_tensor_key(spec.name);
         int64_t numel = 1;
         for (int64_t d : spec.shape) numel *= d;

@@ -22,8 +22,8 @@
 namespace kl::cuda {
 namespace {
 
-constexpr size_t kPiece = 256;        // tokens per prefill piece (workspace size)
-constexpr size_t kLogitsRows = 16;    // lm_head rows per pass when all logits are asked for
+constexpr size_t kPiece = 256;          // tokens per prefill piece (workspace size)
+constexpr size_t kLogitsRows = 16;      // lm_head rows per pass when all logits are asked for
 constexpr size_t kDecodeMoeTokens = 4;  // up to this many tokens, MoE runs as expert GEMVs
 
 // ---- weights ------------------------------------------------------------------------------
@@ -115,8 +115,9 @@ struct Layer {
 struct Workspace {
     Workspace(const ModelConfig& c) {
         const size_t P = kPiece, h = c.hidden_size, HD = c.kda_dim(), D = c.kda_head_dim;
-        const size_t inter = std::max<size_t>(c.intermediate_size,
-                                              c.moe_intermediate_size * std::max<int64_t>(1, c.num_shared_experts));
+        const size_t inter =
+            std::max<size_t>(c.intermediate_size,
+                             c.moe_intermediate_size * std::max<int64_t>(1, c.num_shared_experts));
         const size_t k = std::max<int64_t>(1, c.num_experts_per_token);
         const size_t slots = P * k;
         auto f = [](size_t n) { return DeviceBuffer(n * sizeof(float)); };
@@ -171,15 +172,16 @@ public:
               "fork state");
         for (size_t l = 0; l < cache_.size(); ++l)
             if (cache_[l].bytes())
-                check(cudaMemcpy(copy->cache_[l].as<void>(), cache_[l].as<void>(), cache_[l].bytes(),
-                                 cudaMemcpyDeviceToDevice),
+                check(cudaMemcpy(copy->cache_[l].as<void>(), cache_[l].as<void>(),
+                                 cache_[l].bytes(), cudaMemcpyDeviceToDevice),
                       "fork cache");
         return copy;
     }
 
     void reset() override {
         DeviceGuard guard(device_);
-        if (recurrent_.bytes()) check(cudaMemset(recurrent_.as<void>(), 0, recurrent_.bytes()), "reset");
+        if (recurrent_.bytes())
+            check(cudaMemset(recurrent_.as<void>(), 0, recurrent_.bytes()), "reset");
     }
 
     uint64_t capacity() const override { return capacity_; }
@@ -198,8 +200,8 @@ public:
         for (size_t l = 0; l < cache_.size(); ++l) {
             if (!cache_[l].bytes()) {
                 const size_t n = kda_floats() + conv_floats();
-                check(cudaMemcpy(out, recurrent_.as<float>() + recurrent_offset_[l], n * sizeof(float),
-                                 cudaMemcpyDeviceToHost),
+                check(cudaMemcpy(out, recurrent_.as<float>() + recurrent_offset_[l],
+                                 n * sizeof(float), cudaMemcpyDeviceToHost),
                       "save state");
                 out += n * sizeof(float);
             } else {
@@ -242,7 +244,8 @@ public:
     }
 
     size_t kda_floats() const {
-        return static_cast<size_t>(config_->kda_num_heads * config_->kda_head_dim * config_->kda_head_dim);
+        return static_cast<size_t>(config_->kda_num_heads * config_->kda_head_dim *
+                                   config_->kda_head_dim);
     }
     size_t conv_floats() const {
         return static_cast<size_t>(3 * (config_->short_conv_kernel_size - 1) * config_->kda_dim());
@@ -254,8 +257,8 @@ public:
     Workspace workspace_;
     std::vector<size_t> recurrent_offset_;
     size_t recurrent_floats_ = 0;
-    DeviceBuffer recurrent_;  // KDA S then conv state, per KDA layer
-    DeviceBuffer scratch_;    // the working copy during a forward pass
+    DeviceBuffer recurrent_;           // KDA S then conv state, per KDA layer
+    DeviceBuffer scratch_;             // the working copy during a forward pass
     std::vector<DeviceBuffer> cache_;  // bf16 [capacity, rank + rope] per MLA layer
 };
 
@@ -288,7 +291,8 @@ public:
             L.post_norm = get(p + "post_attention_layernorm.weight");
             L.is_kda = config.is_kda_layer(l);
             if (L.is_kda) {
-                L.q = get(a + "q_proj.weight"), L.k = get(a + "k_proj.weight"), L.v = get(a + "v_proj.weight");
+                L.q = get(a + "q_proj.weight"), L.k = get(a + "k_proj.weight"),
+                L.v = get(a + "v_proj.weight");
                 L.q_conv = get(a + "q_conv1d.weight"), L.k_conv = get(a + "k_conv1d.weight");
                 L.v_conv = get(a + "v_conv1d.weight");
                 L.f_a = get(a + "f_a_proj.weight"), L.f_b = get(a + "f_b_proj.weight");
@@ -307,10 +311,12 @@ public:
                 L.router = get(m + "gate.weight");
                 L.router_bias = get(m + "gate.e_score_correction_bias", true);
                 for (int64_t e = 0; e < config.num_experts; ++e)
-                    L.experts.push_back(mlp(m + "experts." + std::to_string(e) + ".", "w1", "w3", "w2"));
+                    L.experts.push_back(
+                        mlp(m + "experts." + std::to_string(e) + ".", "w1", "w3", "w2"));
                 upload_expert_pointers(L);
                 L.has_shared = config.num_shared_experts > 0;
-                if (L.has_shared) L.shared = mlp(m + "shared_experts.", "gate_proj", "up_proj", "down_proj");
+                if (L.has_shared)
+                    L.shared = mlp(m + "shared_experts.", "gate_proj", "up_proj", "down_proj");
             } else {
                 L.mlp = mlp(p + "mlp.", "gate_proj", "up_proj", "down_proj");
             }
@@ -326,10 +332,14 @@ public:
             w2.push_back(e.down.bf());
         }
         const size_t bytes = w1.size() * sizeof(const bf16*);
-        L.expert_w1 = DeviceBuffer(bytes), L.expert_w3 = DeviceBuffer(bytes), L.expert_w2 = DeviceBuffer(bytes);
-        check(cudaMemcpy(L.expert_w1.as<void>(), w1.data(), bytes, cudaMemcpyHostToDevice), "expert table");
-        check(cudaMemcpy(L.expert_w3.as<void>(), w3.data(), bytes, cudaMemcpyHostToDevice), "expert table");
-        check(cudaMemcpy(L.expert_w2.as<void>(), w2.data(), bytes, cudaMemcpyHostToDevice), "expert table");
+        L.expert_w1 = DeviceBuffer(bytes), L.expert_w3 = DeviceBuffer(bytes),
+        L.expert_w2 = DeviceBuffer(bytes);
+        check(cudaMemcpy(L.expert_w1.as<void>(), w1.data(), bytes, cudaMemcpyHostToDevice),
+              "expert table");
+        check(cudaMemcpy(L.expert_w3.as<void>(), w3.data(), bytes, cudaMemcpyHostToDevice),
+              "expert table");
+        check(cudaMemcpy(L.expert_w2.as<void>(), w2.data(), bytes, cudaMemcpyHostToDevice),
+              "expert table");
     }
 
     ~CudaBackend() override {
@@ -421,7 +431,8 @@ private:
                 for (int i = 0; i < 3; ++i) {
                     linear(xn, m, *proj[i], ws.proj.as<float>());
                     short_conv_silu(ws.proj.as<float>(), m, HD, convw[i]->bf(),
-                                    c.short_conv_kernel_size, conv + i * conv_each, outs[i], stream_);
+                                    c.short_conv_kernel_size, conv + i * conv_each, outs[i],
+                                    stream_);
                 }
                 l2_normalize_heads(ws.q.as<float>(), m * H, D, stream_);
                 l2_normalize_heads(ws.kk.as<float>(), m * H, D, stream_);
@@ -431,9 +442,9 @@ private:
                 kda_gate(ws.g.as<float>(), L.a_log.f32(), L.dt_bias.f32(), m, H, D, stream_);
                 linear(xn, m, L.b, ws.beta.as<float>());
                 sigmoid_inplace(ws.beta.as<float>(), m * H, stream_);
-                kda_recurrent(ws.q.as<float>(), ws.kk.as<float>(), ws.v.as<float>(), ws.g.as<float>(),
-                              ws.beta.as<float>(), m, H, D, 1.0f / std::sqrt(float(D)), S,
-                              ws.o.as<float>(), stream_);
+                kda_recurrent(ws.q.as<float>(), ws.kk.as<float>(), ws.v.as<float>(),
+                              ws.g.as<float>(), ws.beta.as<float>(), m, H, D,
+                              1.0f / std::sqrt(float(D)), S, ws.o.as<float>(), stream_);
                 linear(xn, m, L.g_a, ws.low.as<float>());
                 cast_to_bf16(ws.low.as<float>(), m * D, ws.low_bf.as<bf16>(), stream_);
                 linear(ws.low_bf.as<bf16>(), m, L.g_b, ws.gate.as<float>());
@@ -450,7 +461,8 @@ private:
                 mla_attention(ws.mq.as<float>(), m, pos, cache, L.kv_b.bf(), Hm, c.qk_nope_head_dim,
                               c.qk_rope_head_dim, c.v_head_dim, c.kv_lora_rank, ws.attn.as<float>(),
                               stream_);
-                cast_to_bf16(ws.attn.as<float>(), m * Hm * c.v_head_dim, ws.attn_bf.as<bf16>(), stream_);
+                cast_to_bf16(ws.attn.as<float>(), m * Hm * c.v_head_dim, ws.attn_bf.as<bf16>(),
+                             stream_);
                 linear(ws.attn_bf.as<bf16>(), m, L.mo, branch);
             }
             add_inplace(x, branch, m * h, stream_);
@@ -480,8 +492,8 @@ private:
         if (last_logits) {
             rms_norm_to_bf16(x + (m - 1) * h, h, final_norm_.bf(), 1, h, eps, xn, h, stream_);
             linear(xn, 1, head, logits);
-            check(cudaMemcpyAsync(last_logits, logits, vocab * sizeof(float), cudaMemcpyDeviceToHost,
-                                  stream_),
+            check(cudaMemcpyAsync(last_logits, logits, vocab * sizeof(float),
+                                  cudaMemcpyDeviceToHost, stream_),
                   "copy logits");
         }
     }
@@ -538,8 +550,8 @@ private:
         check(cudaMemcpyAsync(ws.sorted_rows.as<void>(), rows.data(), rows.size() * 4,
                               cudaMemcpyHostToDevice, stream_),
               "rows");
-        check(cudaMemcpyAsync(ws.sorted_weights.as<void>(), row_weights.data(), row_weights.size() * 4,
-                              cudaMemcpyHostToDevice, stream_),
+        check(cudaMemcpyAsync(ws.sorted_weights.as<void>(), row_weights.data(),
+                              row_weights.size() * 4, cudaMemcpyHostToDevice, stream_),
               "rows");
         for (size_t e = 0; e < E; ++e) {
             const size_t count = begin[e + 1] - begin[e];
@@ -552,8 +564,8 @@ private:
             silu_mul_to_bf16(ws.e_gate.as<float>(), ws.e_up.as<float>(), count * mi,
                              ws.e_act.as<bf16>(), stream_);
             linear(ws.e_act.as<bf16>(), count, w.down, ws.e_out.as<float>());
-            scatter_add_weighted(ws.e_out.as<float>(), idx, ws.sorted_weights.as<float>() + begin[e],
-                                 count, h, out, stream_);
+            scatter_add_weighted(ws.e_out.as<float>(), idx,
+                                 ws.sorted_weights.as<float>() + begin[e], count, h, out, stream_);
         }
         // rows/row_weights are read by the async copies above: finish before they go away.
         check(cudaStreamSynchronize(stream_), "moe");
@@ -592,8 +604,7 @@ std::unique_ptr<Backend> create(const ModelConfig& config, const Checkpoint& che
         device_index);
 }
 
-std::unique_ptr<Backend> create_random(const ModelConfig& config, uint64_t seed,
-                                       int device_index) {
+std::unique_ptr<Backend> create_random(const ModelConfig& config, uint64_t seed, int device_index) {
     DeviceGuard guard(device_index);
     std::map<std::string, TensorSpec> specs;
     for (TensorSpec& spec : expected_tensors(config)) specs.emplace(spec.name, std::move(spec));

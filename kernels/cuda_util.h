@@ -14,12 +14,14 @@ namespace kl::cuda {
 
 inline void check(cudaError_t status, const char* what) {
     if (status != cudaSuccess)
-        fail(Status::Device, std::string("CUDA error in ") + what + ": " +
-                                 cudaGetErrorString(status));
+        fail(Status::Device,
+             std::string("CUDA error in ") + what + ": " + cudaGetErrorString(status));
 }
 
 // Checks the last launch (configuration errors surface here; faults at the next sync).
-inline void check_launch(const char* kernel) { check(cudaGetLastError(), kernel); }
+inline void check_launch(const char* kernel) {
+    check(cudaGetLastError(), kernel);
+}
 
 // One device allocation, freed on destruction.
 class DeviceBuffer {

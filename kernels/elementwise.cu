@@ -8,7 +8,9 @@ namespace {
 
 constexpr int kThreads = 256;
 
-unsigned blocks_for(size_t n) { return static_cast<unsigned>((n + kThreads - 1) / kThreads); }
+unsigned blocks_for(size_t n) {
+    return static_cast<unsigned>((n + kThreads - 1) / kThreads);
+}
 
 __global__ void embedding_kernel(const bf16* embed, const int32_t* tokens, size_t hidden,
                                  float* x) {
@@ -72,7 +74,7 @@ void rms_norm_to_bf16(const float* x, size_t x_stride, const bf16* w, size_t row
                       float eps, bf16* y, size_t y_stride, cudaStream_t stream) {
     if (rows == 0) return;
     rms_norm_kernel<<<static_cast<unsigned>(rows), kThreads, 0, stream>>>(x, x_stride, w, dim, eps,
-                                                                         y, y_stride);
+                                                                          y, y_stride);
     check_launch("rms_norm");
 }
 
@@ -80,7 +82,7 @@ void rms_norm_rows_to_cache(const float* kv, size_t rows, size_t rank, size_t wi
                             float eps, bf16* cache_rows, cudaStream_t stream) {
     if (rows == 0) return;
     latent_to_cache_kernel<<<static_cast<unsigned>(rows), kThreads, 0, stream>>>(kv, rank, width, w,
-                                                                                eps, cache_rows);
+                                                                                 eps, cache_rows);
     check_launch("latent_to_cache");
 }
 

@@ -1,6 +1,6 @@
-#include "gemm.h"
-
 #include <string>
+
+#include "gemm.h"
 
 namespace kl::cuda {
 namespace {
@@ -15,7 +15,9 @@ void check_lt(cublasStatus_t status, const char* what) {
 
 }  // namespace
 
-Gemm::Gemm() : workspace_(kWorkspaceBytes) { check_lt(cublasLtCreate(&handle_), "cublasLtCreate"); }
+Gemm::Gemm() : workspace_(kWorkspaceBytes) {
+    check_lt(cublasLtCreate(&handle_), "cublasLtCreate");
+}
 
 Gemm::~Gemm() {
     for (auto& entry : plans_) {
@@ -45,10 +47,10 @@ const Gemm::Plan& Gemm::plan(size_t n, size_t in, size_t out) {
     cublasLtMatmulPreference_t preference;
     check_lt(cublasLtMatmulPreferenceCreate(&preference), "PreferenceCreate");
     const size_t workspace = kWorkspaceBytes;
-    check_lt(cublasLtMatmulPreferenceSetAttribute(preference,
-                                                  CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
-                                                  &workspace, sizeof(workspace)),
-             "set workspace");
+    check_lt(
+        cublasLtMatmulPreferenceSetAttribute(preference, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
+                                             &workspace, sizeof(workspace)),
+        "set workspace");
     cublasLtMatmulHeuristicResult_t result{};
     int found_algos = 0;
     const cublasStatus_t status = cublasLtMatmulAlgoGetHeuristic(

@@ -10,9 +10,15 @@ namespace {
 
 constexpr int kThreads = 256;
 
-__device__ float silu(float x) { return x / (1.0f + expf(-x)); }
-__device__ float sigmoid(float x) { return 1.0f / (1.0f + expf(-x)); }
-__device__ float softplus(float x) { return x > 20.0f ? x : log1pf(expf(x)); }
+__device__ float silu(float x) {
+    return x / (1.0f + expf(-x));
+}
+__device__ float sigmoid(float x) {
+    return 1.0f / (1.0f + expf(-x));
+}
+__device__ float softplus(float x) {
+    return x > 20.0f ? x : log1pf(expf(x));
+}
 
 // One thread per channel walks the T tokens; the carried inputs live in the state rows.
 __global__ void short_conv_kernel(const float* x, size_t T, size_t channels, const bf16* weight,
@@ -44,8 +50,8 @@ __global__ void l2_norm_kernel(float* x, size_t dim) {
     for (size_t i = threadIdx.x; i < dim; i += blockDim.x) v[i] *= inv;
 }
 
-__global__ void gate_kernel(float* g, const float* a_log, const float* dt_bias, size_t T,
-                            size_t H, size_t D) {
+__global__ void gate_kernel(float* g, const float* a_log, const float* dt_bias, size_t T, size_t H,
+                            size_t D) {
     const size_t i = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x;
     if (i >= T * H * D) return;
     const size_t hd = i % (H * D);
@@ -61,9 +67,9 @@ __global__ void sigmoid_kernel(float* x, size_t n) {
 // and decay are shared. Per token: S *= e^g (rows); u = beta (v - k^T S); S += k u^T;
 // o = scale q^T S.
 template <int D>
-__global__ void kda_recurrent_kernel(const float* q, const float* k, const float* v,
-                                     const float* g, const float* beta, size_t T, size_t H,
-                                     float scale, float* state, float* o) {
+__global__ void kda_recurrent_kernel(const float* q, const float* k, const float* v, const float* g,
+                                     const float* beta, size_t T, size_t H, float scale,
+                                     float* state, float* o) {
     const size_t h = blockIdx.x;
     const int j = threadIdx.x;
     float* Sh = state + h * D * D;
@@ -97,8 +103,8 @@ __global__ void kda_recurrent_kernel(const float* q, const float* k, const float
     for (int c = 0; c < D; ++c) Sh[c * D + j] = S[c];
 }
 
-__global__ void gated_norm_kernel(const float* o, const float* gate, const bf16* o_norm,
-                                  size_t D, float eps, bf16* out) {
+__global__ void gated_norm_kernel(const float* o, const float* gate, const bf16* o_norm, size_t D,
+                                  float eps, bf16* out) {
     const size_t base = blockIdx.x * D;  // one (token, head) per block
     float sum = 0.0f;
     for (size_t c = threadIdx.x; c < D; c += blockDim.x) sum += o[base + c] * o[base + c];
@@ -108,7 +114,9 @@ __global__ void gated_norm_kernel(const float* o, const float* gate, const bf16*
                                          sigmoid(gate[base + c]));
 }
 
-unsigned blocks_for(size_t n) { return static_cast<unsigned>((n + kThreads - 1) / kThreads); }
+unsigned blocks_for(size_t n) {
+    return static_cast<unsigned>((n + kThreads - 1) / kThreads);
+}
 
 }  // namespace
 
@@ -148,10 +156,22 @@ void kda_recurrent(const float* q, const float* k, const float* v, const float* 
     if (T == 0) return;
     const unsigned blocks = static_cast<unsigned>(H);
     switch (D) {
-        case 16: kda_recurrent_kernel<16><<<blocks, 16, 0, stream>>>(q, k, v, g, beta, T, H, scale, state, o); break;
-        case 32: kda_recurrent_kernel<32><<<blocks, 32, 0, stream>>>(q, k, v, g, beta, T, H, scale, state, o); break;
-        case 64: kda_recurrent_kernel<64><<<blocks, 64, 0, stream>>>(q, k, v, g, beta, T, H, scale, state, o); break;
-        case 128: kda_recurrent_kernel<128><<<blocks, 128, 0, stream>>>(q, k, v, g, beta, T, H, scale, state, o); break;
+        case 16:
+            kda_recurrent_kernel<16>
+                <<<blocks, 16, 0, stream>>>(q, k, v, g, beta, T, H, scale, state, o);
+            break;
+        case 32:
+            kda_recurrent_kernel<32>
+                <<<blocks, 32, 0, stream>>>(q, k, v, g, beta, T, H, scale, state, o);
+            break;
+        case 64:
+            kda_recurrent_kernel<64>
+                <<<blocks, 64, 0, stream>>>(q, k, v, g, beta, T, H, scale, state, o);
+            break;
+        case 128:
+            kda_recurrent_kernel<128>
+                <<<blocks, 128, 0, stream>>>(q, k, v, g, beta, T, H, scale, state, o);
+            break;
         default:
             fail(Status::Unsupported, "KDA head_dim " + std::to_string(D) +
                                           " is not one of 16, 32, 64, 128 on the CUDA backend");

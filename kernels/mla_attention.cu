@@ -34,9 +34,9 @@ __device__ float block_total(float value, float* scratch) {
 }
 
 // Shared memory: q_latent[rank], q_pe[rope], o_latent[rank], p[kThreads].
-__global__ void mla_absorbed_kernel(const float* q, size_t pos, const bf16* cache,
-                                    const bf16* kv_b, int heads, int nope, int rope, int v_dim,
-                                    int rank, float scale, float* out) {
+__global__ void mla_absorbed_kernel(const float* q, size_t pos, const bf16* cache, const bf16* kv_b,
+                                    int heads, int nope, int rope, int v_dim, int rank, float scale,
+                                    float* out) {
     extern __shared__ float shared[];
     float* q_latent = shared;
     float* q_pe = q_latent + rank;

@@ -86,8 +86,8 @@ __global__ void scatter_add_kernel(const float* y, const int32_t* rows, const fl
 }  // namespace
 
 void moe_route(const float* logits, const float* bias, size_t n, size_t experts, size_t top_k,
-               bool renormalize, float scaling, size_t groups, size_t topk_groups,
-               int32_t* chosen, float* weights, cudaStream_t stream) {
+               bool renormalize, float scaling, size_t groups, size_t topk_groups, int32_t* chosen,
+               float* weights, cudaStream_t stream) {
     if (experts > kMaxExperts || groups > kMaxGroups || groups == 0)
         fail(Status::Unsupported, "MoE with " + std::to_string(experts) + " experts in " +
                                       std::to_string(groups) +

@@ -25,14 +25,15 @@ __device__ float warp_row_dot(const bf16* row, const float* x, int len) {
         }
     }
     for (int c = vec_len + lane; c < len; c += 32) acc += __bfloat162float(row[c]) * x[c];
-    for (int offset = 16; offset > 0; offset >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, offset);
+    for (int offset = 16; offset > 0; offset >>= 1)
+        acc += __shfl_xor_sync(0xffffffffu, acc, offset);
     return acc;
 }
 
 // Block (slot, row block): act[slot][row] = silu(w1[e] row . x_t) * (w3[e] row . x_t).
 __global__ void gate_up_kernel(const bf16* x, int hidden, int inter, int top_k,
-                               const int32_t* chosen, const bf16* const* w1,
-                               const bf16* const* w3, float* act) {
+                               const int32_t* chosen, const bf16* const* w1, const bf16* const* w3,
+                               float* act) {
     extern __shared__ float xs[];
     const int slot = blockIdx.x;
     const int token = slot / top_k;
@@ -83,8 +84,9 @@ void moe_experts_gemv(const bf16* x, size_t n, size_t hidden, size_t inter, size
                       float* out, cudaStream_t stream) {
     if (n == 0) return;
     if (hidden % 8 != 0 || inter % 8 != 0)
-        fail(Status::Unsupported, "decode MoE GEMV needs hidden and moe_intermediate_size "
-                                  "divisible by 8 (16-byte rows)");
+        fail(Status::Unsupported,
+             "decode MoE GEMV needs hidden and moe_intermediate_size "
+             "divisible by 8 (16-byte rows)");
     const unsigned slots = static_cast<unsigned>(n * top_k);
     const dim3 gate_grid(slots, static_cast<unsigned>((inter + kWarps - 1) / kWarps));
     gate_up_kernel<<<gate_grid, kWarps * 32, hidden * sizeof(float), stream>>>(
@@ -95,8 +97,8 @@ void moe_experts_gemv(const bf16* x, size_t n, size_t hidden, size_t inter, size
     down_kernel<<<down_grid, kWarps * 32, inter * sizeof(float), stream>>>(
         act, static_cast<int>(hidden), static_cast<int>(inter), chosen, w2, y);
     check_launch("moe down");
-    combine_kernel<<<static_cast<unsigned>(n), 256, 0, stream>>>(y, weights, static_cast<int>(hidden),
-                                                                 static_cast<int>(top_k), out);
+    combine_kernel<<<static_cast<unsigned>(n), 256, 0, stream>>>(
+        y, weights, static_cast<int>(hidden), static_cast<int>(top_k), out);
     check_launch("moe combine");
 }
 

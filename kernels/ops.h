@@ -14,29 +14,28 @@ using bf16 = __nv_bfloat16;
 
 // ---- elementwise and norms (elementwise.cu) --------------------------------------------
 // x[t, :] = embed[tokens[t], :] (bf16 -> fp32)
-void embedding_gather(const bf16* embed, const int32_t* tokens, size_t n, size_t hidden,
-                      float* x, cudaStream_t stream);
+void embedding_gather(const bf16* embed, const int32_t* tokens, size_t n, size_t hidden, float* x,
+                      cudaStream_t stream);
 // y_bf16[r, :] = x[r, :] * rsqrt(mean(x^2) + eps) * w  for `rows` rows of `dim` (strides
 // in elements: x_stride, y_stride).
 void rms_norm_to_bf16(const float* x, size_t x_stride, const bf16* w, size_t rows, size_t dim,
                       float eps, bf16* y, size_t y_stride, cudaStream_t stream);
 // In place fp32 variant (the MLA latent before it enters the cache).
-void rms_norm_rows_to_cache(const float* kv, size_t rows, size_t rank, size_t width,
-                            const bf16* w, float eps, bf16* cache_rows, cudaStream_t stream);
+void rms_norm_rows_to_cache(const float* kv, size_t rows, size_t rank, size_t width, const bf16* w,
+                            float eps, bf16* cache_rows, cudaStream_t stream);
 void add_inplace(float* x, const float* y, size_t n, cudaStream_t stream);
 void cast_to_bf16(const float* x, size_t n, bf16* y, cudaStream_t stream);
 // out_bf16 = silu(gate) * up
-void silu_mul_to_bf16(const float* gate, const float* up, size_t n, bf16* out,
-                      cudaStream_t stream);
+void silu_mul_to_bf16(const float* gate, const float* up, size_t n, bf16* out, cudaStream_t stream);
 
 // ---- KDA (kda.cu) -------------------------------------------------------------------------
 // Depthwise causal conv + SiLU over T tokens; state [kernel-1, channels] updated in place.
-void short_conv_silu(const float* x, size_t T, size_t channels, const bf16* weight,
-                     size_t kernel, float* state, float* y, cudaStream_t stream);
+void short_conv_silu(const float* x, size_t T, size_t channels, const bf16* weight, size_t kernel,
+                     float* state, float* y, cudaStream_t stream);
 void l2_normalize_heads(float* x, size_t vectors, size_t dim, cudaStream_t stream);
 // g = -exp(a_log[h]) * softplus(g + dt_bias) in place, g [T, H*D]
-void kda_gate(float* g, const float* a_log, const float* dt_bias, size_t T, size_t H,
-              size_t D, cudaStream_t stream);
+void kda_gate(float* g, const float* a_log, const float* dt_bias, size_t T, size_t H, size_t D,
+              cudaStream_t stream);
 void sigmoid_inplace(float* x, size_t n, cudaStream_t stream);
 // The recurrence over T tokens (the definition; used for prefill and decode in this first
 // version). state [H, D, D] fp32 in place; o [T, H*D].
@@ -51,14 +50,14 @@ void kda_gated_norm(const float* o, const float* gate, const bf16* o_norm, size_
 // Absorbed attention for T queries at positions pos..pos+T-1 over the bf16 latent cache
 // [rows, rank+rope]; q [T, Hm*(nope+rope)] fp32; kv_b bf16 [Hm*(nope+v), rank]; out [T, Hm*v].
 void mla_attention(const float* q, size_t T, size_t pos, const bf16* cache, const bf16* kv_b,
-                   size_t heads, size_t nope, size_t rope, size_t v_dim, size_t rank,
-                   float* out, cudaStream_t stream);
+                   size_t heads, size_t nope, size_t rope, size_t v_dim, size_t rank, float* out,
+                   cudaStream_t stream);
 
 // ---- MoE (moe.cu) ---------------------------------------------------------------------------
 // Per token: sigmoid scores, biased (grouped) top-k, weights renormalised and scaled.
 void moe_route(const float* logits, const float* bias, size_t n, size_t experts, size_t top_k,
-               bool renormalize, float scaling, size_t groups, size_t topk_groups,
-               int32_t* chosen, float* weights, cudaStream_t stream);
+               bool renormalize, float scaling, size_t groups, size_t topk_groups, int32_t* chosen,
+               float* weights, cudaStream_t stream);
 // dst[rows_of[i], :] (bf16) gathered from src rows
 void gather_rows_bf16(const bf16* src, const int32_t* rows, size_t n, size_t dim, bf16* dst,
                       cudaStream_t stream);

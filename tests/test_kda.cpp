@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "compare.h"
 #include "core/cpu/ops.h"
 #include "core/error.h"
 
@@ -59,16 +60,7 @@ KdaInputs random_inputs(size_t T, size_t H, size_t D, Decay decay, uint32_t seed
     return in;
 }
 
-// Error relative to the largest magnitude of the reference.
-double rel_error(const std::vector<float>& got, const std::vector<float>& want) {
-    double worst = 0.0, scale = 1e-12;
-    for (size_t i = 0; i < got.size(); ++i) {
-        if (!std::isfinite(got[i])) return INFINITY;
-        worst = std::max(worst, std::fabs(double(got[i]) - want[i]));
-        scale = std::max(scale, std::fabs(double(want[i])));
-    }
-    return worst / scale;
-}
+using kl::test::rel_error;
 
 struct KdaRun {
     std::vector<float> o, state;

@@ -6,6 +6,7 @@
 #include <random>
 #include <vector>
 
+#include "compare.h"
 #include "core/cpu/ops.h"
 
 namespace {
@@ -69,14 +70,7 @@ std::vector<float> mla_float64(const MlaShape& s, const MlaInputs& in, size_t T,
     return out;
 }
 
-double rel_error(const std::vector<float>& got, const std::vector<float>& want) {
-    double worst = 0.0, scale = 1e-12;
-    for (size_t i = 0; i < got.size(); ++i) {
-        worst = std::max(worst, std::fabs(double(got[i]) - want[i]));
-        scale = std::max(scale, std::fabs(double(want[i])));
-    }
-    return worst / scale;
-}
+using kl::test::rel_error;
 
 struct MlaCase {
     MlaShape shape;

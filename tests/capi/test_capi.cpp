@@ -186,7 +186,8 @@ TEST(CApi, RandomModelEqualsMakeTinyModelsCheckpoint) {
     kl_model_params_default(&params);
     params.device = KL_DEVICE_CPU;
     kl_model* random = nullptr;
-    ASSERT_EQ(kl_model_create_random(config.c_str(), 11, &params, &random), KL_OK) << kl_last_error();
+    ASSERT_EQ(kl_model_create_random(config.c_str(), 11, &params, &random), KL_OK)
+        << kl_last_error();
     kl_model* from_files = nullptr;
     ASSERT_EQ(kl_model_load(dir.c_str(), &params, &from_files), KL_OK);
     std::vector<int32_t> tokens = {3, 1, 4, 1, 5, 9, 2, 6};
@@ -545,7 +546,8 @@ TEST_F(CApiSession, ModelInfoDescribesTheModel) {
     if (status == KL_OK) {
         kl_model_free(gpu);
     } else {
-        EXPECT_TRUE(status == KL_ERR_UNSUPPORTED || status == KL_ERR_DEVICE) << kl_status_string(status);
+        EXPECT_TRUE(status == KL_ERR_UNSUPPORTED || status == KL_ERR_DEVICE)
+            << kl_status_string(status);
         EXPECT_NE(std::string(kl_last_error()).find("CUDA"), std::string::npos) << kl_last_error();
     }
     params.device = KL_DEVICE_CPU;

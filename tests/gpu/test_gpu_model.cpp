@@ -4,12 +4,13 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cmath>
 #include <fstream>
 #include <iterator>
-#include <cmath>
 #include <random>
 #include <vector>
 
+#include "compare.h"
 #include "core/error.h"
 #include "core/model.h"
 #include "core/session.h"
@@ -26,7 +27,9 @@ constexpr double kDenseWorstTolerance = 5e-2;
 // other algorithms), bf16 rounding of activations in other places.
 constexpr double kGpuSelfTolerance = 1e-2;
 
-bool have_gpu() { return kl::cuda::backend_provider().device_count() > 0; }
+bool have_gpu() {
+    return kl::cuda::backend_provider().device_count() > 0;
+}
 
 std::unique_ptr<kl::Model> load(const std::string& dir, bool gpu) {
     kl::ModelLoadOptions options;
@@ -52,15 +55,7 @@ std::vector<double> row_errors(const std::vector<float>& got, const std::vector<
     return errors;
 }
 
-double rel_error(const std::vector<float>& got, const std::vector<float>& want) {
-    double worst = 0.0, scale = 1e-12;
-    for (size_t i = 0; i < got.size(); ++i) {
-        if (!std::isfinite(got[i])) return INFINITY;
-        worst = std::max(worst, std::fabs(double(got[i]) - want[i]));
-        scale = std::max(scale, std::fabs(double(want[i])));
-    }
-    return worst / scale;
-}
+using kl::test::rel_error;
 
 std::vector<int32_t> random_tokens(size_t n, int64_t vocab, uint32_t seed) {
     std::mt19937 rng(seed);
@@ -136,13 +131,15 @@ TEST_P(GpuModel, LogitsMatchTheCpuBackendAndTheIdentityHolds) {
         agree += row(got) == row(want);
     }
     EXPECT_GE(double(agree) / c.n_tokens, 0.9);
-    std::printf("[ gpu parity ] %s T=%zu: max rel err %.2e, per-row median %.2e p90 %.2e max %.2e, "
-                "argmax agreement %zu/%zu\n",
-                c.model_args, c.n_tokens, prefill_error, rows[rows.size() / 2],
-                rows[rows.size() * 9 / 10], rows.back(), agree, c.n_tokens);
-    std::printf("[ gpu identity ] decode vs prefill median %.2e max %.2e; split median %.2e max %.2e\n",
-                decode_rows[decode_rows.size() / 2], decode_rows.back(),
-                split_rows[split_rows.size() / 2], split_rows.back());
+    std::printf(
+        "[ gpu parity ] %s T=%zu: max rel err %.2e, per-row median %.2e p90 %.2e max %.2e, "
+        "argmax agreement %zu/%zu\n",
+        c.model_args, c.n_tokens, prefill_error, rows[rows.size() / 2], rows[rows.size() * 9 / 10],
+        rows.back(), agree, c.n_tokens);
+    std::printf(
+        "[ gpu identity ] decode vs prefill median %.2e max %.2e; split median %.2e max %.2e\n",
+        decode_rows[decode_rows.size() / 2], decode_rows.back(), split_rows[split_rows.size() / 2],
+        split_rows.back());
 }
 
 INSTANTIATE_TEST_SUITE_P(Configs, GpuModel,

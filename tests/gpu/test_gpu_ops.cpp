@@ -6,6 +6,7 @@
 #include <random>
 #include <vector>
 
+#include "compare.h"
 #include "core/cpu/ops.h"
 #include "core/safetensors.h"
 #include "cuda_backend.h"
@@ -13,7 +14,9 @@
 
 namespace {
 
-bool have_gpu() { return kl::cuda::backend_provider().device_count() > 0; }
+bool have_gpu() {
+    return kl::cuda::backend_provider().device_count() > 0;
+}
 
 template <typename T>
 struct Dev {
@@ -49,15 +52,7 @@ std::vector<uint16_t> to_bf16(std::vector<float>& v) {  // rounds v in place too
     return b;
 }
 
-double rel_error(const std::vector<float>& got, const std::vector<float>& want) {
-    double worst = 0.0, scale = 1e-12;
-    for (size_t i = 0; i < got.size(); ++i) {
-        if (!std::isfinite(got[i])) return INFINITY;
-        worst = std::max(worst, std::fabs(double(got[i]) - want[i]));
-        scale = std::max(scale, std::fabs(double(want[i])));
-    }
-    return worst / scale;
-}
+using kl::test::rel_error;
 
 class GpuOps : public ::testing::Test {
     void SetUp() override {
@@ -71,7 +66,8 @@ TEST_F(GpuOps, KdaRecurrentMatchesCpuIncludingStrongDecay) {
         for (float decay_scale : {0.05f, 10.0f})
             for (size_t T : {1, 7, 65}) {
                 const size_t H = 3, n = T * H * D;
-                auto q = randn(n, 1), k = randn(n, 2), v = randn(n, 3), s0 = randn(H * D * D, 4, 0.3f);
+                auto q = randn(n, 1), k = randn(n, 2), v = randn(n, 3),
+                     s0 = randn(H * D * D, 4, 0.3f);
                 kl::cpu::l2_normalize_heads(q.data(), T * H, D);
                 kl::cpu::l2_normalize_heads(k.data(), T * H, D);
                 std::vector<float> g(n), beta(T * H);
@@ -121,8 +117,8 @@ TEST_F(GpuOps, MlaAttentionMatchesCpu) {
             Dev<float> dq(q), dout(want.size());
             Dev<uint16_t> dc(cache_b), dw(kv_b_b);
             kl::cuda::mla_attention(dq.ptr, T, pos, reinterpret_cast<const kl::cuda::bf16*>(dc.ptr),
-                                    reinterpret_cast<const kl::cuda::bf16*>(dw.ptr), s.heads, s.nope,
-                                    s.rope, s.v_dim, s.rank, dout.ptr, nullptr);
+                                    reinterpret_cast<const kl::cuda::bf16*>(dw.ptr), s.heads,
+                                    s.nope, s.rope, s.v_dim, s.rank, dout.ptr, nullptr);
             cudaDeviceSynchronize();
             EXPECT_LE(rel_error(dout.get(), want), 1e-4) << "pos=" << pos << " T=" << T;
         }

@@ -10,9 +10,9 @@
 #include <cstdlib>
 #include <fstream>
 #include <iterator>
-#include <nlohmann/json.hpp>
 #include <map>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <random>
 #include <string>
 #include <thread>
@@ -160,7 +160,8 @@ ModelHandle load(const Options& o) {
         std::ifstream in(o.get("random", ""));
         if (!in) throw UsageError{"cannot read " + o.get("random", "")};
         std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-        if (o.has("layers")) text = truncate_layers(text, static_cast<int64_t>(o.number("layers", 0)));
+        if (o.has("layers"))
+            text = truncate_layers(text, static_cast<int64_t>(o.number("layers", 0)));
         check(kl_model_create_random(text.c_str(), static_cast<uint64_t>(o.number("seed", 0)),
                                      &params, &model));
     } else {
@@ -244,7 +245,8 @@ int cmd_run(const Options& o) {
 
     size_t generated = 0;
     const auto decode_start = Clock::now();
-    const kl_status status = kl_session_generate(session.get(), &gen, print_token, nullptr, &generated);
+    const kl_status status =
+        kl_session_generate(session.get(), &gen, print_token, nullptr, &generated);
     const double decode_s = seconds_since(decode_start);
     std::printf("\n");
     std::fprintf(stderr, "prefill: %zu tokens, %.1f tokens/s; decode: %zu tokens, %.2f ms/token\n",
@@ -278,7 +280,8 @@ int cmd_bench(const Options& o) {
     std::printf("model: %s (%u layers, hidden %u, vocab %u, weights %s, %s)\n",
                 o.has("random") ? ("random " + o.get("random", "")).c_str() : o.dir.c_str(),
                 info.n_layers, info.hidden_size, info.vocab_size,
-                human_bytes(info.weight_bytes).c_str(), info.device == KL_DEVICE_CUDA ? "cuda" : "cpu");
+                human_bytes(info.weight_bytes).c_str(),
+                info.device == KL_DEVICE_CUDA ? "cuda" : "cpu");
     std::printf("%10s %18s %22s\n", "prompt", "prefill tokens/s", "decode ms/token (p50)");
     for (int32_t length : lengths) {
         std::vector<int32_t> prompt(static_cast<size_t>(length));

@@ -26,10 +26,8 @@ const char* kUsage =
     "usage: make_tiny_model OUT_DIR [--preset tiny|small|100m] [--config FILE.json]\n"
     "                       [--seed N] [--shards N] [--dtype bf16|f32]\n";
 
-
 // A whole number in [lo, hi] for `flag`; std::stoull would accept "-1" and "3x".
-uint64_t parse_number(const std::string& flag, const std::string& value, uint64_t lo,
-                      uint64_t hi) {
+uint64_t parse_number(const std::string& flag, const std::string& value, uint64_t lo, uint64_t hi) {
     char* end = nullptr;
     errno = 0;
     const unsigned long long n = std::strtoull(value.c_str(), &end, 10);
@@ -82,7 +80,6 @@ kl::ModelConfig preset(const std::string& name) {
     c.validate("preset " + name);
     return c;
 }
-
 
 int run(int argc, char** argv) {
     if (argc < 2 || std::string(argv[1]).rfind("--", 0) == 0) {
