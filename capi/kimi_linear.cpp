@@ -69,6 +69,16 @@ kl_status guarded(Body&& body) noexcept {
     }
 }
 
+// A C caller may pass any int where the API says enum; in C++ an out-of-range value of an
+// unfixed enum is undefined, so the firewall reads enum arguments as their bits.
+template <typename Enum>
+int enum_bits(const Enum& value) {
+    static_assert(sizeof(Enum) == sizeof(int), "C enums are int-sized here");
+    int bits;
+    std::memcpy(&bits, &value, sizeof(bits));
+    return bits;
+}
+
 void require(bool ok, const char* message) {
     if (!ok) kl::fail(kl::Status::InvalidArgument, message);
 }
@@ -110,8 +120,8 @@ const char* kl_last_error(void) {
     return t_last_error.c_str();
 }
 
-const char* kl_status_string(kl_status status) {
-    switch (status) {
+const char* kl_status_string(kl_status status_value) {
+    switch (enum_bits(status_value)) {
         case KL_OK:
             return "KL_OK";
         case KL_ERR_INVALID_ARGUMENT:
@@ -161,12 +171,12 @@ kl::ModelLoadOptions load_options(const kl_model_params* params) {
         check_struct_size(params->struct_size, sizeof(kl_model_params), "kl_model_params");
         p = *params;
     }
-    if (p.device != KL_DEVICE_AUTO && p.device != KL_DEVICE_CPU && p.device != KL_DEVICE_CUDA)
-        kl::fail(
-            kl::Status::InvalidArgument,
-            "device is " + std::to_string(static_cast<int>(p.device)) + ", not a kl_device value");
+    const int device = enum_bits(p.device);
+    if (device != KL_DEVICE_AUTO && device != KL_DEVICE_CPU && device != KL_DEVICE_CUDA)
+        kl::fail(kl::Status::InvalidArgument,
+                 "device is " + std::to_string(device) + ", not a kl_device value");
     kl::ModelLoadOptions options;
-    options.device = static_cast<kl::DeviceRequest>(p.device);
+    options.device = static_cast<kl::DeviceRequest>(device);
     options.device_index = p.device_index;
     options.n_threads = p.n_threads;
 #ifdef KL_HAVE_CUDA
@@ -280,12 +290,13 @@ kl_status kl_session_reset(kl_session* session) {
     });
 }
 
-kl_status kl_session_append(kl_session* session, const int32_t* tokens, size_t n, kl_logits which,
-                            float* logits) {
+kl_status kl_session_append(kl_session* session, const int32_t* tokens, size_t n,
+                            kl_logits which_value, float* logits) {
     return guarded([&] {
         require(session != nullptr, "session is NULL");
         require(tokens != nullptr, "tokens is NULL");
         require(n > 0, "n is 0: nothing to append");
+        const int which = enum_bits(which_value);
         require(which == KL_LOGITS_NONE || which == KL_LOGITS_LAST || which == KL_LOGITS_ALL,
                 "which is not a kl_logits value");
         require(which == KL_LOGITS_NONE || logits != nullptr,

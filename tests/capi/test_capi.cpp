@@ -550,6 +550,10 @@ TEST_F(CApiSession, ModelInfoDescribesTheModel) {
             << kl_status_string(status);
         EXPECT_NE(std::string(kl_last_error()).find("CUDA"), std::string::npos) << kl_last_error();
     }
+    int not_a_device = 42;  // what a C caller could pass
+    std::memcpy(&params.device, &not_a_device, sizeof(not_a_device));
+    expect_failure(kl_model_load(kl::test::tiny_model_dir().c_str(), &params, &gpu),
+                   KL_ERR_INVALID_ARGUMENT, "42");
     params.device = KL_DEVICE_CPU;
     params.n_threads = -1;
     expect_failure(kl_model_load(kl::test::tiny_model_dir().c_str(), &params, &gpu),
