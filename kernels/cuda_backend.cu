@@ -17,6 +17,7 @@
 #include "cuda_backend.h"
 #include "cuda_util.h"
 #include "gemm.h"
+#include "op_profile.h"
 #include "ops.h"
 
 namespace kl::cuda {
@@ -380,6 +381,7 @@ public:
                           start + m == n ? last_logits : nullptr, cancel);
             }
             check(cudaStreamSynchronize(stream_), "forward");
+            profile_.section(nullptr, stream_);
         } catch (...) {
             cudaStreamSynchronize(stream_);
             cudaGetLastError();
@@ -414,13 +416,16 @@ private:
         float* x = ws.x.as<float>();
         float* branch = ws.branch.as<float>();
         bf16* xn = ws.xn.as<bf16>();
+        profile_.section("embedding", stream_);
         embedding_gather(embed_.bf(), ws.tokens.as<int32_t>(), m, h, x, stream_);
 
         for (size_t l = 0; l < layers_.size(); ++l) {
             if (cancel.load(std::memory_order_relaxed)) fail(Status::Cancelled, "cancelled");
             const Layer& L = layers_[l];
+            profile_.section("norms + residual", stream_);
             rms_norm_to_bf16(x, h, L.input_norm.bf(), m, h, eps, xn, h, stream_);
             if (L.is_kda) {
+                profile_.section("kda q/k/v proj + conv", stream_);
                 float* rec = st.scratch_.as<float>() + st.recurrent_offset_[l];
                 float* S = rec;
                 float* conv = rec + st.kda_floats();
@@ -434,6 +439,7 @@ private:
                                     c.short_conv_kernel_size, conv + i * conv_each, outs[i],
                                     stream_);
                 }
+                profile_.section("kda norms + gates", stream_);
                 l2_normalize_heads(ws.q.as<float>(), m * H, D, stream_);
                 l2_normalize_heads(ws.kk.as<float>(), m * H, D, stream_);
                 linear(xn, m, L.f_a, ws.low.as<float>());
@@ -442,9 +448,11 @@ private:
                 kda_gate(ws.g.as<float>(), L.a_log.f32(), L.dt_bias.f32(), m, H, D, stream_);
                 linear(xn, m, L.b, ws.beta.as<float>());
                 sigmoid_inplace(ws.beta.as<float>(), m * H, stream_);
+                profile_.section("kda recurrence", stream_);
                 kda_recurrent(ws.q.as<float>(), ws.kk.as<float>(), ws.v.as<float>(),
                               ws.g.as<float>(), ws.beta.as<float>(), m, H, D,
                               1.0f / std::sqrt(float(D)), S, ws.o.as<float>(), stream_);
+                profile_.section("kda gated norm + o_proj", stream_);
                 linear(xn, m, L.g_a, ws.low.as<float>());
                 cast_to_bf16(ws.low.as<float>(), m * D, ws.low_bf.as<bf16>(), stream_);
                 linear(ws.low_bf.as<bf16>(), m, L.g_b, ws.gate.as<float>());
@@ -454,28 +462,36 @@ private:
             } else {
                 const size_t width = c.mla_cache_width(), Hm = c.num_attention_heads;
                 bf16* cache = st.cache_[l].as<bf16>();
+                profile_.section("mla q/kv proj + cache", stream_);
                 linear(xn, m, L.mq, ws.mq.as<float>());
                 linear(xn, m, L.kv_a, ws.kv.as<float>());
                 rms_norm_rows_to_cache(ws.kv.as<float>(), m, c.kv_lora_rank, width, L.kv_norm.bf(),
                                        eps, cache + pos * width, stream_);
+                profile_.section("mla attention", stream_);
                 mla_attention(ws.mq.as<float>(), m, pos, cache, L.kv_b.bf(), Hm, c.qk_nope_head_dim,
                               c.qk_rope_head_dim, c.v_head_dim, c.kv_lora_rank, ws.attn.as<float>(),
                               stream_);
+                profile_.section("mla o_proj", stream_);
                 cast_to_bf16(ws.attn.as<float>(), m * Hm * c.v_head_dim, ws.attn_bf.as<bf16>(),
                              stream_);
                 linear(ws.attn_bf.as<bf16>(), m, L.mo, branch);
             }
+            profile_.section("norms + residual", stream_);
             add_inplace(x, branch, m * h, stream_);
 
             rms_norm_to_bf16(x, h, L.post_norm.bf(), m, h, eps, xn, h, stream_);
-            if (L.is_moe)
+            if (L.is_moe) {
                 moe(L, xn, m, ws, branch);
-            else
+            } else {
+                profile_.section("dense mlp", stream_);
                 mlp(L.mlp, xn, m, ws, branch);
+            }
+            profile_.section("norms + residual", stream_);
             add_inplace(x, branch, m * h, stream_);
         }
         if (cancel.load(std::memory_order_relaxed)) fail(Status::Cancelled, "cancelled");
 
+        profile_.section("lm_head + logits copy", stream_);
         const Weight& head = tied_ ? embed_ : lm_head_;
         const size_t vocab = c.vocab_size;
         float* logits = ws.logits.as<float>();
@@ -505,11 +521,13 @@ private:
         const ModelConfig& c = config_;
         const size_t E = c.num_experts, k = c.num_experts_per_token, h = c.hidden_size;
         const size_t mi = c.moe_intermediate_size;
+        profile_.section("moe router", stream_);
         linear(xn, m, L.router, ws.router.as<float>());
         moe_route(ws.router.as<float>(), L.router_bias.f32(), m, E, k, c.moe_renormalize,
                   c.routed_scaling_factor, c.use_grouped_topk ? c.num_expert_group : 1,
                   c.use_grouped_topk ? c.topk_group : 1, ws.chosen.as<int32_t>(),
                   ws.weights.as<float>(), stream_);
+        profile_.section("moe shared + experts", stream_);
         if (m <= kDecodeMoeTokens) {
             // Few tokens: GEMVs over the chosen experts, routing never leaves the device.
             if (L.has_shared)
@@ -576,6 +594,7 @@ private:
     cudaStream_t stream_ = nullptr;
     std::unique_ptr<Gemm> gemm_;
     mutable std::mutex mutex_;
+    mutable OpProfile profile_;  // guarded by mutex_
     uint64_t weight_bytes_ = 0;
     bool tied_ = false;
     Weight embed_, final_norm_, lm_head_;

@@ -9,64 +9,93 @@ namespace {
 constexpr int kMaxExperts = 1024;
 constexpr int kMaxGroups = 64;
 
-// One thread per token; the serial selection is cheap next to the expert GEMMs.
-__global__ void route_kernel(const float* logits, const float* bias, size_t n, int experts,
-                             int top_k, bool renormalize, float scaling, int groups,
-                             int topk_groups, int32_t* chosen, float* weights) {
-    const size_t t = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x;
-    if (t >= n) return;
-    const float* row = logits + t * experts;
-    auto score = [&](int e) { return 1.0f / (1.0f + expf(-row[e])); };
-    auto biased = [&](int e) { return score(e) + bias[e]; };
+constexpr int kRouteThreads = 256;
 
-    // Groups kept: the topk_groups best by the sum of their two best biased scores.
-    bool keep[kMaxGroups];
+// (value, index) with the higher value first and, on ties, the lower index.
+__device__ bool better(float v, int i, float best_v, int best_i) {
+    return v > best_v || (v == best_v && i >= 0 && (best_i < 0 || i < best_i));
+}
+
+// One block per token. Scores and biased scores in shared memory; groups kept by the sum
+// of their two best biased scores; then top_k rounds of a block-wide argmax.
+__global__ void route_kernel(const float* logits, const float* bias, int experts, int top_k,
+                             bool renormalize, float scaling, int groups, int topk_groups,
+                             int32_t* chosen, float* weights) {
+    extern __shared__ float shared[];
+    float* score = shared;
+    float* biased = score + experts;
+    char* allowed = reinterpret_cast<char*>(biased + experts);  // kept group, not yet taken
+    __shared__ float group_score[kMaxGroups];
+    __shared__ float warp_value[kRouteThreads / 32];
+    __shared__ int warp_index[kRouteThreads / 32];
+    const int t = blockIdx.x;
+    const float* row = logits + static_cast<size_t>(t) * experts;
+    for (int e = threadIdx.x; e < experts; e += blockDim.x) {
+        const float s = 1.0f / (1.0f + expf(-row[e]));
+        score[e] = s;
+        biased[e] = s + bias[e];
+    }
+    __syncthreads();
     const int per_group = experts / groups;
-    for (int g = 0; g < groups; ++g) keep[g] = groups == 1;
-    if (groups > 1) {
-        float group_score[kMaxGroups];
-        for (int g = 0; g < groups; ++g) {
-            float best = -INFINITY, second = -INFINITY;
-            for (int e = g * per_group; e < (g + 1) * per_group; ++e) {
-                const float b = biased(e);
-                if (b > best) {
-                    second = best;
-                    best = b;
-                } else if (b > second) {
-                    second = b;
-                }
+    if (static_cast<int>(threadIdx.x) < groups && groups > 1) {
+        const int g = threadIdx.x;
+        float best = -INFINITY, second = -INFINITY;
+        for (int e = g * per_group; e < (g + 1) * per_group; ++e) {
+            const float b = biased[e];
+            if (b > best) {
+                second = best;
+                best = b;
+            } else if (b > second) {
+                second = b;
             }
-            group_score[g] = per_group > 1 ? best + second : best;
         }
-        for (int i = 0; i < topk_groups; ++i) {
+        group_score[g] = per_group > 1 ? best + second : best;
+    }
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        bool keep[kMaxGroups];
+        for (int g = 0; g < groups; ++g) keep[g] = groups == 1;
+        for (int i = 0; i < topk_groups && groups > 1; ++i) {
             int pick = -1;
             for (int g = 0; g < groups; ++g)
                 if (!keep[g] && (pick < 0 || group_score[g] > group_score[pick])) pick = g;
             keep[pick] = true;
         }
+        for (int e = 0; e < experts; ++e) allowed[e] = keep[e / per_group];
     }
+    __syncthreads();
 
-    // Top-k experts among kept groups, by biased score; ties to the lower index.
-    unsigned taken[kMaxExperts / 32] = {};
     float total = 0.0f;
     for (int i = 0; i < top_k; ++i) {
-        int pick = -1;
-        float pick_value = -INFINITY;
-        for (int e = 0; e < experts; ++e) {
-            if (!keep[e / per_group] || (taken[e >> 5] >> (e & 31) & 1u)) continue;
-            const float b = biased(e);
-            if (pick < 0 || b > pick_value) {
-                pick = e;
-                pick_value = b;
-            }
+        float best_v = -INFINITY;
+        int best_i = -1;
+        for (int e = threadIdx.x; e < experts; e += blockDim.x)
+            if (allowed[e] && better(biased[e], e, best_v, best_i)) best_v = biased[e], best_i = e;
+        for (int offset = 16; offset > 0; offset >>= 1) {
+            const float v = __shfl_xor_sync(0xffffffffu, best_v, offset);
+            const int j = __shfl_xor_sync(0xffffffffu, best_i, offset);
+            if (j >= 0 && better(v, j, best_v, best_i)) best_v = v, best_i = j;
         }
-        taken[pick >> 5] |= 1u << (pick & 31);
-        chosen[t * top_k + i] = pick;
-        weights[t * top_k + i] = score(pick);
-        total += score(pick);
+        if ((threadIdx.x & 31) == 0) {
+            warp_value[threadIdx.x >> 5] = best_v;
+            warp_index[threadIdx.x >> 5] = best_i;
+        }
+        __syncthreads();
+        if (threadIdx.x == 0) {
+            for (int w = 1; w < static_cast<int>(blockDim.x >> 5); ++w)
+                if (warp_index[w] >= 0 && better(warp_value[w], warp_index[w], best_v, best_i))
+                    best_v = warp_value[w], best_i = warp_index[w];
+            chosen[t * top_k + i] = best_i;
+            weights[t * top_k + i] = score[best_i];
+            total += score[best_i];
+            allowed[best_i] = 0;
+        }
+        __syncthreads();
     }
-    const float norm = renormalize ? scaling / total : scaling;
-    for (int i = 0; i < top_k; ++i) weights[t * top_k + i] *= norm;
+    if (threadIdx.x == 0) {
+        const float norm = renormalize ? scaling / total : scaling;
+        for (int i = 0; i < top_k; ++i) weights[t * top_k + i] *= norm;
+    }
 }
 
 __global__ void gather_kernel(const bf16* src, const int32_t* rows, size_t dim, bf16* dst) {
@@ -93,8 +122,9 @@ void moe_route(const float* logits, const float* bias, size_t n, size_t experts,
                                       std::to_string(groups) +
                                       " groups exceeds the CUDA router's limits (1024, 64)");
     if (n == 0) return;
-    route_kernel<<<static_cast<unsigned>((n + 63) / 64), 64, 0, stream>>>(
-        logits, bias, n, static_cast<int>(experts), static_cast<int>(top_k), renormalize, scaling,
+    const size_t shared = 2 * experts * sizeof(float) + experts;
+    route_kernel<<<static_cast<unsigned>(n), kRouteThreads, shared, stream>>>(
+        logits, bias, static_cast<int>(experts), static_cast<int>(top_k), renormalize, scaling,
         static_cast<int>(groups), static_cast<int>(topk_groups), chosen, weights);
     check_launch("moe_route");
 }

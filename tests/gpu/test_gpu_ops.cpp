@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <memory>
 #include <random>
 #include <vector>
 
@@ -141,6 +142,47 @@ TEST_F(GpuOps, MoeRouteMatchesCpu) {
         EXPECT_EQ(de.get(), want_e) << "grouped=" << grouped;
         EXPECT_LE(rel_error(dw.get(), want_w), 1e-5);
     }
+}
+
+TEST_F(GpuOps, DecodeExpertGemvMatchesCpuExperts) {
+    // 2 tokens x top-3 of 5 experts, hidden 64, inter 40 (both multiples of 8).
+    const size_t n = 2, k = 3, E = 5, h = 64, inter = 40;
+    auto x = randn(n * h, 1);
+    const auto x_b = to_bf16(x);
+    std::vector<std::vector<float>> w1(E), w3(E), w2(E);
+    std::vector<std::unique_ptr<Dev<uint16_t>>> dev;
+    std::vector<const kl::cuda::bf16*> p1, p3, p2;
+    for (size_t e = 0; e < E; ++e) {
+        w1[e] = randn(inter * h, 10 + e, 0.125f), w3[e] = randn(inter * h, 20 + e, 0.125f);
+        w2[e] = randn(h * inter, 30 + e, 0.15f);
+        for (auto* w : {&w1[e], &w3[e], &w2[e]}) {
+            dev.push_back(std::make_unique<Dev<uint16_t>>(to_bf16(*w)));
+            (w == &w1[e] ? p1 : w == &w3[e] ? p3 : p2)
+                .push_back(reinterpret_cast<const kl::cuda::bf16*>(dev.back()->ptr));
+        }
+    }
+    const std::vector<int32_t> chosen = {4, 0, 2, 1, 4, 3};
+    const std::vector<float> weights = {0.5f, 0.3f, 0.2f, 1.0f, -0.5f, 0.25f};
+    std::vector<float> out0 = randn(n * h, 7), want = out0;
+    kl::ThreadPool pool(1);
+    for (size_t slot = 0; slot < n * k; ++slot) {
+        const size_t t = slot / k, e = chosen[slot];
+        std::vector<float> g(inter), u(inter), y(h);
+        kl::cpu::matmul_wt(pool, &x[t * h], 1, h, w1[e].data(), inter, g.data());
+        kl::cpu::matmul_wt(pool, &x[t * h], 1, h, w3[e].data(), inter, u.data());
+        for (size_t i = 0; i < inter; ++i) g[i] = kl::cpu::silu(g[i]) * u[i];
+        kl::cpu::matmul_wt(pool, g.data(), 1, inter, w2[e].data(), h, y.data());
+        for (size_t c = 0; c < h; ++c) want[t * h + c] += weights[slot] * y[c];
+    }
+    Dev<uint16_t> dx(x_b);
+    Dev<int32_t> dc(chosen);
+    Dev<float> dw(weights), act(n * k * inter), ys(n * k * h), dout(out0);
+    Dev<const kl::cuda::bf16*> d1(p1), d3(p3), d2(p2);
+    kl::cuda::moe_experts_gemv(reinterpret_cast<const kl::cuda::bf16*>(dx.ptr), n, h, inter, k,
+                               dc.ptr, dw.ptr, d1.ptr, d3.ptr, d2.ptr, act.ptr, ys.ptr, dout.ptr,
+                               nullptr);
+    cudaDeviceSynchronize();
+    EXPECT_LE(rel_error(dout.get(), want), 1e-4);
 }
 
 }  // namespace
