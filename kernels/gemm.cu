@@ -68,6 +68,10 @@ const Gemm::Plan& Gemm::plan(size_t n, size_t in, size_t out) {
 void Gemm::run(const bf16* x, size_t n, size_t in, const bf16* w, size_t out, float* y,
                cudaStream_t stream) {
     if (n == 0) return;
+    if (gemv_supported(n, in)) {  // decode: bandwidth-bound, cuBLASLt's n = 1 paths are slower
+        gemv_bf16(x, n, in, w, out, y, stream);
+        return;
+    }
     const Plan& p = plan(n, in, out);
     const float alpha = 1.0f, beta = 0.0f;
     check_lt(cublasLtMatmul(handle_, p.op, &alpha, w, p.a, x, p.b, &beta, y, p.c, y, p.c, &p.algo,

@@ -53,6 +53,12 @@ void mla_attention(const float* q, size_t T, size_t pos, const bf16* cache, cons
                    size_t heads, size_t nope, size_t rope, size_t v_dim, size_t rank, float* out,
                    cudaStream_t stream);
 
+// ---- few-token GEMM (gemv.cu) ------------------------------------------------------------
+// y[n, out] = x[n, in] · W^T for n <= 4 and in % 8 == 0 (16-byte rows): gemv_supported().
+bool gemv_supported(size_t n, size_t in);
+void gemv_bf16(const bf16* x, size_t n, size_t in, const bf16* w, size_t out, float* y,
+               cudaStream_t stream);
+
 // ---- MoE (moe.cu) ---------------------------------------------------------------------------
 // Per token: sigmoid scores, biased (grouped) top-k, weights renormalised and scaled.
 void moe_route(const float* logits, const float* bias, size_t n, size_t experts, size_t top_k,

@@ -185,4 +185,26 @@ TEST_F(GpuOps, DecodeExpertGemvMatchesCpuExperts) {
     EXPECT_LE(rel_error(dout.get(), want), 1e-4);
 }
 
+TEST_F(GpuOps, FewTokenGemvMatchesCpuMatmul) {
+    kl::ThreadPool pool(2);
+    for (size_t n : {1, 2, 3, 4})
+        for (size_t in : {64, 2304})
+            for (size_t out : {7, 1000}) {
+                auto x = randn(n * in, 1), w = randn(out * in, 2, 0.05f);
+                const auto xb = to_bf16(x), wb = to_bf16(w);
+                ASSERT_TRUE(kl::cuda::gemv_supported(n, in));
+                std::vector<float> want(n * out);
+                kl::cpu::matmul_wt(pool, x.data(), n, in, w.data(), out, want.data());
+                Dev<uint16_t> dx(xb), dw(wb);
+                Dev<float> dy(n * out);
+                kl::cuda::gemv_bf16(reinterpret_cast<const kl::cuda::bf16*>(dx.ptr), n, in,
+                                    reinterpret_cast<const kl::cuda::bf16*>(dw.ptr), out, dy.ptr,
+                                    nullptr);
+                cudaDeviceSynchronize();
+                EXPECT_LE(rel_error(dy.get(), want), 1e-5) << n << "x" << in << "->" << out;
+            }
+    EXPECT_FALSE(kl::cuda::gemv_supported(5, 64));
+    EXPECT_FALSE(kl::cuda::gemv_supported(1, 63));
+}
+
 }  // namespace
