@@ -27,6 +27,11 @@ if [[ ! -x build/venv/bin/python ]]; then
 fi
 build/venv/bin/pip install -q --disable-pip-version-check -r tools/reference/requirements.txt
 
+# The CUDA toolkit's usual home, for shells whose PATH lacks it.
+if ! command -v nvcc >/dev/null && [[ -x /usr/local/cuda/bin/nvcc ]]; then
+  export PATH=/usr/local/cuda/bin:$PATH
+fi
+
 echo "== release build"
 cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DKL_CUDA="${KL_CUDA:-AUTO}" \
       -DPython3_EXECUTABLE="$PWD/build/venv/bin/python" >/dev/null
