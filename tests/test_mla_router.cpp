@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "compare.h"
+#include "expect_error.h"
 #include "core/cpu/ops.h"
 
 namespace {
@@ -105,23 +106,59 @@ INSTANTIATE_TEST_SUITE_P(
     ::testing::Values(MlaCase{{2, 16, 8, 16, 32}, 0, 1}, MlaCase{{2, 16, 8, 16, 32}, 5, 1},
                       MlaCase{{2, 16, 8, 16, 32}, 40, 1}, MlaCase{{3, 7, 5, 9, 13}, 11, 1},
                       MlaCase{{3, 7, 5, 9, 13}, 0, 6}, MlaCase{{4, 32, 16, 32, 64}, 9, 17},
-                      MlaCase{{1, 8, 0, 8, 16}, 3, 4}));
+                      MlaCase{{1, 8, 0, 8, 16}, 3, 4},
+                      // A long cache: the absorbed form splits it into partial sums.
+                      MlaCase{{2, 16, 8, 16, 32}, 700, 2},
+                      // More queries than one score block of the expanded form holds.
+                      MlaCase{{1, 4, 2, 4, 8}, 10, 1100}));
 
 TEST(MlaCausality, LaterRowsDoNotChangeEarlierOutputs) {
     kl::ThreadPool pool(1);
     const MlaShape s{2, 8, 4, 8, 16};
-    MlaInputs in = random_mla(s, 10, 10, 3);
-    std::vector<float> before(10 * s.heads * s.v_dim), after(before.size());
-    kl::cpu::mla_attention_expanded(pool, s, in.q.data(), 10, 0, in.cache.data(), in.kv_b.data(),
-                                    before.data());
-    for (size_t i = 7 * s.cache_width(); i < in.cache.size(); ++i) in.cache[i] += 1.0f;
-    kl::cpu::mla_attention_expanded(pool, s, in.q.data(), 10, 0, in.cache.data(), in.kv_b.data(),
-                                    after.data());
-    const size_t cut = 7 * s.heads * s.v_dim;
-    EXPECT_EQ(std::vector<float>(before.begin(), before.begin() + cut),
-              std::vector<float>(after.begin(), after.begin() + cut));
-    EXPECT_NE(std::vector<float>(before.begin() + cut, before.end()),
-              std::vector<float>(after.begin() + cut, after.end()));
+    for (auto* attention : {&kl::cpu::mla_attention_expanded, &kl::cpu::mla_attention_absorbed}) {
+        MlaInputs in = random_mla(s, 10, 10, 3);
+        std::vector<float> before(10 * s.heads * s.v_dim), after(before.size());
+        attention(pool, s, in.q.data(), 10, 0, in.cache.data(), in.kv_b.data(), before.data());
+        for (size_t i = 7 * s.cache_width(); i < in.cache.size(); ++i) in.cache[i] += 1.0f;
+        attention(pool, s, in.q.data(), 10, 0, in.cache.data(), in.kv_b.data(), after.data());
+        const size_t cut = 7 * s.heads * s.v_dim;
+        EXPECT_EQ(std::vector<float>(before.begin(), before.begin() + cut),
+                  std::vector<float>(after.begin(), after.begin() + cut));
+        EXPECT_NE(std::vector<float>(before.begin() + cut, before.end()),
+                  std::vector<float>(after.begin() + cut, after.end()));
+    }
+}
+
+// The engine prefills with the expanded form and decodes with the absorbed one: decoding
+// token t (T = 1 at pos = t) and prefilling a later slice (T > 1 at pos > 0) must both give
+// the rows of one whole-prompt prefill.
+TEST(MlaSteps, DecodeAndSlicesMatchOnePrefill) {
+    kl::ThreadPool pool(3);
+    const MlaShape s{3, 16, 8, 12, 24};
+    const size_t N = 24, out_width = s.heads * s.v_dim;
+    const MlaInputs in = random_mla(s, N, N, 29);
+    std::vector<float> whole(N * out_width);
+    kl::cpu::mla_attention_expanded(pool, s, in.q.data(), N, 0, in.cache.data(), in.kv_b.data(),
+                                    whole.data());
+    EXPECT_LE(rel_error(whole, mla_float64(s, in, N, 0)), 1e-5);
+    auto rows = [&](size_t begin, size_t end) {
+        return std::vector<float>(whole.begin() + begin * out_width,
+                                  whole.begin() + end * out_width);
+    };
+    for (size_t t = 0; t < N; ++t) {
+        std::vector<float> step(out_width);
+        kl::cpu::mla_attention_absorbed(pool, s, in.q.data() + t * s.q_width(), 1, t,
+                                        in.cache.data(), in.kv_b.data(), step.data());
+        ASSERT_LE(rel_error(step, rows(t, t + 1)), 1e-4) << "decode at pos " << t;
+    }
+    const size_t pos = 13, T = N - pos;
+    std::vector<float> slice(T * out_width), slice_absorbed(T * out_width);
+    kl::cpu::mla_attention_expanded(pool, s, in.q.data() + pos * s.q_width(), T, pos,
+                                    in.cache.data(), in.kv_b.data(), slice.data());
+    kl::cpu::mla_attention_absorbed(pool, s, in.q.data() + pos * s.q_width(), T, pos,
+                                    in.cache.data(), in.kv_b.data(), slice_absorbed.data());
+    EXPECT_LE(rel_error(slice, rows(pos, N)), 1e-5);
+    EXPECT_LE(rel_error(slice_absorbed, rows(pos, N)), 1e-4);
 }
 
 // ---- router --------------------------------------------------------------------------------
@@ -216,6 +253,68 @@ TEST(Router, GroupScoresUseBiasedScores) {
     EXPECT_EQ(experts[0], 2);
     EXPECT_EQ(experts[1], 3);
     EXPECT_NEAR(weights[0], 0.5f, 1e-6f);
+}
+
+// Equal group scores keep the lower group. All s are 0.5; the bias sets the biased scores.
+// Group sums 1.0 / 1.375 / 1.125 / 1.375: groups 1 and 3 tie, group 1 must win.
+TEST(Router, GroupTiesGoToTheLowerGroup) {
+    const std::vector<float> logits(8, 0.0f);
+    const std::vector<float> bias = {0, 0, 0.25f, 0.125f, 0.125f, 0, 0.125f, 0.25f};
+    kl::cpu::RouterConfig c{8, 2, true, 3.0f, true, 4, 1};
+    int32_t experts[2];
+    float weights[2];
+    kl::cpu::moe_route(c, logits.data(), bias.data(), experts, weights);
+    EXPECT_EQ(experts[0], 2);
+    EXPECT_EQ(experts[1], 3);
+    EXPECT_NEAR(weights[0], 1.5f, 1e-6f);  // 0.5 / (0.5 + 0.5) * 3
+    EXPECT_NEAR(weights[1], 1.5f, 1e-6f);
+}
+
+// Groups of 4: group 0 has the best single expert and the larger sum of all four, group 1
+// the larger sum of its best two, which is the rule.
+TEST(Router, GroupScoreIsTheSumOfTheTopTwo) {
+    const std::vector<float> biased = {0.9f, 0.1f, 0.1f, 0.1f, 0.5f, 0.55f, 0.0f, 0.0f};
+    const std::vector<float> logits(8, 0.0f);
+    std::vector<float> bias;
+    for (float b : biased) bias.push_back(b - 0.5f);
+    kl::cpu::RouterConfig c{8, 2, false, 1.0f, true, 2, 1};
+    int32_t experts[2];
+    float weights[2];
+    kl::cpu::moe_route(c, logits.data(), bias.data(), experts, weights);
+    EXPECT_EQ(experts[0], 5);
+    EXPECT_EQ(experts[1], 4);
+    EXPECT_NEAR(weights[0], 0.5f, 1e-6f);
+}
+
+// One expert per group: a group's score is that expert's, so grouping changes nothing.
+TEST(Router, SingleExpertGroupsScoreTheirExpert) {
+    const std::vector<float> p = {0.6f, 0.1f, 0.5f, 0.55f, 0.2f};
+    std::vector<float> logits;
+    for (float x : p) logits.push_back(logit(x));
+    const std::vector<float> bias(5, 0.0f);
+    kl::cpu::RouterConfig c{5, 2, true, 1.0f, true, 5, 2};
+    int32_t experts[2];
+    float weights[2];
+    kl::cpu::moe_route(c, logits.data(), bias.data(), experts, weights);
+    EXPECT_EQ(experts[0], 0);
+    EXPECT_EQ(experts[1], 3);
+    EXPECT_NEAR(weights[0], 0.6f / 1.15f, 1e-6f);
+}
+
+TEST(Router, RejectsConfigsItCannotRoute) {
+    const std::vector<float> logits(6, 0.0f), bias(6, 0.0f);
+    int32_t experts[8];
+    float weights[8];
+    auto route = [&](kl::cpu::RouterConfig c) {
+        return [&, c] { kl::cpu::moe_route(c, logits.data(), bias.data(), experts, weights); };
+    };
+    using kl::Status;
+    kl::test::expect_error(route(plain(6, 7)), Status::InvalidArgument, {"top_k 7", "6"});
+    kl::test::expect_error(route(plain(6, 0)), Status::InvalidArgument, {"top_k 0"});
+    kl::test::expect_error(route({6, 2, true, 1.0f, true, 4, 2}), Status::InvalidArgument,
+                           {"n_groups 4"});
+    kl::test::expect_error(route({6, 5, true, 1.0f, true, 3, 2}), Status::InvalidArgument,
+                           {"topk_groups 2", "top_k 5"});
 }
 
 }  // namespace

@@ -1,6 +1,5 @@
 #include <algorithm>
 #include <cmath>
-#include <cstring>
 
 #include "ops.h"
 #include "simd.h"
@@ -8,56 +7,68 @@
 namespace kl::cpu {
 namespace {
 
-// Rows of x reused per loaded W row; rows of W per x row: a 4x4 register tile of dots.
-constexpr size_t kTileX = 4;
-constexpr size_t kTileW = 4;
-
-// y[i, j] for i in [i0, i0+ni), j in [j0, j0+nj), ni <= 4, nj <= 4.
-KL_MULTIVERSION void tile(const float* x, size_t in, const float* w, size_t out, float* y,
-                          size_t i0, size_t ni, size_t j0, size_t nj) {
-    v8f acc[kTileX][kTileW];
-    for (size_t a = 0; a < kTileX; ++a)
-        for (size_t b = 0; b < kTileW; ++b) acc[a][b] = v8f{};
-    const float* xr[kTileX];
-    const float* wr[kTileW];
-    for (size_t a = 0; a < kTileX; ++a) xr[a] = x + (i0 + (a < ni ? a : 0)) * in;
-    for (size_t b = 0; b < kTileW; ++b) wr[b] = w + (j0 + (b < nj ? b : 0)) * in;
+// NI rows of x against NJ rows of W: NI*NJ independent dot products held in registers, each
+// 8-lane slice of a W row loaded once and reused NI times. NI*NJ + NI stays within the 16
+// AVX registers. The unroll pragmas matter: at -O2 GCC otherwise keeps the accumulator
+// array in memory.
+template <size_t NI, size_t NJ>
+KL_MULTIVERSION void tile(const float* x, size_t in, const float* w, size_t out, float* y) {
+    v8f acc[NI][NJ] = {};
     const size_t vec_end = in - in % 8;
     for (size_t k = 0; k < vec_end; k += 8) {
-        v8f wv[kTileW];
-        for (size_t b = 0; b < kTileW; ++b) wv[b] = load8(wr[b] + k);
-        for (size_t a = 0; a < kTileX; ++a) {
-            const v8f xv = load8(xr[a] + k);
-            for (size_t b = 0; b < kTileW; ++b) acc[a][b] += xv * wv[b];
+        v8f xv[NI];
+#pragma GCC unroll 8
+        for (size_t a = 0; a < NI; ++a) xv[a] = load8(x + a * in + k);
+#pragma GCC unroll 8
+        for (size_t b = 0; b < NJ; ++b) {
+            const v8f wv = load8(w + b * in + k);
+#pragma GCC unroll 8
+            for (size_t a = 0; a < NI; ++a) acc[a][b] += xv[a] * wv;
         }
     }
-    for (size_t a = 0; a < ni; ++a)
-        for (size_t b = 0; b < nj; ++b) {
+    for (size_t a = 0; a < NI; ++a)
+        for (size_t b = 0; b < NJ; ++b) {
             float s = sum8(acc[a][b]);
-            for (size_t k = vec_end; k < in; ++k) s += xr[a][k] * wr[b][k];
-            y[(i0 + a) * out + j0 + b] = s;
+            for (size_t k = vec_end; k < in; ++k) s += x[a * in + k] * w[b * in + k];
+            y[a * out + b] = s;
         }
+}
+
+// Output columns [j0, j1) of NI rows of x: NJ-wide tiles, then single columns.
+template <size_t NI, size_t NJ>
+void strip(const float* x, size_t in, const float* w, size_t out, float* y, size_t j0, size_t j1) {
+    size_t j = j0;
+    for (; j + NJ <= j1; j += NJ) tile<NI, NJ>(x, in, w + j * in, out, y + j);
+    for (; j < j1; ++j) tile<NI, 1>(x, in, w + j * in, out, y + j);
 }
 
 }  // namespace
 
 void matmul_wt(ThreadPool& pool, const float* x, size_t n, size_t in, const float* w, size_t out,
                float* y) {
-    // Blocks of W rows (output columns) per task; each block streams through all x rows in
-    // tiles so a W block stays in cache while it is reused.
-    constexpr size_t kColumnsPerTask = 32;
+    // A task owns a block of W rows (output columns) and streams every x row past it, so the
+    // block stays in L2 while all of x reuses it. 48 = a multiple of each tile width.
+    constexpr size_t kColumnsPerTask = 48;
+    // Below this many multiply-adds per task, waking the workers costs more than it saves.
+    constexpr size_t kMinMacsPerTask = 256 * 1024;
     const size_t n_blocks = (out + kColumnsPerTask - 1) / kColumnsPerTask;
-    // Small products run inline: waking threads costs more than the work.
-    const size_t grain =
-        std::max<size_t>(1, (64 * 1024) / std::max<size_t>(1, n * in * kColumnsPerTask));
+    const size_t macs_per_block = std::max<size_t>(1, n * in * kColumnsPerTask);
+    const size_t grain = std::max<size_t>(1, kMinMacsPerTask / macs_per_block);
     pool.parallel_for(n_blocks, grain, [&](size_t begin, size_t end) {
         for (size_t block = begin; block < end; ++block) {
-            const size_t j_begin = block * kColumnsPerTask;
-            const size_t j_end = std::min(out, j_begin + kColumnsPerTask);
-            for (size_t i = 0; i < n; i += kTileX) {
-                const size_t ni = std::min(kTileX, n - i);
-                for (size_t j = j_begin; j < j_end; j += kTileW)
-                    tile(x, in, w, out, y, i, ni, j, std::min(kTileW, j_end - j));
+            const size_t j0 = block * kColumnsPerTask;
+            const size_t j1 = std::min(out, j0 + kColumnsPerTask);
+            size_t i = 0;
+            for (; i + 4 <= n; i += 4) strip<4, 3>(x + i * in, in, w, out, y + i * out, j0, j1);
+            const float* xr = x + i * in;
+            float* yr = y + i * out;
+            // Leftover rows of x get their own tile heights rather than padded 4-row tiles;
+            // a single row (decode) is a GEMV, where 8 W rows per x load keep 8 FMAs in flight.
+            switch (n - i) {
+                case 3: strip<3, 4>(xr, in, w, out, yr, j0, j1); break;
+                case 2: strip<2, 6>(xr, in, w, out, yr, j0, j1); break;
+                case 1: strip<1, 8>(xr, in, w, out, yr, j0, j1); break;
+                default: break;
             }
         }
     });

@@ -1,13 +1,40 @@
 #include <algorithm>
+#include <functional>
 #include <numeric>
+#include <string>
 #include <vector>
 
+#include "../error.h"
 #include "ops.h"
 
 namespace kl::cpu {
+namespace {
+
+// The model config is validated on load; this guards direct callers, for whom a short
+// candidate list would be undefined behaviour in the partial sort below.
+void check(const RouterConfig& c) {
+    auto bad = [](const std::string& what) {
+        fail(Status::InvalidArgument, "moe_route: " + what);
+    };
+    if (c.top_k == 0 || c.top_k > c.n_experts)
+        bad("top_k " + std::to_string(c.top_k) + " is outside 1..n_experts " +
+            std::to_string(c.n_experts));
+    if (!c.grouped || c.n_groups <= 1) return;
+    if (c.n_experts % c.n_groups != 0)
+        bad("n_experts " + std::to_string(c.n_experts) + " is not a multiple of n_groups " +
+            std::to_string(c.n_groups));
+    if (c.topk_groups == 0 || c.topk_groups > c.n_groups ||
+        c.topk_groups * (c.n_experts / c.n_groups) < c.top_k)
+        bad("topk_groups " + std::to_string(c.topk_groups) + " of " +
+            std::to_string(c.n_groups) + " groups cannot hold top_k " + std::to_string(c.top_k) +
+            " experts");
+}
+
+}  // namespace
 
 void moe_route(const RouterConfig& config, const float* logits, const float* bias, int32_t* experts,
                float* weights) {
+    check(config);
     const size_t E = config.n_experts;
     std::vector<float> score(E), biased(E);
     for (size_t e = 0; e < E; ++e) {

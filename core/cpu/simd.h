@@ -2,15 +2,21 @@
 //  - v8f / v8i: eight fp32 / int32 lanes as GCC/Clang vector extensions (one AVX register,
 //    two SSE or NEON ones); they stay inside translation units, so -Wpsabi is off.
 //  - KL_MULTIVERSION: on x86-64 with GCC, the marked function gets an extra clone compiled
-//    for AVX2 + FMA (Haswell and later, all AMD Zen), chosen once at load through an ifunc;
-//    the default clone stays portable.
+//    for AVX2 + FMA (x86-64-v3: Haswell and later, all AMD Zen), chosen once at load through
+//    an ifunc; the default clone stays portable. Not "arch=haswell": GCC's resolver tests
+//    that as the CPU model (Intel Haswell only), so every other CPU got the SSE2 clone. GCC
+//    before 12 cannot clone for x86-64-v3; there the clone is AVX2 without FMA.
 #pragma once
 
 #include <cstdint>
 #include <cstring>
 
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-#define KL_MULTIVERSION __attribute__((target_clones("arch=haswell", "default")))
+#if __GNUC__ >= 12
+#define KL_MULTIVERSION __attribute__((target_clones("arch=x86-64-v3", "default")))
+#else
+#define KL_MULTIVERSION __attribute__((target_clones("avx2", "default")))
+#endif
 #else
 #define KL_MULTIVERSION
 #endif
