@@ -108,7 +108,8 @@ void Session::save_snapshot(uint8_t* out) const {
     uint8_t* p = out;
     std::memcpy(p, &header, sizeof(header));
     p += sizeof(header);
-    std::memcpy(p, history_.data(), history_.size() * sizeof(int32_t));
+    if (!history_.empty())  // memcpy with a null pointer is undefined even for 0 bytes
+        std::memcpy(p, history_.data(), history_.size() * sizeof(int32_t));
     p += history_.size() * sizeof(int32_t);
     if (has_logits_) {
         std::memcpy(p, last_logits_.data(), last_logits_.size() * sizeof(float));
@@ -160,7 +161,7 @@ void Session::load_snapshot(const uint8_t* data, size_t size) {
 
     const uint8_t* p = data + sizeof(header);
     std::vector<int32_t> history(static_cast<size_t>(header.position));
-    std::memcpy(history.data(), p, history_bytes);
+    if (history_bytes > 0) std::memcpy(history.data(), p, history_bytes);
     p += history_bytes;
     for (int32_t token : history)
         if (token < 0 || token >= static_cast<int64_t>(last_logits_.size()))
