@@ -114,7 +114,7 @@ struct Layer {
 // ---- session state ------------------------------------------------------------------------
 
 struct Workspace {
-    Workspace(const ModelConfig& c) {
+    Workspace(const ModelConfig& c, uint64_t capacity) {
         const size_t P = kPiece, h = c.hidden_size, HD = c.kda_dim(), D = c.kda_head_dim;
         const size_t inter =
             std::max<size_t>(c.intermediate_size,
@@ -124,6 +124,7 @@ struct Workspace {
         auto f = [](size_t n) { return DeviceBuffer(n * sizeof(float)); };
         auto b = [](size_t n) { return DeviceBuffer(n * sizeof(uint16_t)); };
         tokens = DeviceBuffer(P * sizeof(int32_t));
+        position = DeviceBuffer(sizeof(int32_t));
         x = f(P * h), branch = f(P * h), xn = b(P * h);
         proj = f(P * HD), q = f(P * HD), kk = f(P * HD), v = f(P * HD), g = f(P * HD);
         gate = f(P * HD), o = f(P * HD), o_bf = b(P * HD);
@@ -138,8 +139,10 @@ struct Workspace {
         gathered = b(slots * h), e_gate = f(slots * mi), e_up = f(slots * mi);
         e_act = b(slots * mi), e_out = f(slots * h);
         logits = f(kLogitsRows * c.vocab_size);
+        mla = DeviceBuffer(mla_workspace_bytes(P, Hm, c.kv_lora_rank, c.qk_rope_head_dim,
+                                               c.v_head_dim, capacity));
     }
-    DeviceBuffer tokens, x, branch, xn, proj, q, kk, v, g, gate, o, o_bf, low, low_bf, beta;
+    DeviceBuffer tokens, position, mla, x, branch, xn, proj, q, kk, v, g, gate, o, o_bf, low, low_bf, beta;
     DeviceBuffer mq, kv, attn, attn_bf, ffn_gate, ffn_up, ffn_act;
     DeviceBuffer router, chosen, weights, sorted_rows, sorted_weights, gathered, e_gate, e_up,
         e_act, e_out, logits;
@@ -148,7 +151,7 @@ struct Workspace {
 class CudaState final : public BackendState {
 public:
     CudaState(const ModelConfig& c, int device, uint64_t capacity)
-        : config_(&c), device_(device), capacity_(capacity), workspace_(c) {
+        : config_(&c), device_(device), capacity_(capacity), workspace_(c, capacity) {
         DeviceGuard guard(device);
         for (int64_t layer = 0; layer < c.num_hidden_layers; ++layer) {
             if (c.is_kda_layer(layer)) {
@@ -413,6 +416,10 @@ private:
         check(cudaMemcpyAsync(ws.tokens.as<void>(), tokens, m * sizeof(int32_t),
                               cudaMemcpyHostToDevice, stream_),
               "upload tokens");
+        const int32_t position = static_cast<int32_t>(pos);
+        check(cudaMemcpyAsync(ws.position.as<void>(), &position, sizeof(position),
+                              cudaMemcpyHostToDevice, stream_),
+              "upload position");
         float* x = ws.x.as<float>();
         float* branch = ws.branch.as<float>();
         bf16* xn = ws.xn.as<bf16>();
@@ -468,9 +475,10 @@ private:
                 rms_norm_rows_to_cache(ws.kv.as<float>(), m, c.kv_lora_rank, width, L.kv_norm.bf(),
                                        eps, cache + pos * width, stream_);
                 profile_.section("mla attention", stream_);
-                mla_attention(ws.mq.as<float>(), m, pos, cache, L.kv_b.bf(), Hm, c.qk_nope_head_dim,
-                              c.qk_rope_head_dim, c.v_head_dim, c.kv_lora_rank, ws.attn.as<float>(),
-                              stream_);
+                mla_attention(ws.mq.as<float>(), m, ws.position.as<int32_t>(), st.capacity_, cache,
+                              L.kv_b.bf(), Hm, c.qk_nope_head_dim, c.qk_rope_head_dim,
+                              c.v_head_dim, c.kv_lora_rank, ws.mla.as<void>(),
+                              ws.attn.as<float>(), stream_);
                 profile_.section("mla o_proj", stream_);
                 cast_to_bf16(ws.attn.as<float>(), m * Hm * c.v_head_dim, ws.attn_bf.as<bf16>(),
                              stream_);

@@ -34,7 +34,7 @@ __device__ float block_total(float value, float* scratch) {
 }
 
 // Shared memory: q_latent[rank], q_pe[rope], o_latent[rank], p[kThreads].
-__global__ void mla_absorbed_kernel(const float* q, size_t pos, const bf16* cache, const bf16* kv_b,
+__global__ void mla_absorbed_kernel(const float* q, const int32_t* pos_device, const bf16* cache, const bf16* kv_b,
                                     int heads, int nope, int rope, int v_dim, int rank, float scale,
                                     float* out) {
     extern __shared__ float shared[];
@@ -61,7 +61,7 @@ __global__ void mla_absorbed_kernel(const float* q, size_t pos, const bf16* cach
     for (int d = threadIdx.x; d < rope; d += kThreads) q_pe[d] = qh[nope + d];
     __syncthreads();
 
-    const size_t visible = pos + t + 1;
+    const size_t visible = static_cast<size_t>(*pos_device) + t + 1;
     float running_max = -INFINITY, running_sum = 0.0f;
     for (size_t tile = 0; tile < visible; tile += kThreads) {
         const size_t row = tile + threadIdx.x;
@@ -100,14 +100,19 @@ __global__ void mla_absorbed_kernel(const float* q, size_t pos, const bf16* cach
 
 }  // namespace
 
-void mla_attention(const float* q, size_t T, size_t pos, const bf16* cache, const bf16* kv_b,
-                   size_t heads, size_t nope, size_t rope, size_t v_dim, size_t rank, float* out,
+size_t mla_workspace_bytes(size_t, size_t, size_t, size_t, size_t, size_t) {
+    return 0;
+}
+
+void mla_attention(const float* q, size_t T, const int32_t* pos_device, size_t /*max_rows*/,
+                   const bf16* cache, const bf16* kv_b, size_t heads, size_t nope, size_t rope,
+                   size_t v_dim, size_t rank, void* /*workspace*/, float* out,
                    cudaStream_t stream) {
     if (T == 0) return;
     const size_t shared = (2 * rank + rope + kThreads) * sizeof(float);
     const float scale = 1.0f / std::sqrt(static_cast<float>(nope + rope));
     mla_absorbed_kernel<<<static_cast<unsigned>(T * heads), kThreads, shared, stream>>>(
-        q, pos, cache, kv_b, static_cast<int>(heads), static_cast<int>(nope),
+        q, pos_device, cache, kv_b, static_cast<int>(heads), static_cast<int>(nope),
         static_cast<int>(rope), static_cast<int>(v_dim), static_cast<int>(rank), scale, out);
     check_launch("mla_attention");
 }

@@ -8,6 +8,8 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "core/sampler.h"
+
 namespace kl::cuda {
 
 using bf16 = __nv_bfloat16;
@@ -46,12 +48,58 @@ void kda_recurrent(const float* q, const float* k, const float* v, const float* 
 void kda_gated_norm(const float* o, const float* gate, const bf16* o_norm, size_t T, size_t H,
                     size_t D, float eps, bf16* out, cudaStream_t stream);
 
+// ---- KDA chunked prefill on tensor cores (kda_chunk.cu) ----------------------------------
+// The chunkwise (WY / UT transform) form of kda_recurrent for T tokens, bf16 tensor-core
+// operands with fp32 accumulation, safe for strong decay (design/kernels.md). Same inputs
+// and layout as kda_recurrent; state [H, D, D] fp32 read and updated in place.
+// kda_chunk_supported(D) says which head sizes it takes (others use kda_recurrent).
+// workspace: kda_chunk_workspace_bytes(T, H, D) bytes of device memory (may be 0 -> null).
+bool kda_chunk_supported(size_t D);
+size_t kda_chunk_workspace_bytes(size_t T, size_t H, size_t D);
+void kda_chunked_prefill(const float* q, const float* k, const float* v, const float* g,
+                         const float* beta, size_t T, size_t H, size_t D, float scale,
+                         float* state, float* o, void* workspace, cudaStream_t stream);
+
+// ---- KDA fused decode step (kda_decode.cu) -----------------------------------------------
+// One KDA layer for n (small, usually 1) consecutive tokens, fused in one kernel: short conv
+// update + SiLU of q, k, v, their L2 norms, the gate g = -exp(A_log) * softplus(f_b(f_low) +
+// dt_bias), beta = sigmoid(b), the delta-rule recurrence, and o = RMSNorm_D(o) * o_norm *
+// sigmoid(g_b(g_low)). proj [n, proj_stride] holds, per token, the x-side projections
+// concatenated: q [H*D] | k [H*D] | v [H*D] | f_low [D] | g_low [D] | b [H].
+// conv_w_{q,k,v} [H*D, kernel] bf16; f_b, g_b [H*D, D] bf16; a_log [H], dt_bias [H*D] fp32;
+// o_norm [D] bf16. state_in/out [H, D, D] fp32; conv_in/out [3, kernel-1, H*D] fp32 (q, k,
+// v; oldest first). *_out may equal *_in (in place) or be other buffers (the inputs are
+// then left untouched). o [n, H*D] bf16 (the o_proj input).
+struct KdaDecodeWeights {
+    const bf16* conv_q;
+    const bf16* conv_k;
+    const bf16* conv_v;
+    size_t kernel;
+    const bf16* f_b;
+    const bf16* g_b;
+    const float* a_log;
+    const float* dt_bias;
+    const bf16* o_norm;
+    float eps;
+};
+bool kda_decode_supported(size_t D);
+void kda_decode_step(const float* proj, size_t proj_stride, size_t n, size_t H, size_t D,
+                     float scale, const KdaDecodeWeights& w, const float* state_in,
+                     const float* conv_in, float* state_out, float* conv_out, bf16* o,
+                     cudaStream_t stream);
+
 // ---- MLA (mla_attention.cu) -----------------------------------------------------------------
-// Absorbed attention for T queries at positions pos..pos+T-1 over the bf16 latent cache
-// [rows, rank+rope]; q [T, Hm*(nope+rope)] fp32; kv_b bf16 [Hm*(nope+v), rank]; out [T, Hm*v].
-void mla_attention(const float* q, size_t T, size_t pos, const bf16* cache, const bf16* kv_b,
-                   size_t heads, size_t nope, size_t rope, size_t v_dim, size_t rank, float* out,
-                   cudaStream_t stream);
+// Causal attention for T queries at positions pos..pos+T-1 over the bf16 latent cache
+// [rows, rank+rope] (normalised latent c, then k_pe; rows [pos, pos+T) already written);
+// q [T, Hm*(nope+rope)] fp32; kv_b bf16 [Hm*(nope+v), rank]; out [T, Hm*v] fp32.
+// pos_device is a device int32 holding pos, so a captured CUDA graph replays at any position;
+// max_rows >= pos + T bounds the rows (a session's capacity) and sizes the split over the
+// context. workspace: mla_workspace_bytes(T, heads, rank, rope, v_dim, max_rows) bytes.
+size_t mla_workspace_bytes(size_t T, size_t heads, size_t rank, size_t rope, size_t v_dim,
+                           size_t max_rows);
+void mla_attention(const float* q, size_t T, const int32_t* pos_device, size_t max_rows,
+                   const bf16* cache, const bf16* kv_b, size_t heads, size_t nope, size_t rope,
+                   size_t v_dim, size_t rank, void* workspace, float* out, cudaStream_t stream);
 
 // ---- few-token GEMM (gemv.cu) ------------------------------------------------------------
 // y[n, out] = x[n, in] · W^T for n <= 4 and in % 8 == 0 (16-byte rows): gemv_supported().
@@ -79,5 +127,28 @@ void moe_experts_gemv(const bf16* x, size_t n, size_t hidden, size_t inter, size
                       const int32_t* chosen, const float* weights, const bf16* const* w1,
                       const bf16* const* w3, const bf16* const* w2, float* act, float* y,
                       float* out, cudaStream_t stream);
+
+// Prefill experts (moe_grouped.cu), no host round trip: the n * top_k (token, expert) slots
+// are grouped by expert on the device and each expert's rows run as one tile of a grouped
+// tensor-core GEMM: act = silu(x W1[e]^T) * (x W3[e]^T), y = act W2[e]^T; then
+// out[t] += sum_i weights[t, i] * y[t, i]. x [n, hidden] bf16; chosen/weights [n, top_k];
+// w1/w3/w2 device arrays of per-expert pointers ([inter, hidden], [inter, hidden],
+// [hidden, inter]). workspace: moe_grouped_workspace_bytes(n, hidden, inter, experts, top_k).
+size_t moe_grouped_workspace_bytes(size_t n, size_t hidden, size_t inter, size_t experts,
+                                   size_t top_k);
+void moe_experts_grouped(const bf16* x, size_t n, size_t hidden, size_t inter, size_t experts,
+                         size_t top_k, const int32_t* chosen, const float* weights,
+                         const bf16* const* w1, const bf16* const* w3, const bf16* const* w2,
+                         void* workspace, float* out, cudaStream_t stream);
+
+// ---- sampling (sampling.cu) ---------------------------------------------------------------
+// One token from logits [vocab] (device, fp32), the same token kl::sample_token
+// (core/sampler.cpp) picks for the same inputs: repetition penalty over history (device
+// int32 [history_len]), greedy, or temperature with top-k, min-p, top-p and the draw of
+// (seed, position). token_out: device int32. workspace: sampling_workspace_bytes(vocab).
+size_t sampling_workspace_bytes(size_t vocab);
+void sample_token_on_device(const float* logits, size_t vocab, const SamplingParams& params,
+                            const int32_t* history, size_t history_len, uint64_t position,
+                            void* workspace, int32_t* token_out, cudaStream_t stream);
 
 }  // namespace kl::cuda

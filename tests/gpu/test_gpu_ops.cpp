@@ -8,50 +8,13 @@
 #include <vector>
 
 #include "compare.h"
+#include "gpu_test_util.h"
 #include "core/cpu/ops.h"
 #include "core/safetensors.h"
 #include "cuda_backend.h"
 #include "ops.h"
 
 namespace {
-
-bool have_gpu() {
-    return kl::cuda::backend_provider().device_count() > 0;
-}
-
-template <typename T>
-struct Dev {
-    explicit Dev(const std::vector<T>& host) : n(host.size()) {
-        cudaMalloc(&ptr, n * sizeof(T));
-        cudaMemcpy(ptr, host.data(), n * sizeof(T), cudaMemcpyHostToDevice);
-    }
-    explicit Dev(size_t count) : n(count) { cudaMalloc(&ptr, n * sizeof(T)); }
-    ~Dev() { cudaFree(ptr); }
-    std::vector<T> get() const {
-        std::vector<T> host(n);
-        cudaMemcpy(host.data(), ptr, n * sizeof(T), cudaMemcpyDeviceToHost);
-        return host;
-    }
-    T* ptr = nullptr;
-    size_t n;
-};
-
-std::vector<float> randn(size_t n, uint32_t seed, float scale = 1.0f) {
-    std::mt19937 rng(seed);
-    std::normal_distribution<float> d(0.0f, scale);
-    std::vector<float> v(n);
-    for (float& x : v) x = d(rng);
-    return v;
-}
-
-std::vector<uint16_t> to_bf16(std::vector<float>& v) {  // rounds v in place too
-    std::vector<uint16_t> b(v.size());
-    for (size_t i = 0; i < v.size(); ++i) {
-        b[i] = kl::f32_to_bf16(v[i]);
-        v[i] = kl::bf16_to_f32(b[i]);
-    }
-    return b;
-}
 
 using kl::test::rel_error;
 
@@ -117,9 +80,13 @@ TEST_F(GpuOps, MlaAttentionMatchesCpu) {
                                             want.data());
             Dev<float> dq(q), dout(want.size());
             Dev<uint16_t> dc(cache_b), dw(kv_b_b);
-            kl::cuda::mla_attention(dq.ptr, T, pos, reinterpret_cast<const kl::cuda::bf16*>(dc.ptr),
+            Dev<int32_t> dpos(std::vector<int32_t>{static_cast<int32_t>(pos)});
+            Dev<uint8_t> work(std::max<size_t>(
+                1, kl::cuda::mla_workspace_bytes(T, s.heads, s.rank, s.rope, s.v_dim, rows)));
+            kl::cuda::mla_attention(dq.ptr, T, dpos.ptr, rows,
+                                    reinterpret_cast<const kl::cuda::bf16*>(dc.ptr),
                                     reinterpret_cast<const kl::cuda::bf16*>(dw.ptr), s.heads,
-                                    s.nope, s.rope, s.v_dim, s.rank, dout.ptr, nullptr);
+                                    s.nope, s.rope, s.v_dim, s.rank, work.ptr, dout.ptr, nullptr);
             cudaDeviceSynchronize();
             EXPECT_LE(rel_error(dout.get(), want), 1e-4) << "pos=" << pos << " T=" << T;
         }
