@@ -303,9 +303,15 @@ kl_status kl_session_append(kl_session* session, const int32_t* tokens, size_t n
                 "logits is NULL but which asks for logits");
         kl::Session& s = *session->session;
         s.clear_cancel();
-        s.append(tokens, n, which == KL_LOGITS_ALL ? logits : nullptr);
-        if (which == KL_LOGITS_LAST)
-            std::memcpy(logits, s.last_logits().data(), s.last_logits().size() * sizeof(float));
+        s.append(tokens, n, which == KL_LOGITS_ALL ? logits : nullptr,
+                 which == KL_LOGITS_LAST ? logits : nullptr);
+    });
+}
+
+kl_status kl_session_fill_synthetic(kl_session* session, uint64_t n_tokens, uint64_t seed) {
+    return guarded([&] {
+        require(session != nullptr, "session is NULL");
+        session->session->fill_synthetic(n_tokens, seed);
     });
 }
 

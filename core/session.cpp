@@ -5,6 +5,7 @@
 
 #include "error.h"
 #include "hash.h"
+#include "sampler.h"
 
 namespace kl {
 namespace {
@@ -35,7 +36,7 @@ Session::Session(const Model& model, uint64_t max_context) : model_(&model) {
     const ModelConfig& config = model.config();
     if (max_context == 0) max_context = static_cast<uint64_t>(config.max_context);
     state_ = model.backend().create_state(max_context);
-    last_logits_.assign(static_cast<size_t>(config.vocab_size), 0.0f);
+    vocab_ = static_cast<size_t>(config.vocab_size);
 }
 
 Session::Session(const Session& other)
@@ -43,14 +44,14 @@ Session::Session(const Session& other)
       state_(other.state_->clone()),
       position_(other.position_),
       history_(other.history_),
-      last_logits_(other.last_logits_),
+      vocab_(other.vocab_),
       has_logits_(other.has_logits_) {}
 
 std::unique_ptr<Session> Session::fork() const {
     return std::unique_ptr<Session>(new Session(*this));
 }
 
-void Session::append(const int32_t* tokens, size_t n, float* all_logits) {
+void Session::append(const int32_t* tokens, size_t n, float* all_logits, float* last_logits) {
     const int64_t vocab = model_->config().vocab_size;
     if (n == 0) fail(Status::InvalidArgument, "n_tokens is 0: nothing to append");
     for (size_t i = 0; i < n; ++i)
@@ -63,11 +64,9 @@ void Session::append(const int32_t* tokens, size_t n, float* all_logits) {
                                       std::to_string(n) + " tokens exceeds max_context " +
                                       std::to_string(capacity()));
 
-    std::vector<float> logits(last_logits_.size());
     history_.reserve(history_.size() + n);  // may throw: before any state changes
-    model_->backend().forward(*state_, position_, tokens, n, logits.data(), all_logits, cancel_);
+    model_->backend().forward(*state_, position_, tokens, n, last_logits, all_logits, cancel_);
     history_.insert(history_.end(), tokens, tokens + n);
-    last_logits_.swap(logits);
     has_logits_ = true;
     position_ += n;
 }
@@ -76,8 +75,22 @@ void Session::reset() {
     state_->reset();
     position_ = 0;
     history_.clear();
-    std::fill(last_logits_.begin(), last_logits_.end(), 0.0f);
     has_logits_ = false;
+}
+
+void Session::fill_synthetic(uint64_t n, uint64_t seed) {
+    if (n > capacity())
+        fail(Status::ContextFull, "synthetic context of " + std::to_string(n) +
+                                      " tokens exceeds max_context " + std::to_string(capacity()));
+    std::vector<int32_t> history(static_cast<size_t>(n));
+    for (size_t i = 0; i < history.size(); ++i)  // a splitmix-style hash of (seed, i)
+        history[i] = static_cast<int32_t>(((seed + i) * 0x9e3779b97f4a7c15ull >> 33) % vocab_);
+    std::unique_ptr<BackendState> state = state_->clone();  // a failure changes nothing
+    state->fill_synthetic(n, seed);
+    state_.swap(state);
+    history_.swap(history);
+    position_ = n;
+    has_logits_ = true;
 }
 
 int32_t Session::sample(const SamplingParams& params) const {
@@ -85,13 +98,20 @@ int32_t Session::sample(const SamplingParams& params) const {
     if (!has_logits_)
         fail(Status::InvalidArgument,
              "the session has no logits to sample from: append a prompt first");
-    return sample_token(last_logits_.data(), last_logits_.size(), params, history_.data(),
-                        history_.size(), position_);
+    return state_->sample(params, history_.data(), history_.size(), position_);
+}
+
+std::vector<float> Session::last_logits() const {
+    if (!has_logits_)
+        fail(Status::InvalidArgument, "the session has no logits yet: append a prompt first");
+    std::vector<float> logits(vocab_);
+    state_->read_logits(logits.data());
+    return logits;
 }
 
 size_t Session::snapshot_size() const {
     return sizeof(SnapshotHeader) + history_.size() * sizeof(int32_t) +
-           (has_logits_ ? last_logits_.size() * sizeof(float) : 0) + state_->saved_size(position_) +
+           (has_logits_ ? vocab_ * sizeof(float) : 0) + state_->saved_size(position_) +
            sizeof(uint64_t);
 }
 
@@ -101,7 +121,7 @@ void Session::save_snapshot(uint8_t* out) const {
     header.version = kFormatVersion;
     header.fingerprint = model_->fingerprint();
     header.position = position_;
-    header.vocab = last_logits_.size();
+    header.vocab = vocab_;
     header.has_logits = has_logits_ ? 1 : 0;
     header.backend_bytes = state_->saved_size(position_);
 
@@ -112,8 +132,9 @@ void Session::save_snapshot(uint8_t* out) const {
         std::memcpy(p, history_.data(), history_.size() * sizeof(int32_t));
     p += history_.size() * sizeof(int32_t);
     if (has_logits_) {
-        std::memcpy(p, last_logits_.data(), last_logits_.size() * sizeof(float));
-        p += last_logits_.size() * sizeof(float);
+        const std::vector<float> logits = last_logits();
+        std::memcpy(p, logits.data(), vocab_ * sizeof(float));
+        p += vocab_ * sizeof(float);
     }
     state_->save(position_, p);
     p += header.backend_bytes;
@@ -144,16 +165,16 @@ void Session::load_snapshot(const uint8_t* data, size_t size) {
     if (header.fingerprint != model_->fingerprint())
         fail(Status::InvalidArgument,
              "snapshot was saved from another model (fingerprint mismatch)");
-    if (header.vocab != last_logits_.size())
+    if (header.vocab != vocab_)
         reject("vocab " + std::to_string(header.vocab) + " differs from the model's " +
-               std::to_string(last_logits_.size()));
+               std::to_string(vocab_));
     if (header.position > capacity())
         fail(Status::ContextFull, "snapshot position " + std::to_string(header.position) +
                                       " exceeds this session's max_context " +
                                       std::to_string(capacity()));
     if (header.has_logits > 1) reject("has_logits flag is " + std::to_string(header.has_logits));
     const size_t history_bytes = static_cast<size_t>(header.position) * sizeof(int32_t);
-    const size_t logits_bytes = header.has_logits ? last_logits_.size() * sizeof(float) : 0;
+    const size_t logits_bytes = header.has_logits ? vocab_ * sizeof(float) : 0;
     const size_t backend_bytes = state_->saved_size(header.position);
     if (header.backend_bytes != backend_bytes ||
         size != sizeof(header) + history_bytes + logits_bytes + backend_bytes + sizeof(uint64_t))
@@ -164,19 +185,19 @@ void Session::load_snapshot(const uint8_t* data, size_t size) {
     if (history_bytes > 0) std::memcpy(history.data(), p, history_bytes);
     p += history_bytes;
     for (int32_t token : history)
-        if (token < 0 || token >= static_cast<int64_t>(last_logits_.size()))
+        if (token < 0 || token >= static_cast<int64_t>(vocab_))
             reject("token " + std::to_string(token) + " in the history is out of range");
-    std::vector<float> logits(last_logits_.size(), 0.0f);
+    std::vector<float> logits(vocab_, 0.0f);
     if (header.has_logits) std::memcpy(logits.data(), p, logits_bytes);
     p += logits_bytes;
 
     // Restore into a fresh state so a failure cannot leave this session half-loaded.
     std::unique_ptr<BackendState> state = state_->clone();
     state->load(header.position, p);
+    state->write_logits(logits.data());
 
     state_.swap(state);
     history_.swap(history);
-    last_logits_.swap(logits);
     has_logits_ = header.has_logits != 0;
     position_ = header.position;
 }

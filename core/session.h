@@ -20,15 +20,21 @@ public:
     Session(const Model& model, uint64_t max_context);  // 0 = the model's default
     std::unique_ptr<Session> fork() const;
 
-    // Runs tokens at the current position; all_logits [n, vocab] is written when not null.
-    void append(const int32_t* tokens, size_t n, float* all_logits);
+    // Runs tokens at the current position; all rows [n, vocab] and the last token's
+    // logits [vocab] are copied out when the pointers are not null (the session keeps the
+    // last row either way, in the backend's memory, for sample()).
+    void append(const int32_t* tokens, size_t n, float* all_logits, float* last_logits = nullptr);
     void reset();
+    // Benchmarks: position `n` with deterministic random history, state, cache and logits,
+    // as if n tokens had been read, without running the model (the session is usable).
+    void fill_synthetic(uint64_t n, uint64_t seed);
 
     uint64_t position() const { return position_; }
     uint64_t capacity() const { return state_->capacity(); }
     const Model& model() const { return *model_; }
     bool has_logits() const { return has_logits_; }
-    const std::vector<float>& last_logits() const { return last_logits_; }
+    // A copy of the last logits [vocab] (InvalidArgument if there are none yet).
+    std::vector<float> last_logits() const;
 
     // Samples from the last logits (InvalidArgument if there are none yet).
     int32_t sample(const SamplingParams& params) const;
@@ -50,7 +56,7 @@ private:
     std::unique_ptr<BackendState> state_;
     uint64_t position_ = 0;
     std::vector<int32_t> history_;
-    std::vector<float> last_logits_;
+    size_t vocab_ = 0;
     bool has_logits_ = false;
     std::atomic<bool> cancel_{false};
 };

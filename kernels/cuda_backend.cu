@@ -1,7 +1,8 @@
-// The CUDA backend, first version: bf16 weights uploaded once, fp32 recurrent state and a
-// bf16 latent cache per session, every op on the device. Prefill runs in pieces of up to
-// kPiece tokens through per-session workspaces allocated at session create. Sessions of one
-// model share its stream and cuBLASLt workspace, so forward passes are serialised.
+// The CUDA backend: bf16 weights uploaded once; per session fp32 recurrent state (double
+// buffered), a bf16 latent cache, the last logits on the device and workspaces, all
+// allocated at session create. A decode step is one CUDA graph replay; prefill runs in
+// pieces of up to kPiece tokens. Sessions of one model share its stream and cuBLASLt
+// workspace, so forward passes are serialised.
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -16,6 +17,7 @@
 #include "core/weights.h"
 #include "cuda_backend.h"
 #include "cuda_util.h"
+#include "device_weights.h"
 #include "gemm.h"
 #include "op_profile.h"
 #include "ops.h"
@@ -23,71 +25,9 @@
 namespace kl::cuda {
 namespace {
 
-constexpr size_t kPiece = 256;          // tokens per prefill piece (workspace size)
-constexpr size_t kLogitsRows = 16;      // lm_head rows per pass when all logits are asked for
-constexpr size_t kDecodeMoeTokens = 4;  // up to this many tokens, MoE runs as expert GEMVs
-
-// ---- weights ------------------------------------------------------------------------------
-
-struct Weight {
-    DeviceBuffer buffer;
-    size_t rows = 0, cols = 0;
-    const bf16* bf() const { return buffer.as<bf16>(); }
-    const float* f32() const { return buffer.as<float>(); }
-};
-
-Weight upload(const TensorView& view, bool as_f32) {
-    const size_t n = static_cast<size_t>(view.numel());
-    std::vector<float> values(n);
-    view.to_f32(values.data());
-    Weight w;
-    w.rows = view.shape.empty() ? 1 : static_cast<size_t>(view.shape[0]);
-    w.cols = w.rows ? n / w.rows : 0;
-    if (as_f32) {
-        w.buffer = DeviceBuffer(n * sizeof(float));
-        check(cudaMemcpy(w.buffer.as<void>(), values.data(), n * sizeof(float),
-                         cudaMemcpyHostToDevice),
-              "upload weight");
-    } else {
-        std::vector<uint16_t> bits(n);
-        for (size_t i = 0; i < n; ++i) bits[i] = f32_to_bf16(values[i]);
-        w.buffer = DeviceBuffer(n * sizeof(uint16_t));
-        check(cudaMemcpy(w.buffer.as<void>(), bits.data(), n * sizeof(uint16_t),
-                         cudaMemcpyHostToDevice),
-              "upload weight");
-    }
-    return w;
-}
-
-__global__ void random_fill_kernel(uint64_t seed, uint64_t key, RandomInit init, size_t n,
-                                   bf16* out_bf16, float* out_f32) {
-    for (size_t i = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x; i < n;
-         i += static_cast<size_t>(gridDim.x) * blockDim.x) {
-        const float value = random_value(seed, key, i, init);
-        if (out_f32)
-            out_f32[i] = value;
-        else
-            out_bf16[i] = __float2bfloat16(value);
-    }
-}
-
-// The random weights of core/random_init.h, generated in place on the device.
-Weight random_weight(const TensorSpec& spec, uint64_t seed, bool as_f32) {
-    size_t n = 1;
-    for (int64_t d : spec.shape) n *= static_cast<size_t>(d);
-    Weight w;
-    w.rows = spec.shape.empty() ? 1 : static_cast<size_t>(spec.shape[0]);
-    w.cols = w.rows ? n / w.rows : 0;
-    w.buffer = DeviceBuffer(n * (as_f32 ? sizeof(float) : sizeof(uint16_t)));
-    const RandomInit init =
-        random_init_for(spec.name, spec.shape.size() >= 2 ? spec.shape.back() : 1);
-    const unsigned blocks = static_cast<unsigned>(std::min<size_t>((n + 255) / 256, 4096));
-    random_fill_kernel<<<std::max(1u, blocks), 256>>>(seed, random_tensor_key(spec.name), init, n,
-                                                      as_f32 ? nullptr : w.buffer.as<bf16>(),
-                                                      as_f32 ? w.buffer.as<float>() : nullptr);
-    check_launch("random_fill");
-    return w;
-}
+constexpr size_t kPiece = 512;       // tokens per prefill piece (workspace size)
+constexpr size_t kLogitsRows = 16;   // lm_head rows per pass when all logits are asked for
+constexpr size_t kDecodeTokens = 4;  // up to this many tokens: fused decode kernels, GEMVs
 
 // Where the backend's weights come from: a checkpoint's tensor or random values, by name.
 using WeightSource = std::function<Weight(const std::string& name, bool as_f32)>;
@@ -98,8 +38,10 @@ struct Mlp {
 struct Layer {
     Weight input_norm, post_norm;
     bool is_kda = false, is_moe = false;
-    // KDA
-    Weight q, k, v, q_conv, k_conv, v_conv, f_a, f_b, b, a_log, dt_bias, g_a, g_b, o_norm, o;
+    // KDA. x_proj stacks the projections of the normed input (q, k, v, f_a, g_a, b) so a
+    // decode step reads them in one GEMV; q ... b are views of its rows.
+    Weight x_proj, q, k, v, f_a, g_a, b;
+    Weight q_conv, k_conv, v_conv, f_b, a_log, dt_bias, g_b, o_norm, o;
     // MLA
     Weight mq, kv_a, kv_norm, kv_b, mo;
     // FFN
@@ -113,6 +55,7 @@ struct Layer {
 
 // ---- session state ------------------------------------------------------------------------
 
+// Activations of one forward piece (kPiece tokens at most) and the kernels' scratch.
 struct Workspace {
     Workspace(const ModelConfig& c, uint64_t capacity) {
         const size_t P = kPiece, h = c.hidden_size, HD = c.kda_dim(), D = c.kda_head_dim;
@@ -120,132 +63,60 @@ struct Workspace {
             std::max<size_t>(c.intermediate_size,
                              c.moe_intermediate_size * std::max<int64_t>(1, c.num_shared_experts));
         const size_t k = std::max<int64_t>(1, c.num_experts_per_token);
-        const size_t slots = P * k;
+        const size_t E = std::max<int64_t>(1, c.num_experts), mi = c.moe_intermediate_size;
+        const size_t Hm = c.num_attention_heads;
         auto f = [](size_t n) { return DeviceBuffer(n * sizeof(float)); };
         auto b = [](size_t n) { return DeviceBuffer(n * sizeof(uint16_t)); };
-        tokens = DeviceBuffer(P * sizeof(int32_t));
         position = DeviceBuffer(sizeof(int32_t));
+        token = DeviceBuffer(sizeof(int32_t));
         x = f(P * h), branch = f(P * h), xn = b(P * h);
-        proj = f(P * HD), q = f(P * HD), kk = f(P * HD), v = f(P * HD), g = f(P * HD);
+        proj = f(P * (3 * HD + 2 * D + c.kda_num_heads));
+        q = f(P * HD), kk = f(P * HD), v = f(P * HD), g = f(P * HD);
         gate = f(P * HD), o = f(P * HD), o_bf = b(P * HD);
         low = f(P * D), low_bf = b(P * D), beta = f(P * c.kda_num_heads);
-        const size_t Hm = c.num_attention_heads;
+        kda_chunk = DeviceBuffer(c.n_kda_layers() && kda_chunk_supported(D)
+                                     ? kda_chunk_workspace_bytes(P, c.kda_num_heads, D)
+                                     : 0);
         mq = f(P * Hm * c.mla_qk_head_dim()), kv = f(P * c.mla_cache_width());
         attn = f(P * Hm * c.v_head_dim), attn_bf = b(P * Hm * c.v_head_dim);
+        mla = DeviceBuffer(c.n_mla_layers() ? mla_workspace_bytes(P, Hm, c.kv_lora_rank,
+                                                                  c.qk_rope_head_dim,
+                                                                  c.v_head_dim, capacity)
+                                            : 0);
         ffn_gate = f(P * inter), ffn_up = f(P * inter), ffn_act = b(P * inter);
-        const size_t E = std::max<int64_t>(1, c.num_experts), mi = c.moe_intermediate_size;
-        router = f(P * E), chosen = DeviceBuffer(slots * sizeof(int32_t)), weights = f(slots);
-        sorted_rows = DeviceBuffer(slots * sizeof(int32_t)), sorted_weights = f(slots);
-        gathered = b(slots * h), e_gate = f(slots * mi), e_up = f(slots * mi);
-        e_act = b(slots * mi), e_out = f(slots * h);
+        router = f(P * E), chosen = DeviceBuffer(P * k * sizeof(int32_t)), weights = f(P * k);
+        e_act = f(kDecodeTokens * k * mi), e_out = f(kDecodeTokens * k * h);
+        moe = DeviceBuffer(c.num_experts ? moe_grouped_workspace_bytes(P, h, mi, E, k) : 0);
         logits = f(kLogitsRows * c.vocab_size);
-        mla = DeviceBuffer(mla_workspace_bytes(P, Hm, c.kv_lora_rank, c.qk_rope_head_dim,
-                                               c.v_head_dim, capacity));
+        sampling = DeviceBuffer(sampling_workspace_bytes(c.vocab_size));
     }
-    DeviceBuffer tokens, position, mla, x, branch, xn, proj, q, kk, v, g, gate, o, o_bf, low, low_bf, beta;
-    DeviceBuffer mq, kv, attn, attn_bf, ffn_gate, ffn_up, ffn_act;
-    DeviceBuffer router, chosen, weights, sorted_rows, sorted_weights, gathered, e_gate, e_up,
-        e_act, e_out, logits;
+    DeviceBuffer position, token, x, branch, xn, proj, q, kk, v, g, gate, o, o_bf, low, low_bf,
+        beta, kda_chunk, mq, kv, attn, attn_bf, mla, ffn_gate, ffn_up, ffn_act, router, chosen,
+        weights, e_act, e_out, moe, logits, sampling;
 };
+
+class CudaBackend;
 
 class CudaState final : public BackendState {
 public:
-    CudaState(const ModelConfig& c, int device, uint64_t capacity)
-        : config_(&c), device_(device), capacity_(capacity), workspace_(c, capacity) {
-        DeviceGuard guard(device);
-        for (int64_t layer = 0; layer < c.num_hidden_layers; ++layer) {
-            if (c.is_kda_layer(layer)) {
-                recurrent_offset_.push_back(recurrent_floats_);
-                recurrent_floats_ += kda_floats() + conv_floats();
-                cache_.emplace_back();
-            } else {
-                recurrent_offset_.push_back(0);
-                cache_.emplace_back(capacity * c.mla_cache_width() * sizeof(uint16_t));
-            }
-        }
-        recurrent_ = DeviceBuffer(recurrent_floats_ * sizeof(float));
-        scratch_ = DeviceBuffer(recurrent_floats_ * sizeof(float));
-        reset();
+    CudaState(const CudaBackend& backend, uint64_t capacity);
+    ~CudaState() override {
+        for (cudaGraphExec_t& graph : decode_graph_)
+            if (graph) cudaGraphExecDestroy(graph);
     }
 
-    std::unique_ptr<BackendState> clone() const override {
-        DeviceGuard guard(device_);
-        auto copy = std::make_unique<CudaState>(*config_, device_, capacity_);
-        check(cudaMemcpy(copy->recurrent_.as<void>(), recurrent_.as<void>(), recurrent_.bytes(),
-                         cudaMemcpyDeviceToDevice),
-              "fork state");
-        for (size_t l = 0; l < cache_.size(); ++l)
-            if (cache_[l].bytes())
-                check(cudaMemcpy(copy->cache_[l].as<void>(), cache_[l].as<void>(),
-                                 cache_[l].bytes(), cudaMemcpyDeviceToDevice),
-                      "fork cache");
-        return copy;
-    }
-
-    void reset() override {
-        DeviceGuard guard(device_);
-        if (recurrent_.bytes())
-            check(cudaMemset(recurrent_.as<void>(), 0, recurrent_.bytes()), "reset");
-    }
-
+    std::unique_ptr<BackendState> clone() const override;
+    void reset() override;
     uint64_t capacity() const override { return capacity_; }
-
-    size_t saved_size(uint64_t position) const override {
-        size_t floats = recurrent_floats_;
-        for (const auto& c : cache_)
-            if (c.bytes()) floats += position * config_->mla_cache_width();
-        return floats * sizeof(float);
-    }
-
-    // Same layout as the CPU backend's: per layer, fp32 (the bf16 cache widened).
-    void save(uint64_t position, uint8_t* out) const override {
-        DeviceGuard guard(device_);
-        const size_t width = config_->mla_cache_width();
-        for (size_t l = 0; l < cache_.size(); ++l) {
-            if (!cache_[l].bytes()) {
-                const size_t n = kda_floats() + conv_floats();
-                check(cudaMemcpy(out, recurrent_.as<float>() + recurrent_offset_[l],
-                                 n * sizeof(float), cudaMemcpyDeviceToHost),
-                      "save state");
-                out += n * sizeof(float);
-            } else {
-                std::vector<uint16_t> bits(position * width);
-                check(cudaMemcpy(bits.data(), cache_[l].as<void>(), bits.size() * 2,
-                                 cudaMemcpyDeviceToHost),
-                      "save cache");
-                for (uint16_t b : bits) {
-                    const float value = bf16_to_f32(b);
-                    std::memcpy(out, &value, sizeof(value));
-                    out += sizeof(value);
-                }
-            }
-        }
-    }
-
-    void load(uint64_t position, const uint8_t* data) override {
-        DeviceGuard guard(device_);
-        const size_t width = config_->mla_cache_width();
-        for (size_t l = 0; l < cache_.size(); ++l) {
-            if (!cache_[l].bytes()) {
-                const size_t n = kda_floats() + conv_floats();
-                check(cudaMemcpy(recurrent_.as<float>() + recurrent_offset_[l], data,
-                                 n * sizeof(float), cudaMemcpyHostToDevice),
-                      "load state");
-                data += n * sizeof(float);
-            } else {
-                std::vector<uint16_t> bits(position * width);
-                for (auto& b : bits) {
-                    float value;
-                    std::memcpy(&value, data, sizeof(value));
-                    data += sizeof(value);
-                    b = f32_to_bf16(value);
-                }
-                check(cudaMemcpy(cache_[l].as<void>(), bits.data(), bits.size() * 2,
-                                 cudaMemcpyHostToDevice),
-                      "load cache");
-            }
-        }
-    }
+    size_t saved_size(uint64_t position) const override;
+    void save(uint64_t position, uint8_t* out) const override;
+    void load(uint64_t position, const uint8_t* data) override;
+    void fill_synthetic(uint64_t position, uint64_t seed) override;
+    size_t vocab() const override { return static_cast<size_t>(config_->vocab_size); }
+    void read_logits(float* out) const override;
+    void write_logits(const float* logits) override;
+    int32_t sample(const SamplingParams& params, const int32_t* history, size_t history_len,
+                   uint64_t position) const override;
 
     size_t kda_floats() const {
         return static_cast<size_t>(config_->kda_num_heads * config_->kda_head_dim *
@@ -254,16 +125,25 @@ public:
     size_t conv_floats() const {
         return static_cast<size_t>(3 * (config_->short_conv_kernel_size - 1) * config_->kda_dim());
     }
+    float* recurrent(int which) const { return recurrent_[which].as<float>(); }
+    float* logits(int which) const { return logits_[which].as<float>(); }
 
+    const CudaBackend* backend_;
     const ModelConfig* config_;
     int device_;
     uint64_t capacity_;
-    Workspace workspace_;
+    mutable Workspace workspace_;
     std::vector<size_t> recurrent_offset_;
     size_t recurrent_floats_ = 0;
-    DeviceBuffer recurrent_;           // KDA S then conv state, per KDA layer
-    DeviceBuffer scratch_;             // the working copy during a forward pass
+    // KDA S then conv state per KDA layer, and the last logits: [current_] is the state; a
+    // forward pass writes the other buffer and flips current_ only when it succeeds, so a
+    // failed call leaves the session as it was (and decode needs no copy).
+    DeviceBuffer recurrent_[2], logits_[2];
+    int current_ = 0;
     std::vector<DeviceBuffer> cache_;  // bf16 [capacity, rank + rope] per MLA layer
+    DeviceBuffer history_;             // int32 [capacity]: tokens by position
+    mutable size_t history_synced_ = 0;  // leading history_ entries known to be the session's
+    cudaGraphExec_t decode_graph_[2] = {nullptr, nullptr};  // one token, from buffer [i]
 };
 
 // ---- the backend --------------------------------------------------------------------------
@@ -273,11 +153,11 @@ public:
     CudaBackend(const ModelConfig& config, const WeightSource& source, int device)
         : config_(config), device_(device) {
         DeviceGuard guard(device);
-        check(cudaStreamCreate(&stream_), "cudaStreamCreate");
+        check(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking), "cudaStreamCreate");
         gemm_ = std::make_unique<Gemm>();
         auto get = [&](const std::string& name, bool f32 = false) {
             Weight w = source(name, f32);
-            weight_bytes_ += w.buffer.bytes();
+            weight_bytes_ += w.buffer->bytes();
             return w;
         };
         auto mlp = [&](const std::string& p, const char* g, const char* u, const char* d) {
@@ -295,15 +175,7 @@ public:
             L.post_norm = get(p + "post_attention_layernorm.weight");
             L.is_kda = config.is_kda_layer(l);
             if (L.is_kda) {
-                L.q = get(a + "q_proj.weight"), L.k = get(a + "k_proj.weight"),
-                L.v = get(a + "v_proj.weight");
-                L.q_conv = get(a + "q_conv1d.weight"), L.k_conv = get(a + "k_conv1d.weight");
-                L.v_conv = get(a + "v_conv1d.weight");
-                L.f_a = get(a + "f_a_proj.weight"), L.f_b = get(a + "f_b_proj.weight");
-                L.b = get(a + "b_proj.weight");
-                L.a_log = get(a + "A_log", true), L.dt_bias = get(a + "dt_bias", true);
-                L.g_a = get(a + "g_a_proj.weight"), L.g_b = get(a + "g_b_proj.weight");
-                L.o_norm = get(a + "o_norm.weight"), L.o = get(a + "o_proj.weight");
+                load_kda(L, a, get);
             } else {
                 L.mq = get(a + "q_proj.weight"), L.kv_a = get(a + "kv_a_proj_with_mqa.weight");
                 L.kv_norm = get(a + "kv_a_layernorm.weight"), L.kv_b = get(a + "kv_b_proj.weight");
@@ -326,6 +198,28 @@ public:
             }
             layers_.push_back(std::move(L));
         }
+    }
+
+    template <typename Get>
+    void load_kda(Layer& L, const std::string& a, Get& get) {
+        const size_t H = config_.kda_num_heads, D = config_.kda_head_dim, HD = H * D;
+        {
+            const Weight q = get(a + "q_proj.weight"), k = get(a + "k_proj.weight"),
+                         v = get(a + "v_proj.weight"), f_a = get(a + "f_a_proj.weight"),
+                         g_a = get(a + "g_a_proj.weight"), b = get(a + "b_proj.weight");
+            L.x_proj = stack_rows({&q, &k, &v, &f_a, &g_a, &b});
+        }  // the separate copies are freed here
+        size_t row = 0;
+        for (Weight* part : {&L.q, &L.k, &L.v}) *part = row_view(L.x_proj, row, HD), row += HD;
+        L.f_a = row_view(L.x_proj, row, D), row += D;
+        L.g_a = row_view(L.x_proj, row, D), row += D;
+        L.b = row_view(L.x_proj, row, H);
+        L.q_conv = get(a + "q_conv1d.weight"), L.k_conv = get(a + "k_conv1d.weight");
+        L.v_conv = get(a + "v_conv1d.weight");
+        L.f_b = get(a + "f_b_proj.weight");
+        L.a_log = get(a + "A_log", true), L.dt_bias = get(a + "dt_bias", true);
+        L.g_b = get(a + "g_b_proj.weight");
+        L.o_norm = get(a + "o_norm.weight"), L.o = get(a + "o_proj.weight");
     }
 
     static void upload_expert_pointers(Layer& L) {
@@ -363,7 +257,9 @@ public:
     }
 
     std::unique_ptr<BackendState> create_state(uint64_t max_context) const override {
-        return std::make_unique<CudaState>(config_, device_, max_context);
+        auto state = std::make_unique<CudaState>(*this, max_context);
+        if (!profile_.enabled()) capture_decode_graphs(*state);
+        return state;
     }
 
     void forward(BackendState& base, uint64_t position, const int32_t* tokens, size_t n,
@@ -371,18 +267,41 @@ public:
                  const std::atomic<bool>& cancel) const override {
         std::lock_guard<std::mutex> lock(mutex_);
         DeviceGuard guard(device_);
-        auto& state = static_cast<CudaState&>(base);
+        auto& st = static_cast<CudaState&>(base);
+        const int in = st.current_, out = 1 - in;
         try {
-            if (state.recurrent_.bytes())
-                check(cudaMemcpyAsync(state.scratch_.as<void>(), state.recurrent_.as<void>(),
-                                      state.recurrent_.bytes(), cudaMemcpyDeviceToDevice, stream_),
-                      "copy state");
-            for (size_t start = 0; start < n; start += kPiece) {
-                const size_t m = std::min(kPiece, n - start);
-                run_piece(state, position + start, tokens + start, m,
-                          all_logits ? all_logits + start * config_.vocab_size : nullptr,
-                          start + m == n ? last_logits : nullptr, cancel);
+            check(cudaMemcpyAsync(st.history_.as<int32_t>() + position, tokens,
+                                  n * sizeof(int32_t), cudaMemcpyHostToDevice, stream_),
+                  "upload tokens");
+            if (n == 1 && st.decode_graph_[in]) {
+                if (cancel.load(std::memory_order_relaxed)) fail(Status::Cancelled, "cancelled");
+                set_position(st, position);
+                check(cudaGraphLaunch(st.decode_graph_[in], stream_), "decode graph");
+            } else {
+                // The fused decode kernels read buffer `in` and write `out`; the prefill
+                // kernels update in place, on a copy.
+                const bool fused = n <= kDecodeTokens && decode_fused();
+                if (!fused && st.recurrent_[in].bytes())
+                    check(cudaMemcpyAsync(st.recurrent(out), st.recurrent(in),
+                                          st.recurrent_[in].bytes(), cudaMemcpyDeviceToDevice,
+                                          stream_),
+                          "copy state");
+                const float* source = fused ? st.recurrent(in) : st.recurrent(out);
+                for (size_t start = 0; start < n; start += kPiece) {
+                    const size_t m = std::min(kPiece, n - start);
+                    set_position(st, position + start);
+                    run_piece(st, m, source, st.recurrent(out),
+                              start + m == n ? st.logits(out) : nullptr,
+                              all_logits ? all_logits + start * config_.vocab_size : nullptr,
+                              cancel);
+                    source = st.recurrent(out);
+                }
             }
+            if (last_logits)
+                check(cudaMemcpyAsync(last_logits, st.logits(out),
+                                      config_.vocab_size * sizeof(float), cudaMemcpyDeviceToHost,
+                                      stream_),
+                      "copy logits");
             check(cudaStreamSynchronize(stream_), "forward");
             profile_.section(nullptr, stream_);
         } catch (...) {
@@ -390,10 +309,103 @@ public:
             cudaGetLastError();
             throw;
         }
-        std::swap(state.recurrent_, state.scratch_);
+        st.current_ = out;
+        if (st.history_synced_ >= position) st.history_synced_ = position + n;
+    }
+
+    // Device sampling from the state's logits: one token id crosses to the host.
+    int32_t sample(const CudaState& st, const SamplingParams& params, const int32_t* history,
+                   size_t history_len, uint64_t position) const {
+        std::lock_guard<std::mutex> lock(mutex_);
+        DeviceGuard guard(device_);
+        Workspace& ws = st.workspace_;
+        const bool penalty = params.repetition_penalty != 1.0f && history_len > 0;
+        if (penalty && st.history_synced_ < history_len) {  // e.g. after a snapshot load
+            check(cudaMemcpyAsync(st.history_.as<int32_t>() + st.history_synced_,
+                                  history + st.history_synced_,
+                                  (history_len - st.history_synced_) * sizeof(int32_t),
+                                  cudaMemcpyHostToDevice, stream_),
+                  "upload history");
+        }
+        int32_t token = -1;
+        try {
+            sample_token_on_device(st.logits(st.current_), config_.vocab_size, params,
+                                   st.history_.as<int32_t>(), penalty ? history_len : 0,
+                                   position, ws.sampling.as<void>(), ws.token.as<int32_t>(),
+                                   stream_);
+            check(cudaMemcpyAsync(&token, ws.token.as<void>(), sizeof(token),
+                                  cudaMemcpyDeviceToHost, stream_),
+                  "copy token");
+            check(cudaStreamSynchronize(stream_), "sample");
+        } catch (...) {
+            cudaStreamSynchronize(stream_);
+            cudaGetLastError();
+            throw;
+        }
+        if (penalty) st.history_synced_ = history_len;
+        return token;
+    }
+
+    const ModelConfig& config() const { return config_; }
+    int device_index() const { return device_; }
+
+    // Runs `work(stream)` under the model's lock on its stream and waits for it: how a
+    // session's state is touched outside forward(), so nothing races a running pass.
+    template <typename Work>
+    void on_stream(Work&& work) const {
+        std::lock_guard<std::mutex> lock(mutex_);
+        DeviceGuard guard(device_);
+        try {
+            work(stream_);
+            check(cudaStreamSynchronize(stream_), "state copy");
+        } catch (...) {
+            cudaStreamSynchronize(stream_);
+            cudaGetLastError();
+            throw;
+        }
     }
 
 private:
+    // The fused decode path needs the fused KDA kernel for this head size.
+    bool decode_fused() const {
+        return config_.n_kda_layers() == 0 || kda_decode_supported(config_.kda_head_dim);
+    }
+
+    void set_position(CudaState& st, uint64_t position) const {
+        const int32_t value = static_cast<int32_t>(position);
+        check(cudaMemcpyAsync(st.workspace_.position.as<void>(), &value, sizeof(value),
+                              cudaMemcpyHostToDevice, stream_),
+              "upload position");
+    }
+
+    // One graph per buffer parity: the decode step of one token whose id sits in the
+    // history at the position held in the workspace, reading state buffer p and writing
+    // 1 - p. Captured once per session; replays need no host work but two tiny uploads.
+    void capture_decode_graphs(CudaState& st) const {
+        if (!decode_fused()) return;
+        std::lock_guard<std::mutex> lock(mutex_);
+        DeviceGuard guard(device_);
+        const std::atomic<bool> never(false);
+        for (int p = 0; p < 2; ++p) {
+            check(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal),
+                  "begin graph capture");
+            cudaGraph_t graph = nullptr;
+            try {
+                run_piece(st, 1, st.recurrent(p), st.recurrent(1 - p), st.logits(1 - p), nullptr,
+                          never);
+            } catch (...) {
+                cudaStreamEndCapture(stream_, &graph);
+                if (graph) cudaGraphDestroy(graph);
+                cudaGetLastError();
+                throw;
+            }
+            check(cudaStreamEndCapture(stream_, &graph), "end graph capture");
+            const cudaError_t status = cudaGraphInstantiate(&st.decode_graph_[p], graph, 0);
+            cudaGraphDestroy(graph);
+            check(status, "cudaGraphInstantiate");
+        }
+    }
+
     void linear(const bf16* x, size_t n, const Weight& w, float* y) const {
         gemm_->run(x, n, w.cols, w.bf(), w.rows, y, stream_);
     }
@@ -407,87 +419,35 @@ private:
         linear(ws.ffn_act.as<bf16>(), n, w.down, out);
     }
 
-    void run_piece(CudaState& st, uint64_t pos, const int32_t* tokens, size_t m, float* all_logits,
-                   float* last_logits, const std::atomic<bool>& cancel) const {
+    // Enqueues m tokens (ids in the history at the workspace's position) through all
+    // layers: the KDA state is read from rec_in and written to rec_out (equal buffers: in
+    // place), the last token's logits go to logits_out (device) when not null, all rows to
+    // all_logits (host) when not null.
+    void run_piece(CudaState& st, size_t m, const float* rec_in, float* rec_out,
+                   float* logits_out, float* all_logits, const std::atomic<bool>& cancel) const {
         const ModelConfig& c = config_;
         Workspace& ws = st.workspace_;
-        const size_t h = c.hidden_size, H = c.kda_num_heads, D = c.kda_head_dim, HD = H * D;
+        const size_t h = c.hidden_size;
         const float eps = c.rms_norm_eps;
-        check(cudaMemcpyAsync(ws.tokens.as<void>(), tokens, m * sizeof(int32_t),
-                              cudaMemcpyHostToDevice, stream_),
-              "upload tokens");
-        const int32_t position = static_cast<int32_t>(pos);
-        check(cudaMemcpyAsync(ws.position.as<void>(), &position, sizeof(position),
-                              cudaMemcpyHostToDevice, stream_),
-              "upload position");
         float* x = ws.x.as<float>();
         float* branch = ws.branch.as<float>();
         bf16* xn = ws.xn.as<bf16>();
+        const int32_t* pos = ws.position.as<int32_t>();
         profile_.section("embedding", stream_);
-        embedding_gather(embed_.bf(), ws.tokens.as<int32_t>(), m, h, x, stream_);
+        embedding_gather(embed_.bf(), st.history_.as<int32_t>(), pos, m, h, x, stream_);
+        profile_.section("norms + residual", stream_);
+        rms_norm_to_bf16(x, h, layers_[0].input_norm.bf(), m, h, eps, xn, h, stream_);
 
         for (size_t l = 0; l < layers_.size(); ++l) {
             if (cancel.load(std::memory_order_relaxed)) fail(Status::Cancelled, "cancelled");
             const Layer& L = layers_[l];
+            if (L.is_kda)
+                kda_layer(L, st, m, rec_in + st.recurrent_offset_[l],
+                          rec_out + st.recurrent_offset_[l], branch);
+            else
+                mla_layer(L, st, m, st.cache_[l].as<bf16>(), branch);
             profile_.section("norms + residual", stream_);
-            rms_norm_to_bf16(x, h, L.input_norm.bf(), m, h, eps, xn, h, stream_);
-            if (L.is_kda) {
-                profile_.section("kda q/k/v proj + conv", stream_);
-                float* rec = st.scratch_.as<float>() + st.recurrent_offset_[l];
-                float* S = rec;
-                float* conv = rec + st.kda_floats();
-                const size_t conv_each = (c.short_conv_kernel_size - 1) * HD;
-                const Weight* proj[3] = {&L.q, &L.k, &L.v};
-                const Weight* convw[3] = {&L.q_conv, &L.k_conv, &L.v_conv};
-                float* outs[3] = {ws.q.as<float>(), ws.kk.as<float>(), ws.v.as<float>()};
-                for (int i = 0; i < 3; ++i) {
-                    linear(xn, m, *proj[i], ws.proj.as<float>());
-                    short_conv_silu(ws.proj.as<float>(), m, HD, convw[i]->bf(),
-                                    c.short_conv_kernel_size, conv + i * conv_each, outs[i],
-                                    stream_);
-                }
-                profile_.section("kda norms + gates", stream_);
-                l2_normalize_heads(ws.q.as<float>(), m * H, D, stream_);
-                l2_normalize_heads(ws.kk.as<float>(), m * H, D, stream_);
-                linear(xn, m, L.f_a, ws.low.as<float>());
-                cast_to_bf16(ws.low.as<float>(), m * D, ws.low_bf.as<bf16>(), stream_);
-                linear(ws.low_bf.as<bf16>(), m, L.f_b, ws.g.as<float>());
-                kda_gate(ws.g.as<float>(), L.a_log.f32(), L.dt_bias.f32(), m, H, D, stream_);
-                linear(xn, m, L.b, ws.beta.as<float>());
-                sigmoid_inplace(ws.beta.as<float>(), m * H, stream_);
-                profile_.section("kda recurrence", stream_);
-                kda_recurrent(ws.q.as<float>(), ws.kk.as<float>(), ws.v.as<float>(),
-                              ws.g.as<float>(), ws.beta.as<float>(), m, H, D,
-                              1.0f / std::sqrt(float(D)), S, ws.o.as<float>(), stream_);
-                profile_.section("kda gated norm + o_proj", stream_);
-                linear(xn, m, L.g_a, ws.low.as<float>());
-                cast_to_bf16(ws.low.as<float>(), m * D, ws.low_bf.as<bf16>(), stream_);
-                linear(ws.low_bf.as<bf16>(), m, L.g_b, ws.gate.as<float>());
-                kda_gated_norm(ws.o.as<float>(), ws.gate.as<float>(), L.o_norm.bf(), m, H, D, eps,
-                               ws.o_bf.as<bf16>(), stream_);
-                linear(ws.o_bf.as<bf16>(), m, L.o, branch);
-            } else {
-                const size_t width = c.mla_cache_width(), Hm = c.num_attention_heads;
-                bf16* cache = st.cache_[l].as<bf16>();
-                profile_.section("mla q/kv proj + cache", stream_);
-                linear(xn, m, L.mq, ws.mq.as<float>());
-                linear(xn, m, L.kv_a, ws.kv.as<float>());
-                rms_norm_rows_to_cache(ws.kv.as<float>(), m, c.kv_lora_rank, width, L.kv_norm.bf(),
-                                       eps, cache + pos * width, stream_);
-                profile_.section("mla attention", stream_);
-                mla_attention(ws.mq.as<float>(), m, ws.position.as<int32_t>(), st.capacity_, cache,
-                              L.kv_b.bf(), Hm, c.qk_nope_head_dim, c.qk_rope_head_dim,
-                              c.v_head_dim, c.kv_lora_rank, ws.mla.as<void>(),
-                              ws.attn.as<float>(), stream_);
-                profile_.section("mla o_proj", stream_);
-                cast_to_bf16(ws.attn.as<float>(), m * Hm * c.v_head_dim, ws.attn_bf.as<bf16>(),
-                             stream_);
-                linear(ws.attn_bf.as<bf16>(), m, L.mo, branch);
-            }
-            profile_.section("norms + residual", stream_);
-            add_inplace(x, branch, m * h, stream_);
-
-            rms_norm_to_bf16(x, h, L.post_norm.bf(), m, h, eps, xn, h, stream_);
+            add_rms_norm_to_bf16(x, branch, L.post_norm.bf(), m, h, eps, xn, stream_);
             if (L.is_moe) {
                 moe(L, xn, m, ws, branch);
             } else {
@@ -495,36 +455,114 @@ private:
                 mlp(L.mlp, xn, m, ws, branch);
             }
             profile_.section("norms + residual", stream_);
-            add_inplace(x, branch, m * h, stream_);
+            const Weight& next_norm = l + 1 < layers_.size() ? layers_[l + 1].input_norm
+                                                             : final_norm_;
+            add_rms_norm_to_bf16(x, branch, next_norm.bf(), m, h, eps, xn, stream_);
         }
         if (cancel.load(std::memory_order_relaxed)) fail(Status::Cancelled, "cancelled");
 
-        profile_.section("lm_head + logits copy", stream_);
+        profile_.section("lm_head", stream_);
         const Weight& head = tied_ ? embed_ : lm_head_;
         const size_t vocab = c.vocab_size;
-        float* logits = ws.logits.as<float>();
         if (all_logits) {
+            float* rows_out = ws.logits.as<float>();
             for (size_t r = 0; r < m; r += kLogitsRows) {
                 const size_t rows = std::min(kLogitsRows, m - r);
-                rms_norm_to_bf16(x + r * h, h, final_norm_.bf(), rows, h, eps, xn, h, stream_);
-                linear(xn, rows, head, logits);
-                check(cudaMemcpyAsync(all_logits + r * vocab, logits, rows * vocab * sizeof(float),
-                                      cudaMemcpyDeviceToHost, stream_),
+                linear(xn + r * h, rows, head, rows_out);
+                check(cudaMemcpyAsync(all_logits + r * vocab, rows_out,
+                                      rows * vocab * sizeof(float), cudaMemcpyDeviceToHost,
+                                      stream_),
                       "copy logits");
             }
         }
-        if (last_logits) {
-            rms_norm_to_bf16(x + (m - 1) * h, h, final_norm_.bf(), 1, h, eps, xn, h, stream_);
-            linear(xn, 1, head, logits);
-            check(cudaMemcpyAsync(last_logits, logits, vocab * sizeof(float),
-                                  cudaMemcpyDeviceToHost, stream_),
-                  "copy logits");
-        }
+        if (logits_out) linear(xn + (m - 1) * h, 1, head, logits_out);
     }
 
-    // Routing on the device. Decode (few tokens): expert GEMVs that read the chosen experts
-    // on the device. Prefill: the per-expert row lists are built on the host (one sync per
-    // MoE layer for now), then each chosen expert runs as dense GEMMs over its tokens.
+    void kda_layer(const Layer& L, CudaState& st, size_t m, const float* rec_in, float* rec_out,
+                   float* out) const {
+        const ModelConfig& c = config_;
+        Workspace& ws = st.workspace_;
+        const size_t H = c.kda_num_heads, D = c.kda_head_dim, HD = H * D;
+        const size_t kernel = c.short_conv_kernel_size;
+        const float scale = 1.0f / std::sqrt(static_cast<float>(D));
+        const bf16* xn = ws.xn.as<bf16>();
+        if (m <= kDecodeTokens && kda_decode_supported(D)) {
+            profile_.section("kda projections (1 GEMV)", stream_);
+            linear(xn, m, L.x_proj, ws.proj.as<float>());
+            profile_.section("kda fused decode step", stream_);
+            const KdaDecodeWeights w{L.q_conv.bf(), L.k_conv.bf(), L.v_conv.bf(), kernel,
+                                     L.f_b.bf(),    L.g_b.bf(),    L.a_log.f32(), L.dt_bias.f32(),
+                                     L.o_norm.bf(), c.rms_norm_eps};
+            kda_decode_step(ws.proj.as<float>(), L.x_proj.rows, m, H, D, scale, w, rec_in,
+                            rec_in + st.kda_floats(), rec_out, rec_out + st.kda_floats(),
+                            ws.o_bf.as<bf16>(), stream_);
+        } else {
+            // Prefill: in place (the caller made rec_in == rec_out hold the state).
+            float* S = rec_out;
+            float* conv = rec_out + st.kda_floats();
+            const size_t conv_each = (kernel - 1) * HD;
+            profile_.section("kda projections + conv", stream_);
+            const Weight* proj[3] = {&L.q, &L.k, &L.v};
+            const Weight* convw[3] = {&L.q_conv, &L.k_conv, &L.v_conv};
+            float* outs[3] = {ws.q.as<float>(), ws.kk.as<float>(), ws.v.as<float>()};
+            for (int i = 0; i < 3; ++i) {
+                linear(xn, m, *proj[i], ws.proj.as<float>());
+                short_conv_silu(ws.proj.as<float>(), m, HD, convw[i]->bf(), kernel,
+                                conv + i * conv_each, outs[i], stream_);
+            }
+            profile_.section("kda norms + gates", stream_);
+            l2_normalize_heads(ws.q.as<float>(), m * H, D, stream_);
+            l2_normalize_heads(ws.kk.as<float>(), m * H, D, stream_);
+            linear(xn, m, L.f_a, ws.low.as<float>());
+            cast_to_bf16(ws.low.as<float>(), m * D, ws.low_bf.as<bf16>(), stream_);
+            linear(ws.low_bf.as<bf16>(), m, L.f_b, ws.g.as<float>());
+            kda_gate(ws.g.as<float>(), L.a_log.f32(), L.dt_bias.f32(), m, H, D, stream_);
+            linear(xn, m, L.b, ws.beta.as<float>());
+            sigmoid_inplace(ws.beta.as<float>(), m * H, stream_);
+            if (kda_chunk_supported(D)) {
+                profile_.section("kda chunked prefill", stream_);
+                kda_chunked_prefill(ws.q.as<float>(), ws.kk.as<float>(), ws.v.as<float>(),
+                                    ws.g.as<float>(), ws.beta.as<float>(), m, H, D, scale, S,
+                                    ws.o.as<float>(), ws.kda_chunk.as<void>(), stream_);
+            } else {
+                profile_.section("kda recurrence", stream_);
+                kda_recurrent(ws.q.as<float>(), ws.kk.as<float>(), ws.v.as<float>(),
+                              ws.g.as<float>(), ws.beta.as<float>(), m, H, D, scale, S,
+                              ws.o.as<float>(), stream_);
+            }
+            profile_.section("kda gated norm", stream_);
+            linear(xn, m, L.g_a, ws.low.as<float>());
+            cast_to_bf16(ws.low.as<float>(), m * D, ws.low_bf.as<bf16>(), stream_);
+            linear(ws.low_bf.as<bf16>(), m, L.g_b, ws.gate.as<float>());
+            kda_gated_norm(ws.o.as<float>(), ws.gate.as<float>(), L.o_norm.bf(), m, H, D,
+                           c.rms_norm_eps, ws.o_bf.as<bf16>(), stream_);
+        }
+        profile_.section("kda o_proj", stream_);
+        linear(ws.o_bf.as<bf16>(), m, L.o, out);
+    }
+
+    void mla_layer(const Layer& L, CudaState& st, size_t m, bf16* cache, float* out) const {
+        const ModelConfig& c = config_;
+        Workspace& ws = st.workspace_;
+        const size_t width = c.mla_cache_width(), Hm = c.num_attention_heads;
+        const bf16* xn = ws.xn.as<bf16>();
+        const int32_t* pos = ws.position.as<int32_t>();
+        profile_.section("mla q/kv proj + cache", stream_);
+        linear(xn, m, L.mq, ws.mq.as<float>());
+        linear(xn, m, L.kv_a, ws.kv.as<float>());
+        latent_to_cache(ws.kv.as<float>(), m, c.kv_lora_rank, width, L.kv_norm.bf(),
+                        c.rms_norm_eps, pos, cache, stream_);
+        profile_.section("mla attention", stream_);
+        mla_attention(ws.mq.as<float>(), m, pos, st.capacity_, cache, L.kv_b.bf(), Hm,
+                      c.qk_nope_head_dim, c.qk_rope_head_dim, c.v_head_dim, c.kv_lora_rank,
+                      ws.mla.as<void>(), ws.attn.as<float>(), stream_);
+        profile_.section("mla o_proj", stream_);
+        cast_to_bf16(ws.attn.as<float>(), m * Hm * c.v_head_dim, ws.attn_bf.as<bf16>(), stream_);
+        linear(ws.attn_bf.as<bf16>(), m, L.mo, out);
+    }
+
+    // Routing on the device; the shared expert, then the chosen experts: GEMVs that read
+    // each chosen expert once for a few tokens, a grouped GEMM for prefill. No host sync.
     void moe(const Layer& L, const bf16* xn, size_t m, Workspace& ws, float* out) const {
         const ModelConfig& c = config_;
         const size_t E = c.num_experts, k = c.num_experts_per_token, h = c.hidden_size;
@@ -535,66 +573,22 @@ private:
                   c.routed_scaling_factor, c.use_grouped_topk ? c.num_expert_group : 1,
                   c.use_grouped_topk ? c.topk_group : 1, ws.chosen.as<int32_t>(),
                   ws.weights.as<float>(), stream_);
-        profile_.section("moe shared + experts", stream_);
-        if (m <= kDecodeMoeTokens) {
-            // Few tokens: GEMVs over the chosen experts, routing never leaves the device.
-            if (L.has_shared)
-                mlp(L.shared, xn, m, ws, out);
-            else
-                check(cudaMemsetAsync(out, 0, m * h * sizeof(float), stream_), "zero");
-            moe_experts_gemv(xn, m, h, mi, k, ws.chosen.as<int32_t>(), ws.weights.as<float>(),
-                             L.expert_w1.as<const bf16*>(), L.expert_w3.as<const bf16*>(),
-                             L.expert_w2.as<const bf16*>(), ws.e_gate.as<float>(),
-                             ws.e_out.as<float>(), out, stream_);
-            return;
-        }
-        std::vector<int32_t> chosen(m * k);
-        std::vector<float> weights(m * k);
-        check(cudaMemcpyAsync(chosen.data(), ws.chosen.as<void>(), chosen.size() * 4,
-                              cudaMemcpyDeviceToHost, stream_),
-              "routing");
-        check(cudaMemcpyAsync(weights.data(), ws.weights.as<void>(), weights.size() * 4,
-                              cudaMemcpyDeviceToHost, stream_),
-              "routing");
+        profile_.section("moe shared expert", stream_);
         if (L.has_shared)
             mlp(L.shared, xn, m, ws, out);
         else
             check(cudaMemsetAsync(out, 0, m * h * sizeof(float), stream_), "zero");
-        check(cudaStreamSynchronize(stream_), "routing");
-
-        std::vector<size_t> begin(E + 1, 0);
-        for (int32_t e : chosen) ++begin[e + 1];
-        for (size_t e = 0; e < E; ++e) begin[e + 1] += begin[e];
-        std::vector<int32_t> rows(m * k);
-        std::vector<float> row_weights(m * k);
-        std::vector<size_t> fill(begin.begin(), begin.end() - 1);
-        for (size_t slot = 0; slot < m * k; ++slot) {
-            const size_t at = fill[chosen[slot]]++;
-            rows[at] = static_cast<int32_t>(slot / k);
-            row_weights[at] = weights[slot];
-        }
-        check(cudaMemcpyAsync(ws.sorted_rows.as<void>(), rows.data(), rows.size() * 4,
-                              cudaMemcpyHostToDevice, stream_),
-              "rows");
-        check(cudaMemcpyAsync(ws.sorted_weights.as<void>(), row_weights.data(),
-                              row_weights.size() * 4, cudaMemcpyHostToDevice, stream_),
-              "rows");
-        for (size_t e = 0; e < E; ++e) {
-            const size_t count = begin[e + 1] - begin[e];
-            if (count == 0) continue;
-            const int32_t* idx = ws.sorted_rows.as<int32_t>() + begin[e];
-            gather_rows_bf16(xn, idx, count, h, ws.gathered.as<bf16>(), stream_);
-            const Mlp& w = L.experts[e];
-            linear(ws.gathered.as<bf16>(), count, w.gate, ws.e_gate.as<float>());
-            linear(ws.gathered.as<bf16>(), count, w.up, ws.e_up.as<float>());
-            silu_mul_to_bf16(ws.e_gate.as<float>(), ws.e_up.as<float>(), count * mi,
-                             ws.e_act.as<bf16>(), stream_);
-            linear(ws.e_act.as<bf16>(), count, w.down, ws.e_out.as<float>());
-            scatter_add_weighted(ws.e_out.as<float>(), idx,
-                                 ws.sorted_weights.as<float>() + begin[e], count, h, out, stream_);
-        }
-        // rows/row_weights are read by the async copies above: finish before they go away.
-        check(cudaStreamSynchronize(stream_), "moe");
+        profile_.section("moe routed experts", stream_);
+        if (m <= kDecodeTokens)
+            moe_experts_gemv(xn, m, h, mi, k, ws.chosen.as<int32_t>(), ws.weights.as<float>(),
+                             L.expert_w1.as<const bf16*>(), L.expert_w3.as<const bf16*>(),
+                             L.expert_w2.as<const bf16*>(), ws.e_act.as<float>(),
+                             ws.e_out.as<float>(), out, stream_);
+        else
+            moe_experts_grouped(xn, m, h, mi, E, k, ws.chosen.as<int32_t>(),
+                                ws.weights.as<float>(), L.expert_w1.as<const bf16*>(),
+                                L.expert_w3.as<const bf16*>(), L.expert_w2.as<const bf16*>(),
+                                ws.moe.as<void>(), out, stream_);
     }
 
     ModelConfig config_;
@@ -608,6 +602,182 @@ private:
     Weight embed_, final_norm_, lm_head_;
     std::vector<Layer> layers_;
 };
+
+// ---- session state (needs the backend's stream and lock) ----------------------------------
+
+CudaState::CudaState(const CudaBackend& backend, uint64_t capacity)
+    : backend_(&backend),
+      config_(&backend.config()),
+      device_(backend.device_index()),
+      capacity_(capacity),
+      workspace_(backend.config(), capacity) {
+    const ModelConfig& c = *config_;
+    DeviceGuard guard(device_);
+    for (int64_t layer = 0; layer < c.num_hidden_layers; ++layer) {
+        if (c.is_kda_layer(layer)) {
+            recurrent_offset_.push_back(recurrent_floats_);
+            recurrent_floats_ += kda_floats() + conv_floats();
+            cache_.emplace_back();
+        } else {
+            recurrent_offset_.push_back(0);
+            cache_.emplace_back(capacity * c.mla_cache_width() * sizeof(uint16_t));
+        }
+    }
+    for (int i = 0; i < 2; ++i) {
+        recurrent_[i] = DeviceBuffer(recurrent_floats_ * sizeof(float));
+        logits_[i] = DeviceBuffer(c.vocab_size * sizeof(float));
+    }
+    history_ = DeviceBuffer(std::max<uint64_t>(capacity, 1) * sizeof(int32_t));
+    reset();
+}
+
+std::unique_ptr<BackendState> CudaState::clone() const {
+    auto base = backend_->create_state(capacity_);
+    auto& copy = static_cast<CudaState&>(*base);
+    backend_->on_stream([&](cudaStream_t stream) {
+        auto d2d = [&](void* to, const void* from, size_t bytes) {
+            if (bytes) check(cudaMemcpyAsync(to, from, bytes, cudaMemcpyDeviceToDevice, stream),
+                             "fork");
+        };
+        d2d(copy.recurrent(0), recurrent(current_), recurrent_floats_ * sizeof(float));
+        d2d(copy.logits(0), logits(current_), vocab() * sizeof(float));
+        for (size_t l = 0; l < cache_.size(); ++l)
+            d2d(copy.cache_[l].as<void>(), cache_[l].as<void>(), cache_[l].bytes());
+        d2d(copy.history_.as<void>(), history_.as<void>(), history_.bytes());
+    });
+    copy.history_synced_ = history_synced_;
+    return base;
+}
+
+void CudaState::reset() {
+    backend_->on_stream([&](cudaStream_t stream) {
+        if (recurrent_floats_)
+            check(cudaMemsetAsync(recurrent(current_), 0, recurrent_floats_ * sizeof(float),
+                                  stream),
+                  "reset");
+        check(cudaMemsetAsync(logits(current_), 0, vocab() * sizeof(float), stream), "reset");
+    });
+    history_synced_ = 0;
+}
+
+size_t CudaState::saved_size(uint64_t position) const {
+    size_t floats = recurrent_floats_;
+    for (const auto& c : cache_)
+        if (c.bytes()) floats += position * config_->mla_cache_width();
+    return floats * sizeof(float);
+}
+
+// Same layout as the CPU backend's: per layer, fp32 (the bf16 cache widened).
+void CudaState::save(uint64_t position, uint8_t* out) const {
+    const size_t width = config_->mla_cache_width();
+    for (size_t l = 0; l < cache_.size(); ++l) {
+        if (!cache_[l].bytes()) {
+            const size_t n = kda_floats() + conv_floats();
+            backend_->on_stream([&](cudaStream_t stream) {
+                check(cudaMemcpyAsync(out, recurrent(current_) + recurrent_offset_[l],
+                                      n * sizeof(float), cudaMemcpyDeviceToHost, stream),
+                      "save state");
+            });
+            out += n * sizeof(float);
+        } else {
+            std::vector<uint16_t> bits(position * width);
+            backend_->on_stream([&](cudaStream_t stream) {
+                check(cudaMemcpyAsync(bits.data(), cache_[l].as<void>(), bits.size() * 2,
+                                      cudaMemcpyDeviceToHost, stream),
+                      "save cache");
+            });
+            for (uint16_t b : bits) {
+                const float value = bf16_to_f32(b);
+                std::memcpy(out, &value, sizeof(value));
+                out += sizeof(value);
+            }
+        }
+    }
+}
+
+void CudaState::load(uint64_t position, const uint8_t* data) {
+    const size_t width = config_->mla_cache_width();
+    for (size_t l = 0; l < cache_.size(); ++l) {
+        if (!cache_[l].bytes()) {
+            const size_t n = kda_floats() + conv_floats();
+            backend_->on_stream([&](cudaStream_t stream) {
+                check(cudaMemcpyAsync(recurrent(current_) + recurrent_offset_[l], data,
+                                      n * sizeof(float), cudaMemcpyHostToDevice, stream),
+                      "load state");
+            });
+            data += n * sizeof(float);
+        } else {
+            std::vector<uint16_t> bits(position * width);
+            for (auto& b : bits) {
+                float value;
+                std::memcpy(&value, data, sizeof(value));
+                data += sizeof(value);
+                b = f32_to_bf16(value);
+            }
+            backend_->on_stream([&](cudaStream_t stream) {
+                check(cudaMemcpyAsync(cache_[l].as<void>(), bits.data(), bits.size() * 2,
+                                      cudaMemcpyHostToDevice, stream),
+                      "load cache");
+            });
+        }
+    }
+    history_synced_ = 0;
+}
+
+void CudaState::read_logits(float* out) const {
+    backend_->on_stream([&](cudaStream_t stream) {
+        check(cudaMemcpyAsync(out, logits(current_), vocab() * sizeof(float),
+                              cudaMemcpyDeviceToHost, stream),
+              "read logits");
+    });
+}
+
+void CudaState::write_logits(const float* in) {
+    backend_->on_stream([&](cudaStream_t stream) {
+        check(cudaMemcpyAsync(logits(current_), in, vocab() * sizeof(float),
+                              cudaMemcpyHostToDevice, stream),
+              "write logits");
+    });
+}
+
+int32_t CudaState::sample(const SamplingParams& params, const int32_t* history,
+                          size_t history_len, uint64_t position) const {
+    return backend_->sample(*this, params, history, history_len, position);
+}
+
+// ---- synthetic contexts (benchmarks) -------------------------------------------------------
+
+__global__ void synthetic_fill_kernel(uint64_t seed, uint64_t key, size_t n, float scale,
+                                      float* f32, bf16* bf) {
+    for (size_t i = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x; i < n;
+         i += static_cast<size_t>(gridDim.x) * blockDim.x) {
+        const float value = random_value(seed, key, i, RandomInit{false, 0.0f, scale});
+        if (f32) f32[i] = value;
+        if (bf) bf[i] = __float2bfloat16(value);
+    }
+}
+
+void fill_synthetic_values(uint64_t seed, uint64_t key, size_t n, float scale, float* f32,
+                           bf16* bf, cudaStream_t stream) {
+    if (n == 0) return;
+    const unsigned blocks = static_cast<unsigned>(std::min<size_t>((n + 255) / 256, 8192));
+    synthetic_fill_kernel<<<blocks, 256, 0, stream>>>(seed, key, n, scale, f32, bf);
+    check_launch("synthetic fill");
+}
+
+void CudaState::fill_synthetic(uint64_t position, uint64_t seed) {
+    const size_t width = config_->mla_cache_width();
+    backend_->on_stream([&](cudaStream_t stream) {
+        fill_synthetic_values(seed, 1, recurrent_floats_, 0.05f, recurrent(current_), nullptr,
+                              stream);
+        fill_synthetic_values(seed, 2, vocab(), 4.0f, logits(current_), nullptr, stream);
+        for (size_t l = 0; l < cache_.size(); ++l)
+            if (cache_[l].bytes())
+                fill_synthetic_values(seed, 10 + l, position * width, 1.0f, nullptr,
+                                      cache_[l].as<bf16>(), stream);
+    });
+    history_synced_ = 0;
+}
 
 int device_count() {
     int count = 0;
@@ -626,7 +796,7 @@ std::unique_ptr<Backend> create(const ModelConfig& config, const Checkpoint& che
         [&](const std::string& name, bool as_f32) {
             const TensorView* view = checkpoint.find(name);
             if (!view) fail(Status::Format, "tensor " + name + " is missing");
-            return upload(*view, as_f32);
+            return upload_weight(*view, as_f32);
         },
         device_index);
 }

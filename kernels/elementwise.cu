@@ -12,10 +12,11 @@ unsigned blocks_for(size_t n) {
     return static_cast<unsigned>((n + kThreads - 1) / kThreads);
 }
 
-__global__ void embedding_kernel(const bf16* embed, const int32_t* tokens, size_t hidden,
-                                 float* x) {
+__global__ void embedding_kernel(const bf16* embed, const int32_t* history,
+                                 const int32_t* pos_device, size_t hidden, float* x) {
     const size_t t = blockIdx.x;
-    const bf16* row = embed + static_cast<size_t>(tokens[t]) * hidden;
+    const int32_t token = history[static_cast<size_t>(*pos_device) + t];
+    const bf16* row = embed + static_cast<size_t>(token) * hidden;
     for (size_t c = threadIdx.x; c < hidden; c += blockDim.x)
         x[t * hidden + c] = __bfloat162float(row[c]);
 }
@@ -31,14 +32,31 @@ __global__ void rms_norm_kernel(const float* x, size_t x_stride, const bf16* w, 
         out[c] = __float2bfloat16(row[c] * inv * __bfloat162float(w[c]));
 }
 
-// Latent part normalised, k_pe copied: one cache row per block.
+// x += branch, then y = RMSNorm(x) * w: the residual add fused into the next norm.
+__global__ void add_rms_norm_kernel(float* x, const float* branch, const bf16* w, size_t dim,
+                                    float eps, bf16* y) {
+    float* row = x + blockIdx.x * dim;
+    const float* add = branch + blockIdx.x * dim;
+    float sum = 0.0f;
+    for (size_t c = threadIdx.x; c < dim; c += blockDim.x) {
+        const float v = row[c] + add[c];
+        row[c] = v;
+        sum += v * v;
+    }
+    const float inv = rsqrtf(block_sum(sum) / static_cast<float>(dim) + eps);
+    bf16* out = y + blockIdx.x * dim;
+    for (size_t c = threadIdx.x; c < dim; c += blockDim.x)
+        out[c] = __float2bfloat16(row[c] * inv * __bfloat162float(w[c]));
+}
+
+// Latent part normalised, k_pe copied: one cache row per block, at row *pos_device + block.
 __global__ void latent_to_cache_kernel(const float* kv, size_t rank, size_t width, const bf16* w,
-                                       float eps, bf16* cache) {
+                                       float eps, const int32_t* pos_device, bf16* cache) {
     const float* row = kv + blockIdx.x * width;
     float sum = 0.0f;
     for (size_t c = threadIdx.x; c < rank; c += blockDim.x) sum += row[c] * row[c];
     const float inv = rsqrtf(block_sum(sum) / static_cast<float>(rank) + eps);
-    bf16* out = cache + blockIdx.x * width;
+    bf16* out = cache + (static_cast<size_t>(*pos_device) + blockIdx.x) * width;
     for (size_t c = threadIdx.x; c < width; c += blockDim.x)
         out[c] = __float2bfloat16(c < rank ? row[c] * inv * __bfloat162float(w[c]) : row[c]);
 }
@@ -63,10 +81,11 @@ __global__ void silu_mul_kernel(const float* gate, const float* up, size_t n, bf
 
 }  // namespace
 
-void embedding_gather(const bf16* embed, const int32_t* tokens, size_t n, size_t hidden, float* x,
-                      cudaStream_t stream) {
+void embedding_gather(const bf16* embed, const int32_t* history, const int32_t* pos_device,
+                      size_t n, size_t hidden, float* x, cudaStream_t stream) {
     if (n == 0) return;
-    embedding_kernel<<<static_cast<unsigned>(n), kThreads, 0, stream>>>(embed, tokens, hidden, x);
+    embedding_kernel<<<static_cast<unsigned>(n), kThreads, 0, stream>>>(embed, history, pos_device,
+                                                                        hidden, x);
     check_launch("embedding_gather");
 }
 
@@ -78,11 +97,19 @@ void rms_norm_to_bf16(const float* x, size_t x_stride, const bf16* w, size_t row
     check_launch("rms_norm");
 }
 
-void rms_norm_rows_to_cache(const float* kv, size_t rows, size_t rank, size_t width, const bf16* w,
-                            float eps, bf16* cache_rows, cudaStream_t stream) {
+void add_rms_norm_to_bf16(float* x, const float* branch, const bf16* w, size_t rows, size_t dim,
+                          float eps, bf16* y, cudaStream_t stream) {
     if (rows == 0) return;
-    latent_to_cache_kernel<<<static_cast<unsigned>(rows), kThreads, 0, stream>>>(kv, rank, width, w,
-                                                                                 eps, cache_rows);
+    add_rms_norm_kernel<<<static_cast<unsigned>(rows), kThreads, 0, stream>>>(x, branch, w, dim,
+                                                                              eps, y);
+    check_launch("add_rms_norm");
+}
+
+void latent_to_cache(const float* kv, size_t rows, size_t rank, size_t width, const bf16* w,
+                     float eps, const int32_t* pos_device, bf16* cache, cudaStream_t stream) {
+    if (rows == 0) return;
+    latent_to_cache_kernel<<<static_cast<unsigned>(rows), kThreads, 0, stream>>>(
+        kv, rank, width, w, eps, pos_device, cache);
     check_launch("latent_to_cache");
 }
 

@@ -37,6 +37,8 @@ public:
                          100.0 * r.second.ms / all);
     }
 
+    bool enabled() const { return enabled_; }
+
     // Closes the running section (waiting for the stream) and opens `name`; nullptr closes.
     void section(const char* name, cudaStream_t stream) {
         if (!enabled_) return;

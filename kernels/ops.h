@@ -15,16 +15,22 @@ namespace kl::cuda {
 using bf16 = __nv_bfloat16;
 
 // ---- elementwise and norms (elementwise.cu) --------------------------------------------
-// x[t, :] = embed[tokens[t], :] (bf16 -> fp32)
-void embedding_gather(const bf16* embed, const int32_t* tokens, size_t n, size_t hidden, float* x,
-                      cudaStream_t stream);
+// x[t, :] = embed[history[pos + t], :] (bf16 -> fp32) for t < n, pos read from pos_device
+// (device memory, so a captured graph replays at any position).
+void embedding_gather(const bf16* embed, const int32_t* history, const int32_t* pos_device,
+                      size_t n, size_t hidden, float* x, cudaStream_t stream);
 // y_bf16[r, :] = x[r, :] * rsqrt(mean(x^2) + eps) * w  for `rows` rows of `dim` (strides
 // in elements: x_stride, y_stride).
 void rms_norm_to_bf16(const float* x, size_t x_stride, const bf16* w, size_t rows, size_t dim,
                       float eps, bf16* y, size_t y_stride, cudaStream_t stream);
-// In place fp32 variant (the MLA latent before it enters the cache).
-void rms_norm_rows_to_cache(const float* kv, size_t rows, size_t rank, size_t width, const bf16* w,
-                            float eps, bf16* cache_rows, cudaStream_t stream);
+// The residual add fused into the next norm: x += branch, y_bf16 = RMSNorm(x) * w, for
+// `rows` contiguous rows of `dim`.
+void add_rms_norm_to_bf16(float* x, const float* branch, const bf16* w, size_t rows, size_t dim,
+                          float eps, bf16* y, cudaStream_t stream);
+// New MLA cache rows: kv [rows, width] (latent then k_pe) -> cache rows pos.. (pos read from
+// pos_device), the latent RMS-normalised with w, k_pe copied, as bf16.
+void latent_to_cache(const float* kv, size_t rows, size_t rank, size_t width, const bf16* w,
+                     float eps, const int32_t* pos_device, bf16* cache, cudaStream_t stream);
 void add_inplace(float* x, const float* y, size_t n, cudaStream_t stream);
 void cast_to_bf16(const float* x, size_t n, bf16* y, cudaStream_t stream);
 // out_bf16 = silu(gate) * up

@@ -13,8 +13,9 @@ a=$("$kimi" run "$dir/m" --prompt-tokens 1,2,3 --max-new 12 --temperature 0.9 --
 b=$("$kimi" run "$dir/m" --prompt-tokens 1,2,3 --max-new 12 --temperature 0.9 --seed 8 2>/dev/null)
 [[ $(echo $a | wc -w) -eq 12 ]] || { echo "FAIL: run printed '$a'"; exit 1; }
 [[ $a == "$b" ]] || { echo "FAIL: same seed, different tokens: '$a' vs '$b'"; exit 1; }
-"$kimi" bench "$dir/m" --prompt-len 16 --decode 4 --repeats 1 | grep -q "prefill tokens/s" \
-  || { echo "FAIL: bench"; exit 1; }
+bench=$("$kimi" bench "$dir/m" --prompt-len 16 --context 0,40 --decode 4 --repeats 1)
+grep -qE "^ +16 +[0-9.]+ +[0-9.]+ " <<<"$bench" && grep -qE "^ +40 +[0-9.]+ " <<<"$bench" \
+  || { echo "FAIL: bench printed '$bench'"; exit 1; }
 
 set +e
 "$kimi" run "$dir/m" --prompt-tokens 1,x 2>/dev/null; usage=$?

@@ -78,7 +78,8 @@ TEST_P(ModelIdentity, PrefillEqualsDecodeEqualsSplits) {
     std::vector<float> decoded;
     for (int32_t t : tokens) {
         stepwise.append(&t, 1, nullptr);
-        decoded.insert(decoded.end(), stepwise.last_logits().begin(), stepwise.last_logits().end());
+        const std::vector<float> step = stepwise.last_logits();
+        decoded.insert(decoded.end(), step.begin(), step.end());
     }
     // A degenerate model (all-zero or position-blind logits) would pass trivially.
     ASSERT_GT(max_abs(prefill), 0.1);

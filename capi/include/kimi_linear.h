@@ -148,6 +148,13 @@ KL_API kl_status kl_session_reset(kl_session* session);
 KL_API kl_status kl_session_append(kl_session* session, const int32_t* tokens, size_t n,
                                    kl_logits which, float* logits);
 /* Tokens consumed so far. */
+/* Benchmark aid: puts the session at position n_tokens with deterministic random KDA/conv
+ * state, MLA cache rows, history and logits, as if a prompt of that length had been read,
+ * without running the model: the content is meaningless, the cost of the steps that follow
+ * is real (decode at a long context without a long prefill). KL_ERR_CONTEXT_FULL if
+ * n_tokens exceeds the session's max_context. */
+KL_API kl_status kl_session_fill_synthetic(kl_session* session, uint64_t n_tokens, uint64_t seed);
+
 KL_API kl_status kl_session_position(const kl_session* session, uint64_t* out);
 /* Independent deep copy of the whole state (cheap prefix reuse). */
 KL_API kl_status kl_session_fork(const kl_session* session, kl_session** out);

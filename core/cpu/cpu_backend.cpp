@@ -6,6 +6,7 @@
 #include <new>
 
 #include "../error.h"
+#include "../random_init.h"
 #include "ops.h"
 
 namespace kl {
@@ -29,6 +30,7 @@ public:
                 conv_state[layer].assign(conv_state_floats(), 0.0f);
             }
         }
+        logits.assign(static_cast<size_t>(config.vocab_size), 0.0f);
     }
 
     std::unique_ptr<BackendState> clone() const override {
@@ -39,6 +41,31 @@ public:
         for (auto& s : kda_state) std::fill(s.begin(), s.end(), 0.0f);
         for (auto& s : conv_state) std::fill(s.begin(), s.end(), 0.0f);
         for (auto& c : mla_cache) c.clear();
+        std::fill(logits.begin(), logits.end(), 0.0f);
+    }
+
+    void fill_synthetic(uint64_t position, uint64_t seed) override {
+        const RandomInit small{false, 0.0f, 0.05f}, unit{false, 0.0f, 1.0f};
+        for (size_t layer = 0; layer < kda_state.size(); ++layer) {
+            for (size_t i = 0; i < kda_state[layer].size(); ++i)
+                kda_state[layer][i] = random_value(seed, 2 * layer, i, small);
+            for (size_t i = 0; i < conv_state[layer].size(); ++i)
+                conv_state[layer][i] = random_value(seed, 2 * layer + 1, i, small);
+            if (!config_->is_kda_layer(static_cast<int64_t>(layer))) {
+                mla_cache[layer].resize(static_cast<size_t>(position) * cache_width());
+                for (size_t i = 0; i < mla_cache[layer].size(); ++i)
+                    mla_cache[layer][i] = random_value(seed, 1000 + layer, i, unit);
+            }
+        }
+        for (size_t i = 0; i < logits.size(); ++i) logits[i] = 4.0f * random_value(seed, 999, i, unit);
+    }
+
+    size_t vocab() const override { return logits.size(); }
+    void read_logits(float* out) const override {
+        std::memcpy(out, logits.data(), logits.size() * sizeof(float));
+    }
+    void write_logits(const float* in) override {
+        std::memcpy(logits.data(), in, logits.size() * sizeof(float));
     }
 
     uint64_t capacity() const override { return capacity_; }
@@ -90,6 +117,7 @@ public:
     std::vector<std::vector<float>> kda_state;   // [H, K, V] per KDA layer
     std::vector<std::vector<float>> conv_state;  // q, k, v: [kernel-1, H*D] each
     std::vector<std::vector<float>> mla_cache;   // [tokens, rank + rope] per MLA layer
+    std::vector<float> logits;                   // [vocab]: the last token's
 
 private:
     static uint8_t* put(uint8_t* out, const float* src, size_t n) {
@@ -348,15 +376,18 @@ void CpuBackend::forward(BackendState& state_base, uint64_t position, const int3
     }
     if (cancel.load(std::memory_order_relaxed)) fail(Status::Cancelled, "cancelled");
 
+    std::vector<float> logits(vocab);
     if (all_logits) {
         rms_norm_rows(x.data(), n, weights_.final_norm, normed.data());
         linear(normed.data(), n, weights_.lm_head, all_logits);
-        std::memcpy(last_logits, all_logits + (n - 1) * vocab, vocab * sizeof(float));
+        std::memcpy(logits.data(), all_logits + (n - 1) * vocab, vocab * sizeof(float));
     } else {
         rms_norm_rows(x.data() + (n - 1) * hidden, 1, weights_.final_norm, normed.data());
-        linear(normed.data(), 1, weights_.lm_head, last_logits);
+        linear(normed.data(), 1, weights_.lm_head, logits.data());
     }
+    if (last_logits) std::memcpy(last_logits, logits.data(), vocab * sizeof(float));
 
+    state.logits.swap(logits);
     for (size_t layer = 0; layer < layers; ++layer) {
         state.kda_state[layer].swap(kda_state[layer]);
         state.conv_state[layer].swap(conv_state[layer]);

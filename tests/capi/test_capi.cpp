@@ -449,6 +449,32 @@ TEST_F(CApiSession, SnapshotRoundTripAndRejections) {
     for (kl_session* x : {s, restored, victim, untouched}) kl_session_free(x);
 }
 
+TEST_F(CApiSession, SyntheticContextIsDeterministicAndChecked) {
+    kl_session* a = session(100);
+    kl_session* b = session(100);
+    append(a, {3});
+    const std::vector<uint8_t> before = snapshot(a);
+    expect_failure(kl_session_fill_synthetic(a, 101, 7), KL_ERR_CONTEXT_FULL, "101");
+    EXPECT_EQ(snapshot(a), before);  // a failed call changes nothing
+    expect_failure(kl_session_fill_synthetic(nullptr, 1, 7), KL_ERR_INVALID_ARGUMENT, "session");
+
+    ASSERT_EQ(kl_session_fill_synthetic(a, 60, 7), KL_OK) << kl_last_error();
+    ASSERT_EQ(kl_session_fill_synthetic(b, 60, 7), KL_OK) << kl_last_error();
+    EXPECT_EQ(position(a), 60u);
+    EXPECT_EQ(snapshot(a), snapshot(b));
+    // The session goes on from there: sampling and decoding work and agree.
+    kl_sampling_params greedy;
+    kl_sampling_params_default(&greedy);
+    int32_t ta = -1, tb = -2;
+    ASSERT_EQ(kl_session_next(a, &greedy, &ta, nullptr, 0, nullptr), KL_OK) << kl_last_error();
+    ASSERT_EQ(kl_session_next(b, &greedy, &tb, nullptr, 0, nullptr), KL_OK) << kl_last_error();
+    EXPECT_EQ(ta, tb);
+    EXPECT_EQ(position(a), 61u);
+    EXPECT_EQ(append(a, {5}), append(b, {5}));
+    kl_session_free(a);
+    kl_session_free(b);
+}
+
 TEST_F(CApiSession, ResetEqualsFresh) {
     kl_session* s = session();
     append(s, {1, 2, 3, 4});

@@ -1,7 +1,7 @@
 // kimi: the command-line face of the runtime, written against the public C API only.
 //   kimi info DIR
 //   kimi run DIR --prompt-tokens 1,2,3 --max-new N [sampling options]
-//   kimi bench DIR [--prompt-len 128,512] [--decode 64] [--repeats 3]
+//   kimi bench DIR|--random CONFIG [--prompt-len 128,512] [--context 0,1024] [--decode 64]
 #include <unistd.h>
 
 #include <algorithm>
@@ -27,7 +27,8 @@ const char* kUsage =
     "  kimi info DIR\n"
     "  kimi run DIR --prompt-tokens 1,2,3 [--max-new N] [--temperature T] [--top-k K]\n"
     "           [--top-p P] [--min-p M] [--repeat-penalty R] [--seed S] [--stop-tokens a,b]\n"
-    "  kimi bench DIR [--prompt-len 128,512] [--decode N] [--repeats N]\n"
+    "  kimi bench DIR [--prompt-len 128,512] [--context 0,1024] [--decode N] [--repeats N]\n"
+    "           [--bandwidth-gbs 3000] [--matrix-tflops 794]  (floors: the H100's measured rates)\n"
     "  kimi bench --random CONFIG.json [--layers N] [--seed S] [...]  (random weights, no files;\n"
     "           --layers keeps the first N layers of the config's pattern)\n"
     "common options: --threads N (0 = all cores), --device auto|cpu|cuda, --device-index I\n";
@@ -264,48 +265,130 @@ std::string cpu_model() {
     return "unknown CPU";
 }
 
+// What one token costs at best, from the config: the weights a decode step must read (all
+// but the unchosen experts and the embedding table) and the matrix FLOPs of prefill.
+struct Floors {
+    double decode_weight_bytes = 0;  // per token
+    double prefill_flops = 0;        // per token, weight FLOPs (attention not counted)
+};
+
+Floors floors(const Options& o, const struct kl_model_info& info) {
+    std::string text;
+    if (o.has("random")) {
+        std::ifstream in(o.get("random", ""));
+        text.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+        if (o.has("layers"))
+            text = truncate_layers(text, static_cast<int64_t>(o.number("layers", 0)));
+    } else {
+        std::ifstream in(o.dir + "/config.json");
+        text.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+    }
+    const nlohmann::json c = nlohmann::json::parse(text);
+    const double element = info.device == KL_DEVICE_CUDA ? 2.0 : 4.0;  // bf16 or fp32 weights
+    const double hidden = c.at("hidden_size").get<double>();
+    const double vocab = c.at("vocab_size").get<double>();
+    const double layers = c.at("num_hidden_layers").get<double>();
+    const double dense = std::min(layers, c.value("first_k_dense_replace", 0.0));
+    const double experts = c.value("num_experts", 0.0), chosen = c.value("num_experts_per_token", 0.0);
+    const double expert_params = 3.0 * hidden * c.value("moe_intermediate_size", 0.0);
+    const double unchosen = (layers - dense) * (experts - chosen) * expert_params * element;
+    const double embedding = vocab * hidden * element;
+    const double lm_head = c.value("tie_word_embeddings", false) ? 0.0 : embedding;
+    Floors f;
+    f.decode_weight_bytes = static_cast<double>(info.weight_bytes) - unchosen - embedding;
+    f.prefill_flops = 2.0 * (f.decode_weight_bytes - lm_head) / element;
+    return f;
+}
+
+SessionHandle new_session(kl_model* model, uint64_t capacity) {
+    kl_session_params params;
+    kl_session_params_default(&params);
+    params.max_context = capacity;
+    kl_session* session = nullptr;
+    check(kl_session_create(model, &params, &session));
+    return SessionHandle(session, &kl_session_free);
+}
+
+// Prefill: best of the repeats, fresh session each. Decode: the median time of one
+// generated token (kl_session_next: sample from the last logits, append it), after a
+// synthetic context of the given length (kl_session_fill_synthetic). Floors: bytes over the
+// copy bandwidth, FLOPs over the matrix rate (--bandwidth-gbs, --matrix-tflops: the H100's
+// measured 3000 GB/s and 794 TFLOP/s by default, design/kernels.md).
 int cmd_bench(const Options& o) {
     const std::vector<int32_t> lengths = o.ints("prompt-len", "128,512");
-    const int decode_steps = static_cast<int>(o.number("decode", 64));
+    const std::vector<int32_t> contexts = o.ints("context", "0");
+    const int decode_steps = std::max(1, static_cast<int>(o.number("decode", 64)));
     const int repeats = std::max(1, static_cast<int>(o.number("repeats", 3)));
     const int threads = static_cast<int>(o.number("threads", 0));
+    const double bandwidth = o.number("bandwidth-gbs", 3000.0) * 1e9;
+    const double matrix_rate = o.number("matrix-tflops", 794.0) * 1e12;
     const ModelHandle model = load(o);
     const struct kl_model_info info = model_info(model.get());
+    const Floors floor = floors(o, info);
     std::mt19937 rng(1234);
     std::uniform_int_distribution<int32_t> pick(0, static_cast<int32_t>(info.vocab_size) - 1);
 
-    std::printf("machine: %s, %u hardware threads, %d worker threads\n", cpu_model().c_str(),
-                std::thread::hardware_concurrency(),
-                threads > 0 ? threads : static_cast<int>(std::thread::hardware_concurrency()));
+    if (info.device == KL_DEVICE_CPU)
+        std::printf("machine: %s, %u hardware threads, %d worker threads\n", cpu_model().c_str(),
+                    std::thread::hardware_concurrency(),
+                    threads > 0 ? threads : static_cast<int>(std::thread::hardware_concurrency()));
     std::printf("model: %s (%u layers, hidden %u, vocab %u, weights %s, %s)\n",
                 o.has("random") ? ("random " + o.get("random", "")).c_str() : o.dir.c_str(),
                 info.n_layers, info.hidden_size, info.vocab_size,
                 human_bytes(info.weight_bytes).c_str(),
                 info.device == KL_DEVICE_CUDA ? "cuda" : "cpu");
-    std::printf("%10s %18s %22s\n", "prompt", "prefill tokens/s", "decode ms/token (p50)");
+    std::printf("floors: %.0f GB/s copy, %.0f TFLOP/s matrix; decode reads %s of weights + "
+                "2 x %s of KDA state per token; prefill %.2f GFLOP per token\n",
+                bandwidth / 1e9, matrix_rate / 1e12,
+                human_bytes(static_cast<uint64_t>(floor.decode_weight_bytes)).c_str(),
+                human_bytes(info.session_fixed_bytes).c_str(), floor.prefill_flops / 1e9);
+
+    std::printf("\n%10s %12s %14s %12s %8s\n", "prompt", "prefill ms", "tokens/s", "floor ms",
+                "ratio");
+    std::vector<float> logits(info.vocab_size);
     for (int32_t length : lengths) {
         std::vector<int32_t> prompt(static_cast<size_t>(length));
         for (auto& t : prompt) t = pick(rng);
         double best = 1e30;
-        SessionHandle session(nullptr, &kl_session_free);
         for (int r = 0; r < repeats; ++r) {
-            session = new_session(model.get());
+            SessionHandle session = new_session(model.get(), prompt.size() + 1);
             const auto start = Clock::now();
             check(kl_session_append(session.get(), prompt.data(), prompt.size(), KL_LOGITS_LAST,
-                                    std::vector<float>(info.vocab_size).data()));
+                                    logits.data()));
             best = std::min(best, seconds_since(start));
         }
-        std::vector<double> step_ms;
-        std::vector<float> logits(info.vocab_size);
-        for (int s = 0; s < decode_steps; ++s) {
+        const double floor_s = floor.prefill_flops * length / matrix_rate;
+        std::printf("%10d %12.2f %14.1f %12.2f %8.2f\n", length, 1e3 * best, length / best,
+                    1e3 * floor_s, best / floor_s);
+    }
+
+    std::printf("\n%10s %12s %12s %12s %8s\n", "context", "TPOT ms p50", "MB/token", "floor ms",
+                "ratio");
+    kl_sampling_params greedy;
+    kl_sampling_params_default(&greedy);
+    for (int32_t context : contexts) {
+        SessionHandle session =
+            new_session(model.get(), static_cast<uint64_t>(context) + decode_steps + 2);
+        if (context > 0) {
+            check(kl_session_fill_synthetic(session.get(), static_cast<uint64_t>(context), 7));
+        } else {
             const int32_t token = pick(rng);
+            check(kl_session_append(session.get(), &token, 1, KL_LOGITS_NONE, nullptr));
+        }
+        std::vector<double> step_ms;
+        for (int s = 0; s < decode_steps; ++s) {
+            int32_t token = 0;
             const auto start = Clock::now();
-            check(kl_session_append(session.get(), &token, 1, KL_LOGITS_LAST, logits.data()));
+            check(kl_session_next(session.get(), &greedy, &token, nullptr, 0, nullptr));
             step_ms.push_back(1000.0 * seconds_since(start));
         }
         std::sort(step_ms.begin(), step_ms.end());
-        const double p50 = step_ms.empty() ? 0.0 : step_ms[step_ms.size() / 2];
-        std::printf("%10d %18.1f %22.2f\n", length, length / best, p50);
+        const double p50 = step_ms[step_ms.size() / 2];
+        const double bytes = floor.decode_weight_bytes + 2.0 * info.session_fixed_bytes +
+                             static_cast<double>(context) * info.kv_bytes_per_token;
+        const double floor_ms = 1e3 * bytes / bandwidth;
+        std::printf("%10d %12.3f %12.1f %12.3f %8.2f\n", context, p50, bytes / 1e6, floor_ms,
+                    p50 / floor_ms);
     }
     return 0;
 }
