@@ -1,36 +1,72 @@
 #!/usr/bin/env bash
 # The GPU loop used with the lent device machine (see docs/perf/): build here, run there.
-#   tools/device_check.sh build      # here: CUDA build of the library, CLI, tools and GPU tests
-#   tools/device_check.sh run        # on the device, from the repository root, with
-#                                    # carry = build-cuda/{tools/kimi,libkimi_linear.so.0.1.0,
-#                                    #   tools/make_tiny_model,tests/kl_gpu_tests}
-# `run` writes the GPU test log, a decode profile and the benchmark tables under $OUT.
+#   tools/device_check.sh build   # here: CUDA build; binaries staged in build-cuda/carry/
+#   tools/device_check.sh run     # on the device, from the repository root, with
+#                                 # carry = ["build-cuda/carry"] (+ ".whl" holding the
+#                                 # fla-core wheel for the FLA comparison, never committed)
+# `run` writes under $OUT: device.txt, gpu_tests.log, ops_bench.log (our op benchmarks and
+# the side-by-side with FLA), model_bench.log (kimi bench on the 48B-A3B shapes at two
+# depths) and profile.log (KL_CUDA_PROFILE per-op breakdown of decode and prefill).
+# KL_RUN_PARTS (default "tests ops model profile") picks what `run` does.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+binaries=(libkimi_linear.so.0.1.0 tools/kimi tools/make_tiny_model tests/kl_gpu_tests
+          tools/kda_chunk_bench tools/kda_decode_bench tools/mla_bench tools/moe_bench
+          tools/sampling_bench)
 case "${1:-}" in
   build)
     cmake -S . -B build-cuda -DKL_CUDA=ON -DCMAKE_BUILD_TYPE=Release >/dev/null
-    cmake --build build-cuda -j"$(nproc)" --target kimi_linear kimi make_tiny_model kl_gpu_tests
+    targets=()
+    for b in "${binaries[@]}"; do targets+=("$(basename "${b%%.so*}")"); done
+    targets=("${targets[@]/libkimi_linear/kimi_linear}")
+    cmake --build build-cuda -j"$(nproc)" --target "${targets[@]}"
+    rm -rf build-cuda/carry && mkdir -p build-cuda/carry
+    for b in "${binaries[@]}"; do cp "build-cuda/$b" build-cuda/carry/; done
     ;;
   run)
     OUT=${OUT:-/tmp/kl-device-out}
     mkdir -p "$OUT"
-    export LD_LIBRARY_PATH=$PWD/build-cuda:/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}
-    export KL_MAKE_TINY_MODEL=$PWD/build-cuda/tools/make_tiny_model
-    ln -sf libkimi_linear.so.0.1.0 build-cuda/libkimi_linear.so.1
-    nvidia-smi --query-gpu=name,driver_version --format=csv,noheader | tee "$OUT/device.txt"
-    build-cuda/tests/kl_gpu_tests 2>&1 | tee "$OUT/gpu_tests.log" |
-      grep -E "gpu parity|gpu identity|gpu dense|Failure|FAILED|PASSED" || true
-    kimi=build-cuda/tools/kimi
-    KL_CUDA_PROFILE=1 $kimi bench --random configs/kimi-linear-48b-a3b.json --layers 8 \
-      --device cuda --prompt-len 16 --decode 64 --repeats 1 2>&1 | tee "$OUT/profile_decode.log"
-    for layers in 4 8; do
-      $kimi bench --random configs/kimi-linear-48b-a3b.json --layers $layers --device cuda \
-        --prompt-len 1024 --decode 64 --repeats 2
-    done 2>&1 | tee "$OUT/bench.log"
-    build-cuda/tools/make_tiny_model /tmp/m100 --preset 100m --seed 1 >/dev/null
-    $kimi bench /tmp/m100 --device cuda --prompt-len 1024 --decode 64 --repeats 2 2>&1 |
-      tee -a "$OUT/bench.log"
+    bin=$PWD/build-cuda/carry
+    ln -sf libkimi_linear.so.0.1.0 "$bin/libkimi_linear.so.1"
+    export LD_LIBRARY_PATH=$bin:/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}
+    export KL_MAKE_TINY_MODEL=$bin/make_tiny_model
+    parts=${KL_RUN_PARTS:-tests ops model profile}
+    nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader |
+      tee "$OUT/device.txt"
+    date -u | tee -a "$OUT/device.txt"
+    config=configs/kimi-linear-48b-a3b.json
+    if [[ $parts == *tests* ]]; then
+      "$bin/kl_gpu_tests" 2>&1 | tee "$OUT/gpu_tests.log" |
+        grep -E "^\[ (gpu|kda|mla|moe|sampl)|Failure|FAILED|PASSED|tests ran" || true
+    fi
+    if [[ $parts == *ops* ]]; then
+      for b in kda_chunk_bench kda_decode_bench mla_bench moe_bench sampling_bench; do
+        echo "== $b"; "$bin/$b"
+      done 2>&1 | tee "$OUT/ops_bench.log"
+      if ls .whl/fla_core-*.whl >/dev/null 2>&1; then
+        python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir \
+          --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site
+        KDA_CHUNK_BENCH=$bin/kda_chunk_bench python3 tools/bench/kda_vs_fla.py 2>&1 |
+          tee -a "$OUT/ops_bench.log"
+      fi
+    fi
+    if [[ $parts == *model* ]]; then
+      for layers in 4 8; do
+        "$bin/kimi" bench --random $config --layers $layers --device cuda \
+          --prompt-len 1024,8192,32768 --context 1024,32768,131072 --decode 64 --repeats 2
+      done 2>&1 | tee "$OUT/model_bench.log"
+      "$bin/make_tiny_model" /tmp/m100 --preset 100m --seed 1 >/dev/null
+      "$bin/kimi" bench /tmp/m100 --device cuda --prompt-len 1024 --context 1024 --decode 64 \
+        --repeats 2 2>&1 | tee -a "$OUT/model_bench.log"
+    fi
+    if [[ $parts == *profile* ]]; then  # eager (no graph): each section ends in a sync
+      { echo "== decode at context 1024 (eager)"
+        KL_CUDA_PROFILE=1 "$bin/kimi" bench --random $config --layers 8 --device cuda \
+          --prompt-len 8 --context 1024 --decode 64 --repeats 1
+        echo "== prefill of 8192 tokens"
+        KL_CUDA_PROFILE=1 "$bin/kimi" bench --random $config --layers 8 --device cuda \
+          --prompt-len 8192 --context 0 --decode 1 --repeats 1; } 2>&1 | tee "$OUT/profile.log"
+    fi
     ;;
   *)
     echo "usage: $0 build|run" >&2
