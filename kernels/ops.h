@@ -93,6 +93,14 @@ void kda_decode_step(const float* proj, size_t proj_stride, size_t n, size_t H, 
                      float scale, const KdaDecodeWeights& w, const float* state_in,
                      const float* conv_in, float* state_out, float* conv_out, bf16* o,
                      cudaStream_t stream);
+// The same with the split chosen: ctas_per_head CTAs (one thread-block cluster) share each
+// head's value columns (1, 2, 4 or 8, with D / ctas_per_head >= 8); 0 picks the smallest
+// split that gives every SM a CTA. kda_decode_step uses 0; tests and the benchmark vary it.
+void kda_decode_step_with_split(const float* proj, size_t proj_stride, size_t n, size_t H,
+                                size_t D, float scale, const KdaDecodeWeights& w,
+                                const float* state_in, const float* conv_in, float* state_out,
+                                float* conv_out, bf16* o, size_t ctas_per_head,
+                                cudaStream_t stream);
 
 // ---- MLA (mla_attention.cu) -----------------------------------------------------------------
 // Causal attention for T queries at positions pos..pos+T-1 over the bf16 latent cache

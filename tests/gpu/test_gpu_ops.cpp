@@ -66,32 +66,6 @@ TEST_F(GpuOps, ShortConvMatchesCpu) {
     EXPECT_LE(rel_error(ds.get(), s_cpu), 1e-6);
 }
 
-TEST_F(GpuOps, MlaAttentionMatchesCpu) {
-    kl::ThreadPool pool(2);
-    const kl::cpu::MlaShape s{4, 32, 16, 32, 64};
-    for (size_t pos : {0, 5, 300})
-        for (size_t T : {1, 9}) {
-            const size_t rows = pos + T;
-            auto q = randn(T * s.q_width(), 1), cache = randn(rows * s.cache_width(), 2);
-            auto kv_b = randn(s.heads * (s.nope + s.v_dim) * s.rank, 3, 0.125f);
-            const auto cache_b = to_bf16(cache), kv_b_b = to_bf16(kv_b);
-            std::vector<float> want(T * s.heads * s.v_dim);
-            kl::cpu::mla_attention_expanded(pool, s, q.data(), T, pos, cache.data(), kv_b.data(),
-                                            want.data());
-            Dev<float> dq(q), dout(want.size());
-            Dev<uint16_t> dc(cache_b), dw(kv_b_b);
-            Dev<int32_t> dpos(std::vector<int32_t>{static_cast<int32_t>(pos)});
-            Dev<uint8_t> work(std::max<size_t>(
-                1, kl::cuda::mla_workspace_bytes(T, s.heads, s.rank, s.rope, s.v_dim, rows)));
-            kl::cuda::mla_attention(dq.ptr, T, dpos.ptr, rows,
-                                    reinterpret_cast<const kl::cuda::bf16*>(dc.ptr),
-                                    reinterpret_cast<const kl::cuda::bf16*>(dw.ptr), s.heads,
-                                    s.nope, s.rope, s.v_dim, s.rank, work.ptr, dout.ptr, nullptr);
-            cudaDeviceSynchronize();
-            EXPECT_LE(rel_error(dout.get(), want), 1e-4) << "pos=" << pos << " T=" << T;
-        }
-}
-
 TEST_F(GpuOps, MoeRouteMatchesCpu) {
     for (bool grouped : {false, true}) {
         const size_t n = 50, E = 16, k = 4, groups = grouped ? 4 : 1, kept = grouped ? 2 : 1;

@@ -1,0 +1,581 @@
+// Prefill MoE experts with no host round trip. The n * top_k (token, expert) slots are
+// grouped by expert on the device (a counting sort, stable in slot order so that every run
+// computes the same thing), each expert's rows are cut into tiles of tile_m rows, and two
+// grouped tensor-core GEMMs (mma.sync m16n8k16 bf16, fp32 accumulation, cp.async multi-stage
+// pipeline) cover all experts in one launch each: gate and up together with silu(g) * u in
+// the epilogue (bf16 act), then down with the slot weight in the epilogue (fp32 y, slot
+// order). A per-token combine adds each token's top_k rows in a fixed order: no float atomics,
+// so results do not depend on scheduling.
+#include <algorithm>
+#include <climits>
+#include <string>
+
+#include "cuda_util.h"
+#include "ops.h"
+
+namespace kl::cuda {
+namespace {
+
+constexpr int kBK = 64;        // K per pipeline stage: 128-byte smem rows = 8 chunks of 16 B
+constexpr int kMinTileM = 32;  // the smallest tile height; sizes the tile table
+constexpr int kPlanThreads = 1024;
+constexpr int kScatterThreads = 1024;
+
+// Device views into the caller's workspace.
+struct Layout {
+    size_t expert_count, expert_begin, num_tiles, tile_expert, tile_begin, tile_end, sorted_slot,
+        act, y, total;
+};
+
+size_t align_up(size_t bytes) {
+    return (bytes + 255) & ~size_t(255);
+}
+
+// Row tiles of `tile_m` over all experts: sum_e ceil(c_e / tile_m) <= used + (n k) / tile_m.
+size_t max_row_tiles(size_t slots, size_t experts, size_t tile_m) {
+    return std::min(experts, slots) + slots / tile_m;
+}
+
+Layout layout(size_t n, size_t hidden, size_t inter, size_t experts, size_t top_k) {
+    const size_t slots = n * top_k, tiles = max_row_tiles(slots, experts, kMinTileM);
+    Layout l{};
+    size_t at = 0;
+    auto take = [&](size_t bytes) {
+        const size_t here = at;
+        at += align_up(bytes);
+        return here;
+    };
+    l.expert_count = take(experts * 4);
+    l.expert_begin = take(experts * 4);
+    l.num_tiles = take(4);
+    l.tile_expert = take(tiles * 4);
+    l.tile_begin = take(tiles * 4);
+    l.tile_end = take(tiles * 4);
+    l.sorted_slot = take(slots * 4);
+    l.act = take(slots * inter * sizeof(bf16));
+    l.y = take(slots * hidden * sizeof(float));
+    l.total = at;
+    return l;
+}
+
+// ---- grouping ----------------------------------------------------------------------------
+
+// One block: per-expert counts (shared-memory histogram), exclusive scans of rows and of row
+// tiles, and the tile table (expert, first row, end row) in expert order. Slots whose expert
+// id is out of range are left out (they contribute nothing).
+__global__ void plan_kernel(const int32_t* chosen, int slots, int experts, int tile_m,
+                            int32_t* expert_count, int32_t* expert_begin, int32_t* num_tiles,
+                            int32_t* tile_expert, int32_t* tile_begin, int32_t* tile_end) {
+    extern __shared__ int32_t counts[];  // [experts]
+    __shared__ int32_t warp_rows[32], warp_tiles[32];
+    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+    for (int e = tid; e < experts; e += blockDim.x) counts[e] = 0;
+    __syncthreads();
+    // Lanes with the same expert add once together: skewed routing (every slot to one
+    // expert) would otherwise serialise n * top_k atomics on one counter.
+    for (int base = 0; base < slots; base += blockDim.x) {
+        const int e = base + tid < slots ? chosen[base + tid] : -1;
+        const unsigned peers = __match_any_sync(0xffffffffu, e);
+        if (e >= 0 && e < experts && lane == __ffs(peers) - 1) atomicAdd(&counts[e], __popc(peers));
+    }
+    __syncthreads();
+    // Each thread owns a contiguous run of experts, so the scan is one pass per thread plus
+    // a block scan of the per-thread totals.
+    const int per = (experts + blockDim.x - 1) / blockDim.x;
+    const int lo = min(experts, tid * per), hi = min(experts, lo + per);
+    int rows = 0, tiles = 0;
+    for (int e = lo; e < hi; ++e) {
+        rows += counts[e];
+        tiles += (counts[e] + tile_m - 1) / tile_m;
+    }
+    int rows_incl = rows, tiles_incl = tiles;
+    for (int d = 1; d < 32; d <<= 1) {
+        const int r = __shfl_up_sync(0xffffffffu, rows_incl, d);
+        const int t = __shfl_up_sync(0xffffffffu, tiles_incl, d);
+        if (lane >= d) rows_incl += r, tiles_incl += t;
+    }
+    if (lane == 31) warp_rows[warp] = rows_incl, warp_tiles[warp] = tiles_incl;
+    __syncthreads();
+    int row = rows_incl - rows, tile = tiles_incl - tiles;
+    for (int w = 0; w < warp; ++w) row += warp_rows[w], tile += warp_tiles[w];
+    for (int e = lo; e < hi; ++e) {
+        const int count = counts[e];
+        expert_count[e] = count;
+        expert_begin[e] = row;
+        for (int r = 0; r < count; r += tile_m, ++tile) {
+            tile_expert[tile] = e;
+            tile_begin[tile] = row + r;
+            tile_end[tile] = row + min(count, r + tile_m);
+        }
+        row += count;
+    }
+    if (tid == blockDim.x - 1) *num_tiles = tile;
+}
+
+// Block e: the slots routed to expert e, in slot order, at expert_begin[e] onwards. Each
+// thread owns 4 consecutive slots of a chunk, so a block scan of the per-thread hit counts
+// ranks them in slot order; chunks are taken in order.
+__global__ void __launch_bounds__(kScatterThreads)
+    scatter_kernel(const int32_t* chosen, int slots, const int32_t* expert_count,
+                   const int32_t* expert_begin, int32_t* sorted_slot) {
+    constexpr int kPerThread = 4, kChunk = kScatterThreads * kPerThread;
+    __shared__ int32_t warp_totals[kScatterThreads / 32];
+    const int e = blockIdx.x, count = expert_count[e];
+    if (count == 0) return;
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    int32_t* out = sorted_slot + expert_begin[e];
+    int done = 0;  // the same in every thread: the loop bound below is block-uniform
+    for (int base = 0; base < slots && done < count; base += kChunk) {
+        const int first = base + threadIdx.x * kPerThread;
+        bool hit[kPerThread];
+        int mine = 0;
+#pragma unroll
+        for (int j = 0; j < kPerThread; ++j) {
+            hit[j] = first + j < slots && chosen[first + j] == e;
+            mine += hit[j];
+        }
+        int inclusive = mine;
+        for (int d = 1; d < 32; d <<= 1) {
+            const int v = __shfl_up_sync(0xffffffffu, inclusive, d);
+            if (lane >= d) inclusive += v;
+        }
+        if (lane == 31) warp_totals[warp] = inclusive;
+        __syncthreads();
+        int at = done + inclusive - mine, total = 0;
+        for (int w = 0; w < kScatterThreads / 32; ++w) {
+            const int t = warp_totals[w];
+            at += w < warp ? t : 0;
+            total += t;
+        }
+#pragma unroll
+        for (int j = 0; j < kPerThread; ++j)
+            if (hit[j]) out[at++] = first + j;
+        done += total;
+        __syncthreads();  // warp_totals is rewritten by the next chunk
+    }
+}
+
+// ---- grouped GEMM ---------------------------------------------------------------------------
+
+__device__ __forceinline__ void cp_async16(void* smem, const void* global, bool valid) {
+    const unsigned dst = static_cast<unsigned>(__cvta_generic_to_shared(smem));
+    // src-size 0 zero-fills the chunk: padding rows and the K tail read as zeros.
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(global),
+                 "r"(valid ? 16 : 0));
+}
+__device__ __forceinline__ void cp_async_commit() {
+    asm volatile("cp.async.commit_group;\n" ::);
+}
+template <int N>
+__device__ __forceinline__ void cp_async_wait() {
+    asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
+}
+__device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], const bf16* smem) {
+    const unsigned addr = static_cast<unsigned>(__cvta_generic_to_shared(smem));
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(addr));
+}
+__device__ __forceinline__ void mma_bf16(float (&c)[4], const uint32_t (&a)[4], uint32_t b0,
+                                         uint32_t b1) {
+    asm volatile(
+        "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
+        "{%8,%9}, {%0,%1,%2,%3};\n"
+        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+// Element offset of (row, 16-byte chunk) in a [rows, kBK] bf16 tile: chunks are XOR-swizzled
+// by row so that ldmatrix's 8 rows and cp.async's stores hit distinct banks.
+__device__ __forceinline__ int swizzle(int row, int chunk) {
+    return row * kBK + ((chunk ^ (row & 7)) << 3);
+}
+
+struct GemmArgs {
+    const bf16* a;            // gate/up: x [n, K] (rows gathered by token); down: act [rows, K]
+    const bf16* const* w;     // gate/up: w1; down: w2 ([N, K] per expert)
+    const bf16* const* w_up;  // gate/up: w3; down: unused
+    int K, N, top_k, col_tiles;
+    const int32_t *num_tiles, *tile_expert, *tile_begin, *tile_end, *sorted_slot;
+    const float* weights;  // down: per slot
+    bf16* act;             // gate/up output [rows, N], grouped order
+    float* y;              // down output [slots, N], slot order, weighted
+};
+
+// One CTA per (row tile, column tile); the column tile varies fastest, so CTAs that run
+// together share a row tile (A from L2) and a few experts' weights (B from L2).
+// kGateUp: the B tile interleaves 8-row blocks of w1 and w3 (gate, up, gate, up, ...), so
+// each thread holds gate and up accumulators of the same (row, column) for the epilogue;
+// a CTA then produces BN / 2 act columns.
+template <int BM, int BN, int WARPS_M, int WARPS_N, int STAGES, bool kGateUp>
+__global__ void __launch_bounds__(WARPS_M* WARPS_N * 32) grouped_gemm_kernel(const GemmArgs args) {
+    constexpr int kThreads = WARPS_M * WARPS_N * 32;
+    constexpr int WM = BM / WARPS_M, WN = BN / WARPS_N, MF = WM / 16, NF = WN / 8;
+    static_assert(WM % 16 == 0 && WN % 16 == 0, "warp tile: m16 and pairs of n8 fragments");
+    static_assert((BM * 8) % kThreads == 0 && (BN * 8) % kThreads == 0, "whole chunks per thread");
+    const int tile = blockIdx.x / args.col_tiles, col_tile = blockIdx.x % args.col_tiles;
+    if (tile >= *args.num_tiles) return;  // the grid is sized for the worst case
+
+    extern __shared__ uint4 smem[];
+    bf16* a_tiles = reinterpret_cast<bf16*>(smem);
+    bf16* b_tiles = a_tiles + STAGES * BM * kBK;
+    __shared__ const bf16* a_rows[BM];  // source row of each tile row, null for padding
+    __shared__ int row_slot[BM];
+
+    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+    const int warp_m = warp / WARPS_N, warp_n = warp % WARPS_N;
+    const int expert = args.tile_expert[tile];
+    const int row_begin = args.tile_begin[tile], row_end = args.tile_end[tile];
+    const int K = args.K, N = args.N;
+    for (int r = tid; r < BM; r += kThreads) {
+        const int p = row_begin + r;
+        const bool real = p < row_end;
+        const int slot = real ? args.sorted_slot[p] : -1;
+        row_slot[r] = slot;
+        const size_t src_row = kGateUp ? size_t(slot / args.top_k) : size_t(p);
+        a_rows[r] = real ? args.a + src_row * K : nullptr;
+    }
+    __syncthreads();
+
+    const bf16* w = args.w[expert];
+    const bf16* w_up = kGateUp ? args.w_up[expert] : nullptr;
+    const int n0 = col_tile * (kGateUp ? BN / 2 : BN);  // first output column
+
+    auto load_stage = [&](int stage, int kt) {
+        const int k0 = kt * kBK;
+        bf16* as = a_tiles + stage * BM * kBK;
+        bf16* bs = b_tiles + stage * BN * kBK;
+#pragma unroll
+        for (int it = 0; it < BM * 8 / kThreads; ++it) {
+            const int c = tid + it * kThreads, r = c >> 3, chunk = c & 7, k = k0 + chunk * 8;
+            const bf16* src = a_rows[r];
+            const bool ok = src != nullptr && k < K;
+            cp_async16(as + swizzle(r, chunk), ok ? src + k : w, ok);
+        }
+#pragma unroll
+        for (int it = 0; it < BN * 8 / kThreads; ++it) {
+            const int c = tid + it * kThreads, r = c >> 3, chunk = c & 7, k = k0 + chunk * 8;
+            int w_row;
+            const bf16* base;
+            if (kGateUp) {
+                const int block = r >> 3;
+                w_row = n0 + (block >> 1) * 8 + (r & 7);
+                base = (block & 1) ? w_up : w;
+            } else {
+                w_row = n0 + r;
+                base = w;
+            }
+            const bool ok = w_row < N && k < K;
+            cp_async16(bs + swizzle(r, chunk), ok ? base + size_t(w_row) * K + k : w, ok);
+        }
+    };
+
+    float acc[MF][NF][4];
+#pragma unroll
+    for (int i = 0; i < MF; ++i)
+#pragma unroll
+        for (int j = 0; j < NF; ++j)
+#pragma unroll
+            for (int v = 0; v < 4; ++v) acc[i][j][v] = 0.0f;
+
+    const int k_tiles = (K + kBK - 1) / kBK;
+#pragma unroll
+    for (int s = 0; s < STAGES - 1; ++s) {
+        if (s < k_tiles) load_stage(s, s);
+        cp_async_commit();  // always commit, so the wait counts below stay aligned
+    }
+    for (int kt = 0; kt < k_tiles; ++kt) {
+        cp_async_wait<STAGES - 2>();
+        // Stage kt has landed for every thread, and everyone is done with stage kt - 1,
+        // which the prefetch below overwrites.
+        __syncthreads();
+        const int next = kt + STAGES - 1;
+        if (next < k_tiles) load_stage(next % STAGES, next);
+        cp_async_commit();
+        const bf16* as = a_tiles + (kt % STAGES) * BM * kBK;
+        const bf16* bs = b_tiles + (kt % STAGES) * BN * kBK;
+#pragma unroll
+        for (int kk = 0; kk < kBK / 16; ++kk) {
+            uint32_t af[MF][4], bfrag[NF][2];
+#pragma unroll
+            for (int i = 0; i < MF; ++i) {
+                const int row = warp_m * WM + i * 16 + (lane & 15);
+                ldmatrix_x4(af[i], as + swizzle(row, kk * 2 + (lane >> 4)));
+            }
+#pragma unroll
+            for (int j = 0; j < NF / 2; ++j) {
+                const int row = warp_n * WN + j * 16 + (lane & 7) + ((lane >> 4) << 3);
+                uint32_t r[4];
+                ldmatrix_x4(r, bs + swizzle(row, kk * 2 + ((lane >> 3) & 1)));
+                bfrag[2 * j][0] = r[0], bfrag[2 * j][1] = r[1];
+                bfrag[2 * j + 1][0] = r[2], bfrag[2 * j + 1][1] = r[3];
+            }
+#pragma unroll
+            for (int i = 0; i < MF; ++i)
+#pragma unroll
+                for (int j = 0; j < NF; ++j) mma_bf16(acc[i][j], af[i], bfrag[j][0], bfrag[j][1]);
+        }
+    }
+
+    // Accumulator (i, j): rows lane/4 and lane/4 + 8 of the m16 block, columns 2 (lane % 4)
+    // and + 1 of the n8 block.
+#pragma unroll
+    for (int i = 0; i < MF; ++i)
+#pragma unroll
+        for (int half = 0; half < 2; ++half) {
+            const int r = warp_m * WM + i * 16 + (lane >> 2) + half * 8;
+            const int slot = row_slot[r];
+            if (slot < 0) continue;
+            if (kGateUp) {
+                bf16* dst = args.act + size_t(row_begin + r) * N;
+#pragma unroll
+                for (int j = 0; j < NF; j += 2) {
+                    const int col = n0 + (warp_n * WN / 16 + j / 2) * 8 + 2 * (lane & 3);
+                    if (col >= N) continue;
+                    const float g0 = acc[i][j][2 * half], g1 = acc[i][j][2 * half + 1];
+                    const float u0 = acc[i][j + 1][2 * half], u1 = acc[i][j + 1][2 * half + 1];
+                    *reinterpret_cast<__nv_bfloat162*>(dst + col) = __floats2bfloat162_rn(
+                        g0 / (1.0f + __expf(-g0)) * u0, g1 / (1.0f + __expf(-g1)) * u1);
+                }
+            } else {
+                const float weight = args.weights[slot];
+                float* dst = args.y + size_t(slot) * N;
+#pragma unroll
+                for (int j = 0; j < NF; ++j) {
+                    const int col = n0 + warp_n * WN + j * 8 + 2 * (lane & 3);
+                    if (col >= N) continue;
+                    *reinterpret_cast<float2*>(dst + col) =
+                        make_float2(weight * acc[i][j][2 * half], weight * acc[i][j][2 * half + 1]);
+                }
+            }
+        }
+}
+
+// ---- simple path and combine ----------------------------------------------------------------
+
+__device__ float warp_dot(const bf16* a, const bf16* b, int len) {
+    float acc = 0.0f;
+    for (int c = threadIdx.x & 31; c < len; c += 32)
+        acc += __bfloat162float(a[c]) * __bfloat162float(b[c]);
+    for (int offset = 16; offset > 0; offset >>= 1)
+        acc += __shfl_xor_sync(0xffffffffu, acc, offset);
+    return acc;
+}
+
+// Shapes the tensor-core path does not take (a dimension not a multiple of 8, or x not 16-byte
+// aligned): warp per output, scalar loads, the same bf16 act and fp32 y in slot order.
+__global__ void simple_gate_up_kernel(const bf16* x, int hidden, int inter, int top_k, int experts,
+                                      const int32_t* chosen, const bf16* const* w1,
+                                      const bf16* const* w3, bf16* act) {
+    const int slot = blockIdx.x, row = blockIdx.y * 8 + (threadIdx.x >> 5);
+    const int e = chosen[slot];
+    if (row >= inter || e < 0 || e >= experts) return;
+    const bf16* xt = x + size_t(slot / top_k) * hidden;
+    const float g = warp_dot(w1[e] + size_t(row) * hidden, xt, hidden);
+    const float u = warp_dot(w3[e] + size_t(row) * hidden, xt, hidden);
+    if ((threadIdx.x & 31) == 0)
+        act[size_t(slot) * inter + row] = __float2bfloat16(g / (1.0f + __expf(-g)) * u);
+}
+
+__global__ void simple_down_kernel(const bf16* act, int hidden, int inter, int experts,
+                                   const int32_t* chosen, const float* weights,
+                                   const bf16* const* w2, float* y) {
+    const int slot = blockIdx.x, row = blockIdx.y * 8 + (threadIdx.x >> 5);
+    const int e = chosen[slot];
+    if (row >= hidden || e < 0 || e >= experts) return;
+    const float v = warp_dot(w2[e] + size_t(row) * inter, act + size_t(slot) * inter, inter);
+    if ((threadIdx.x & 31) == 0) y[size_t(slot) * hidden + row] = weights[slot] * v;
+}
+
+// out[t, c] += sum_i y[t k + i, c] for i = 0 .. k-1 in order (y already weighted); slots with
+// an out-of-range expert id were never computed and are skipped.
+__global__ void combine_kernel(const float* y, const int32_t* chosen, int hidden, int top_k,
+                               int experts, float* out) {
+    const int t = blockIdx.x;
+    const int32_t* ids = chosen + size_t(t) * top_k;
+    float* row = out + size_t(t) * hidden;
+    if (hidden % 4 == 0) {
+        const int c = 4 * (blockIdx.y * blockDim.x + threadIdx.x);
+        if (c >= hidden) return;
+        float4 sum = *reinterpret_cast<float4*>(row + c);
+        float4 part = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+        for (int i = 0; i < top_k; ++i) {
+            if (ids[i] < 0 || ids[i] >= experts) continue;
+            const float4 v =
+                *reinterpret_cast<const float4*>(y + (size_t(t) * top_k + i) * hidden + c);
+            part.x += v.x, part.y += v.y, part.z += v.z, part.w += v.w;
+        }
+        sum.x += part.x, sum.y += part.y, sum.z += part.z, sum.w += part.w;
+        *reinterpret_cast<float4*>(row + c) = sum;
+    } else {
+        for (int c = blockIdx.y * blockDim.x + threadIdx.x; c < hidden;
+             c += gridDim.y * blockDim.x) {
+            float part = 0.0f;
+            for (int i = 0; i < top_k; ++i)
+                if (ids[i] >= 0 && ids[i] < experts)
+                    part += y[(size_t(t) * top_k + i) * hidden + c];
+            row[c] += part;
+        }
+    }
+}
+
+// ---- launch ---------------------------------------------------------------------------------
+
+template <int BM, int BN, int WARPS_M, int WARPS_N, int STAGES>
+struct TileConfig {
+    static constexpr int kThreads = WARPS_M * WARPS_N * 32;
+    static constexpr size_t kSmem = size_t(STAGES) * (BM + BN) * kBK * sizeof(bf16);
+
+    template <bool kGateUp>
+    static void launch(GemmArgs args, size_t max_tiles, cudaStream_t stream) {
+        auto kernel = grouped_gemm_kernel<BM, BN, WARPS_M, WARPS_N, STAGES, kGateUp>;
+        check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                   static_cast<int>(kSmem)),
+              "moe grouped gemm smem");
+        const int out_cols = kGateUp ? BN / 2 : BN;
+        args.col_tiles = (args.N + out_cols - 1) / out_cols;
+        const size_t grid = max_tiles * size_t(args.col_tiles);
+        if (grid > size_t(INT_MAX))
+            fail(Status::Unsupported, "moe_experts_grouped: grid of " + std::to_string(grid) +
+                                          " tiles is too large; split the tokens");
+        kernel<<<static_cast<unsigned>(grid), kThreads, kSmem, stream>>>(args);
+        check_launch(kGateUp ? "moe grouped gate_up" : "moe grouped down");
+    }
+};
+
+// Tile heights: 32 when experts see few rows (weight-bandwidth bound, little padding),
+// 128 when they see many (math bound: 64x64 warp tiles keep ldmatrix traffic below the MMA
+// rate); 64 between.
+using SmallTiles = TileConfig<32, 128, 1, 4, 4>;
+using MediumTiles = TileConfig<64, 128, 2, 2, 4>;
+using LargeTiles = TileConfig<128, 128, 2, 2, 3>;
+
+int pick_tile_m(size_t slots, size_t experts) {
+    const size_t rows_per_expert = slots / std::max<size_t>(1, experts);
+    if (rows_per_expert <= 24) return 32;
+    if (rows_per_expert <= 96) return 64;
+    return 128;
+}
+
+}  // namespace
+
+size_t moe_grouped_workspace_bytes(size_t n, size_t hidden, size_t inter, size_t experts,
+                                   size_t top_k) {
+    return layout(n, hidden, inter, experts, top_k).total;
+}
+
+// Tuning hook (declared by tools/bench/moe_bench.cu and tests/gpu/test_gpu_moe_grouped.cpp, not
+// part of ops.h): tile_m 0 picks by shape, 32/64/128 forces a tile height, -1 forces the
+// simple path; phases is a bit mask (1 grouping, 2 gate/up, 4 down, 8 combine) so that the
+// benchmark can time each phase on an already-grouped workspace.
+void moe_experts_grouped_tuned(const bf16* x, size_t n, size_t hidden, size_t inter, size_t experts,
+                               size_t top_k, const int32_t* chosen, const float* weights,
+                               const bf16* const* w1, const bf16* const* w3, const bf16* const* w2,
+                               void* workspace, float* out, cudaStream_t stream, int tile_m,
+                               unsigned phases) {
+    if (n == 0 || top_k == 0) return;
+    if (experts == 0 || hidden == 0 || inter == 0)
+        fail(Status::InvalidArgument, "moe_experts_grouped: experts, hidden and inter must be > 0");
+    if (!x || !chosen || !weights || !w1 || !w3 || !w2 || !workspace || !out)
+        fail(Status::InvalidArgument, "moe_experts_grouped: null pointer argument");
+    if (reinterpret_cast<uintptr_t>(workspace) % 16 != 0)
+        fail(Status::InvalidArgument, "moe_experts_grouped: workspace must be 16-byte aligned");
+    const size_t slots = n * top_k;
+    if (slots > size_t(INT_MAX) / 2 || experts > size_t(INT_MAX) / 2 || hidden > size_t(INT_MAX) ||
+        inter > size_t(INT_MAX))
+        fail(Status::Unsupported, "moe_experts_grouped: n * top_k = " + std::to_string(slots) +
+                                      " or a dimension exceeds the int range");
+    if (tile_m != 0 && tile_m != -1 && tile_m != 32 && tile_m != 64 && tile_m != 128)
+        fail(Status::InvalidArgument, "moe_experts_grouped: tile_m " + std::to_string(tile_m) +
+                                          " is not 0, -1, 32, 64, 128");
+    const Layout l = layout(n, hidden, inter, experts, top_k);
+    char* base = static_cast<char*>(workspace);
+    auto at = [&](size_t offset) { return reinterpret_cast<int32_t*>(base + offset); };
+    bf16* act = reinterpret_cast<bf16*>(base + l.act);
+    float* y = reinterpret_cast<float*>(base + l.y);
+    const int H = static_cast<int>(hidden), I = static_cast<int>(inter);
+    const int k = static_cast<int>(top_k), E = static_cast<int>(experts);
+
+    const bool fast_shape =
+        hidden % 8 == 0 && inter % 8 == 0 && reinterpret_cast<uintptr_t>(x) % 16 == 0;
+    if (tile_m == 0) tile_m = fast_shape ? pick_tile_m(slots, experts) : -1;
+    if (tile_m > 0 && !fast_shape)
+        fail(Status::Unsupported, "moe_experts_grouped: the tensor-core path needs hidden (" +
+                                      std::to_string(hidden) + ") and inter (" +
+                                      std::to_string(inter) +
+                                      ") divisible by 8 and x 16-byte aligned");
+
+    if (tile_m < 0) {
+        if (phases & 2u) {
+            simple_gate_up_kernel<<<dim3(unsigned(slots), unsigned((inter + 7) / 8)), 256, 0,
+                                    stream>>>(x, H, I, k, E, chosen, w1, w3, act);
+            check_launch("moe simple gate_up");
+        }
+        if (phases & 4u) {
+            simple_down_kernel<<<dim3(unsigned(slots), unsigned((hidden + 7) / 8)), 256, 0,
+                                 stream>>>(act, H, I, E, chosen, weights, w2, y);
+            check_launch("moe simple down");
+        }
+    } else {
+        if (phases & 1u) {
+            const size_t plan_smem = experts * sizeof(int32_t);
+            if (plan_smem > 48 * 1024)
+                fail(Status::Unsupported, "moe_experts_grouped: " + std::to_string(experts) +
+                                              " experts exceed the planner's shared memory");
+            plan_kernel<<<1, kPlanThreads, plan_smem, stream>>>(
+                chosen, int(slots), E, tile_m, at(l.expert_count), at(l.expert_begin),
+                at(l.num_tiles), at(l.tile_expert), at(l.tile_begin), at(l.tile_end));
+            check_launch("moe plan");
+            scatter_kernel<<<E, kScatterThreads, 0, stream>>>(
+                chosen, int(slots), at(l.expert_count), at(l.expert_begin), at(l.sorted_slot));
+            check_launch("moe scatter");
+        }
+        GemmArgs args{};
+        args.top_k = k;
+        args.num_tiles = at(l.num_tiles);
+        args.tile_expert = at(l.tile_expert);
+        args.tile_begin = at(l.tile_begin);
+        args.tile_end = at(l.tile_end);
+        args.sorted_slot = at(l.sorted_slot);
+        args.weights = weights;
+        args.act = act;
+        args.y = y;
+        const size_t max_tiles = max_row_tiles(slots, experts, size_t(tile_m));
+        auto run = [&](auto config) {
+            using Config = decltype(config);
+            if (phases & 2u) {
+                GemmArgs g = args;
+                g.a = x, g.w = w1, g.w_up = w3, g.K = H, g.N = I;
+                Config::template launch<true>(g, max_tiles, stream);
+            }
+            if (phases & 4u) {
+                GemmArgs d = args;
+                d.a = act, d.w = w2, d.K = I, d.N = H;
+                Config::template launch<false>(d, max_tiles, stream);
+            }
+        };
+        if (tile_m == 32)
+            run(SmallTiles{});
+        else if (tile_m == 64)
+            run(MediumTiles{});
+        else
+            run(LargeTiles{});
+    }
+    if (phases & 8u) {
+        const unsigned threads = 128;
+        const unsigned col_blocks = unsigned((((hidden + 3) / 4) + threads - 1) / threads);
+        combine_kernel<<<dim3(unsigned(n), col_blocks), threads, 0, stream>>>(y, chosen, H, k, E,
+                                                                              out);
+        check_launch("moe combine");
+    }
+}
+
+void moe_experts_grouped(const bf16* x, size_t n, size_t hidden, size_t inter, size_t experts,
+                         size_t top_k, const int32_t* chosen, const float* weights,
+                         const bf16* const* w1, const bf16* const* w3, const bf16* const* w2,
+                         void* workspace, float* out, cudaStream_t stream) {
+    moe_experts_grouped_tuned(x, n, hidden, inter, experts, top_k, chosen, weights, w1, w3, w2,
+                              workspace, out, stream, 0, 0xFu);
+}
+
+}  // namespace kl::cuda

@@ -1,0 +1,152 @@
+// MLA attention timings at the real shapes (heads 32, nope 128, rope 64, v 128, rank 512):
+// decode T=1 at 1K..1M cache rows (GB/s on the cache bytes, rows * 576 * 2, against the
+// 3.0 TB/s copy ceiling of kernels.md) and prefill pieces of 256 queries (TFLOP/s on the
+// absorbed form's 2 * heads * (576 + 512) FLOPs per visible (query, row) pair), plus a whole
+// 32K-token prefill as 128 pieces. cudaEvent timing, warmup, median of repeats; contexts
+// that fit in L2 rotate over 4 cache regions 300 MB apart.
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <cstdio>
+#include <vector>
+
+#include "cuda_util.h"
+#include "ops.h"
+
+namespace {
+
+using kl::cuda::bf16;
+using kl::cuda::check;
+
+constexpr size_t kHeads = 32, kNope = 128, kRope = 64, kV = 128, kRank = 512;
+constexpr size_t kWidth = kRank + kRope;
+constexpr size_t kRegionRows = size_t(1) << 18;  // 302 MB per rotation region
+constexpr size_t kTotalRows = (size_t(1) << 20) + 256;
+constexpr double kCopyTBs = 3.0;
+
+__global__ void fill_random_bf16(bf16* x, size_t n, uint32_t seed, float scale) {
+    for (size_t i = blockIdx.x * size_t(blockDim.x) + threadIdx.x; i < n;
+         i += size_t(gridDim.x) * blockDim.x) {
+        uint32_t h = uint32_t(i) * 2654435761u ^ seed ^ uint32_t(i >> 32) * 40503u;
+        h ^= h >> 15, h *= 2246822519u, h ^= h >> 13, h *= 3266489917u, h ^= h >> 16;
+        x[i] = __float2bfloat16((float(h) * (1.0f / 4294967296.0f) - 0.5f) * 2.0f * scale);
+    }
+}
+
+__global__ void fill_random_f32(float* x, size_t n, uint32_t seed) {
+    for (size_t i = blockIdx.x * size_t(blockDim.x) + threadIdx.x; i < n;
+         i += size_t(gridDim.x) * blockDim.x) {
+        uint32_t h = uint32_t(i) * 2654435761u ^ seed;
+        h ^= h >> 15, h *= 2246822519u, h ^= h >> 13, h *= 3266489917u, h ^= h >> 16;
+        x[i] = (float(h) * (1.0f / 4294967296.0f) - 0.5f) * 3.0f;
+    }
+}
+
+struct Bench {
+    kl::cuda::DeviceBuffer cache{kTotalRows * kWidth * sizeof(bf16)};
+    kl::cuda::DeviceBuffer kv_b{kHeads * (kNope + kV) * kRank * sizeof(bf16)};
+    kl::cuda::DeviceBuffer q{256 * kHeads * (kNope + kRope) * sizeof(float)};
+    kl::cuda::DeviceBuffer out{256 * kHeads * kV * sizeof(float)};
+    kl::cuda::DeviceBuffer pos{64 * sizeof(int32_t)};  // one slot per call in flight
+    kl::cuda::DeviceBuffer work{kl::cuda::mla_workspace_bytes(256, kHeads, kRank, kRope, kV,
+                                                              kTotalRows)};
+    Bench() {
+        fill_random_bf16<<<1024, 256>>>(cache.as<bf16>(), kTotalRows * kWidth, 1, 2.0f);
+        fill_random_bf16<<<1024, 256>>>(kv_b.as<bf16>(), kHeads * (kNope + kV) * kRank, 2, 0.2f);
+        fill_random_f32<<<1024, 256>>>(q.as<float>(), 256 * kHeads * (kNope + kRope), 3);
+        check(cudaDeviceSynchronize(), "fill");
+    }
+    void set_positions(const std::vector<int32_t>& values) {
+        check(cudaMemcpy(pos.as<int32_t>(), values.data(), values.size() * sizeof(int32_t),
+                         cudaMemcpyHostToDevice),
+              "pos");
+    }
+    void call(size_t T, int slot, size_t region, size_t max_rows, cudaStream_t stream = nullptr) {
+        kl::cuda::mla_attention(q.as<float>(), T, pos.as<int32_t>() + slot, max_rows,
+                                cache.as<bf16>() + region * kRegionRows * kWidth, kv_b.as<bf16>(),
+                                kHeads, kNope, kRope, kV, kRank, work.as<void>(), out.as<float>(),
+                                stream);
+    }
+};
+
+// Median milliseconds of `reps` calls of f(i), each bracketed by its own events.
+template <typename F>
+double median_ms(int warmup, int reps, F f) {
+    for (int i = 0; i < warmup; ++i) f(i);
+    std::vector<cudaEvent_t> ev(2 * reps);
+    for (auto& e : ev) check(cudaEventCreate(&e), "event");
+    for (int i = 0; i < reps; ++i) {
+        check(cudaEventRecord(ev[2 * i]), "record");
+        f(i);
+        check(cudaEventRecord(ev[2 * i + 1]), "record");
+    }
+    check(cudaDeviceSynchronize(), "sync");
+    std::vector<float> ms(reps);
+    for (int i = 0; i < reps; ++i) cudaEventElapsedTime(&ms[i], ev[2 * i], ev[2 * i + 1]);
+    for (auto& e : ev) cudaEventDestroy(e);
+    std::sort(ms.begin(), ms.end());
+    return ms[reps / 2];
+}
+
+}  // namespace
+
+int main() {
+    Bench b;
+    std::printf("MLA attention, heads %zu nope %zu rope %zu v %zu rank %zu (absorbed form)\n",
+                kHeads, kNope, kRope, kV, kRank);
+    // Decode runs inside a captured graph: the graph column is the figure that counts; the
+    // eager column adds the host's four launches, which short contexts cannot hide.
+    std::printf("\n%-10s %10s %10s %12s %10s\n", "decode", "eager us", "graph us", "cache GB/s",
+                "of 3.0TB/s");
+    cudaStream_t capture;
+    check(cudaStreamCreateWithFlags(&capture, cudaStreamNonBlocking), "stream");
+    for (size_t rows : {size_t(1024), size_t(32768), size_t(131072), size_t(1) << 20}) {
+        const bool rotate = rows <= kRegionRows;
+        const size_t max_rows = rotate ? kRegionRows : kTotalRows;
+        b.set_positions(std::vector<int32_t>(64, int32_t(rows - 1)));
+        const double eager = median_ms(8, 41, [&](int i) {
+            b.call(1, 0, rotate ? size_t(i % 4) : 0, max_rows);
+        });
+        cudaGraphExec_t exec[4];
+        for (int r = 0; r < 4; ++r) {
+            cudaGraph_t graph;
+            check(cudaStreamBeginCapture(capture, cudaStreamCaptureModeGlobal), "capture");
+            b.call(1, 0, rotate ? size_t(r) : 0, max_rows, capture);
+            check(cudaStreamEndCapture(capture, &graph), "capture");
+            check(cudaGraphInstantiate(&exec[r], graph, 0), "instantiate");
+            cudaGraphDestroy(graph);
+        }
+        const double ms = median_ms(8, 41, [&](int i) {
+            check(cudaGraphLaunch(exec[i % 4], nullptr), "graph launch");
+        });
+        for (auto& e : exec) cudaGraphExecDestroy(e);
+        const double gbs = rows * kWidth * 2.0 / (ms * 1e-3) / 1e9;
+        std::printf("%-10zu %10.2f %10.2f %12.1f %9.1f%%\n", rows, eager * 1e3, ms * 1e3, gbs,
+                    100.0 * gbs / (kCopyTBs * 1e3));
+    }
+
+    std::printf("\n%-10s %12s %12s\n", "prefill@", "ms/256 q", "TFLOP/s");
+    const double per_pair = 2.0 * kHeads * (kWidth + kRank);
+    for (size_t pos : {size_t(0), size_t(8192), size_t(32768)}) {
+        b.set_positions(std::vector<int32_t>(64, int32_t(pos)));
+        const double ms = median_ms(2, 9, [&](int) { b.call(256, 0, 0, kTotalRows); });
+        const double pairs = 256.0 * pos + 256.0 * 257.0 / 2.0;
+        std::printf("%-10zu %12.3f %12.1f\n", pos, ms, pairs * per_pair / (ms * 1e-3) / 1e12);
+    }
+
+    // A 32K-token prompt as the backend runs it: 128 pieces of 256 at pos 0, 256, ...
+    std::vector<int32_t> starts(64);
+    double total_ms = 0.0, total_pairs = 0.0;
+    for (int half = 0; half < 2; ++half) {
+        for (int i = 0; i < 64; ++i) starts[i] = (half * 64 + i) * 256;
+        b.set_positions(starts);
+        total_ms += median_ms(1, 1, [&](int) {
+            for (int i = 0; i < 64; ++i) b.call(256, i, 0, kTotalRows);
+        });
+        for (int i = 0; i < 64; ++i) total_pairs += 256.0 * starts[i] + 256.0 * 257.0 / 2.0;
+    }
+    std::printf("\n32K-token prefill (128 x 256): %.1f ms of MLA attention per layer, %.1f TFLOP/s\n",
+                total_ms, total_pairs * per_pair / (total_ms * 1e-3) / 1e12);
+    return 0;
+}
