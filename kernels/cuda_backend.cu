@@ -25,7 +25,9 @@
 namespace kl::cuda {
 namespace {
 
-constexpr size_t kPiece = 512;       // tokens per prefill piece (workspace size)
+// Tokens per prefill piece: large, because the MoE of a piece reads every expert's weights
+// once (3.6 GB per layer for the 48B shapes), so fewer pieces read them fewer times.
+constexpr size_t kPiece = 4096;
 constexpr size_t kLogitsRows = 16;   // lm_head rows per pass when all logits are asked for
 constexpr size_t kDecodeTokens = 4;  // up to this many tokens: fused decode kernels, GEMVs
 
@@ -55,9 +57,10 @@ struct Layer {
 
 // ---- session state ------------------------------------------------------------------------
 
-// Activations of one forward piece (kPiece tokens at most) and the kernels' scratch.
+// Activations of one forward piece (kPiece tokens at most) and the kernels' scratch: one
+// per model, since the model's passes are serialised (sessions' decode graphs capture it).
 struct Workspace {
-    Workspace(const ModelConfig& c, uint64_t capacity) {
+    explicit Workspace(const ModelConfig& c) {
         const size_t P = kPiece, h = c.hidden_size, HD = c.kda_dim(), D = c.kda_head_dim;
         const size_t inter =
             std::max<size_t>(c.intermediate_size,
@@ -79,13 +82,14 @@ struct Workspace {
                                      : 0);
         mq = f(P * Hm * c.mla_qk_head_dim()), kv = f(P * c.mla_cache_width());
         attn = f(P * Hm * c.v_head_dim), attn_bf = b(P * Hm * c.v_head_dim);
+        // Sized for any session capacity (the split over the context is capped by the SMs).
         mla = DeviceBuffer(c.n_mla_layers() ? mla_workspace_bytes(P, Hm, c.kv_lora_rank,
                                                                   c.qk_rope_head_dim,
-                                                                  c.v_head_dim, capacity)
+                                                                  c.v_head_dim, INT32_MAX)
                                             : 0);
         ffn_gate = f(P * inter), ffn_up = f(P * inter), ffn_act = b(P * inter);
         router = f(P * E), chosen = DeviceBuffer(P * k * sizeof(int32_t)), weights = f(P * k);
-        e_act = f(kDecodeTokens * k * mi), e_out = f(kDecodeTokens * k * h);
+        e_act = f(kDecodeTokens * (k + 1) * mi), e_out = f(kDecodeTokens * (k + 1) * h);
         moe = DeviceBuffer(c.num_experts ? moe_grouped_workspace_bytes(P, h, mi, E, k) : 0);
         logits = f(kLogitsRows * c.vocab_size);
         sampling = DeviceBuffer(sampling_workspace_bytes(c.vocab_size));
@@ -132,7 +136,6 @@ public:
     const ModelConfig* config_;
     int device_;
     uint64_t capacity_;
-    mutable Workspace workspace_;
     std::vector<size_t> recurrent_offset_;
     size_t recurrent_floats_ = 0;
     // KDA S then conv state per KDA layer, and the last logits: [current_] is the state; a
@@ -198,6 +201,7 @@ public:
             }
             layers_.push_back(std::move(L));
         }
+        workspace_ = std::make_unique<Workspace>(config);
     }
 
     template <typename Get>
@@ -318,7 +322,7 @@ public:
                    size_t history_len, uint64_t position) const {
         std::lock_guard<std::mutex> lock(mutex_);
         DeviceGuard guard(device_);
-        Workspace& ws = st.workspace_;
+        Workspace& ws = *workspace_;
         const bool penalty = params.repetition_penalty != 1.0f && history_len > 0;
         if (penalty && st.history_synced_ < history_len) {  // e.g. after a snapshot load
             check(cudaMemcpyAsync(st.history_.as<int32_t>() + st.history_synced_,
@@ -373,7 +377,7 @@ private:
 
     void set_position(CudaState& st, uint64_t position) const {
         const int32_t value = static_cast<int32_t>(position);
-        check(cudaMemcpyAsync(st.workspace_.position.as<void>(), &value, sizeof(value),
+        check(cudaMemcpyAsync(workspace_->position.as<void>(), &value, sizeof(value),
                               cudaMemcpyHostToDevice, stream_),
               "upload position");
     }
@@ -426,7 +430,7 @@ private:
     void run_piece(CudaState& st, size_t m, const float* rec_in, float* rec_out,
                    float* logits_out, float* all_logits, const std::atomic<bool>& cancel) const {
         const ModelConfig& c = config_;
-        Workspace& ws = st.workspace_;
+        Workspace& ws = *workspace_;
         const size_t h = c.hidden_size;
         const float eps = c.rms_norm_eps;
         float* x = ws.x.as<float>();
@@ -481,7 +485,7 @@ private:
     void kda_layer(const Layer& L, CudaState& st, size_t m, const float* rec_in, float* rec_out,
                    float* out) const {
         const ModelConfig& c = config_;
-        Workspace& ws = st.workspace_;
+        Workspace& ws = *workspace_;
         const size_t H = c.kda_num_heads, D = c.kda_head_dim, HD = H * D;
         const size_t kernel = c.short_conv_kernel_size;
         const float scale = 1.0f / std::sqrt(static_cast<float>(D));
@@ -501,12 +505,13 @@ private:
             float* S = rec_out;
             float* conv = rec_out + st.kda_floats();
             const size_t conv_each = (kernel - 1) * HD;
-            profile_.section("kda projections + conv", stream_);
             const Weight* proj[3] = {&L.q, &L.k, &L.v};
             const Weight* convw[3] = {&L.q_conv, &L.k_conv, &L.v_conv};
             float* outs[3] = {ws.q.as<float>(), ws.kk.as<float>(), ws.v.as<float>()};
             for (int i = 0; i < 3; ++i) {
+                profile_.section("kda q/k/v GEMMs", stream_);
                 linear(xn, m, *proj[i], ws.proj.as<float>());
+                profile_.section("kda short conv", stream_);
                 short_conv_silu(ws.proj.as<float>(), m, HD, convw[i]->bf(), kernel,
                                 conv + i * conv_each, outs[i], stream_);
             }
@@ -543,7 +548,7 @@ private:
 
     void mla_layer(const Layer& L, CudaState& st, size_t m, bf16* cache, float* out) const {
         const ModelConfig& c = config_;
-        Workspace& ws = st.workspace_;
+        Workspace& ws = *workspace_;
         const size_t width = c.mla_cache_width(), Hm = c.num_attention_heads;
         const bf16* xn = ws.xn.as<bf16>();
         const int32_t* pos = ws.position.as<int32_t>();
@@ -573,22 +578,28 @@ private:
                   c.routed_scaling_factor, c.use_grouped_topk ? c.num_expert_group : 1,
                   c.use_grouped_topk ? c.topk_group : 1, ws.chosen.as<int32_t>(),
                   ws.weights.as<float>(), stream_);
+        if (m <= kDecodeTokens) {
+            // The shared expert joins the chosen ones' GEMVs when it has their shape.
+            profile_.section("moe experts (GEMVs)", stream_);
+            const bool fuse_shared = L.has_shared && L.shared.gate.rows == mi;
+            DecodeSharedExpert shared;
+            if (fuse_shared) shared = {L.shared.gate.bf(), L.shared.up.bf(), L.shared.down.bf()};
+            if (L.has_shared && !fuse_shared) mlp(L.shared, xn, m, ws, out);
+            moe_experts_gemv(xn, m, h, mi, k, ws.chosen.as<int32_t>(), ws.weights.as<float>(),
+                             L.expert_w1.as<const bf16*>(), L.expert_w3.as<const bf16*>(),
+                             L.expert_w2.as<const bf16*>(), shared, L.has_shared && !fuse_shared,
+                             ws.e_act.as<float>(), ws.e_out.as<float>(), out, stream_);
+            return;
+        }
         profile_.section("moe shared expert", stream_);
         if (L.has_shared)
             mlp(L.shared, xn, m, ws, out);
         else
             check(cudaMemsetAsync(out, 0, m * h * sizeof(float), stream_), "zero");
-        profile_.section("moe routed experts", stream_);
-        if (m <= kDecodeTokens)
-            moe_experts_gemv(xn, m, h, mi, k, ws.chosen.as<int32_t>(), ws.weights.as<float>(),
-                             L.expert_w1.as<const bf16*>(), L.expert_w3.as<const bf16*>(),
-                             L.expert_w2.as<const bf16*>(), ws.e_act.as<float>(),
-                             ws.e_out.as<float>(), out, stream_);
-        else
-            moe_experts_grouped(xn, m, h, mi, E, k, ws.chosen.as<int32_t>(),
-                                ws.weights.as<float>(), L.expert_w1.as<const bf16*>(),
-                                L.expert_w3.as<const bf16*>(), L.expert_w2.as<const bf16*>(),
-                                ws.moe.as<void>(), out, stream_);
+        profile_.section("moe routed experts (grouped)", stream_);
+        moe_experts_grouped(xn, m, h, mi, E, k, ws.chosen.as<int32_t>(), ws.weights.as<float>(),
+                            L.expert_w1.as<const bf16*>(), L.expert_w3.as<const bf16*>(),
+                            L.expert_w2.as<const bf16*>(), ws.moe.as<void>(), out, stream_);
     }
 
     ModelConfig config_;
@@ -596,7 +607,8 @@ private:
     cudaStream_t stream_ = nullptr;
     std::unique_ptr<Gemm> gemm_;
     mutable std::mutex mutex_;
-    mutable OpProfile profile_;  // guarded by mutex_
+    mutable OpProfile profile_;               // guarded by mutex_
+    std::unique_ptr<Workspace> workspace_;  // guarded by mutex_
     uint64_t weight_bytes_ = 0;
     bool tied_ = false;
     Weight embed_, final_norm_, lm_head_;
@@ -609,8 +621,7 @@ CudaState::CudaState(const CudaBackend& backend, uint64_t capacity)
     : backend_(&backend),
       config_(&backend.config()),
       device_(backend.device_index()),
-      capacity_(capacity),
-      workspace_(backend.config(), capacity) {
+      capacity_(capacity) {
     const ModelConfig& c = *config_;
     DeviceGuard guard(device_);
     for (int64_t layer = 0; layer < c.num_hidden_layers; ++layer) {

@@ -20,26 +20,36 @@ __device__ float softplus(float x) {
     return x > 20.0f ? x : log1pf(expf(x));
 }
 
-// One thread per channel walks the T tokens; the carried inputs live in the state rows.
+// One thread per (token, channel): y[t, c] = silu(sum_j w[c, j] in[t - h + j, c]), where
+// rows before the first token come from the state (the last h = kernel - 1 inputs of the
+// previous call, oldest first). Token-parallel: a prefill piece has thousands of tokens.
 __global__ void short_conv_kernel(const float* x, size_t T, size_t channels, const bf16* weight,
-                                  int kernel, float* state, float* y) {
+                                  int kernel, const float* state, float* y) {
+    const size_t i = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x;
+    if (i >= T * channels) return;
+    const size_t t = i / channels, c = i % channels;
+    const long h = kernel - 1;
+    float acc = 0.0f;
+    for (int j = 0; j < kernel; ++j) {
+        const long src = static_cast<long>(t) - h + j;
+        const float in = src >= 0 ? x[src * channels + c] : state[(h + src) * channels + c];
+        acc += __bfloat162float(weight[c * kernel + j]) * in;
+    }
+    y[i] = silu(acc);
+}
+
+// After the conv has read it: the state becomes the last h inputs (from the old state when
+// T < h; ascending rows read only rows not yet overwritten).
+__global__ void conv_state_shift_kernel(const float* x, size_t T, size_t channels, int kernel,
+                                        float* state) {
     const size_t c = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x;
     if (c >= channels) return;
-    constexpr int kMaxHistory = 15;
-    float history[kMaxHistory];  // oldest first
-    const int h = kernel - 1;
-    for (int r = 0; r < h; ++r) history[r] = state[r * channels + c];
-    float w[kMaxHistory + 1];
-    for (int j = 0; j < kernel; ++j) w[j] = __bfloat162float(weight[c * kernel + j]);
-    for (size_t t = 0; t < T; ++t) {
-        const float in = x[t * channels + c];
-        float acc = w[h] * in;
-        for (int j = 0; j < h; ++j) acc += w[j] * history[j];
-        y[t * channels + c] = silu(acc);
-        for (int r = 0; r + 1 < h; ++r) history[r] = history[r + 1];
-        if (h > 0) history[h - 1] = in;
+    const long h = kernel - 1;
+    for (long r = 0; r < h; ++r) {
+        const long src = static_cast<long>(T) - h + r;
+        state[r * channels + c] =
+            src >= 0 ? x[src * channels + c] : state[(r + static_cast<long>(T)) * channels + c];
     }
-    for (int r = 0; r < h; ++r) state[r * channels + c] = history[r];
 }
 
 __global__ void l2_norm_kernel(float* x, size_t dim) {
@@ -126,9 +136,12 @@ void short_conv_silu(const float* x, size_t T, size_t channels, const bf16* weig
         fail(Status::Unsupported, "short_conv_kernel_size " + std::to_string(kernel) +
                                       " is outside 1..16 on the CUDA backend");
     if (T == 0) return;
-    short_conv_kernel<<<blocks_for(channels), kThreads, 0, stream>>>(
+    short_conv_kernel<<<blocks_for(T * channels), kThreads, 0, stream>>>(
         x, T, channels, weight, static_cast<int>(kernel), state, y);
     check_launch("short_conv");
+    conv_state_shift_kernel<<<blocks_for(channels), kThreads, 0, stream>>>(
+        x, T, channels, static_cast<int>(kernel), state);
+    check_launch("short_conv state");
 }
 
 void l2_normalize_heads(float* x, size_t vectors, size_t dim, cudaStream_t stream) {

@@ -35,6 +35,7 @@ case "${1:-}" in
       tee "$OUT/device.txt"
     date -u | tee -a "$OUT/device.txt"
     config=configs/kimi-linear-48b-a3b.json
+    layers_list=${KL_LAYERS:-4 8}  # depths of the 48B shapes (all 27 need the H200)
     if [[ $parts == *tests* ]]; then
       "$bin/kl_gpu_tests" 2>&1 | tee "$OUT/gpu_tests.log" |
         grep -E "^\[ (gpu|kda|mla|moe|sampl)|Failure|FAILED|PASSED|tests ran" || true
@@ -46,12 +47,12 @@ case "${1:-}" in
       if ls .whl/fla_core-*.whl >/dev/null 2>&1; then
         python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir \
           --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site
-        KDA_CHUNK_BENCH=$bin/kda_chunk_bench python3 tools/bench/kda_vs_fla.py 2>&1 |
+        python3 tools/bench/kda_vs_fla.py "$bin/kda_chunk_bench" 2>&1 |
           tee -a "$OUT/ops_bench.log"
       fi
     fi
     if [[ $parts == *model* ]]; then
-      for layers in 4 8; do
+      for layers in $layers_list; do
         "$bin/kimi" bench --random $config --layers $layers --device cuda \
           --prompt-len 1024,8192,32768 --context 1024,32768,131072 --decode 64 --repeats 2
       done 2>&1 | tee "$OUT/model_bench.log"
@@ -60,12 +61,14 @@ case "${1:-}" in
         --repeats 2 2>&1 | tee -a "$OUT/model_bench.log"
     fi
     if [[ $parts == *profile* ]]; then  # eager (no graph): each section ends in a sync
+      export CUDA_MODULE_LOADING=EAGER  # no first-call module loads in the sections
       { echo "== decode at context 1024 (eager)"
-        KL_CUDA_PROFILE=1 "$bin/kimi" bench --random $config --layers 8 --device cuda \
-          --prompt-len 8 --context 1024 --decode 64 --repeats 1
+        KL_CUDA_PROFILE=1 "$bin/kimi" bench --random $config --layers ${layers_list##* } \
+          --device cuda --prompt-len 8 --context 1024 --decode 64 --repeats 1
         echo "== prefill of 8192 tokens"
-        KL_CUDA_PROFILE=1 "$bin/kimi" bench --random $config --layers 8 --device cuda \
-          --prompt-len 8192 --context 0 --decode 1 --repeats 1; } 2>&1 | tee "$OUT/profile.log"
+        KL_CUDA_PROFILE=1 "$bin/kimi" bench --random $config --layers ${layers_list##* } \
+          --device cuda --prompt-len 8192 --context 0 --decode 1 --repeats 1; } 2>&1 |
+        tee "$OUT/profile.log"
     fi
     ;;
   *)

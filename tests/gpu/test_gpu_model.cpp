@@ -148,7 +148,8 @@ INSTANTIATE_TEST_SUITE_P(Configs, GpuModel,
                          ::testing::Values(GpuCase{"--preset tiny --seed 1", 40},
                                            GpuCase{"--preset tiny --seed 2", 300},
                                            GpuCase{"--preset small --seed 3", 100},
-                                           GpuCase{"--preset 100m --seed 4", 64}));
+                                           GpuCase{"--preset 100m --seed 4", 64},
+                                           GpuCase{"--preset 100m --seed 5", 1100}));
 
 // The tiny preset with every layer dense (first_k_dense_replace = 4).
 std::string dense_tiny_dir() {

@@ -52,18 +52,24 @@ TEST_F(GpuOps, KdaRecurrentMatchesCpuIncludingStrongDecay) {
 }
 
 TEST_F(GpuOps, ShortConvMatchesCpu) {
-    const size_t T = 37, C = 96, K = 4;
-    auto x = randn(T * C, 1), w = randn(C * K, 2), s0 = randn((K - 1) * C, 3);
-    const auto wb = to_bf16(w);
-    std::vector<float> s_cpu = s0, y_cpu(T * C);
-    kl::cpu::short_conv_silu(x.data(), T, C, w.data(), K, s_cpu.data(), y_cpu.data());
-    Dev<float> dx(x), ds(s0), dy(T * C);
-    Dev<uint16_t> dw(wb);
-    kl::cuda::short_conv_silu(dx.ptr, T, C, reinterpret_cast<const kl::cuda::bf16*>(dw.ptr), K,
-                              ds.ptr, dy.ptr, nullptr);
-    cudaDeviceSynchronize();
-    EXPECT_LE(rel_error(dy.get(), y_cpu), 1e-5);
-    EXPECT_LE(rel_error(ds.get(), s_cpu), 1e-6);
+    // T < kernel - 1 shifts part of the old state; T = 1 is the decode case.
+    for (size_t K : {1, 2, 4, 7})
+        for (size_t T : {1, 2, 3, 37, 1000}) {
+            const size_t C = 96;
+            auto x = randn(T * C, 1 + T), w = randn(C * K, 2), s0 = randn((K - 1) * C, 3 + K);
+            const auto wb = to_bf16(w);
+            std::vector<float> s_cpu = s0, y_cpu(T * C);
+            kl::cpu::short_conv_silu(x.data(), T, C, w.data(), K, s_cpu.data(), y_cpu.data());
+            Dev<float> dx(x), ds(s0), dy(T * C);
+            Dev<uint16_t> dw(wb);
+            kl::cuda::short_conv_silu(dx.ptr, T, C, reinterpret_cast<const kl::cuda::bf16*>(dw.ptr),
+                                      K, K > 1 ? ds.ptr : nullptr, dy.ptr, nullptr);
+            cudaDeviceSynchronize();
+            EXPECT_LE(rel_error(dy.get(), y_cpu), 1e-5) << "K=" << K << " T=" << T;
+            if (K > 1) {
+                EXPECT_LE(rel_error(ds.get(), s_cpu), 1e-6) << "K=" << K << " T=" << T;
+            }
+        }
 }
 
 TEST_F(GpuOps, MoeRouteMatchesCpu) {
@@ -86,14 +92,15 @@ TEST_F(GpuOps, MoeRouteMatchesCpu) {
 }
 
 TEST_F(GpuOps, DecodeExpertGemvMatchesCpuExperts) {
-    // 2 tokens x top-3 of 5 experts, hidden 64, inter 40 (both multiples of 8).
+    // 2 tokens x top-3 of 5 experts (+ the shared expert as one more slot), hidden 64,
+    // inter 40 (both multiples of 8).
     const size_t n = 2, k = 3, E = 5, h = 64, inter = 40;
     auto x = randn(n * h, 1);
     const auto x_b = to_bf16(x);
-    std::vector<std::vector<float>> w1(E), w3(E), w2(E);
+    std::vector<std::vector<float>> w1(E + 1), w3(E + 1), w2(E + 1);  // [E]: the shared one
     std::vector<std::unique_ptr<Dev<uint16_t>>> dev;
     std::vector<const kl::cuda::bf16*> p1, p3, p2;
-    for (size_t e = 0; e < E; ++e) {
+    for (size_t e = 0; e <= E; ++e) {
         w1[e] = randn(inter * h, 10 + e, 0.125f), w3[e] = randn(inter * h, 20 + e, 0.125f);
         w2[e] = randn(h * inter, 30 + e, 0.15f);
         for (auto* w : {&w1[e], &w3[e], &w2[e]}) {
@@ -104,26 +111,43 @@ TEST_F(GpuOps, DecodeExpertGemvMatchesCpuExperts) {
     }
     const std::vector<int32_t> chosen = {4, 0, 2, 1, 4, 3};
     const std::vector<float> weights = {0.5f, 0.3f, 0.2f, 1.0f, -0.5f, 0.25f};
-    std::vector<float> out0 = randn(n * h, 7), want = out0;
     kl::ThreadPool pool(1);
-    for (size_t slot = 0; slot < n * k; ++slot) {
-        const size_t t = slot / k, e = chosen[slot];
+    auto expert = [&](size_t t, size_t e) {  // CPU expert e on token t
         std::vector<float> g(inter), u(inter), y(h);
         kl::cpu::matmul_wt(pool, &x[t * h], 1, h, w1[e].data(), inter, g.data());
         kl::cpu::matmul_wt(pool, &x[t * h], 1, h, w3[e].data(), inter, u.data());
         for (size_t i = 0; i < inter; ++i) g[i] = kl::cpu::silu(g[i]) * u[i];
         kl::cpu::matmul_wt(pool, g.data(), 1, inter, w2[e].data(), h, y.data());
-        for (size_t c = 0; c < h; ++c) want[t * h + c] += weights[slot] * y[c];
+        return y;
+    };
+    const std::vector<float> out0 = randn(n * h, 7);
+    std::vector<float> routed(n * h, 0.0f), shared(n * h, 0.0f);
+    for (size_t slot = 0; slot < n * k; ++slot) {
+        const auto y = expert(slot / k, chosen[slot]);
+        for (size_t c = 0; c < h; ++c) routed[slot / k * h + c] += weights[slot] * y[c];
+    }
+    for (size_t t = 0; t < n; ++t) {
+        const auto y = expert(t, E);
+        for (size_t c = 0; c < h; ++c) shared[t * h + c] = y[c];
     }
     Dev<uint16_t> dx(x_b);
     Dev<int32_t> dc(chosen);
-    Dev<float> dw(weights), act(n * k * inter), ys(n * k * h), dout(out0);
+    Dev<float> dw(weights), act(n * (k + 1) * inter), ys(n * (k + 1) * h);
     Dev<const kl::cuda::bf16*> d1(p1), d3(p3), d2(p2);
-    kl::cuda::moe_experts_gemv(reinterpret_cast<const kl::cuda::bf16*>(dx.ptr), n, h, inter, k,
-                               dc.ptr, dw.ptr, d1.ptr, d3.ptr, d2.ptr, act.ptr, ys.ptr, dout.ptr,
-                               nullptr);
-    cudaDeviceSynchronize();
-    EXPECT_LE(rel_error(dout.get(), want), 1e-4);
+    for (bool with_shared : {false, true}) {
+        // Without the shared slot the sum is added to out; with it, out is overwritten.
+        Dev<float> dout(out0);
+        kl::cuda::DecodeSharedExpert s;
+        if (with_shared) s = {p1[E], p3[E], p2[E]};
+        kl::cuda::moe_experts_gemv(reinterpret_cast<const kl::cuda::bf16*>(dx.ptr), n, h, inter, k,
+                                   dc.ptr, dw.ptr, d1.ptr, d3.ptr, d2.ptr, s, !with_shared,
+                                   act.ptr, ys.ptr, dout.ptr, nullptr);
+        cudaDeviceSynchronize();
+        std::vector<float> want(n * h);
+        for (size_t i = 0; i < want.size(); ++i)
+            want[i] = routed[i] + (with_shared ? shared[i] : out0[i]);
+        EXPECT_LE(rel_error(dout.get(), want), 1e-4) << "with_shared=" << with_shared;
+    }
 }
 
 TEST_F(GpuOps, FewTokenGemvMatchesCpuMatmul) {
