@@ -151,16 +151,19 @@ INSTANTIATE_TEST_SUITE_P(Configs, GpuModel,
                                            GpuCase{"--preset 100m --seed 4", 64},
                                            GpuCase{"--preset 100m --seed 5", 1100}));
 
-// The tiny preset with every layer dense (first_k_dense_replace = 4).
+// The tiny preset with every layer dense (first_k_dense_replace = 4) and a 16K context.
 std::string dense_tiny_dir() {
     std::string config;
     {
         std::ifstream in(kl::test::tiny_model_dir("--preset tiny --seed 1") + "/config.json");
         config.assign(std::istreambuf_iterator<char>(in), {});
     }
-    const std::string key = "\"first_k_dense_replace\": 1";
-    EXPECT_NE(config.find(key), std::string::npos);
-    config.replace(config.find(key), key.size(), "\"first_k_dense_replace\": 4");
+    auto set = [&](const std::string& key, const std::string& value) {
+        EXPECT_NE(config.find(key), std::string::npos) << key;
+        config.replace(config.find(key), key.size(), value);
+    };
+    set("\"first_k_dense_replace\": 1", "\"first_k_dense_replace\": 4");
+    set("\"model_max_length\": 4096", "\"model_max_length\": 16384");
     const std::string path = kl::test::temp_dir() + "/dense.json";
     std::ofstream(path) << config;
     return kl::test::tiny_model_dir("--config " + path + " --seed 6");
@@ -257,6 +260,26 @@ TEST(GpuSession, DeviceSamplingEqualsHostSampling) {
         history.push_back(next);
     }
     std::printf("[ gpu sampling ] %zu device samples equal to the host sampler's\n", checked);
+}
+
+// A prompt longer than one prefill piece (4096 tokens): one call equals a split at the piece
+// boundary's neighbourhood and the CPU backend (dense model: no routing flips).
+TEST(GpuSession, PrefillAcrossPiecesMatchesSplitsAndCpu) {
+    if (!have_gpu()) GTEST_SKIP() << "no CUDA device";
+    const std::string dir = dense_tiny_dir();
+    auto cpu = load(dir, false);
+    auto gpu = load(dir, true);
+    const auto tokens = random_tokens(9000, cpu->config().vocab_size, 12);
+    kl::Session whole(*gpu, 0), split(*gpu, 0), reference(*cpu, 0);
+    whole.append(tokens.data(), tokens.size(), nullptr);
+    split.append(tokens.data(), 4097, nullptr);
+    split.append(tokens.data() + 4097, tokens.size() - 4097, nullptr);
+    reference.append(tokens.data(), tokens.size(), nullptr);
+    const double self = rel_error(split.last_logits(), whole.last_logits());
+    const double vs_cpu = rel_error(whole.last_logits(), reference.last_logits());
+    std::printf("[ gpu pieces ] T=9000: split vs one call %.2e, vs CPU %.2e\n", self, vs_cpu);
+    EXPECT_LE(self, kGpuSelfTolerance);
+    EXPECT_LE(vs_cpu, kDenseWorstTolerance);
 }
 
 // A long synthetic context moved from the GPU to the CPU: the next decode step (the split
