@@ -12,19 +12,6 @@
 namespace kl {
 namespace {
 
-uint64_t splitmix64(uint64_t x) {
-    x += 0x9e3779b97f4a7c15ull;
-    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
-    x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
-    return x ^ (x >> 31);
-}
-
-// A uniform double in [0, 1) from (seed, position).
-double uniform_draw(uint64_t seed, uint64_t position) {
-    const uint64_t bits = splitmix64(seed ^ splitmix64(position));
-    return static_cast<double>(bits >> 11) * (1.0 / 9007199254740992.0);
-}
-
 size_t argmax(const std::vector<float>& values) {
     return static_cast<size_t>(std::max_element(values.begin(), values.end()) - values.begin());
 }
@@ -110,7 +97,7 @@ int32_t sample_token(const float* logits, size_t vocab, const SamplingParams& p,
 
     double kept_mass = 0.0;
     for (size_t i = 0; i < keep; ++i) kept_mass += probs[i];
-    const double target = uniform_draw(p.seed, position) * kept_mass;
+    const double target = sampling_draw(p.seed, position) * kept_mass;
     double cumulative = 0.0;
     for (size_t i = 0; i < keep; ++i) {
         cumulative += probs[i];

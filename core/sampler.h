@@ -6,6 +6,8 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "random_init.h"  // random_mix: splitmix64
+
 namespace kl {
 
 struct SamplingParams {
@@ -17,6 +19,13 @@ struct SamplingParams {
     int32_t repetition_window = 0;    // 0 = all of history
     uint64_t seed = 0;
 };
+
+// The random draw of sample_token: a uniform double in [0, 1) from (seed, position), in
+// integer arithmetic and an exact scaling, so the device sampler reproduces it bit for bit.
+inline double sampling_draw(uint64_t seed, uint64_t position) {
+    const uint64_t bits = random_mix(seed ^ random_mix(position));
+    return static_cast<double>(bits >> 11) * (1.0 / 9007199254740992.0);
+}
 
 // Throws InvalidArgument naming the field if a value is out of range.
 void validate_sampling(const SamplingParams& params);

@@ -2,6 +2,7 @@
 // decode), the gated RMSNorm. The chunked tensor-core prefill and the fused decode step
 // replace the recurrence kernel in the performance work (design/kernels.md).
 #include "cuda_util.h"
+#include "device_math.cuh"
 #include "ops.h"
 #include "reduce.cuh"
 
@@ -10,15 +11,6 @@ namespace {
 
 constexpr int kThreads = 256;
 
-__device__ float silu(float x) {
-    return x / (1.0f + expf(-x));
-}
-__device__ float sigmoid(float x) {
-    return 1.0f / (1.0f + expf(-x));
-}
-__device__ float softplus(float x) {
-    return x > 20.0f ? x : log1pf(expf(x));
-}
 
 // One thread per (token, channel): y[t, c] = silu(sum_j w[c, j] in[t - h + j, c]), where
 // rows before the first token come from the state (the last h = kernel - 1 inputs of the

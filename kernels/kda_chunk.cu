@@ -269,23 +269,23 @@ __device__ void load_stage(typename Tile<D>::Stage& st, const ChunkTensors& in, 
     const size_t base = head_chunk * C * D;
     for (int p = tid; p < C * kRowPieces; p += Tl::kThreads) {
         const int row = p / kRowPieces, col = (p % kRowPieces) * 8;
-        cp_async16(&st.qg[row][col], in.qg + base + row * D + col, 16);
-        cp_async16(&st.kg[row][col], in.kg + base + row * D + col, 16);
-        cp_async16(&st.kd[row][col], in.kd + base + row * D + col, 16);
+        cp_async16(&st.qg[row][col], in.qg + base + row * D + col);
+        cp_async16(&st.kg[row][col], in.kg + base + row * D + col);
+        cp_async16(&st.kd[row][col], in.kd + base + row * D + col);
     }
     for (int p = tid; p < C * 2; p += Tl::kThreads) {
         const int row = p / 2, col = (p % 2) * 8;
-        cp_async16(&st.tb[row][col], in.tb + head_chunk * C * C + row * C + col, 16);
-        cp_async16(&st.bm[row][col], in.bm + head_chunk * C * C + row * C + col, 16);
+        cp_async16(&st.tb[row][col], in.tb + head_chunk * C * C + row * C + col);
+        cp_async16(&st.bm[row][col], in.bm + head_chunk * C * C + row * C + col);
     }
     for (int p = tid; p < D / 4; p += Tl::kThreads)
-        cp_async16(&st.decay[p * 4], in.decay + head_chunk * D + p * 4, 16);
+        cp_async16(&st.decay[p * 4], in.decay + head_chunk * D + p * 4);
     constexpr int kVPieces = Tl::kCols / 4;
     for (int p = tid; p < C * kVPieces; p += Tl::kThreads) {
         const int row = p / kVPieces, col = (p % kVPieces) * 4;
         const bool real = t0 + row < T;
         const float* src = real ? v + ((t0 + row) * H + h) * D + col0 + col : v;
-        cp_async16(&st.v[row][col], src, real ? 16 : 0);
+        cp_async16(&st.v[row][col], src, real);
     }
 }
 

@@ -8,22 +8,14 @@
 
 #include <cstdint>
 
+#include "tensor_core.cuh"
+
 namespace kl::cuda::kda_chunk_detail {
 
 // Two floats -> one register of two fp16 (the lower column in the low half).
 __device__ __forceinline__ uint32_t pack_half(float lo, float hi) {
     const __half2 pair = __floats2half2_rn(lo, hi);
     return *reinterpret_cast<const uint32_t*>(&pair);
-}
-
-// d += a · b for one 16×8 tile: a 16×16 (4 regs), b 16×8 (2 regs), d 16×8 fp32 (4 regs).
-__device__ __forceinline__ void mma_f16(float (&d)[4], const uint32_t (&a)[4], uint32_t b0,
-                                        uint32_t b1) {
-    asm volatile(
-        "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
-        "{%8,%9}, {%0,%1,%2,%3};\n"
-        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
 
 // Power-of-two scales of the two accumulator rows a thread holds (g and g + 8), taken so
@@ -74,36 +66,6 @@ __device__ __forceinline__ void row_max(const float (&t)[N][4], float& max0, flo
         max0 = fmaxf(max0, fmaxf(fabsf(t[i][0]), fabsf(t[i][1])));
         max1 = fmaxf(max1, fmaxf(fabsf(t[i][2]), fabsf(t[i][3])));
     }
-}
-
-__device__ __forceinline__ uint32_t smem_addr(const void* p) {
-    return static_cast<uint32_t>(__cvta_generic_to_shared(p));
-}
-
-// Four 8×8 16-bit matrices; lane L gives the row address of matrix L / 8, row L % 8.
-__device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], const void* row) {
-    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-                 : "r"(smem_addr(row)));
-}
-__device__ __forceinline__ void ldmatrix_x4_trans(uint32_t (&r)[4], const void* row) {
-    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-                 : "r"(smem_addr(row)));
-}
-
-// 16-byte global -> shared copy; src_bytes < 16 zero-fills the rest (0: all zeros, used for
-// rows past the sequence end so no garbage, NaN included, enters the products).
-__device__ __forceinline__ void cp_async16(void* dst, const void* src, uint32_t src_bytes) {
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_addr(dst)), "l"(src),
-                 "r"(src_bytes));
-}
-__device__ __forceinline__ void cp_async_commit() {
-    asm volatile("cp.async.commit_group;\n" ::);
-}
-template <int N>
-__device__ __forceinline__ void cp_async_wait() {
-    asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
 }
 
 // 2^x (ex2.approx, ~2 ulp; results under 2^-126 flush to zero, negligible here).

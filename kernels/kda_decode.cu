@@ -16,6 +16,7 @@
 #include <string>
 
 #include "cuda_util.h"
+#include "device_math.cuh"
 #include "ops.h"
 
 namespace kl::cuda {
@@ -75,15 +76,6 @@ struct Args {
     bf16* o;
 };
 
-__device__ float silu(float x) {
-    return x / (1.0f + expf(-x));
-}
-__device__ float sigmoid(float x) {
-    return 1.0f / (1.0f + expf(-x));
-}
-__device__ float softplus(float x) {
-    return x > 20.0f ? x : log1pf(expf(x));
-}
 __device__ float4 operator*(float4 a, float s) {
     return make_float4(a.x * s, a.y * s, a.z * s, a.w * s);
 }

@@ -15,6 +15,8 @@
 
 #include <cstdint>
 
+#include "tensor_core.cuh"
+
 namespace kl::cuda::mla {
 
 using bf16 = __nv_bfloat16;
@@ -27,48 +29,6 @@ struct FlashParams {
     float2* partial_ml;       // [splits, m_padded]: (running max in log2 units, sum)
     int m, heads, width, width_padded, max_rows, splits, m_padded;
 };
-
-__device__ __forceinline__ uint32_t smem_u32(const void* p) {
-    return static_cast<uint32_t>(__cvta_generic_to_shared(p));
-}
-
-__device__ __forceinline__ void cp_async16(uint32_t dst, const void* src, bool valid) {
-    // src-size 0 writes zeros without reading: rows past the valid range become zeros.
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src),
-                 "r"(valid ? 16 : 0));
-}
-__device__ __forceinline__ void cp_async_commit() {
-    asm volatile("cp.async.commit_group;\n" ::);
-}
-template <int N>
-__device__ __forceinline__ void cp_async_wait() {
-    asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
-}
-
-__device__ __forceinline__ void ldsm_x4(uint32_t (&r)[4], uint32_t addr) {
-    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-                 : "r"(addr));
-}
-__device__ __forceinline__ void ldsm_x4_trans(uint32_t (&r)[4], uint32_t addr) {
-    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-                 : "r"(addr));
-}
-__device__ __forceinline__ void ldsm_x2_trans(uint32_t (&r)[2], uint32_t addr) {
-    asm volatile("ldmatrix.sync.aligned.m8n8.x2.trans.shared.b16 {%0,%1}, [%2];\n"
-                 : "=r"(r[0]), "=r"(r[1])
-                 : "r"(addr));
-}
-
-__device__ __forceinline__ void mma_bf16(float (&c)[4], const uint32_t (&a)[4], uint32_t b0,
-                                         uint32_t b1) {
-    asm volatile(
-        "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
-        "{%8,%9}, {%0,%1,%2,%3};\n"
-        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-}
 
 // Shared memory layout sizes (bytes). Rows are padded by 16 bytes: a row of 576 bf16 is a
 // multiple of 128 bytes, which would put all 8 rows of an ldmatrix in one bank group.
@@ -177,9 +137,9 @@ __global__ void __launch_bounds__(BM * 8) mla_flash_kernel(FlashParams p) {
             for (int k0 = k_begin; k0 < k_end; k0 += 16) {
                 uint32_t a[SMT][4], bq[SNT / 2][4];
 #pragma unroll
-                for (int i = 0; i < SMT; ++i) ldsm_x4(a[i], a_base + (i * 16 * ld + k0) * 2);
+                for (int i = 0; i < SMT; ++i) ldmatrix_x4(a[i], a_base + (i * 16 * ld + k0) * 2);
 #pragma unroll
-                for (int j = 0; j < SNT / 2; ++j) ldsm_x4(bq[j], b_base + (j * 16 * ld + k0) * 2);
+                for (int j = 0; j < SNT / 2; ++j) ldmatrix_x4(bq[j], b_base + (j * 16 * ld + k0) * 2);
 #pragma unroll
                 for (int i = 0; i < SMT; ++i)
 #pragma unroll
@@ -259,13 +219,13 @@ __global__ void __launch_bounds__(BM * 8) mla_flash_kernel(FlashParams p) {
                 uint32_t a[2][4];
 #pragma unroll
                 for (int i = 0; i < 2; ++i)
-                    ldsm_x4(a[i], smem_u32(p_s + (pm * 32 + i * 16 + (lane & 15)) * LDP + kk +
+                    ldmatrix_x4(a[i], smem_u32(p_s + (pm * 32 + i * 16 + (lane & 15)) * LDP + kk +
                                            (lane >> 4) * 8));
                 const bf16* v_row = kst + (kk + (lane & 7) + ((lane >> 3) & 1) * 8) * ld + pn * PV_N;
 #pragma unroll
                 for (int j = 0; j + 1 < PV_NT; j += 2) {
                     uint32_t bv[4];
-                    ldsm_x4_trans(bv, smem_u32(v_row + j * 8 + (lane >> 4) * 8));
+                    ldmatrix_x4_trans(bv, smem_u32(v_row + j * 8 + (lane >> 4) * 8));
 #pragma unroll
                     for (int i = 0; i < 2; ++i) {
                         mma_bf16(o_acc[i][j], a[i], bv[0], bv[1]);
@@ -274,7 +234,7 @@ __global__ void __launch_bounds__(BM * 8) mla_flash_kernel(FlashParams p) {
                 }
                 if constexpr (PV_NT % 2 == 1) {
                     uint32_t bv[2];
-                    ldsm_x2_trans(bv, smem_u32(v_row + (PV_NT - 1) * 8));
+                    ldmatrix_x2_trans(bv, smem_u32(v_row + (PV_NT - 1) * 8));
 #pragma unroll
                     for (int i = 0; i < 2; ++i) mma_bf16(o_acc[i][PV_NT - 1], a[i], bv[0], bv[1]);
                 }

@@ -81,19 +81,6 @@ __device__ uint64_t block_min(uint64_t v) {
     return v;
 }
 
-uint64_t splitmix64(uint64_t x) {
-    x += 0x9e3779b97f4a7c15ull;
-    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
-    x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
-    return x ^ (x >> 31);
-}
-
-// core/sampler.cpp's uniform_draw, bit for bit (integer arithmetic and an exact scaling).
-double uniform_draw(uint64_t seed, uint64_t position) {
-    const uint64_t bits = splitmix64(seed ^ splitmix64(position));
-    return static_cast<double>(bits >> 11) * (1.0 / 9007199254740992.0);
-}
-
 // ---- scores ---------------------------------------------------------------------------------
 
 __global__ void keys_kernel(const float* logits, int vocab, uint32_t* keys, int32_t* ids) {
@@ -500,7 +487,7 @@ void sample_token_on_device(const float* logits, size_t vocab, const SamplingPar
     check_launch("sampling weights_kernel");
     pick_kernel<<<1, kChunk, 0, stream>>>(ids_out, weights, chunk_sum, chunk_in, chunk_unsure,
                                           prefix, keep, params.min_p, params.top_p,
-                                          uniform_draw(params.seed, position), token_out);
+                                          sampling_draw(params.seed, position), token_out);
     check_launch("sampling pick_kernel");
 }
 
