@@ -261,6 +261,9 @@ public:
     }
 
     std::unique_ptr<BackendState> create_state(uint64_t max_context) const override {
+        if (max_context > INT32_MAX)  // positions live in int32 device memory
+            fail(Status::Unsupported, "max_context " + std::to_string(max_context) +
+                                          " exceeds 2147483647, the CUDA backend's limit");
         auto state = std::make_unique<CudaState>(*this, max_context);
         if (!profile_.enabled()) capture_decode_graphs(*state);
         return state;

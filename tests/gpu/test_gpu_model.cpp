@@ -282,6 +282,33 @@ TEST(GpuSession, PrefillAcrossPiecesMatchesSplitsAndCpu) {
     EXPECT_LE(vs_cpu, kDenseWorstTolerance);
 }
 
+// A session the device cannot hold is KL_ERR_OUT_OF_MEMORY (nothing half-made stays behind);
+// one beyond int32 positions is Unsupported; the model goes on serving other sessions.
+TEST(GpuSession, OutOfMemoryIsReportedAndTheModelStaysUsable) {
+    if (!have_gpu()) GTEST_SKIP() << "no CUDA device";
+    auto gpu = load(dense_tiny_dir(), true);
+    const auto tokens = random_tokens(30, gpu->config().vocab_size, 2);
+    kl::Session before(*gpu, 0);
+    before.append(tokens.data(), tokens.size(), nullptr);
+    auto expect_status = [&](uint64_t capacity, kl::Status want) {
+        try {
+            kl::Session huge(*gpu, capacity);
+            ADD_FAILURE() << "a session of " << capacity << " tokens was created";
+        } catch (const kl::Error& e) {
+            EXPECT_EQ(e.status(), want) << e.what();
+        }
+    };
+    expect_status(2000000000, kl::Status::OutOfMemory);  // > 160 GB of cache and history
+    expect_status(uint64_t(1) << 31, kl::Status::Unsupported);
+    kl::Session after(*gpu, 0);
+    after.append(tokens.data(), tokens.size(), nullptr);
+    EXPECT_EQ(after.last_logits(), before.last_logits());
+    const int32_t next = 7;
+    after.append(&next, 1, nullptr);
+    before.append(&next, 1, nullptr);
+    EXPECT_EQ(after.last_logits(), before.last_logits());
+}
+
 // A long synthetic context moved from the GPU to the CPU: the next decode step (the split
 // MLA decode attention over 3000 cached rows) agrees between the backends.
 TEST(GpuSession, LongContextDecodeMatchesCpuAfterSyntheticFill) {
