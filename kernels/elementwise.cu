@@ -1,4 +1,5 @@
-// Embedding gather, RMSNorm, residual add, casts and SiLU·mul.
+// Embedding gather, RMSNorm (with the residual add fused), the MLA cache write, casts and
+// SiLU·mul.
 #include "cuda_util.h"
 #include "ops.h"
 #include "reduce.cuh"
@@ -61,11 +62,6 @@ __global__ void latent_to_cache_kernel(const float* kv, size_t rank, size_t widt
         out[c] = __float2bfloat16(c < rank ? row[c] * inv * __bfloat162float(w[c]) : row[c]);
 }
 
-__global__ void add_kernel(float* x, const float* y, size_t n) {
-    const size_t i = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x;
-    if (i < n) x[i] += y[i];
-}
-
 __global__ void cast_kernel(const float* x, size_t n, bf16* y) {
     const size_t i = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x;
     if (i < n) y[i] = __float2bfloat16(x[i]);
@@ -111,12 +107,6 @@ void latent_to_cache(const float* kv, size_t rows, size_t rank, size_t width, co
     latent_to_cache_kernel<<<static_cast<unsigned>(rows), kThreads, 0, stream>>>(
         kv, rank, width, w, eps, pos_device, cache);
     check_launch("latent_to_cache");
-}
-
-void add_inplace(float* x, const float* y, size_t n, cudaStream_t stream) {
-    if (n == 0) return;
-    add_kernel<<<blocks_for(n), kThreads, 0, stream>>>(x, y, n);
-    check_launch("add_inplace");
 }
 
 void cast_to_bf16(const float* x, size_t n, bf16* y, cudaStream_t stream) {

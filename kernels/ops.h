@@ -31,7 +31,6 @@ void add_rms_norm_to_bf16(float* x, const float* branch, const bf16* w, size_t r
 // pos_device), the latent RMS-normalised with w, k_pe copied, as bf16.
 void latent_to_cache(const float* kv, size_t rows, size_t rank, size_t width, const bf16* w,
                      float eps, const int32_t* pos_device, bf16* cache, cudaStream_t stream);
-void add_inplace(float* x, const float* y, size_t n, cudaStream_t stream);
 void cast_to_bf16(const float* x, size_t n, bf16* y, cudaStream_t stream);
 // out_bf16 = silu(gate) * up
 void silu_mul_to_bf16(const float* gate, const float* up, size_t n, bf16* out, cudaStream_t stream);
