@@ -11,6 +11,7 @@
 #include <string>
 
 #include "cuda_util.h"
+#include "moe_grouped_tuning.h"
 #include "ops.h"
 #include "tensor_core.cuh"
 

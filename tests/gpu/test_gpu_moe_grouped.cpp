@@ -18,16 +18,9 @@
 #include "core/cpu/ops.h"
 #include "core/error.h"
 #include "gpu_test_util.h"
+#include "moe_grouped_tuning.h"
 #include "ops.h"
 
-namespace kl::cuda {
-// Tuning hook of moe_grouped.cu: tile_m 0 = by shape, 32/64/128 forced, -1 = simple path.
-void moe_experts_grouped_tuned(const bf16* x, size_t n, size_t hidden, size_t inter, size_t experts,
-                               size_t top_k, const int32_t* chosen, const float* weights,
-                               const bf16* const* w1, const bf16* const* w3, const bf16* const* w2,
-                               void* workspace, float* out, cudaStream_t stream, int tile_m,
-                               unsigned phases);
-}  // namespace kl::cuda
 
 namespace {
 
