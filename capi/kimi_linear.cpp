@@ -12,11 +12,13 @@
 #include <vector>
 
 #include "core/error.h"
+#include "core/generator.h"
 #include "core/log.h"
 #include "core/model.h"
 #include "core/session.h"
 #include "core/tokenizer/text_stream.h"
 #include "core/tokenizer/utf8.h"
+#include "core/weights.h"
 
 #ifdef KL_HAVE_CUDA
 #include "cuda_backend.h"
@@ -35,6 +37,12 @@ struct kl_session {
     kl::Utf8Stream next_text;
 };
 
+struct kl_generator {
+    kl_session* session;
+    kl::Generator generator;
+    std::string piece;  // the last step's text, owned here for kl_generation_step::piece
+};
+
 // The core's Status mirrors kl_status value by value; the firewall casts between them.
 static_assert(static_cast<int>(kl::Status::InvalidArgument) == KL_ERR_INVALID_ARGUMENT &&
                   static_cast<int>(kl::Status::Format) == KL_ERR_FORMAT &&
@@ -42,6 +50,11 @@ static_assert(static_cast<int>(kl::Status::InvalidArgument) == KL_ERR_INVALID_AR
                   static_cast<int>(kl::Status::Cancelled) == KL_ERR_CANCELLED &&
                   static_cast<int>(kl::Status::Internal) == KL_ERR_INTERNAL,
               "kl::Status and kl_status disagree");
+static_assert(static_cast<int>(kl::EndReason::Length) == KL_END_LENGTH &&
+                  static_cast<int>(kl::EndReason::StopToken) == KL_END_STOP_TOKEN &&
+                  static_cast<int>(kl::EndReason::StopString) == KL_END_STOP_STRING &&
+                  static_cast<int>(kl::EndReason::Callback) == KL_END_CALLBACK,
+              "kl::EndReason and kl_end_reason disagree");
 static_assert(static_cast<int>(kl::DeviceKind::Cpu) == KL_DEVICE_CPU &&
                   static_cast<int>(kl::DeviceKind::Cuda) == KL_DEVICE_CUDA,
               "kl::DeviceKind and kl_device disagree");
@@ -255,6 +268,9 @@ kl_status kl_model_info(const kl_model* model, struct kl_model_info* out) {
         const kl::Tokenizer* tokenizer = model->model->tokenizer();
         info.bos_token = tokenizer ? tokenizer->bos_token() : -1;
         info.eos_token = tokenizer ? tokenizer->eos_token() : -1;
+        const kl::ParameterCounts params = kl::count_parameters(c);
+        info.n_params = params.total;
+        info.n_active_params = params.active;
         // Older callers' structs are shorter: write only what they have room for.
         std::memcpy(out, &info, std::min(given, sizeof(info)));
     });
@@ -413,65 +429,95 @@ void kl_generate_params_default(kl_generate_params* params) {
     kl_sampling_params_default(&params->sampling);
 }
 
+}  // extern "C"
+
+namespace {
+
+// kl_generate_params -> GenerateOptions, checked (stop strings by the Generator).
+kl::GenerateOptions generate_options(const kl_generate_params* params) {
+    kl_generate_params p;
+    kl_generate_params_default(&p);
+    if (params) {
+        check_struct_size(params->struct_size, sizeof(kl_generate_params), "kl_generate_params");
+        p = *params;
+    }
+    require(p.n_stop_tokens == 0 || p.stop_tokens != nullptr,
+            "stop_tokens is NULL but n_stop_tokens > 0");
+    require(p.n_stop_strings == 0 || p.stop_strings != nullptr,
+            "stop_strings is NULL but n_stop_strings > 0");
+    kl::GenerateOptions options;
+    options.max_new_tokens = p.max_new_tokens;
+    options.sampling = to_core(p.sampling);
+    if (p.n_stop_tokens) options.stop_tokens.assign(p.stop_tokens, p.stop_tokens + p.n_stop_tokens);
+    for (size_t j = 0; j < p.n_stop_strings; ++j) {
+        if (!p.stop_strings[j])
+            kl::fail(kl::Status::InvalidArgument,
+                     "stop_strings[" + std::to_string(j) + "] is NULL");
+        options.stop_strings.emplace_back(p.stop_strings[j]);
+    }
+    return options;
+}
+
+std::unique_ptr<kl_generator> new_generator(kl_session* session, const kl_generate_params* params) {
+    require(session != nullptr, "session is NULL");
+    auto generator = std::unique_ptr<kl_generator>(
+        new kl_generator{session, kl::Generator(*session->session, generate_options(params)), {}});
+    session->session->clear_cancel();
+    session->next_text.clear();  // a character kl_session_next held is moot now
+    return generator;
+}
+
+}  // namespace
+
+extern "C" {
+
+kl_status kl_generator_create(kl_session* session, const kl_generate_params* params,
+                              kl_generator** out) {
+    return guarded([&] {
+        require(out != nullptr, "out is NULL");
+        *out = nullptr;
+        *out = new_generator(session, params).release();
+    });
+}
+
+kl_status kl_generator_next(kl_generator* generator, kl_generation_step* out) {
+    return guarded([&] {
+        require(generator != nullptr, "generator is NULL");
+        require(out != nullptr, "out is NULL");
+        check_struct_size(out->struct_size, sizeof(kl_generation_step), "kl_generation_step");
+        kl::GeneratedStep step = generator->generator.next();
+        generator->piece = std::move(step.piece);
+        out->token = step.token;
+        out->piece = generator->piece.c_str();
+        out->piece_len = generator->piece.size();
+        out->end = static_cast<kl_end_reason>(step.end);
+        out->n_generated = static_cast<uint32_t>(generator->generator.generated());
+    });
+}
+
+void kl_generator_free(kl_generator* generator) {
+    delete generator;
+}
+
 kl_status kl_session_generate(kl_session* session, const kl_generate_params* params,
                               kl_token_callback cb, void* user, size_t* n_generated) {
     if (n_generated) *n_generated = 0;
     return guarded([&] {
         require(session != nullptr, "session is NULL");
         require(params != nullptr, "params is NULL");
-        check_struct_size(params->struct_size, sizeof(kl_generate_params), "kl_generate_params");
-        require(params->n_stop_tokens == 0 || params->stop_tokens != nullptr,
-                "stop_tokens is NULL but n_stop_tokens > 0");
-        require(params->n_stop_strings == 0 || params->stop_strings != nullptr,
-                "stop_strings is NULL but n_stop_strings > 0");
-        const kl::Tokenizer* tokenizer = session->model->tokenizer();
-        std::vector<std::string> stop_strings;
-        for (size_t j = 0; j < params->n_stop_strings; ++j) {
-            const char* stop = params->stop_strings[j];
-            const std::string which = "stop_strings[" + std::to_string(j) + "]";
-            require(stop != nullptr, (which + " is NULL").c_str());
-            require(stop[0] != '\0', (which + " is empty").c_str());
-            require(kl::utf8_valid(stop), (which + " is not valid UTF-8").c_str());
-            stop_strings.emplace_back(stop);
-        }
-        if (!stop_strings.empty() && !tokenizer)
-            kl::fail(kl::Status::Unsupported,
-                     "stop_strings need a tokenizer, and this model folder has no tiktoken.model");
-        const kl::SamplingParams sampling = to_core(params->sampling);
-        kl::Session& s = *session->session;
-        s.clear_cancel();
-        session->next_text.clear();  // generate appends: a character kl_session_next held is moot
-        kl::Utf8Stream utf8;
-        kl::StopStrings stops(std::move(stop_strings));
-        std::string text, piece;
-        bool ended_by_stop_string = false, ended_by_callback = false;
-        for (uint32_t i = 0; i < params->max_new_tokens; ++i) {
-            const int32_t token = s.sample(sampling);
-            s.append(&token, 1, nullptr);
-            if (n_generated) ++*n_generated;
-            bool stop = false;
-            for (size_t j = 0; j < params->n_stop_tokens; ++j)
-                stop |= token == params->stop_tokens[j];
-            if (stop) break;
-            piece.clear();
-            if (tokenizer) {
-                text.clear();
-                utf8.push(tokenizer->token_bytes(token), text);
-                ended_by_stop_string = stops.push(text, piece);
+        const std::unique_ptr<kl_generator> generator = new_generator(session, params);
+        const bool text = session->model->tokenizer() != nullptr;
+        for (;;) {
+            const kl::GeneratedStep step = generator->generator.next();
+            if (n_generated) *n_generated = generator->generator.generated();
+            if (step.token == KL_NO_TOKEN || step.end == kl::EndReason::StopToken) {
+                // The end: text still held comes in one last callback without a token.
+                if (cb && !step.piece.empty()) cb(user, KL_NO_TOKEN, step.piece.c_str(), step.piece.size());
+                return;
             }
-            if (cb && cb(user, token, tokenizer ? piece.c_str() : nullptr, piece.size()) != 0) {
-                ended_by_callback = true;
-                break;
-            }
-            if (ended_by_stop_string) break;
-        }
-        // Text still held back (an unfinished character, a possible start of a stop string)
-        // arrives in one last callback without a token.
-        if (tokenizer && cb && !ended_by_stop_string && !ended_by_callback) {
-            text.clear(), piece.clear();
-            utf8.finish(text);
-            if (!stops.push(text, piece)) stops.finish(piece);
-            if (!piece.empty()) cb(user, KL_NO_TOKEN, piece.c_str(), piece.size());
+            if (cb && cb(user, step.token, text ? step.piece.c_str() : nullptr, step.piece.size()) != 0)
+                return;
+            if (step.end != kl::EndReason::None) return;
         }
     });
 }

@@ -1,5 +1,6 @@
 #include "weights.h"
 
+#include <algorithm>
 #include <map>
 
 #include "error.h"
@@ -120,6 +121,25 @@ std::vector<TensorSpec> expected_tensors(const ModelConfig& c) {
     if (!c.tie_word_embeddings)
         specs.push_back({"lm_head.weight", {c.vocab_size, hidden}, DType::BF16});
     return specs;
+}
+
+ParameterCounts count_parameters(const ModelConfig& c) {
+    ParameterCounts counts;
+    for (const TensorSpec& spec : expected_tensors(c)) {
+        uint64_t numel = 1;
+        for (int64_t d : spec.shape) numel *= static_cast<uint64_t>(d);
+        counts.total += numel;
+    }
+    const uint64_t expert = 3ull * static_cast<uint64_t>(c.hidden_size) *
+                            static_cast<uint64_t>(c.moe_intermediate_size);
+    uint64_t moe_layers = 0;
+    for (int64_t layer = 0; layer < c.num_hidden_layers; ++layer) moe_layers += c.is_moe_layer(layer);
+    const uint64_t unchosen =
+        static_cast<uint64_t>(std::max<int64_t>(0, c.num_experts - c.num_experts_per_token));
+    const uint64_t embedding =
+        c.tie_word_embeddings ? 0 : static_cast<uint64_t>(c.vocab_size * c.hidden_size);
+    counts.active = counts.total - moe_layers * unchosen * expert - embedding;
+    return counts;
 }
 
 void validate_checkpoint(const ModelConfig& config, const Checkpoint& checkpoint) {

@@ -22,6 +22,13 @@ struct TensorSpec {
 };
 std::vector<TensorSpec> expected_tensors(const ModelConfig& config);
 
+// Parameter counts of a config: all weights (a tied lm_head once), and those one decode
+// step reads (all but the routed experts it does not choose and the untied embedding table).
+struct ParameterCounts {
+    uint64_t total = 0, active = 0;
+};
+ParameterCounts count_parameters(const ModelConfig& config);
+
 // Checks every expected tensor by name, dtype and shape. Throws Format naming the tensor
 // and both shapes. Tensors the config does not use are ignored.
 void validate_checkpoint(const ModelConfig& config, const Checkpoint& checkpoint);

@@ -41,16 +41,23 @@ typedef struct kl_model kl_model;     /* weights + tokenizer, immutable after lo
 typedef struct kl_session kl_session; /* per-conversation state: KDA + conv states, MLA cache */
 
 typedef enum {
-    KL_OK = 0,
-    KL_ERR_INVALID_ARGUMENT,
-    KL_ERR_IO,
-    KL_ERR_FORMAT,
-    KL_ERR_UNSUPPORTED,
-    KL_ERR_OUT_OF_MEMORY,
-    KL_ERR_CONTEXT_FULL,
-    KL_ERR_CANCELLED,
-    KL_ERR_DEVICE,
-    KL_ERR_INTERNAL
+    KL_OK = 0,               /* success */
+    KL_ERR_INVALID_ARGUMENT, /* a NULL or out-of-range argument, a struct_size too small, a
+                                buffer too small (the size needed is reported), a token id
+                                outside the vocabulary, a snapshot of another model */
+    KL_ERR_IO,               /* a file could not be opened or read */
+    KL_ERR_FORMAT,           /* a file's content is wrong: config.json, safetensors headers,
+                                a tensor's name, dtype or shape, tokenizer files, a corrupt or
+                                truncated snapshot */
+    KL_ERR_UNSUPPORTED,      /* valid, but not in this build or model: CUDA in a CPU-only
+                                build, text functions on a model without a tokenizer, a
+                                context beyond the backend's limit */
+    KL_ERR_OUT_OF_MEMORY,    /* host or device memory could not be allocated */
+    KL_ERR_CONTEXT_FULL,     /* the session's MLA cache cannot hold the tokens (max_context) */
+    KL_ERR_CANCELLED,        /* stopped by kl_session_cancel or a progress callback; the
+                                session is as it was before the call (or step) */
+    KL_ERR_DEVICE,           /* the GPU failed or the requested device is not there */
+    KL_ERR_INTERNAL          /* a bug in the library: please report kl_last_error() */
 } kl_status;
 
 typedef enum { KL_DEVICE_AUTO = 0, KL_DEVICE_CPU, KL_DEVICE_CUDA } kl_device;
@@ -123,6 +130,11 @@ struct kl_model_info {
     uint64_t kv_bytes_per_token;  /* MLA latent cache bytes per token (all MLA layers) */
     int32_t bos_token;            /* tokenizer_config.json's bos_token id, -1 if none */
     int32_t eos_token;            /* tokenizer_config.json's eos_token id, -1 if none */
+    /* Added later (older callers' structs end before them): parameter counts. */
+    uint64_t n_params;            /* weights in the checkpoint (a tied lm_head once) */
+    uint64_t n_active_params;     /* weights one decode step reads: all but the routed experts
+                                     it does not choose and the embedding table (one row), which
+                                     it reads whole when it is the tied lm_head */
 };
 
 /* Fill *out. Set out->struct_size = sizeof(struct kl_model_info) first; fields past an older
@@ -236,6 +248,50 @@ KL_API kl_status kl_session_generate(kl_session* session, const kl_generate_para
  * for the text and its NUL: KL_ERR_INVALID_ARGUMENT, nothing appended. */
 KL_API kl_status kl_session_next(kl_session* session, const kl_sampling_params* params,
                                  int32_t* token, char* piece, size_t cap, size_t* piece_len);
+
+/* Pull-style generation with everything kl_session_generate does: a generator runs one
+ * generation on a session, a step per kl_generator_next. */
+typedef struct kl_generator kl_generator;
+
+/* Why a generation ended. */
+typedef enum {
+    KL_END_NONE = 0,        /* not ended: call kl_generator_next again */
+    KL_END_LENGTH,          /* max_new_tokens tokens were generated */
+    KL_END_STOP_TOKEN,      /* a stop token was sampled (it is appended, its text is not passed on) */
+    KL_END_STOP_STRING,     /* the text completed a stop string (it and what follows are dropped) */
+    KL_END_CALLBACK         /* kl_session_generate's callback returned non-zero */
+} kl_end_reason;
+
+/* What one kl_generator_next released. Set struct_size = sizeof(kl_generation_step) first. */
+typedef struct {
+    uint32_t struct_size;
+    int32_t token;         /* the token appended by this step; KL_NO_TOKEN if none */
+    const char* piece;     /* the text this step releases, UTF-8 (whole characters),
+                              NUL-terminated, never NULL (empty when the model has no
+                              tokenizer); owned by the generator, valid until its next call */
+    size_t piece_len;      /* bytes of piece, NUL excluded */
+    kl_end_reason end;     /* KL_END_NONE while generation goes on */
+    uint32_t n_generated;  /* tokens this generator has appended so far */
+} kl_generation_step;
+
+/* Start a generation on session from its last logits (append a prompt first). params are
+ * checked and copied (stop tokens and strings need not outlive the call); NULL = defaults.
+ * The session must outlive the generator; between steps it may be used as usual (e.g. a
+ * token appended by hand). A cancel requested before this call is dropped. */
+KL_API kl_status kl_generator_create(kl_session* session, const kl_generate_params* params,
+                                     kl_generator** out);
+/* One step. Until the end: samples a token, appends it and returns it with the text it
+ * completes (end KL_END_NONE, or KL_END_STOP_STRING when that text completed a stop string:
+ * piece is the text before it). A sampled stop token is appended and ends the generation
+ * (KL_END_STOP_TOKEN); after max_new_tokens tokens the next call appends nothing and ends it
+ * (KL_END_LENGTH, token KL_NO_TOKEN). A step that ends the generation other than by a stop
+ * string also releases any text still held back (an unfinished character as U+FFFD). After
+ * the end each call returns KL_OK with token KL_NO_TOKEN, an empty piece and the same end.
+ * On failure (KL_ERR_CANCELLED included) the step changed nothing and may be called again; a
+ * kl_session_cancel stops the step running or the next one to run, and is consumed by it. */
+KL_API kl_status kl_generator_next(kl_generator* generator, kl_generation_step* out);
+/* Free a generator (NULL is a no-op); the session keeps what was appended. */
+KL_API void kl_generator_free(kl_generator* generator);
 
 /* ---- tokenizer and chat format -------------------------------------------------------- */
 
