@@ -563,6 +563,11 @@ TEST_F(CApiSession, ModelInfoDescribesTheModel) {
     EXPECT_EQ(info.kv_bytes_per_token, (32u + 8u) * 4u);
     // 3 KDA layers: S [2,16,16] + conv 3 x [3, 32], fp32.
     EXPECT_EQ(info.session_fixed_bytes, 3u * (2 * 16 * 16 + 3 * 3 * 32) * 4u);
+    // The CPU backend holds every weight once in fp32 (the lm_head is not tied here).
+    EXPECT_EQ(info.n_params * 4u, info.weight_bytes);
+    // A token skips 6 of 8 experts [3 x 64 x 32] in each of 3 MoE layers, and all but one
+    // row of the embedding [256, 64].
+    EXPECT_EQ(info.n_params - info.n_active_params, 3u * 6u * 3u * 64u * 32u + 256u * 64u);
     kl_model_params params;
     kl_model_params_default(&params);
     params.device = KL_DEVICE_CUDA;

@@ -394,38 +394,20 @@ std::string cpu_model() {
     return "unknown CPU";
 }
 
-// What one token costs at best, from the config: the weights a decode step must read (all
-// but the unchosen experts and the embedding table) and the matrix FLOPs of prefill.
+// What one token costs at best, from the model's parameter counts: the weights a decode step
+// must read (kl_model_info's n_active_params) and the matrix FLOPs of prefill (the same
+// weights but the lm_head, which prefill runs for the last token only).
 struct Floors {
     double decode_weight_bytes = 0;  // per token
     double prefill_flops = 0;        // per token, weight FLOPs (attention not counted)
 };
 
-Floors floors(const Options& o, const struct kl_model_info& info) {
-    std::string text;
-    if (o.has("random")) {
-        std::ifstream in(o.get("random", ""));
-        text.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
-        if (o.has("layers"))
-            text = truncate_layers(text, static_cast<int64_t>(o.number("layers", 0)));
-    } else {
-        std::ifstream in(o.dir + "/config.json");
-        text.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
-    }
-    const nlohmann::json c = nlohmann::json::parse(text);
+Floors floors(const struct kl_model_info& info) {
     const double element = info.device == KL_DEVICE_CUDA ? 2.0 : 4.0;  // bf16 or fp32 weights
-    const double hidden = c.at("hidden_size").get<double>();
-    const double vocab = c.at("vocab_size").get<double>();
-    const double layers = c.at("num_hidden_layers").get<double>();
-    const double dense = std::min(layers, c.value("first_k_dense_replace", 0.0));
-    const double experts = c.value("num_experts", 0.0), chosen = c.value("num_experts_per_token", 0.0);
-    const double expert_params = 3.0 * hidden * c.value("moe_intermediate_size", 0.0);
-    const double unchosen = (layers - dense) * (experts - chosen) * expert_params * element;
-    const double embedding = vocab * hidden * element;
-    const double lm_head = c.value("tie_word_embeddings", false) ? 0.0 : embedding;
+    const double lm_head = static_cast<double>(info.vocab_size) * info.hidden_size;
     Floors f;
-    f.decode_weight_bytes = static_cast<double>(info.weight_bytes) - unchosen - embedding;
-    f.prefill_flops = 2.0 * (f.decode_weight_bytes - lm_head) / element;
+    f.decode_weight_bytes = static_cast<double>(info.n_active_params) * element;
+    f.prefill_flops = 2.0 * (static_cast<double>(info.n_active_params) - lm_head);
     return f;
 }
 
@@ -453,7 +435,7 @@ int cmd_bench(const Options& o) {
     const double matrix_rate = o.number("matrix-tflops", 794.0) * 1e12;
     const ModelHandle model = load(o);
     const struct kl_model_info info = model_info(model.get());
-    const Floors floor = floors(o, info);
+    const Floors floor = floors(info);
     std::mt19937 rng(1234);
     std::uniform_int_distribution<int32_t> pick(0, static_cast<int32_t>(info.vocab_size) - 1);
 
