@@ -1,5 +1,6 @@
-# cmake --install: the shared library (with its SONAME link), kimi_linear.h, the kimi CLI,
-# a CMake package (find_package(KimiLinear) -> KimiLinear::kimi_linear) and kimi-linear.pc.
+# cmake --install: the shared library (with its SONAME link), kimi_linear.h, the kimi CLI (when
+# KL_BUILD_TOOLS), a CMake package (find_package(KimiLinear) -> KimiLinear::kimi_linear) and
+# kimi-linear.pc.
 include(GNUInstallDirs)
 include(CMakePackageConfigHelpers)
 install(TARGETS kimi_linear EXPORT KimiLinearTargets
@@ -7,7 +8,9 @@ install(TARGETS kimi_linear EXPORT KimiLinearTargets
         RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
 install(FILES ${PROJECT_SOURCE_DIR}/capi/include/kimi_linear.h
         DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
-install(TARGETS kimi RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
+if(TARGET kimi)  # KL_BUILD_TOOLS
+  install(TARGETS kimi RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
+endif()
 set(KL_CMAKE_DIR ${CMAKE_INSTALL_LIBDIR}/cmake/KimiLinear)
 install(EXPORT KimiLinearTargets NAMESPACE KimiLinear:: DESTINATION ${KL_CMAKE_DIR})
 configure_package_config_file(${CMAKE_CURRENT_LIST_DIR}/cmake/KimiLinearConfig.cmake.in

@@ -15,6 +15,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "core/config.h"
@@ -23,6 +24,7 @@
 #include "core/tokenizer/tokenizer.h"
 #include "core/weights.h"
 #include "bpe_trainer.h"
+#include "tokenizer_corpus.h"
 
 namespace {
 
@@ -30,7 +32,7 @@ const char* kUsage =
     "usage: make_tiny_model OUT_DIR [--preset tiny|small|100m] [--config FILE.json]\n"
     "                       [--seed N] [--shards N] [--dtype bf16|f32] [--corpus FILE]\n"
     "  The tokenizer (vocab_size >= 272) is trained on --corpus (default: the bundled\n"
-    "  tools/make_tiny_model/tokenizer_corpus.txt).\n";
+    "  tools/make_tiny_model/tokenizer_corpus.txt, compiled into this program).\n";
 
 // Added tokens after the BPE ranks, as in the released model (which reserves 256): the chat
 // tokens first, then reserved ones up to vocab_size.
@@ -72,10 +74,10 @@ void write_text(const std::filesystem::path& path, const std::string& text) {
 // Writes tiktoken.model and tokenizer_config.json covering ids 0..vocab_size-1; checks that
 // the runtime's loader accepts them. False when the vocabulary is too small for one.
 bool write_tokenizer(const std::filesystem::path& dir, const kl::ModelConfig& config,
-                     const std::string& corpus_file) {
+                     std::string_view corpus) {
     if (config.vocab_size < 256 + kReservedSpecials) return false;
     const std::vector<std::string> tokens =
-        kl::train_bpe(read_text(corpus_file), static_cast<size_t>(config.vocab_size - kReservedSpecials));
+        kl::train_bpe(corpus, static_cast<size_t>(config.vocab_size - kReservedSpecials));
     const std::string model_text = kl::tiktoken_model_text(tokens);
     nlohmann::json added = nlohmann::json::object();
     const size_t named = sizeof(kNamedSpecials) / sizeof(kNamedSpecials[0]);
@@ -162,7 +164,7 @@ int run(int argc, char** argv) {
     }
     const std::string out_dir = argv[1];
     std::string preset_name = "tiny", config_file, dtype_name = "bf16";
-    std::string corpus_file = KL_TOKENIZER_CORPUS;
+    std::string corpus_file;  // empty: the bundled corpus
     uint64_t seed = 0;
     int shards = 2;
     for (int i = 2; i < argc; ++i) {
@@ -257,7 +259,10 @@ int run(int argc, char** argv) {
         out << index.dump(2) << "\n";
         if (!out) kl::fail(kl::Status::Io, "cannot write the index in " + out_dir);
     }
-    if (!write_tokenizer(out_dir, config, corpus_file))
+    const std::string corpus_text = corpus_file.empty() ? std::string() : read_text(corpus_file);
+    const std::string_view corpus =
+        corpus_file.empty() ? kl::bundled_tokenizer_corpus() : std::string_view(corpus_text);
+    if (!write_tokenizer(out_dir, config, corpus))
         std::printf("no tokenizer: vocab_size %lld leaves no room for 256 bytes + %lld added tokens\n",
                     static_cast<long long>(config.vocab_size), static_cast<long long>(kReservedSpecials));
     std::printf("wrote %s (%zu tensors, %llu parameters, %d shards)\n", out_dir.c_str(),

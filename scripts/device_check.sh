@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # The GPU loop used with the lent device machine (see docs/perf/): build here, run there.
-#   tools/device_check.sh build   # here: CUDA build; binaries staged in build-cuda/carry/
-#   tools/device_check.sh run     # on the device, from the repository root, with
-#                                 # carry = ["build-cuda/carry"] (+ ".whl" holding the
-#                                 # fla-core wheel for the FLA comparison, never committed)
+#   scripts/device_check.sh build   # here: CUDA build; binaries staged in build-cuda/carry/
+#   scripts/device_check.sh run     # on the device, from the repository root, with
+#                                   # carry = ["build-cuda/carry"] (+ ".whl" holding the
+#                                   # fla-core wheel for the FLA comparison, never committed)
 # `run` writes under $OUT: device.txt, gpu_tests.log, ops_bench.log (our op benchmarks and
 # the side-by-side with FLA), model_bench.log (kimi bench on the 48B-A3B shapes at two
 # depths) and profile.log (KL_CUDA_PROFILE per-op breakdown of decode and prefill).
