@@ -25,8 +25,10 @@
  *      C#     System.ApplicationException, message "KL_ERR_...: <kl_last_error()>".
  *    Functions returning kl_status return nothing in the target language.
  *  - Raw callbacks are hidden (kl_set_log_callback, kl_session_generate, the progress
- *    callback of kl_model_params): streaming is pull-style through klb_session_next; no
- *    directors are needed.
+ *    callback of kl_model_params): generation is pull-style through the C API's generator
+ *    (kl_generator_*), wrapped as klb_generator_* (create with the options as plain values,
+ *    then one step per klb_generator_next, its token, end reason and text read back from the
+ *    generator); no directors are needed.
  *  - Arrays cross without per-element copies:
  *      Java   calls that only copy memory (tokenize, detokenize, chat template, state
  *             save/load) pin the Java array (Get/ReleasePrimitiveArrayCritical); calls that
@@ -116,11 +118,17 @@ kl_status kl_session_reset, kl_status kl_session_fill_synthetic, kl_status kl_se
 %enddef
 
 /* ---- what is hidden -------------------------------------------------------------------- */
-/* Raw callbacks: streaming is pull-style (klb_session_next). */
+/* Raw callbacks: generation is pull-style (klb_generator_*). */
 %ignore kl_set_log_callback;
 %ignore kl_session_generate;
 %ignore kl_generate_params;
 %ignore kl_generate_params_default;
+/* The generator: its step's text is a pointer valid until the next call, and its parameters
+ * hold arrays of pointers; klb_generator_* take plain values and copy the text out. */
+%ignore kl_generator_create;
+%ignore kl_generator_next;
+%ignore kl_generator_free;
+%ignore kl_generation_step;
 /* By member name alone: kl_model_params is a typedef of an anonymous struct, and SWIG 4.1
  * matches no "kl_model_params::progress_cb" for it (both fields and the types
  * SWIGTYPE_p_f_float_p_void__int / SWIGTYPE_p_void were still generated).  No other struct of
@@ -305,6 +313,7 @@ static void klb_java_raise_pending(JNIEnv* jenv) {
 %enddef
 
 KLB_JAVA_PINNED(const int32_t, jintArray, int[], JNI_ABORT, (const int32_t* ids, size_t n_ids))
+KLB_JAVA_PINNED(const int32_t, jintArray, int[], JNI_ABORT, (const int32_t* stop_tokens, size_t n_stop_tokens))
 KLB_JAVA_PINNED(int32_t, jintArray, int[], 0, (int32_t* out, size_t cap))
 KLB_JAVA_PINNED(char, jbyteArray, byte[], 0, (char* out_text, size_t out_cap))
 KLB_JAVA_PINNED(const char, jbyteArray, byte[], JNI_ABORT, (const char* packed, size_t packed_len))
@@ -452,6 +461,7 @@ static void klb_cs_raise_pending(void) {
 
 KLB_CS_FIXED(int, int, const int32_t* tokens)
 KLB_CS_FIXED(int, int, const int32_t* ids)
+KLB_CS_FIXED(int, int, const int32_t* stop_tokens)
 KLB_CS_FIXED(int, int, int32_t* out)
 KLB_CS_FIXED(float, float, float* logits)
 KLB_CS_FIXED(unsigned char, byte, const char* text)
@@ -467,6 +477,8 @@ KLB_CS_FIXED(unsigned char, byte, const void* buf)
 %csmethodmodifiers klb_tokenize "public unsafe";
 %csmethodmodifiers klb_detokenize "public unsafe";
 %csmethodmodifiers klb_chat_template_apply "public unsafe";
+%csmethodmodifiers klb_generator_create "public unsafe";
+%csmethodmodifiers klb_generator_piece "public unsafe";
 
 %apply int *OUTPUT { int32_t* token };
 
@@ -581,7 +593,8 @@ KimiLinearError = _kimi_linear_native.KimiLinearError
   if (have_view$argnum) PyBuffer_Release(&view$argnum);
   free(copy$argnum);
 }
-%apply (const int32_t* tokens, size_t n) { (const int32_t* ids, size_t n_ids) };
+%apply (const int32_t* tokens, size_t n) { (const int32_t* ids, size_t n_ids),
+                                           (const int32_t* stop_tokens, size_t n_stop_tokens) };
 
 /* Writable buffers used in place; None: no buffer (NULL, capacity 0). */
 %define KLB_PY_OUT_BUFFER(CTYPE, ITEMSIZE, FORMATS, PATTERN)
@@ -654,7 +667,45 @@ typedef struct {
     uint64_t kv_bytes_per_token;
     int32_t bos_token;
     int32_t eos_token;
+    uint64_t n_params;
+    uint64_t n_active_params;
 } klb_model_info_t;
+
+/* What the helpers share; not wrapped. */
+%{
+/* The NUL-terminated UTF-8 strings of a packed buffer ("user\0Hi\0"): every language passes
+ * a list of strings this way, without an array-of-structs typemap.  *strings: a malloc'ed
+ * array of *n pointers into packed (NULL when there are none; the caller frees it).  Returns
+ * 1, or 0 after klb_fail_with. */
+static int klb_unpack(const char* packed, size_t packed_len, const char*** strings, size_t* n) {
+    size_t i, count = 0;
+    const char* at = packed;
+    *strings = NULL;
+    *n = 0;
+    if (packed_len > 0 && (packed == NULL || packed[packed_len - 1] != '\0')) {
+        klb_fail_with(KL_ERR_INVALID_ARGUMENT, "the packed strings must end with a NUL");
+        return 0;
+    }
+    for (i = 0; i < packed_len; ++i) count += packed[i] == '\0';
+    if (count == 0) return 1;
+    *strings = (const char**)malloc(count * sizeof(const char*));
+    if (!*strings) {
+        klb_fail_with(KL_ERR_OUT_OF_MEMORY, "out of memory");
+        return 0;
+    }
+    for (i = 0; i < count; ++i) {
+        (*strings)[i] = at;
+        at += strlen(at) + 1;
+    }
+    *n = count;
+    return 1;
+}
+
+struct klb_generator {
+    kl_generator* generator;
+    kl_generation_step step; /* the last step that succeeded */
+};
+%}
 
 /* ---- helpers: the C API in binding-friendly shapes --------------------------------------
  * Built only on kimi_linear.h.  Each reports failure with klb_fail(); the language code above
@@ -840,22 +891,17 @@ int64_t klb_detokenize(const kl_model* model, const int32_t* ids, size_t n_ids, 
     return 0;
 }
 
-/* kl_chat_template_apply.  The messages are packed into one buffer as NUL-terminated UTF-8
- * strings, role then content for each message ("user\0Hi\0"), so that every language can
- * pass a list without an array-of-structs typemap.  Returns the text's length in bytes, or
- * -(length needed). */
+/* kl_chat_template_apply.  The messages are packed (klb_unpack): role then content for each
+ * message ("user\0Hi\0").  Returns the text's length in bytes, or -(length needed). */
 int64_t klb_chat_template_apply(const kl_model* model, const char* packed, size_t packed_len,
                                 int add_generation_prompt, char* out_text, size_t out_cap) {
-    size_t n_strings = 0, n = 0, i, len = 0;
+    const char** strings = NULL;
+    size_t n_strings = 0, n, i, len = 0;
     kl_chat_message* msgs = NULL;
-    const char* at;
     kl_status status;
-    if (packed_len > 0 && (packed == NULL || packed[packed_len - 1] != '\0')) {
-        klb_fail_with(KL_ERR_INVALID_ARGUMENT, "the packed messages must end with a NUL");
-        return 0;
-    }
-    for (i = 0; i < packed_len; ++i) n_strings += packed[i] == '\0';
+    if (!klb_unpack(packed, packed_len, &strings, &n_strings)) return 0;
     if (n_strings % 2 != 0) {
+        free((void*)strings);
         klb_fail_with(KL_ERR_INVALID_ARGUMENT,
                       "the packed messages must hold a role and a content per message");
         return 0;
@@ -864,23 +910,117 @@ int64_t klb_chat_template_apply(const kl_model* model, const char* packed, size_
     if (n > 0) {
         msgs = (kl_chat_message*)malloc(n * sizeof(kl_chat_message));
         if (!msgs) {
+            free((void*)strings);
             klb_fail_with(KL_ERR_OUT_OF_MEMORY, "out of memory");
             return 0;
         }
     }
-    at = packed;
     for (i = 0; i < n; ++i) {
-        msgs[i].role = at;
-        at += strlen(at) + 1;
-        msgs[i].content = at;
-        at += strlen(at) + 1;
+        msgs[i].role = strings[2 * i];
+        msgs[i].content = strings[2 * i + 1];
     }
     status = kl_chat_template_apply(model, msgs, n, add_generation_prompt, out_text, out_cap, &len);
     free(msgs);
+    free((void*)strings);
     if (status == KL_OK) return (int64_t)len;
     if (status == KL_ERR_INVALID_ARGUMENT && len > out_cap) return -(int64_t)len;
     klb_fail(status);
     return 0;
+}
+
+/* ---- generation: the C API's generator (kl_generator_*) -----------------------------------
+ * A klb_generator is a kl_generator with its last step, so that the step's parts are read
+ * back one value at a time.  The loop of a binding's generate is: klb_generator_next until
+ * klb_generator_end is not KL_END_NONE, passing on the text of each step (klb_generator_piece)
+ * as kl_session_generate passes it to its callback.  The session must outlive the generator
+ * (freeing the generator does not touch the session). */
+typedef struct klb_generator klb_generator;
+
+/* kl_generator_create with the options as values: sampling may be NULL (defaults); the stop
+ * strings are packed (klb_unpack: "</s>\0User:\0"), each non-empty UTF-8.  Every option is
+ * checked and copied now (kl_generator_create): InvalidArgument for an empty or ill-formed
+ * stop string, Unsupported for stop strings on a model without a tokenizer.  Free the result
+ * with klb_generator_free. */
+klb_generator* klb_generator_create(kl_session* session, uint32_t max_new_tokens,
+                                    const kl_sampling_params* sampling,
+                                    const int32_t* stop_tokens, size_t n_stop_tokens,
+                                    const char* packed, size_t packed_len) {
+    kl_generate_params params;
+    const char** stops = NULL;
+    size_t n_stops = 0;
+    klb_generator* generator;
+    kl_status status;
+    if (!klb_unpack(packed, packed_len, &stops, &n_stops)) return NULL;
+    generator = (klb_generator*)calloc(1, sizeof(klb_generator));
+    if (!generator) {
+        free((void*)stops);
+        klb_fail_with(KL_ERR_OUT_OF_MEMORY, "out of memory");
+        return NULL;
+    }
+    kl_generate_params_default(&params);
+    params.max_new_tokens = max_new_tokens;
+    if (sampling) params.sampling = *sampling;
+    params.stop_tokens = stop_tokens;
+    params.n_stop_tokens = n_stop_tokens;
+    params.stop_strings = (const char* const*)stops;
+    params.n_stop_strings = n_stops;
+    status = kl_generator_create(session, &params, &generator->generator);
+    free((void*)stops);
+    if (status != KL_OK) {
+        free(generator);
+        klb_fail(status);
+        return NULL;
+    }
+    generator->step.struct_size = (uint32_t)sizeof(kl_generation_step);
+    generator->step.token = KL_NO_TOKEN;
+    generator->step.piece = "";
+    generator->step.end = KL_END_NONE;
+    return generator;
+}
+
+/* kl_generator_free (NULL is a no-op). */
+void klb_generator_free(klb_generator* generator) {
+    if (!generator) return;
+    kl_generator_free(generator->generator);
+    free(generator);
+}
+
+/* kl_generator_next: one step; returns the token it appended (KL_NO_TOKEN if none), its end
+ * reason and text are read with klb_generator_end / klb_generator_piece.  On failure
+ * (KL_ERR_CANCELLED included) the step changed nothing, the generator still holds the step
+ * before, and it raises. */
+int32_t klb_generator_next(klb_generator* generator) {
+    kl_status status;
+    if (!generator) {
+        klb_fail_with(KL_ERR_INVALID_ARGUMENT, "generator is NULL");
+        return KL_NO_TOKEN;
+    }
+    status = kl_generator_next(generator->generator, &generator->step);
+    if (status != KL_OK) {
+        klb_fail(status);
+        return KL_NO_TOKEN;
+    }
+    return generator->step.token;
+}
+
+/* Why the generation ended at the last step (KL_END_NONE: not yet). */
+kl_end_reason klb_generator_end(const klb_generator* generator) {
+    return generator ? generator->step.end : KL_END_NONE;
+}
+
+/* Tokens the generator has appended so far (stop tokens and a stop string's tokens included). */
+uint32_t klb_generator_generated(const klb_generator* generator) {
+    return generator ? generator->step.n_generated : 0;
+}
+
+/* The last step's text (whole UTF-8 characters, may be empty) into out_text (out_cap bytes,
+ * no NUL added): its length in bytes, or -(length needed); the text stays until the next
+ * step. */
+int64_t klb_generator_piece(const klb_generator* generator, char* out_text, size_t out_cap) {
+    size_t len = generator ? generator->step.piece_len : 0;
+    if (len > out_cap) return -(int64_t)len;
+    if (len > 0) memcpy(out_text, generator->step.piece, len);
+    return (int64_t)len;
 }
 
 %}

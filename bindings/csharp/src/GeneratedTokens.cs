@@ -7,7 +7,9 @@ namespace KimiLinear
     /// <summary>
     /// The lazy sequence <see cref="Session.GenerateTokens"/> returns: an
     /// <c>IEnumerable&lt;(int Token, string Piece)&gt;</c> whose foreach enumerator yields
-    /// <c>(int Token, string Piece)</c> with its element names.
+    /// <c>(int Token, string Piece)</c> with its element names. Each enumeration is one
+    /// generation by the C library's generator (see <see cref="Session.GenerateTokens"/>); the
+    /// enumerator's Dispose (foreach does it) ends it and frees the generator.
     /// </summary>
     /// <remarks>
     /// Why a class rather than a plain <c>IEnumerable&lt;(int Token, string Piece)&gt;</c>

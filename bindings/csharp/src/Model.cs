@@ -116,7 +116,7 @@ namespace KimiLinear
                     kimi_linear_native.kl_session_params_default(p);
                     p.max_context = maxContext;
                     SWIGTYPE_p_kl_session s = kimi_linear_native.klb_session_create(m, p);
-                    return new Session(new SessionHandle(Native.Pointer(s)), Info.VocabSize, HasTokenizer);
+                    return new Session(new SessionHandle(Native.Pointer(s)), Info.VocabSize);
                 }
             });
         }
@@ -167,21 +167,15 @@ namespace KimiLinear
         public string ApplyChatTemplate(IEnumerable<ChatMessage> messages, bool addGenerationPrompt = true)
         {
             if (messages == null) throw new ArgumentNullException(nameof(messages));
-            // Packed as NUL-terminated role and content strings (klb_chat_template_apply).
-            var packed = new MemoryStream();
+            // Role and content of each message, packed (klb_chat_template_apply).
+            var strings = new List<string>();
             foreach (ChatMessage message in messages)
             {
                 if (message == null) throw new ArgumentException("a message is null", nameof(messages));
-                foreach (string s in new[] { message.Role, message.Content })
-                {
-                    if (s.IndexOf('\0') >= 0)
-                        throw new KimiLinearException.InvalidArgument("a chat message contains a NUL character");
-                    byte[] bytes = Encoding.UTF8.GetBytes(s);
-                    packed.Write(bytes, 0, bytes.Length);
-                    packed.WriteByte(0);
-                }
+                strings.Add(message.Role);
+                strings.Add(message.Content);
             }
-            byte[] input = packed.ToArray();
+            byte[] input = PackStrings(strings, "a chat message", strict: false);
             return Use(m => ReadText((buf, cap) => kimi_linear_native.klb_chat_template_apply(
                                          m, input, (ulong)input.Length, addGenerationPrompt ? 1 : 0, buf, cap),
                                      input.Length * 2L + 256));
@@ -201,6 +195,36 @@ namespace KimiLinear
         private T Use<T>(Func<SWIGTYPE_p_kl_model, T> body)
         {
             return handle.Use(nameof(Model), ptr => body(Native.Model(ptr)));
+        }
+
+        private static readonly Encoding StrictUtf8 = new UTF8Encoding(false, true);
+
+        /// <summary>
+        /// Strings as the klb_* helpers take a list: NUL-terminated UTF-8, one after another.
+        /// strict: a lone surrogate is an InvalidArgument (else it becomes U+FFFD).
+        /// </summary>
+        internal static byte[] PackStrings(IList<string> strings, string what, bool strict)
+        {
+            var packed = new MemoryStream();
+            for (int i = 0; i < strings.Count; ++i)
+            {
+                string s = strings[i];
+                if (s == null) throw new ArgumentNullException(what + "[" + i + "]");
+                if (s.IndexOf('\0') >= 0)
+                    throw new KimiLinearException.InvalidArgument(what + "[" + i + "] contains a NUL character");
+                byte[] bytes;
+                try
+                {
+                    bytes = (strict ? StrictUtf8 : Encoding.UTF8).GetBytes(s);
+                }
+                catch (EncoderFallbackException)
+                {
+                    throw new KimiLinearException.InvalidArgument(what + "[" + i + "] has a lone surrogate (not valid UTF-16)");
+                }
+                packed.Write(bytes, 0, bytes.Length);
+                packed.WriteByte(0);
+            }
+            return packed.ToArray();
         }
 
         /// <summary>The "cap too small" protocol of the text helpers: the length, or -(length needed).</summary>

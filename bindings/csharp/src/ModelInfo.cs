@@ -19,6 +19,8 @@ namespace KimiLinear
             KvBytesPerToken = i.kv_bytes_per_token;
             BosToken = i.bos_token;
             EosToken = i.eos_token;
+            Parameters = i.n_params;
+            ActiveParameters = i.n_active_params;
         }
 
         /// <summary>Vocabulary size: the length of a logits row.</summary>
@@ -43,6 +45,13 @@ namespace KimiLinear
         public int BosToken { get; }
         /// <summary>tokenizer_config.json's eos_token id, -1 if none.</summary>
         public int EosToken { get; }
+        /// <summary>Weights in the checkpoint (a tied lm_head once).</summary>
+        public ulong Parameters { get; }
+        /// <summary>
+        /// Weights one decode step reads: all but the routed experts it does not choose and the
+        /// embedding table (one row; whole when it is the tied lm_head).
+        /// </summary>
+        public ulong ActiveParameters { get; }
 
         public override string ToString()
         {

@@ -6,13 +6,14 @@ namespace KimiLinear
 {
     // Ownership of the C handles.
     //
-    // Each kl_model* / kl_session* lives in a SafeHandle: its critical finalizer is the safety
+    // Each kl_model* / kl_session* / klb_generator* lives in a SafeHandle: its critical finalizer is the safety
     // net for a Model/Session that was never disposed, and its reference count (DangerousAddRef
     // around every native call, see NativeHandle.Use) means a Dispose racing with a call on
     // another thread frees the handle only when that call is done, never under the library.
     //
     // ReleaseHandle frees through the SWIG glue's own P/Invoke entry points
-    // (kimi_linear_nativePINVOKE.kl_model_free / kl_session_free, in libkimi_linear_csharp)
+    // (kimi_linear_nativePINVOKE.kl_model_free / kl_session_free / klb_generator_free, in
+    // libkimi_linear_csharp)
     // rather than through a DllImport of kl_model_free from "kimi_linear", for two reasons:
     //  - the handle is freed by the very libkimi_linear instance that allocated it: the glue
     //    reaches the C library through its DT_NEEDED entry (libkimi_linear.so.<abi>, found by
@@ -25,7 +26,7 @@ namespace KimiLinear
     // nothing (HandleRef is a struct) and kl_*_free cannot fail, so there is no pending
     // exception to check: both matter in a finalizer.
 
-    /// <summary>A native handle with the use-count protocol shared by models and sessions.</summary>
+    /// <summary>A native handle with the use-count protocol shared by models, sessions and generators.</summary>
     internal abstract class NativeHandle : SafeHandle
     {
         protected NativeHandle(IntPtr ptr)
@@ -91,6 +92,21 @@ namespace KimiLinear
         }
     }
 
+    /// <summary>
+    /// A generation's klb_generator (a kl_generator): freeing it does not touch its session, so
+    /// it may be freed after the session.
+    /// </summary>
+    internal sealed class GeneratorHandle : NativeHandle
+    {
+        internal GeneratorHandle(IntPtr ptr) : base(ptr) { }
+
+        protected override bool ReleaseHandle()
+        {
+            kimi_linear_nativePINVOKE.klb_generator_free(new HandleRef(this, handle));
+            return true;
+        }
+    }
+
     /// <summary>Calls into the SWIG classes, translating their exceptions.</summary>
     internal static class Native
     {
@@ -127,6 +143,11 @@ namespace KimiLinear
             return new SWIGTYPE_p_kl_session(ptr, false);
         }
 
+        internal static SWIGTYPE_p_klb_generator Generator(IntPtr ptr)
+        {
+            return new SWIGTYPE_p_klb_generator(ptr, false);
+        }
+
         internal static IntPtr Pointer(SWIGTYPE_p_kl_model model)
         {
             return SWIGTYPE_p_kl_model.getCPtr(model).Handle;
@@ -135,6 +156,11 @@ namespace KimiLinear
         internal static IntPtr Pointer(SWIGTYPE_p_kl_session session)
         {
             return SWIGTYPE_p_kl_session.getCPtr(session).Handle;
+        }
+
+        internal static IntPtr Pointer(SWIGTYPE_p_klb_generator generator)
+        {
+            return SWIGTYPE_p_klb_generator.getCPtr(generator).Handle;
         }
 
         /// <summary>A size the library asked for, as an array length.</summary>

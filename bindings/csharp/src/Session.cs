@@ -20,14 +20,12 @@ namespace KimiLinear
         public const int NoToken = -1;
 
         private readonly SessionHandle handle;
-        private readonly bool hasTokenizer;
         private byte[] piece = new byte[256]; // kl_session_next's text buffer, grown on demand
 
-        internal Session(SessionHandle handle, int vocabSize, bool hasTokenizer)
+        internal Session(SessionHandle handle, int vocabSize)
         {
             this.handle = handle;
             VocabSize = vocabSize;
-            this.hasTokenizer = hasTokenizer;
         }
 
         /// <summary>The model's vocabulary size: the length of a logits row.</summary>
@@ -92,7 +90,7 @@ namespace KimiLinear
         public Session Fork()
         {
             return Use(s => new Session(new SessionHandle(Native.Pointer(kimi_linear_native.klb_session_fork(s))),
-                                        VocabSize, hasTokenizer));
+                                        VocabSize));
         }
 
         /// <summary>A versioned, checksummed snapshot of the state, for <see cref="LoadState"/>.</summary>
@@ -155,21 +153,18 @@ namespace KimiLinear
         public (int Token, string Piece) Next(SamplingParams sampling = null)
         {
             using (kl_sampling_params p = (sampling ?? new SamplingParams()).ToNative())
-                return Next(p);
-        }
-
-        private (int Token, string Piece) Next(kl_sampling_params p)
-        {
-            return Use(s =>
             {
-                for (;;)
+                return Use(s =>
                 {
-                    int token;
-                    long n = kimi_linear_native.klb_session_next(s, p, piece, (ulong)piece.Length, out token);
-                    if (n >= 0) return (token, n == 0 ? "" : Encoding.UTF8.GetString(piece, 0, (int)n));
-                    piece = new byte[Native.ArrayLength(-n)]; // nothing was appended: again, with room
-                }
-            });
+                    for (;;)
+                    {
+                        int token;
+                        long n = kimi_linear_native.klb_session_next(s, p, piece, (ulong)piece.Length, out token);
+                        if (n >= 0) return (token, n == 0 ? "" : Encoding.UTF8.GetString(piece, 0, (int)n));
+                        piece = new byte[Native.ArrayLength(-n)]; // nothing was appended: again, with room
+                    }
+                });
+            }
         }
 
         /// <summary>
@@ -178,14 +173,15 @@ namespace KimiLinear
         /// MaxNewTokens, a stop token (appended, not emitted) or a stop string (the text before
         /// it is emitted; it and anything after are not, though the tokens that made them are
         /// appended). Text that may start a stop string is held back until it cannot; text still
-        /// held when generation ends another way comes as one last piece. Append a prompt
-        /// first. A failure surfaces from MoveNext; the tokens already generated stay appended.
+        /// held when generation ends another way comes as one last piece (an unfinished character
+        /// as U+FFFD). Append a prompt first. A failure surfaces from MoveNext and ends the
+        /// enumeration; the tokens already generated stay appended.
         /// </summary>
-        /// <exception cref="KimiLinearException.InvalidArgument">an empty or ill-formed stop string (thrown at once)</exception>
+        /// <exception cref="KimiLinearException.InvalidArgument">an empty or ill-formed stop string, or one with a NUL character (thrown at once)</exception>
         /// <exception cref="KimiLinearException.Unsupported">stop strings on a model without a tokenizer (thrown at once)</exception>
         public IEnumerable<string> Generate(GenerateOptions options = null)
         {
-            return Pieces(GenerateTokens(options)); // GenerateTokens validates now
+            return Pieces(GenerateTokens(options)); // GenerateTokens checks the options now
         }
 
         private static IEnumerable<string> Pieces(GeneratedTokens tokens)
@@ -197,7 +193,9 @@ namespace KimiLinear
         /// <see cref="Generate"/> with the token of each piece: exactly what kl_session_generate
         /// passes its callback. One entry per generated token except a stop token, with the text
         /// it releases (after the stop-string rules), and, when text was still held back at the
-        /// end, one last entry (<see cref="NoToken"/>, that text). Lazy, like Generate; an
+        /// end, one last entry (<see cref="NoToken"/>, that text). Lazy, like Generate: each
+        /// enumeration is one generation by the C library's generator (kl_generator_*), the
+        /// first one's made here, which checks the options; an
         /// IEnumerable&lt;(int Token, string Piece)&gt; (see <see cref="GeneratedTokens"/> for
         /// why the return type is a class).
         /// </summary>
@@ -205,34 +203,49 @@ namespace KimiLinear
         {
             options = options ?? new GenerateOptions();
             // A snapshot of the options: changing them while the sequence is read changes nothing.
-            string[] stopStrings = StopStringMatcher.Validate(options.StopStrings);
-            if (stopStrings.Length > 0 && !hasTokenizer)
-                throw new KimiLinearException.Unsupported(
-                    "stop strings need a tokenizer, and this model folder has no tiktoken.model");
-            var stopTokens = new HashSet<int>(options.StopTokens ?? new int[0]);
+            uint maxNewTokens = (uint)options.MaxNewTokens;
             SamplingParams sampling = (options.Sampling ?? new SamplingParams()).Clone();
-            if (IsDisposed) throw new ObjectDisposedException(nameof(Session)); // now, not at the first read
-            return new GeneratedTokens(
-                GenerateIterator(options.MaxNewTokens, sampling, stopTokens, new StopStringMatcher(stopStrings)));
+            int[] stopTokens = options.StopTokens != null ? new List<int>(options.StopTokens).ToArray() : new int[0];
+            byte[] stopStrings = Model.PackStrings(options.StopStrings ?? new string[0], "StopStrings", strict: true);
+            GeneratorHandle first = NewGenerator(maxNewTokens, sampling, stopTokens, stopStrings); // checks them
+            return new GeneratedTokens(Steps(() => System.Threading.Interlocked.Exchange(ref first, null) ??
+                                                   NewGenerator(maxNewTokens, sampling, stopTokens, stopStrings)));
         }
 
-        private IEnumerable<(int, string)> GenerateIterator(int maxNewTokens, SamplingParams sampling,
-                                                                        HashSet<int> stopTokens, StopStringMatcher stops)
+        /// <summary>
+        /// One enumeration: steps a generator until the generation ends, passing on what
+        /// kl_session_generate passes its callback: a token's text (even empty); on the ending
+        /// step without a token, or with a stop token, only text still held back (NoToken).
+        /// The generator is freed at the end, on a failure and on the enumerator's Dispose.
+        /// </summary>
+        private IEnumerable<(int, string)> Steps(Func<GeneratorHandle> take)
+        {
+            using (GeneratorHandle generator = take())
+            {
+                kl_end_reason end = kl_end_reason.KL_END_NONE;
+                while (end == kl_end_reason.KL_END_NONE)
+                {
+                    // The step runs on this session: hold it too (a concurrent Dispose waits).
+                    int token = Use(s => generator.Use("generation", g => kimi_linear_native.klb_generator_next(Native.Generator(g))));
+                    string piece = generator.Use("generation", g =>
+                    {
+                        SWIGTYPE_p_klb_generator gen = Native.Generator(g);
+                        end = kimi_linear_native.klb_generator_end(gen);
+                        return Model.ReadText((buf, cap) => kimi_linear_native.klb_generator_piece(gen, buf, cap), 256);
+                    });
+                    bool tokenPiece = token != NoToken && end != kl_end_reason.KL_END_STOP_TOKEN;
+                    if (tokenPiece || piece.Length > 0) yield return (tokenPiece ? token : NoToken, piece);
+                }
+            }
+        }
+
+        private GeneratorHandle NewGenerator(uint maxNewTokens, SamplingParams sampling, int[] stopTokens,
+                                             byte[] stopStrings)
         {
             using (kl_sampling_params p = sampling.ToNative())
-            {
-                for (int i = 0; i < maxNewTokens; ++i)
-                {
-                    var next = Next(p);
-                    if (stopTokens.Contains(next.Token)) break; // appended, not emitted
-                    bool stopped;
-                    string released = stops.Push(next.Piece, out stopped);
-                    yield return (next.Token, released);
-                    if (stopped) yield break; // the stop string and anything after it are dropped
-                }
-                string rest = stops.Finish();
-                if (rest.Length > 0) yield return (NoToken, rest);
-            }
+                return Use(s => new GeneratorHandle(Native.Pointer(kimi_linear_native.klb_generator_create(
+                               s, maxNewTokens, p, stopTokens, (ulong)stopTokens.Length, stopStrings,
+                               (ulong)stopStrings.Length))));
         }
 
         /// <summary>Frees the native session (when no call on another thread still uses it). Idempotent.</summary>

@@ -82,7 +82,6 @@ internal static class KimiLinearTests
 
         // No model needed.
         Run("defaults match the C library's", null, DefaultsMatchNative);
-        Run("stop-string matcher holds back and releases", null, StopStringMatcherUnit);
         Run("missing model folder -> KimiLinearException.Io", null, MissingFolder);
 
         // The model with a tokenizer.
@@ -101,6 +100,7 @@ internal static class KimiLinearTests
         Run("stop strings", "KL_TOKENIZER_MODEL", StopStrings);
         Run("held text released at the end", "KL_TOKENIZER_MODEL", HeldTextReleased);
         Run("stop tokens: appended, not yielded", "KL_TOKENIZER_MODEL", StopTokens);
+        Run("an enumeration ended early; each enumeration generates", "KL_TOKENIZER_MODEL", EnumerationsAreGenerations);
         Run("invalid stop strings", "KL_TOKENIZER_MODEL", InvalidStopStrings);
         Run("use after Dispose -> ObjectDisposedException", "KL_TOKENIZER_MODEL", UseAfterDispose);
         Run("disposed model under a live session", "KL_TOKENIZER_MODEL KL_GREEDY_IDS", DisposedModelLiveSession);
@@ -219,38 +219,6 @@ internal static class KimiLinearTests
         Check.True(Model.LibraryVersion.Split('.').Length == 3, "version MAJOR.MINOR.PATCH");
     }
 
-    private static void StopStringMatcherUnit()
-    {
-        // Through the public surface only indirectly; here the matcher's rules on known text.
-        Type matcherType = typeof(Model).Assembly.GetType("KimiLinear.StopStringMatcher", true);
-        object matcher = Activator.CreateInstance(matcherType,
-                                                  System.Reflection.BindingFlags.NonPublic |
-                                                      System.Reflection.BindingFlags.Instance,
-                                                  null, new object[] { new[] { "abc", "xy" } }, null);
-        var push = matcherType.GetMethod("Push", System.Reflection.BindingFlags.NonPublic | System.Reflection.BindingFlags.Instance);
-        var finish = matcherType.GetMethod("Finish", System.Reflection.BindingFlags.NonPublic | System.Reflection.BindingFlags.Instance);
-        Func<string, (string, bool)> step = text =>
-        {
-            object[] args = { text, false };
-            string released = (string)push.Invoke(matcher, args);
-            return (released, (bool)args[1]);
-        };
-        Check.Equal(("12", false), step("12a"), "'a' may start \"abc\": held");
-        Check.Equal(("a", false), step("x"), "\"ax\": 'a' released, 'x' may start \"xy\"");
-        Check.Equal(("x1", false), step("1a"), "'x1' released, 'a' held");
-        Check.Equal(("", false), step("b"), "\"ab\" held");
-        Check.Equal(("ab", false), Tuple(finish.Invoke(matcher, null)), "finish releases what is held");
-        Check.Equal(("", false), step("a"), "held again");
-        Check.Equal(("", true), step("bcde"), "\"abc\" completes: nothing before it, the rest dropped");
-        Check.Equal(("zz", true), step("zzxy"), "\"xy\" completes: the text before it released");
-        Check.Equal(("", false), Tuple(finish.Invoke(matcher, null)), "nothing held after a stop");
-    }
-
-    private static (string, bool) Tuple(object s)
-    {
-        return ((string)s, false);
-    }
-
     private static void MissingFolder()
     {
         var e = Check.Throws<KimiLinearException.Io>(() => Model.Load("/nonexistent/kimi-linear-model"), "Load");
@@ -302,6 +270,8 @@ internal static class KimiLinearTests
             Check.Equal(Device.Cpu, info.Device, "device");
             Check.Equal(info.Layers, info.KdaLayers + info.MlaLayers, "layers = KDA + MLA");
             Check.True(info.MaxContext > 0, "max context");
+            Check.True(info.Parameters > 0, "parameters");
+            Check.True(info.ActiveParameters > 0 && info.ActiveParameters <= info.Parameters, "active parameters");
             Check.True(model.HasTokenizer, "has a tokenizer");
             Check.True(model.ToString().Contains("vocab " + info.VocabSize), "ToString");
         }
@@ -598,6 +568,32 @@ internal static class KimiLinearTests
         }
     }
 
+    private static void EnumerationsAreGenerations()
+    {
+        using (Model model = LoadTokenizerModel())
+        using (Session session = model.CreateSession())
+        {
+            int[] prompt = model.Tokenize(Prompt);
+            session.Append(prompt);
+            GeneratedTokens tokens = session.GenerateTokens(new GenerateOptions { MaxNewTokens = 6 });
+            using (var e = tokens.GetEnumerator())
+            {
+                Check.True(e.MoveNext(), "a first token");
+                Check.True(e.MoveNext(), "a second token");
+            } // disposed: the generation ends, its generator is freed
+            Check.Equal((ulong)(prompt.Length + 2), session.Position, "two tokens appended");
+            var all = new List<(int Token, string Piece)>(tokens);
+            Check.Equal(6, all.Count, "a second enumeration is a new generation");
+            Check.Equal((ulong)(prompt.Length + 8), session.Position, "six more tokens appended");
+            using (var e = tokens.GetEnumerator())
+            {
+                e.Dispose();
+                Check.True(!e.MoveNext(), "nothing after Dispose");
+            }
+            Check.Equal((ulong)(prompt.Length + 8), session.Position, "nothing appended by a disposed enumerator");
+        }
+    }
+
     private static void InvalidStopStrings()
     {
         using (Model model = LoadTokenizerModel())
@@ -610,6 +606,9 @@ internal static class KimiLinearTests
             var lone = new GenerateOptions();
             lone.StopStrings.Add("a\uD800");
             Check.Throws<KimiLinearException.InvalidArgument>(() => session.Generate(lone), "lone surrogate");
+            var nul = new GenerateOptions();
+            nul.StopStrings.Add("a\0b");
+            Check.Throws<KimiLinearException.InvalidArgument>(() => session.Generate(nul), "a NUL (C strings end there)");
         }
     }
 

@@ -49,12 +49,6 @@ public final class GenerateOptions {
         return stopTokens.clone();
     }
 
-    boolean isStopToken(int token) {
-        for (int t : stopTokens)
-            if (t == token) return true;
-        return false;
-    }
-
     public List<String> stopStrings() {
         return stopStrings;
     }

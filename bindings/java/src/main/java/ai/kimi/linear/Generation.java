@@ -1,16 +1,24 @@
 package ai.kimi.linear;
 
-import java.util.ArrayDeque;
+import ai.kimi.linear.internal.SWIGTYPE_p_klb_generator;
+import ai.kimi.linear.internal.kimi_linear_native;
+import ai.kimi.linear.internal.kimi_linear_nativeConstants;
+import ai.kimi.linear.internal.kl_end_reason;
+import java.nio.charset.StandardCharsets;
 import java.util.Iterator;
-import java.util.List;
 import java.util.NoSuchElementException;
 
 /**
  * The pieces of one {@link Session#generate} call, produced as they are read: each
- * {@link #hasNext()} that needs a new piece runs one decode step. See {@link Session#generate}
- * for the stop rules, which are kl_session_generate's.
+ * {@link #hasNext()} that needs a new piece runs one step of the C library's generator
+ * ({@code kl_generator_next}), which holds the whole generation loop: sampling, stop tokens,
+ * UTF-8 assembly and stop strings. See {@link Session#generate} for the stop rules.
+ *
+ * <p>The native generator is freed when the generation ends (or fails), on {@link #close()}
+ * (reading on after a close throws {@link IllegalStateException}), and by a
+ * {@link java.lang.ref.Cleaner} for a generation dropped unfinished.
  */
-public final class Generation implements Iterator<String> {
+public final class Generation extends NativeResource implements Iterator<String> {
     /** Why generation ended. */
     public enum StopReason {
         /** still running */
@@ -23,30 +31,30 @@ public final class Generation implements Iterator<String> {
     }
 
     private final Session session;
-    private final GenerateOptions options;
-    private final SamplingParams sampling;
-    private final StopMatcher stops;
-    private final ArrayDeque<String> ready = new ArrayDeque<>();
+    private final SWIGTYPE_p_klb_generator handle;
+    private byte[] piece = new byte[256];
+    private String ready; // the piece read ahead by hasNext
     private int generated;
     private StopReason reason = StopReason.NONE;
 
-    Generation(Session session, GenerateOptions options) {
+    Generation(Session session, SWIGTYPE_p_klb_generator handle) {
+        super("generation", () -> kimi_linear_native.klb_generator_free(handle));
         this.session = session;
-        this.options = options;
-        this.sampling = options.sampling();
-        this.stops = new StopMatcher(options.stopStrings());
+        this.handle = handle;
     }
 
     @Override
     public boolean hasNext() {
-        while (ready.isEmpty() && reason == StopReason.NONE) step();
-        return !ready.isEmpty();
+        while (ready == null && reason == StopReason.NONE) step();
+        return ready != null;
     }
 
     @Override
     public String next() {
         if (!hasNext()) throw new NoSuchElementException();
-        return ready.poll();
+        String out = ready;
+        ready = null;
+        return out;
     }
 
     /** Tokens appended so far (stop tokens and the tokens of a stop string included). */
@@ -59,83 +67,51 @@ public final class Generation implements Iterator<String> {
         return reason;
     }
 
+    /** One generator step; its text is passed on the way kl_session_generate passes it on. */
     private void step() {
-        if (generated >= options.maxNewTokens()) {
-            finish(StopReason.MAX_TOKENS);
-            return;
-        }
-        Token token;
+        acquire();
         try {
-            token = session.next(sampling);
-        } catch (RuntimeException e) {
-            reason = StopReason.ERROR;
-            throw e;
+            int token;
+            try {
+                token = session.generatorNext(handle);
+            } catch (RuntimeException e) {
+                reason = StopReason.ERROR;
+                throw e;
+            }
+            kl_end_reason end = kimi_linear_native.klb_generator_end(handle);
+            generated = (int) kimi_linear_native.klb_generator_generated(handle);
+            String text = pieceText();
+            // A token's text, even empty; the ending step without a token (or with a stop
+            // token) carries only text that was still held back, if any.
+            boolean tokenPiece = token != kimi_linear_nativeConstants.KL_NO_TOKEN && end != kl_end_reason.KL_END_STOP_TOKEN;
+            if (tokenPiece || !text.isEmpty()) ready = text;
+            reason = stopReason(end);
+        } finally {
+            release();
+            if (reason != StopReason.NONE) close();
         }
-        ++generated;
-        if (options.isStopToken(token.id())) {
-            finish(StopReason.STOP_TOKEN);
-            return;
-        }
-        StringBuilder out = new StringBuilder();
-        if (stops.push(token.piece(), out)) reason = StopReason.STOP_STRING;
-        ready.add(out.toString());
     }
 
-    /** Ends without a stop string: what is still held back comes as one last piece. */
-    private void finish(StopReason why) {
-        StringBuilder out = new StringBuilder();
-        stops.finish(out);
-        if (out.length() > 0) ready.add(out.toString());
-        reason = why;
+    private String pieceText() {
+        for (;;) {
+            long n = kimi_linear_native.klb_generator_piece(handle, piece);
+            if (n >= 0) return new String(piece, 0, (int) n, StandardCharsets.UTF_8);
+            piece = new byte[Model.checkedSize(-n)];
+        }
     }
 
-    /** kl::StopStrings on Java text (whole characters, so matching UTF-16 equals matching UTF-8). */
-    static final class StopMatcher {
-        private final List<String> stops;
-        private final StringBuilder held = new StringBuilder();
-
-        StopMatcher(List<String> stops) {
-            this.stops = stops;
-        }
-
-        /** Appends the text safe to release; true when a stop string completed (it and the rest are dropped). */
-        boolean push(String text, StringBuilder out) {
-            held.append(text);
-            int first = -1;
-            for (String stop : stops) {
-                int at = held.indexOf(stop);
-                if (at >= 0 && (first < 0 || at < first)) first = at;
-            }
-            if (first >= 0) {
-                out.append(held, 0, first);
-                held.setLength(0);
-                return true;
-            }
-            // Keep the longest tail that is a proper prefix of some stop string.
-            int keep = 0;
-            for (String stop : stops) {
-                for (int len = Math.min(stop.length() - 1, held.length()); len > keep; --len) {
-                    if (tailIsPrefix(stop, len)) {
-                        keep = len;
-                        break;
-                    }
-                }
-            }
-            out.append(held, 0, held.length() - keep);
-            held.delete(0, held.length() - keep);
-            return false;
-        }
-
-        private boolean tailIsPrefix(String stop, int len) {
-            int base = held.length() - len;
-            for (int i = 0; i < len; ++i)
-                if (held.charAt(base + i) != stop.charAt(i)) return false;
-            return true;
-        }
-
-        void finish(StringBuilder out) {
-            out.append(held);
-            held.setLength(0);
+    private static StopReason stopReason(kl_end_reason end) {
+        switch (end) {
+            case KL_END_NONE:
+                return StopReason.NONE;
+            case KL_END_LENGTH:
+                return StopReason.MAX_TOKENS;
+            case KL_END_STOP_TOKEN:
+                return StopReason.STOP_TOKEN;
+            case KL_END_STOP_STRING:
+                return StopReason.STOP_STRING;
+            default:
+                throw new IllegalStateException("unexpected end of generation: " + end);
         }
     }
 }

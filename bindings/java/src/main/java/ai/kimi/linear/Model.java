@@ -11,6 +11,7 @@ import ai.kimi.linear.internal.kl_session_params;
 import java.io.ByteArrayOutputStream;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Path;
+import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.List;
 import java.util.Objects;
@@ -103,7 +104,7 @@ public final class Model extends NativeResource {
                     (int) i.getN_kda_layers(), (int) i.getN_mla_layers(), (int) i.getN_experts(),
                     (int) i.getN_experts_active(), i.getMax_context(), Device.of(i.getDevice().swigValue()),
                     i.getWeight_bytes(), i.getSession_fixed_bytes(), i.getKv_bytes_per_token(),
-                    i.getBos_token(), i.getEos_token());
+                    i.getBos_token(), i.getEos_token(), i.getN_params(), i.getN_active_params());
         } finally {
             i.delete();
         }
@@ -134,7 +135,7 @@ public final class Model extends NativeResource {
                 kimi_linear_native.kl_session_params_default(params);
                 params.setMax_context(maxContext);
                 SWIGTYPE_p_kl_session session = kimi_linear_native.klb_session_create(handle, params);
-                return new Session(session, info.vocabSize(), hasTokenizer);
+                return new Session(session, info.vocabSize());
             } finally {
                 params.delete();
             }
@@ -193,18 +194,14 @@ public final class Model extends NativeResource {
      */
     public String applyChatTemplate(List<ChatMessage> messages, boolean addGenerationPrompt) {
         Objects.requireNonNull(messages, "messages");
-        // Packed as NUL-terminated role and content strings (see klb_chat_template_apply).
-        ByteArrayOutputStream packed = new ByteArrayOutputStream();
+        // Role and content of each message, packed (see klb_chat_template_apply).
+        List<String> strings = new ArrayList<>(2 * messages.size());
         for (ChatMessage m : messages) {
             Objects.requireNonNull(m, "a message is null");
-            for (String s : new String[] {m.role(), m.content()}) {
-                if (s.indexOf('\0') >= 0)
-                    throw new KimiLinearException.InvalidArgument("a chat message contains a NUL character");
-                packed.writeBytes(s.getBytes(StandardCharsets.UTF_8));
-                packed.write(0);
-            }
+            strings.add(m.role());
+            strings.add(m.content());
         }
-        byte[] in = packed.toByteArray();
+        byte[] in = packStrings(strings, "a chat message");
         acquire();
         try {
             byte[] out = new byte[in.length * 2 + 256];
@@ -216,6 +213,17 @@ public final class Model extends NativeResource {
         } finally {
             release();
         }
+    }
+
+    /** Strings as the klb_* helpers take a list: NUL-terminated UTF-8, one after another. */
+    static byte[] packStrings(List<String> strings, String what) {
+        ByteArrayOutputStream packed = new ByteArrayOutputStream();
+        for (String s : strings) {
+            if (s.indexOf('\0') >= 0) throw new KimiLinearException.InvalidArgument(what + " contains a NUL character");
+            packed.writeBytes(s.getBytes(StandardCharsets.UTF_8));
+            packed.write(0);
+        }
+        return packed.toByteArray();
     }
 
     static int checkedSize(long size) {

@@ -21,4 +21,17 @@ public record ModelInfo(
         /** the tokenizer's bos token id, -1 if none */
         int bosToken,
         /** the tokenizer's eos token id, -1 if none */
-        int eosToken) {}
+        int eosToken,
+        /** weights in the checkpoint (a tied lm_head once) */
+        long nParams,
+        /** weights one decode step reads: all but the routed experts it does not choose and the
+         *  embedding table (one row; whole when it is the tied lm_head) */
+        long nActiveParams) {
+    /** The fields before the parameter counts (which are 0 then). */
+    public ModelInfo(int vocabSize, int hiddenSize, int nLayers, int nKdaLayers, int nMlaLayers, int nExperts,
+            int nExpertsActive, long maxContext, Device device, long weightBytes, long sessionFixedBytes,
+            long kvBytesPerToken, int bosToken, int eosToken) {
+        this(vocabSize, hiddenSize, nLayers, nKdaLayers, nMlaLayers, nExperts, nExpertsActive, maxContext, device,
+                weightBytes, sessionFixedBytes, kvBytesPerToken, bosToken, eosToken, 0, 0);
+    }
+}

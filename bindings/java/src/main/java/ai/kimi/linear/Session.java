@@ -1,6 +1,7 @@
 package ai.kimi.linear;
 
 import ai.kimi.linear.internal.SWIGTYPE_p_kl_session;
+import ai.kimi.linear.internal.SWIGTYPE_p_klb_generator;
 import ai.kimi.linear.internal.kimi_linear_native;
 import ai.kimi.linear.internal.kl_logits;
 import ai.kimi.linear.internal.kl_sampling_params;
@@ -22,25 +23,23 @@ import java.util.stream.StreamSupport;
 public final class Session extends NativeResource {
     private final SWIGTYPE_p_kl_session handle;
     private final int vocabSize;
-    private final boolean hasTokenizer;
     // kl_session_next's inputs, reused from token to token.
     private final kl_sampling_params nativeSampling;
     private SamplingParams nativeSamplingValue;
     private byte[] piece = new byte[256];
     private final int[] tokenOut = new int[1];
 
-    Session(SWIGTYPE_p_kl_session handle, int vocabSize, boolean hasTokenizer) {
-        this(handle, vocabSize, hasTokenizer, new kl_sampling_params());
+    Session(SWIGTYPE_p_kl_session handle, int vocabSize) {
+        this(handle, vocabSize, new kl_sampling_params());
     }
 
-    private Session(SWIGTYPE_p_kl_session handle, int vocabSize, boolean hasTokenizer, kl_sampling_params sampling) {
+    private Session(SWIGTYPE_p_kl_session handle, int vocabSize, kl_sampling_params sampling) {
         super("session", () -> {
             kimi_linear_native.kl_session_free(handle);
             sampling.delete();
         });
         this.handle = handle;
         this.vocabSize = vocabSize;
-        this.hasTokenizer = hasTokenizer;
         this.nativeSampling = sampling;
     }
 
@@ -116,7 +115,7 @@ public final class Session extends NativeResource {
     public Session fork() {
         acquire();
         try {
-            return new Session(kimi_linear_native.klb_session_fork(handle), vocabSize, hasTokenizer);
+            return new Session(kimi_linear_native.klb_session_fork(handle), vocabSize);
         } finally {
             release();
         }
@@ -202,33 +201,52 @@ public final class Session extends NativeResource {
      * until {@link GenerateOptions#maxNewTokens()}, a stop token (appended, not emitted) or a
      * stop string (the text before it is emitted; it and anything after are not, though the
      * tokens that made them are appended). Text that may start a stop string is held back until
-     * it cannot; text still held when generation ends another way comes as one last piece.
-     * Append a prompt first. Failures surface from {@code hasNext()}/{@code next()}; the tokens
-     * already generated stay appended.
+     * it cannot; text still held when generation ends another way comes as one last piece (an
+     * unfinished character as U+FFFD). Append a prompt first. The loop runs in the C library
+     * (a {@code kl_generator}, created here: the options are checked now); the returned
+     * {@link Generation} only steps it. Failures surface from {@code hasNext()}/{@code next()};
+     * the tokens already generated stay appended. Read it to the end or close it.
      *
-     * @throws KimiLinearException.InvalidArgument for an empty or ill-formed stop string
+     * @throws KimiLinearException.InvalidArgument for an empty or ill-formed stop string, or one
+     *     with a NUL character
      * @throws KimiLinearException.Unsupported for stop strings on a model without a tokenizer
      */
     public Generation generate(GenerateOptions options) {
         Objects.requireNonNull(options, "options");
-        for (String stop : options.stopStrings()) {
-            if (stop.isEmpty()) throw new KimiLinearException.InvalidArgument("a stop string is empty");
+        for (String stop : options.stopStrings())
             if (!isWellFormed(stop))
                 throw new KimiLinearException.InvalidArgument("a stop string is not valid UTF-16 (lone surrogate)");
+        byte[] stops = Model.packStrings(options.stopStrings(), "a stop string");
+        acquire();
+        try {
+            // The generator checks the options (empty stop strings, no tokenizer) and copies them.
+            SWIGTYPE_p_klb_generator generator = kimi_linear_native.klb_generator_create(
+                    handle, options.maxNewTokens(), nativeSampling(options.sampling()), options.stopTokens(), stops);
+            return new Generation(this, generator);
+        } finally {
+            release();
         }
-        if (!options.stopStrings().isEmpty() && !hasTokenizer)
-            throw new KimiLinearException.Unsupported(
-                    "stop strings need a tokenizer, and this model folder has no tiktoken.model");
-        acquire(); // fails now on a closed session rather than on the first read
-        release();
-        return new Generation(this, options);
     }
 
-    /** {@link #generate} as a sequential {@link Stream} of pieces (e.g. {@code collect(Collectors.joining())}). */
+    /**
+     * {@link #generate} as a sequential {@link Stream} of pieces (e.g. {@code collect(Collectors.joining())});
+     * closing the stream closes the generation.
+     */
     public Stream<String> stream(GenerateOptions options) {
         Generation generation = generate(options);
         return StreamSupport.stream(
-                Spliterators.spliteratorUnknownSize(generation, Spliterator.ORDERED | Spliterator.NONNULL), false);
+                        Spliterators.spliteratorUnknownSize(generation, Spliterator.ORDERED | Spliterator.NONNULL), false)
+                .onClose(generation::close);
+    }
+
+    /** One step of a {@link Generation}'s native generator, on this session. */
+    int generatorNext(SWIGTYPE_p_klb_generator generator) {
+        acquire();
+        try {
+            return kimi_linear_native.klb_generator_next(generator);
+        } finally {
+            release();
+        }
     }
 
     private kl_sampling_params nativeSampling(SamplingParams sampling) {

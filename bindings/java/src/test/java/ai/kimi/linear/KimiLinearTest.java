@@ -19,6 +19,7 @@ import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.List;
 import java.util.stream.Collectors;
+import java.util.stream.Stream;
 import org.junit.AfterClass;
 import org.junit.BeforeClass;
 import org.junit.Test;
@@ -209,7 +210,7 @@ public class KimiLinearTest {
 
         try (Session s = prompted()) {
             long start = s.position();
-            Generation g = s.generate(GenerateOptions.builder().maxNewTokens(24).stopStrings("\u0000never", stop).build());
+            Generation g = s.generate(GenerateOptions.builder().maxNewTokens(24).stopStrings("\ue000never", stop).build());
             List<String> pieces = new ArrayList<>();
             g.forEachRemaining(pieces::add);
             String text = String.join("", pieces);
@@ -227,28 +228,41 @@ public class KimiLinearTest {
 
     @Test
     public void stopStringTextIsHeldBackWhileItMayStart() {
-        Generation.StopMatcher m = new Generation.StopMatcher(List.of("abc", "xyz"));
-        StringBuilder out = new StringBuilder();
-        assertFalse(m.push("12a", out));
-        assertEquals("12", out.toString()); // "a" may start "abc"
-        out.setLength(0);
-        assertFalse(m.push("b", out));
-        assertEquals("", out.toString()); // "ab" may too
-        out.setLength(0);
-        assertFalse(m.push("d", out));
-        assertEquals("abd", out.toString()); // "abd" cannot
-        out.setLength(0);
-        assertFalse(m.push("x", out));
-        assertEquals("", out.toString());
-        out.setLength(0);
-        assertTrue(m.push("yz tail", out)); // completed: it and the rest are dropped
-        assertEquals("", out.toString());
+        List<Token> tokens = greedyTokens(16);
+        String all = tokens.stream().map(Token::piece).collect(Collectors.joining());
+        assertFalse(all.isEmpty());
+        // A stop string that starts with the text's last character and never completes: that
+        // character is held back from the last token's piece, then released as one last piece.
+        String last = all.substring(all.offsetByCodePoints(all.length(), -1));
+        try (Session s = prompted()) {
+            Generation g = s.generate(GenerateOptions.builder().maxNewTokens(16).stopStrings(last + "\ue000\ue001").build());
+            List<String> pieces = new ArrayList<>();
+            g.forEachRemaining(pieces::add);
+            assertEquals(all, String.join("", pieces));
+            assertEquals(17, pieces.size()); // a piece per token, and the held text
+            assertEquals(last, pieces.get(16));
+            assertEquals(Generation.StopReason.MAX_TOKENS, g.stopReason());
+            assertEquals(16, g.generatedTokens());
+        }
+    }
 
-        Generation.StopMatcher n = new Generation.StopMatcher(List.of("abc"));
-        out.setLength(0);
-        assertFalse(n.push("ab", out));
-        n.finish(out); // generation ended another way: the held text is released
-        assertEquals("ab", out.toString());
+    @Test
+    public void aClosedGenerationStopsAndTheSessionGoesOn() {
+        try (Session s = prompted()) {
+            long start = s.position();
+            Generation g = s.generate(GenerateOptions.builder().maxNewTokens(16).build());
+            assertTrue(g.hasNext());
+            g.next();
+            g.close();
+            g.close(); // idempotent
+            assertTrue(g.isClosed());
+            assertThrows(IllegalStateException.class, g::hasNext);
+            assertEquals(start + 1, s.position());
+            try (Stream<String> stream = s.stream(GenerateOptions.builder().maxNewTokens(16).build())) {
+                assertEquals(2, stream.limit(2).count());
+            }
+            assertEquals(start + 3, s.position());
+        }
     }
 
     @Test
@@ -258,6 +272,8 @@ public class KimiLinearTest {
                     () -> s.generate(GenerateOptions.builder().stopStrings("").build()));
             assertThrows(KimiLinearException.InvalidArgument.class,
                     () -> s.generate(GenerateOptions.builder().stopStrings("\ud800").build()));
+            assertThrows(KimiLinearException.InvalidArgument.class, // C strings end at a NUL
+                    () -> s.generate(GenerateOptions.builder().stopStrings("a\u0000b").build()));
         }
     }
 
@@ -483,6 +499,8 @@ public class KimiLinearTest {
         assertEquals(Device.CPU, i.device());
         assertTrue(i.maxContext() > 0);
         assertTrue(i.weightBytes() > 0);
+        assertTrue(i.nParams() > 0);
+        assertTrue(i.nActiveParams() > 0 && i.nActiveParams() <= i.nParams());
         assertEquals(Model.bindingAbiVersion(), Model.abiVersion());
         assertTrue(Model.libraryVersion().matches("\\d+\\.\\d+\\.\\d+"));
         assertEquals(-1, tiny.info().bosToken());
