@@ -2,7 +2,7 @@
 // the definition in model.md, on fresh random inputs: every head size, odd and long lengths,
 // mild and strong decay, a nonzero initial state, and a prompt split over two calls.
 // Tolerance: 16-bit tensor-core operands with fp32 accumulation and an fp32 state; the output
-// and the final state must be within 5e-3 (max |err| / max |ref|, design/kernels.md) of the
+// and the final state must be within 5e-3 (max |err| / max |ref|, docs/design/kernels.md) of the
 // fp64 reference (bf16 operands measured 3e-3..1e-2 here; the fp16 ones ~1e-3); an unwritten
 // output (poisoned with NaN) fails.
 #include <cuda_runtime.h>

@@ -6,7 +6,7 @@
 // "cold" rotates over 24 layers' state and weights (~100 MB, twice the L2) as a decode step
 // over the model's layers would; "hot" repeats one layer (L2-resident: the latency floor).
 // Bandwidth is on the state bytes (read + write) against the H100's measured 3.0 TB/s copy
-// rate (design/kernels.md). For context, the unfused recurrence kernel alone (kda_recurrent)
+// rate (docs/design/kernels.md). For context, the unfused recurrence kernel alone (kda_recurrent)
 // is timed the same way. Prints a table; median of repeats, after warmup.
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>

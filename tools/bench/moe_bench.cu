@@ -4,7 +4,7 @@
 // sort and sync are left out of its time, which flatters it). Prints ms per call (median of
 // repeats after warm-up, cudaEvent timing, inputs rotated over 3 sets), TFLOP/s on
 // 2 n k 3 hidden inter FLOPs, and the two floors: FLOPs at 790 TFLOP/s and the used experts'
-// weight bytes at 3.0 TB/s (design/kernels.md ceilings).
+// weight bytes at 3.0 TB/s (docs/design/kernels.md ceilings).
 #include <algorithm>
 #include <cmath>
 #include <cstdio>

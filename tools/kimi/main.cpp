@@ -424,7 +424,7 @@ SessionHandle new_session(kl_model* model, uint64_t capacity) {
 // generated token (kl_session_next: sample from the last logits, append it), after a
 // synthetic context of the given length (kl_session_fill_synthetic). Floors: bytes over the
 // copy bandwidth, FLOPs over the matrix rate (--bandwidth-gbs, --matrix-tflops: the H100's
-// measured 3000 GB/s and 794 TFLOP/s by default, design/kernels.md).
+// measured 3000 GB/s and 794 TFLOP/s by default, docs/design/kernels.md).
 int cmd_bench(const Options& o) {
     const std::vector<int32_t> lengths = o.ints("prompt-len", "128,512");
     const std::vector<int32_t> contexts = o.ints("context", "0");

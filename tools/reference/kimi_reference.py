@@ -1,6 +1,6 @@
 """An independent float64 NumPy implementation of the Kimi Linear model.
 
-Written from design/model.md alone, in the plainest form: tokens one at a time, the KDA
+Written from the model math alone (docs/design/model.md), in the plainest form: tokens one at a time, the KDA
 recurrence (not the chunkwise form), MLA with explicitly expanded keys and values, the MoE
 router in float64. It loads a Hugging Face checkpoint folder by tensor name and serves as the
 independent check of the C++ engine (test_reference.py).

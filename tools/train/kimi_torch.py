@@ -1,4 +1,4 @@
-"""A PyTorch implementation of the Kimi Linear model for training (design/model.md).
+"""A PyTorch implementation of the Kimi Linear model for training (docs/design/model.md).
 
 The module's parameters are the checkpoint tensors: `state_dict()` has exactly the Hugging
 Face names and shapes of model.md (`model.layers.L.self_attn.q_proj.weight`, ...), so a trained
