@@ -8,16 +8,13 @@
                                       stop_tokens=[model.info.eos_token]):
             print(piece, end="", flush=True)
 
-Two native layers give the same API; $KIMI_LINEAR_BACKEND picks one (backend() says which):
-
-- ``ctypes`` (default): pure Python. The shared library is found through
-  $KIMI_LINEAR_LIBRARY, then the copy inside this package (wheels), then the system loader
-  (libkimi_linear.so.1).
-- ``swig``: the compiled module ``kimi_linear_native`` generated from
-  bindings/swig/kimi_linear.i, imported from sys.path (it is linked to its library).
+Pure Python over ctypes (the declarations of _native.py). The shared library is found
+through $KIMI_LINEAR_LIBRARY, then the copy inside this package (wheels), then the system
+loader (libkimi_linear.so.1). The SWIG module ``kimi_linear_native`` (built from
+bindings/swig/kimi_linear.i) is a separate low-level module; this package does not use it.
 """
 
-from . import _driver
+from . import _native
 from ._model import Model
 from ._native import KL_LOG_DEBUG, KL_LOG_ERROR, KL_LOG_INFO, KL_LOG_WARN, KL_NO_TOKEN
 from ._session import Session
@@ -40,17 +37,17 @@ __all__ = [
 
 def version() -> str:
     """The loaded library's version, "MAJOR.MINOR.PATCH"."""
-    return _driver.get().version()
+    return _native.lib().kl_version().decode("ascii")
 
 
 def abi_version() -> int:
     """The loaded library's ABI major (1 for this package)."""
-    return _driver.get().abi_version()
+    return int(_native.lib().kl_abi_version())
 
 
 def library_path() -> str:
     """The path (or name) the library was loaded from."""
-    return _driver.get().library_path()
+    return _native.library_path()
 
 
 def set_log_callback(callback) -> None:
@@ -60,9 +57,10 @@ def set_log_callback(callback) -> None:
     warnings and errors only). The callback may run on any thread; exceptions in it are
     printed and ignored.
     """
-    _driver.get().set_log_callback(callback)
+    _native.set_log_callback(callback)
 
 
 def backend() -> str:
-    """The native layer in use: "ctypes" or "swig" (chosen by $KIMI_LINEAR_BACKEND)."""
-    return _driver.get().name
+    """The native layer in use: always "ctypes" (kept for code written when the package
+    could also run on the SWIG module; that module is now used on its own)."""
+    return "ctypes"

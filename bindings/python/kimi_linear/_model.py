@@ -5,56 +5,18 @@ from __future__ import annotations
 import json
 import numbers
 import os
-import threading
 import weakref
-from typing import (TYPE_CHECKING, Any, Callable, Iterable, List, Mapping, Optional, Sequence,
-                    Tuple, Union)
+from ctypes import byref, c_size_t, create_string_buffer, sizeof, string_at
+from typing import Any, Callable, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
-from . import _driver, _native
-from ._types import ChatMessage, ModelInfo, token_buffer
-from .errors import KimiLinearError
-
-if TYPE_CHECKING:
-    from ._session import Session
+from . import _native
+from ._handle import ModelHandle, Share
+from ._session import Session
+from ._types import ChatMessage, ModelInfo, text_bytes, token_buffer, token_pointer
+from .errors import KL_ERR_INVALID_ARGUMENT, KL_ERR_UNSUPPORTED, check
 
 _DEVICES = {"auto": _native.KL_DEVICE_AUTO, "cpu": _native.KL_DEVICE_CPU,
             "cuda": _native.KL_DEVICE_CUDA}
-
-
-class _ModelHandle:
-    """Owns one kl_model (a handle of `driver`), shared by the Model and its Sessions, and by
-    calls in flight.
-
-    The header asks that a model be freed after its sessions ("Free its sessions first"),
-    and the sessions need the model's tokenizer (text prompts, stop strings), so the
-    kl_model is freed when its last user lets go: Model.close() drops the Model's share, each
-    Session holds one until it is closed, and each model call holds one while it runs (so a
-    close() on another thread never frees a model under a running call).
-    """
-
-    __slots__ = ("_ptr", "_refs", "_lock", "driver", "__weakref__")
-
-    def __init__(self, ptr, driver: _driver.Driver) -> None:
-        self._ptr = ptr
-        self.driver = driver
-        self._refs = 1
-        self._lock = threading.Lock()
-
-    def acquire(self):
-        with self._lock:
-            if self._refs == 0:
-                raise ValueError("model is closed")
-            self._refs += 1
-            return self._ptr
-
-    def release(self) -> None:
-        with self._lock:
-            self._refs -= 1
-            if self._refs > 0:
-                return
-            ptr, self._ptr = self._ptr, None
-        if ptr:
-            self.driver.model_free(ptr)
 
 
 def _device_code(device: str) -> int:
@@ -88,6 +50,23 @@ def _c_text(value: Any, what: str) -> bytes:
     return data
 
 
+def _text_call(call, guess: int) -> str:
+    """Run a text-producing C call ``call(lib, out, cap, &len)``, retrying once at the size
+    the library reports (KL_ERR_INVALID_ARGUMENT with the needed length in *len)."""
+    lib = _native.lib()
+    length = c_size_t(0)
+    cap = max(guess, 1)
+    for _ in range(3):
+        buf = create_string_buffer(cap)
+        status = call(lib, buf, cap, byref(length))
+        if status == KL_ERR_INVALID_ARGUMENT and length.value > cap:
+            cap = length.value + 1  # and room for the NUL
+            continue
+        check(status)
+        return string_at(buf, length.value).decode("utf-8", "replace")
+    raise AssertionError("the library kept asking for a larger buffer")  # pragma: no cover
+
+
 class Model:
     """A loaded Kimi Linear checkpoint (weights + tokenizer), immutable after loading.
 
@@ -104,7 +83,7 @@ class Model:
     def __init__(self, path: Union[str, "os.PathLike[str]"], device: str = "auto",
                  device_index: int = 0, threads: int = 0,
                  progress: Optional[Callable[[float], Any]] = None) -> None:
-        self._handle: Optional[_ModelHandle] = None
+        self._handle: Optional[ModelHandle] = None
         if isinstance(path, (str, bytes)) or hasattr(path, "__fspath__"):
             raw = os.fsencode(path)
         else:
@@ -112,7 +91,7 @@ class Model:
         if b"\0" in raw:
             raise ValueError("path contains a NUL character")
         self._path: Optional[str] = os.fsdecode(raw)
-        self._create(lambda drv, *args: drv.model_load(raw, *args),
+        self._create(lambda lib, params, out: lib.kl_model_load(raw, params, out),
                      device, device_index, threads, progress)
 
     @classmethod
@@ -131,42 +110,43 @@ class Model:
         self = cls.__new__(cls)
         self._handle = None
         self._path = None
-        self._create(lambda drv, *args: drv.model_create_random(text, seed, *args),
+        self._create(lambda lib, params, out: lib.kl_model_create_random(text, seed, params, out),
                      device, device_index, threads, progress)
         return self
 
     def _create(self, call, device, device_index, threads, progress) -> None:
-        drv = _driver.get()
+        """call(lib, kl_model_params, kl_model**) -> kl_status: load or create the model."""
         code = _device_code(device)
         device_index = _check_int("device_index", device_index, 0, 2 ** 31 - 1)
         threads = _check_int("threads", threads, 0, 2 ** 31 - 1)
+        if progress is not None and not callable(progress):
+            raise TypeError("progress must be callable or None")
+        lib = _native.lib()
+        params = _native.kl_model_params()
+        lib.kl_model_params_default(params)
+        params.device = code
+        params.device_index = device_index
+        params.n_threads = threads
         raised: List[BaseException] = []
-        on_progress = None
         if progress is not None:
-            if not callable(progress):
-                raise TypeError("progress must be callable or None")
-
-            def on_progress(fraction: float) -> bool:  # True: abort the load
+            def on_progress(fraction: float, _user) -> int:  # non-zero: abort the load
                 if raised:
-                    return True
+                    return 1
                 try:
-                    return progress(fraction) is False
+                    return 1 if progress(float(fraction)) is False else 0
                 except BaseException as e:  # noqa: B902 - re-raised after the C call
                     raised.append(e)
-                    return True
+                    return 1
 
-        ptr = failure = None
-        try:
-            ptr = call(drv, code, device_index, threads, on_progress)
-        except KimiLinearError as e:
-            failure = e
+            params.progress_cb = _native.kl_progress_callback(on_progress)  # lives in params
+        ptr = _native.kl_model_p()
+        status = call(lib, params, byref(ptr))
         if raised:
-            if ptr is not None:
-                drv.model_free(ptr)
+            if ptr:
+                lib.kl_model_free(ptr)
             raise raised[0]
-        if failure is not None:
-            raise failure
-        self._handle = _ModelHandle(ptr, drv)
+        check(status)
+        self._handle = ModelHandle(ptr)
         self._finalizer = weakref.finalize(self, self._handle.release)
         self._info = self._query_info()
         self._has_tokenizer = self._query_tokenizer()
@@ -192,11 +172,11 @@ class Model:
     def __exit__(self, *exc) -> None:
         self.close()
 
-    def _use(self) -> "_Use":
+    def _use(self) -> Share:
         """A share of the handle for the duration of a call (``with self._use() as ptr``)."""
         if self.closed or self._handle is None:
             raise ValueError("model is closed")
-        return _Use(self._handle)
+        return self._handle.share()
 
     def __repr__(self) -> str:
         if self.closed:
@@ -209,12 +189,20 @@ class Model:
     # ---- information --------------------------------------------------------------------
 
     def _query_info(self) -> ModelInfo:
+        info = _native.kl_model_info()
+        info.struct_size = sizeof(info)
         with self._use() as ptr:
-            return ModelInfo._from_c(self._handle.driver.model_info(ptr))
+            check(_native.lib().kl_model_info(ptr, byref(info)))
+        return ModelInfo._from_c(info)
 
     def _query_tokenizer(self) -> bool:
+        length = c_size_t(0)
         with self._use() as ptr:
-            return self._handle.driver.model_has_tokenizer(ptr)
+            status = _native.lib().kl_detokenize(ptr, None, 0, None, 0, byref(length))
+        if status == KL_ERR_UNSUPPORTED:
+            return False
+        check(status)
+        return True
 
     @property
     def info(self) -> ModelInfo:
@@ -234,8 +222,6 @@ class Model:
 
     def session(self, max_context: int = 0) -> "Session":
         """A new session at position 0; max_context 0 = the model's default capacity."""
-        from ._session import Session
-
         return Session(self, max_context)
 
     # ---- tokenizer ---------------------------------------------------------------------
@@ -247,15 +233,18 @@ class Model:
         without, it is plain text. bytes are passed as they are (ill-formed UTF-8 reads as
         U+FFFD). Raises UnsupportedError when the model has no tokenizer.
         """
-        data = _text_bytes(text)
-        with self._use() as ptr:
-            return self._handle.driver.tokenize(ptr, data, parse_special)
+        data = text_bytes(text)
+        if self.closed or self._handle is None:
+            raise ValueError("model is closed")
+        return self._handle.tokenize(data, parse_special)
 
     def detokenize(self, ids: Iterable[int]) -> str:
         """The text of token ids (added tokens as their text; ill-formed UTF-8 as U+FFFD)."""
         tokens, n = token_buffer(ids, "ids")
+        ids_ptr = token_pointer(tokens, n)
         with self._use() as ptr:
-            return self._handle.driver.detokenize(ptr, tokens, n)
+            return _text_call(lambda lib, buf, cap, length: lib.kl_detokenize(
+                ptr, ids_ptr, n, buf, cap, length), 16 * n + 16)
 
     def apply_chat_template(self, messages: Iterable[Union[Mapping[str, str], Tuple[str, str],
                                                           ChatMessage]],
@@ -285,35 +274,13 @@ class Model:
                                 f"(role, content) pair, not {type(message).__name__}")
             pairs.append((_c_text(role, f"messages[{i}] role"),
                           _c_text(content, f"messages[{i}] content")))
+        n = len(pairs)
+        msgs = (_native.kl_chat_message * max(n, 1))()
+        for i, (role, content) in enumerate(pairs):
+            msgs[i].role = role
+            msgs[i].content = content
+        flag = 1 if add_generation_prompt else 0
+        guess = sum(len(r) + len(c) for r, c in pairs) + 256
         with self._use() as ptr:
-            return self._handle.driver.chat_template_apply(ptr, pairs,
-                                                           bool(add_generation_prompt))
-
-
-def _text_bytes(text: Any) -> bytes:
-    if isinstance(text, str):
-        return text.encode("utf-8")
-    if isinstance(text, (bytes, bytearray, memoryview)):
-        return bytes(text)
-    raise TypeError(f"text must be str or bytes, not {type(text).__name__}")
-
-
-class _Use:
-    """Context manager holding one share of a _ModelHandle: ``with model._use() as ptr``."""
-
-    __slots__ = ("_handle", "_ptr")
-
-    def __init__(self, handle: _ModelHandle) -> None:
-        self._ptr = handle.acquire()
-        self._handle = handle
-
-    def __enter__(self):
-        return self._ptr
-
-    def __exit__(self, *exc) -> None:
-        self.release()
-
-    def release(self) -> None:
-        handle, self._handle = self._handle, None
-        if handle is not None:
-            handle.release()
+            return _text_call(lambda lib, buf, cap, length: lib.kl_chat_template_apply(
+                ptr, msgs if n else None, n, flag, buf, cap, length), guess)

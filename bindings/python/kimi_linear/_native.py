@@ -1,8 +1,10 @@
 """ctypes declarations of the C API in capi/include/kimi_linear.h (ABI 1).
 
 This module mirrors the header one to one: the constants, the parameter structs and the
-signature (argtypes/restype) of every exported function. The ctypes backend
-(_ctypes_driver.py) uses it through :func:`lib`, which loads the shared library on first use.
+signature (argtypes/restype) of every exported function. It is the package's one native
+layer: Model, Session and errors.check call the functions of :func:`lib` (which loads the
+shared library on first use) directly. It imports nothing else from the package, so every
+other module may import it.
 
 Library lookup, first hit wins:
   1. ``$KIMI_LINEAR_LIBRARY``: the full path of the library (no fallback when it is set);
@@ -22,8 +24,6 @@ from ctypes import (CFUNCTYPE, POINTER, Structure, c_char, c_char_p, c_float, c_
                     c_size_t, c_uint32, c_uint64, c_void_p)
 from typing import List, Optional
 
-from .errors import LibraryError
-
 # ---- constants ------------------------------------------------------------------------
 
 ABI_VERSION = 1  # KL_ABI_VERSION this module is written for
@@ -31,10 +31,17 @@ SONAME = "libkimi_linear.so.1"
 
 KL_NO_TOKEN = -1
 
-# kl_status values live in errors.py (importable without the library); re-exported here.
-from .errors import (KL_ERR_CANCELLED, KL_ERR_CONTEXT_FULL, KL_ERR_DEVICE,  # noqa: E402
-                     KL_ERR_FORMAT, KL_ERR_INTERNAL, KL_ERR_INVALID_ARGUMENT, KL_ERR_IO,
-                     KL_ERR_OUT_OF_MEMORY, KL_ERR_UNSUPPORTED, KL_OK)
+# kl_status (errors.py re-exports these and maps each to its exception class)
+KL_OK = 0
+KL_ERR_INVALID_ARGUMENT = 1
+KL_ERR_IO = 2
+KL_ERR_FORMAT = 3
+KL_ERR_UNSUPPORTED = 4
+KL_ERR_OUT_OF_MEMORY = 5
+KL_ERR_CONTEXT_FULL = 6
+KL_ERR_CANCELLED = 7
+KL_ERR_DEVICE = 8
+KL_ERR_INTERNAL = 9
 
 KL_STATUSES = (KL_OK, KL_ERR_INVALID_ARGUMENT, KL_ERR_IO, KL_ERR_FORMAT, KL_ERR_UNSUPPORTED,
                KL_ERR_OUT_OF_MEMORY, KL_ERR_CONTEXT_FULL, KL_ERR_CANCELLED, KL_ERR_DEVICE,
@@ -50,6 +57,13 @@ KL_LOGITS_NONE = 0
 KL_LOGITS_LAST = 1
 KL_LOGITS_ALL = 2
 
+# kl_end_reason
+KL_END_NONE = 0
+KL_END_LENGTH = 1
+KL_END_STOP_TOKEN = 2
+KL_END_STOP_STRING = 3
+KL_END_CALLBACK = 4
+
 # log levels
 KL_LOG_ERROR = 0
 KL_LOG_WARN = 1
@@ -60,6 +74,11 @@ KL_LOG_DEBUG = 3
 kl_status = c_int
 kl_device = c_int
 kl_logits = c_int
+kl_end_reason = c_int
+
+
+class LibraryError(OSError):
+    """The shared library could not be found or loaded, or is of another ABI."""
 
 
 # ---- opaque handles -----------------------------------------------------------------------
@@ -72,8 +91,13 @@ class kl_session(Structure):
     """Opaque ``struct kl_session``; only pointers to it are used."""
 
 
+class kl_generator(Structure):
+    """Opaque ``struct kl_generator``; only pointers to it are used."""
+
+
 kl_model_p = POINTER(kl_model)
 kl_session_p = POINTER(kl_session)
+kl_generator_p = POINTER(kl_generator)
 
 # ---- callbacks ----------------------------------------------------------------------------
 
@@ -112,6 +136,8 @@ class kl_model_info(Structure):
         ("kv_bytes_per_token", c_uint64),
         ("bos_token", c_int32),
         ("eos_token", c_int32),
+        ("n_params", c_uint64),
+        ("n_active_params", c_uint64),
     ]
 
 
@@ -144,6 +170,17 @@ class kl_generate_params(Structure):
         ("n_stop_tokens", c_size_t),
         ("stop_strings", POINTER(c_char_p)),
         ("n_stop_strings", c_size_t),
+    ]
+
+
+class kl_generation_step(Structure):
+    _fields_ = [
+        ("struct_size", c_uint32),
+        ("token", c_int32),
+        ("piece", POINTER(c_char)),  # owned by the generator, valid until its next call
+        ("piece_len", c_size_t),
+        ("end", kl_end_reason),
+        ("n_generated", c_uint32),
     ]
 
 
@@ -197,6 +234,10 @@ _SIGNATURES = {
                                         kl_token_callback, c_void_p, _size_p]),
     "kl_session_next": (kl_status, [kl_session_p, POINTER(kl_sampling_params), _i32_p,
                                     POINTER(c_char), c_size_t, _size_p]),
+    "kl_generator_create": (kl_status, [kl_session_p, POINTER(kl_generate_params),
+                                        POINTER(kl_generator_p)]),
+    "kl_generator_next": (kl_status, [kl_generator_p, POINTER(kl_generation_step)]),
+    "kl_generator_free": (None, [kl_generator_p]),
     # tokenizer and chat format
     "kl_tokenize": (kl_status, [kl_model_p, c_char_p, c_size_t, c_int, _i32_p, c_size_t,
                                 _size_p]),
@@ -228,7 +269,7 @@ def _candidates() -> List[str]:
     return found
 
 
-def declare(cdll: ctypes.CDLL, where: str) -> None:
+def _declare(cdll: ctypes.CDLL, where: str) -> None:
     """Set argtypes/restype of every function on a handle of the library; checks the ABI."""
     for name, (restype, argtypes) in _SIGNATURES.items():
         try:
@@ -250,7 +291,7 @@ def _load() -> ctypes.CDLL:
             cdll = ctypes.CDLL(explicit)
         except OSError as e:
             raise LibraryError(f"KIMI_LINEAR_LIBRARY={explicit!r} cannot be loaded: {e}") from e
-        declare(cdll, explicit)
+        _declare(cdll, explicit)
         return _remember(cdll, explicit)
     errors = []
     for path in _candidates():
@@ -259,7 +300,7 @@ def _load() -> ctypes.CDLL:
         except OSError as e:
             errors.append(f"  {path}: {e}")
             continue
-        declare(cdll, path)
+        _declare(cdll, path)
         return _remember(cdll, path)
     raise LibraryError("libkimi_linear not found; set KIMI_LINEAR_LIBRARY to its full path. "
                        "Tried:\n" + "\n".join(errors))
@@ -289,7 +330,6 @@ def library_path() -> str:
 # ---- logging ------------------------------------------------------------------------------
 
 _log_callback_ref = None  # the ctypes thunk must outlive its registration
-_log_lib: Optional[ctypes.CDLL] = None  # the library it is registered with
 
 
 def set_log_callback(callback) -> None:
@@ -299,16 +339,11 @@ def set_log_callback(callback) -> None:
     warnings and errors only). The callback may run on any thread; exceptions in it are
     printed and ignored.
     """
-    install_log_callback(lib(), callback)
-
-
-def install_log_callback(cdll: ctypes.CDLL, callback) -> None:
-    """set_log_callback on a given handle of the library (its functions declared): the SWIG
-    backend's, whose interface hides raw callbacks, passes the library its module loaded."""
-    global _log_callback_ref, _log_lib
+    global _log_callback_ref
+    cdll = lib()
     if callback is None:
         cdll.kl_set_log_callback(kl_log_callback(), None)
-        _log_callback_ref = _log_lib = None
+        _log_callback_ref = None
         return
     if not callable(callback):
         raise TypeError("callback must be callable or None")
@@ -321,13 +356,13 @@ def install_log_callback(cdll: ctypes.CDLL, callback) -> None:
 
     ref = kl_log_callback(thunk)
     cdll.kl_set_log_callback(ref, None)
-    _log_callback_ref, _log_lib = ref, cdll
+    _log_callback_ref = ref
 
 
 def _reset_log_callback_at_exit() -> None:
     # Python callbacks must not be called once the interpreter is going away.
-    if _log_callback_ref is not None and _log_lib is not None:
-        _log_lib.kl_set_log_callback(kl_log_callback(), None)
+    if _log_callback_ref is not None and _lib is not None:
+        _lib.kl_set_log_callback(kl_log_callback(), None)
 
 
 import atexit  # noqa: E402

@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
-import array
 import dataclasses
 import numbers
 import threading
 import weakref
-from typing import (Any, Iterable, Iterator, List, Literal, Optional, Sequence, Tuple, Union,
-                    overload)
+from ctypes import (POINTER, byref, c_char_p, c_float, c_int32, c_size_t, c_uint64, cast,
+                    create_string_buffer, sizeof, string_at)
+from typing import (TYPE_CHECKING, Any, Iterable, Iterator, List, Literal, Optional, Sequence,
+                    Set, Tuple, Union, overload)
 
 from . import _native
-from ._model import Model, _text_bytes
-from ._types import GREEDY, SamplingParams, numpy, token_buffer
-from .errors import InvalidArgumentError, UnsupportedError
+from ._handle import ModelHandle
+from ._types import GREEDY, SamplingParams, numpy, text_bytes, token_buffer, token_pointer
+from .errors import KL_ERR_INVALID_ARGUMENT, InvalidArgumentError, UnsupportedError, check
+
+if TYPE_CHECKING:  # for annotations only: _model imports this module
+    from ._model import Model
 
 KL_NO_TOKEN = _native.KL_NO_TOKEN
 
@@ -21,33 +25,59 @@ _LOGITS = {None: _native.KL_LOGITS_NONE, "none": _native.KL_LOGITS_NONE,
            "last": _native.KL_LOGITS_LAST, "all": _native.KL_LOGITS_ALL}
 
 _PIECE_BYTES = 256  # kl_session_next's first piece buffer; grown when a piece needs more
+_MAX_NEW_TOKENS = 2 ** 32 - 1  # kl_generate_params.max_new_tokens is a uint32_t
 
 
 class _State:
-    """What the finalizer needs: the kl_session (a handle of the model's driver), the model
-    share and the locks.
+    """What the finalizer needs: the kl_session, its live kl_generators, the model share and
+    the locks.
 
     busy: held during every call that uses the session (one thread at a time, as the C API
     requires; a second thread gets a RuntimeError instead of a data race). cancel_lock: held
-    by cancel() and by the free, so cancel() from another thread never touches a freed
-    session.
+    by cancel() and by the frees, so cancel() from another thread never touches a freed
+    session and a generator is freed once, before its session.
     """
 
-    __slots__ = ("ptr", "handle", "driver", "busy", "cancel_lock")
+    __slots__ = ("ptr", "handle", "generators", "busy", "cancel_lock")
 
-    def __init__(self, handle) -> None:
+    def __init__(self, handle: ModelHandle) -> None:
         self.ptr = None
-        self.handle = handle
-        self.driver = handle.driver
+        self.handle: Optional[ModelHandle] = handle
+        self.generators: Set[_Generator] = set()
         self.busy = threading.Lock()
         self.cancel_lock = threading.Lock()
+
+
+class _Generator:
+    """One kl_generator of a session; ptr None once freed (by its iteration or the session)."""
+
+    __slots__ = ("ptr",)
+
+    def __init__(self) -> None:
+        self.ptr = _native.kl_generator_p()
+
+
+def _free_generator(state: _State, generator: _Generator) -> None:
+    with state.cancel_lock:
+        ptr, generator.ptr = generator.ptr, None
+        state.generators.discard(generator)
+    if ptr:
+        _native.lib().kl_generator_free(ptr)
 
 
 def _free(state: _State) -> None:
     with state.cancel_lock:
         ptr, state.ptr = state.ptr, None
+        generators, state.generators = state.generators, set()
+        pointers = [g.ptr for g in generators]
+        for g in generators:
+            g.ptr = None
+    lib = _native.lib()
+    for generator in pointers:  # the session must outlive its generators
+        if generator:
+            lib.kl_generator_free(generator)
     if ptr:
-        state.driver.session_free(ptr)
+        lib.kl_session_free(ptr)
     handle, state.handle = state.handle, None
     if handle is not None:
         handle.release()  # the model's share: frees the kl_model if it was the last
@@ -93,44 +123,6 @@ def _sampling(sampling: Optional[SamplingParams], overrides: dict) -> SamplingPa
     return dataclasses.replace(sampling, **overrides) if overrides else sampling
 
 
-class _StopStrings:
-    """Holds back text that may start a stop string; finds the first stop string.
-
-    The same rule as the library's (core/tokenizer/text_stream.cpp), on str: the pieces are
-    whole characters, so character and UTF-8 byte matching agree.
-    """
-
-    __slots__ = ("stops", "held")
-
-    def __init__(self, stops: Sequence[str]) -> None:
-        self.stops = stops
-        self.held = ""
-
-    def push(self, text: str) -> Tuple[str, bool]:
-        """(text safe to release, whether a stop string completed)."""
-        held = self.held + text
-        first = -1
-        for stop in self.stops:
-            at = held.find(stop)
-            if at >= 0 and (first < 0 or at < first):
-                first = at
-        if first >= 0:
-            self.held = ""
-            return held[:first], True
-        keep = 0  # the longest tail that is a proper prefix of some stop string
-        for stop in self.stops:
-            for length in range(min(len(stop) - 1, len(held)), keep, -1):
-                if held.endswith(stop[:length]):
-                    keep = length
-                    break
-        self.held = held[len(held) - keep:] if keep else ""
-        return held[:len(held) - keep], False
-
-    def finish(self) -> str:
-        held, self.held = self.held, ""
-        return held
-
-
 class Session:
     """Per-conversation state: position, KDA/conv states, MLA cache, last logits.
 
@@ -139,8 +131,9 @@ class Session:
     may be called from any thread. It stays usable after its Model is closed.
     """
 
-    def __init__(self, model: Model, max_context: int = 0) -> None:
-        if not isinstance(model, Model):
+    def __init__(self, model: "Model", max_context: int = 0) -> None:
+        # A Model is what holds a ModelHandle (this module cannot import _model: see _handle).
+        if not isinstance(getattr(model, "_handle", None), ModelHandle):
             raise TypeError(f"model must be a kimi_linear.Model, not {type(model).__name__}")
         if isinstance(max_context, bool) or not isinstance(max_context, numbers.Integral):
             raise TypeError(f"max_context must be an int, not {type(max_context).__name__}")
@@ -151,19 +144,23 @@ class Session:
         handle = model._handle
         model_ptr = handle.acquire()  # the session's share of the model
         try:
-            out = handle.driver.session_create(model_ptr, int(max_context))
+            lib = _native.lib()
+            params = _native.kl_session_params()
+            lib.kl_session_params_default(params)
+            params.max_context = int(max_context)
+            out = _native.kl_session_p()
+            check(lib.kl_session_create(model_ptr, byref(params), byref(out)))
         except BaseException:
             handle.release()
             raise
         self._setup(model, out, handle, int(max_context) or model.info.max_context)
 
-    def _setup(self, model: Model, ptr, handle, max_context: int) -> None:
+    def _setup(self, model: "Model", ptr, handle: ModelHandle, max_context: int) -> None:
         self._model = model
         self._vocab = model._info.vocab_size
         self._has_tokenizer = model._has_tokenizer
         self._max_context = max_context
-        self._drv = handle.driver
-        self._piece = self._drv.piece_buffer(_PIECE_BYTES)
+        self._piece = create_string_buffer(_PIECE_BYTES)
         self._state = _State(handle)
         self._state.ptr = ptr
         self._finalizer = weakref.finalize(self, _finalize, self._state)
@@ -208,7 +205,7 @@ class Session:
         return _Busy(self._state)
 
     @property
-    def model(self) -> Model:
+    def model(self) -> "Model":
         """The Model this session was made from (it may be closed since)."""
         return self._model
 
@@ -222,8 +219,10 @@ class Session:
     @property
     def position(self) -> int:
         """Tokens consumed so far."""
+        out = c_uint64(0)
         with self._busy() as ptr:
-            return self._drv.session_position(ptr)
+            check(_native.lib().kl_session_position(ptr, byref(out)))
+        return out.value
 
     def append(self, tokens: Union[int, Iterable[int], Any], logits: Optional[str] = None):
         """Run tokens through the model at the current position.
@@ -246,12 +245,15 @@ class Session:
         size = 0 if which == _native.KL_LOGITS_NONE else (
             self._vocab if which == _native.KL_LOGITS_LAST else n * self._vocab)
         np = numpy()
-        out = None
-        if size:
-            out = np.empty(size, dtype=np.float32) if np is not None \
-                else self._drv.float_buffer(size)
+        out = c_out = None
+        if size and np is not None:
+            out = np.empty(size, dtype=np.float32)
+            c_out = out.ctypes.data_as(POINTER(c_float))
+        elif size:
+            out = c_out = (c_float * size)()
+        tokens_ptr = token_pointer(buf, n)
         with self._busy() as ptr:
-            self._drv.session_append(ptr, buf, n, which, self._vocab, out)
+            check(_native.lib().kl_session_append(ptr, tokens_ptr, n, which, c_out))
         if out is None:
             return None
         if np is not None:
@@ -265,7 +267,7 @@ class Session:
     def reset(self) -> None:
         """Back to position 0, all state zero, no last logits."""
         with self._busy() as ptr:
-            self._drv.session_reset(ptr)
+            check(_native.lib().kl_session_reset(ptr))
 
     def fill_synthetic(self, n_tokens: int, seed: int = 0) -> None:
         """Benchmark aid: jump to position n_tokens with deterministic random state, as if a
@@ -276,7 +278,7 @@ class Session:
             if not 0 <= value < 2 ** 64:
                 raise ValueError(f"{name} is {value}, must be in [0, 2**64)")
         with self._busy() as ptr:
-            self._drv.session_fill_synthetic(ptr, int(n_tokens), int(seed))
+            check(_native.lib().kl_session_fill_synthetic(ptr, int(n_tokens), int(seed)))
 
     def fork(self) -> "Session":
         """An independent deep copy of the whole state (cheap prefix reuse)."""
@@ -284,7 +286,8 @@ class Session:
         with self._busy() as ptr:
             handle.acquire()  # the copy's own share of the model
             try:
-                out = self._drv.session_fork(ptr)
+                out = _native.kl_session_p()
+                check(_native.lib().kl_session_fork(ptr, byref(out)))
             except BaseException:
                 handle.release()
                 raise
@@ -294,20 +297,33 @@ class Session:
 
     def cancel(self) -> None:
         """Ask the running append/next/generate step on this session to stop: it raises
-        CancelledError at the next layer boundary, the state as before that call. Callable
-        from any thread; a request made while nothing runs is dropped by the next call."""
+        CancelledError at the next layer boundary, the state as before that step. Callable
+        from any thread. A request made while nothing runs is dropped by the next append or
+        next(); between two steps of a generate() iteration it stops the next step (the
+        rule of kl_generator_next)."""
         state = self._state
         with state.cancel_lock:
             if state.ptr is None:
                 raise ValueError("session is closed")
-            state.driver.session_cancel(state.ptr)
+            _native.lib().kl_session_cancel(state.ptr)
 
     # ---- state snapshots -------------------------------------------------------------------
 
     def save_state(self) -> bytes:
         """A versioned, checksummed snapshot of the whole state."""
+        lib = _native.lib()
+        size, written = c_size_t(0), c_size_t(0)
         with self._busy() as ptr:
-            return self._drv.session_state_save(ptr)
+            check(lib.kl_session_state_size(ptr, byref(size)))
+            for _ in range(3):
+                buf = create_string_buffer(size.value)
+                status = lib.kl_session_state_save(ptr, buf, size.value, byref(written))
+                if status == KL_ERR_INVALID_ARGUMENT and written.value > size.value:
+                    size.value = written.value
+                    continue
+                check(status)
+                return string_at(buf, written.value)
+        raise AssertionError("kl_session_state_save kept asking for more")  # pragma: no cover
 
     def load_state(self, data: Union[bytes, bytearray, memoryview]) -> None:
         """Restore a snapshot from save_state(). A corrupt or truncated one raises
@@ -320,16 +336,18 @@ class Session:
             except TypeError:
                 raise TypeError(f"data must be bytes-like, not {type(data).__name__}") from None
         with self._busy() as ptr:
-            self._drv.session_state_load(ptr, data)
+            check(_native.lib().kl_session_state_load(ptr, data, len(data)))
 
     # ---- sampling ------------------------------------------------------------------------------
 
     def sample(self, sampling: Optional[SamplingParams] = None, **overrides: Any) -> int:
         """Sample one token from the last logits (not appended). sampling defaults to greedy;
         keyword arguments override its fields, e.g. ``sample(temperature=0.8, seed=1)``."""
-        c_params = self._drv.sampling(_sampling(sampling, overrides))
+        c_params = _sampling(sampling, overrides)._to_c()
+        token = c_int32(0)
         with self._busy() as ptr:
-            return self._drv.session_sample(ptr, c_params)
+            check(_native.lib().kl_session_sample(ptr, byref(c_params), byref(token)))
+        return token.value
 
     def next(self, sampling: Optional[SamplingParams] = None,
              **overrides: Any) -> Tuple[int, Optional[str]]:
@@ -338,23 +356,25 @@ class Session:
         The text is whole characters only, may be "" (an unfinished character waits in the
         session for a later token); it is None when the model has no tokenizer.
         """
-        return self._next(self._drv.sampling(_sampling(sampling, overrides)))
-
-    def _next(self, c_params) -> Tuple[int, Optional[str]]:
-        drv = self._drv
+        c_params = _sampling(sampling, overrides)._to_c()
+        lib = _native.lib()
+        token, length = c_int32(0), c_size_t(0)
         with self._busy() as ptr:
             if not self._has_tokenizer:
-                return drv.session_next(ptr, c_params, None)[0], None
+                check(lib.kl_session_next(ptr, byref(c_params), byref(token), None, 0, None))
+                return token.value, None
             for _ in range(3):
                 piece = self._piece
-                token, length = drv.session_next(ptr, c_params, piece)
+                status = lib.kl_session_next(ptr, byref(c_params), byref(token), piece,
+                                             len(piece), byref(length))
                 # Too small for the text and its NUL: nothing was appended and the draw is a
                 # function of (seed, position), so the same call with more room gives the
                 # same token.
-                if length < 0:
-                    self._piece = drv.piece_buffer(-length)
+                if status == KL_ERR_INVALID_ARGUMENT and length.value + 1 > len(piece):
+                    self._piece = create_string_buffer(length.value + 1)
                     continue
-                return token, drv.piece_text(piece, length)
+                check(status)
+                return token.value, string_at(piece, length.value).decode("utf-8", "replace")
         raise AssertionError("kl_session_next kept asking for more room")  # pragma: no cover
 
     # ---- generation ------------------------------------------------------------------------------
@@ -389,10 +409,12 @@ class Session:
         - text still held when generation ends another way (an unfinished character becomes
           U+FFFD) comes last, as (KL_NO_TOKEN, text) with ``tokens=True``.
 
-        These are kl_session_generate's rules; the iterator pulls one kl_session_next per
-        token, so the caller may stop early (the tokens so far stay appended). Arguments are
-        checked when generate() is called; the prompt is appended when iteration starts.
-        With ``tokens=True`` on a model without a tokenizer, pieces are None.
+        These are kl_session_generate's rules: the iterator runs one kl_generator (made when
+        iteration starts, after the prompt is appended, and freed when the iteration ends, is
+        closed or is collected) and yields what each kl_generator_next releases, so the
+        caller may stop early (the tokens so far stay appended). Arguments are checked when
+        generate() is called. With ``tokens=True`` on a model without a tokenizer, pieces
+        are None.
         """
         sampling = SamplingParams(temperature=temperature, top_k=top_k, top_p=top_p,
                                   min_p=min_p, repetition_penalty=repetition_penalty,
@@ -404,18 +426,18 @@ class Session:
             raise ValueError(f"max_new_tokens is {max_new_tokens}, must be >= 0")
         if isinstance(stop_tokens, numbers.Integral) and not isinstance(stop_tokens, bool):
             stop_tokens = (stop_tokens,)
-        stop_array, _ = token_buffer(stop_tokens, "stop_tokens")
-        stop_set = frozenset(int(t) for t in stop_array)
+        stop_array, n_stop_tokens = token_buffer(stop_tokens, "stop_tokens")
         if isinstance(stop_strings, str):
             stop_strings = (stop_strings,)
-        stops: List[str] = []
+        stops: List[bytes] = []
         for i, stop in enumerate(stop_strings):
             if not isinstance(stop, str):
                 raise TypeError(f"stop_strings[{i}] must be str, not {type(stop).__name__}")
             if not stop:
                 raise ValueError(f"stop_strings[{i}] is empty")
-            stop.encode("utf-8")  # lone surrogates: UnicodeEncodeError (a ValueError)
-            stops.append(stop)
+            if "\0" in stop:
+                raise ValueError(f"stop_strings[{i}] contains a NUL character")
+            stops.append(stop.encode("utf-8"))  # lone surrogates: UnicodeEncodeError
         if self.closed:
             raise ValueError("session is closed")
         if not self._has_tokenizer:
@@ -427,59 +449,59 @@ class Session:
         prompt_buf = None
         if prompt is not None:
             if isinstance(prompt, (str, bytes)):
-                data = _text_bytes(prompt)
-                with _ModelShare(self._state) as model_ptr:
-                    prompt = self._drv.tokenize(model_ptr, data, True)
+                handle = self._state.handle
+                if handle is None:
+                    raise ValueError("session is closed")
+                prompt = handle.tokenize(text_bytes(prompt), True)
             prompt_buf = token_buffer(prompt, "prompt")
-        return self._generate(prompt_buf, int(max_new_tokens), self._drv.sampling(sampling),
-                              stop_set, stops, bool(tokens))
+        # One kl_generate_params; what it points to lives as long as the iteration.
+        params = _native.kl_generate_params()
+        _native.lib().kl_generate_params_default(params)
+        params.max_new_tokens = min(int(max_new_tokens), _MAX_NEW_TOKENS)
+        params.sampling = sampling._to_c()
+        params.stop_tokens = token_pointer(stop_array, n_stop_tokens)
+        params.n_stop_tokens = n_stop_tokens
+        strings = (c_char_p * len(stops))(*stops)
+        params.stop_strings = cast(strings, POINTER(c_char_p))
+        params.n_stop_strings = len(stops)
+        return self._generate(prompt_buf, params, (stop_array, strings), bool(tokens))
 
-    def _generate(self, prompt_buf, max_new_tokens: int, c_params, stop_set, stops, tokens):
+    def _generate(self, prompt_buf, params, _keep_alive, tokens: bool):
+        lib = _native.lib()
+        state = self._state
         if prompt_buf is not None and prompt_buf[1] > 0:
             buf, n = prompt_buf
             with self._busy() as ptr:
-                self._drv.session_append(ptr, buf, n, _native.KL_LOGITS_NONE, self._vocab, None)
-        has_text = self._has_tokenizer
-        matcher = _StopStrings(stops) if stops else None
-        generated = array.array("i")  # tokens whose text was streamed (for the last flush)
-        raw: List[str] = []  # their text as kl_session_next gave it
-        for _ in range(max_new_tokens):
-            token, piece = self._next(c_params)
-            if token in stop_set:
-                break
-            if not has_text:
-                yield (token, None)
-                continue
-            generated.append(token)
-            raw.append(piece)
-            hit = False
-            if matcher is not None:
-                piece, hit = matcher.push(piece)
-            if tokens:
-                yield (token, piece)
-            elif piece:
-                yield piece
-            if hit:
-                return
-        if not has_text:
-            return
-        # kl_session_next keeps an unfinished character in the session, where nothing
-        # flushes it; kl_session_generate ends with it as U+FFFD. The streamed tokens'
-        # text as a whole shows it: their detokenized text is the streamed text plus U+FFFD
-        # for a cut-off character.
-        streamed = "".join(raw)
-        tail = ""
-        if generated:
-            with _ModelShare(self._state) as model_ptr:
-                full = self._drv.detokenize(model_ptr, generated, len(generated))
-            if len(full) > len(streamed) and full.startswith(streamed):
-                tail = full[len(streamed):]
-        if matcher is not None:
-            tail, hit = matcher.push(tail)
-            if not hit:
-                tail += matcher.finish()
-        if tail:
-            yield (KL_NO_TOKEN, tail) if tokens else tail
+                check(lib.kl_session_append(ptr, token_pointer(buf, n), n,
+                                            _native.KL_LOGITS_NONE, None))
+        generator = _Generator()
+        with self._busy() as ptr:
+            check(lib.kl_generator_create(ptr, byref(params), byref(generator.ptr)))
+            with state.cancel_lock:
+                state.generators.add(generator)
+        try:
+            step = _native.kl_generation_step()
+            step.struct_size = sizeof(step)
+            text = self._has_tokenizer
+            while True:
+                with self._busy():  # the session is open, so is its generator
+                    check(lib.kl_generator_next(generator.ptr, byref(step)))
+                    piece = string_at(step.piece, step.piece_len).decode("utf-8", "replace") \
+                        if text else None
+                token, end = step.token, step.end
+                if token == KL_NO_TOKEN or end == _native.KL_END_STOP_TOKEN:
+                    # The end: the stop token is not passed on; text still held comes last.
+                    if piece:
+                        yield (KL_NO_TOKEN, piece) if tokens else piece
+                    return
+                if tokens:
+                    yield (token, piece)
+                elif piece:
+                    yield piece
+                if end != _native.KL_END_NONE:  # a stop string: its text is not passed on
+                    return
+        finally:
+            _free_generator(state, generator)
 
     def generate_text(self, prompt: Union[None, str, bytes, Iterable[int]] = None,
                       max_new_tokens: int = 128, **kwargs: Any) -> str:
@@ -487,23 +509,3 @@ class Session:
         if "tokens" in kwargs:
             raise TypeError("generate_text() returns text; use generate(tokens=True) for ids")
         return "".join(self.generate(prompt, max_new_tokens, **kwargs))
-
-
-class _ModelShare:
-    """``with _ModelShare(state) as model_ptr``: the session's model pointer (the session's
-    share keeps it alive even when the Model object is closed)."""
-
-    __slots__ = ("_handle",)
-
-    def __init__(self, state: _State) -> None:
-        handle = state.handle
-        if handle is None:
-            raise ValueError("session is closed")
-        handle.acquire()
-        self._handle = handle
-
-    def __enter__(self):
-        return self._handle._ptr
-
-    def __exit__(self, *exc) -> None:
-        self._handle.release()

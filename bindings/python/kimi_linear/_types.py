@@ -1,10 +1,12 @@
-"""Plain value types: SamplingParams, ModelInfo, ChatMessage, and token-buffer conversion."""
+"""Plain value types: SamplingParams, ModelInfo, ChatMessage, and token and text arguments
+converted for the C calls."""
 
 from __future__ import annotations
 
 import array
 import math
 import numbers
+from ctypes import POINTER, c_int32
 from dataclasses import dataclass
 from typing import Any, NamedTuple, Optional, Tuple
 
@@ -85,7 +87,7 @@ class SamplingParams:
             bad(f"seed is {self.seed}, must be in [0, 2**64)")
 
     def _to_c(self) -> _native.kl_sampling_params:
-        """The ctypes kl_sampling_params (the ctypes backend's; drivers make their own)."""
+        """The ctypes kl_sampling_params of these values."""
         p = _native.kl_sampling_params()
         _native.lib().kl_sampling_params_default(p)  # struct_size and any future fields
         p.temperature = self.temperature
@@ -119,10 +121,12 @@ class ModelInfo:
     kv_bytes_per_token: int  #: MLA latent cache bytes per token (all MLA layers)
     bos_token: Optional[int]  #: tokenizer_config.json's bos_token id, None if none
     eos_token: Optional[int]  #: tokenizer_config.json's eos_token id, None if none
+    n_params: int  #: weights in the checkpoint (a tied lm_head once)
+    n_active_params: int  #: weights one decode step reads (the routed experts it uses)
 
     @classmethod
     def _from_c(cls, info: Any) -> "ModelInfo":
-        """From a struct kl_model_info of either backend (fields read by name)."""
+        """From a ctypes struct kl_model_info."""
         device = {_native.KL_DEVICE_CPU: "cpu", _native.KL_DEVICE_CUDA: "cuda"}.get(
             info.device, f"unknown({info.device})")
         return cls(
@@ -133,12 +137,13 @@ class ModelInfo:
             session_fixed_bytes=info.session_fixed_bytes,
             kv_bytes_per_token=info.kv_bytes_per_token,
             bos_token=None if info.bos_token < 0 else info.bos_token,
-            eos_token=None if info.eos_token < 0 else info.eos_token)
+            eos_token=None if info.eos_token < 0 else info.eos_token,
+            n_params=info.n_params, n_active_params=info.n_active_params)
 
 
 def token_buffer(tokens: Any, what: str = "tokens") -> Tuple[Any, int]:
     """(int32 array, count) of token ids, the array a C-contiguous numpy int32 array or an
-    array.array of 4-byte C ints: what the drivers pass to C in place.
+    array.array of 4-byte C ints: what :func:`token_pointer` passes to C in place.
 
     Accepts an int (one token), a numpy integer array (passed without a copy when it is
     already contiguous int32), an array.array of C ints (passed in place) or any iterable of
@@ -173,3 +178,21 @@ def token_buffer(tokens: Any, what: str = "tokens") -> Tuple[Any, int]:
     except TypeError as e:
         raise TypeError(f"{what} must be an iterable of int token ids ({e})") from None
     return arr, len(arr)
+
+
+def token_pointer(tokens: Any, n: int):
+    """The int32_t* of a token_buffer() array (no copy), None when it is empty."""
+    if n == 0:
+        return None
+    if isinstance(tokens, array.array):
+        return (c_int32 * n).from_buffer(tokens)
+    return tokens.ctypes.data_as(POINTER(c_int32))  # a C-contiguous numpy int32 array
+
+
+def text_bytes(text: Any) -> bytes:
+    """The UTF-8 bytes of a text argument (str, or bytes-like passed as they are)."""
+    if isinstance(text, str):
+        return text.encode("utf-8")
+    if isinstance(text, (bytes, bytearray, memoryview)):
+        return bytes(text)
+    raise TypeError(f"text must be str or bytes, not {type(text).__name__}")

@@ -13,6 +13,11 @@ from __future__ import annotations
 
 from typing import Dict, Optional, Type
 
+from . import _native
+from ._native import (KL_ERR_CANCELLED, KL_ERR_CONTEXT_FULL, KL_ERR_DEVICE, KL_ERR_FORMAT,
+                      KL_ERR_INTERNAL, KL_ERR_INVALID_ARGUMENT, KL_ERR_IO, KL_ERR_OUT_OF_MEMORY,
+                      KL_ERR_UNSUPPORTED, KL_OK, LibraryError)
+
 __all__ = [
     "KimiLinearError",
     "InvalidArgumentError",
@@ -29,18 +34,6 @@ __all__ = [
     "error_for_status",
 ]
 
-# kl_status values, in the order of the enum in kimi_linear.h.
-KL_OK = 0
-KL_ERR_INVALID_ARGUMENT = 1
-KL_ERR_IO = 2
-KL_ERR_FORMAT = 3
-KL_ERR_UNSUPPORTED = 4
-KL_ERR_OUT_OF_MEMORY = 5
-KL_ERR_CONTEXT_FULL = 6
-KL_ERR_CANCELLED = 7
-KL_ERR_DEVICE = 8
-KL_ERR_INTERNAL = 9
-
 # The same names kl_status_string returns; used when an error is raised by the Python side
 # (argument checks that happen before any C call) and as a fallback.
 STATUS_NAMES: Dict[int, str] = {
@@ -55,10 +48,6 @@ STATUS_NAMES: Dict[int, str] = {
     KL_ERR_DEVICE: "KL_ERR_DEVICE",
     KL_ERR_INTERNAL: "KL_ERR_INTERNAL",
 }
-
-
-class LibraryError(OSError):
-    """The shared library could not be found or loaded, or is of another ABI."""
 
 
 class KimiLinearError(Exception):
@@ -173,7 +162,7 @@ def check(status: int) -> None:
     """
     if status == KL_OK:
         return
-    from . import _driver  # late: errors.py must import without the library
-
-    driver = _driver.get()
-    raise error_for_status(status, driver.last_error(), driver.status_name(status))
+    lib = _native.lib()
+    message = (lib.kl_last_error() or b"").decode("utf-8", "replace")
+    name = (lib.kl_status_string(status) or b"KL_ERR_UNKNOWN").decode("ascii", "replace")
+    raise error_for_status(status, message, name)

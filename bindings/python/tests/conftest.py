@@ -5,9 +5,6 @@ Environment:
   KL_TOKENIZER_MODEL  model folder with a tokenizer (make_tiny_model --preset small)
   KL_TINY_MODEL       model folder without a tokenizer (make_tiny_model --preset tiny)
   KL_GREEDY_IDS       file "PROMPT_IDS|GENERATED_IDS" written by tests/capi/greedy_ids.c
-  KIMI_LINEAR_BACKEND ctypes (default) or swig: the package's native layer; swig imports
-                      kimi_linear_native from PYTHONPATH (<build>/bindings/python/swig),
-                      linked to the library KL_LIBRARY names
 """
 
 import os

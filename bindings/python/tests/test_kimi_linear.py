@@ -25,8 +25,7 @@ def test_version_and_abi(kl):
     assert re.fullmatch(r"\d+\.\d+\.\d+", kl.version())
     assert kl.abi_version() == 1
     assert os.path.samefile(kl.library_path(), os.environ["KIMI_LINEAR_LIBRARY"])
-    # the native layer asked for (the SWIG module's ctest sets KIMI_LINEAR_BACKEND=swig)
-    assert kl.backend() == (os.environ.get("KIMI_LINEAR_BACKEND") or "ctypes")
+    assert kl.backend() == "ctypes"  # the package's one native layer
 
 
 def test_struct_layouts_match_the_header(kl):
@@ -35,17 +34,24 @@ def test_struct_layouts_match_the_header(kl):
 
     assert ctypes.sizeof(n.kl_model_params) == 32
     assert ctypes.sizeof(n.kl_session_params) == 16
-    assert ctypes.sizeof(n.kl_model_info) == 80
+    assert ctypes.sizeof(n.kl_model_info) == 96
     assert n.kl_model_info.max_context.offset == 32
     assert n.kl_model_info.device.offset == 40
     assert n.kl_model_info.weight_bytes.offset == 48
     assert n.kl_model_info.bos_token.offset == 72
     assert n.kl_model_info.eos_token.offset == 76
+    assert n.kl_model_info.n_params.offset == 80
+    assert n.kl_model_info.n_active_params.offset == 88
     assert ctypes.sizeof(n.kl_sampling_params) == 40
     assert n.kl_sampling_params.seed.offset == 32
     assert ctypes.sizeof(n.kl_generate_params) == 80
     assert n.kl_generate_params.stop_tokens.offset == 48
     assert n.kl_generate_params.n_stop_strings.offset == 72
+    assert ctypes.sizeof(n.kl_generation_step) == 32
+    assert n.kl_generation_step.piece.offset == 8
+    assert n.kl_generation_step.piece_len.offset == 16
+    assert n.kl_generation_step.end.offset == 24
+    assert n.kl_generation_step.n_generated.offset == 28
     assert ctypes.sizeof(n.kl_chat_message) == 16
     # The *_default functions write exactly these sizes into struct_size.
     lib = n.lib()
@@ -107,6 +113,7 @@ def test_model_info(kl, model):
     assert info.device == "cpu"
     assert info.max_context > 0 and info.weight_bytes > 0 and info.kv_bytes_per_token > 0
     assert info.bos_token is not None and info.eos_token is not None
+    assert 0 < info.n_active_params <= info.n_params
     assert model.detokenize([info.bos_token, info.eos_token]) == "[BOS][EOS]"
     assert model.has_tokenizer
     with pytest.raises(AttributeError):
@@ -289,10 +296,6 @@ def _c_generate(kl, session, max_new_tokens, sampling, stop_tokens=(), stop_stri
 
 @pytest.mark.parametrize("temperature,seed", [(0.0, 0), (1.0, 3), (0.8, 11)])
 def test_generate_matches_kl_session_generate(kl, model, temperature, seed):
-    if kl.backend() != "ctypes":
-        pytest.skip("ctypes backend only: the reference is kl_session_generate called through "
-                    "a ctypes callback on the session's ctypes handle (kimi_linear.i hides "
-                    "kl_session_generate)")
     sampling = kl.SamplingParams(temperature=temperature, seed=seed, top_k=50)
     with model.session() as s:
         s.append(model.tokenize(PROMPT))
@@ -812,7 +815,7 @@ def test_finalizers_and_interpreter_exit(kl, model_dir):
             "kl.set_log_callback(lambda level, msg: None)\n"
             "g = s.generate(max_new_tokens=5); next(g)\n"
             "print('ok')\n")
-    # bindings/python first, then the caller's path (where the SWIG backend's module is)
+    # bindings/python first, then the caller's path
     path = [os.path.dirname(os.path.dirname(os.path.abspath(__file__)))]
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(
         path + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]))
