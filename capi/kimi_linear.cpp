@@ -20,10 +20,6 @@
 #include "core/tokenizer/utf8.h"
 #include "core/weights.h"
 
-#ifdef KL_HAVE_CUDA
-#include "cuda_backend.h"
-#endif
-
 struct kl_model {
     // Shared with the model's sessions, so freeing a model under a live session cannot
     // pull the weights out from under it.
@@ -196,9 +192,6 @@ kl::ModelLoadOptions load_options(const kl_model_params* params) {
     options.device = static_cast<kl::DeviceRequest>(device);
     options.device_index = p.device_index;
     options.n_threads = p.n_threads;
-#ifdef KL_HAVE_CUDA
-    options.gpu = &kl::cuda::backend_provider();
-#endif
     if (p.progress_cb) {
         const kl_progress_callback cb = p.progress_cb;
         void* user = p.progress_user;

@@ -1,6 +1,7 @@
 // The interface between the model-level code (sessions, C API) and a compute backend
-// (the CPU backend in core/cpu/, the CUDA backend in kernels/). A backend owns the weights
-// in its own layout and per-session state in its own memory.
+// (the CPU backend in backends/cpu/, the CUDA backend in backends/cuda/, chosen through
+// core/backend_registry.h). A backend owns the weights in its own layout and per-session
+// state in its own memory.
 #pragma once
 
 #include <atomic>
@@ -65,19 +66,6 @@ public:
     virtual void forward(BackendState& state, uint64_t position, const int32_t* tokens, size_t n,
                          float* last_logits, float* all_logits,
                          const std::atomic<bool>& cancel) const = 0;
-};
-
-class Checkpoint;
-struct ModelConfig;
-
-// How the model reaches a GPU backend without the core seeing CUDA: the C API passes the
-// CUDA backend's provider (kernels/cuda_backend.h) when the build has one.
-struct GpuBackendProvider {
-    int (*device_count)();  // 0 when there is no usable device
-    std::unique_ptr<Backend> (*create)(const ModelConfig& config, const Checkpoint& checkpoint,
-                                       int device_index);
-    std::unique_ptr<Backend> (*create_random)(const ModelConfig& config, uint64_t seed,
-                                              int device_index);
 };
 
 }  // namespace kl

@@ -20,7 +20,6 @@ struct ModelLoadOptions {
     int device_index = 0;
     int n_threads = 0;                        // 0 = all hardware threads
     std::function<bool(float)> progress;      // false aborts (Cancelled); may be empty
-    const GpuBackendProvider* gpu = nullptr;  // null: this build has no GPU backend
 };
 
 class Model {

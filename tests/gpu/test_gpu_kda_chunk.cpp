@@ -12,12 +12,12 @@
 #include <random>
 #include <vector>
 
+#include "backends/cpu/ops.h"
+#include "backends/cuda/ops.h"
 #include "compare.h"
-#include "core/cpu/ops.h"
 #include "core/error.h"
 #include "core/thread_pool.h"
 #include "gpu_test_util.h"
-#include "ops.h"
 
 namespace {
 

@@ -20,8 +20,8 @@
 #include <string>
 #include <vector>
 
-#include "cuda_util.h"
-#include "ops.h"
+#include "backends/cuda/cuda_util.h"
+#include "backends/cuda/ops.h"
 
 namespace {
 

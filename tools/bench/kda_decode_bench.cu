@@ -21,7 +21,7 @@
 #include <string>
 #include <vector>
 
-#include "ops.h"
+#include "backends/cuda/ops.h"
 
 namespace {
 

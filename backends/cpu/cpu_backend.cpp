@@ -5,8 +5,11 @@
 #include <cstring>
 #include <new>
 
-#include "../error.h"
-#include "../random_init.h"
+#include "core/config.h"
+#include "core/error.h"
+#include "core/random_init.h"
+#include "core/thread_pool.h"
+#include "core/weights.h"
 #include "ops.h"
 
 namespace kl {
@@ -394,11 +397,30 @@ void CpuBackend::forward(BackendState& state_base, uint64_t position, const int3
     }
 }
 
-}  // namespace
-
-std::unique_ptr<Backend> make_cpu_backend(const ModelConfig& config, ModelWeights weights,
-                                          int n_threads) {
-    return std::make_unique<CpuBackend>(config, std::move(weights), n_threads);
+int device_count() {
+    return 1;
 }
 
+std::unique_ptr<Backend> create(const ModelConfig& config, const Checkpoint& checkpoint,
+                                const BackendOptions& options) {
+    ModelWeights weights = load_weights_f32(config, checkpoint, options.progress);
+    return std::make_unique<CpuBackend>(config, std::move(weights), options.n_threads);
+}
+
+std::unique_ptr<Backend> create_random(const ModelConfig& config, uint64_t seed,
+                                       const BackendOptions& options) {
+    ModelWeights weights = build_weights_f32(config, random_tensor_source(seed), options.progress);
+    return std::make_unique<CpuBackend>(config, std::move(weights), options.n_threads);
+}
+
+}  // namespace
+
+namespace cpu {
+
+const BackendProvider& backend_provider() {
+    static const BackendProvider provider{&device_count, &create, &create_random};
+    return provider;
+}
+
+}  // namespace cpu
 }  // namespace kl

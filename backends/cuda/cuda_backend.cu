@@ -803,7 +803,8 @@ int device_count() {
 }
 
 std::unique_ptr<Backend> create(const ModelConfig& config, const Checkpoint& checkpoint,
-                                int device_index) {
+                                const BackendOptions& options) {
+    const int device_index = options.device_index;
     DeviceGuard guard(device_index);
     return std::make_unique<CudaBackend>(
         config,
@@ -815,7 +816,9 @@ std::unique_ptr<Backend> create(const ModelConfig& config, const Checkpoint& che
         device_index);
 }
 
-std::unique_ptr<Backend> create_random(const ModelConfig& config, uint64_t seed, int device_index) {
+std::unique_ptr<Backend> create_random(const ModelConfig& config, uint64_t seed,
+                                       const BackendOptions& options) {
+    const int device_index = options.device_index;
     DeviceGuard guard(device_index);
     std::map<std::string, TensorSpec> specs;
     for (TensorSpec& spec : expected_tensors(config)) specs.emplace(spec.name, std::move(spec));
@@ -831,8 +834,8 @@ std::unique_ptr<Backend> create_random(const ModelConfig& config, uint64_t seed,
 
 }  // namespace
 
-const GpuBackendProvider& backend_provider() {
-    static const GpuBackendProvider provider{&device_count, &create, &create_random};
+const BackendProvider& backend_provider() {
+    static const BackendProvider provider{&device_count, &create, &create_random};
     return provider;
 }
 
