@@ -1,9 +1,8 @@
 // The selection point: which backends this build has. The only place that knows whether
 // the CUDA backend was compiled (KL_HAVE_CUDA); core reaches both through
 // core/backend_registry.h.
-#include "core/backend_registry.h"
-
 #include "backends/cpu/cpu_backend.h"
+#include "core/backend_registry.h"
 #ifdef KL_HAVE_CUDA
 #include "backends/cuda/cuda_backend.h"
 #endif

@@ -261,7 +261,7 @@ kl_status kl_model_info(const kl_model* model, struct kl_model_info* out) {
         const kl::Tokenizer* tokenizer = model->model->tokenizer();
         info.bos_token = tokenizer ? tokenizer->bos_token() : -1;
         info.eos_token = tokenizer ? tokenizer->eos_token() : -1;
-        const kl::ParameterCounts params = kl::count_parameters(c);
+        const kl::ParameterCounts& params = model->model->parameters();
         info.n_params = params.total;
         info.n_active_params = params.active;
         // Older callers' structs are shorter: write only what they have room for.

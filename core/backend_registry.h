@@ -12,6 +12,7 @@ namespace kl {
 
 class Checkpoint;
 struct ModelConfig;
+struct ModelLayout;
 
 // What a backend is built with besides the model: the knobs of ModelLoadOptions that reach
 // it (a backend ignores those that are not its own: the CPU one the device index, a GPU
@@ -22,12 +23,15 @@ struct BackendOptions {
     std::function<bool(float)> progress;  // false aborts (Cancelled); may be empty
 };
 
+// A backend builds its weights by visiting the layout (built once per load), reading each
+// tensor from the checkpoint (already validated against the layout) or generating the
+// deterministic random values of core/random_init.h for `seed`.
 struct BackendProvider {
     int (*device_count)();  // 0 when there is no usable device
-    std::unique_ptr<Backend> (*create)(const ModelConfig& config, const Checkpoint& checkpoint,
-                                       const BackendOptions& options);
-    std::unique_ptr<Backend> (*create_random)(const ModelConfig& config, uint64_t seed,
-                                              const BackendOptions& options);
+    std::unique_ptr<Backend> (*create)(const ModelConfig& config, const ModelLayout& layout,
+                                       const Checkpoint& checkpoint, const BackendOptions& options);
+    std::unique_ptr<Backend> (*create_random)(const ModelConfig& config, const ModelLayout& layout,
+                                              uint64_t seed, const BackendOptions& options);
 };
 
 const BackendProvider& cpu_backend_provider();

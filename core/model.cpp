@@ -18,10 +18,11 @@ namespace {
 // checkpoints apart without reading gigabytes at load.
 constexpr size_t kFingerprintSample = 64;
 
-uint64_t fingerprint_of(const ModelConfig& config, const Checkpoint& checkpoint) {
+uint64_t fingerprint_of(const ModelConfig& config, const ModelLayout& layout,
+                        const Checkpoint& checkpoint) {
     Fnv1a64 hash;
     hash.update(config.to_json());
-    for (const TensorSpec& spec : expected_tensors(config)) {
+    layout.visit([&](const TensorSpec& spec) {
         const TensorView* view = checkpoint.find(spec.name);
         hash.update(spec.name);
         hash.update(shape_string(view->shape));
@@ -29,15 +30,15 @@ uint64_t fingerprint_of(const ModelConfig& config, const Checkpoint& checkpoint)
         hash.update(view->data, take);
         hash.update(view->data + view->nbytes / 2 - std::min(take / 2, view->nbytes / 2), take / 2);
         hash.update(view->data + view->nbytes - take, take);
-    }
+    });
     return hash.digest();
 }
 
 // A checkpoint may carry tensors this runtime does not use (e.g. a multi-token-prediction
 // head); they are skipped, but say so: a typo in a tensor name would look the same.
-void warn_about_unused_tensors(const ModelConfig& config, const Checkpoint& checkpoint) {
+void warn_about_unused_tensors(const ModelLayout& layout, const Checkpoint& checkpoint) {
     std::set<std::string> expected;
-    for (const TensorSpec& spec : expected_tensors(config)) expected.insert(spec.name);
+    layout.visit([&](const TensorSpec& spec) { expected.insert(spec.name); });
     std::vector<std::string> unused;
     for (const auto& entry : checkpoint.tensors())
         if (!expected.count(entry.first)) unused.push_back(entry.first);
@@ -88,12 +89,15 @@ std::unique_ptr<Model> Model::load(const std::string& dir, const ModelLoadOption
     const BackendProvider& provider = choose_backend(options);
     auto model = std::unique_ptr<Model>(new Model());
     model->config_ = ModelConfig::load(dir);
+    const ModelLayout layout(model->config_);
     auto checkpoint = Checkpoint::open(dir);
-    validate_checkpoint(model->config_, *checkpoint);
+    validate_checkpoint(layout, *checkpoint);
     model->tokenizer_ = Tokenizer::load(dir, model->config_.vocab_size);
-    warn_about_unused_tensors(model->config_, *checkpoint);
-    model->fingerprint_ = fingerprint_of(model->config_, *checkpoint);
-    model->backend_ = provider.create(model->config_, *checkpoint, backend_options(options));
+    warn_about_unused_tensors(layout, *checkpoint);
+    model->fingerprint_ = fingerprint_of(model->config_, layout, *checkpoint);
+    model->parameters_ = count_parameters(model->config_, layout);
+    model->backend_ =
+        provider.create(model->config_, layout, *checkpoint, backend_options(options));
     report_done(options, *model->backend_);
     return model;
 }
@@ -108,7 +112,9 @@ std::unique_ptr<Model> Model::create_random(const ModelConfig& config, uint64_t 
     hash.update(config.to_json());
     hash.update("random weights, seed " + std::to_string(seed));
     model->fingerprint_ = hash.digest();
-    model->backend_ = provider.create_random(config, seed, backend_options(options));
+    const ModelLayout layout(config);
+    model->parameters_ = count_parameters(config, layout);
+    model->backend_ = provider.create_random(config, layout, seed, backend_options(options));
     report_done(options, *model->backend_);
     return model;
 }

@@ -9,7 +9,7 @@
 #include "core/error.h"
 #include "core/random_init.h"
 #include "core/thread_pool.h"
-#include "core/weights.h"
+#include "cpu_weights.h"
 #include "ops.h"
 
 namespace kl {
@@ -401,15 +401,16 @@ int device_count() {
     return 1;
 }
 
-std::unique_ptr<Backend> create(const ModelConfig& config, const Checkpoint& checkpoint,
-                                const BackendOptions& options) {
-    ModelWeights weights = load_weights_f32(config, checkpoint, options.progress);
+std::unique_ptr<Backend> create(const ModelConfig& config, const ModelLayout& layout,
+                                const Checkpoint& checkpoint, const BackendOptions& options) {
+    ModelWeights weights =
+        build_weights_f32(layout, checkpoint_tensor_source(checkpoint), options.progress);
     return std::make_unique<CpuBackend>(config, std::move(weights), options.n_threads);
 }
 
-std::unique_ptr<Backend> create_random(const ModelConfig& config, uint64_t seed,
-                                       const BackendOptions& options) {
-    ModelWeights weights = build_weights_f32(config, random_tensor_source(seed), options.progress);
+std::unique_ptr<Backend> create_random(const ModelConfig& config, const ModelLayout& layout,
+                                       uint64_t seed, const BackendOptions& options) {
+    ModelWeights weights = build_weights_f32(layout, random_tensor_source(seed), options.progress);
     return std::make_unique<CpuBackend>(config, std::move(weights), options.n_threads);
 }
 

@@ -7,7 +7,6 @@
 #include <cmath>
 #include <cstring>
 #include <functional>
-#include <map>
 #include <mutex>
 #include <vector>
 
@@ -31,8 +30,8 @@ constexpr size_t kPiece = 4096;
 constexpr size_t kLogitsRows = 16;   // lm_head rows per pass when all logits are asked for
 constexpr size_t kDecodeTokens = 4;  // up to this many tokens: fused decode kernels, GEMVs
 
-// Where the backend's weights come from: a checkpoint's tensor or random values, by name.
-using WeightSource = std::function<Weight(const std::string& name, bool as_f32)>;
+// Where the backend's weights come from: a checkpoint's tensor or random values.
+using WeightSource = std::function<Weight(const TensorSpec& spec, bool as_f32)>;
 
 struct Mlp {
     Weight gate, up, down;
@@ -153,51 +152,44 @@ public:
 
 class CudaBackend final : public Backend {
 public:
-    CudaBackend(const ModelConfig& config, const WeightSource& source, int device)
+    CudaBackend(const ModelConfig& config, const ModelLayout& layout, const WeightSource& source,
+                int device)
         : config_(config), device_(device) {
         DeviceGuard guard(device);
         check(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking), "cudaStreamCreate");
         gemm_ = std::make_unique<Gemm>();
-        auto get = [&](const std::string& name, bool f32 = false) {
-            Weight w = source(name, f32);
+        auto get = [&](const TensorSpec& spec, bool f32 = false) {
+            Weight w = source(spec, f32);
             weight_bytes_ += w.buffer->bytes();
             return w;
         };
-        auto mlp = [&](const std::string& p, const char* g, const char* u, const char* d) {
-            return Mlp{get(p + g + ".weight"), get(p + u + ".weight"), get(p + d + ".weight")};
-        };
-        embed_ = get("model.embed_tokens.weight");
-        final_norm_ = get("model.norm.weight");
-        tied_ = config.tie_word_embeddings;
-        if (!tied_) lm_head_ = get("lm_head.weight");
-        for (int64_t l = 0; l < config.num_hidden_layers; ++l) {
+        auto mlp = [&](const MlpTensors& t) { return Mlp{get(t.gate), get(t.up), get(t.down)}; };
+        embed_ = get(layout.embed_tokens);
+        final_norm_ = get(layout.final_norm);
+        tied_ = layout.tied;
+        if (!tied_) lm_head_ = get(layout.lm_head);
+        for (const LayerTensors& t : layout.layers) {
             Layer L;
-            const std::string p = "model.layers." + std::to_string(l) + ".";
-            const std::string a = p + "self_attn.";
-            L.input_norm = get(p + "input_layernorm.weight");
-            L.post_norm = get(p + "post_attention_layernorm.weight");
-            L.is_kda = config.is_kda_layer(l);
+            L.input_norm = get(t.input_layernorm);
+            L.post_norm = get(t.post_attention_layernorm);
+            L.is_kda = t.is_kda;
             if (L.is_kda) {
-                load_kda(L, a, get);
+                load_kda(L, t.kda, get);
             } else {
-                L.mq = get(a + "q_proj.weight"), L.kv_a = get(a + "kv_a_proj_with_mqa.weight");
-                L.kv_norm = get(a + "kv_a_layernorm.weight"), L.kv_b = get(a + "kv_b_proj.weight");
-                L.mo = get(a + "o_proj.weight");
+                L.mq = get(t.mla.q_proj), L.kv_a = get(t.mla.kv_a_proj_with_mqa);
+                L.kv_norm = get(t.mla.kv_a_layernorm), L.kv_b = get(t.mla.kv_b_proj);
+                L.mo = get(t.mla.o_proj);
             }
-            L.is_moe = config.is_moe_layer(l);
+            L.is_moe = t.is_moe;
             if (L.is_moe) {
-                const std::string m = p + "block_sparse_moe.";
-                L.router = get(m + "gate.weight");
-                L.router_bias = get(m + "gate.e_score_correction_bias", true);
-                for (int64_t e = 0; e < config.num_experts; ++e)
-                    L.experts.push_back(
-                        mlp(m + "experts." + std::to_string(e) + ".", "w1", "w3", "w2"));
+                L.router = get(t.moe.router);
+                L.router_bias = get(t.moe.router_bias, true);
+                for (const MlpTensors& e : t.moe.experts) L.experts.push_back(mlp(e));
                 upload_expert_pointers(L);
-                L.has_shared = config.num_shared_experts > 0;
-                if (L.has_shared)
-                    L.shared = mlp(m + "shared_experts.", "gate_proj", "up_proj", "down_proj");
+                L.has_shared = t.moe.has_shared;
+                if (L.has_shared) L.shared = mlp(t.moe.shared);
             } else {
-                L.mlp = mlp(p + "mlp.", "gate_proj", "up_proj", "down_proj");
+                L.mlp = mlp(t.mlp);
             }
             layers_.push_back(std::move(L));
         }
@@ -205,12 +197,11 @@ public:
     }
 
     template <typename Get>
-    void load_kda(Layer& L, const std::string& a, Get& get) {
+    void load_kda(Layer& L, const KdaTensors& t, Get& get) {
         const size_t H = config_.kda_num_heads, D = config_.kda_head_dim, HD = H * D;
         {
-            const Weight q = get(a + "q_proj.weight"), k = get(a + "k_proj.weight"),
-                         v = get(a + "v_proj.weight"), f_a = get(a + "f_a_proj.weight"),
-                         g_a = get(a + "g_a_proj.weight"), b = get(a + "b_proj.weight");
+            const Weight q = get(t.q_proj), k = get(t.k_proj), v = get(t.v_proj),
+                         f_a = get(t.f_a_proj), g_a = get(t.g_a_proj), b = get(t.b_proj);
             L.x_proj = stack_rows({&q, &k, &v, &f_a, &g_a, &b});
         }  // the separate copies are freed here
         size_t row = 0;
@@ -218,12 +209,11 @@ public:
         L.f_a = row_view(L.x_proj, row, D), row += D;
         L.g_a = row_view(L.x_proj, row, D), row += D;
         L.b = row_view(L.x_proj, row, H);
-        L.q_conv = get(a + "q_conv1d.weight"), L.k_conv = get(a + "k_conv1d.weight");
-        L.v_conv = get(a + "v_conv1d.weight");
-        L.f_b = get(a + "f_b_proj.weight");
-        L.a_log = get(a + "A_log", true), L.dt_bias = get(a + "dt_bias", true);
-        L.g_b = get(a + "g_b_proj.weight");
-        L.o_norm = get(a + "o_norm.weight"), L.o = get(a + "o_proj.weight");
+        L.q_conv = get(t.q_conv), L.k_conv = get(t.k_conv), L.v_conv = get(t.v_conv);
+        L.f_b = get(t.f_b_proj);
+        L.a_log = get(t.a_log, true), L.dt_bias = get(t.dt_bias, true);
+        L.g_b = get(t.g_b_proj);
+        L.o_norm = get(t.o_norm), L.o = get(t.o_proj);
     }
 
     static void upload_expert_pointers(Layer& L) {
@@ -802,32 +792,24 @@ int device_count() {
     return count;
 }
 
-std::unique_ptr<Backend> create(const ModelConfig& config, const Checkpoint& checkpoint,
-                                const BackendOptions& options) {
-    const int device_index = options.device_index;
-    DeviceGuard guard(device_index);
+std::unique_ptr<Backend> create(const ModelConfig& config, const ModelLayout& layout,
+                                const Checkpoint& checkpoint, const BackendOptions& options) {
+    DeviceGuard guard(options.device_index);
     return std::make_unique<CudaBackend>(
-        config,
-        [&](const std::string& name, bool as_f32) {
-            const TensorView* view = checkpoint.find(name);
-            if (!view) fail(Status::Format, "tensor " + name + " is missing");
-            return upload_weight(*view, as_f32);
+        config, layout,
+        [&](const TensorSpec& spec, bool as_f32) {
+            return upload_weight(*checkpoint.find(spec.name), as_f32);
         },
-        device_index);
+        options.device_index);
 }
 
-std::unique_ptr<Backend> create_random(const ModelConfig& config, uint64_t seed,
-                                       const BackendOptions& options) {
-    const int device_index = options.device_index;
-    DeviceGuard guard(device_index);
-    std::map<std::string, TensorSpec> specs;
-    for (TensorSpec& spec : expected_tensors(config)) specs.emplace(spec.name, std::move(spec));
+std::unique_ptr<Backend> create_random(const ModelConfig& config, const ModelLayout& layout,
+                                       uint64_t seed, const BackendOptions& options) {
+    DeviceGuard guard(options.device_index);
     auto backend = std::make_unique<CudaBackend>(
-        config,
-        [&](const std::string& name, bool as_f32) {
-            return random_weight(specs.at(name), seed, as_f32);
-        },
-        device_index);
+        config, layout,
+        [&](const TensorSpec& spec, bool as_f32) { return random_weight(spec, seed, as_f32); },
+        options.device_index);
     check(cudaDeviceSynchronize(), "random weights");
     return backend;
 }
