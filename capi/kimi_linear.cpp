@@ -20,10 +20,6 @@
 #include "core/tokenizer/utf8.h"
 #include "core/weights.h"
 
-#ifdef KL_HAVE_CUDA
-#include "cuda_backend.h"
-#endif
-
 struct kl_model {
     // Shared with the model's sessions, so freeing a model under a live session cannot
     // pull the weights out from under it.
@@ -196,9 +192,6 @@ kl::ModelLoadOptions load_options(const kl_model_params* params) {
     options.device = static_cast<kl::DeviceRequest>(device);
     options.device_index = p.device_index;
     options.n_threads = p.n_threads;
-#ifdef KL_HAVE_CUDA
-    options.gpu = &kl::cuda::backend_provider();
-#endif
     if (p.progress_cb) {
         const kl_progress_callback cb = p.progress_cb;
         void* user = p.progress_user;
@@ -268,7 +261,7 @@ kl_status kl_model_info(const kl_model* model, struct kl_model_info* out) {
         const kl::Tokenizer* tokenizer = model->model->tokenizer();
         info.bos_token = tokenizer ? tokenizer->bos_token() : -1;
         info.eos_token = tokenizer ? tokenizer->eos_token() : -1;
-        const kl::ParameterCounts params = kl::count_parameters(c);
+        const kl::ParameterCounts& params = model->model->parameters();
         info.n_params = params.total;
         info.n_active_params = params.active;
         // Older callers' structs are shorter: write only what they have room for.

@@ -1,6 +1,7 @@
 // The interface between the model-level code (sessions, C API) and a compute backend
-// (the CPU backend in core/cpu/, the CUDA backend in kernels/). A backend owns the weights
-// in its own layout and per-session state in its own memory.
+// (the CPU backend in backends/cpu/, the CUDA backend in backends/cuda/, chosen through
+// core/backend_registry.h). A backend owns the weights in its own layout and per-session
+// state in its own memory.
 #pragma once
 
 #include <atomic>
@@ -15,35 +16,19 @@ namespace kl {
 
 enum class DeviceKind { Cpu = 1, Cuda = 2 };  // values match kl_device
 
-// One session's per-layer state: KDA recurrent + conv state, the MLA latent cache.
+// One session's per-layer state: KDA recurrent + conv state, the MLA latent cache, the last
+// logits, in the backend's memory. Plain data: each backend derives its own and the
+// operations on it are the Backend's, so a state never calls back into its backend.
 class BackendState {
 public:
+    BackendState(uint64_t capacity, size_t vocab) : capacity_(capacity), vocab_(vocab) {}
     virtual ~BackendState() = default;
-    virtual std::unique_ptr<BackendState> clone() const = 0;
-    virtual void reset() = 0;
-    virtual uint64_t capacity() const = 0;  // MLA cache capacity in tokens
-    // Serialised state for `position` tokens (fixed-size recurrent parts + cache rows
-    // [0, position)) in a backend-independent layout: fp32, little-endian, layer order.
-    virtual size_t saved_size(uint64_t position) const = 0;
-    virtual void save(uint64_t position, uint8_t* out) const = 0;
-    // Restores what save() wrote (the caller checked size == saved_size(position)).
-    virtual void load(uint64_t position, const uint8_t* data) = 0;
+    uint64_t capacity() const { return capacity_; }  // MLA cache capacity in tokens
+    size_t vocab() const { return vocab_; }          // the length of the kept logits
 
-    // Benchmarks: state as if `position` tokens had been read (random KDA/conv state, MLA
-    // cache rows [0, position) and logits), without running the model.
-    virtual void fill_synthetic(uint64_t position, uint64_t seed) = 0;
-
-    // The logits of the last token of the latest forward() ([vocab] fp32; zeros after
-    // reset()). The state keeps them in the backend's memory, so a GPU decode step need
-    // not copy 163840 floats to the host when only a sampled token is wanted.
-    virtual size_t vocab() const = 0;
-    virtual void read_logits(float* out) const = 0;
-    virtual void write_logits(const float* logits) = 0;  // a snapshot's logits
-    // The token kl::sample_token picks from the kept logits (history: the tokens consumed,
-    // position: their count). This default copies the logits to the host; a GPU state
-    // samples on the device and copies one token id.
-    virtual int32_t sample(const SamplingParams& params, const int32_t* history,
-                           size_t history_len, uint64_t position) const;
+private:
+    uint64_t capacity_;
+    size_t vocab_;
 };
 
 class Backend {
@@ -56,6 +41,35 @@ public:
 
     // Throws OutOfMemory if the state cannot be allocated.
     virtual std::unique_ptr<BackendState> create_state(uint64_t max_context) const = 0;
+    // A copy of everything the state holds (a fork, or the copy a snapshot load or a
+    // synthetic fill works on so that a failure changes nothing).
+    virtual std::unique_ptr<BackendState> clone_state(const BackendState& state) const = 0;
+    // Zero recurrent state and logits; the cache needs no clearing (rows past the position
+    // are never read).
+    virtual void reset_state(BackendState& state) const = 0;
+
+    // Benchmarks: state as if `position` tokens had been read (random KDA/conv state, MLA
+    // cache rows [0, position) and logits), without running the model.
+    virtual void fill_synthetic(BackendState& state, uint64_t position, uint64_t seed) const = 0;
+
+    // The logits of the last token of the latest forward() ([vocab] fp32; zeros after
+    // reset_state()). The state keeps them in the backend's memory, so a GPU decode step
+    // need not copy 163840 floats to the host when only a sampled token is wanted.
+    virtual void read_logits(const BackendState& state, float* out) const = 0;
+    virtual void write_logits(BackendState& state, const float* logits) const = 0;  // a snapshot's
+    // The token kl::sample_token picks from the kept logits (history: the tokens consumed,
+    // position: their count). This default copies the logits to the host; a GPU backend
+    // samples on the device and copies one token id.
+    virtual int32_t sample(const BackendState& state, const SamplingParams& params,
+                           const int32_t* history, size_t history_len, uint64_t position) const;
+
+    // One layer's part of a snapshot body, laid out by core/state_io.h: a KDA layer's
+    // recurrent state (ModelConfig::recurrent_floats_per_kda_layer() fp32: S, then the conv
+    // state), an MLA layer's cache rows [0, position) as fp32. `out` / `in` may be unaligned.
+    virtual void save_layer(const BackendState& state, size_t layer, uint64_t position,
+                            uint8_t* out) const = 0;
+    virtual void load_layer(BackendState& state, size_t layer, uint64_t position,
+                            const uint8_t* in) const = 0;
 
     // Runs tokens[0..n) at `position` (0 < n, position + n <= capacity, ids in range: the
     // caller checked). The state keeps the last token's logits (read_logits); they are
@@ -65,19 +79,6 @@ public:
     virtual void forward(BackendState& state, uint64_t position, const int32_t* tokens, size_t n,
                          float* last_logits, float* all_logits,
                          const std::atomic<bool>& cancel) const = 0;
-};
-
-class Checkpoint;
-struct ModelConfig;
-
-// How the model reaches a GPU backend without the core seeing CUDA: the C API passes the
-// CUDA backend's provider (kernels/cuda_backend.h) when the build has one.
-struct GpuBackendProvider {
-    int (*device_count)();  // 0 when there is no usable device
-    std::unique_ptr<Backend> (*create)(const ModelConfig& config, const Checkpoint& checkpoint,
-                                       int device_index);
-    std::unique_ptr<Backend> (*create_random)(const ModelConfig& config, uint64_t seed,
-                                              int device_index);
 };
 
 }  // namespace kl

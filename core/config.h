@@ -63,6 +63,21 @@ struct ModelConfig {
     int64_t mla_qk_head_dim() const { return qk_nope_head_dim + qk_rope_head_dim; }
     int64_t mla_cache_width() const { return kv_lora_rank + qk_rope_head_dim; }
 
+    // Per-session state, the same sizes in every backend and in snapshots. A KDA layer keeps
+    // its recurrent state S [H, K, V] then the short convolutions' last kernel-1 inputs of
+    // q, k and v ([kernel-1, H*D] each), fp32; an MLA layer caches mla_cache_width() values
+    // per token.
+    int64_t kda_state_floats() const { return kda_num_heads * kda_head_dim * kda_head_dim; }
+    int64_t conv_state_floats() const { return 3 * (short_conv_kernel_size - 1) * kda_dim(); }
+    int64_t recurrent_floats_per_kda_layer() const {
+        return kda_state_floats() + conv_state_floats();
+    }
+    uint64_t recurrent_state_bytes() const {  // all KDA layers: a session's fixed part
+        return static_cast<uint64_t>(n_kda_layers() * recurrent_floats_per_kda_layer()) *
+               sizeof(float);
+    }
+    int64_t mla_cache_values_per_token() const { return n_mla_layers() * mla_cache_width(); }
+
     // Throws Format naming the offending key if the config is inconsistent.
     void validate(const std::string& origin) const;
 };

@@ -4,7 +4,7 @@
 #include <set>
 #include <vector>
 
-#include "cpu/cpu_backend.h"
+#include "backend_registry.h"
 #include "error.h"
 #include "hash.h"
 #include "log.h"
@@ -18,10 +18,11 @@ namespace {
 // checkpoints apart without reading gigabytes at load.
 constexpr size_t kFingerprintSample = 64;
 
-uint64_t fingerprint_of(const ModelConfig& config, const Checkpoint& checkpoint) {
+uint64_t fingerprint_of(const ModelConfig& config, const ModelLayout& layout,
+                        const Checkpoint& checkpoint) {
     Fnv1a64 hash;
     hash.update(config.to_json());
-    for (const TensorSpec& spec : expected_tensors(config)) {
+    layout.visit([&](const TensorSpec& spec) {
         const TensorView* view = checkpoint.find(spec.name);
         hash.update(spec.name);
         hash.update(shape_string(view->shape));
@@ -29,15 +30,15 @@ uint64_t fingerprint_of(const ModelConfig& config, const Checkpoint& checkpoint)
         hash.update(view->data, take);
         hash.update(view->data + view->nbytes / 2 - std::min(take / 2, view->nbytes / 2), take / 2);
         hash.update(view->data + view->nbytes - take, take);
-    }
+    });
     return hash.digest();
 }
 
 // A checkpoint may carry tensors this runtime does not use (e.g. a multi-token-prediction
 // head); they are skipped, but say so: a typo in a tensor name would look the same.
-void warn_about_unused_tensors(const ModelConfig& config, const Checkpoint& checkpoint) {
+void warn_about_unused_tensors(const ModelLayout& layout, const Checkpoint& checkpoint) {
     std::set<std::string> expected;
-    for (const TensorSpec& spec : expected_tensors(config)) expected.insert(spec.name);
+    layout.visit([&](const TensorSpec& spec) { expected.insert(spec.name); });
     std::vector<std::string> unused;
     for (const auto& entry : checkpoint.tensors())
         if (!expected.count(entry.first)) unused.push_back(entry.first);
@@ -49,10 +50,12 @@ void warn_about_unused_tensors(const ModelConfig& config, const Checkpoint& chec
                             " tensor(s) in the checkpoint are not used by the config: " + names);
 }
 
-// Checks the options and answers whether the model goes to the GPU.
-bool choose_gpu(const ModelLoadOptions& options) {
-    const int gpus = options.gpu ? options.gpu->device_count() : 0;
-    if (options.device == DeviceRequest::Cuda && !options.gpu)
+// Checks the options and picks the backend: the GPU one when asked for, or for Auto when a
+// device is usable; the CPU one otherwise.
+const BackendProvider& choose_backend(const ModelLoadOptions& options) {
+    const BackendProvider* gpu = gpu_backend_provider();
+    const int gpus = gpu ? gpu->device_count() : 0;
+    if (options.device == DeviceRequest::Cuda && !gpu)
         fail(Status::Unsupported,
              "KL_DEVICE_CUDA requested, but this build has no CUDA backend; use "
              "KL_DEVICE_CPU or KL_DEVICE_AUTO");
@@ -65,10 +68,17 @@ bool choose_gpu(const ModelLoadOptions& options) {
     if (options.n_threads < 0)
         fail(Status::InvalidArgument,
              "n_threads is " + std::to_string(options.n_threads) + ", must be >= 0");
-    return use_gpu;
+    return use_gpu ? *gpu : cpu_backend_provider();
 }
 
-void report_done(const ModelLoadOptions& options) {
+BackendOptions backend_options(const ModelLoadOptions& options) {
+    return BackendOptions{options.device_index, options.n_threads, options.progress};
+}
+
+// A GPU backend uploads without reporting progress: say when it is done. (The CPU backend
+// reported every tensor, the last one as 1.0.)
+void report_done(const ModelLoadOptions& options, const Backend& backend) {
+    if (backend.device() == DeviceKind::Cpu) return;
     if (options.progress && !options.progress(1.0f))
         fail(Status::Cancelled, "model load cancelled by the progress callback");
 }
@@ -76,27 +86,25 @@ void report_done(const ModelLoadOptions& options) {
 }  // namespace
 
 std::unique_ptr<Model> Model::load(const std::string& dir, const ModelLoadOptions& options) {
-    const bool use_gpu = choose_gpu(options);
+    const BackendProvider& provider = choose_backend(options);
     auto model = std::unique_ptr<Model>(new Model());
     model->config_ = ModelConfig::load(dir);
+    const ModelLayout layout(model->config_);
     auto checkpoint = Checkpoint::open(dir);
-    validate_checkpoint(model->config_, *checkpoint);
+    validate_checkpoint(layout, *checkpoint);
     model->tokenizer_ = Tokenizer::load(dir, model->config_.vocab_size);
-    warn_about_unused_tensors(model->config_, *checkpoint);
-    model->fingerprint_ = fingerprint_of(model->config_, *checkpoint);
-    if (use_gpu) {
-        model->backend_ = options.gpu->create(model->config_, *checkpoint, options.device_index);
-        report_done(options);
-    } else {
-        ModelWeights weights = load_weights_f32(model->config_, *checkpoint, options.progress);
-        model->backend_ = make_cpu_backend(model->config_, std::move(weights), options.n_threads);
-    }
+    warn_about_unused_tensors(layout, *checkpoint);
+    model->fingerprint_ = fingerprint_of(model->config_, layout, *checkpoint);
+    model->parameters_ = count_parameters(model->config_, layout);
+    model->backend_ =
+        provider.create(model->config_, layout, *checkpoint, backend_options(options));
+    report_done(options, *model->backend_);
     return model;
 }
 
 std::unique_ptr<Model> Model::create_random(const ModelConfig& config, uint64_t seed,
                                             const ModelLoadOptions& options) {
-    const bool use_gpu = choose_gpu(options);
+    const BackendProvider& provider = choose_backend(options);
     config.validate("random model config");
     auto model = std::unique_ptr<Model>(new Model());
     model->config_ = config;
@@ -104,14 +112,10 @@ std::unique_ptr<Model> Model::create_random(const ModelConfig& config, uint64_t 
     hash.update(config.to_json());
     hash.update("random weights, seed " + std::to_string(seed));
     model->fingerprint_ = hash.digest();
-    if (use_gpu) {
-        model->backend_ = options.gpu->create_random(config, seed, options.device_index);
-        report_done(options);
-    } else {
-        ModelWeights weights =
-            build_weights_f32(config, random_tensor_source(seed), options.progress);
-        model->backend_ = make_cpu_backend(config, std::move(weights), options.n_threads);
-    }
+    const ModelLayout layout(config);
+    model->parameters_ = count_parameters(config, layout);
+    model->backend_ = provider.create_random(config, layout, seed, backend_options(options));
+    report_done(options, *model->backend_);
     return model;
 }
 

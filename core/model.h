@@ -10,6 +10,7 @@
 #include "backend.h"
 #include "config.h"
 #include "tokenizer/tokenizer.h"
+#include "weights.h"
 
 namespace kl {
 
@@ -18,9 +19,8 @@ enum class DeviceRequest { Auto = 0, Cpu = 1, Cuda = 2 };  // values match kl_de
 struct ModelLoadOptions {
     DeviceRequest device = DeviceRequest::Auto;
     int device_index = 0;
-    int n_threads = 0;                        // 0 = all hardware threads
-    std::function<bool(float)> progress;      // false aborts (Cancelled); may be empty
-    const GpuBackendProvider* gpu = nullptr;  // null: this build has no GPU backend
+    int n_threads = 0;                    // 0 = all hardware threads
+    std::function<bool(float)> progress;  // false aborts (Cancelled); may be empty
 };
 
 class Model {
@@ -38,9 +38,11 @@ public:
     uint64_t fingerprint() const { return fingerprint_; }
     // The tokenizer of the model folder; null when it has none (or for random models).
     const Tokenizer* tokenizer() const { return tokenizer_.get(); }
+    const ParameterCounts& parameters() const { return parameters_; }
 
 private:
     ModelConfig config_;
+    ParameterCounts parameters_;
     std::unique_ptr<Backend> backend_;
     uint64_t fingerprint_ = 0;
     std::unique_ptr<Tokenizer> tokenizer_;

@@ -6,6 +6,7 @@
 #include "error.h"
 #include "hash.h"
 #include "sampler.h"
+#include "state_io.h"
 
 namespace kl {
 namespace {
@@ -14,6 +15,7 @@ namespace {
 //   header: magic "KLSNAP\r\n" (8), format version u32, reserved u32, model fingerprint u64,
 //           position u64, vocab u64, has_logits u64, backend bytes u64
 //   body:   history int32[position], logits f32[vocab] if has_logits, backend state
+//           (core/state_io.h)
 //   trailer: FNV-1a 64 of everything before it
 constexpr char kMagic[8] = {'K', 'L', 'S', 'N', 'A', 'P', '\r', '\n'};
 constexpr uint32_t kFormatVersion = 1;
@@ -41,7 +43,7 @@ Session::Session(const Model& model, uint64_t max_context) : model_(&model) {
 
 Session::Session(const Session& other)
     : model_(other.model_),
-      state_(other.state_->clone()),
+      state_(other.backend().clone_state(*other.state_)),
       position_(other.position_),
       history_(other.history_),
       vocab_(other.vocab_),
@@ -72,7 +74,7 @@ void Session::append(const int32_t* tokens, size_t n, float* all_logits, float* 
 }
 
 void Session::reset() {
-    state_->reset();
+    backend().reset_state(*state_);
     position_ = 0;
     history_.clear();
     has_logits_ = false;
@@ -85,8 +87,9 @@ void Session::fill_synthetic(uint64_t n, uint64_t seed) {
     std::vector<int32_t> history(static_cast<size_t>(n));
     for (size_t i = 0; i < history.size(); ++i)  // a splitmix-style hash of (seed, i)
         history[i] = static_cast<int32_t>(((seed + i) * 0x9e3779b97f4a7c15ull >> 33) % vocab_);
-    std::unique_ptr<BackendState> state = state_->clone();  // a failure changes nothing
-    state->fill_synthetic(n, seed);
+    // On a copy: a failure changes nothing.
+    std::unique_ptr<BackendState> state = backend().clone_state(*state_);
+    backend().fill_synthetic(*state, n, seed);
     state_.swap(state);
     history_.swap(history);
     position_ = n;
@@ -98,21 +101,24 @@ int32_t Session::sample(const SamplingParams& params) const {
     if (!has_logits_)
         fail(Status::InvalidArgument,
              "the session has no logits to sample from: append a prompt first");
-    return state_->sample(params, history_.data(), history_.size(), position_);
+    return backend().sample(*state_, params, history_.data(), history_.size(), position_);
 }
 
 std::vector<float> Session::last_logits() const {
     if (!has_logits_)
         fail(Status::InvalidArgument, "the session has no logits yet: append a prompt first");
     std::vector<float> logits(vocab_);
-    state_->read_logits(logits.data());
+    backend().read_logits(*state_, logits.data());
     return logits;
+}
+
+size_t Session::state_bytes(uint64_t position) const {
+    return kl::state_bytes(model_->config(), backend(), *state_, position);
 }
 
 size_t Session::snapshot_size() const {
     return sizeof(SnapshotHeader) + history_.size() * sizeof(int32_t) +
-           (has_logits_ ? vocab_ * sizeof(float) : 0) + state_->saved_size(position_) +
-           sizeof(uint64_t);
+           (has_logits_ ? vocab_ * sizeof(float) : 0) + state_bytes(position_) + sizeof(uint64_t);
 }
 
 void Session::save_snapshot(uint8_t* out) const {
@@ -123,7 +129,7 @@ void Session::save_snapshot(uint8_t* out) const {
     header.position = position_;
     header.vocab = vocab_;
     header.has_logits = has_logits_ ? 1 : 0;
-    header.backend_bytes = state_->saved_size(position_);
+    header.backend_bytes = state_bytes(position_);
 
     uint8_t* p = out;
     std::memcpy(p, &header, sizeof(header));
@@ -136,7 +142,8 @@ void Session::save_snapshot(uint8_t* out) const {
         std::memcpy(p, logits.data(), vocab_ * sizeof(float));
         p += vocab_ * sizeof(float);
     }
-    state_->save(position_, p);
+    ByteWriter state_out(p);
+    write_state(model_->config(), backend(), *state_, position_, state_out);
     p += header.backend_bytes;
     Fnv1a64 checksum;
     checksum.update(out, static_cast<size_t>(p - out));
@@ -175,7 +182,7 @@ void Session::load_snapshot(const uint8_t* data, size_t size) {
     if (header.has_logits > 1) reject("has_logits flag is " + std::to_string(header.has_logits));
     const size_t history_bytes = static_cast<size_t>(header.position) * sizeof(int32_t);
     const size_t logits_bytes = header.has_logits ? vocab_ * sizeof(float) : 0;
-    const size_t backend_bytes = state_->saved_size(header.position);
+    const size_t backend_bytes = state_bytes(header.position);
     if (header.backend_bytes != backend_bytes ||
         size != sizeof(header) + history_bytes + logits_bytes + backend_bytes + sizeof(uint64_t))
         reject("sizes inconsistent with the model (" + std::to_string(size) + " bytes)");
@@ -192,9 +199,10 @@ void Session::load_snapshot(const uint8_t* data, size_t size) {
     p += logits_bytes;
 
     // Restore into a fresh state so a failure cannot leave this session half-loaded.
-    std::unique_ptr<BackendState> state = state_->clone();
-    state->load(header.position, p);
-    state->write_logits(logits.data());
+    std::unique_ptr<BackendState> state = backend().clone_state(*state_);
+    StateReader state_in(p);
+    read_state(model_->config(), backend(), *state, header.position, state_in);
+    backend().write_logits(*state, logits.data());
 
     state_.swap(state);
     history_.swap(history);

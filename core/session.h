@@ -51,6 +51,8 @@ public:
 
 private:
     Session(const Session& other);
+    const Backend& backend() const { return model_->backend(); }
+    size_t state_bytes(uint64_t position) const;
 
     const Model* model_;
     std::unique_ptr<BackendState> state_;

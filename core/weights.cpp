@@ -1,7 +1,6 @@
 #include "weights.h"
 
 #include <algorithm>
-#include <map>
 
 #include "error.h"
 #include "random_init.h"
@@ -9,141 +8,166 @@
 namespace kl {
 namespace {
 
-std::string layer_prefix(int64_t layer) {
-    return "model.layers." + std::to_string(layer) + ".";
+MlpTensors mlp_tensors(const std::string& prefix, const char* gate, const char* up,
+                       const char* down, int64_t hidden, int64_t inter) {
+    return {{prefix + gate + ".weight", {inter, hidden}, DType::BF16},
+            {prefix + up + ".weight", {inter, hidden}, DType::BF16},
+            {prefix + down + ".weight", {hidden, inter}, DType::BF16}};
 }
 
-void add_mlp(std::vector<TensorSpec>& specs, const std::string& prefix, const char* gate,
-             const char* up, const char* down, int64_t hidden, int64_t inter) {
-    specs.push_back({prefix + gate + ".weight", {inter, hidden}, DType::BF16});
-    specs.push_back({prefix + up + ".weight", {inter, hidden}, DType::BF16});
-    specs.push_back({prefix + down + ".weight", {hidden, inter}, DType::BF16});
+KdaTensors kda_tensors(const ModelConfig& c, const std::string& a) {
+    const int64_t hidden = c.hidden_size, H = c.kda_num_heads, D = c.kda_head_dim, HD = H * D;
+    const std::vector<int64_t> conv = {HD, 1, c.short_conv_kernel_size};
+    KdaTensors t;
+    t.q_proj = {a + "q_proj.weight", {HD, hidden}, DType::BF16};
+    t.k_proj = {a + "k_proj.weight", {HD, hidden}, DType::BF16};
+    t.v_proj = {a + "v_proj.weight", {HD, hidden}, DType::BF16};
+    t.q_conv = {a + "q_conv1d.weight", conv, DType::BF16};
+    t.k_conv = {a + "k_conv1d.weight", conv, DType::BF16};
+    t.v_conv = {a + "v_conv1d.weight", conv, DType::BF16};
+    t.f_a_proj = {a + "f_a_proj.weight", {D, hidden}, DType::BF16};
+    t.f_b_proj = {a + "f_b_proj.weight", {HD, D}, DType::BF16};
+    t.b_proj = {a + "b_proj.weight", {H, hidden}, DType::BF16};
+    t.a_log = {a + "A_log", {1, 1, H, 1}, DType::F32};
+    t.dt_bias = {a + "dt_bias", {HD}, DType::F32};
+    t.g_a_proj = {a + "g_a_proj.weight", {D, hidden}, DType::BF16};
+    t.g_b_proj = {a + "g_b_proj.weight", {HD, D}, DType::BF16};
+    t.o_norm = {a + "o_norm.weight", {D}, DType::BF16};
+    t.o_proj = {a + "o_proj.weight", {hidden, HD}, DType::BF16};
+    return t;
 }
 
-// Reads tensors by name into fp32 through a TensorSource, reporting progress.
-class Loader {
-public:
-    Loader(const ModelConfig& config, const TensorSource& source,
-           const std::function<bool(float)>& progress)
-        : source_(source), progress_(progress) {
-        for (TensorSpec& spec : expected_tensors(config))
-            specs_.emplace(spec.name, std::move(spec));
-    }
+MlaTensors mla_tensors(const ModelConfig& c, const std::string& a) {
+    const int64_t hidden = c.hidden_size, Hm = c.num_attention_heads;
+    MlaTensors t;
+    t.q_proj = {a + "q_proj.weight", {Hm * c.mla_qk_head_dim(), hidden}, DType::BF16};
+    t.kv_a_proj_with_mqa = {
+        a + "kv_a_proj_with_mqa.weight", {c.mla_cache_width(), hidden}, DType::BF16};
+    t.kv_a_layernorm = {a + "kv_a_layernorm.weight", {c.kv_lora_rank}, DType::BF16};
+    t.kv_b_proj = {a + "kv_b_proj.weight",
+                   {Hm * (c.qk_nope_head_dim + c.v_head_dim), c.kv_lora_rank},
+                   DType::BF16};
+    t.o_proj = {a + "o_proj.weight", {hidden, Hm * c.v_head_dim}, DType::BF16};
+    return t;
+}
 
-    std::vector<float> vec(const std::string& name) {
-        const TensorSpec& spec = specs_.at(name);
-        int64_t numel = 1;
-        for (int64_t d : spec.shape) numel *= d;
-        std::vector<float> out(static_cast<size_t>(numel));
-        source_(spec, out.data());
-        if (progress_ &&
-            !progress_(static_cast<float>(++done_) / static_cast<float>(specs_.size())))
-            fail(Status::Cancelled, "model load cancelled by the progress callback");
-        return out;
-    }
-    Matrix matrix(const std::string& name) {
-        const TensorSpec& spec = specs_.at(name);
-        Matrix m;
-        m.rows = spec.shape[0];
-        m.cols = spec.shape[1];
-        m.data = vec(name);
-        return m;
-    }
-    MlpWeights mlp(const std::string& prefix, const char* gate, const char* up, const char* down) {
-        MlpWeights w;
-        w.gate = matrix(prefix + gate + ".weight");
-        w.up = matrix(prefix + up + ".weight");
-        w.down = matrix(prefix + down + ".weight");
-        return w;
-    }
+MoeTensors moe_tensors(const ModelConfig& c, const std::string& m) {
+    MoeTensors t;
+    t.router = {m + "gate.weight", {c.num_experts, c.hidden_size}, DType::BF16};
+    t.router_bias = {m + "gate.e_score_correction_bias", {c.num_experts}, DType::F32};
+    for (int64_t e = 0; e < c.num_experts; ++e)
+        t.experts.push_back(mlp_tensors(m + "experts." + std::to_string(e) + ".", "w1", "w3", "w2",
+                                        c.hidden_size, c.moe_intermediate_size));
+    t.has_shared = c.num_shared_experts > 0;
+    if (t.has_shared)
+        t.shared = mlp_tensors(m + "shared_experts.", "gate_proj", "up_proj", "down_proj",
+                               c.hidden_size, c.moe_intermediate_size * c.num_shared_experts);
+    return t;
+}
 
-private:
-    std::map<std::string, TensorSpec> specs_;
-    const TensorSource& source_;
-    size_t done_ = 0;
-    const std::function<bool(float)>& progress_;
-};
+void visit_mlp(const MlpTensors& t, const std::function<void(const TensorSpec&)>& f) {
+    for (const TensorSpec* s : {&t.gate, &t.up, &t.down}) f(*s);
+}
+
+void visit_layer(const LayerTensors& l, const std::function<void(const TensorSpec&)>& f) {
+    f(l.input_layernorm);
+    f(l.post_attention_layernorm);
+    if (l.is_kda) {
+        const KdaTensors& k = l.kda;
+        for (const TensorSpec* s : {&k.q_proj, &k.k_proj, &k.v_proj, &k.q_conv, &k.k_conv,
+                                    &k.v_conv, &k.f_a_proj, &k.f_b_proj, &k.b_proj, &k.a_log,
+                                    &k.dt_bias, &k.g_a_proj, &k.g_b_proj, &k.o_norm, &k.o_proj})
+            f(*s);
+    } else {
+        const MlaTensors& m = l.mla;
+        for (const TensorSpec* s :
+             {&m.q_proj, &m.kv_a_proj_with_mqa, &m.kv_a_layernorm, &m.kv_b_proj, &m.o_proj})
+            f(*s);
+    }
+    if (l.is_moe) {
+        f(l.moe.router);
+        f(l.moe.router_bias);
+        for (const MlpTensors& e : l.moe.experts) visit_mlp(e, f);
+        if (l.moe.has_shared) visit_mlp(l.moe.shared, f);
+    } else {
+        visit_mlp(l.mlp, f);
+    }
+}
 
 }  // namespace
 
-std::vector<TensorSpec> expected_tensors(const ModelConfig& c) {
-    std::vector<TensorSpec> specs;
+uint64_t TensorSpec::numel() const {
+    uint64_t n = 1;
+    for (int64_t d : shape) n *= static_cast<uint64_t>(d);
+    return n;
+}
+
+ModelLayout::ModelLayout(const ModelConfig& c) {
     const int64_t hidden = c.hidden_size;
-    specs.push_back({"model.embed_tokens.weight", {c.vocab_size, hidden}, DType::BF16});
+    embed_tokens = {"model.embed_tokens.weight", {c.vocab_size, hidden}, DType::BF16};
     for (int64_t layer = 0; layer < c.num_hidden_layers; ++layer) {
-        const std::string p = layer_prefix(layer);
-        specs.push_back({p + "input_layernorm.weight", {hidden}, DType::BF16});
-        specs.push_back({p + "post_attention_layernorm.weight", {hidden}, DType::BF16});
-        const std::string a = p + "self_attn.";
-        if (c.is_kda_layer(layer)) {
-            const int64_t H = c.kda_num_heads, D = c.kda_head_dim, HD = H * D;
-            for (const char* proj : {"q_proj", "k_proj", "v_proj"})
-                specs.push_back({a + proj + ".weight", {HD, hidden}, DType::BF16});
-            for (const char* conv : {"q_conv1d", "k_conv1d", "v_conv1d"})
-                specs.push_back(
-                    {a + conv + ".weight", {HD, 1, c.short_conv_kernel_size}, DType::BF16});
-            specs.push_back({a + "f_a_proj.weight", {D, hidden}, DType::BF16});
-            specs.push_back({a + "f_b_proj.weight", {HD, D}, DType::BF16});
-            specs.push_back({a + "b_proj.weight", {H, hidden}, DType::BF16});
-            specs.push_back({a + "A_log", {1, 1, H, 1}, DType::F32});
-            specs.push_back({a + "dt_bias", {HD}, DType::F32});
-            specs.push_back({a + "g_a_proj.weight", {D, hidden}, DType::BF16});
-            specs.push_back({a + "g_b_proj.weight", {HD, D}, DType::BF16});
-            specs.push_back({a + "o_norm.weight", {D}, DType::BF16});
-            specs.push_back({a + "o_proj.weight", {hidden, HD}, DType::BF16});
-        } else {
-            const int64_t Hm = c.num_attention_heads;
-            specs.push_back({a + "q_proj.weight", {Hm * c.mla_qk_head_dim(), hidden}, DType::BF16});
-            specs.push_back(
-                {a + "kv_a_proj_with_mqa.weight", {c.mla_cache_width(), hidden}, DType::BF16});
-            specs.push_back({a + "kv_a_layernorm.weight", {c.kv_lora_rank}, DType::BF16});
-            specs.push_back({a + "kv_b_proj.weight",
-                             {Hm * (c.qk_nope_head_dim + c.v_head_dim), c.kv_lora_rank},
-                             DType::BF16});
-            specs.push_back({a + "o_proj.weight", {hidden, Hm * c.v_head_dim}, DType::BF16});
-        }
-        if (c.is_moe_layer(layer)) {
-            const std::string m = p + "block_sparse_moe.";
-            specs.push_back({m + "gate.weight", {c.num_experts, hidden}, DType::BF16});
-            specs.push_back({m + "gate.e_score_correction_bias", {c.num_experts}, DType::F32});
-            for (int64_t e = 0; e < c.num_experts; ++e)
-                add_mlp(specs, m + "experts." + std::to_string(e) + ".", "w1", "w3", "w2", hidden,
-                        c.moe_intermediate_size);
-            if (c.num_shared_experts > 0)
-                add_mlp(specs, m + "shared_experts.", "gate_proj", "up_proj", "down_proj", hidden,
-                        c.moe_intermediate_size * c.num_shared_experts);
-        } else {
-            add_mlp(specs, p + "mlp.", "gate_proj", "up_proj", "down_proj", hidden,
-                    c.intermediate_size);
-        }
+        const std::string p = "model.layers." + std::to_string(layer) + ".";
+        LayerTensors l;
+        l.input_layernorm = {p + "input_layernorm.weight", {hidden}, DType::BF16};
+        l.post_attention_layernorm = {p + "post_attention_layernorm.weight", {hidden}, DType::BF16};
+        l.is_kda = c.is_kda_layer(layer);
+        if (l.is_kda)
+            l.kda = kda_tensors(c, p + "self_attn.");
+        else
+            l.mla = mla_tensors(c, p + "self_attn.");
+        l.is_moe = c.is_moe_layer(layer);
+        if (l.is_moe)
+            l.moe = moe_tensors(c, p + "block_sparse_moe.");
+        else
+            l.mlp = mlp_tensors(p + "mlp.", "gate_proj", "up_proj", "down_proj", hidden,
+                                c.intermediate_size);
+        layers.push_back(std::move(l));
     }
-    specs.push_back({"model.norm.weight", {hidden}, DType::BF16});
-    if (!c.tie_word_embeddings)
-        specs.push_back({"lm_head.weight", {c.vocab_size, hidden}, DType::BF16});
+    final_norm = {"model.norm.weight", {hidden}, DType::BF16};
+    tied = c.tie_word_embeddings;
+    if (!tied) lm_head = {"lm_head.weight", {c.vocab_size, hidden}, DType::BF16};
+}
+
+void ModelLayout::visit(const std::function<void(const TensorSpec&)>& f) const {
+    f(embed_tokens);
+    for (const LayerTensors& l : layers) visit_layer(l, f);
+    f(final_norm);
+    if (!tied) f(lm_head);
+}
+
+std::vector<TensorSpec> ModelLayout::tensors() const {
+    std::vector<TensorSpec> specs;
+    visit([&](const TensorSpec& spec) { specs.push_back(spec); });
     return specs;
 }
 
-ParameterCounts count_parameters(const ModelConfig& c) {
+size_t ModelLayout::size() const {
+    size_t n = 0;
+    visit([&](const TensorSpec&) { ++n; });
+    return n;
+}
+
+std::vector<TensorSpec> expected_tensors(const ModelConfig& config) {
+    return ModelLayout(config).tensors();
+}
+
+ParameterCounts count_parameters(const ModelConfig& c, const ModelLayout& layout) {
     ParameterCounts counts;
-    for (const TensorSpec& spec : expected_tensors(c)) {
-        uint64_t numel = 1;
-        for (int64_t d : spec.shape) numel *= static_cast<uint64_t>(d);
-        counts.total += numel;
-    }
-    const uint64_t expert = 3ull * static_cast<uint64_t>(c.hidden_size) *
-                            static_cast<uint64_t>(c.moe_intermediate_size);
-    uint64_t moe_layers = 0;
-    for (int64_t layer = 0; layer < c.num_hidden_layers; ++layer) moe_layers += c.is_moe_layer(layer);
+    layout.visit([&](const TensorSpec& spec) { counts.total += spec.numel(); });
+    counts.active = counts.total;
     const uint64_t unchosen =
         static_cast<uint64_t>(std::max<int64_t>(0, c.num_experts - c.num_experts_per_token));
-    const uint64_t embedding =
-        c.tie_word_embeddings ? 0 : static_cast<uint64_t>(c.vocab_size * c.hidden_size);
-    counts.active = counts.total - moe_layers * unchosen * expert - embedding;
+    for (const LayerTensors& l : layout.layers) {
+        if (!l.is_moe || l.moe.experts.empty()) continue;
+        const MlpTensors& e = l.moe.experts.front();  // all experts have one shape
+        counts.active -= unchosen * (e.gate.numel() + e.up.numel() + e.down.numel());
+    }
+    if (!layout.tied) counts.active -= layout.embed_tokens.numel();
     return counts;
 }
 
-void validate_checkpoint(const ModelConfig& config, const Checkpoint& checkpoint) {
-    for (const TensorSpec& spec : expected_tensors(config)) {
+void validate_checkpoint(const ModelLayout& layout, const Checkpoint& checkpoint) {
+    layout.visit([&](const TensorSpec& spec) {
         const TensorView* view = checkpoint.find(spec.name);
         if (!view)
             fail(Status::Format, "tensor " + spec.name + " is missing (config wants shape " +
@@ -152,45 +176,17 @@ void validate_checkpoint(const ModelConfig& config, const Checkpoint& checkpoint
             fail(Status::Format, "tensor " + spec.name + " has shape " + shape_string(view->shape) +
                                      ", config wants " + shape_string(spec.shape) + " (in " +
                                      view->file + ")");
-    }
+    });
 }
 
-uint64_t ModelWeights::bytes() const {
-    uint64_t floats = embed_tokens.data.size() + final_norm.size() + lm_head.data.size();
-    auto mlp_floats = [](const MlpWeights& w) {
-        return w.gate.data.size() + w.up.data.size() + w.down.data.size();
+void validate_checkpoint(const ModelConfig& config, const Checkpoint& checkpoint) {
+    validate_checkpoint(ModelLayout(config), checkpoint);
+}
+
+TensorSource checkpoint_tensor_source(const Checkpoint& checkpoint) {
+    return [&checkpoint](const TensorSpec& spec, float* out) {
+        checkpoint.find(spec.name)->to_f32(out);
     };
-    for (const LayerWeights& l : layers) {
-        floats += l.input_layernorm.size() + l.post_attention_layernorm.size();
-        if (l.is_kda) {
-            const KdaWeights& k = l.kda;
-            floats += k.q_proj.data.size() + k.k_proj.data.size() + k.v_proj.data.size() +
-                      k.q_conv.size() + k.k_conv.size() + k.v_conv.size() + k.f_a_proj.data.size() +
-                      k.f_b_proj.data.size() + k.b_proj.data.size() + k.a_log.size() +
-                      k.dt_bias.size() + k.g_a_proj.data.size() + k.g_b_proj.data.size() +
-                      k.o_norm.size() + k.o_proj.data.size();
-        } else {
-            const MlaWeights& m = l.mla;
-            floats += m.q_proj.data.size() + m.kv_a_proj_with_mqa.data.size() +
-                      m.kv_a_layernorm.size() + m.kv_b_proj.data.size() + m.o_proj.data.size();
-        }
-        if (l.is_moe) {
-            floats += l.moe.gate.data.size() + l.moe.e_score_correction_bias.size();
-            for (const MlpWeights& e : l.moe.experts) floats += mlp_floats(e);
-            if (l.moe.has_shared) floats += mlp_floats(l.moe.shared);
-        } else {
-            floats += mlp_floats(l.mlp);
-        }
-    }
-    return floats * sizeof(float);
-}
-
-ModelWeights load_weights_f32(const ModelConfig& c, const Checkpoint& checkpoint,
-                              const std::function<bool(float)>& progress) {
-    validate_checkpoint(c, checkpoint);
-    return build_weights_f32(
-        c, [&](const TensorSpec& spec, float* out) { checkpoint.find(spec.name)->to_f32(out); },
-        progress);
 }
 
 TensorSource random_tensor_source(uint64_t seed) {
@@ -198,75 +194,15 @@ TensorSource random_tensor_source(uint64_t seed) {
         const RandomInit init =
             random_init_for(spec.name, spec.shape.size() >= 2 ? spec.shape.back() : 1);
         const uint64_t key = random_tensor_key(spec.name);
-        int64_t numel = 1;
-        for (int64_t d : spec.shape) numel *= d;
+        const uint64_t numel = spec.numel();
         // Rounded like a bf16 checkpoint (fp32 tensors stay fp32), so an in-memory random
         // model equals make_tiny_model's files for the same seed.
         const bool round = spec.dtype == DType::BF16;
-        for (int64_t i = 0; i < numel; ++i) {
-            const float value = random_value(seed, key, static_cast<uint64_t>(i), init);
+        for (uint64_t i = 0; i < numel; ++i) {
+            const float value = random_value(seed, key, i, init);
             out[i] = round ? bf16_to_f32(f32_to_bf16(value)) : value;
         }
     };
-}
-
-ModelWeights build_weights_f32(const ModelConfig& c, const TensorSource& source,
-                               const std::function<bool(float)>& progress) {
-    Loader load(c, source, progress);
-
-    ModelWeights w;
-    w.embed_tokens = load.matrix("model.embed_tokens.weight");
-    w.layers.resize(static_cast<size_t>(c.num_hidden_layers));
-    for (int64_t layer = 0; layer < c.num_hidden_layers; ++layer) {
-        LayerWeights& l = w.layers[static_cast<size_t>(layer)];
-        const std::string p = layer_prefix(layer);
-        l.input_layernorm = load.vec(p + "input_layernorm.weight");
-        l.post_attention_layernorm = load.vec(p + "post_attention_layernorm.weight");
-        const std::string a = p + "self_attn.";
-        l.is_kda = c.is_kda_layer(layer);
-        if (l.is_kda) {
-            KdaWeights& k = l.kda;
-            k.q_proj = load.matrix(a + "q_proj.weight");
-            k.k_proj = load.matrix(a + "k_proj.weight");
-            k.v_proj = load.matrix(a + "v_proj.weight");
-            k.q_conv = load.vec(a + "q_conv1d.weight");
-            k.k_conv = load.vec(a + "k_conv1d.weight");
-            k.v_conv = load.vec(a + "v_conv1d.weight");
-            k.f_a_proj = load.matrix(a + "f_a_proj.weight");
-            k.f_b_proj = load.matrix(a + "f_b_proj.weight");
-            k.b_proj = load.matrix(a + "b_proj.weight");
-            k.a_log = load.vec(a + "A_log");
-            k.dt_bias = load.vec(a + "dt_bias");
-            k.g_a_proj = load.matrix(a + "g_a_proj.weight");
-            k.g_b_proj = load.matrix(a + "g_b_proj.weight");
-            k.o_norm = load.vec(a + "o_norm.weight");
-            k.o_proj = load.matrix(a + "o_proj.weight");
-        } else {
-            MlaWeights& m = l.mla;
-            m.q_proj = load.matrix(a + "q_proj.weight");
-            m.kv_a_proj_with_mqa = load.matrix(a + "kv_a_proj_with_mqa.weight");
-            m.kv_a_layernorm = load.vec(a + "kv_a_layernorm.weight");
-            m.kv_b_proj = load.matrix(a + "kv_b_proj.weight");
-            m.o_proj = load.matrix(a + "o_proj.weight");
-        }
-        l.is_moe = c.is_moe_layer(layer);
-        if (l.is_moe) {
-            const std::string m = p + "block_sparse_moe.";
-            l.moe.gate = load.matrix(m + "gate.weight");
-            l.moe.e_score_correction_bias = load.vec(m + "gate.e_score_correction_bias");
-            for (int64_t e = 0; e < c.num_experts; ++e)
-                l.moe.experts.push_back(
-                    load.mlp(m + "experts." + std::to_string(e) + ".", "w1", "w3", "w2"));
-            l.moe.has_shared = c.num_shared_experts > 0;
-            if (l.moe.has_shared)
-                l.moe.shared = load.mlp(m + "shared_experts.", "gate_proj", "up_proj", "down_proj");
-        } else {
-            l.mlp = load.mlp(p + "mlp.", "gate_proj", "up_proj", "down_proj");
-        }
-    }
-    w.final_norm = load.vec("model.norm.weight");
-    w.lm_head = c.tie_word_embeddings ? w.embed_tokens : load.matrix("lm_head.weight");
-    return w;
 }
 
 }  // namespace kl

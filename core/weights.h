@@ -1,6 +1,8 @@
-// The model's weights as the CPU backend uses them (fp32, row-major PyTorch [out, in]),
-// and the single list of tensors a config implies (names, shapes, dtypes), shared by the
-// checkpoint validation and make_tiny_model.
+// The model described once: every tensor a config implies (name, shape, dtype), typed by
+// what it is in its layer, built once per load from the config. Checkpoint validation, the
+// fingerprint, the parameter counts, make_tiny_model and each backend's weight builder all
+// read this description instead of spelling tensor names. Also where tensor values come
+// from (a checkpoint, or deterministic random values).
 #pragma once
 
 #include <cstdint>
@@ -19,86 +21,89 @@ struct TensorSpec {
     std::string name;
     std::vector<int64_t> shape;
     DType dtype = DType::BF16;
+    uint64_t numel() const;
 };
+
+struct MlpTensors {  // SwiGLU: gate, up [inter, hidden], down [hidden, inter]
+    TensorSpec gate, up, down;
+};
+
+struct KdaTensors {
+    TensorSpec q_proj, k_proj, v_proj;  // [H*D, hidden]
+    TensorSpec q_conv, k_conv, v_conv;  // [H*D, 1, kernel]
+    TensorSpec f_a_proj, f_b_proj;      // [D, hidden], [H*D, D]
+    TensorSpec b_proj;                  // [H, hidden]
+    TensorSpec a_log;                   // [1, 1, H, 1] fp32
+    TensorSpec dt_bias;                 // [H*D] fp32
+    TensorSpec g_a_proj, g_b_proj;      // [D, hidden], [H*D, D]
+    TensorSpec o_norm;                  // [D]
+    TensorSpec o_proj;                  // [hidden, H*D]
+};
+
+struct MlaTensors {
+    TensorSpec q_proj;              // [Hm*(nope+rope), hidden]
+    TensorSpec kv_a_proj_with_mqa;  // [kv_lora_rank+rope, hidden]
+    TensorSpec kv_a_layernorm;      // [kv_lora_rank]
+    TensorSpec kv_b_proj;           // [Hm*(nope+v), kv_lora_rank]
+    TensorSpec o_proj;              // [hidden, Hm*v]
+};
+
+struct MoeTensors {
+    TensorSpec router;                // gate.weight [E, hidden]
+    TensorSpec router_bias;           // gate.e_score_correction_bias [E] fp32
+    std::vector<MlpTensors> experts;  // gate = w1, up = w3, down = w2
+    bool has_shared = false;
+    MlpTensors shared;  // inter = moe_inter * num_shared_experts
+};
+
+// What one layer is made of, for the description here and for a backend's own weights
+// (the CPU backend's LayerWeights): two norms, KDA or MLA attention, a MoE or a dense MLP.
+template <typename Norm, typename Kda, typename Mla, typename Moe, typename Mlp>
+struct LayerOf {
+    Norm input_layernorm, post_attention_layernorm;  // [hidden]
+    bool is_kda = false;
+    Kda kda;  // when is_kda
+    Mla mla;  // otherwise
+    bool is_moe = false;
+    Moe moe;  // when is_moe
+    Mlp mlp;  // otherwise
+};
+using LayerTensors = LayerOf<TensorSpec, KdaTensors, MlaTensors, MoeTensors, MlpTensors>;
+
+struct ModelLayout {
+    explicit ModelLayout(const ModelConfig& config);
+
+    TensorSpec embed_tokens;  // [vocab, hidden]
+    std::vector<LayerTensors> layers;
+    TensorSpec final_norm;  // [hidden]
+    bool tied = false;      // lm_head is embed_tokens
+    TensorSpec lm_head;     // [vocab, hidden], when not tied
+
+    // Every tensor once, in checkpoint order (the order make_tiny_model writes).
+    void visit(const std::function<void(const TensorSpec&)>& f) const;
+    std::vector<TensorSpec> tensors() const;
+    size_t size() const;  // how many tensors visit() gives
+};
+
+// The flat list for a config (tests, make_tiny_model): ModelLayout(config).tensors().
 std::vector<TensorSpec> expected_tensors(const ModelConfig& config);
 
-// Parameter counts of a config: all weights (a tied lm_head once), and those one decode
-// step reads (all but the routed experts it does not choose and the untied embedding table).
+// Parameter counts: all weights (a tied lm_head once), and those one decode step reads
+// (all but the routed experts it does not choose and the untied embedding table).
 struct ParameterCounts {
     uint64_t total = 0, active = 0;
 };
-ParameterCounts count_parameters(const ModelConfig& config);
+ParameterCounts count_parameters(const ModelConfig& config, const ModelLayout& layout);
 
-// Checks every expected tensor by name, dtype and shape. Throws Format naming the tensor
-// and both shapes. Tensors the config does not use are ignored.
+// Checks every described tensor by name and shape. Throws Format naming the tensor and
+// both shapes. Tensors the layout does not describe are ignored.
+void validate_checkpoint(const ModelLayout& layout, const Checkpoint& checkpoint);
 void validate_checkpoint(const ModelConfig& config, const Checkpoint& checkpoint);
 
-struct Matrix {  // row-major [rows = out, cols = in]
-    int64_t rows = 0;
-    int64_t cols = 0;
-    std::vector<float> data;
-};
-
-struct MlpWeights {
-    Matrix gate, up, down;  // gate/up [inter, hidden], down [hidden, inter]
-};
-
-struct KdaWeights {
-    Matrix q_proj, k_proj, v_proj;              // [H*D, hidden]
-    std::vector<float> q_conv, k_conv, v_conv;  // [H*D, kernel]
-    Matrix f_a_proj, f_b_proj;                  // [D, hidden], [H*D, D]
-    Matrix b_proj;                              // [H, hidden]
-    std::vector<float> a_log;                   // [H]
-    std::vector<float> dt_bias;                 // [H*D]
-    Matrix g_a_proj, g_b_proj;                  // [D, hidden], [H*D, D]
-    std::vector<float> o_norm;                  // [D]
-    Matrix o_proj;                              // [hidden, H*D]
-};
-
-struct MlaWeights {
-    Matrix q_proj;                      // [Hm*(nope+rope), hidden]
-    Matrix kv_a_proj_with_mqa;          // [kv_lora_rank+rope, hidden]
-    std::vector<float> kv_a_layernorm;  // [kv_lora_rank]
-    Matrix kv_b_proj;                   // [Hm*(nope+v), kv_lora_rank]
-    Matrix o_proj;                      // [hidden, Hm*v]
-};
-
-struct MoeWeights {
-    Matrix gate;                                 // router [E, hidden]
-    std::vector<float> e_score_correction_bias;  // [E]
-    std::vector<MlpWeights> experts;             // gate = w1, up = w3, down = w2
-    bool has_shared = false;
-    MlpWeights shared;  // inter = moe_inter * num_shared_experts
-};
-
-struct LayerWeights {
-    std::vector<float> input_layernorm, post_attention_layernorm;  // [hidden]
-    bool is_kda = false;
-    KdaWeights kda;  // when is_kda
-    MlaWeights mla;  // otherwise
-    bool is_moe = false;
-    MoeWeights moe;  // when is_moe
-    MlpWeights mlp;  // otherwise
-};
-
-struct ModelWeights {
-    Matrix embed_tokens;            // [vocab, hidden]
-    std::vector<float> final_norm;  // [hidden]
-    Matrix lm_head;                 // [vocab, hidden] (a copy of embed_tokens when tied)
-    std::vector<LayerWeights> layers;
-    uint64_t bytes() const;  // fp32 bytes held
-};
-
-// Validates, then converts every tensor to fp32. progress(fraction) is called as tensors
-// load; returning false aborts with Status::Cancelled.
-ModelWeights load_weights_f32(const ModelConfig& config, const Checkpoint& checkpoint,
-                              const std::function<bool(float)>& progress);
-
-// Writes a tensor's values as fp32 into out[0..numel of spec.shape).
+// Writes a tensor's values as fp32 into out[0..spec.numel()).
 using TensorSource = std::function<void(const TensorSpec& spec, float* out)>;
-// The weights of any source (a checkpoint, or random values), tensor by tensor.
-ModelWeights build_weights_f32(const ModelConfig& config, const TensorSource& source,
-                               const std::function<bool(float)>& progress);
+// The checkpoint's values (validated against the layout), converted to fp32.
+TensorSource checkpoint_tensor_source(const Checkpoint& checkpoint);
 // Deterministic random weights (core/random_init.h), the same make_tiny_model writes.
 TensorSource random_tensor_source(uint64_t seed);
 

@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 #include <set>
 
+#include "backends/cpu/cpu_weights.h"
 #include "core/config.h"
 #include "core/error.h"
 #include "core/safetensors.h"

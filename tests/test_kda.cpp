@@ -9,8 +9,8 @@
 #include <string>
 #include <vector>
 
+#include "backends/cpu/ops.h"
 #include "compare.h"
-#include "core/cpu/ops.h"
 #include "core/error.h"
 
 namespace {

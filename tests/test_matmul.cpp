@@ -6,8 +6,8 @@
 #include <random>
 #include <vector>
 
+#include "backends/cpu/ops.h"
 #include "compare.h"
-#include "core/cpu/ops.h"
 
 namespace {
 

@@ -6,9 +6,9 @@
 #include <random>
 #include <vector>
 
+#include "backends/cpu/ops.h"
 #include "compare.h"
 #include "expect_error.h"
-#include "core/cpu/ops.h"
 
 namespace {
 

@@ -7,8 +7,8 @@
 #include <random>
 #include <vector>
 
+#include "backends/cuda/cuda_backend.h"
 #include "core/safetensors.h"
-#include "cuda_backend.h"
 
 namespace {
 

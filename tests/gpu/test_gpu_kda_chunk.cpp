@@ -1,4 +1,4 @@
-// The chunked tensor-core KDA prefill (kernels/kda_chunk.cu) against a float64 recurrence,
+// The chunked tensor-core KDA prefill (backends/cuda/kda_chunk.cu) against a float64 recurrence,
 // the definition in model.md, on fresh random inputs: every head size, odd and long lengths,
 // mild and strong decay, a nonzero initial state, and a prompt split over two calls.
 // Tolerance: 16-bit tensor-core operands with fp32 accumulation and an fp32 state; the output
@@ -12,12 +12,12 @@
 #include <random>
 #include <vector>
 
+#include "backends/cpu/ops.h"
+#include "backends/cuda/ops.h"
 #include "compare.h"
-#include "core/cpu/ops.h"
 #include "core/error.h"
 #include "core/thread_pool.h"
 #include "gpu_test_util.h"
-#include "ops.h"
 
 namespace {
 

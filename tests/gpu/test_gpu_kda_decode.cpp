@@ -1,4 +1,4 @@
-// The fused KDA decode step (kernels/kda_decode.cu) against the CPU ops strung as the CPU
+// The fused KDA decode step (backends/cuda/kda_decode.cu) against the CPU ops strung as the CPU
 // backend's KDA layer does, on fresh random inputs: all head sizes, 1/3/32 heads, 1..8
 // tokens, mild and strong decay (g ~ -10 per step), in place and out of place, every split
 // of a head over a cluster, conv kernels 1..16, and a long chain of calls.
@@ -14,12 +14,12 @@
 #include <random>
 #include <vector>
 
+#include "backends/cpu/ops.h"
+#include "backends/cuda/ops.h"
 #include "compare.h"
-#include "core/cpu/ops.h"
 #include "core/error.h"
 #include "core/safetensors.h"
 #include "gpu_test_util.h"
-#include "ops.h"
 
 namespace {
 
@@ -67,7 +67,7 @@ struct Result {
     std::vector<float> state, conv, o;  // o in fp32, before the bf16 cast
 };
 
-// The CPU backend's KDA layer from the projections on (core/cpu/cpu_backend.cpp).
+// The CPU backend's KDA layer from the projections on (backends/cpu/cpu_backend.cpp).
 Result reference(const Problem& p, kl::ThreadPool& pool) {
     const size_t H = p.H, D = p.D, n = p.n, HD = H * D, hist = p.kernel - 1;
     Result r{p.state, p.conv, std::vector<float>(n * HD)};

@@ -13,12 +13,12 @@
 #include <cstdio>
 #include <vector>
 
+#include "backends/cpu/ops.h"
+#include "backends/cuda/ops.h"
 #include "compare.h"
-#include "core/cpu/ops.h"
 #include "core/error.h"
 #include "core/thread_pool.h"
 #include "gpu_test_util.h"
-#include "ops.h"
 
 namespace {
 

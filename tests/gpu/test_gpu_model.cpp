@@ -10,12 +10,12 @@
 #include <random>
 #include <vector>
 
+#include "backends/cuda/cuda_backend.h"
 #include "compare.h"
 #include "core/error.h"
 #include "core/model.h"
 #include "core/sampler.h"
 #include "core/session.h"
-#include "cuda_backend.h"
 #include "tiny_model.h"
 
 namespace {
@@ -35,7 +35,6 @@ bool have_gpu() {
 std::unique_ptr<kl::Model> load(const std::string& dir, bool gpu) {
     kl::ModelLoadOptions options;
     options.device = gpu ? kl::DeviceRequest::Cuda : kl::DeviceRequest::Cpu;
-    options.gpu = &kl::cuda::backend_provider();
     options.n_threads = 4;
     return kl::Model::load(dir, options);
 }

@@ -14,12 +14,12 @@
 #include <thread>
 #include <vector>
 
+#include "backends/cpu/ops.h"
+#include "backends/cuda/moe_grouped_tuning.h"
+#include "backends/cuda/ops.h"
 #include "compare.h"
-#include "core/cpu/ops.h"
 #include "core/error.h"
 #include "gpu_test_util.h"
-#include "moe_grouped_tuning.h"
-#include "ops.h"
 
 
 namespace {

@@ -7,12 +7,12 @@
 #include <random>
 #include <vector>
 
+#include "backends/cpu/ops.h"
+#include "backends/cuda/cuda_backend.h"
+#include "backends/cuda/ops.h"
 #include "compare.h"
-#include "gpu_test_util.h"
-#include "core/cpu/ops.h"
 #include "core/safetensors.h"
-#include "cuda_backend.h"
-#include "ops.h"
+#include "gpu_test_util.h"
 
 namespace {
 

@@ -17,10 +17,10 @@
 #include <string>
 #include <vector>
 
+#include "backends/cuda/ops.h"
 #include "core/error.h"
 #include "core/sampler.h"
 #include "gpu_test_util.h"
-#include "ops.h"
 
 namespace {
 

@@ -6,7 +6,7 @@
 #include <random>
 #include <vector>
 
-#include "core/cpu/ops.h"
+#include "backends/cpu/ops.h"
 
 namespace {
 

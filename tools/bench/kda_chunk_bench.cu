@@ -1,4 +1,4 @@
-// Benchmark of the KDA chunked prefill (kernels/kda_chunk.cu) and of the one-token
+// Benchmark of the KDA chunked prefill (backends/cuda/kda_chunk.cu) and of the one-token
 // recurrence (kda_recurrent at T = 1, the decode-step core).
 //   kda_chunk_bench               random inputs: B=1, H=32, D=128, T 1K..64K; H=64/96 at 8K;
 //                                 then the T=1 step
@@ -20,8 +20,8 @@
 #include <string>
 #include <vector>
 
-#include "cuda_util.h"
-#include "ops.h"
+#include "backends/cuda/cuda_util.h"
+#include "backends/cuda/ops.h"
 
 namespace {
 

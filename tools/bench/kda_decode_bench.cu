@@ -1,4 +1,4 @@
-// Times the fused KDA decode step (kernels/kda_decode.cu) at the model's shape, B=1, H=32,
+// Times the fused KDA decode step (backends/cuda/kda_decode.cu) at the model's shape, B=1, H=32,
 // D=128, conv kernel 4, for n = 1 and 4 tokens and each split of a head over a cluster:
 //  - "stream": back-to-back launches on a stream (includes the launch overhead);
 //  - "graph": 100 steps captured in one CUDA graph, alternating two state buffers per layer
@@ -21,7 +21,7 @@
 #include <string>
 #include <vector>
 
-#include "ops.h"
+#include "backends/cuda/ops.h"
 
 namespace {
 

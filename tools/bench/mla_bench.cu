@@ -11,8 +11,8 @@
 #include <cstdio>
 #include <vector>
 
-#include "cuda_util.h"
-#include "ops.h"
+#include "backends/cuda/cuda_util.h"
+#include "backends/cuda/ops.h"
 
 namespace {
 

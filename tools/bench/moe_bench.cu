@@ -14,10 +14,10 @@
 #include <string>
 #include <vector>
 
-#include "cuda_util.h"
-#include "gemm.h"
-#include "moe_grouped_tuning.h"
-#include "ops.h"
+#include "backends/cuda/cuda_util.h"
+#include "backends/cuda/gemm.h"
+#include "backends/cuda/moe_grouped_tuning.h"
+#include "backends/cuda/ops.h"
 
 
 namespace {

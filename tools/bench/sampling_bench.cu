@@ -14,10 +14,10 @@
 #include <string>
 #include <vector>
 
+#include "backends/cuda/cuda_util.h"
+#include "backends/cuda/ops.h"
 #include "core/error.h"
 #include "core/sampler.h"
-#include "cuda_util.h"
-#include "ops.h"
 
 namespace {
 

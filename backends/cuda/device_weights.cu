@@ -28,6 +28,14 @@ Weight allocate(size_t rows, size_t cols, size_t element_bytes) {
 
 }  // namespace
 
+void fill_random(uint64_t seed, uint64_t key, const RandomInit& init, size_t n, float* f32,
+                 bf16* bf, cudaStream_t stream) {
+    if (n == 0) return;
+    const unsigned blocks = static_cast<unsigned>(std::min<size_t>((n + 255) / 256, 8192));
+    random_fill_kernel<<<blocks, 256, 0, stream>>>(seed, key, init, n, bf, f32);
+    check_launch("random_fill");
+}
+
 Weight upload_weight(const TensorView& view, bool as_f32) {
     const size_t n = static_cast<size_t>(view.numel());
     std::vector<float> values(n);
@@ -55,11 +63,9 @@ Weight random_weight(const TensorSpec& spec, uint64_t seed, bool as_f32) {
     Weight w = allocate(rows, rows ? n / rows : 0, as_f32 ? sizeof(float) : sizeof(uint16_t));
     const RandomInit init =
         random_init_for(spec.name, spec.shape.size() >= 2 ? spec.shape.back() : 1);
-    const unsigned blocks = static_cast<unsigned>(std::min<size_t>((n + 255) / 256, 4096));
-    random_fill_kernel<<<std::max(1u, blocks), 256>>>(
-        seed, random_tensor_key(spec.name), init, n,
-        as_f32 ? nullptr : w.buffer->as<bf16>(), as_f32 ? w.buffer->as<float>() : nullptr);
-    check_launch("random_fill");
+    fill_random(seed, random_tensor_key(spec.name), init, n,
+                as_f32 ? w.buffer->as<float>() : nullptr, as_f32 ? nullptr : w.buffer->as<bf16>(),
+                nullptr);
     return w;
 }
 

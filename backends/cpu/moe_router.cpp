@@ -4,7 +4,7 @@
 #include <string>
 #include <vector>
 
-#include "../error.h"
+#include "core/error.h"
 #include "ops.h"
 
 namespace kl::cpu {

@@ -6,7 +6,7 @@
 #include <cstddef>
 #include <cstdint>
 
-#include "../thread_pool.h"
+#include "core/thread_pool.h"
 
 namespace kl::cpu {
 

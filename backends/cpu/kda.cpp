@@ -3,7 +3,7 @@
 #include <cstring>
 #include <vector>
 
-#include "../error.h"
+#include "core/error.h"
 #include "ops.h"
 #include "simd.h"
 

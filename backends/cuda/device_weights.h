@@ -26,6 +26,10 @@ struct Weight {
 Weight upload_weight(const TensorView& view, bool as_f32);
 // The deterministic random values of core/random_init.h, generated on the device.
 Weight random_weight(const TensorSpec& spec, uint64_t seed, bool as_f32);
+// n values of core/random_init.h for (seed, key, init) into f32, or as bf16 into bf when
+// f32 is null, enqueued on `stream` (random weights, synthetic session state).
+void fill_random(uint64_t seed, uint64_t key, const RandomInit& init, size_t n, float* f32,
+                 bf16* bf, cudaStream_t stream);
 // bf16 tensors with equal column counts stacked by rows into one new buffer, in order.
 Weight stack_rows(const std::vector<const Weight*>& parts);
 // Rows [first, first + rows) of a bf16 weight (shares its buffer).

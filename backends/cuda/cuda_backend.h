@@ -2,11 +2,11 @@
 // callers are plain C++.
 #pragma once
 
-#include "core/backend.h"
+#include "core/backend_registry.h"
 
 namespace kl::cuda {
 
-// device_count() and create() for Model::load (ModelLoadOptions::gpu).
-const GpuBackendProvider& backend_provider();
+// For backends/registry.cpp (and the GPU tests' device check).
+const BackendProvider& backend_provider();
 
 }  // namespace kl::cuda

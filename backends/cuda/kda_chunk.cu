@@ -1,5 +1,5 @@
 // KDA chunked prefill on tensor cores (design/kernels.md "KDA chunked prefill"; the math is
-// the CPU kda_chunked in core/cpu/kda.cpp, with C = 16 tokens per chunk). Two kernels:
+// the CPU kda_chunked in backends/cpu/kda.cpp, with C = 16 tokens per chunk). Two kernels:
 //
 //  1. prep, one CTA per (chunk, head), all chunks in parallel: the cumulative log decay G,
 //     the per-chunk matrices Qg = scale q ⊙ e^G, Kg = k ⊙ e^G, Kd = k ⊙ e^{G_last - G}

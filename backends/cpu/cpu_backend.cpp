@@ -5,8 +5,11 @@
 #include <cstring>
 #include <new>
 
-#include "../error.h"
-#include "../random_init.h"
+#include "core/config.h"
+#include "core/error.h"
+#include "core/random_init.h"
+#include "core/thread_pool.h"
+#include "cpu_weights.h"
 #include "ops.h"
 
 namespace kl {
@@ -17,120 +20,26 @@ constexpr size_t kKdaChunk = 64;
 
 // Per-session state in host memory. Layer vectors are indexed by the 0-based layer number;
 // entries of the other attention kind stay empty.
-class CpuState final : public BackendState {
-public:
-    CpuState(const ModelConfig& config, uint64_t capacity) : config_(&config), capacity_(capacity) {
+struct CpuState final : BackendState {
+    CpuState(const ModelConfig& config, uint64_t capacity)
+        : BackendState(capacity, static_cast<size_t>(config.vocab_size)) {
         const size_t layers = static_cast<size_t>(config.num_hidden_layers);
         kda_state.resize(layers);
         conv_state.resize(layers);
         mla_cache.resize(layers);
         for (size_t layer = 0; layer < layers; ++layer) {
             if (config.is_kda_layer(static_cast<int64_t>(layer))) {
-                kda_state[layer].assign(kda_state_floats(), 0.0f);
-                conv_state[layer].assign(conv_state_floats(), 0.0f);
+                kda_state[layer].assign(static_cast<size_t>(config.kda_state_floats()), 0.0f);
+                conv_state[layer].assign(static_cast<size_t>(config.conv_state_floats()), 0.0f);
             }
         }
-        logits.assign(static_cast<size_t>(config.vocab_size), 0.0f);
+        logits.assign(vocab(), 0.0f);
     }
-
-    std::unique_ptr<BackendState> clone() const override {
-        return std::make_unique<CpuState>(*this);
-    }
-
-    void reset() override {
-        for (auto& s : kda_state) std::fill(s.begin(), s.end(), 0.0f);
-        for (auto& s : conv_state) std::fill(s.begin(), s.end(), 0.0f);
-        for (auto& c : mla_cache) c.clear();
-        std::fill(logits.begin(), logits.end(), 0.0f);
-    }
-
-    void fill_synthetic(uint64_t position, uint64_t seed) override {
-        const RandomInit small{false, 0.0f, 0.05f}, unit{false, 0.0f, 1.0f};
-        for (size_t layer = 0; layer < kda_state.size(); ++layer) {
-            for (size_t i = 0; i < kda_state[layer].size(); ++i)
-                kda_state[layer][i] = random_value(seed, 2 * layer, i, small);
-            for (size_t i = 0; i < conv_state[layer].size(); ++i)
-                conv_state[layer][i] = random_value(seed, 2 * layer + 1, i, small);
-            if (!config_->is_kda_layer(static_cast<int64_t>(layer))) {
-                mla_cache[layer].resize(static_cast<size_t>(position) * cache_width());
-                for (size_t i = 0; i < mla_cache[layer].size(); ++i)
-                    mla_cache[layer][i] = random_value(seed, 1000 + layer, i, unit);
-            }
-        }
-        for (size_t i = 0; i < logits.size(); ++i) logits[i] = 4.0f * random_value(seed, 999, i, unit);
-    }
-
-    size_t vocab() const override { return logits.size(); }
-    void read_logits(float* out) const override {
-        std::memcpy(out, logits.data(), logits.size() * sizeof(float));
-    }
-    void write_logits(const float* in) override {
-        std::memcpy(logits.data(), in, logits.size() * sizeof(float));
-    }
-
-    uint64_t capacity() const override { return capacity_; }
-
-    size_t saved_size(uint64_t position) const override {
-        size_t floats = 0;
-        for (size_t layer = 0; layer < kda_state.size(); ++layer) {
-            if (config_->is_kda_layer(static_cast<int64_t>(layer)))
-                floats += kda_state_floats() + conv_state_floats();
-            else
-                floats += static_cast<size_t>(position) * cache_width();
-        }
-        return floats * sizeof(float);
-    }
-
-    void save(uint64_t position, uint8_t* out) const override {
-        for (size_t layer = 0; layer < kda_state.size(); ++layer) {
-            if (config_->is_kda_layer(static_cast<int64_t>(layer))) {
-                out = put(out, kda_state[layer].data(), kda_state[layer].size());
-                out = put(out, conv_state[layer].data(), conv_state[layer].size());
-            } else {
-                out = put(out, mla_cache[layer].data(),
-                          static_cast<size_t>(position) * cache_width());
-            }
-        }
-    }
-
-    void load(uint64_t position, const uint8_t* data) override {
-        for (size_t layer = 0; layer < kda_state.size(); ++layer) {
-            if (config_->is_kda_layer(static_cast<int64_t>(layer))) {
-                data = get(data, kda_state[layer].data(), kda_state[layer].size());
-                data = get(data, conv_state[layer].data(), conv_state[layer].size());
-            } else {
-                mla_cache[layer].resize(static_cast<size_t>(position) * cache_width());
-                data = get(data, mla_cache[layer].data(), mla_cache[layer].size());
-            }
-        }
-    }
-
-    size_t kda_state_floats() const {
-        return static_cast<size_t>(config_->kda_num_heads * config_->kda_head_dim *
-                                   config_->kda_head_dim);
-    }
-    size_t conv_state_floats() const {
-        return static_cast<size_t>(3 * (config_->short_conv_kernel_size - 1) * config_->kda_dim());
-    }
-    size_t cache_width() const { return static_cast<size_t>(config_->mla_cache_width()); }
 
     std::vector<std::vector<float>> kda_state;   // [H, K, V] per KDA layer
     std::vector<std::vector<float>> conv_state;  // q, k, v: [kernel-1, H*D] each
     std::vector<std::vector<float>> mla_cache;   // [tokens, rank + rope] per MLA layer
     std::vector<float> logits;                   // [vocab]: the last token's
-
-private:
-    static uint8_t* put(uint8_t* out, const float* src, size_t n) {
-        std::memcpy(out, src, n * sizeof(float));
-        return out + n * sizeof(float);
-    }
-    static const uint8_t* get(const uint8_t* in, float* dst, size_t n) {
-        std::memcpy(dst, in, n * sizeof(float));
-        return in + n * sizeof(float);
-    }
-
-    const ModelConfig* config_;
-    uint64_t capacity_;
 };
 
 class CpuBackend final : public Backend {
@@ -140,14 +49,9 @@ public:
 
     DeviceKind device() const override { return DeviceKind::Cpu; }
     uint64_t weight_bytes() const override { return weights_.bytes(); }
-    uint64_t session_fixed_bytes() const override {
-        CpuState probe(config_, 0);
-        return static_cast<uint64_t>(config_.n_kda_layers()) *
-               (probe.kda_state_floats() + probe.conv_state_floats()) * sizeof(float);
-    }
+    uint64_t session_fixed_bytes() const override { return config_.recurrent_state_bytes(); }
     uint64_t kv_bytes_per_token() const override {
-        return static_cast<uint64_t>(config_.n_mla_layers() * config_.mla_cache_width()) *
-               sizeof(float);
+        return static_cast<uint64_t>(config_.mla_cache_values_per_token()) * sizeof(float);
     }
 
     std::unique_ptr<BackendState> create_state(uint64_t max_context) const override {
@@ -157,6 +61,23 @@ public:
             fail(Status::OutOfMemory, "cannot allocate the session state");
         }
     }
+    std::unique_ptr<BackendState> clone_state(const BackendState& state) const override {
+        return std::make_unique<CpuState>(static_cast<const CpuState&>(state));
+    }
+    void reset_state(BackendState& state) const override;
+    void fill_synthetic(BackendState& state, uint64_t position, uint64_t seed) const override;
+    void read_logits(const BackendState& state, float* out) const override {
+        const auto& logits = static_cast<const CpuState&>(state).logits;
+        std::memcpy(out, logits.data(), logits.size() * sizeof(float));
+    }
+    void write_logits(BackendState& state, const float* in) const override {
+        auto& logits = static_cast<CpuState&>(state).logits;
+        std::memcpy(logits.data(), in, logits.size() * sizeof(float));
+    }
+    void save_layer(const BackendState& state, size_t layer, uint64_t position,
+                    uint8_t* out) const override;
+    void load_layer(BackendState& state, size_t layer, uint64_t position,
+                    const uint8_t* in) const override;
 
     void forward(BackendState& state_base, uint64_t position, const int32_t* tokens, size_t n,
                  float* last_logits, float* all_logits,
@@ -183,6 +104,64 @@ private:
     ModelWeights weights_;
     mutable ThreadPool pool_;
 };
+
+void CpuBackend::reset_state(BackendState& state_base) const {
+    auto& state = static_cast<CpuState&>(state_base);
+    for (auto& s : state.kda_state) std::fill(s.begin(), s.end(), 0.0f);
+    for (auto& s : state.conv_state) std::fill(s.begin(), s.end(), 0.0f);
+    for (auto& c : state.mla_cache) c.clear();
+    std::fill(state.logits.begin(), state.logits.end(), 0.0f);
+}
+
+void CpuBackend::fill_synthetic(BackendState& state_base, uint64_t position,
+                                uint64_t seed) const {
+    auto& state = static_cast<CpuState&>(state_base);
+    const RandomInit small{false, 0.0f, 0.05f}, unit{false, 0.0f, 1.0f};
+    const size_t width = static_cast<size_t>(config_.mla_cache_width());
+    for (size_t layer = 0; layer < state.kda_state.size(); ++layer) {
+        for (size_t i = 0; i < state.kda_state[layer].size(); ++i)
+            state.kda_state[layer][i] = random_value(seed, 2 * layer, i, small);
+        for (size_t i = 0; i < state.conv_state[layer].size(); ++i)
+            state.conv_state[layer][i] = random_value(seed, 2 * layer + 1, i, small);
+        if (!config_.is_kda_layer(static_cast<int64_t>(layer))) {
+            std::vector<float>& cache = state.mla_cache[layer];
+            cache.resize(static_cast<size_t>(position) * width);
+            for (size_t i = 0; i < cache.size(); ++i)
+                cache[i] = random_value(seed, 1000 + layer, i, unit);
+        }
+    }
+    for (size_t i = 0; i < state.logits.size(); ++i)
+        state.logits[i] = 4.0f * random_value(seed, 999, i, unit);
+}
+
+void CpuBackend::save_layer(const BackendState& state_base, size_t layer, uint64_t position,
+                            uint8_t* out) const {
+    const auto& state = static_cast<const CpuState&>(state_base);
+    if (config_.is_kda_layer(static_cast<int64_t>(layer))) {
+        const std::vector<float>& s = state.kda_state[layer];
+        const std::vector<float>& conv = state.conv_state[layer];
+        std::memcpy(out, s.data(), s.size() * sizeof(float));
+        std::memcpy(out + s.size() * sizeof(float), conv.data(), conv.size() * sizeof(float));
+    } else {
+        const size_t floats = static_cast<size_t>(position * config_.mla_cache_width());
+        if (floats) std::memcpy(out, state.mla_cache[layer].data(), floats * sizeof(float));
+    }
+}
+
+void CpuBackend::load_layer(BackendState& state_base, size_t layer, uint64_t position,
+                            const uint8_t* in) const {
+    auto& state = static_cast<CpuState&>(state_base);
+    if (config_.is_kda_layer(static_cast<int64_t>(layer))) {
+        std::vector<float>& s = state.kda_state[layer];
+        std::vector<float>& conv = state.conv_state[layer];
+        std::memcpy(s.data(), in, s.size() * sizeof(float));
+        std::memcpy(conv.data(), in + s.size() * sizeof(float), conv.size() * sizeof(float));
+    } else {
+        std::vector<float>& cache = state.mla_cache[layer];
+        cache.resize(static_cast<size_t>(position * config_.mla_cache_width()));
+        if (!cache.empty()) std::memcpy(cache.data(), in, cache.size() * sizeof(float));
+    }
+}
 
 void CpuBackend::kda_layer(const KdaWeights& w, const float* x, size_t n,
                            std::vector<float>& kda_state, std::vector<float>& conv_state,
@@ -394,11 +373,31 @@ void CpuBackend::forward(BackendState& state_base, uint64_t position, const int3
     }
 }
 
-}  // namespace
-
-std::unique_ptr<Backend> make_cpu_backend(const ModelConfig& config, ModelWeights weights,
-                                          int n_threads) {
-    return std::make_unique<CpuBackend>(config, std::move(weights), n_threads);
+int device_count() {
+    return 1;
 }
 
+std::unique_ptr<Backend> create(const ModelConfig& config, const ModelLayout& layout,
+                                const Checkpoint& checkpoint, const BackendOptions& options) {
+    ModelWeights weights =
+        build_weights_f32(layout, checkpoint_tensor_source(checkpoint), options.progress);
+    return std::make_unique<CpuBackend>(config, std::move(weights), options.n_threads);
+}
+
+std::unique_ptr<Backend> create_random(const ModelConfig& config, const ModelLayout& layout,
+                                       uint64_t seed, const BackendOptions& options) {
+    ModelWeights weights = build_weights_f32(layout, random_tensor_source(seed), options.progress);
+    return std::make_unique<CpuBackend>(config, std::move(weights), options.n_threads);
+}
+
+}  // namespace
+
+namespace cpu {
+
+const BackendProvider& backend_provider() {
+    static const BackendProvider provider{&device_count, &create, &create_random};
+    return provider;
+}
+
+}  // namespace cpu
 }  // namespace kl

@@ -1,0 +1,445 @@
+// The CUDA backend's weights (uploaded once, by visiting the model's layout) and its
+// forward pass; the provider backends/registry.cpp hands to Model. Session state is in
+// cuda_state.cu.
+#include <cmath>
+
+#include "core/safetensors.h"
+#include "cuda_backend.h"
+#include "cuda_model.h"
+
+namespace kl::cuda {
+
+CudaBackend::CudaBackend(const ModelConfig& config, const ModelLayout& layout,
+                         const WeightSource& source, int device)
+    : config_(config), device_(device) {
+    DeviceGuard guard(device);
+    check(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking), "cudaStreamCreate");
+    gemm_ = std::make_unique<Gemm>();
+    auto get = [&](const TensorSpec& spec, bool f32 = false) {
+        Weight w = source(spec, f32);
+        weight_bytes_ += w.buffer->bytes();
+        return w;
+    };
+    auto mlp = [&](const MlpTensors& t) { return Mlp{get(t.gate), get(t.up), get(t.down)}; };
+    embed_ = get(layout.embed_tokens);
+    final_norm_ = get(layout.final_norm);
+    tied_ = layout.tied;
+    if (!tied_) lm_head_ = get(layout.lm_head);
+    for (const LayerTensors& t : layout.layers) {
+        Layer L;
+        L.input_norm = get(t.input_layernorm);
+        L.post_norm = get(t.post_attention_layernorm);
+        L.is_kda = t.is_kda;
+        if (L.is_kda) {
+            load_kda(L, t.kda, get);
+        } else {
+            L.mq = get(t.mla.q_proj), L.kv_a = get(t.mla.kv_a_proj_with_mqa);
+            L.kv_norm = get(t.mla.kv_a_layernorm), L.kv_b = get(t.mla.kv_b_proj);
+            L.mo = get(t.mla.o_proj);
+        }
+        L.is_moe = t.is_moe;
+        if (L.is_moe) {
+            L.router = get(t.moe.router);
+            L.router_bias = get(t.moe.router_bias, true);
+            for (const MlpTensors& e : t.moe.experts) L.experts.push_back(mlp(e));
+            upload_expert_pointers(L);
+            L.has_shared = t.moe.has_shared;
+            if (L.has_shared) L.shared = mlp(t.moe.shared);
+        } else {
+            L.mlp = mlp(t.mlp);
+        }
+        layers_.push_back(std::move(L));
+    }
+    workspace_ = std::make_unique<Workspace>(config);
+}
+
+template <typename Get>
+void CudaBackend::load_kda(Layer& L, const KdaTensors& t, Get& get) {
+    const size_t H = config_.kda_num_heads, D = config_.kda_head_dim, HD = H * D;
+    {
+        const Weight q = get(t.q_proj), k = get(t.k_proj), v = get(t.v_proj), f_a = get(t.f_a_proj),
+                     g_a = get(t.g_a_proj), b = get(t.b_proj);
+        L.x_proj = stack_rows({&q, &k, &v, &f_a, &g_a, &b});
+    }  // the separate copies are freed here
+    size_t row = 0;
+    for (Weight* part : {&L.q, &L.k, &L.v}) *part = row_view(L.x_proj, row, HD), row += HD;
+    L.f_a = row_view(L.x_proj, row, D), row += D;
+    L.g_a = row_view(L.x_proj, row, D), row += D;
+    L.b = row_view(L.x_proj, row, H);
+    L.q_conv = get(t.q_conv), L.k_conv = get(t.k_conv), L.v_conv = get(t.v_conv);
+    L.f_b = get(t.f_b_proj);
+    L.a_log = get(t.a_log, true), L.dt_bias = get(t.dt_bias, true);
+    L.g_b = get(t.g_b_proj);
+    L.o_norm = get(t.o_norm), L.o = get(t.o_proj);
+}
+
+void CudaBackend::upload_expert_pointers(Layer& L) {
+    std::vector<const bf16*> w1, w3, w2;
+    for (const Mlp& e : L.experts) {
+        w1.push_back(e.gate.bf());
+        w3.push_back(e.up.bf());
+        w2.push_back(e.down.bf());
+    }
+    const size_t bytes = w1.size() * sizeof(const bf16*);
+    L.expert_w1 = DeviceBuffer(bytes), L.expert_w3 = DeviceBuffer(bytes),
+    L.expert_w2 = DeviceBuffer(bytes);
+    check(cudaMemcpy(L.expert_w1.as<void>(), w1.data(), bytes, cudaMemcpyHostToDevice),
+          "expert table");
+    check(cudaMemcpy(L.expert_w3.as<void>(), w3.data(), bytes, cudaMemcpyHostToDevice),
+          "expert table");
+    check(cudaMemcpy(L.expert_w2.as<void>(), w2.data(), bytes, cudaMemcpyHostToDevice),
+          "expert table");
+}
+
+CudaBackend::~CudaBackend() {
+    if (stream_) cudaStreamDestroy(stream_);
+}
+
+void CudaBackend::forward(BackendState& base, uint64_t position, const int32_t* tokens, size_t n,
+                          float* last_logits, float* all_logits,
+                          const std::atomic<bool>& cancel) const {
+    std::lock_guard<std::mutex> lock(mutex_);
+    DeviceGuard guard(device_);
+    auto& st = static_cast<CudaState&>(base);
+    const int in = st.current_, out = 1 - in;
+    try {
+        check(cudaMemcpyAsync(st.history_.as<int32_t>() + position, tokens, n * sizeof(int32_t),
+                              cudaMemcpyHostToDevice, stream_),
+              "upload tokens");
+        if (n == 1 && st.decode_graph_[in]) {
+            if (cancel.load(std::memory_order_relaxed)) fail(Status::Cancelled, "cancelled");
+            set_position(position);
+            check(cudaGraphLaunch(st.decode_graph_[in], stream_), "decode graph");
+        } else {
+            // The fused decode kernels read buffer `in` and write `out`; the prefill
+            // kernels update in place, on a copy.
+            const bool fused = n <= kDecodeTokens && decode_fused();
+            if (!fused && st.recurrent_[in].bytes())
+                check(cudaMemcpyAsync(st.recurrent(out), st.recurrent(in),
+                                      st.recurrent_[in].bytes(), cudaMemcpyDeviceToDevice, stream_),
+                      "copy state");
+            const float* source = fused ? st.recurrent(in) : st.recurrent(out);
+            for (size_t start = 0; start < n; start += kPiece) {
+                const size_t m = std::min(kPiece, n - start);
+                set_position(position + start);
+                run_piece(st, m, source, st.recurrent(out),
+                          start + m == n ? st.logits(out) : nullptr,
+                          all_logits ? all_logits + start * config_.vocab_size : nullptr, cancel);
+                source = st.recurrent(out);
+            }
+        }
+        if (last_logits)
+            check(cudaMemcpyAsync(last_logits, st.logits(out), config_.vocab_size * sizeof(float),
+                                  cudaMemcpyDeviceToHost, stream_),
+                  "copy logits");
+        check(cudaStreamSynchronize(stream_), "forward");
+        profile_.section(nullptr, stream_);
+    } catch (...) {
+        cudaStreamSynchronize(stream_);
+        cudaGetLastError();
+        throw;
+    }
+    st.current_ = out;
+    if (st.history_synced_ >= position) st.history_synced_ = position + n;
+}
+
+// Device sampling from the state's logits: one token id crosses to the host.
+int32_t CudaBackend::sample(const BackendState& base, const SamplingParams& params,
+                            const int32_t* history, size_t history_len, uint64_t position) const {
+    const auto& st = static_cast<const CudaState&>(base);
+    std::lock_guard<std::mutex> lock(mutex_);
+    DeviceGuard guard(device_);
+    Workspace& ws = *workspace_;
+    const bool penalty = params.repetition_penalty != 1.0f && history_len > 0;
+    if (penalty && st.history_synced_ < history_len) {  // e.g. after a snapshot load
+        check(cudaMemcpyAsync(st.history_.as<int32_t>() + st.history_synced_,
+                              history + st.history_synced_,
+                              (history_len - st.history_synced_) * sizeof(int32_t),
+                              cudaMemcpyHostToDevice, stream_),
+              "upload history");
+    }
+    int32_t token = -1;
+    try {
+        sample_token_on_device(st.logits(st.current_), config_.vocab_size, params,
+                               st.history_.as<int32_t>(), penalty ? history_len : 0, position,
+                               ws.sampling.as<void>(), ws.token.as<int32_t>(), stream_);
+        check(cudaMemcpyAsync(&token, ws.token.as<void>(), sizeof(token), cudaMemcpyDeviceToHost,
+                              stream_),
+              "copy token");
+        check(cudaStreamSynchronize(stream_), "sample");
+    } catch (...) {
+        cudaStreamSynchronize(stream_);
+        cudaGetLastError();
+        throw;
+    }
+    if (penalty) st.history_synced_ = history_len;
+    return token;
+}
+
+void CudaBackend::set_position(uint64_t position) const {
+    const int32_t value = static_cast<int32_t>(position);
+    check(cudaMemcpyAsync(workspace_->position.as<void>(), &value, sizeof(value),
+                          cudaMemcpyHostToDevice, stream_),
+          "upload position");
+}
+
+// One graph per buffer parity: the decode step of one token whose id sits in the
+// history at the position held in the workspace, reading state buffer p and writing
+// 1 - p. Captured once per session; replays need no host work but two tiny uploads.
+void CudaBackend::capture_decode_graphs(CudaState& st) const {
+    if (!decode_fused()) return;
+    std::lock_guard<std::mutex> lock(mutex_);
+    DeviceGuard guard(device_);
+    const std::atomic<bool> never(false);
+    for (int p = 0; p < 2; ++p) {
+        check(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal),
+              "begin graph capture");
+        cudaGraph_t graph = nullptr;
+        try {
+            run_piece(st, 1, st.recurrent(p), st.recurrent(1 - p), st.logits(1 - p), nullptr,
+                      never);
+        } catch (...) {
+            cudaStreamEndCapture(stream_, &graph);
+            if (graph) cudaGraphDestroy(graph);
+            cudaGetLastError();
+            throw;
+        }
+        check(cudaStreamEndCapture(stream_, &graph), "end graph capture");
+        const cudaError_t status = cudaGraphInstantiate(&st.decode_graph_[p], graph, 0);
+        cudaGraphDestroy(graph);
+        check(status, "cudaGraphInstantiate");
+    }
+}
+
+void CudaBackend::linear(const bf16* x, size_t n, const Weight& w, float* y) const {
+    gemm_->run(x, n, w.cols, w.bf(), w.rows, y, stream_);
+}
+
+void CudaBackend::mlp(const Mlp& w, const bf16* x, size_t n, Workspace& ws, float* out) const {
+    const size_t inter = w.gate.rows;
+    linear(x, n, w.gate, ws.ffn_gate.as<float>());
+    linear(x, n, w.up, ws.ffn_up.as<float>());
+    silu_mul_to_bf16(ws.ffn_gate.as<float>(), ws.ffn_up.as<float>(), n * inter,
+                     ws.ffn_act.as<bf16>(), stream_);
+    linear(ws.ffn_act.as<bf16>(), n, w.down, out);
+}
+
+// Enqueues m tokens (ids in the history at the workspace's position) through all
+// layers: the KDA state is read from rec_in and written to rec_out (equal buffers: in
+// place), the last token's logits go to logits_out (device) when not null, all rows to
+// all_logits (host) when not null.
+void CudaBackend::run_piece(CudaState& st, size_t m, const float* rec_in, float* rec_out,
+                            float* logits_out, float* all_logits,
+                            const std::atomic<bool>& cancel) const {
+    const ModelConfig& c = config_;
+    Workspace& ws = *workspace_;
+    const size_t h = c.hidden_size;
+    const float eps = c.rms_norm_eps;
+    float* x = ws.x.as<float>();
+    float* branch = ws.branch.as<float>();
+    bf16* xn = ws.xn.as<bf16>();
+    const int32_t* pos = ws.position.as<int32_t>();
+    profile_.section("embedding", stream_);
+    embedding_gather(embed_.bf(), st.history_.as<int32_t>(), pos, m, h, x, stream_);
+    profile_.section("norms + residual", stream_);
+    rms_norm_to_bf16(x, h, layers_[0].input_norm.bf(), m, h, eps, xn, h, stream_);
+
+    for (size_t l = 0; l < layers_.size(); ++l) {
+        if (cancel.load(std::memory_order_relaxed)) fail(Status::Cancelled, "cancelled");
+        const Layer& L = layers_[l];
+        if (L.is_kda)
+            kda_layer(L, st, m, rec_in + st.recurrent_offset_[l], rec_out + st.recurrent_offset_[l],
+                      branch);
+        else
+            mla_layer(L, st, m, st.cache_[l].as<bf16>(), branch);
+        profile_.section("norms + residual", stream_);
+        add_rms_norm_to_bf16(x, branch, L.post_norm.bf(), m, h, eps, xn, stream_);
+        if (L.is_moe) {
+            moe(L, xn, m, ws, branch);
+        } else {
+            profile_.section("dense mlp", stream_);
+            mlp(L.mlp, xn, m, ws, branch);
+        }
+        profile_.section("norms + residual", stream_);
+        const Weight& next_norm = l + 1 < layers_.size() ? layers_[l + 1].input_norm : final_norm_;
+        add_rms_norm_to_bf16(x, branch, next_norm.bf(), m, h, eps, xn, stream_);
+    }
+    if (cancel.load(std::memory_order_relaxed)) fail(Status::Cancelled, "cancelled");
+
+    profile_.section("lm_head", stream_);
+    const Weight& head = tied_ ? embed_ : lm_head_;
+    const size_t vocab = c.vocab_size;
+    if (all_logits) {
+        float* rows_out = ws.logits.as<float>();
+        for (size_t r = 0; r < m; r += kLogitsRows) {
+            const size_t rows = std::min(kLogitsRows, m - r);
+            linear(xn + r * h, rows, head, rows_out);
+            check(cudaMemcpyAsync(all_logits + r * vocab, rows_out, rows * vocab * sizeof(float),
+                                  cudaMemcpyDeviceToHost, stream_),
+                  "copy logits");
+        }
+    }
+    if (logits_out) linear(xn + (m - 1) * h, 1, head, logits_out);
+}
+
+void CudaBackend::kda_layer(const Layer& L, CudaState& st, size_t m, const float* rec_in,
+                            float* rec_out, float* out) const {
+    const ModelConfig& c = config_;
+    Workspace& ws = *workspace_;
+    const size_t H = c.kda_num_heads, D = c.kda_head_dim, HD = H * D;
+    const size_t kernel = c.short_conv_kernel_size;
+    const float scale = 1.0f / std::sqrt(static_cast<float>(D));
+    const bf16* xn = ws.xn.as<bf16>();
+    if (m <= kDecodeTokens && kda_decode_supported(D)) {
+        profile_.section("kda projections (1 GEMV)", stream_);
+        linear(xn, m, L.x_proj, ws.proj.as<float>());
+        profile_.section("kda fused decode step", stream_);
+        const KdaDecodeWeights w{L.q_conv.bf(), L.k_conv.bf(), L.v_conv.bf(), kernel,
+                                 L.f_b.bf(),    L.g_b.bf(),    L.a_log.f32(), L.dt_bias.f32(),
+                                 L.o_norm.bf(), c.rms_norm_eps};
+        kda_decode_step(ws.proj.as<float>(), L.x_proj.rows, m, H, D, scale, w, rec_in,
+                        rec_in + c.kda_state_floats(), rec_out, rec_out + c.kda_state_floats(),
+                        ws.o_bf.as<bf16>(), stream_);
+    } else {
+        // Prefill: in place (the caller made rec_in == rec_out hold the state).
+        float* S = rec_out;
+        float* conv = rec_out + c.kda_state_floats();
+        const size_t conv_each = (kernel - 1) * HD;
+        const Weight* proj[3] = {&L.q, &L.k, &L.v};
+        const Weight* convw[3] = {&L.q_conv, &L.k_conv, &L.v_conv};
+        float* outs[3] = {ws.q.as<float>(), ws.kk.as<float>(), ws.v.as<float>()};
+        for (int i = 0; i < 3; ++i) {
+            profile_.section("kda q/k/v GEMMs", stream_);
+            linear(xn, m, *proj[i], ws.proj.as<float>());
+            profile_.section("kda short conv", stream_);
+            short_conv_silu(ws.proj.as<float>(), m, HD, convw[i]->bf(), kernel,
+                            conv + i * conv_each, outs[i], stream_);
+        }
+        profile_.section("kda norms + gates", stream_);
+        l2_normalize_heads(ws.q.as<float>(), m * H, D, stream_);
+        l2_normalize_heads(ws.kk.as<float>(), m * H, D, stream_);
+        linear(xn, m, L.f_a, ws.low.as<float>());
+        cast_to_bf16(ws.low.as<float>(), m * D, ws.low_bf.as<bf16>(), stream_);
+        linear(ws.low_bf.as<bf16>(), m, L.f_b, ws.g.as<float>());
+        kda_gate(ws.g.as<float>(), L.a_log.f32(), L.dt_bias.f32(), m, H, D, stream_);
+        linear(xn, m, L.b, ws.beta.as<float>());
+        sigmoid_inplace(ws.beta.as<float>(), m * H, stream_);
+        if (kda_chunk_supported(D)) {
+            profile_.section("kda chunked prefill", stream_);
+            kda_chunked_prefill(ws.q.as<float>(), ws.kk.as<float>(), ws.v.as<float>(),
+                                ws.g.as<float>(), ws.beta.as<float>(), m, H, D, scale, S,
+                                ws.o.as<float>(), ws.kda_chunk.as<void>(), stream_);
+        } else {
+            profile_.section("kda recurrence", stream_);
+            kda_recurrent(ws.q.as<float>(), ws.kk.as<float>(), ws.v.as<float>(), ws.g.as<float>(),
+                          ws.beta.as<float>(), m, H, D, scale, S, ws.o.as<float>(), stream_);
+        }
+        profile_.section("kda gated norm", stream_);
+        linear(xn, m, L.g_a, ws.low.as<float>());
+        cast_to_bf16(ws.low.as<float>(), m * D, ws.low_bf.as<bf16>(), stream_);
+        linear(ws.low_bf.as<bf16>(), m, L.g_b, ws.gate.as<float>());
+        kda_gated_norm(ws.o.as<float>(), ws.gate.as<float>(), L.o_norm.bf(), m, H, D,
+                       c.rms_norm_eps, ws.o_bf.as<bf16>(), stream_);
+    }
+    profile_.section("kda o_proj", stream_);
+    linear(ws.o_bf.as<bf16>(), m, L.o, out);
+}
+
+void CudaBackend::mla_layer(const Layer& L, CudaState& st, size_t m, bf16* cache,
+                            float* out) const {
+    const ModelConfig& c = config_;
+    Workspace& ws = *workspace_;
+    const size_t width = c.mla_cache_width(), Hm = c.num_attention_heads;
+    const bf16* xn = ws.xn.as<bf16>();
+    const int32_t* pos = ws.position.as<int32_t>();
+    profile_.section("mla q/kv proj + cache", stream_);
+    linear(xn, m, L.mq, ws.mq.as<float>());
+    linear(xn, m, L.kv_a, ws.kv.as<float>());
+    latent_to_cache(ws.kv.as<float>(), m, c.kv_lora_rank, width, L.kv_norm.bf(), c.rms_norm_eps,
+                    pos, cache, stream_);
+    profile_.section("mla attention", stream_);
+    mla_attention(ws.mq.as<float>(), m, pos, st.capacity(), cache, L.kv_b.bf(), Hm,
+                  c.qk_nope_head_dim, c.qk_rope_head_dim, c.v_head_dim, c.kv_lora_rank,
+                  ws.mla.as<void>(), ws.attn.as<float>(), stream_);
+    profile_.section("mla o_proj", stream_);
+    cast_to_bf16(ws.attn.as<float>(), m * Hm * c.v_head_dim, ws.attn_bf.as<bf16>(), stream_);
+    linear(ws.attn_bf.as<bf16>(), m, L.mo, out);
+}
+
+// Routing on the device; the shared expert, then the chosen experts: GEMVs that read
+// each chosen expert once for a few tokens, a grouped GEMM for prefill. No host sync.
+void CudaBackend::moe(const Layer& L, const bf16* xn, size_t m, Workspace& ws, float* out) const {
+    const ModelConfig& c = config_;
+    const size_t E = c.num_experts, k = c.num_experts_per_token, h = c.hidden_size;
+    const size_t mi = c.moe_intermediate_size;
+    profile_.section("moe router", stream_);
+    linear(xn, m, L.router, ws.router.as<float>());
+    moe_route(ws.router.as<float>(), L.router_bias.f32(), m, E, k, c.moe_renormalize,
+              c.routed_scaling_factor, c.use_grouped_topk ? c.num_expert_group : 1,
+              c.use_grouped_topk ? c.topk_group : 1, ws.chosen.as<int32_t>(),
+              ws.weights.as<float>(), stream_);
+    if (m <= kDecodeTokens) {
+        // The shared expert joins the chosen ones' GEMVs when it has their shape.
+        profile_.section("moe experts (GEMVs)", stream_);
+        const bool fuse_shared = L.has_shared && L.shared.gate.rows == mi;
+        DecodeSharedExpert shared;
+        if (fuse_shared) shared = {L.shared.gate.bf(), L.shared.up.bf(), L.shared.down.bf()};
+        if (L.has_shared && !fuse_shared) mlp(L.shared, xn, m, ws, out);
+        moe_experts_gemv(xn, m, h, mi, k, ws.chosen.as<int32_t>(), ws.weights.as<float>(),
+                         L.expert_w1.as<const bf16*>(), L.expert_w3.as<const bf16*>(),
+                         L.expert_w2.as<const bf16*>(), shared, L.has_shared && !fuse_shared,
+                         ws.e_act.as<float>(), ws.e_out.as<float>(), out, stream_);
+        return;
+    }
+    profile_.section("moe shared expert", stream_);
+    if (L.has_shared)
+        mlp(L.shared, xn, m, ws, out);
+    else
+        check(cudaMemsetAsync(out, 0, m * h * sizeof(float), stream_), "zero");
+    profile_.section("moe routed experts (grouped)", stream_);
+    moe_experts_grouped(xn, m, h, mi, E, k, ws.chosen.as<int32_t>(), ws.weights.as<float>(),
+                        L.expert_w1.as<const bf16*>(), L.expert_w3.as<const bf16*>(),
+                        L.expert_w2.as<const bf16*>(), ws.moe.as<void>(), out, stream_);
+}
+
+namespace {
+
+int device_count() {
+    int count = 0;
+    if (cudaGetDeviceCount(&count) != cudaSuccess) {
+        cudaGetLastError();
+        return 0;
+    }
+    return count;
+}
+
+std::unique_ptr<Backend> create(const ModelConfig& config, const ModelLayout& layout,
+                                const Checkpoint& checkpoint, const BackendOptions& options) {
+    DeviceGuard guard(options.device_index);
+    return std::make_unique<CudaBackend>(
+        config, layout,
+        [&](const TensorSpec& spec, bool as_f32) {
+            return upload_weight(*checkpoint.find(spec.name), as_f32);
+        },
+        options.device_index);
+}
+
+std::unique_ptr<Backend> create_random(const ModelConfig& config, const ModelLayout& layout,
+                                       uint64_t seed, const BackendOptions& options) {
+    DeviceGuard guard(options.device_index);
+    auto backend = std::make_unique<CudaBackend>(
+        config, layout,
+        [&](const TensorSpec& spec, bool as_f32) { return random_weight(spec, seed, as_f32); },
+        options.device_index);
+    check(cudaDeviceSynchronize(), "random weights");
+    return backend;
+}
+
+}  // namespace
+
+const BackendProvider& backend_provider() {
+    static const BackendProvider provider{&device_count, &create, &create_random};
+    return provider;
+}
+
+}  // namespace kl::cuda

@@ -1,0 +1,195 @@
+// The CUDA backend's parts shared by its two halves: cuda_model.cu (the weights, the
+// forward pass, device sampling) and cuda_state.cu (session state: allocation, copies,
+// snapshots, synthetic contexts). Internal: only those two and the provider include it.
+//
+// bf16 weights uploaded once; per session fp32 recurrent state (double buffered), a bf16
+// latent cache, the last logits on the device and workspaces, all allocated at session
+// create. A decode step is one CUDA graph replay; prefill runs in pieces of up to kPiece
+// tokens. Sessions of one model share its stream and cuBLASLt workspace, so forward passes
+// and state operations are serialised.
+#pragma once
+
+#include <algorithm>
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <vector>
+
+#include "core/backend.h"
+#include "core/config.h"
+#include "core/weights.h"
+#include "cuda_util.h"
+#include "device_weights.h"
+#include "gemm.h"
+#include "op_profile.h"
+#include "ops.h"
+
+namespace kl::cuda {
+
+// Tokens per prefill piece: large, because the MoE of a piece reads every expert's weights
+// once (3.6 GB per layer for the 48B shapes), so fewer pieces read them fewer times.
+constexpr size_t kPiece = 4096;
+constexpr size_t kLogitsRows = 16;   // lm_head rows per pass when all logits are asked for
+constexpr size_t kDecodeTokens = 4;  // up to this many tokens: fused decode kernels, GEMVs
+
+// Where the backend's weights come from: a checkpoint's tensor or random values.
+using WeightSource = std::function<Weight(const TensorSpec& spec, bool as_f32)>;
+
+struct Mlp {
+    Weight gate, up, down;
+};
+struct Layer {
+    Weight input_norm, post_norm;
+    bool is_kda = false, is_moe = false;
+    // KDA. x_proj stacks the projections of the normed input (q, k, v, f_a, g_a, b) so a
+    // decode step reads them in one GEMV; q ... b are views of its rows.
+    Weight x_proj, q, k, v, f_a, g_a, b;
+    Weight q_conv, k_conv, v_conv, f_b, a_log, dt_bias, g_b, o_norm, o;
+    // MLA
+    Weight mq, kv_a, kv_norm, kv_b, mo;
+    // FFN
+    Mlp mlp;
+    Weight router, router_bias;
+    std::vector<Mlp> experts;
+    DeviceBuffer expert_w1, expert_w3, expert_w2;  // device arrays of the experts' pointers
+    bool has_shared = false;
+    Mlp shared;
+};
+
+// Activations of one forward piece (kPiece tokens at most) and the kernels' scratch: one
+// per model, since the model's passes are serialised (sessions' decode graphs capture it).
+struct Workspace {
+    explicit Workspace(const ModelConfig& c) {
+        const size_t P = kPiece, h = c.hidden_size, HD = c.kda_dim(), D = c.kda_head_dim;
+        const size_t inter =
+            std::max<size_t>(c.intermediate_size,
+                             c.moe_intermediate_size * std::max<int64_t>(1, c.num_shared_experts));
+        const size_t k = std::max<int64_t>(1, c.num_experts_per_token);
+        const size_t E = std::max<int64_t>(1, c.num_experts), mi = c.moe_intermediate_size;
+        const size_t Hm = c.num_attention_heads;
+        auto f = [](size_t n) { return DeviceBuffer(n * sizeof(float)); };
+        auto b = [](size_t n) { return DeviceBuffer(n * sizeof(uint16_t)); };
+        position = DeviceBuffer(sizeof(int32_t));
+        token = DeviceBuffer(sizeof(int32_t));
+        x = f(P * h), branch = f(P * h), xn = b(P * h);
+        proj = f(P * (3 * HD + 2 * D + c.kda_num_heads));
+        q = f(P * HD), kk = f(P * HD), v = f(P * HD), g = f(P * HD);
+        gate = f(P * HD), o = f(P * HD), o_bf = b(P * HD);
+        low = f(P * D), low_bf = b(P * D), beta = f(P * c.kda_num_heads);
+        kda_chunk = DeviceBuffer(c.n_kda_layers() && kda_chunk_supported(D)
+                                     ? kda_chunk_workspace_bytes(P, c.kda_num_heads, D)
+                                     : 0);
+        mq = f(P * Hm * c.mla_qk_head_dim()), kv = f(P * c.mla_cache_width());
+        attn = f(P * Hm * c.v_head_dim), attn_bf = b(P * Hm * c.v_head_dim);
+        // Sized for any session capacity (the split over the context is capped by the SMs).
+        mla = DeviceBuffer(c.n_mla_layers()
+                               ? mla_workspace_bytes(P, Hm, c.kv_lora_rank, c.qk_rope_head_dim,
+                                                     c.v_head_dim, INT32_MAX)
+                               : 0);
+        ffn_gate = f(P * inter), ffn_up = f(P * inter), ffn_act = b(P * inter);
+        router = f(P * E), chosen = DeviceBuffer(P * k * sizeof(int32_t)), weights = f(P * k);
+        e_act = f(kDecodeTokens * (k + 1) * mi), e_out = f(kDecodeTokens * (k + 1) * h);
+        moe = DeviceBuffer(c.num_experts ? moe_grouped_workspace_bytes(P, h, mi, E, k) : 0);
+        logits = f(kLogitsRows * c.vocab_size);
+        sampling = DeviceBuffer(sampling_workspace_bytes(c.vocab_size));
+    }
+    DeviceBuffer position, token, x, branch, xn, proj, q, kk, v, g, gate, o, o_bf, low, low_bf,
+        beta, kda_chunk, mq, kv, attn, attn_bf, mla, ffn_gate, ffn_up, ffn_act, router, chosen,
+        weights, e_act, e_out, moe, logits, sampling;
+};
+
+// One session's state in device memory. Plain data: CudaBackend operates on it.
+struct CudaState final : BackendState {
+    CudaState(const ModelConfig& config, int device, uint64_t capacity);
+    ~CudaState() override;
+
+    float* recurrent(int which) const { return recurrent_[which].as<float>(); }
+    float* logits(int which) const { return logits_[which].as<float>(); }
+
+    int device_;
+    std::vector<size_t> recurrent_offset_;  // floats, per layer (KDA layers only)
+    size_t recurrent_floats_ = 0;
+    // KDA S then conv state per KDA layer, and the last logits: [current_] is the state; a
+    // forward pass writes the other buffer and flips current_ only when it succeeds, so a
+    // failed call leaves the session as it was (and decode needs no copy).
+    DeviceBuffer recurrent_[2], logits_[2];
+    int current_ = 0;
+    std::vector<DeviceBuffer> cache_;    // bf16 [capacity, rank + rope] per MLA layer
+    DeviceBuffer history_;               // int32 [capacity]: tokens by position
+    mutable size_t history_synced_ = 0;  // leading history_ entries known to be the session's
+    cudaGraphExec_t decode_graph_[2] = {nullptr, nullptr};  // one token, from buffer [i]
+};
+
+class CudaBackend final : public Backend {
+public:
+    // cuda_model.cu: weights and the forward pass.
+    CudaBackend(const ModelConfig& config, const ModelLayout& layout, const WeightSource& source,
+                int device);
+    ~CudaBackend() override;
+
+    DeviceKind device() const override { return DeviceKind::Cuda; }
+    uint64_t weight_bytes() const override { return weight_bytes_; }
+    uint64_t session_fixed_bytes() const override { return config_.recurrent_state_bytes(); }
+    uint64_t kv_bytes_per_token() const override {  // the cache is bf16
+        return static_cast<uint64_t>(config_.mla_cache_values_per_token()) * sizeof(bf16);
+    }
+
+    void forward(BackendState& base, uint64_t position, const int32_t* tokens, size_t n,
+                 float* last_logits, float* all_logits,
+                 const std::atomic<bool>& cancel) const override;
+    // Device sampling from the state's logits: one token id crosses to the host.
+    int32_t sample(const BackendState& base, const SamplingParams& params, const int32_t* history,
+                   size_t history_len, uint64_t position) const override;
+
+    // cuda_state.cu: session state.
+    std::unique_ptr<BackendState> create_state(uint64_t max_context) const override;
+    std::unique_ptr<BackendState> clone_state(const BackendState& base) const override;
+    void reset_state(BackendState& base) const override;
+    void fill_synthetic(BackendState& base, uint64_t position, uint64_t seed) const override;
+    void read_logits(const BackendState& base, float* out) const override;
+    void write_logits(BackendState& base, const float* logits) const override;
+    void save_layer(const BackendState& base, size_t layer, uint64_t position,
+                    uint8_t* out) const override;
+    void load_layer(BackendState& base, size_t layer, uint64_t position,
+                    const uint8_t* in) const override;
+
+private:
+    // Runs `work(stream)` under the model's lock on its stream and waits for it: how a
+    // session's state is touched outside forward(), so nothing races a running pass.
+    void on_stream(const std::function<void(cudaStream_t)>& work) const;
+
+    template <typename Get>
+    void load_kda(Layer& L, const KdaTensors& t, Get& get);
+    static void upload_expert_pointers(Layer& L);
+
+    // The fused decode path needs the fused KDA kernel for this head size.
+    bool decode_fused() const {
+        return config_.n_kda_layers() == 0 || kda_decode_supported(config_.kda_head_dim);
+    }
+    void set_position(uint64_t position) const;
+    void capture_decode_graphs(CudaState& st) const;
+    void linear(const bf16* x, size_t n, const Weight& w, float* y) const;
+    void mlp(const Mlp& w, const bf16* x, size_t n, Workspace& ws, float* out) const;
+    void run_piece(CudaState& st, size_t m, const float* rec_in, float* rec_out, float* logits_out,
+                   float* all_logits, const std::atomic<bool>& cancel) const;
+    void kda_layer(const Layer& L, CudaState& st, size_t m, const float* rec_in, float* rec_out,
+                   float* out) const;
+    void mla_layer(const Layer& L, CudaState& st, size_t m, bf16* cache, float* out) const;
+    void moe(const Layer& L, const bf16* xn, size_t m, Workspace& ws, float* out) const;
+
+    ModelConfig config_;
+    int device_;
+    cudaStream_t stream_ = nullptr;
+    std::unique_ptr<Gemm> gemm_;
+    mutable std::mutex mutex_;
+    mutable OpProfile profile_;             // guarded by mutex_
+    std::unique_ptr<Workspace> workspace_;  // guarded by mutex_
+    uint64_t weight_bytes_ = 0;
+    bool tied_ = false;
+    Weight embed_, final_norm_, lm_head_;
+    std::vector<Layer> layers_;
+};
+
+}  // namespace kl::cuda
