@@ -1,4 +1,4 @@
-// Typed model configuration parsed from a Hugging Face config.json (see design/model.md).
+// Typed model configuration parsed from a Hugging Face config.json (see docs/design/model.md).
 #pragma once
 
 #include <cstdint>

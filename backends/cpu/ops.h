@@ -1,4 +1,4 @@
-// The CPU backend's ops: the executable specification of the model math (design/model.md),
+// The CPU backend's ops: the executable specification of the model math (docs/design/model.md),
 // in fp32 with blocked, vectorisable loops. The CUDA backend is tested against these.
 // All arrays are row-major and contiguous; shapes are given in comments as [dim0, dim1, ...].
 #pragma once

@@ -1,4 +1,4 @@
-// Scalar activations of the model (design/model.md) for device code, one definition each.
+// Scalar activations of the model (docs/design/model.md) for device code, one definition each.
 #pragma once
 
 namespace kl::cuda {

@@ -1,6 +1,6 @@
 // KDA on the GPU, first version: short conv, L2 norms, gates, the recurrence (prefill and
 // decode), the gated RMSNorm. The chunked tensor-core prefill and the fused decode step
-// replace the recurrence kernel in the performance work (design/kernels.md).
+// replace the recurrence kernel in the performance work (docs/design/kernels.md).
 #include "cuda_util.h"
 #include "device_math.cuh"
 #include "ops.h"

@@ -1,4 +1,4 @@
-// KDA chunked prefill on tensor cores (design/kernels.md "KDA chunked prefill"; the math is
+// KDA chunked prefill on tensor cores (docs/design/kernels.md "KDA chunked prefill"; the math is
 // the CPU kda_chunked in backends/cpu/kda.cpp, with C = 16 tokens per chunk). Two kernels:
 //
 //  1. prep, one CTA per (chunk, head), all chunks in parallel: the cumulative log decay G,

@@ -1,4 +1,4 @@
-// The fused KDA decode step: one kernel per layer and call (design/kernels.md, "KDA decode
+// The fused KDA decode step: one kernel per layer and call (docs/design/kernels.md, "KDA decode
 // step"). A head's state S [K, V] is split by value columns over the CS CTAs of one thread-
 // block cluster, so that B=1 still puts H*CS CTAs on the SMs; each CTA keeps its [D, D/CS]
 // block of S in registers for all n tokens and reads and writes it once.

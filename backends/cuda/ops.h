@@ -56,7 +56,7 @@ void kda_gated_norm(const float* o, const float* gate, const bf16* o_norm, size_
 // ---- KDA chunked prefill on tensor cores (kda_chunk.cu) ----------------------------------
 // The chunkwise (WY / UT transform) form of kda_recurrent for T tokens, fp16 tensor-core
 // operands (power-of-two scaled per row) with fp32 accumulation, safe for strong decay
-// (design/kernels.md). Same inputs and layout as kda_recurrent; state [H, D, D] fp32 read
+// (docs/design/kernels.md). Same inputs and layout as kda_recurrent; state [H, D, D] fp32 read
 // and updated in place. v and workspace 16-byte aligned, q, k, g 8-byte aligned.
 // kda_chunk_supported(D) says which head sizes it takes (others use kda_recurrent).
 // workspace: kda_chunk_workspace_bytes(T, H, D) bytes of device memory (may be 0 -> null).
