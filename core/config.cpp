@@ -1,15 +1,16 @@
 #include "config.h"
 
 #include <algorithm>
+#include <cfloat>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
-#include <fstream>
 #include <nlohmann/json.hpp>
-#include <set>
-#include <sstream>
 
 #include "error.h"
+#include "input_file.h"
+#include "json_input.h"
+#include "limits.h"
 
 namespace kl {
 namespace {
@@ -39,7 +40,7 @@ public:
 
     int64_t integer(const std::string& key, const json& v) const {
         if (v.is_number_unsigned() && v.get<uint64_t>() > uint64_t(INT64_MAX))
-            error(key, "integer " + v.dump() + " is out of range");
+            error(key, "integer " + json_excerpt(v) + " is out of range");
         if (v.is_number_integer()) return v.get<int64_t>();
         // Some exporters write whole numbers as 64.0; anything else fractional is an error.
         if (v.is_number_float()) {
@@ -47,7 +48,7 @@ public:
             if (std::isfinite(d) && std::fabs(d) < 9007199254740992.0 && d == std::floor(d))
                 return static_cast<int64_t>(d);
         }
-        error(key, "expected an integer, got " + v.dump());
+        error(key, "expected an integer, got " + json_excerpt(v));
     }
     int64_t integer(const std::string& key) const { return integer(key, need(key)); }
     int64_t integer_or(const std::string& key, int64_t fallback) const {
@@ -55,23 +56,32 @@ public:
         return v ? integer(key, *v) : fallback;
     }
     double number(const std::string& key, const json& v) const {
-        if (!v.is_number()) error(key, "expected a number, got " + v.dump());
-        return v.get<double>();
+        if (!v.is_number()) error(key, "expected a number, got " + json_excerpt(v));
+        const double d = v.get<double>();
+        if (!std::isfinite(d)) error(key, "expected a finite number, got " + json_excerpt(v));
+        return d;
     }
-    double number(const std::string& key) const { return number(key, need(key)); }
-    double number_or(const std::string& key, double fallback) const {
+    // A float config value: finite in float too (1e308 would become inf).
+    float float_number(const std::string& key, const json& v) const {
+        const double d = number(key, v);
+        if (std::fabs(d) > static_cast<double>(FLT_MAX))
+            error(key, "the value " + json_excerpt(v) + " is out of the float range");
+        return static_cast<float>(d);
+    }
+    float float_number(const std::string& key) const { return float_number(key, need(key)); }
+    float float_number_or(const std::string& key, float fallback) const {
         const json* v = find(key);
-        return v ? number(key, *v) : fallback;
+        return v ? float_number(key, *v) : fallback;
     }
     bool boolean_or(const std::string& key, bool fallback) const {
         const json* v = find(key);
         if (!v) return fallback;
-        if (!v->is_boolean()) error(key, "expected true or false, got " + v->dump());
+        if (!v->is_boolean()) error(key, "expected true or false, got " + json_excerpt(*v));
         return v->get<bool>();
     }
     std::vector<int64_t> integer_list(const std::string& key) const {
         const json& v = need(key);
-        if (!v.is_array()) error(key, "expected a list of layer numbers, got " + v.dump());
+        if (!v.is_array()) error(key, "expected a list of layer numbers, got " + json_excerpt(v));
         std::vector<int64_t> out;
         for (const json& item : v) out.push_back(integer(key, item));
         return out;
@@ -94,15 +104,17 @@ double shortest_decimal(float value) {
     return static_cast<double>(value);  // NaN: never equal to itself
 }
 
+// A float for a message: "1e+308", "nan", "2.446".
+std::string shortest_text(double value) {
+    char text[32];
+    std::snprintf(text, sizeof(text), "%.7g", value);
+    return text;
+}
+
 }  // namespace
 
 ModelConfig ModelConfig::from_json(const std::string& json_text, const std::string& origin) {
-    json root;
-    try {
-        root = json::parse(json_text);
-    } catch (const json::parse_error& e) {
-        fail(Status::Format, origin + ": not valid JSON: " + e.what());
-    }
+    const json root = parse_json(json_text, origin);
     if (!root.is_object()) fail(Status::Format, origin + ": top level is not a JSON object");
     Reader r(root, origin, "");
 
@@ -111,7 +123,7 @@ ModelConfig ModelConfig::from_json(const std::string& json_text, const std::stri
     c.num_hidden_layers = r.integer("num_hidden_layers");
     c.vocab_size = r.integer("vocab_size");
     c.intermediate_size = r.integer("intermediate_size");
-    c.rms_norm_eps = static_cast<float>(r.number("rms_norm_eps"));
+    c.rms_norm_eps = r.float_number("rms_norm_eps");
     c.num_attention_heads = r.integer("num_attention_heads");
     c.kv_lora_rank = r.integer("kv_lora_rank");
     c.qk_nope_head_dim = r.integer("qk_nope_head_dim");
@@ -129,7 +141,7 @@ ModelConfig ModelConfig::from_json(const std::string& json_text, const std::stri
             fail(Status::Unsupported, origin +
                                           ": moe_router_activation_func: only \"sigmoid\" is "
                                           "supported, got " +
-                                          act->dump());
+                                          json_excerpt(*act));
     }
 
     const json& linear = r.need("linear_attn_config");
@@ -146,7 +158,7 @@ ModelConfig ModelConfig::from_json(const std::string& json_text, const std::stri
     c.moe_intermediate_size = r.integer("moe_intermediate_size");
     c.num_shared_experts = r.integer_or("num_shared_experts", 0);
     c.moe_renormalize = r.boolean_or("moe_renormalize", true);
-    c.routed_scaling_factor = static_cast<float>(r.number_or("routed_scaling_factor", 1.0));
+    c.routed_scaling_factor = r.float_number_or("routed_scaling_factor", 1.0f);
     c.use_grouped_topk = r.boolean_or("use_grouped_topk", false);
     c.num_expert_group = r.integer_or("num_expert_group", 1);
     c.topk_group = r.integer_or("topk_group", 1);
@@ -161,37 +173,49 @@ ModelConfig ModelConfig::from_json(const std::string& json_text, const std::stri
 
 ModelConfig ModelConfig::load(const std::string& dir) {
     const std::string path = dir + "/config.json";
-    std::ifstream in(path, std::ios::binary);
-    if (!in) fail(Status::Io, "cannot open " + path);
-    std::stringstream text;
-    text << in.rdbuf();
-    if (in.bad()) fail(Status::Io, "cannot read " + path);
-    return from_json(text.str(), path);
+    return from_json(read_input_file(path, limits::kConfigFileBytes), path);
 }
 
 void ModelConfig::validate(const std::string& origin) const {
     auto bad = [&](const std::string& key, const std::string& what) {
         fail(Status::Format, origin + ": " + key + ": " + what);
     };
-    auto positive = [&](const char* key, int64_t value) {
-        if (value <= 0) bad(key, "must be > 0, got " + std::to_string(value));
+    // Every size within its limit (core/limits.h, docs/design/model.md "Limits") before
+    // anything is computed or allocated from it: products of a few of them then fit int64.
+    auto in_range = [&](const char* key, int64_t value, int64_t lowest, int64_t highest) {
+        if (value < lowest)
+            bad(key, (lowest == 1 ? "must be > 0, got " : "must be >= 0, got ") +
+                         std::to_string(value));
+        if (value > highest)
+            bad(key, "must be at most " + std::to_string(highest) + ", got " +
+                         std::to_string(value));
     };
-    positive("hidden_size", hidden_size);
-    positive("num_hidden_layers", num_hidden_layers);
-    positive("vocab_size", vocab_size);
-    if (vocab_size > INT32_MAX) bad("vocab_size", "must fit int32 token ids");
-    positive("num_attention_heads", num_attention_heads);
-    positive("kv_lora_rank", kv_lora_rank);
-    positive("qk_nope_head_dim", qk_nope_head_dim);
-    if (qk_rope_head_dim < 0) bad("qk_rope_head_dim", "must be >= 0");
-    positive("v_head_dim", v_head_dim);
-    positive("linear_attn_config.num_heads", kda_num_heads);
-    positive("linear_attn_config.head_dim", kda_head_dim);
-    positive("linear_attn_config.short_conv_kernel_size", short_conv_kernel_size);
-    if (!(rms_norm_eps > 0.0f)) bad("rms_norm_eps", "must be > 0");
-    if (first_k_dense_replace < 0) bad("first_k_dense_replace", "must be >= 0");
-    positive("moe_layer_freq", moe_layer_freq);
-    if (num_experts < 0) bad("num_experts", "must be >= 0, got " + std::to_string(num_experts));
+    auto positive = [&](const char* key, int64_t value, int64_t highest) {
+        in_range(key, value, 1, highest);
+    };
+    positive("hidden_size", hidden_size, limits::kWidth);
+    positive("num_hidden_layers", num_hidden_layers, limits::kLayers);
+    positive("vocab_size", vocab_size, INT32_MAX);  // token ids are int32
+    positive("num_attention_heads", num_attention_heads, limits::kHeads);
+    positive("kv_lora_rank", kv_lora_rank, limits::kWidth);
+    positive("qk_nope_head_dim", qk_nope_head_dim, limits::kWidth);
+    in_range("qk_rope_head_dim", qk_rope_head_dim, 0, limits::kWidth);
+    positive("v_head_dim", v_head_dim, limits::kWidth);
+    positive("linear_attn_config.num_heads", kda_num_heads, limits::kHeads);
+    positive("linear_attn_config.head_dim", kda_head_dim, limits::kWidth);
+    positive("linear_attn_config.short_conv_kernel_size", short_conv_kernel_size,
+             limits::kConvKernel);
+    // Floats: a NaN, infinite or absurd value loads and then gives NaN logits.
+    auto in_float_range = [&](const char* key, float value, double highest) {
+        if (!std::isfinite(value) || !(value > 0.0f) || value > highest)
+            bad(key, "must be > 0 and at most " + shortest_text(highest) + ", got " +
+                         shortest_text(value));
+    };
+    in_float_range("rms_norm_eps", rms_norm_eps, limits::kRmsNormEps);
+    in_range("first_k_dense_replace", first_k_dense_replace, 0, INT64_MAX);
+    positive("moe_layer_freq", moe_layer_freq, INT64_MAX);
+    in_range("num_experts", num_experts, 0, limits::kExperts);
+    positive("model_max_length", max_context, limits::kContext);
 
     // Every layer in exactly one of the two 1-based lists.
     std::vector<int> owner(static_cast<size_t>(num_hidden_layers) + 1, 0);
@@ -222,17 +246,17 @@ void ModelConfig::validate(const std::string& origin) const {
     bool any_dense = false, any_moe = false;
     for (int64_t layer = 0; layer < num_hidden_layers; ++layer)
         (is_moe_layer(layer) ? any_moe : any_dense) = true;
-    if (any_dense) positive("intermediate_size", intermediate_size);
+    if (any_dense) positive("intermediate_size", intermediate_size, limits::kWidth);
     if (any_moe) {
-        positive("num_experts_per_token", num_experts_per_token);
-        positive("moe_intermediate_size", moe_intermediate_size);
+        positive("num_experts_per_token", num_experts_per_token, limits::kExperts);
+        positive("moe_intermediate_size", moe_intermediate_size, limits::kWidth);
         if (num_experts_per_token > num_experts)
             bad("num_experts_per_token", std::to_string(num_experts_per_token) +
                                              " exceeds num_experts " + std::to_string(num_experts));
-        if (num_shared_experts < 0) bad("num_shared_experts", "must be >= 0");
-        if (!(routed_scaling_factor > 0.0f)) bad("routed_scaling_factor", "must be > 0");
+        in_range("num_shared_experts", num_shared_experts, 0, limits::kExperts);
+        in_float_range("routed_scaling_factor", routed_scaling_factor, limits::kRoutedScaling);
         if (use_grouped_topk) {
-            positive("num_expert_group", num_expert_group);
+            positive("num_expert_group", num_expert_group, limits::kExperts);
             if (num_experts % num_expert_group != 0)
                 bad("num_expert_group", "num_experts " + std::to_string(num_experts) +
                                             " is not divisible by " +
@@ -248,7 +272,18 @@ void ModelConfig::validate(const std::string& origin) const {
                         std::to_string(num_experts_per_token));
         }
     }
-    positive("model_max_length", max_context);
+    // A session's fixed state, computed in 128 bits: each factor is limited above, their
+    // product over the layers is not.
+    const unsigned __int128 recurrent_bytes =
+        static_cast<unsigned __int128>(n_kda_layers()) *
+        (static_cast<unsigned __int128>(kda_num_heads) * kda_head_dim * kda_head_dim +
+         static_cast<unsigned __int128>(3) * (short_conv_kernel_size - 1) * kda_num_heads *
+             kda_head_dim) *
+        sizeof(float);
+    if (recurrent_bytes > limits::kRecurrentStateBytes)
+        bad("linear_attn_config", "the recurrent state of the KDA layers would exceed " +
+                                      std::to_string(limits::kRecurrentStateBytes) +
+                                      " bytes per session");
 }
 
 std::string ModelConfig::to_json() const {

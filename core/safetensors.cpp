@@ -11,9 +11,13 @@
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
-#include <sstream>
+#include <set>
 
 #include "error.h"
+#include "input_file.h"
+#include "json_input.h"
+#include "limits.h"
+#include "message_text.h"
 
 namespace kl {
 
@@ -125,14 +129,9 @@ std::string shape_string(const std::vector<int64_t>& shape) {
 }
 
 MappedFile::MappedFile(const std::string& path) : path_(path) {
-    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0) fail(Status::Io, "cannot open " + path + ": " + std::strerror(errno));
-    struct stat info;
-    if (::fstat(fd, &info) != 0 || !S_ISREG(info.st_mode)) {
-        ::close(fd);
-        fail(Status::Io, path + " is not a readable regular file");
-    }
-    size_ = static_cast<size_t>(info.st_size);
+    uint64_t size = 0;
+    const int fd = open_regular_file(path, &size);  // a FIFO or directory: Io, no hang
+    size_ = static_cast<size_t>(size);
     if (size_ > 0) {
         void* mapped = ::mmap(nullptr, size_, PROT_READ, MAP_PRIVATE, fd, 0);
         if (mapped == MAP_FAILED) {
@@ -162,12 +161,11 @@ std::vector<TensorView> parse_safetensors(const MappedFile& file) {
         bad("truncated: header length " + std::to_string(header_len) + " but only " +
             std::to_string(file.size() - 8) + " bytes follow");
 
-    json header;
-    try {
-        header = json::parse(file.data() + 8, file.data() + 8 + header_len);
-    } catch (const json::exception& e) {
-        bad(std::string("header is not valid JSON: ") + e.what());
-    }
+    // The whole header is the JSON (trailing spaces allowed), so a length a few bytes short
+    // or long either fails here or leaves the data region untiled (checked below).
+    const json header = parse_json(
+        std::string_view(reinterpret_cast<const char*>(file.data()) + 8, header_len),
+        path + ": header");
     if (!header.is_object()) bad("header is not a JSON object");
 
     const uint8_t* data_begin = file.data() + 8 + header_len;
@@ -177,7 +175,9 @@ std::vector<TensorView> parse_safetensors(const MappedFile& file) {
     for (auto it = header.begin(); it != header.end(); ++it) {
         if (it.key() == "__metadata__") continue;
         const std::string& name = it.key();
-        auto bad_tensor = [&](const std::string& what) { bad("tensor " + name + ": " + what); };
+        auto bad_tensor = [&](const std::string& what) {
+            bad("tensor " + excerpt(name) + ": " + what);
+        };
         const json& entry = it.value();
         if (!entry.is_object()) bad_tensor("entry is not an object");
         auto dtype_it = entry.find("dtype");
@@ -199,7 +199,7 @@ std::vector<TensorView> parse_safetensors(const MappedFile& file) {
         else if (dtype == "BF16")
             view.dtype = DType::BF16;
         else
-            bad_tensor("has dtype " + dtype + " (supported: BF16, F16, F32)");
+            bad_tensor("has dtype " + excerpt(dtype) + " (supported: BF16, F16, F32)");
 
         // Capping every dim and the element count at 2^60 keeps numel * dtype_size and
         // the int64 shape free of overflow whatever the header claims.
@@ -207,10 +207,10 @@ std::vector<TensorView> parse_safetensors(const MappedFile& file) {
         uint64_t numel = 1;
         for (const json& d : *shape_it) {
             if (!d.is_number_unsigned() && !(d.is_number_integer() && d.get<int64_t>() >= 0))
-                bad_tensor("shape entries must be non-negative integers, got " + d.dump());
+                bad_tensor("shape entries must be non-negative integers, got " + json_excerpt(d));
             const uint64_t dim = d.get<uint64_t>();
             if (dim > kMaxElements || (dim != 0 && numel > kMaxElements / dim))
-                bad_tensor("shape " + shape_it->dump() + " overflows");
+                bad_tensor("shape " + json_excerpt(*shape_it) + " overflows");
             numel *= dim;
             view.shape.push_back(static_cast<int64_t>(dim));
         }
@@ -224,16 +224,28 @@ std::vector<TensorView> parse_safetensors(const MappedFile& file) {
                        "] lie outside the " + std::to_string(data_size) + "-byte data region");
         const uint64_t want = numel * dtype_size(view.dtype);
         if (end - begin != want)
-            bad_tensor("holds " + std::to_string(end - begin) + " bytes, but " + dtype + " " +
+            bad_tensor("holds " + std::to_string(end - begin) + " bytes, but " + dtype_name(view.dtype) + " " +
                        shape_string(view.shape) + " needs " + std::to_string(want));
         view.data = data_begin + begin;
         view.nbytes = static_cast<size_t>(want);
         extents.emplace_back(begin, end);
         views.push_back(std::move(view));
     }
+    // The tensors tile the data region exactly, as the format requires: no overlap, no gap,
+    // nothing after the last one. A header length off by a byte or two (which JSON's
+    // trailing spaces can hide) shifts every tensor and leaves a gap at the end.
     std::sort(extents.begin(), extents.end());
-    for (size_t i = 1; i < extents.size(); ++i)
-        if (extents[i].first < extents[i - 1].second) bad("tensors overlap in the data region");
+    uint64_t covered = 0;
+    for (const auto& [begin, end] : extents) {
+        if (begin < covered) bad("tensors overlap in the data region");
+        if (begin > covered)
+            bad("bytes " + std::to_string(covered) + ".." + std::to_string(begin) +
+                " of the data region belong to no tensor");
+        covered = end;
+    }
+    if (covered != data_size)
+        bad("the tensors end at byte " + std::to_string(covered) + " of the " +
+            std::to_string(data_size) + "-byte data region (is the header length right?)");
     return views;
 }
 
@@ -247,31 +259,25 @@ std::unique_ptr<Checkpoint> Checkpoint::open(const std::string& dir) {
     std::map<std::string, std::string> weight_map;  // tensor -> shard file name
     const fs::path index_path = fs::path(dir) / "model.safetensors.index.json";
     if (fs::exists(index_path, ec)) {
-        std::ifstream in(index_path, std::ios::binary);
-        std::stringstream text;
-        text << in.rdbuf();
-        if (!in) fail(Status::Io, "cannot read " + index_path.string());
-        json index;
-        try {
-            index = json::parse(text.str());
-        } catch (const json::exception& e) {
-            fail(Status::Format, index_path.string() + ": not valid JSON: " + e.what());
-        }
+        const std::string where = index_path.string();
+        const json index =
+            parse_json(read_input_file(where, limits::kIndexFileBytes), where);
         if (!index.is_object() || !index.contains("weight_map") || !index["weight_map"].is_object())
-            fail(Status::Format, index_path.string() + ": weight_map: missing or not an object");
+            fail(Status::Format, where + ": weight_map: missing or not an object");
+        std::set<std::string> shard_set;  // a set: an index may name many shards
         for (auto it = index["weight_map"].begin(); it != index["weight_map"].end(); ++it) {
             if (!it.value().is_string())
-                fail(Status::Format,
-                     index_path.string() + ": weight_map: " + it.key() + " does not name a file");
+                fail(Status::Format, where + ": weight_map: " + excerpt(it.key()) +
+                                         " does not name a file");
             const std::string shard = it.value().get<std::string>();
-            if (shard.find('/') != std::string::npos || shard == "." || shard == "..")
-                fail(Status::Format, index_path.string() + ": weight_map: shard name \"" + shard +
+            if (shard.empty() || shard.find('/') != std::string::npos || shard == "." ||
+                shard == ".." || shard.find('\0') != std::string::npos)
+                fail(Status::Format, where + ": weight_map: shard name \"" + excerpt(shard) +
                                          "\" must be a plain file name");
             weight_map[it.key()] = shard;
-            if (std::find(shards.begin(), shards.end(), shard) == shards.end())
-                shards.push_back(shard);
+            shard_set.insert(shard);
         }
-        std::sort(shards.begin(), shards.end());
+        shards.assign(shard_set.begin(), shard_set.end());
     } else {
         for (const auto& entry : fs::directory_iterator(dir, ec))
             if (entry.path().extension() == ".safetensors")
@@ -283,7 +289,8 @@ std::unique_ptr<Checkpoint> Checkpoint::open(const std::string& dir) {
     for (const std::string& shard : shards) {
         const std::string path = (fs::path(dir) / shard).string();
         if (!fs::exists(path, ec))
-            fail(Status::Io, "shard " + path + " (named in the index) is missing");
+            fail(Status::Io, "shard " + excerpt(path, limits::kMessageBytes / 2) +
+                                 " (named in the index) is missing");
         checkpoint->files_.push_back(std::make_unique<MappedFile>(path));
         for (TensorView& view : parse_safetensors(*checkpoint->files_.back())) {
             if (!weight_map.empty()) {
@@ -292,7 +299,7 @@ std::unique_ptr<Checkpoint> Checkpoint::open(const std::string& dir) {
                 if (named->second != shard) continue;
             }
             if (checkpoint->tensors_.count(view.name))
-                fail(Status::Format, "tensor " + view.name + " appears twice (in " +
+                fail(Status::Format, "tensor " + excerpt(view.name) + " appears twice (in " +
                                          checkpoint->tensors_[view.name].file + " and " + path +
                                          ")");
             std::string name = view.name;
@@ -301,8 +308,8 @@ std::unique_ptr<Checkpoint> Checkpoint::open(const std::string& dir) {
     }
     for (const auto& [name, shard] : weight_map)
         if (!checkpoint->tensors_.count(name))
-            fail(Status::Format, "tensor " + name + " is listed in the index under " + shard +
-                                     " but that file does not hold it");
+            fail(Status::Format, "tensor " + excerpt(name) + " is listed in the index under " +
+                                     excerpt(shard) + " but that file does not hold it");
     return checkpoint;
 }
 

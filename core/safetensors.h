@@ -9,6 +9,8 @@
 #include <string>
 #include <vector>
 
+#include "limits.h"
+
 namespace kl {
 
 enum class DType { F32, F16, BF16 };
@@ -55,8 +57,8 @@ private:
     size_t size_ = 0;
 };
 
-// Header limits: a header larger than this is rejected before it is parsed.
-constexpr uint64_t kMaxSafetensorsHeaderBytes = 100u << 20;
+// Header limit (core/limits.h): a header larger than this is rejected before it is parsed.
+constexpr uint64_t kMaxSafetensorsHeaderBytes = limits::kSafetensorsHeaderBytes;
 
 // Parses one safetensors file (all offsets, dtypes and shapes checked; throws Format).
 std::vector<TensorView> parse_safetensors(const MappedFile& file);

@@ -3,6 +3,8 @@
 #include <algorithm>
 
 #include "error.h"
+#include "limits.h"
+#include "message_text.h"
 #include "random_init.h"
 
 namespace kl {
@@ -94,7 +96,74 @@ void visit_layer(const LayerTensors& l, const std::function<void(const TensorSpe
     }
 }
 
+// One layer's tensors (ModelLayout's layers[layer]).
+LayerTensors layer_tensors(const ModelConfig& c, int64_t layer) {
+    const int64_t hidden = c.hidden_size;
+    const std::string p = "model.layers." + std::to_string(layer) + ".";
+    LayerTensors l;
+    l.input_layernorm = {p + "input_layernorm.weight", {hidden}, DType::BF16};
+    l.post_attention_layernorm = {p + "post_attention_layernorm.weight", {hidden}, DType::BF16};
+    l.is_kda = c.is_kda_layer(layer);
+    if (l.is_kda)
+        l.kda = kda_tensors(c, p + "self_attn.");
+    else
+        l.mla = mla_tensors(c, p + "self_attn.");
+    l.is_moe = c.is_moe_layer(layer);
+    if (l.is_moe)
+        l.moe = moe_tensors(c, p + "block_sparse_moe.");
+    else
+        l.mlp = mlp_tensors(p + "mlp.", "gate_proj", "up_proj", "down_proj", hidden,
+                            c.intermediate_size);
+    return l;
+}
+
+[[noreturn]] void fail_missing(const TensorSpec& spec) {
+    fail(Status::Format, "tensor " + spec.name + " is missing (config wants shape " +
+                             shape_string(spec.shape) + ")");
+}
+
 }  // namespace
+
+LayoutSize layout_size(const ModelConfig& c) {
+    // 128-bit sums of products of config values each limited by ModelConfig::validate
+    // (core/limits.h): no overflow whatever the config says, even unvalidated.
+    using Wide = unsigned __int128;
+    auto w = [](int64_t v) { return static_cast<Wide>(static_cast<uint64_t>(v)); };
+    const Wide hidden = w(c.hidden_size), H = w(c.kda_num_heads), D = w(c.kda_head_dim),
+               HD = H * D, Hm = w(c.num_attention_heads), nope = w(c.qk_nope_head_dim),
+               rope = w(c.qk_rope_head_dim), v = w(c.v_head_dim), rank = w(c.kv_lora_rank),
+               E = w(c.num_experts), vocab = w(c.vocab_size);
+    Wide tensors = 2, params = vocab * hidden + hidden;  // embed_tokens, model.norm
+    if (!c.tie_word_embeddings) tensors += 1, params += vocab * hidden;
+    for (int64_t layer = 0; layer < c.num_hidden_layers && layer < limits::kLayers; ++layer) {
+        tensors += 2, params += 2 * hidden;
+        if (c.is_kda_layer(layer)) {
+            tensors += 15;
+            params += 3 * HD * hidden + 3 * HD * w(c.short_conv_kernel_size) + 2 * D * hidden +
+                      2 * HD * D + H * hidden + H + HD + D + hidden * HD;
+        } else {
+            tensors += 5;
+            params += Hm * (nope + rope) * hidden + (rank + rope) * hidden + rank +
+                      Hm * (nope + v) * rank + hidden * Hm * v;
+        }
+        if (c.is_moe_layer(layer)) {
+            tensors += 2 + 3 * E;
+            params += E * hidden + E + E * 3 * w(c.moe_intermediate_size) * hidden;
+            if (c.num_shared_experts > 0)
+                tensors += 3,
+                    params += 3 * w(c.moe_intermediate_size) * w(c.num_shared_experts) * hidden;
+        } else {
+            tensors += 3, params += 3 * w(c.intermediate_size) * hidden;
+        }
+    }
+    if (c.num_hidden_layers > limits::kLayers || tensors > limits::kTensors)
+        fail(Status::Format, "the config describes more than " +
+                                 std::to_string(limits::kTensors) + " tensors (the limit)");
+    if (params > limits::kParameters)
+        fail(Status::Format, "the config describes more than " +
+                                 std::to_string(limits::kParameters) + " parameters (the limit)");
+    return {static_cast<uint64_t>(tensors), static_cast<uint64_t>(params)};
+}
 
 uint64_t TensorSpec::numel() const {
     uint64_t n = 1;
@@ -103,26 +172,12 @@ uint64_t TensorSpec::numel() const {
 }
 
 ModelLayout::ModelLayout(const ModelConfig& c) {
+    layout_size(c);  // within the limits, or Format before anything is built
     const int64_t hidden = c.hidden_size;
     embed_tokens = {"model.embed_tokens.weight", {c.vocab_size, hidden}, DType::BF16};
-    for (int64_t layer = 0; layer < c.num_hidden_layers; ++layer) {
-        const std::string p = "model.layers." + std::to_string(layer) + ".";
-        LayerTensors l;
-        l.input_layernorm = {p + "input_layernorm.weight", {hidden}, DType::BF16};
-        l.post_attention_layernorm = {p + "post_attention_layernorm.weight", {hidden}, DType::BF16};
-        l.is_kda = c.is_kda_layer(layer);
-        if (l.is_kda)
-            l.kda = kda_tensors(c, p + "self_attn.");
-        else
-            l.mla = mla_tensors(c, p + "self_attn.");
-        l.is_moe = c.is_moe_layer(layer);
-        if (l.is_moe)
-            l.moe = moe_tensors(c, p + "block_sparse_moe.");
-        else
-            l.mlp = mlp_tensors(p + "mlp.", "gate_proj", "up_proj", "down_proj", hidden,
-                                c.intermediate_size);
-        layers.push_back(std::move(l));
-    }
+    layers.reserve(static_cast<size_t>(c.num_hidden_layers));
+    for (int64_t layer = 0; layer < c.num_hidden_layers; ++layer)
+        layers.push_back(layer_tensors(c, layer));
     final_norm = {"model.norm.weight", {hidden}, DType::BF16};
     tied = c.tie_word_embeddings;
     if (!tied) lm_head = {"lm_head.weight", {c.vocab_size, hidden}, DType::BF16};
@@ -166,12 +221,28 @@ ParameterCounts count_parameters(const ModelConfig& c, const ModelLayout& layout
     return counts;
 }
 
+void check_tensor_count(const ModelConfig& c, const Checkpoint& checkpoint) {
+    const LayoutSize size = layout_size(c);
+    const size_t held = checkpoint.tensors().size();
+    if (size.tensors <= held) return;
+    // The config wants more tensors than the checkpoint holds, so one of them is missing:
+    // name the first, building one layer's description at a time. The first missing one
+    // comes within the first held + 1 names, so this costs what the checkpoint's size allows.
+    auto need = [&](const TensorSpec& spec) {
+        if (!checkpoint.find(spec.name)) fail_missing(spec);
+    };
+    need({"model.embed_tokens.weight", {c.vocab_size, c.hidden_size}, DType::BF16});
+    for (int64_t layer = 0; layer < c.num_hidden_layers; ++layer)
+        visit_layer(layer_tensors(c, layer), need);
+    need({"model.norm.weight", {c.hidden_size}, DType::BF16});
+    fail(Status::Format, "the config describes " + std::to_string(size.tensors) +
+                             " tensors, the checkpoint holds " + std::to_string(held));
+}
+
 void validate_checkpoint(const ModelLayout& layout, const Checkpoint& checkpoint) {
     layout.visit([&](const TensorSpec& spec) {
         const TensorView* view = checkpoint.find(spec.name);
-        if (!view)
-            fail(Status::Format, "tensor " + spec.name + " is missing (config wants shape " +
-                                     shape_string(spec.shape) + ")");
+        if (!view) fail_missing(spec);
         if (view->shape != spec.shape)
             fail(Status::Format, "tensor " + spec.name + " has shape " + shape_string(view->shape) +
                                      ", config wants " + shape_string(spec.shape) + " (in " +
@@ -180,6 +251,7 @@ void validate_checkpoint(const ModelLayout& layout, const Checkpoint& checkpoint
 }
 
 void validate_checkpoint(const ModelConfig& config, const Checkpoint& checkpoint) {
+    check_tensor_count(config, checkpoint);
     validate_checkpoint(ModelLayout(config), checkpoint);
 }
 

@@ -85,6 +85,19 @@ struct ModelLayout {
     size_t size() const;  // how many tensors visit() gives
 };
 
+// How many tensors and parameters (a tied lm_head once) a config describes, computed without
+// building the layout. Format when past limits::kTensors or limits::kParameters
+// (core/limits.h); ModelLayout's constructor checks this first.
+struct LayoutSize {
+    uint64_t tensors = 0, parameters = 0;
+};
+LayoutSize layout_size(const ModelConfig& config);
+
+// Before the layout of a loaded config is built: a config that wants more tensors than the
+// checkpoint holds is Format naming the first missing tensor, found without building the
+// whole (possibly huge) layout (docs/design/model.md, "Limits").
+void check_tensor_count(const ModelConfig& config, const Checkpoint& checkpoint);
+
 // The flat list for a config (tests, make_tiny_model): ModelLayout(config).tensors().
 std::vector<TensorSpec> expected_tensors(const ModelConfig& config);
 

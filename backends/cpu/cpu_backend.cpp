@@ -7,6 +7,7 @@
 
 #include "core/config.h"
 #include "core/error.h"
+#include "core/host_memory.h"
 #include "core/random_init.h"
 #include "core/thread_pool.h"
 #include "cpu_weights.h"
@@ -141,7 +142,8 @@ void CpuBackend::save_layer(const BackendState& state_base, size_t layer, uint64
         const std::vector<float>& s = state.kda_state[layer];
         const std::vector<float>& conv = state.conv_state[layer];
         std::memcpy(out, s.data(), s.size() * sizeof(float));
-        std::memcpy(out + s.size() * sizeof(float), conv.data(), conv.size() * sizeof(float));
+        if (!conv.empty())  // kernel size 1 keeps no conv state; memcpy(NULL) is undefined
+            std::memcpy(out + s.size() * sizeof(float), conv.data(), conv.size() * sizeof(float));
     } else {
         const size_t floats = static_cast<size_t>(position * config_.mla_cache_width());
         if (floats) std::memcpy(out, state.mla_cache[layer].data(), floats * sizeof(float));
@@ -155,7 +157,8 @@ void CpuBackend::load_layer(BackendState& state_base, size_t layer, uint64_t pos
         std::vector<float>& s = state.kda_state[layer];
         std::vector<float>& conv = state.conv_state[layer];
         std::memcpy(s.data(), in, s.size() * sizeof(float));
-        std::memcpy(conv.data(), in + s.size() * sizeof(float), conv.size() * sizeof(float));
+        if (!conv.empty())  // kernel size 1 keeps no conv state
+            std::memcpy(conv.data(), in + s.size() * sizeof(float), conv.size() * sizeof(float));
     } else {
         std::vector<float>& cache = state.mla_cache[layer];
         cache.resize(static_cast<size_t>(position * config_.mla_cache_width()));
@@ -377,8 +380,18 @@ int device_count() {
     return 1;
 }
 
+// The fp32 weights of the layout must fit in host memory: checked before the first
+// allocation, so a config describing terabytes fails at once (docs/design/model.md, "Limits").
+void require_memory_for_weights(const ModelLayout& layout) {
+    uint64_t floats = 0;
+    layout.visit([&](const TensorSpec& spec) { floats += spec.numel(); });
+    if (layout.tied) floats += layout.embed_tokens.numel();  // lm_head is a copy
+    require_host_memory(floats * sizeof(float), "the model's fp32 weights");
+}
+
 std::unique_ptr<Backend> create(const ModelConfig& config, const ModelLayout& layout,
                                 const Checkpoint& checkpoint, const BackendOptions& options) {
+    require_memory_for_weights(layout);
     ModelWeights weights =
         build_weights_f32(layout, checkpoint_tensor_source(checkpoint), options.progress);
     return std::make_unique<CpuBackend>(config, std::move(weights), options.n_threads);
@@ -386,6 +399,7 @@ std::unique_ptr<Backend> create(const ModelConfig& config, const ModelLayout& la
 
 std::unique_ptr<Backend> create_random(const ModelConfig& config, const ModelLayout& layout,
                                        uint64_t seed, const BackendOptions& options) {
+    require_memory_for_weights(layout);
     ModelWeights weights = build_weights_f32(layout, random_tensor_source(seed), options.progress);
     return std::make_unique<CpuBackend>(config, std::move(weights), options.n_threads);
 }

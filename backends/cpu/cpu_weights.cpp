@@ -134,6 +134,7 @@ ModelWeights build_weights_f32(const ModelLayout& layout, const TensorSource& so
 
 ModelWeights load_weights_f32(const ModelConfig& config, const Checkpoint& checkpoint,
                               const std::function<bool(float)>& progress) {
+    check_tensor_count(config, checkpoint);
     const ModelLayout layout(config);
     validate_checkpoint(layout, checkpoint);
     return build_weights_f32(layout, checkpoint_tensor_source(checkpoint), progress);
