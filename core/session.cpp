@@ -175,16 +175,22 @@ void Session::load_snapshot(const uint8_t* data, size_t size) {
     if (header.vocab != vocab_)
         reject("vocab " + std::to_string(header.vocab) + " differs from the model's " +
                std::to_string(vocab_));
+    // Sizes, overflow-checked: the position, the flag and the byte count are the file's
+    // claims. The history must fit in the body before anything is computed from it.
+    if (header.has_logits > 1) reject("has_logits flag is " + std::to_string(header.has_logits));
+    const size_t body = size - sizeof(header) - sizeof(uint64_t);
+    if (header.position > body / sizeof(int32_t))
+        reject("position " + std::to_string(header.position) + " needs more history than the " +
+               std::to_string(size) + "-byte snapshot holds");
     if (header.position > capacity())
         fail(Status::ContextFull, "snapshot position " + std::to_string(header.position) +
                                       " exceeds this session's max_context " +
                                       std::to_string(capacity()));
-    if (header.has_logits > 1) reject("has_logits flag is " + std::to_string(header.has_logits));
     const size_t history_bytes = static_cast<size_t>(header.position) * sizeof(int32_t);
     const size_t logits_bytes = header.has_logits ? vocab_ * sizeof(float) : 0;
-    const size_t backend_bytes = state_bytes(header.position);
-    if (header.backend_bytes != backend_bytes ||
-        size != sizeof(header) + history_bytes + logits_bytes + backend_bytes + sizeof(uint64_t))
+    const size_t backend_bytes = state_bytes(header.position);  // Format if it overflows
+    if (header.backend_bytes != backend_bytes || logits_bytes > body - history_bytes ||
+        backend_bytes != body - history_bytes - logits_bytes)
         reject("sizes inconsistent with the model (" + std::to_string(size) + " bytes)");
 
     const uint8_t* p = data + sizeof(header);
