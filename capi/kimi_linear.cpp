@@ -8,12 +8,15 @@
 #include <cstring>
 #include <memory>
 #include <new>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
 #include "core/error.h"
 #include "core/generator.h"
+#include "core/limits.h"
 #include "core/log.h"
+#include "core/message_text.h"
 #include "core/model.h"
 #include "core/session.h"
 #include "core/tokenizer/text_stream.h"
@@ -60,7 +63,8 @@ namespace {
 thread_local std::string t_last_error;
 
 kl_status set_error(kl_status status, const std::string& message) {
-    t_last_error = message;
+    // Bounded: a message may quote an input (core/message_text.h, docs/design/capi.md).
+    t_last_error = kl::excerpt(message, kl::limits::kMessageBytes);
     return status;
 }
 
@@ -73,8 +77,10 @@ kl_status guarded(Body&& body) noexcept {
         return KL_OK;
     } catch (const kl::Error& e) {
         return set_error(static_cast<kl_status>(e.status()), e.what());
-    } catch (const std::bad_alloc&) {
+    } catch (const std::bad_alloc&) {  // std::bad_array_new_length too
         return set_error(KL_ERR_OUT_OF_MEMORY, "out of memory");
+    } catch (const std::length_error& e) {  // a container asked for more than max_size()
+        return set_error(KL_ERR_OUT_OF_MEMORY, std::string("out of memory: ") + e.what());
     } catch (const std::exception& e) {
         return set_error(KL_ERR_INTERNAL, std::string("internal error: ") + e.what());
     } catch (...) {
