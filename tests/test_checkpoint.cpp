@@ -4,6 +4,7 @@
 #include <sys/wait.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
@@ -13,6 +14,7 @@
 #include "backends/cpu/cpu_weights.h"
 #include "core/config.h"
 #include "core/error.h"
+#include "core/limits.h"
 #include "core/safetensors.h"
 #include "core/weights.h"
 #include "expect_error.h"
@@ -166,6 +168,66 @@ std::string write_sharded(const std::string& dir) {
                            {"c", "model-00002-of-00002.safetensors"}};
     write_file(dir + "/model.safetensors.index.json", index.dump());
     return dir;
+}
+
+TEST(Checkpoint, LayoutSizeCountsWhatTheLayoutHoldsWithoutBuildingIt) {
+    std::vector<kl::ModelConfig> configs = {tiny_config()};
+    kl::ModelConfig c = tiny_config();
+    c.num_shared_experts = 0, c.tie_word_embeddings = true, c.moe_layer_freq = 2;
+    configs.push_back(c);
+    c = tiny_config();
+    c.num_experts = 0;  // all dense
+    configs.push_back(c);
+    // The released model's config (configs/, next to tests/).
+    const fs::path released =
+        fs::path(__FILE__).parent_path().parent_path() / "configs" / "kimi-linear-48b-a3b.json";
+    configs.push_back(kl::ModelConfig::from_json(read_file(released.string()), released.string()));
+    EXPECT_EQ(kl::layout_size(configs.back()).tensors, 20u * 15 + 7 * 5 + 27 * 2 + 3 + 26 * (2 + 3 * 256 + 3) + 3);
+    for (const kl::ModelConfig& config : configs) {
+        const kl::ModelLayout layout(config);
+        const kl::LayoutSize size = kl::layout_size(config);
+        EXPECT_EQ(size.tensors, layout.size());
+        EXPECT_EQ(size.parameters, kl::count_parameters(config, layout).total);
+    }
+    // Past the tensor limit: 1024 layers of 16,384 experts. Refused before any is built.
+    c = tiny_config();
+    c.num_hidden_layers = 1024;
+    c.kda_layers.clear();
+    c.full_attn_layers.clear();
+    for (int64_t l = 1; l <= 1024; ++l) c.kda_layers.push_back(l);
+    c.num_experts = kl::limits::kExperts;
+    c.validate("many experts");
+    expect_error([&] { kl::ModelLayout layout(c); }, Status::Format, {"tensors", "limit"});
+}
+
+TEST(Checkpoint, AConfigWantingMoreTensorsThanTheCheckpointHoldsNamesTheFirstMissing) {
+    const std::string dir = kl::test::tiny_model_dir();
+    auto checkpoint = kl::Checkpoint::open(dir);
+    kl::ModelConfig c = kl::ModelConfig::load(dir);
+    EXPECT_NO_THROW(kl::check_tensor_count(c, *checkpoint));
+    // 16,384 experts in each MoE layer: 147,000 tensors, found short by counting; the first
+    // missing one is named without describing the others.
+    c.num_experts = kl::limits::kExperts;
+    expect_error([&] { kl::check_tensor_count(c, *checkpoint); }, Status::Format,
+                 {"tensor model.layers.1.block_sparse_moe.experts.8.w1.weight is missing",
+                  "[32,64]"});
+    // The same through validate_checkpoint(config, ...).
+    expect_error([&] { kl::validate_checkpoint(c, *checkpoint); }, Status::Format,
+                 {"experts.8.w1.weight is missing"});
+}
+
+TEST(Checkpoint, AnIndexNamingManyShardsIsReadInLinearTime) {
+    // The shard list was built with a linear search per entry: 200,000 distinct names took
+    // minutes. Now a set: the first missing shard is reported at once.
+    const std::string dir = kl::test::temp_dir();
+    json index;
+    index["weight_map"] = json::object();
+    for (int i = 0; i < 200000; ++i)
+        index["weight_map"]["t" + std::to_string(i)] = "s" + std::to_string(i) + ".safetensors";
+    write_file(dir + "/model.safetensors.index.json", index.dump());
+    const auto start = std::chrono::steady_clock::now();
+    expect_error([&] { kl::Checkpoint::open(dir); }, Status::Io, {"s0.safetensors", "missing"});
+    EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(20));
 }
 
 TEST(Checkpoint, ShardedIndexRoundTrip) {

@@ -7,6 +7,8 @@
 
 #include "core/config.h"
 #include "core/error.h"
+#include "core/json_input.h"
+#include "core/limits.h"
 #include "expect_error.h"
 #include "tiny_model.h"
 
@@ -325,6 +327,120 @@ TEST(Config, EveryInconsistencyIsAFormatErrorNamingTheKey) {
         expect_error([&] { kl::ModelConfig::from_json(j.dump(), "origin/config.json"); },
                      Status::Format, fragments);
     }
+}
+
+TEST(Config, EverySizeHasALimitCheckedBeforeUse) {
+    // docs/design/model.md, "Limits" (core/limits.h): one past each limit is Format naming
+    // the key; nothing is allocated or multiplied from the value first.
+    struct Case {
+        const char* key;  // a top-level key, or one of linear_attn_config's
+        int64_t limit;
+        bool linear;
+    };
+    const std::vector<Case> cases = {
+        {"hidden_size", kl::limits::kWidth, false},
+        {"num_hidden_layers", kl::limits::kLayers, false},
+        {"vocab_size", INT32_MAX, false},
+        {"intermediate_size", kl::limits::kWidth, false},
+        {"num_attention_heads", kl::limits::kHeads, false},
+        {"kv_lora_rank", kl::limits::kWidth, false},
+        {"qk_nope_head_dim", kl::limits::kWidth, false},
+        {"qk_rope_head_dim", kl::limits::kWidth, false},
+        {"v_head_dim", kl::limits::kWidth, false},
+        {"num_experts", kl::limits::kExperts, false},
+        {"num_shared_experts", kl::limits::kExperts, false},
+        {"moe_intermediate_size", kl::limits::kWidth, false},
+        {"model_max_length", kl::limits::kContext, false},
+        {"num_heads", kl::limits::kHeads, true},
+        {"head_dim", kl::limits::kWidth, true},
+        {"short_conv_kernel_size", kl::limits::kConvKernel, true},
+    };
+    for (const Case& c : cases) {
+        SCOPED_TRACE(c.key);
+        json j = base_config();
+        (c.linear ? j["linear_attn_config"][c.key] : j[c.key]) = c.limit + 1;
+        expect_error([&] { parse(j); }, Status::Format,
+                     {c.key, "must be at most " + std::to_string(c.limit),
+                      std::to_string(c.limit + 1)});
+    }
+    // num_hidden_layers past the limit fails before its layer table exists, however large.
+    json j = base_config();
+    j["num_hidden_layers"] = int64_t(1) << 40;
+    expect_error([&] { parse(j); }, Status::Format, {"num_hidden_layers", "at most 1024"});
+    // Each value within its limit, but the KDA state 2^16 heads x 2^20 x 2^20 per layer is
+    // not: the product is checked in 128 bits.
+    j = base_config();
+    j["linear_attn_config"]["num_heads"] = kl::limits::kHeads;
+    j["linear_attn_config"]["head_dim"] = kl::limits::kWidth;
+    expect_error([&] { parse(j); }, Status::Format, {"linear_attn_config", "recurrent state"});
+}
+
+TEST(Config, FloatsMustBeFiniteAndWithinTheirRange) {
+    // These loaded and gave NaN logits.
+    const std::vector<std::pair<std::string, std::vector<std::string>>> cases = {
+        {R"("rms_norm_eps": 1e308)", {"rms_norm_eps", "float range"}},
+        {R"("rms_norm_eps": 1e400)", {"number overflow", "1e400"}},
+        {R"("rms_norm_eps": 1e-50)", {"rms_norm_eps", "> 0"}},
+        {R"("rms_norm_eps": -1e-5)", {"rms_norm_eps", "> 0"}},
+        {R"("rms_norm_eps": 2)", {"rms_norm_eps", "at most 1"}},
+        {R"("routed_scaling_factor": 1e300)", {"routed_scaling_factor", "float range"}},
+        {R"("routed_scaling_factor": -2.5)", {"routed_scaling_factor", "> 0", "-2.5"}},
+        {R"("routed_scaling_factor": 5000)", {"routed_scaling_factor", "at most 1000"}},
+    };
+    std::string text = base_config().dump();
+    for (const auto& [replacement, fragments] : cases) {
+        SCOPED_TRACE(replacement);
+        const std::string key = replacement.substr(0, replacement.find(':'));
+        std::string edited = text;
+        const size_t at = edited.find(key);
+        ASSERT_NE(at, std::string::npos);
+        edited.replace(at, edited.find_first_of(",}", at) - at, replacement);
+        expect_error([&] { kl::ModelConfig::from_json(edited, "config.json"); }, Status::Format,
+                     fragments);
+    }
+    json j = base_config();
+    j["rms_norm_eps"] = 1.0;
+    j["routed_scaling_factor"] = 1000.0;
+    EXPECT_EQ(parse(j).rms_norm_eps, 1.0f);
+}
+
+TEST(Config, JsonNestingIsLimitedWhileParsing) {
+    auto nested = [](int depth) {
+        return std::string(static_cast<size_t>(depth), '[') + std::string(static_cast<size_t>(depth), ']');
+    };
+    EXPECT_NO_THROW(kl::parse_json(nested(kl::limits::kJsonDepth), "x.json"));
+    expect_error([&] { kl::parse_json(nested(kl::limits::kJsonDepth + 2), "x.json"); },
+                 Status::Format, {"x.json", "nested deeper than 64"});
+    // 100,000 levels: the parse stops at level 65, and no message dumps the value.
+    expect_error([&] { kl::parse_json("{\"a\": " + nested(100000) + "}", "deep.json"); },
+                 Status::Format, {"deep.json", "nested"});
+    json j = base_config();
+    const std::string text = j.dump();
+    expect_error([&] {
+        kl::ModelConfig::from_json(text.substr(0, text.size() - 1) + ", \"x\": " +
+                                       nested(100000) + "}",
+                                   "config.json");
+    }, Status::Format, {"config.json", "nested"});
+}
+
+TEST(Config, ValuesQuotedInMessagesAreCutShort) {
+    json j = base_config();
+    j["moe_router_activation_func"] = std::string(1u << 20, 's');
+    try {
+        parse(j);
+        ADD_FAILURE() << "no error";
+    } catch (const kl::Error& e) {
+        EXPECT_EQ(e.status(), Status::Unsupported);
+        EXPECT_LT(std::string(e.what()).size(), 300u);
+        EXPECT_NE(std::string(e.what()).find("ssss... (1048576 bytes)"), std::string::npos);
+    }
+    json big = json::array();
+    for (int i = 0; i < 100000; ++i) big.push_back({{"k", i}});
+    const std::string excerpt = kl::json_excerpt(big);
+    EXPECT_LT(excerpt.size(), 200u);
+    EXPECT_EQ(excerpt.substr(0, 10), "[{\"k\":0},{");
+    EXPECT_EQ(kl::json_excerpt(json(2.5)), "2.5");
+    EXPECT_EQ(kl::json_excerpt(json::parse("[[[[1]]]]")), "[[[...]]]");
 }
 
 TEST(Config, GroupSettingsAreFreeWhenGroupedTopKIsOff) {

@@ -1,11 +1,16 @@
 // The safetensors reader and writer: round trips of every dtype, the half-precision
 // conversions, and a Format error (never a crash) for every kind of damaged file.
+#include <fcntl.h>
 #include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstring>
 #include <filesystem>
+#include <future>
 #include <limits>
 #include <nlohmann/json.hpp>
 #include <random>
@@ -326,6 +331,94 @@ TEST(Safetensors, MetadataIsSkippedAndTouchingTensorsAreFine) {
     b.to_f32(values);
     EXPECT_EQ(values[0], 1.0f);
     EXPECT_EQ(values[1], 0.0f);
+}
+
+TEST(Safetensors, TensorsMustTileTheDataRegionExactly) {
+    // The format's rule: no gap before, between or after the tensors. A header length a
+    // byte or two short kept valid JSON (its trailing spaces cut off) and shifted every
+    // tensor: the file loaded and its values were garbage.
+    const std::string x = R"("x": {"dtype": "F32", "shape": [2], "data_offsets": )";
+    const std::vector<std::pair<std::string, std::string>> cases = {
+        {with_header("{" + x + "[0, 8]}}", std::string(12, '\0')),
+         "the tensors end at byte 8 of the 12-byte data region"},
+        {with_header("{" + x + "[4, 12]}}", std::string(12, '\0')),
+         "bytes 0..4 of the data region belong to no tensor"},
+        {with_header("{" + x + R"([0, 8]}, "y": {"dtype": "BF16", "shape": [1], "data_offsets": [10, 12]}})",
+                     std::string(12, '\0')),
+         "bytes 8..10"},
+    };
+    for (const auto& [bytes, fragment] : cases) {
+        std::string message;
+        EXPECT_EQ(parse_status(bytes, &message), Status::Format) << fragment;
+        EXPECT_NE(message.find(fragment), std::string::npos) << message;
+    }
+    // A file whose header the writer padded with at least two spaces (to 8 bytes): the name's
+    // length decides how many.
+    const std::string path = kl::test::temp_dir() + "/padded.safetensors";
+    std::string valid;
+    uint64_t header_len = 0;
+    for (std::string name = "x"; name.size() < 9; name += "x") {
+        kl::write_safetensors(path, {{name, DType::F32, {2}, {1, 2}}});
+        valid = kl::test::read_file(path);
+        std::memcpy(&header_len, valid.data(), 8);
+        if (valid.substr(8 + header_len - 2, 2) == "  ") break;
+    }
+    ASSERT_EQ(valid.substr(8 + header_len - 2, 2), "  ");
+    for (uint64_t off_by : {1, 2}) {
+        std::string bytes = valid;
+        const uint64_t short_len = header_len - off_by;
+        std::memcpy(&bytes[0], &short_len, 8);
+        std::string message;
+        EXPECT_EQ(parse_status(bytes, &message), Status::Format) << off_by;
+        EXPECT_NE(message.find("is the header length right?"), std::string::npos) << message;
+    }
+    EXPECT_EQ(parse_status(valid), Status::Ok);
+}
+
+TEST(Safetensors, DeeplyNestedHeadersAndHugeNamesGiveShortFormatErrors) {
+    const std::string deep = std::string(100000, '[') + std::string(100000, ']');
+    std::string message;
+    EXPECT_EQ(parse_status(with_header(R"({"x": {"dtype": "F32", "shape": )" + deep +
+                                           R"(, "data_offsets": [0, 0]}})",
+                                       ""),
+                           &message),
+              Status::Format);
+    EXPECT_NE(message.find("nested deeper than 64"), std::string::npos) << message;
+    // A number 200,000 digits long overflows; the parser's message quotes it, cut short.
+    const std::string wide = "[" + std::string(200000, '1') + "]";
+    EXPECT_EQ(parse_status(with_header(R"({"x": {"dtype": "F32", "shape": )" + wide +
+                                           R"(, "data_offsets": [0, 0]}})",
+                                       ""),
+                           &message),
+              Status::Format);
+    EXPECT_LT(message.size(), 600u) << message.substr(0, 600);
+    const std::string name(1u << 20, 'n');
+    EXPECT_EQ(parse_status(with_header("{\"" + name + R"(": {"dtype": "F64", "shape": [1], "data_offsets": [0, 8]}})",
+                                       std::string(8, '\0')),
+                           &message),
+              Status::Format);
+    EXPECT_LT(message.size(), 600u);
+    EXPECT_NE(message.find("nnnn... (1048576 bytes)"), std::string::npos) << message.substr(0, 600);
+}
+
+TEST(Safetensors, AFifoIsAnIoErrorNotAHang) {
+    const std::string path = kl::test::temp_dir() + "/fifo.safetensors";
+    ASSERT_EQ(::mkfifo(path.c_str(), 0600), 0);
+    // Opening a FIFO for reading blocked until a writer came; run it where a hang is seen.
+    auto result = std::async(std::launch::async, [&] {
+        try {
+            kl::MappedFile file(path);
+            return std::string("opened");
+        } catch (const kl::Error& e) {
+            return std::string(e.what());
+        }
+    });
+    if (result.wait_for(std::chrono::seconds(20)) != std::future_status::ready) {
+        ADD_FAILURE() << "MappedFile hangs on a FIFO";
+        const int fd = ::open(path.c_str(), O_WRONLY | O_NONBLOCK);  // releases the reader
+        if (fd >= 0) ::close(fd);
+    }
+    EXPECT_EQ(result.get(), path + " is not a readable regular file");
 }
 
 TEST(Safetensors, MappedFileErrorsAreIo) {
