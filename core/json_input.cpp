@@ -11,8 +11,7 @@ using nlohmann::json;
 json parse_json(std::string_view text, const std::string& origin) {
     // The parser itself keeps its own stack, but reports the depth of each event: stop at
     // the first one past the limit, before the deep value exists.
-    const json::parser_callback_t limit_depth = [&origin](int depth, json::parse_event_t,
-                                                          json&) {
+    const json::parser_callback_t limit_depth = [&origin](int depth, json::parse_event_t, json&) {
         if (depth > limits::kJsonDepth)
             fail(Status::Format, origin + ": JSON nested deeper than " +
                                      std::to_string(limits::kJsonDepth) + " levels");
@@ -56,7 +55,10 @@ void append_excerpt(const json& value, std::string& out, size_t budget, int dept
         }
         if (!first) out += ',';
         first = false;
-        if (!array) out += json(excerpt(it.key(), 32)).dump(-1, ' ', false, json::error_handler_t::replace) + ":";
+        if (!array)
+            out +=
+                json(excerpt(it.key(), 32)).dump(-1, ' ', false, json::error_handler_t::replace) +
+                ":";
         append_excerpt(it.value(), out, budget, depth + 1);
     }
     out += array ? ']' : '}';

@@ -13,10 +13,10 @@ namespace kl::limits {
 // ---- files of a model folder (core/input_file.h) ----
 // A released config.json is 2 KB; the index of a 1T-parameter checkpoint is about 12 MB;
 // Kimi's tokenizer_config.json about 50 KB and tiktoken.model about 2.5 MB.
-constexpr uint64_t kConfigFileBytes = 1u << 20;            // config.json: 1 MiB
-constexpr uint64_t kIndexFileBytes = 64u << 20;            // model.safetensors.index.json
-constexpr uint64_t kTokenizerConfigFileBytes = 4u << 20;   // tokenizer_config.json: 4 MiB
-constexpr uint64_t kTiktokenFileBytes = 64u << 20;         // tiktoken.model: 64 MiB
+constexpr uint64_t kConfigFileBytes = 1u << 20;           // config.json: 1 MiB
+constexpr uint64_t kIndexFileBytes = 64u << 20;           // model.safetensors.index.json
+constexpr uint64_t kTokenizerConfigFileBytes = 4u << 20;  // tokenizer_config.json: 4 MiB
+constexpr uint64_t kTiktokenFileBytes = 64u << 20;        // tiktoken.model: 64 MiB
 // A safetensors header (the JSON before the data), as in the reference implementation.
 constexpr uint64_t kSafetensorsHeaderBytes = 100u << 20;
 
@@ -26,11 +26,11 @@ constexpr uint64_t kSafetensorsHeaderBytes = 100u << 20;
 constexpr int kJsonDepth = 64;
 
 // ---- config.json values (ModelConfig::validate) ----
-constexpr int64_t kLayers = 1024;          // num_hidden_layers (the released model: 27)
-constexpr int64_t kWidth = 1 << 20;        // any hidden, intermediate, rank or head size
-constexpr int64_t kHeads = 1 << 16;        // num_attention_heads, linear_attn_config.num_heads
-constexpr int64_t kConvKernel = 256;       // linear_attn_config.short_conv_kernel_size
-constexpr int64_t kExperts = 1 << 14;      // num_experts, num_shared_experts
+constexpr int64_t kLayers = 1024;               // num_hidden_layers (the released model: 27)
+constexpr int64_t kWidth = 1 << 20;             // any hidden, intermediate, rank or head size
+constexpr int64_t kHeads = 1 << 16;             // num_attention_heads, linear_attn_config.num_heads
+constexpr int64_t kConvKernel = 256;            // linear_attn_config.short_conv_kernel_size
+constexpr int64_t kExperts = 1 << 14;           // num_experts, num_shared_experts
 constexpr int64_t kContext = int64_t(1) << 40;  // model_max_length (tokens)
 constexpr double kRmsNormEps = 1.0;             // rms_norm_eps in (0, 1]
 constexpr double kRoutedScaling = 1000.0;       // routed_scaling_factor in (0, 1000]
@@ -43,7 +43,7 @@ constexpr uint64_t kParameters = uint64_t(1) << 46;  // 70 trillion
 constexpr uint64_t kRecurrentStateBytes = uint64_t(1) << 46;
 
 // ---- error messages (core/message_text.h) ----
-constexpr size_t kQuotedTextBytes = 96;    // a name, key or value quoted from an input
-constexpr size_t kMessageBytes = 4096;     // a whole kl_last_error() message
+constexpr size_t kQuotedTextBytes = 96;  // a name, key or value quoted from an input
+constexpr size_t kMessageBytes = 4096;   // a whole kl_last_error() message
 
 }  // namespace kl::limits

@@ -2,10 +2,9 @@
 // bounded message, never a crash, a hang or an allocation out of proportion to the input,
 // and a failed call changes nothing (docs/design/capi.md; limits in docs/design/model.md).
 #include <fcntl.h>
+#include <gtest/gtest.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
-#include <gtest/gtest.h>
 
 #include <chrono>
 #include <cstring>
@@ -118,9 +117,9 @@ TEST(HostileInputs, DeeplyNestedJsonIsAFormatErrorNotAStackOverflow) {
 
     // In a tensor's shape in a safetensors header.
     const std::string shard = dir + "/model-00001-of-00002.safetensors";
-    write_text(shard, safetensors_bytes("{\"x\":{\"dtype\":\"F32\",\"shape\":" + deep +
-                                            ",\"data_offsets\":[0,4]}}",
-                                        4));
+    write_text(shard,
+               safetensors_bytes(
+                   "{\"x\":{\"dtype\":\"F32\",\"shape\":" + deep + ",\"data_offsets\":[0,4]}}", 4));
     expect_status(load(dir, &model), KL_ERR_FORMAT, {shard, "nested deeper"});
 
     // In the index and in tokenizer_config.json.
@@ -136,9 +135,8 @@ TEST(HostileInputs, DeeplyNestedJsonIsAFormatErrorNotAStackOverflow) {
     EXPECT_EQ(model, nullptr);
 
     // Nesting within the limit is still read (unknown keys are ignored).
-    ASSERT_EQ(create_random(config_with(config, "num_shared_experts",
-                                        "1, \"extra\": " + nested(40)),
-                            &model),
+    ASSERT_EQ(create_random(
+                  config_with(config, "num_shared_experts", "1, \"extra\": " + nested(40)), &model),
               KL_OK)
         << kl_last_error();
     kl_model_free(model);
@@ -163,7 +161,8 @@ TEST(HostileInputs, HugeOrAbsurdConfigValuesAreFormatErrorsNamingTheKey) {
         {"moe_intermediate_size", "4611686018427387904", {"moe_intermediate_size", "at most"}},
         {"num_attention_heads", "4294967297", {"num_attention_heads", "at most"}},
         {"model_max_length", "9223372036854775807", {"model_max_length", "at most"}},
-        {"short_conv_kernel_size", "4294967296",
+        {"short_conv_kernel_size",
+         "4294967296",
          {"linear_attn_config.short_conv_kernel_size", "at most"}},
         // Floats that loaded and gave NaN logits.
         {"rms_norm_eps", "1e308", {"rms_norm_eps", "float range"}},
@@ -218,8 +217,8 @@ TEST(HostileInputs, RandomWeightsThatCannotFitInMemoryAreRefusedBeforeAllocating
 // Loads `dir` on another thread, so that a hang fails the test instead of hanging it: on a
 // timeout the FIFO is opened for writing, which releases a reader blocked in open(). The
 // status and that thread's kl_last_error().
-std::pair<kl_status, std::string> load_with_timeout(const std::string& dir,
-                                                    const std::string& fifo, kl_model** model) {
+std::pair<kl_status, std::string> load_with_timeout(const std::string& dir, const std::string& fifo,
+                                                    kl_model** model) {
     auto result = std::async(std::launch::async, [&] {
         const kl_status status = load(dir, model);
         return std::make_pair(status, std::string(kl_last_error()));
@@ -241,16 +240,17 @@ void expect_io_error(const std::pair<kl_status, std::string>& got,
 }
 
 TEST(HostileInputs, AFifoOrDirectoryInPlaceOfAModelFileIsAnIoErrorNotAHang) {
-    for (const char* name : {"config.json", "model-00001-of-00002.safetensors",
-                             "model.safetensors.index.json", "tiktoken.model",
-                             "tokenizer_config.json"}) {
+    for (const char* name :
+         {"config.json", "model-00001-of-00002.safetensors", "model.safetensors.index.json",
+          "tiktoken.model", "tokenizer_config.json"}) {
         SCOPED_TRACE(name);
         const std::string dir = model_copy(kWithTokenizer);
         const std::string path = dir + "/" + name;
         ASSERT_TRUE(fs::remove(path));
         ASSERT_EQ(::mkfifo(path.c_str(), 0600), 0);
         kl_model* model = nullptr;
-        expect_io_error(load_with_timeout(dir, path, &model), {path, "not a readable regular file"});
+        expect_io_error(load_with_timeout(dir, path, &model),
+                        {path, "not a readable regular file"});
         EXPECT_EQ(model, nullptr);
         kl_model_free(model);
 
@@ -273,10 +273,10 @@ TEST(HostileInputs, SmallFilesPastTheirCapAreRefusedBeforeTheyAreRead) {
         const char* name;
         uintmax_t bytes;  // one past the file's cap (docs/design/model.md, "Limits")
     };
-    for (const Case& c : {Case{"config.json", (1u << 20) + 1},
-                          Case{"model.safetensors.index.json", (64u << 20) + 1},
-                          Case{"tokenizer_config.json", (4u << 20) + 1},
-                          Case{"tiktoken.model", (64u << 20) + 1}}) {
+    for (const Case& c :
+         {Case{"config.json", (1u << 20) + 1},
+          Case{"model.safetensors.index.json", (64u << 20) + 1},
+          Case{"tokenizer_config.json", (4u << 20) + 1}, Case{"tiktoken.model", (64u << 20) + 1}}) {
         SCOPED_TRACE(c.name);
         const std::string dir = model_copy(kWithTokenizer);
         const std::string path = dir + "/" + c.name;
@@ -340,8 +340,8 @@ TEST(HostileInputs, CraftedSnapshotPositionsAreFormatErrors) {
     // At 2^62 the history (4 bytes a token) and the MLA layer's cache (160 bytes a token)
     // both wrap to 0 bytes: the sizes of a position-0 snapshot matched, and a history of
     // 2^62 ids threw std::length_error (KL_ERR_INTERNAL).
-    for (uint64_t position : {uint64_t(1) << 62, (uint64_t(1) << 62) + 1, UINT64_MAX,
-                              uint64_t(1) << 60, uint64_t(7)}) {
+    for (uint64_t position :
+         {uint64_t(1) << 62, (uint64_t(1) << 62) + 1, UINT64_MAX, uint64_t(1) << 60, uint64_t(7)}) {
         SCOPED_TRACE(position);
         const std::vector<uint8_t> blob = snapshot_claiming(session, position);
         expect_status(kl_session_state_load(session, blob.data(), blob.size()), KL_ERR_FORMAT,
@@ -358,8 +358,7 @@ TEST(HostileInputs, SnapshotsAtPositionZeroAndWithConvKernelOneRoundTrip) {
     // A model whose short convolution keeps no state (kernel 1) passed NULL to memcpy when
     // saving and loading (UBSan aborts the sanitizer build); position 0 is checked too.
     const std::string config = tiny_config();
-    for (const std::string& text :
-         {config, config_with(config, "short_conv_kernel_size", "1")}) {
+    for (const std::string& text : {config, config_with(config, "short_conv_kernel_size", "1")}) {
         kl_model* model = nullptr;
         ASSERT_EQ(create_random(text, &model), KL_OK) << kl_last_error();
         kl_session *a = nullptr, *b = nullptr;
@@ -370,8 +369,7 @@ TEST(HostileInputs, SnapshotsAtPositionZeroAndWithConvKernelOneRoundTrip) {
             ASSERT_EQ(kl_session_state_size(a, &n), KL_OK);
             std::vector<uint8_t> blob(n);
             ASSERT_EQ(kl_session_state_save(a, blob.data(), n, &n), KL_OK) << kl_last_error();
-            ASSERT_EQ(kl_session_state_load(b, blob.data(), blob.size()), KL_OK)
-                << kl_last_error();
+            ASSERT_EQ(kl_session_state_load(b, blob.data(), blob.size()), KL_OK) << kl_last_error();
             const int32_t tokens[] = {5, 7, 11};
             std::vector<float> la(256), lb(256);
             ASSERT_EQ(kl_session_append(a, tokens, 3, KL_LOGITS_LAST, la.data()), KL_OK);
@@ -407,10 +405,10 @@ TEST(HostileInputs, ErrorMessagesQuotingAnInputAreBounded) {
     const std::string long_text(15u << 20, 'x');  // 15 MB
     kl_model* model = nullptr;
     // A config value quoted in the message.
-    expect_status(create_random(config_with(config, "moe_router_activation_func",
-                                            "\"" + long_text + "\""),
-                                &model),
-                  KL_ERR_UNSUPPORTED, {"moe_router_activation_func", "bytes"});
+    expect_status(
+        create_random(config_with(config, "moe_router_activation_func", "\"" + long_text + "\""),
+                      &model),
+        KL_ERR_UNSUPPORTED, {"moe_router_activation_func", "bytes"});
     // nlohmann's own message quotes the token it stopped at: 15 MB of an unfinished string.
     expect_status(create_random("{\"a\": \"" + long_text, &model), KL_ERR_FORMAT,
                   {"config_json", "not valid JSON"});
