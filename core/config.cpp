@@ -184,11 +184,11 @@ void ModelConfig::validate(const std::string& origin) const {
     // anything is computed or allocated from it: products of a few of them then fit int64.
     auto in_range = [&](const char* key, int64_t value, int64_t lowest, int64_t highest) {
         if (value < lowest)
-            bad(key, (lowest == 1 ? "must be > 0, got " : "must be >= 0, got ") +
-                         std::to_string(value));
+            bad(key,
+                (lowest == 1 ? "must be > 0, got " : "must be >= 0, got ") + std::to_string(value));
         if (value > highest)
-            bad(key, "must be at most " + std::to_string(highest) + ", got " +
-                         std::to_string(value));
+            bad(key,
+                "must be at most " + std::to_string(highest) + ", got " + std::to_string(value));
     };
     auto positive = [&](const char* key, int64_t value, int64_t highest) {
         in_range(key, value, 1, highest);

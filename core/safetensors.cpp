@@ -163,9 +163,9 @@ std::vector<TensorView> parse_safetensors(const MappedFile& file) {
 
     // The whole header is the JSON (trailing spaces allowed), so a length a few bytes short
     // or long either fails here or leaves the data region untiled (checked below).
-    const json header = parse_json(
-        std::string_view(reinterpret_cast<const char*>(file.data()) + 8, header_len),
-        path + ": header");
+    const json header =
+        parse_json(std::string_view(reinterpret_cast<const char*>(file.data()) + 8, header_len),
+                   path + ": header");
     if (!header.is_object()) bad("header is not a JSON object");
 
     const uint8_t* data_begin = file.data() + 8 + header_len;
@@ -224,8 +224,9 @@ std::vector<TensorView> parse_safetensors(const MappedFile& file) {
                        "] lie outside the " + std::to_string(data_size) + "-byte data region");
         const uint64_t want = numel * dtype_size(view.dtype);
         if (end - begin != want)
-            bad_tensor("holds " + std::to_string(end - begin) + " bytes, but " + dtype_name(view.dtype) + " " +
-                       shape_string(view.shape) + " needs " + std::to_string(want));
+            bad_tensor("holds " + std::to_string(end - begin) + " bytes, but " +
+                       dtype_name(view.dtype) + " " + shape_string(view.shape) + " needs " +
+                       std::to_string(want));
         view.data = data_begin + begin;
         view.nbytes = static_cast<size_t>(want);
         extents.emplace_back(begin, end);
@@ -260,15 +261,14 @@ std::unique_ptr<Checkpoint> Checkpoint::open(const std::string& dir) {
     const fs::path index_path = fs::path(dir) / "model.safetensors.index.json";
     if (fs::exists(index_path, ec)) {
         const std::string where = index_path.string();
-        const json index =
-            parse_json(read_input_file(where, limits::kIndexFileBytes), where);
+        const json index = parse_json(read_input_file(where, limits::kIndexFileBytes), where);
         if (!index.is_object() || !index.contains("weight_map") || !index["weight_map"].is_object())
             fail(Status::Format, where + ": weight_map: missing or not an object");
         std::set<std::string> shard_set;  // a set: an index may name many shards
         for (auto it = index["weight_map"].begin(); it != index["weight_map"].end(); ++it) {
             if (!it.value().is_string())
-                fail(Status::Format, where + ": weight_map: " + excerpt(it.key()) +
-                                         " does not name a file");
+                fail(Status::Format,
+                     where + ": weight_map: " + excerpt(it.key()) + " does not name a file");
             const std::string shard = it.value().get<std::string>();
             if (shard.empty() || shard.find('/') != std::string::npos || shard == "." ||
                 shard == ".." || shard.find('\0') != std::string::npos)

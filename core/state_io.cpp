@@ -14,11 +14,10 @@ size_t layer_part_bytes(const ModelConfig& config, size_t layer, uint64_t positi
     if (config.is_kda_layer(static_cast<int64_t>(layer)))
         return static_cast<size_t>(config.recurrent_floats_per_kda_layer()) * sizeof(float);
     size_t bytes = 0;
-    if (__builtin_mul_overflow(position,
-                               static_cast<uint64_t>(config.mla_cache_width()) * sizeof(float),
-                               &bytes))
-        fail(Status::Format, "position " + std::to_string(position) +
-                                 ": the MLA cache would not fit in memory");
+    if (__builtin_mul_overflow(
+            position, static_cast<uint64_t>(config.mla_cache_width()) * sizeof(float), &bytes))
+        fail(Status::Format,
+             "position " + std::to_string(position) + ": the MLA cache would not fit in memory");
     return bytes;
 }
 

@@ -129,8 +129,8 @@ LayoutSize layout_size(const ModelConfig& c) {
     // (core/limits.h): no overflow whatever the config says, even unvalidated.
     using Wide = unsigned __int128;
     auto w = [](int64_t v) { return static_cast<Wide>(static_cast<uint64_t>(v)); };
-    const Wide hidden = w(c.hidden_size), H = w(c.kda_num_heads), D = w(c.kda_head_dim),
-               HD = H * D, Hm = w(c.num_attention_heads), nope = w(c.qk_nope_head_dim),
+    const Wide hidden = w(c.hidden_size), H = w(c.kda_num_heads), D = w(c.kda_head_dim), HD = H * D,
+               Hm = w(c.num_attention_heads), nope = w(c.qk_nope_head_dim),
                rope = w(c.qk_rope_head_dim), v = w(c.v_head_dim), rank = w(c.kv_lora_rank),
                E = w(c.num_experts), vocab = w(c.vocab_size);
     Wide tensors = 2, params = vocab * hidden + hidden;  // embed_tokens, model.norm
@@ -157,8 +157,8 @@ LayoutSize layout_size(const ModelConfig& c) {
         }
     }
     if (c.num_hidden_layers > limits::kLayers || tensors > limits::kTensors)
-        fail(Status::Format, "the config describes more than " +
-                                 std::to_string(limits::kTensors) + " tensors (the limit)");
+        fail(Status::Format, "the config describes more than " + std::to_string(limits::kTensors) +
+                                 " tensors (the limit)");
     if (params > limits::kParameters)
         fail(Status::Format, "the config describes more than " +
                                  std::to_string(limits::kParameters) + " parameters (the limit)");
