@@ -182,7 +182,8 @@ TEST(Checkpoint, LayoutSizeCountsWhatTheLayoutHoldsWithoutBuildingIt) {
     const fs::path released =
         fs::path(__FILE__).parent_path().parent_path() / "configs" / "kimi-linear-48b-a3b.json";
     configs.push_back(kl::ModelConfig::from_json(read_file(released.string()), released.string()));
-    EXPECT_EQ(kl::layout_size(configs.back()).tensors, 20u * 15 + 7 * 5 + 27 * 2 + 3 + 26 * (2 + 3 * 256 + 3) + 3);
+    EXPECT_EQ(kl::layout_size(configs.back()).tensors,
+              20u * 15 + 7 * 5 + 27 * 2 + 3 + 26 * (2 + 3 * 256 + 3) + 3);
     for (const kl::ModelConfig& config : configs) {
         const kl::ModelLayout layout(config);
         const kl::LayoutSize size = kl::layout_size(config);
@@ -208,9 +209,9 @@ TEST(Checkpoint, AConfigWantingMoreTensorsThanTheCheckpointHoldsNamesTheFirstMis
     // 16,384 experts in each MoE layer: 147,000 tensors, found short by counting; the first
     // missing one is named without describing the others.
     c.num_experts = kl::limits::kExperts;
-    expect_error([&] { kl::check_tensor_count(c, *checkpoint); }, Status::Format,
-                 {"tensor model.layers.1.block_sparse_moe.experts.8.w1.weight is missing",
-                  "[32,64]"});
+    expect_error(
+        [&] { kl::check_tensor_count(c, *checkpoint); }, Status::Format,
+        {"tensor model.layers.1.block_sparse_moe.experts.8.w1.weight is missing", "[32,64]"});
     // The same through validate_checkpoint(config, ...).
     expect_error([&] { kl::validate_checkpoint(c, *checkpoint); }, Status::Format,
                  {"experts.8.w1.weight is missing"});

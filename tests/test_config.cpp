@@ -359,9 +359,9 @@ TEST(Config, EverySizeHasALimitCheckedBeforeUse) {
         SCOPED_TRACE(c.key);
         json j = base_config();
         (c.linear ? j["linear_attn_config"][c.key] : j[c.key]) = c.limit + 1;
-        expect_error([&] { parse(j); }, Status::Format,
-                     {c.key, "must be at most " + std::to_string(c.limit),
-                      std::to_string(c.limit + 1)});
+        expect_error(
+            [&] { parse(j); }, Status::Format,
+            {c.key, "must be at most " + std::to_string(c.limit), std::to_string(c.limit + 1)});
     }
     // num_hidden_layers past the limit fails before its layer table exists, however large.
     json j = base_config();
@@ -406,7 +406,8 @@ TEST(Config, FloatsMustBeFiniteAndWithinTheirRange) {
 
 TEST(Config, JsonNestingIsLimitedWhileParsing) {
     auto nested = [](int depth) {
-        return std::string(static_cast<size_t>(depth), '[') + std::string(static_cast<size_t>(depth), ']');
+        return std::string(static_cast<size_t>(depth), '[') +
+               std::string(static_cast<size_t>(depth), ']');
     };
     EXPECT_NO_THROW(kl::parse_json(nested(kl::limits::kJsonDepth), "x.json"));
     expect_error([&] { kl::parse_json(nested(kl::limits::kJsonDepth + 2), "x.json"); },
@@ -416,11 +417,13 @@ TEST(Config, JsonNestingIsLimitedWhileParsing) {
                  Status::Format, {"deep.json", "nested"});
     json j = base_config();
     const std::string text = j.dump();
-    expect_error([&] {
-        kl::ModelConfig::from_json(text.substr(0, text.size() - 1) + ", \"x\": " +
-                                       nested(100000) + "}",
-                                   "config.json");
-    }, Status::Format, {"config.json", "nested"});
+    expect_error(
+        [&] {
+            kl::ModelConfig::from_json(
+                text.substr(0, text.size() - 1) + ", \"x\": " + nested(100000) + "}",
+                "config.json");
+        },
+        Status::Format, {"config.json", "nested"});
 }
 
 TEST(Config, ValuesQuotedInMessagesAreCutShort) {

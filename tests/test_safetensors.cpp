@@ -343,8 +343,10 @@ TEST(Safetensors, TensorsMustTileTheDataRegionExactly) {
          "the tensors end at byte 8 of the 12-byte data region"},
         {with_header("{" + x + "[4, 12]}}", std::string(12, '\0')),
          "bytes 0..4 of the data region belong to no tensor"},
-        {with_header("{" + x + R"([0, 8]}, "y": {"dtype": "BF16", "shape": [1], "data_offsets": [10, 12]}})",
-                     std::string(12, '\0')),
+        {with_header(
+             "{" + x +
+                 R"([0, 8]}, "y": {"dtype": "BF16", "shape": [1], "data_offsets": [10, 12]}})",
+             std::string(12, '\0')),
          "bytes 8..10"},
     };
     for (const auto& [bytes, fragment] : cases) {
@@ -393,9 +395,11 @@ TEST(Safetensors, DeeplyNestedHeadersAndHugeNamesGiveShortFormatErrors) {
               Status::Format);
     EXPECT_LT(message.size(), 600u) << message.substr(0, 600);
     const std::string name(1u << 20, 'n');
-    EXPECT_EQ(parse_status(with_header("{\"" + name + R"(": {"dtype": "F64", "shape": [1], "data_offsets": [0, 8]}})",
-                                       std::string(8, '\0')),
-                           &message),
+    EXPECT_EQ(parse_status(
+                  with_header("{\"" + name +
+                                  R"(": {"dtype": "F64", "shape": [1], "data_offsets": [0, 8]}})",
+                              std::string(8, '\0')),
+                  &message),
               Status::Format);
     EXPECT_LT(message.size(), 600u);
     EXPECT_NE(message.find("nnnn... (1048576 bytes)"), std::string::npos) << message.substr(0, 600);
