@@ -7,7 +7,10 @@
 # `run` writes under $OUT: device.txt, gpu_tests.log, ops_bench.log (our op benchmarks and
 # the side-by-side with FLA), model_bench.log (kimi bench on the 48B-A3B shapes at two
 # depths) and profile.log (KL_CUDA_PROFILE per-op breakdown of decode and prefill).
-# KL_RUN_PARTS (default "tests ops model profile") picks what `run` does.
+# KL_RUN_PARTS (default "tests ops model profile demo") picks what `run` does; "sanitize" runs
+# the GPU tests under compute-sanitizer (memcheck with leak check, racecheck, synccheck,
+# initcheck; logs sanitize_<tool>.log), KL_SANITIZE_TOOLS and KL_SANITIZE_FILTER (a gtest
+# filter) narrow it, KL_SANITIZE_SECONDS bounds each tool (default 240).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 binaries=(libkimi_linear.so.0.1.0 tools/kimi tools/make_tiny_model tests/kl_gpu_tests
@@ -69,6 +72,20 @@ case "${1:-}" in
         KL_CUDA_PROFILE=1 "$bin/kimi" bench --random $config --layers ${layers_list##* } \
           --device cuda --prompt-len 8192 --context 0 --decode 1 --repeats 1; } 2>&1 |
         tee "$OUT/profile.log"
+    fi
+    if [[ $parts == *sanitize* ]]; then
+      cs=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
+      for tool in ${KL_SANITIZE_TOOLS:-memcheck racecheck synccheck initcheck}; do
+        extra=(); [[ $tool == memcheck ]] && extra=(--leak-check full)
+        start=$SECONDS
+        rc=0
+        timeout "${KL_SANITIZE_SECONDS:-240}" "$cs" --tool "$tool" "${extra[@]}" \
+          --error-exitcode 99 --print-limit 50 "$bin/kl_gpu_tests" \
+          --gtest_filter="${KL_SANITIZE_FILTER:-*}" >"$OUT/sanitize_$tool.log" 2>&1 || rc=$?
+        echo "== compute-sanitizer $tool: rc $rc in $((SECONDS - start)) s" \
+             "($(grep -c '^\[       OK' "$OUT/sanitize_$tool.log") tests passed)"
+        grep -E "ERROR SUMMARY|LEAK SUMMARY|RACECHECK SUMMARY|FAILED" "$OUT/sanitize_$tool.log" | head -5
+      done
     fi
     if [[ $parts == *demo* ]]; then
       KL_LIBRARY=$bin/libkimi_linear.so.1 python3 -m pytest -q -s -rs \

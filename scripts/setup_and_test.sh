@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Installs what is missing (Debian and PyPI packages), builds, and runs every test: the
 # release build (CUDA backend compiled when nvcc exists, or forced with KL_CUDA=ON), then
-# the same suite under AddressSanitizer + UndefinedBehaviorSanitizer.
+# the same suite under AddressSanitizer + UndefinedBehaviorSanitizer, then each libFuzzer
+# target for KL_FUZZ_SECONDS (default 60; 0 skips them).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 JOBS=$(nproc)
 
 debian_packages=(cmake g++ make pkg-config libgtest-dev libbenchmark-dev nlohmann-json3-dev python3
-                 swig default-jdk-headless junit4 mono-mcs mono-runtime)
+                 swig default-jdk-headless junit4 mono-mcs mono-runtime clang libclang-rt-14-dev)
 missing=()
 for p in "${debian_packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
@@ -47,4 +48,9 @@ if [[ "${KL_SKIP_SANITIZERS:-0}" != 1 ]]; then
   cmake --build build-asan -j"$JOBS"
   ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
     ctest --test-dir build-asan --output-on-failure -j"$JOBS"
+fi
+
+if [[ "${KL_FUZZ_SECONDS:-60}" != 0 ]]; then
+  echo "== fuzz targets, ${KL_FUZZ_SECONDS:-60} s each (clang, ASan + UBSan)"
+  scripts/fuzz.sh "${KL_FUZZ_SECONDS:-60}"
 fi
