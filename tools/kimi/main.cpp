@@ -215,12 +215,14 @@ int cmd_info(const Options& o) {
     return 0;
 }
 
-std::vector<int32_t> tokenize(const kl_model* model, const std::string& text) {
+// One tokenizer pass: kl_tokenize never needs more than 3 ids a byte (kimi_linear.h), so
+// the buffer is sized up front instead of asking first (a paste can be megabytes).
+std::vector<int32_t> tokenize(const kl_model* model, const std::string& text,
+                              int parse_special = 1) {
     size_t n = 0;
-    kl_status status = kl_tokenize(model, text.data(), text.size(), 1, nullptr, 0, &n);
-    if (status != KL_OK && status != KL_ERR_INVALID_ARGUMENT) check(status);
-    std::vector<int32_t> ids(n);
-    check(kl_tokenize(model, text.data(), text.size(), 1, ids.data(), ids.size(), &n));
+    std::vector<int32_t> ids(3 * text.size() + 1);
+    check(kl_tokenize(model, text.data(), text.size(), parse_special, ids.data(), ids.size(), &n));
+    ids.resize(n);
     return ids;
 }
 
@@ -375,15 +377,8 @@ int cmd_tokenize(const Options& o) {
     const ModelHandle model = load(o);
     const std::string text((std::istreambuf_iterator<char>(std::cin)),
                            std::istreambuf_iterator<char>());
-    const int parse_special = o.has("parse-special") ? 1 : 0;
-    size_t n = 0;
-    const kl_status status =
-        kl_tokenize(model.get(), text.data(), text.size(), parse_special, nullptr, 0, &n);
-    if (status != KL_OK && status != KL_ERR_INVALID_ARGUMENT) check(status);
-    std::vector<int32_t> ids(n);
-    check(kl_tokenize(model.get(), text.data(), text.size(), parse_special, ids.data(), ids.size(),
-                      &n));
-    for (size_t i = 0; i < n; ++i) std::printf(i ? " %d" : "%d", ids[i]);
+    const std::vector<int32_t> ids = tokenize(model.get(), text, o.has("parse-special") ? 1 : 0);
+    for (size_t i = 0; i < ids.size(); ++i) std::printf(i ? " %d" : "%d", ids[i]);
     std::printf("\n");
     return 0;
 }
