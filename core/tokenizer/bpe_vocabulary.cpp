@@ -238,16 +238,17 @@ void BpeVocabulary::merge_by_heap(std::string_view piece, std::vector<int32_t>& 
         part_rank[i] = byte_rank_[static_cast<unsigned char>(p[i])];
     }
     // Puts the pair (part s, its right neighbour) on the heap if it is a token.
-    const auto offer = [&](uint32_t s) {
+    const auto offer = [&](uint32_t s, bool keep_heap_order) {
         const uint32_t mid = next[s];
         if (mid >= n) return;
         const uint32_t end = next[mid];
         const int32_t r = rank(p + s, end - s);
         if (r < 0) return;
         heap.push_back({static_cast<uint64_t>(r) << 32 | s, end});
-        std::push_heap(heap.begin(), heap.end(), later);
+        if (keep_heap_order) std::push_heap(heap.begin(), heap.end(), later);
     };
-    for (uint32_t i = 0; i + 1 < n; ++i) offer(i);
+    for (uint32_t i = 0; i + 1 < n; ++i) offer(i, false);
+    std::make_heap(heap.begin(), heap.end(), later);  // O(n), not n pushes
     while (!heap.empty()) {
         std::pop_heap(heap.begin(), heap.end(), later);
         const Candidate top = heap.back();
@@ -260,8 +261,8 @@ void BpeVocabulary::merge_by_heap(std::string_view piece, std::vector<int32_t>& 
         prev[top.end] = s;
         next[mid] = kGone;
         part_rank[s] = static_cast<int32_t>(top.key >> 32);
-        offer(s);
-        if (s > 0) offer(prev[s]);
+        offer(s, true);
+        if (s > 0) offer(prev[s], true);
     }
     for (uint32_t s = 0; s < n; s = next[s]) out.push_back(part_rank[s]);
 }
