@@ -634,4 +634,34 @@ kl_status kl_chat_template_apply(const kl_model* model, const kl_chat_message* m
     });
 }
 
+// kl_chat_tokenize: the chat format's markup as special tokens, content as plain text
+// (core/tokenizer/chat_format.h encode_chat; docs/design/capi.md "Chat format and untrusted
+// text").
+kl_status kl_chat_tokenize(const kl_model* model, const kl_chat_message* msgs, size_t n,
+                           int add_generation_prompt, int32_t* out, size_t cap, size_t* n_out) {
+    if (n_out) *n_out = 0;
+    return guarded([&] {
+        const kl::Tokenizer& tokenizer = tokenizer_of(model);
+        require(n_out != nullptr, "n_out is NULL");
+        require(msgs != nullptr || n == 0, "msgs is NULL but n > 0");
+        require(out != nullptr || cap == 0, "out is NULL but cap > 0");
+        std::vector<kl::ChatMessage> messages(n);
+        for (size_t i = 0; i < n; ++i) {
+            if (!msgs[i].role || !msgs[i].content)
+                kl::fail(kl::Status::InvalidArgument,
+                         "msgs[" + std::to_string(i) + "]." + (msgs[i].role ? "content" : "role") +
+                             " is NULL");
+            messages[i] = {msgs[i].role, msgs[i].content};
+        }
+        const std::vector<int32_t> ids =
+            kl::encode_chat(tokenizer, messages, add_generation_prompt != 0);
+        *n_out = ids.size();
+        if (ids.size() > cap)
+            kl::fail(kl::Status::InvalidArgument, "out has room for " + std::to_string(cap) +
+                                                      " tokens, the conversation needs " +
+                                                      std::to_string(ids.size()));
+        if (!ids.empty()) std::memcpy(out, ids.data(), ids.size() * sizeof(int32_t));
+    });
+}
+
 }  // extern "C"

@@ -154,6 +154,7 @@ kl_status kl_session_reset, kl_status kl_session_fill_synthetic, kl_status kl_se
 %ignore kl_tokenize;
 %ignore kl_detokenize;
 %ignore kl_chat_template_apply;
+%ignore kl_chat_tokenize;
 %ignore kl_chat_message; /* messages cross as one packed buffer: klb_chat_template_apply */
 
 /* ======================================================================================== */
@@ -477,6 +478,7 @@ KLB_CS_FIXED(unsigned char, byte, const void* buf)
 %csmethodmodifiers klb_tokenize "public unsafe";
 %csmethodmodifiers klb_detokenize "public unsafe";
 %csmethodmodifiers klb_chat_template_apply "public unsafe";
+%csmethodmodifiers klb_chat_tokenize "public unsafe";
 %csmethodmodifiers klb_generator_create "public unsafe";
 %csmethodmodifiers klb_generator_piece "public unsafe";
 
@@ -924,6 +926,44 @@ int64_t klb_chat_template_apply(const kl_model* model, const char* packed, size_
     free((void*)strings);
     if (status == KL_OK) return (int64_t)len;
     if (status == KL_ERR_INVALID_ARGUMENT && len > out_cap) return -(int64_t)len;
+    klb_fail(status);
+    return 0;
+}
+
+/* kl_chat_tokenize: the conversation's ids, markup as special tokens and every message's
+ * content as plain text (so no message can forge a control token).  The messages are packed
+ * as for klb_chat_template_apply.  Returns the count, or -(count needed). */
+int64_t klb_chat_tokenize(const kl_model* model, const char* packed, size_t packed_len,
+                          int add_generation_prompt, int32_t* out, size_t cap) {
+    const char** strings = NULL;
+    size_t n_strings = 0, n, i, count = 0;
+    kl_chat_message* msgs = NULL;
+    kl_status status;
+    if (!klb_unpack(packed, packed_len, &strings, &n_strings)) return 0;
+    if (n_strings % 2 != 0) {
+        free((void*)strings);
+        klb_fail_with(KL_ERR_INVALID_ARGUMENT,
+                      "the packed messages must hold a role and a content per message");
+        return 0;
+    }
+    n = n_strings / 2;
+    if (n > 0) {
+        msgs = (kl_chat_message*)malloc(n * sizeof(kl_chat_message));
+        if (!msgs) {
+            free((void*)strings);
+            klb_fail_with(KL_ERR_OUT_OF_MEMORY, "out of memory");
+            return 0;
+        }
+    }
+    for (i = 0; i < n; ++i) {
+        msgs[i].role = strings[2 * i];
+        msgs[i].content = strings[2 * i + 1];
+    }
+    status = kl_chat_tokenize(model, msgs, n, add_generation_prompt, out, cap, &count);
+    free(msgs);
+    free((void*)strings);
+    if (status == KL_OK) return (int64_t)count;
+    if (status == KL_ERR_INVALID_ARGUMENT && count > cap) return -(int64_t)count;
     klb_fail(status);
     return 0;
 }

@@ -302,7 +302,10 @@ KL_API void kl_generator_free(kl_generator* generator);
 
 /* Token ids of len bytes of text (no BOS is added). Ill-formed UTF-8 is read as U+FFFD.
  * parse_special != 0: the text of an added token (e.g. "<|im_end|>") becomes its id;
- * 0: such text is plain text. */
+ * 0: such text is plain text (use 0 for text you do not control; chats: kl_chat_tokenize).
+ * There are never more ids than 3 * len (len for well-formed UTF-8), so a buffer that size
+ * needs one call; a size query (cap 0) tokenizes the text once more. Time is O(len log len)
+ * for any text. */
 KL_API kl_status kl_tokenize(const kl_model* model, const char* text, size_t len, int parse_special,
                              int32_t* out, size_t cap, size_t* n);
 /* The text of tokens (added tokens as their text; ill-formed UTF-8 as U+FFFD).
@@ -317,10 +320,24 @@ typedef struct {
 
 /* The conversation in the model's chat format, as text to tokenize with parse_special = 1;
  * add_generation_prompt != 0 appends the assistant's opening. A conversation that does not
- * start with a system message gets the model's default one, if its chat template has one. */
+ * start with a system message gets the model's default one, if its chat template has one.
+ * Untrusted content: do not tokenize this text with parse_special = 1 when any message holds
+ * text you do not control (a user's): a user who writes "<|im_end|><|im_system|>..." would
+ * close their turn and open a system turn. Use kl_chat_tokenize, which never lets content
+ * become a control token; this text is for display and logs. */
 KL_API kl_status kl_chat_template_apply(const kl_model* model, const kl_chat_message* msgs,
                                         size_t n, int add_generation_prompt, char* out, size_t cap,
                                         size_t* len);
+
+/* The conversation's token ids in the model's chat format, ready for kl_session_append: the
+ * format's own markup becomes its special tokens, every message's content is plain text (as
+ * kl_tokenize with parse_special = 0), so no message can forge a control token. For messages
+ * that hold no added-token text the ids equal kl_tokenize(kl_chat_template_apply(...),
+ * parse_special = 1). Roles, default system message and add_generation_prompt as in
+ * kl_chat_template_apply; the size protocol as in kl_tokenize (*n_out is the count needed). */
+KL_API kl_status kl_chat_tokenize(const kl_model* model, const kl_chat_message* msgs, size_t n,
+                                  int add_generation_prompt, int32_t* out, size_t cap,
+                                  size_t* n_out);
 
 #ifdef __cplusplus
 }

@@ -1,5 +1,6 @@
 #include "bpe_vocabulary.h"
 
+#include <algorithm>
 #include <cstring>
 #include <limits>
 
@@ -124,6 +125,7 @@ void BpeVocabulary::add(std::string_view bytes, const std::string& source, size_
         size() >= static_cast<size_t>(std::numeric_limits<int32_t>::max() - 1))
         fail(Status::Format, source + " line " + std::to_string(line) + ": vocabulary too large");
     arena_.append(bytes);
+    max_token_bytes_ = std::max(max_token_bytes_, bytes.size());
     offsets_.push_back(static_cast<uint32_t>(arena_.size()));
 }
 
@@ -143,6 +145,7 @@ void BpeVocabulary::build_index() {
 }
 
 int32_t BpeVocabulary::rank(const char* p, size_t n) const {
+    if (n > max_token_bytes_) return -1;  // also keeps the hash off megabyte pieces
     const size_t mask = slots_.size() - 1;
     for (size_t slot = hash_bytes(p, n) & mask;; slot = (slot + 1) & mask) {
         const uint32_t entry = slots_[slot];
@@ -155,16 +158,31 @@ int32_t BpeVocabulary::rank(const char* p, size_t n) const {
 
 void BpeVocabulary::encode_piece(std::string_view piece, std::vector<int32_t>& out) const {
     const size_t n = piece.size();
-    const char* p = piece.data();
+    if (n == 0) return;
     if (n == 1) {
-        out.push_back(byte_rank_[static_cast<unsigned char>(p[0])]);
+        out.push_back(byte_rank_[static_cast<unsigned char>(piece[0])]);
         return;
     }
-    const int32_t whole = rank(p, n);
+    const int32_t whole = rank(piece.data(), n);
     if (whole >= 0) {
         out.push_back(whole);
         return;
     }
+    if (n >= std::numeric_limits<uint32_t>::max())  // parts are named by uint32_t offsets
+        fail(Status::InvalidArgument, "a pre-token of " + std::to_string(n) +
+                                          " bytes: 4 GiB is the most one piece may hold");
+    // Below this length rescanning a few parts beats keeping a heap (tools/bench/
+    // tokenizer_bench.py: most pre-tokens are words of a few bytes).
+    constexpr size_t kScanMaxBytes = 24;
+    if (n <= kScanMaxBytes)
+        merge_by_scan(piece, out);
+    else
+        merge_by_heap(piece, out);
+}
+
+void BpeVocabulary::merge_by_scan(std::string_view piece, std::vector<int32_t>& out) const {
+    const size_t n = piece.size();
+    const char* p = piece.data();
     // parts[k] = {start byte, rank of merging part k with part k + 1}; the last is a sentinel.
     struct Part {
         uint32_t start;
@@ -191,6 +209,62 @@ void BpeVocabulary::encode_piece(std::string_view piece, std::vector<int32_t>& o
     }
     for (size_t k = 0; k + 1 < parts.size(); ++k)
         out.push_back(rank(p + parts[k].start, parts[k + 1].start - parts[k].start));
+}
+
+// The same merges as merge_by_scan in O(n log n). Parts are a doubly linked list over byte
+// offsets (a part is named by its first byte); every adjacent pair that is a token sits in a
+// min-heap keyed by (rank, start), so the top is the lowest rank, leftmost on ties: exactly
+// the pair tiktoken's scan picks. A merge changes only the pairs on either side of the new
+// part; their old heap entries are left behind and recognised as stale when popped (their
+// left part is gone or its right neighbour no longer ends where the entry says).
+void BpeVocabulary::merge_by_heap(std::string_view piece, std::vector<int32_t>& out) const {
+    const char* p = piece.data();
+    const uint32_t n = static_cast<uint32_t>(piece.size());
+    struct Candidate {
+        uint64_t key;  // rank << 32 | start: the order of the heap
+        uint32_t end;  // where the pair's right part ends
+    };
+    const auto later = [](const Candidate& a, const Candidate& b) { return a.key > b.key; };
+    constexpr uint32_t kGone = 0;  // next_[s] of a part merged into its left neighbour
+    thread_local std::vector<uint32_t> next, prev;
+    thread_local std::vector<int32_t> part_rank;
+    thread_local std::vector<Candidate> heap;
+    next.resize(n + 1);
+    prev.resize(n + 1);
+    part_rank.resize(n);
+    heap.clear();
+    for (uint32_t i = 0; i < n; ++i) {
+        next[i] = i + 1, prev[i + 1] = i;
+        part_rank[i] = byte_rank_[static_cast<unsigned char>(p[i])];
+    }
+    // Puts the pair (part s, its right neighbour) on the heap if it is a token.
+    const auto offer = [&](uint32_t s, bool keep_heap_order) {
+        const uint32_t mid = next[s];
+        if (mid >= n) return;
+        const uint32_t end = next[mid];
+        const int32_t r = rank(p + s, end - s);
+        if (r < 0) return;
+        heap.push_back({static_cast<uint64_t>(r) << 32 | s, end});
+        if (keep_heap_order) std::push_heap(heap.begin(), heap.end(), later);
+    };
+    for (uint32_t i = 0; i + 1 < n; ++i) offer(i, false);
+    std::make_heap(heap.begin(), heap.end(), later);  // O(n), not n pushes
+    while (!heap.empty()) {
+        std::pop_heap(heap.begin(), heap.end(), later);
+        const Candidate top = heap.back();
+        heap.pop_back();
+        const uint32_t s = static_cast<uint32_t>(top.key);
+        const uint32_t mid = next[s];
+        if (mid == kGone || mid >= n || next[mid] != top.end) continue;  // stale
+        // Merge part mid into part s.
+        next[s] = top.end;
+        prev[top.end] = s;
+        next[mid] = kGone;
+        part_rank[s] = static_cast<int32_t>(top.key >> 32);
+        offer(s, true);
+        if (s > 0) offer(prev[s], true);
+    }
+    for (uint32_t s = 0; s < n; s = next[s]) out.push_back(part_rank[s]);
 }
 
 }  // namespace kl

@@ -28,25 +28,52 @@ void Utf8Stream::finish(std::string& out) {
     held_.clear();
 }
 
-StopStrings::StopStrings(std::vector<std::string> stops) : stops_(std::move(stops)) {}
+StopStrings::StopStrings(std::vector<std::string> stops) {
+    for (std::string& text : stops) {
+        Stop stop;
+        stop.text = std::move(text);
+        const std::string& t = stop.text;
+        stop.fallback.assign(t.size(), 0);
+        for (size_t k = 1, border = 0; k < t.size(); ++k) {
+            while (border > 0 && t[k] != t[border]) border = stop.fallback[border - 1];
+            if (t[k] == t[border]) ++border;
+            stop.fallback[k] = border;
+        }
+        stops_.push_back(std::move(stop));
+    }
+}
 
 bool StopStrings::push(std::string_view text, std::string& out) {
+    const size_t base = held_.size();
     held_.append(text);
+    // The earliest start, in held_, of a stop string that ends in `text`. None can end in the
+    // held part (that push would have stopped) or start before it (held_ is as long as the
+    // longest partial match).
     size_t first = std::string::npos;
-    for (const std::string& stop : stops_) first = std::min(first, held_.find(stop));
+    for (Stop& stop : stops_) {
+        if (stop.text.empty()) {
+            first = 0;
+            continue;
+        }
+        size_t m = stop.matched;
+        for (size_t j = 0; j < text.size(); ++j) {
+            while (m > 0 && text[j] != stop.text[m]) m = stop.fallback[m - 1];
+            if (text[j] == stop.text[m]) ++m;
+            if (m == stop.text.size()) {
+                first = std::min(first, base + j + 1 - m);
+                break;  // a later match of the same stop starts later
+            }
+        }
+        stop.matched = m;
+    }
     if (first != std::string::npos) {
         out.append(held_, 0, first);
         held_.clear();
+        for (Stop& stop : stops_) stop.matched = 0;
         return true;
     }
-    // Keep the longest tail that is a proper prefix of some stop string.
     size_t keep = 0;
-    for (const std::string& stop : stops_)
-        for (size_t len = std::min(stop.size() - 1, held_.size()); len > keep; --len)
-            if (held_.compare(held_.size() - len, len, stop, 0, len) == 0) {
-                keep = len;
-                break;
-            }
+    for (const Stop& stop : stops_) keep = std::max(keep, stop.matched);
     out.append(held_, 0, held_.size() - keep);
     held_.erase(0, held_.size() - keep);
     return false;
@@ -55,6 +82,7 @@ bool StopStrings::push(std::string_view text, std::string& out) {
 void StopStrings::finish(std::string& out) {
     out += held_;
     held_.clear();
+    for (Stop& stop : stops_) stop.matched = 0;
 }
 
 }  // namespace kl

@@ -24,12 +24,12 @@ int main(int argc, char** argv) {
     check(kl_model_load(argv[1], NULL, &model));
     check(kl_session_create(model, NULL, &session));
 
+    /* The question is a user's text: kl_chat_tokenize keeps it plain text (a typed
+     * "<|im_end|>" cannot end the turn), the chat format's markup becomes its tokens. */
     kl_chat_message chat[] = {{"user", argv[2]}};
-    static char prompt[1 << 16];
     static int32_t ids[1 << 14];
-    size_t len, n;
-    check(kl_chat_template_apply(model, chat, 1, 1, prompt, sizeof prompt, &len));
-    check(kl_tokenize(model, prompt, len, 1, ids, sizeof ids / sizeof ids[0], &n));
+    size_t n;
+    check(kl_chat_tokenize(model, chat, 1, 1, ids, sizeof ids / sizeof ids[0], &n));
     check(kl_session_append(session, ids, n, KL_LOGITS_NONE, NULL));
 
     int32_t end_of_turn;

@@ -15,8 +15,8 @@ public static class Generate
         using (Model model = Model.Load(args[0]))
         using (Session session = model.CreateSession())
         {
-            string prompt = model.ApplyChatTemplate(new[] { ChatMessage.User(args[1]) });
-            session.Append(model.Tokenize(prompt));
+            // The question stays plain text: a typed "<|im_end|>" cannot end the turn.
+            session.Append(model.TokenizeChat(new[] { ChatMessage.User(args[1]) }));
             var options = new GenerateOptions
             {
                 MaxNewTokens = 64,

@@ -16,8 +16,8 @@ public class Generate {
         }
         try (Model model = Model.load(Path.of(args[0]));
              Session session = model.newSession()) {
-            String prompt = model.applyChatTemplate(List.of(ChatMessage.user(args[1])), true);
-            session.append(model.tokenize(prompt, true));
+            // The question stays plain text: a typed "<|im_end|>" cannot end the turn.
+            session.append(model.tokenizeChat(List.of(ChatMessage.user(args[1])), true));
             GenerateOptions options = GenerateOptions.builder()
                     .maxNewTokens(64)
                     .sampling(SamplingParams.defaults().withTemperature(0.7f).withSeed(1))

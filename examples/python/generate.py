@@ -10,7 +10,8 @@ def main() -> int:
         print("usage: generate.py MODEL_DIR QUESTION", file=sys.stderr)
         return 2
     with kimi_linear.Model(sys.argv[1]) as model, model.session() as session:
-        prompt = model.apply_chat_template([{"role": "user", "content": sys.argv[2]}])
+        # Token ids, the question kept plain text (a typed "<|im_end|>" cannot end the turn).
+        prompt = model.tokenize_chat([{"role": "user", "content": sys.argv[2]}])
         end_of_turn = model.tokenize("<|im_end|>")
         count = 0
         for piece in session.generate(prompt, max_new_tokens=64, temperature=0.7, seed=1,

@@ -125,6 +125,29 @@ def test_tokenize_special_identical(kl, peer, strings, capsys):
     assert n_with_special >= 100, "too few inputs exercise special tokens"
 
 
+def test_long_pre_tokens_identical(kl, peer, capsys):
+    """One pre-token of 100,000 repeated characters (a user's paste): the heap merge gives
+    tiktoken's ids, in well under a second (it was 25-60 s; docs/perf/tokenizer.md)."""
+    import time
+    rng = random.Random(PEER_SEED)
+    cases = ["a" * 100_000, "é" * 100_000, "漢" * 100_000, "😀" * 100_000, "ab" * 150_000,
+             "".join(rng.choice("ab") for _ in range(100_000)),
+             "".join(rng.choice("etaoin") for _ in range(100_000)),
+             " " + "x" * 50_000 + "'s", "Ǆ" * 30_000 + "ǆ" * 30_000]
+    mismatches, slow = [], []
+    for s in cases:
+        theirs = peer.encode_ordinary(s)
+        t0 = time.perf_counter()
+        ours = kl.tokenize(s, parse_special=False)
+        took = time.perf_counter() - t0
+        if ours != theirs:
+            mismatches.append((s, ours, theirs))
+        if took > 2.0:
+            slow.append((s, "%.2f s" % took))
+    _check(capsys, "long pre-tokens == encode_ordinary", len(cases), mismatches)
+    assert not slow, slow
+
+
 # ---------------------------------------------------------------------------------------------
 # Detokenize
 # ---------------------------------------------------------------------------------------------

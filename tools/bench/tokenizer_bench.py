@@ -11,6 +11,10 @@ and an English-only one. On each, both tokenizers must give identical ids (else 
 then each encodes the whole text --repeat times and the best time counts. Ours gets the text as
 UTF-8 bytes and a preallocated output buffer, so neither conversion nor allocation is timed;
 tiktoken gets the str, as its users call it. MB = 10^6 bytes of UTF-8 text.
+
+Then inputs where one pre-token is very long (a paste of one repeated character) or one
+character class runs for a megabyte: the cost of one encode of each, ours next to tiktoken's
+(--long-only runs just these; --no-long skips them).
 """
 import argparse
 import ctypes
@@ -66,6 +70,48 @@ def first_difference(a, b):
     return min(len(a), len(b))
 
 
+LONG_INPUTS = [  # (name, text): one pre-token of 100,000 characters, or 1 MB of one class
+    ("100,000 x 'a'", "a" * 100_000),
+    ("100,000 x 'é'", "é" * 100_000),
+    ("100,000 x '漢'", "漢" * 100_000),
+    ("100,000 x '😀'", "😀" * 100_000),
+    ("300 KB of 'ab'", "ab" * 150_000),
+    ("1 MB of spaces", " " * 1_000_000),
+    ("1 MB of digits", "7" * 1_000_000),
+    ("1 MB of newlines", "\n" * 1_000_000),
+    ("1 MB of combining marks", "e" + "\u0301" * 500_000),
+]
+
+
+def long_inputs(kl, peer, repeat):
+    """Rows (name, MB, ours s, tiktoken s) for LONG_INPUTS; None for ours when ids differ."""
+    rows = []
+    for name, text in LONG_INPUTS:
+        data = text.encode("utf-8")
+        cap = len(data) + 1
+        out = (ctypes.c_int32 * cap)()
+        n = ctypes.c_size_t()
+
+        def ours():
+            st = kl.lib.kl_tokenize(kl.model, data, len(data), 0, out, cap, ctypes.byref(n))
+            if st != 0:
+                raise RuntimeError("kl_tokenize: status %d: %s" % (st, kl.last_error()))
+
+        t_ours = best_of(repeat, ours)
+        try:
+            t_tik = best_of(repeat, lambda: peer.encode_ordinary(text))
+            same = out[:n.value] == peer.encode_ordinary(text)
+        except BaseException as e:  # tiktoken's regex engine can overflow its stack (a panic)
+            if isinstance(e, KeyboardInterrupt):
+                raise
+            t_tik, same = None, True
+        rows.append((name, len(data) / 1e6, t_ours if same else None, t_tik))
+        print("  %s: ours %.3f s, tiktoken %s%s" % (
+            name, t_ours, "fails" if t_tik is None else "%.3f s" % t_tik,
+            "" if same else " (ids differ)"), file=sys.stderr)
+    return rows
+
+
 def best_of(repeat, fn):
     best = float("inf")
     for _ in range(repeat):
@@ -100,6 +146,10 @@ def main():
     ap.add_argument("--mb", type=float, default=8, help="text size in MB (10^6 bytes)")
     ap.add_argument("--repeat", type=int, default=5, help="runs per tokenizer; best counts")
     ap.add_argument("--seed", type=int, default=20261123)
+    ap.add_argument("--long-only", action="store_true", help="only the long-input table")
+    ap.add_argument("--no-long", action="store_true", help="skip the long-input table")
+    ap.add_argument("--long-repeat", type=int, default=1,
+                    help="runs per long input; best counts (1: a slow build stays bearable)")
     args = ap.parse_args()
 
     import tiktoken
@@ -108,8 +158,9 @@ def main():
     n_bytes = int(args.mb * 1e6)
 
     t0 = time.perf_counter()
-    texts = [("mixed", build_text(n_bytes, args.seed, MIXED)),
-             ("English only", build_text(n_bytes, args.seed + 1, [(1, english_paragraph)]))]
+    texts = [] if args.long_only else [
+        ("mixed", build_text(n_bytes, args.seed, MIXED)),
+        ("English only", build_text(n_bytes, args.seed + 1, [(1, english_paragraph)]))]
     print("built texts in %.1f s" % (time.perf_counter() - t0), file=sys.stderr)
 
     rows, failed = [], False
@@ -140,13 +191,27 @@ def main():
         mb = len(data) / 1e6
         rows.append((name, mb, len(theirs_ids), mb / t_ours, mb / t_tik, t_tik / t_ours))
 
+    long_rows = [] if args.no_long else long_inputs(kl, peer, args.long_repeat)
+    failed = failed or any(r[2] is None for r in long_rows)
+
     cpu, nproc = machine()
-    print("Tokenizer encode throughput, single thread, best of %d (model %s, vocab %d)\n" % (
-        args.repeat, args.model, peer.n_vocab))
-    print("| text | MB | tokens | ours MB/s | tiktoken MB/s | ours / tiktoken |")
-    print("|---|---:|---:|---:|---:|---:|")
-    for name, mb, ntok, ours_mbs, tik_mbs, ratio in rows:
-        print("| %s | %.2f | %d | %.1f | %.1f | %.2fx |" % (name, mb, ntok, ours_mbs, tik_mbs, ratio))
+    if long_rows:
+        print("Long inputs: one encode each, best of %d (seconds)\n" % args.long_repeat)
+        print("| input | MB | ours s | tiktoken s |")
+        print("|---|---:|---:|---:|")
+        for name, mb, t_ours, t_tik in long_rows:
+            print("| %s | %.2f | %s | %s |" % (
+                name, mb, "ids differ" if t_ours is None else "%.3f" % t_ours,
+                "fails (regex stack overflow)" if t_tik is None else "%.3f" % t_tik))
+        print()
+    if texts:
+        print("Tokenizer encode throughput, single thread, best of %d (model %s, vocab %d)\n" % (
+            args.repeat, args.model, peer.n_vocab))
+        print("| text | MB | tokens | ours MB/s | tiktoken MB/s | ours / tiktoken |")
+        print("|---|---:|---:|---:|---:|---:|")
+        for name, mb, ntok, ours_mbs, tik_mbs, ratio in rows:
+            print("| %s | %.2f | %d | %.1f | %.1f | %.2fx |" % (name, mb, ntok, ours_mbs,
+                                                                tik_mbs, ratio))
     print("\nmachine: %s, nproc %s, %s" % (cpu or "unknown CPU", nproc, platform.platform()))
     print("versions: kimi-linear %s, tiktoken %s, Python %s" % (
         kl.version, tiktoken.__version__, platform.python_version()))

@@ -215,26 +215,29 @@ int cmd_info(const Options& o) {
     return 0;
 }
 
-std::vector<int32_t> tokenize(const kl_model* model, const std::string& text) {
+// One tokenizer pass: kl_tokenize never needs more than 3 ids a byte (kimi_linear.h), so
+// the buffer is sized up front instead of asking first (a paste can be megabytes).
+std::vector<int32_t> tokenize(const kl_model* model, const std::string& text,
+                              int parse_special = 1) {
     size_t n = 0;
-    kl_status status = kl_tokenize(model, text.data(), text.size(), 1, nullptr, 0, &n);
-    if (status != KL_OK && status != KL_ERR_INVALID_ARGUMENT) check(status);
-    std::vector<int32_t> ids(n);
-    check(kl_tokenize(model, text.data(), text.size(), 1, ids.data(), ids.size(), &n));
+    std::vector<int32_t> ids(3 * text.size() + 1);
+    check(kl_tokenize(model, text.data(), text.size(), parse_special, ids.data(), ids.size(), &n));
+    ids.resize(n);
     return ids;
 }
 
-std::string chat_text(const kl_model* model, const std::vector<kl_chat_message>& messages,
-                      bool add_generation_prompt) {
-    size_t len = 0;
-    kl_status status = kl_chat_template_apply(model, messages.data(), messages.size(),
-                                              add_generation_prompt, nullptr, 0, &len);
+// The conversation's ids: the chat format's markup as special tokens, each message's content
+// as plain text (kl_chat_tokenize), so a typed "<|im_end|>" stays text.
+std::vector<int32_t> chat_ids(const kl_model* model, const std::vector<kl_chat_message>& messages,
+                              bool add_generation_prompt) {
+    size_t n = 0;
+    kl_status status = kl_chat_tokenize(model, messages.data(), messages.size(),
+                                        add_generation_prompt, nullptr, 0, &n);
     if (status != KL_OK && status != KL_ERR_INVALID_ARGUMENT) check(status);
-    std::string text(len + 1, '\0');
-    check(kl_chat_template_apply(model, messages.data(), messages.size(), add_generation_prompt,
-                                 text.data(), text.size(), &len));
-    text.resize(len);
-    return text;
+    std::vector<int32_t> ids(n);
+    check(kl_chat_tokenize(model, messages.data(), messages.size(), add_generation_prompt,
+                           ids.data(), ids.size(), &n));
+    return ids;
 }
 
 // The id of an added token, or -1 when the model's tokenizer lacks it.
@@ -284,12 +287,13 @@ int cmd_run(const Options& o) {
     std::vector<int32_t> prompt;
     Stream stream;
     if (o.has("prompt")) {
-        std::string text = o.get("prompt", "");
+        const std::string text = o.get("prompt", "");
         if (o.has("chat")) {
-            text = chat_text(model.get(), {{"user", text.c_str()}}, true);
+            prompt = chat_ids(model.get(), {{"user", text.c_str()}}, true);
             stops.push_back(special_token(model.get(), "<|im_end|>"));
+        } else {
+            prompt = tokenize(model.get(), text);
         }
-        prompt = tokenize(model.get(), text);
         const int32_t eos = model_info(model.get()).eos_token;
         if (eos >= 0) stops.push_back(eos);
     } else {
@@ -340,7 +344,7 @@ int cmd_chat(const Options& o) {
     std::vector<std::string> roles, contents;  // the conversation so far
     if (o.has("system")) roles.push_back("system"), contents.push_back(o.get("system", ""));
     const bool interactive = isatty(STDIN_FILENO);
-    std::string said;  // the conversation's text as rendered so far
+    size_t said = 0;  // ids of the conversation appended so far
     for (;;) {
         if (interactive) std::fputs("> ", stdout), std::fflush(stdout);
         std::string line;
@@ -350,13 +354,13 @@ int cmd_chat(const Options& o) {
         std::vector<kl_chat_message> messages;
         for (size_t i = 0; i < roles.size(); ++i)
             messages.push_back({roles[i].c_str(), contents[i].c_str()});
-        // The rendered conversation grows at its end, so the new text is what follows the
-        // previous rendering.
-        const std::string whole = chat_text(model.get(), messages, true);
-        const std::string before = said.empty() ? std::string() : chat_text(model.get(), {messages.begin(), messages.end() - 1}, false);
-        const std::vector<int32_t> ids = tokenize(model.get(), whole.substr(before.size()));
-        check(kl_session_append(session.get(), ids.data(), ids.size(), KL_LOGITS_NONE, nullptr));
-        said = whole;
+        // The conversation's ids grow at their end (each message's ids do not depend on what
+        // follows it), so the new ids are those after the previous turns'.
+        const std::vector<int32_t> whole = chat_ids(model.get(), messages, true);
+        const size_t before = said == 0 ? 0 : chat_ids(model.get(), {messages.begin(), messages.end() - 1}, false).size();
+        check(kl_session_append(session.get(), whole.data() + before, whole.size() - before,
+                                KL_LOGITS_NONE, nullptr));
+        said = whole.size();
         Stream stream;
         size_t generated = 0;
         check(kl_session_generate(session.get(), &gen, print_piece, &stream, &generated));
@@ -373,15 +377,8 @@ int cmd_tokenize(const Options& o) {
     const ModelHandle model = load(o);
     const std::string text((std::istreambuf_iterator<char>(std::cin)),
                            std::istreambuf_iterator<char>());
-    const int parse_special = o.has("parse-special") ? 1 : 0;
-    size_t n = 0;
-    const kl_status status =
-        kl_tokenize(model.get(), text.data(), text.size(), parse_special, nullptr, 0, &n);
-    if (status != KL_OK && status != KL_ERR_INVALID_ARGUMENT) check(status);
-    std::vector<int32_t> ids(n);
-    check(kl_tokenize(model.get(), text.data(), text.size(), parse_special, ids.data(), ids.size(),
-                      &n));
-    for (size_t i = 0; i < n; ++i) std::printf(i ? " %d" : "%d", ids[i]);
+    const std::vector<int32_t> ids = tokenize(model.get(), text, o.has("parse-special") ? 1 : 0);
+    for (size_t i = 0; i < ids.size(); ++i) std::printf(i ? " %d" : "%d", ids[i]);
     std::printf("\n");
     return 0;
 }

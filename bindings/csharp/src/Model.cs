@@ -159,9 +159,12 @@ namespace KimiLinear
         }
 
         /// <summary>
-        /// The conversation in the model's chat format, as text to tokenize with parseSpecial =
-        /// true. addGenerationPrompt appends the assistant's opening. A conversation that does
-        /// not start with a system message gets the model's default one, if its template has one.
+        /// The conversation in the model's chat format as text, for display and logs.
+        /// addGenerationPrompt appends the assistant's opening. A conversation that does not
+        /// start with a system message gets the model's default one, if its template has one.
+        /// To prompt the model use <see cref="TokenizeChat"/>: tokenizing this text with
+        /// parseSpecial = true lets a message holding "&lt;|im_end|&gt;&lt;|im_system|&gt;..."
+        /// become control tokens.
         /// </summary>
         /// <exception cref="KimiLinearException.Unsupported">the model has no tokenizer</exception>
         public string ApplyChatTemplate(IEnumerable<ChatMessage> messages, bool addGenerationPrompt = true)
@@ -179,6 +182,42 @@ namespace KimiLinear
             return Use(m => ReadText((buf, cap) => kimi_linear_native.klb_chat_template_apply(
                                          m, input, (ulong)input.Length, addGenerationPrompt ? 1 : 0, buf, cap),
                                      input.Length * 2L + 256));
+        }
+
+        /// <summary>
+        /// The conversation's token ids in the model's chat format (kl_chat_tokenize), for
+        /// <see cref="Session.Append"/>: the format's markup becomes its special tokens and each
+        /// message's content is plain text, so no message can forge a control token. Roles,
+        /// default system message and addGenerationPrompt as in <see cref="ApplyChatTemplate"/>.
+        /// </summary>
+        /// <exception cref="KimiLinearException.InvalidArgument">an unknown role</exception>
+        /// <exception cref="KimiLinearException.Unsupported">the model has no tokenizer</exception>
+        public int[] TokenizeChat(IEnumerable<ChatMessage> messages, bool addGenerationPrompt = true)
+        {
+            if (messages == null) throw new ArgumentNullException(nameof(messages));
+            var strings = new List<string>();
+            foreach (ChatMessage message in messages)
+            {
+                if (message == null) throw new ArgumentException("a message is null", nameof(messages));
+                strings.Add(message.Role);
+                strings.Add(message.Content);
+            }
+            byte[] input = PackStrings(strings, "a chat message", strict: false);
+            return Use(m =>
+            {
+                int[] ids = new int[input.Length + 256]; // well-formed text: at most one id a byte
+                for (;;)
+                {
+                    long n = kimi_linear_native.klb_chat_tokenize(m, input, (ulong)input.Length,
+                                                                  addGenerationPrompt ? 1 : 0, ids, (ulong)ids.Length);
+                    if (n >= 0)
+                    {
+                        if (n != ids.Length) Array.Resize(ref ids, (int)n);
+                        return ids;
+                    }
+                    ids = new int[Native.ArrayLength(-n)];
+                }
+            });
         }
 
         /// <summary>Frees the native model (sessions still alive keep working). Idempotent.</summary>

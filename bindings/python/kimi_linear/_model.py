@@ -6,7 +6,7 @@ import json
 import numbers
 import os
 import weakref
-from ctypes import byref, c_size_t, create_string_buffer, sizeof, string_at
+from ctypes import byref, c_int32, c_size_t, create_string_buffer, sizeof, string_at
 from typing import Any, Callable, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
 from . import _native
@@ -48,6 +48,35 @@ def _c_text(value: Any, what: str) -> bytes:
     if b"\0" in data:
         raise ValueError(f"{what} contains a NUL character")
     return data
+
+
+def _chat_messages(messages) -> Tuple[Any, int, List[Tuple[bytes, bytes]]]:
+    """A kl_chat_message array (at least one element), its count and the (role, content)
+    UTF-8 pairs it points into (keep them alive while the array is used)."""
+    if isinstance(messages, (str, bytes, Mapping)):
+        raise TypeError("messages must be a list of messages (dicts or (role, content) "
+                        "tuples)")
+    pairs = []
+    for i, message in enumerate(messages):
+        if isinstance(message, Mapping):
+            try:
+                role, content = message["role"], message["content"]
+            except KeyError as e:
+                raise ValueError(f"messages[{i}] has no {e.args[0]!r} key") from None
+        elif isinstance(message, Sequence) and not isinstance(message, (str, bytes)) \
+                and len(message) == 2:
+            role, content = message
+        else:
+            raise TypeError(f"messages[{i}] must be a dict with 'role' and 'content' or a "
+                            f"(role, content) pair, not {type(message).__name__}")
+        pairs.append((_c_text(role, f"messages[{i}] role"),
+                      _c_text(content, f"messages[{i}] content")))
+    n = len(pairs)
+    msgs = (_native.kl_chat_message * max(n, 1))()
+    for i, (role, content) in enumerate(pairs):
+        msgs[i].role = role
+        msgs[i].content = content
+    return msgs, n, pairs
 
 
 def _text_call(call, guess: int) -> str:
@@ -249,38 +278,44 @@ class Model:
     def apply_chat_template(self, messages: Iterable[Union[Mapping[str, str], Tuple[str, str],
                                                           ChatMessage]],
                             add_generation_prompt: bool = True) -> str:
-        """The conversation in the model's chat format, to tokenize with parse_special=True.
+        """The conversation in the model's chat format as text, for display and logs.
+
+        To prompt the model use tokenize_chat: tokenizing this text with parse_special=True
+        lets a message that holds "<|im_end|><|im_system|>..." become control tokens.
 
         messages: dicts {"role": ..., "content": ...}, (role, content) tuples or ChatMessage.
         Roles are "system", "user", "assistant" and "tool". add_generation_prompt appends
         the assistant's opening. A conversation that does not start with a system message
         gets the model's default one, if its template has one.
         """
-        if isinstance(messages, (str, bytes, Mapping)):
-            raise TypeError("messages must be a list of messages (dicts or (role, content) "
-                            "tuples)")
-        pairs = []
-        for i, message in enumerate(messages):
-            if isinstance(message, Mapping):
-                try:
-                    role, content = message["role"], message["content"]
-                except KeyError as e:
-                    raise ValueError(f"messages[{i}] has no {e.args[0]!r} key") from None
-            elif isinstance(message, Sequence) and not isinstance(message, (str, bytes)) \
-                    and len(message) == 2:
-                role, content = message
-            else:
-                raise TypeError(f"messages[{i}] must be a dict with 'role' and 'content' or a "
-                                f"(role, content) pair, not {type(message).__name__}")
-            pairs.append((_c_text(role, f"messages[{i}] role"),
-                          _c_text(content, f"messages[{i}] content")))
-        n = len(pairs)
-        msgs = (_native.kl_chat_message * max(n, 1))()
-        for i, (role, content) in enumerate(pairs):
-            msgs[i].role = role
-            msgs[i].content = content
+        msgs, n, pairs = _chat_messages(messages)
         flag = 1 if add_generation_prompt else 0
         guess = sum(len(r) + len(c) for r, c in pairs) + 256
         with self._use() as ptr:
             return _text_call(lambda lib, buf, cap, length: lib.kl_chat_template_apply(
                 ptr, msgs if n else None, n, flag, buf, cap, length), guess)
+
+    def tokenize_chat(self, messages: Iterable[Union[Mapping[str, str], Tuple[str, str],
+                                                     ChatMessage]],
+                      add_generation_prompt: bool = True) -> List[int]:
+        """The conversation's token ids in the model's chat format (kl_chat_tokenize), for
+        Session.append or generate: the format's markup becomes its special tokens and each
+        message's content is plain text, so no message can forge a control token (a user
+        writing "<|im_end|>" writes text). Messages as in apply_chat_template.
+        """
+        msgs, n, pairs = _chat_messages(messages)
+        flag = 1 if add_generation_prompt else 0
+        lib = _native.lib()
+        count = c_size_t(0)
+        cap = sum(len(r) + len(c) for r, c in pairs) + 256  # one pass for well-formed text
+        with self._use() as ptr:
+            for _ in range(3):
+                out = (c_int32 * cap)()
+                status = lib.kl_chat_tokenize(ptr, msgs if n else None, n, flag, out, cap,
+                                              byref(count))
+                if status == KL_ERR_INVALID_ARGUMENT and count.value > cap:
+                    cap = count.value
+                    continue
+                check(status)
+                return out[:count.value]
+        raise AssertionError("kl_chat_tokenize kept asking for a larger buffer")  # pragma: no cover

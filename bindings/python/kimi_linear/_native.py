@@ -245,6 +245,8 @@ _SIGNATURES = {
                                   _size_p]),
     "kl_chat_template_apply": (kl_status, [kl_model_p, POINTER(kl_chat_message), c_size_t, c_int,
                                            POINTER(c_char), c_size_t, _size_p]),
+    "kl_chat_tokenize": (kl_status, [kl_model_p, POINTER(kl_chat_message), c_size_t, c_int, _i32_p,
+                                     c_size_t, _size_p]),
 }
 
 _lib: Optional[ctypes.CDLL] = None

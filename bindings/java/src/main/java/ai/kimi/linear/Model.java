@@ -188,9 +188,11 @@ public final class Model extends NativeResource {
     }
 
     /**
-     * The conversation in the model's chat format, as text to tokenize with parseSpecial = true.
+     * The conversation in the model's chat format as text, for display and logs.
      * {@code addGenerationPrompt} appends the assistant's opening. A conversation that does not
      * start with a system message gets the model's default one, if its template has one.
+     * To prompt the model use {@link #tokenizeChat}: tokenizing this text with parseSpecial =
+     * true lets a message holding "&lt;|im_end|&gt;&lt;|im_system|&gt;..." become control tokens.
      */
     public String applyChatTemplate(List<ChatMessage> messages, boolean addGenerationPrompt) {
         Objects.requireNonNull(messages, "messages");
@@ -209,6 +211,37 @@ public final class Model extends NativeResource {
                 long n = kimi_linear_native.klb_chat_template_apply(handle, in, addGenerationPrompt ? 1 : 0, out);
                 if (n >= 0) return new String(out, 0, (int) n, StandardCharsets.UTF_8);
                 out = new byte[checkedSize(-n)];
+            }
+        } finally {
+            release();
+        }
+    }
+
+    /**
+     * The conversation's token ids in the model's chat format (kl_chat_tokenize), for
+     * {@link Session#append}: the format's markup becomes its special tokens and each message's
+     * content is plain text, so no message can forge a control token. Roles, default system
+     * message and {@code addGenerationPrompt} as in {@link #applyChatTemplate}.
+     *
+     * @throws KimiLinearException.InvalidArgument for an unknown role
+     * @throws KimiLinearException.Unsupported if the model has no tokenizer
+     */
+    public int[] tokenizeChat(List<ChatMessage> messages, boolean addGenerationPrompt) {
+        Objects.requireNonNull(messages, "messages");
+        List<String> strings = new ArrayList<>(2 * messages.size());
+        for (ChatMessage m : messages) {
+            Objects.requireNonNull(m, "a message is null");
+            strings.add(m.role());
+            strings.add(m.content());
+        }
+        byte[] in = packStrings(strings, "a chat message");
+        acquire();
+        try {
+            int[] out = new int[in.length + 256];  // well-formed text: at most one id a byte
+            for (;;) {
+                long n = kimi_linear_native.klb_chat_tokenize(handle, in, addGenerationPrompt ? 1 : 0, out);
+                if (n >= 0) return n == out.length ? out : Arrays.copyOf(out, (int) n);
+                out = new int[checkedSize(-n)];
             }
         } finally {
             release();
