@@ -4,6 +4,7 @@
 #include "kimi_linear.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cstddef>
 #include <cstring>
 #include <memory>
@@ -22,6 +23,7 @@
 #include "core/tokenizer/text_stream.h"
 #include "core/tokenizer/utf8.h"
 #include "core/weights.h"
+#include "session_in_use.h"
 
 struct kl_model {
     // Shared with the model's sessions, so freeing a model under a live session cannot
@@ -34,6 +36,9 @@ struct kl_session {
     std::unique_ptr<kl::Session> session;
     // kl_session_next's text: an incomplete UTF-8 character waiting for the next token.
     kl::Utf8Stream next_text;
+    // Held by each call that reads or writes the session (kl::SessionInUse); mutable because
+    // the const calls (position, fork, snapshots) take it too.
+    mutable std::atomic<bool> in_use{false};
 };
 
 struct kl_generator {
@@ -47,7 +52,8 @@ static_assert(static_cast<int>(kl::Status::InvalidArgument) == KL_ERR_INVALID_AR
                   static_cast<int>(kl::Status::Format) == KL_ERR_FORMAT &&
                   static_cast<int>(kl::Status::ContextFull) == KL_ERR_CONTEXT_FULL &&
                   static_cast<int>(kl::Status::Cancelled) == KL_ERR_CANCELLED &&
-                  static_cast<int>(kl::Status::Internal) == KL_ERR_INTERNAL,
+                  static_cast<int>(kl::Status::Internal) == KL_ERR_INTERNAL &&
+                  static_cast<int>(kl::Status::Busy) == KL_ERR_BUSY,
               "kl::Status and kl_status disagree");
 static_assert(static_cast<int>(kl::EndReason::Length) == KL_END_LENGTH &&
                   static_cast<int>(kl::EndReason::StopToken) == KL_END_STOP_TOKEN &&
@@ -161,6 +167,8 @@ const char* kl_status_string(kl_status status_value) {
             return "KL_ERR_DEVICE";
         case KL_ERR_INTERNAL:
             return "KL_ERR_INTERNAL";
+        case KL_ERR_BUSY:
+            return "KL_ERR_BUSY";
     }
     return "KL_ERR_UNKNOWN";
 }
@@ -308,7 +316,9 @@ void kl_session_free(kl_session* session) {
 kl_status kl_session_reset(kl_session* session) {
     return guarded([&] {
         require(session != nullptr, "session is NULL");
+        const kl::SessionInUse in_use(session->in_use);
         session->session->reset();
+        session->session->clear_cancel();  // a new conversation: a pending cancel is moot
         session->next_text.clear();
     });
 }
@@ -317,6 +327,7 @@ kl_status kl_session_append(kl_session* session, const int32_t* tokens, size_t n
                             kl_logits which_value, float* logits) {
     return guarded([&] {
         require(session != nullptr, "session is NULL");
+        const kl::SessionInUse in_use(session->in_use);
         require(tokens != nullptr, "tokens is NULL");
         require(n > 0, "n is 0: nothing to append");
         const int which = enum_bits(which_value);
@@ -325,7 +336,6 @@ kl_status kl_session_append(kl_session* session, const int32_t* tokens, size_t n
         require(which == KL_LOGITS_NONE || logits != nullptr,
                 "logits is NULL but which asks for logits");
         kl::Session& s = *session->session;
-        s.clear_cancel();
         s.append(tokens, n, which == KL_LOGITS_ALL ? logits : nullptr,
                  which == KL_LOGITS_LAST ? logits : nullptr);
         session->next_text.clear();  // appended tokens are input, not streamed text
@@ -335,6 +345,7 @@ kl_status kl_session_append(kl_session* session, const int32_t* tokens, size_t n
 kl_status kl_session_fill_synthetic(kl_session* session, uint64_t n_tokens, uint64_t seed) {
     return guarded([&] {
         require(session != nullptr, "session is NULL");
+        const kl::SessionInUse in_use(session->in_use);
         session->session->fill_synthetic(n_tokens, seed);
     });
 }
@@ -342,6 +353,7 @@ kl_status kl_session_fill_synthetic(kl_session* session, uint64_t n_tokens, uint
 kl_status kl_session_position(const kl_session* session, uint64_t* out) {
     return guarded([&] {
         require(session != nullptr, "session is NULL");
+        const kl::SessionInUse in_use(session->in_use);
         require(out != nullptr, "out is NULL");
         *out = session->session->position();
     });
@@ -352,6 +364,7 @@ kl_status kl_session_fork(const kl_session* session, kl_session** out) {
         require(out != nullptr, "out is NULL");
         *out = nullptr;
         require(session != nullptr, "session is NULL");
+        const kl::SessionInUse in_use(session->in_use);
         auto copy = std::make_unique<kl_session>();
         copy->model = session->model;
         copy->session = session->session->fork();
@@ -363,6 +376,7 @@ kl_status kl_session_fork(const kl_session* session, kl_session** out) {
 kl_status kl_session_state_size(const kl_session* session, size_t* out) {
     return guarded([&] {
         require(session != nullptr, "session is NULL");
+        const kl::SessionInUse in_use(session->in_use);
         require(out != nullptr, "out is NULL");
         *out = session->session->snapshot_size();
     });
@@ -371,6 +385,7 @@ kl_status kl_session_state_size(const kl_session* session, size_t* out) {
 kl_status kl_session_state_save(const kl_session* session, void* buf, size_t cap, size_t* written) {
     return guarded([&] {
         require(session != nullptr, "session is NULL");
+        const kl::SessionInUse in_use(session->in_use);
         const size_t needed = session->session->snapshot_size();
         if (written) *written = needed;
         require(buf != nullptr || cap == 0, "buf is NULL");
@@ -386,6 +401,7 @@ kl_status kl_session_state_save(const kl_session* session, void* buf, size_t cap
 kl_status kl_session_state_load(kl_session* session, const void* buf, size_t n) {
     return guarded([&] {
         require(session != nullptr, "session is NULL");
+        const kl::SessionInUse in_use(session->in_use);
         require(buf != nullptr, "buf is NULL");
         session->session->load_snapshot(static_cast<const uint8_t*>(buf), n);
         session->next_text.clear();
@@ -394,6 +410,10 @@ kl_status kl_session_state_load(kl_session* session, const void* buf, size_t n) 
 
 void kl_session_cancel(kl_session* session) {
     if (session) session->session->request_cancel();
+}
+
+void kl_session_clear_cancel(kl_session* session) {
+    if (session) session->session->clear_cancel();
 }
 
 // ---- sampling and generation --------------------------------------------------------------
@@ -414,6 +434,7 @@ void kl_sampling_params_default(kl_sampling_params* params) {
 kl_status kl_session_sample(kl_session* session, const kl_sampling_params* params, int32_t* token) {
     return guarded([&] {
         require(session != nullptr, "session is NULL");
+        const kl::SessionInUse in_use(session->in_use);
         require(params != nullptr, "params is NULL");
         require(token != nullptr, "token is NULL");
         *token = session->session->sample(to_core(*params));
@@ -457,11 +478,10 @@ kl::GenerateOptions generate_options(const kl_generate_params* params) {
     return options;
 }
 
+// The caller holds the session's in-use flag.
 std::unique_ptr<kl_generator> new_generator(kl_session* session, const kl_generate_params* params) {
-    require(session != nullptr, "session is NULL");
     auto generator = std::unique_ptr<kl_generator>(
         new kl_generator{session, kl::Generator(*session->session, generate_options(params)), {}});
-    session->session->clear_cancel();
     session->next_text.clear();  // a character kl_session_next held is moot now
     return generator;
 }
@@ -475,7 +495,13 @@ kl_status kl_generator_create(kl_session* session, const kl_generate_params* par
     return guarded([&] {
         require(out != nullptr, "out is NULL");
         *out = nullptr;
-        *out = new_generator(session, params).release();
+        require(session != nullptr, "session is NULL");
+        const kl::SessionInUse in_use(session->in_use);
+        std::unique_ptr<kl_generator> generator = new_generator(session, params);
+        // A new generation: a cancel pending from before was aimed at what ran before it
+        // (docs/design/capi.md "Cancel"); kl_session_generate, a blocking call, keeps it.
+        session->session->clear_cancel();
+        *out = generator.release();
     });
 }
 
@@ -484,6 +510,8 @@ kl_status kl_generator_next(kl_generator* generator, kl_generation_step* out) {
         require(generator != nullptr, "generator is NULL");
         require(out != nullptr, "out is NULL");
         check_struct_size(out->struct_size, sizeof(kl_generation_step), "kl_generation_step");
+        // The step runs on the generator's session: the same conflict as a direct call.
+        const kl::SessionInUse in_use(generator->session->in_use);
         kl::GeneratedStep step = generator->generator.next();
         generator->piece = std::move(step.piece);
         out->token = step.token;
@@ -503,6 +531,7 @@ kl_status kl_session_generate(kl_session* session, const kl_generate_params* par
     if (n_generated) *n_generated = 0;
     return guarded([&] {
         require(session != nullptr, "session is NULL");
+        const kl::SessionInUse in_use(session->in_use);
         require(params != nullptr, "params is NULL");
         const std::unique_ptr<kl_generator> generator = new_generator(session, params);
         const bool text = session->model->tokenizer() != nullptr;
@@ -526,12 +555,12 @@ kl_status kl_session_next(kl_session* session, const kl_sampling_params* params,
     if (piece_len) *piece_len = 0;
     return guarded([&] {
         require(session != nullptr, "session is NULL");
+        const kl::SessionInUse in_use(session->in_use);
         require(params != nullptr, "params is NULL");
         require(token != nullptr, "token is NULL");
         require(piece != nullptr || cap == 0, "piece is NULL but cap > 0");
         const kl::Tokenizer* tokenizer = session->model->tokenizer();
         kl::Session& s = *session->session;
-        s.clear_cancel();
         const int32_t next = s.sample(to_core(*params));
         // The text first (on a copy of the stream), so that a piece that does not fit fails
         // before anything changed.

@@ -19,6 +19,7 @@ enum class Status {
     Cancelled,
     Device,
     Internal,
+    Busy,  // added after Internal (kl_status only grows at its end)
 };
 
 class Error : public std::runtime_error {

@@ -46,30 +46,32 @@ GeneratedStep Generator::next() {
         step.end = end_;
         return step;
     }
+    // A pending cancel stops this step even when it runs no layer (docs/design/capi.md).
+    session_.throw_if_cancelled();
     if (generated_ >= options_.max_new_tokens) {
         step.piece = flush();
         step.end = end_ = EndReason::Length;
         return step;
     }
     const int32_t token = session_.sample(options_.sampling);
-    try {
-        session_.append(&token, 1, nullptr);  // throws leaving the session as it was
-    } catch (const Error& e) {
-        // A cancel is consumed by the step it stops; the next step runs.
-        if (e.status() == Status::Cancelled) session_.clear_cancel();
-        throw;
-    }
+    const auto& stop_tokens = options_.stop_tokens;
+    const bool stop_token =
+        std::find(stop_tokens.begin(), stop_tokens.end(), token) != stop_tokens.end();
+    // The token's text first, on a copy of the stream: a token the tokenizer has no text for
+    // fails the step before anything is appended (a failed step changes nothing).
+    Utf8Stream utf8 = utf8_;
+    std::string text;
+    if (tokenizer_ && !stop_token) utf8.push(tokenizer_->token_bytes(token), text);
+    session_.append(&token, 1, nullptr);  // throws leaving the session as it was
     ++generated_;
     step.token = token;
-    const auto& stop_tokens = options_.stop_tokens;
-    if (std::find(stop_tokens.begin(), stop_tokens.end(), token) != stop_tokens.end()) {
+    if (stop_token) {
         step.piece = flush();
         step.end = end_ = EndReason::StopToken;
         return step;
     }
     if (tokenizer_) {
-        std::string text;
-        utf8_.push(tokenizer_->token_bytes(token), text);
+        utf8_ = std::move(utf8);
         if (stops_.push(text, step.piece)) step.end = end_ = EndReason::StopString;
     }
     return step;

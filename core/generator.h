@@ -43,8 +43,9 @@ public:
     // is appended and ends the generation (StopToken); reaching max_new_tokens ends it on
     // the next call, which appends nothing (Length). The step that ends it without a stop
     // string also releases the text still held (an unfinished character as U+FFFD). After
-    // the end every call returns {-1, "", end}. On a throw (cancel, device error) nothing
-    // changed: the step can be retried.
+    // the end every call returns {-1, "", end}. A step before the end starts by consuming a
+    // pending cancel (Session::throw_if_cancelled). On a throw (cancel, device error, a
+    // sampled token the tokenizer has no text for) nothing changed: the step can be retried.
     GeneratedStep next();
 
     size_t generated() const { return generated_; }  // tokens appended so far

@@ -18,11 +18,20 @@ void set_log_sink(LogSink sink, void* user) {
 }
 
 void log(LogLevel level, const std::string& message) {
-    std::lock_guard<std::mutex> lock(g_log_mutex);
-    if (g_sink) {
+    // The sink is called outside the lock (a copy of it taken under the lock), so it may call
+    // back into the library, kl_set_log_callback and anything that logs included
+    // (docs/design/capi.md "The log callback").
+    LogSink sink;
+    void* user;
+    {
+        std::lock_guard<std::mutex> lock(g_log_mutex);
+        sink = g_sink;
+        user = g_sink_user;
+    }
+    if (sink) {
         // A sink that throws must not take the library down with it.
         try {
-            g_sink(static_cast<int>(level), message.c_str(), g_sink_user);
+            sink(static_cast<int>(level), message.c_str(), user);
         } catch (...) {
         }
         return;

@@ -87,9 +87,13 @@ const BackendProvider& choose_backend(const ModelLoadOptions& options) {
         fail(Status::Device, "CUDA device " + std::to_string(options.device_index) +
                                  " requested, but " + std::to_string(gpus) +
                                  " device(s) are usable");
-    if (options.n_threads < 0)
-        fail(Status::InvalidArgument,
-             "n_threads is " + std::to_string(options.n_threads) + ", must be >= 0");
+    // The bound keeps a typo (100000) from starting threads until the process runs out of
+    // them; 1024 is far more than any machine's cores (kl_model_params.n_threads).
+    constexpr int kMaxThreads = 1024;
+    if (options.n_threads < 0 || options.n_threads > kMaxThreads)
+        fail(Status::InvalidArgument, "n_threads is " + std::to_string(options.n_threads) +
+                                          ", must be in [0, " + std::to_string(kMaxThreads) +
+                                          "] (0 = all hardware threads)");
     return use_gpu ? *gpu : cpu_backend_provider();
 }
 

@@ -53,21 +53,32 @@ std::unique_ptr<Session> Session::fork() const {
     return std::unique_ptr<Session>(new Session(*this));
 }
 
+void Session::throw_if_cancelled() {
+    if (cancel_.exchange(false)) fail(Status::Cancelled, "cancelled");
+}
+
 void Session::append(const int32_t* tokens, size_t n, float* all_logits, float* last_logits) {
     const int64_t vocab = model_->config().vocab_size;
     if (n == 0) fail(Status::InvalidArgument, "n_tokens is 0: nothing to append");
+    // Capacity first: n may be larger than the caller's array (then no token may be read).
+    if (n > capacity() - position_)
+        fail(Status::ContextFull, "context full: position " + std::to_string(position_) + " + " +
+                                      std::to_string(n) + " tokens exceeds max_context " +
+                                      std::to_string(capacity()));
     for (size_t i = 0; i < n; ++i)
         if (tokens[i] < 0 || tokens[i] >= vocab)
             fail(Status::InvalidArgument, "token " + std::to_string(tokens[i]) + " at index " +
                                               std::to_string(i) + " is out of range [0, " +
                                               std::to_string(vocab) + ")");
-    if (n > capacity() - position_)
-        fail(Status::ContextFull, "context full: position " + std::to_string(position_) + " + " +
-                                      std::to_string(n) + " tokens exceeds max_context " +
-                                      std::to_string(capacity()));
 
     history_.reserve(history_.size() + n);  // may throw: before any state changes
-    model_->backend().forward(*state_, position_, tokens, n, last_logits, all_logits, cancel_);
+    try {
+        model_->backend().forward(*state_, position_, tokens, n, last_logits, all_logits, cancel_);
+    } catch (const Error& e) {
+        // The call a cancel stops consumes it (docs/design/capi.md "Cancel").
+        if (e.status() == Status::Cancelled) cancel_.store(false);
+        throw;
+    }
     history_.insert(history_.end(), tokens, tokens + n);
     has_logits_ = true;
     position_ += n;

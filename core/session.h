@@ -1,6 +1,7 @@
 // A conversation: position, backend state, the tokens consumed (for the repetition
 // penalty), the last logits, and a cancel flag. One thread at a time uses it, except
-// request_cancel. Every method either succeeds or throws leaving the session unchanged.
+// request_cancel (the C API enforces it: kl_session's in-use flag). Every method either
+// succeeds or throws leaving the session unchanged.
 #pragma once
 
 #include <atomic>
@@ -44,9 +45,14 @@ public:
     void save_snapshot(uint8_t* out) const;  // writes exactly snapshot_size() bytes
     void load_snapshot(const uint8_t* data, size_t size);
 
+    // Cancel (docs/design/capi.md "Cancel"): a request stays pending until a cancellable
+    // call consumes it by throwing Cancelled (append does: the backend checks it before each
+    // layer; throw_if_cancelled for steps that run no layer), or clear_cancel drops it.
+    // Requests do not queue: several before one is consumed count as one.
     void request_cancel() { cancel_.store(true); }
-    // Called at the start of each user call: a cancel aimed at an earlier call is dropped.
     void clear_cancel() { cancel_.store(false); }
+    // Throws Cancelled, consuming the request, if one is pending.
+    void throw_if_cancelled();
     const std::atomic<bool>& cancel_flag() const { return cancel_; }
 
 private:

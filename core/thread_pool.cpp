@@ -1,6 +1,9 @@
 #include "thread_pool.h"
 
 #include <algorithm>
+#include <string>
+
+#include "error.h"
 
 namespace kl {
 
@@ -8,19 +11,37 @@ namespace {
 thread_local bool t_inside_pool = false;
 }
 
-ThreadPool::ThreadPool(int n_threads) {
+ThreadPool::ThreadPool(int n_threads, const WorkerStarter& start) {
     if (n_threads <= 0)
         n_threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-    for (int i = 1; i < n_threads; ++i) workers_.emplace_back([this, i] { worker_loop(i); });
+    workers_.reserve(static_cast<size_t>(n_threads - 1));
+    for (int i = 1; i < n_threads; ++i) {
+        try {
+            auto run = [this, i] { worker_loop(i); };
+            workers_.push_back(start ? start(run) : std::thread(run));
+        } catch (const std::exception& e) {
+            // The destructor does not run for a constructor that throws: stop and join the
+            // workers already started here, or they would wait on members about to go away.
+            stop_workers();
+            fail(Status::OutOfMemory, "could not start CPU worker thread " + std::to_string(i) +
+                                          " of " + std::to_string(n_threads - 1) + " (" +
+                                          e.what() + "): ask for fewer n_threads");
+        }
+    }
 }
 
 ThreadPool::~ThreadPool() {
+    stop_workers();
+}
+
+void ThreadPool::stop_workers() {
     {
         std::lock_guard<std::mutex> lock(mutex_);
         stop_ = true;
     }
     wake_.notify_all();
-    for (auto& w : workers_) w.join();
+    for (auto& w : workers_)
+        if (w.joinable()) w.join();
 }
 
 // Chunks are claimed dynamically so uneven work (e.g. MoE experts) still balances.

@@ -13,8 +13,13 @@ namespace kl {
 
 class ThreadPool {
 public:
-    // n_threads <= 0: std::thread::hardware_concurrency().
-    explicit ThreadPool(int n_threads);
+    // Starts one worker thread running `run` (std::thread by default; tests pass one that
+    // fails, as a process at its thread limit does).
+    using WorkerStarter = std::function<std::thread(std::function<void()> run)>;
+
+    // n_threads <= 0: std::thread::hardware_concurrency(). If a worker cannot be started,
+    // the ones already running are stopped and joined, then Error(OutOfMemory) is thrown.
+    explicit ThreadPool(int n_threads, const WorkerStarter& start = {});
     ~ThreadPool();
     ThreadPool(const ThreadPool&) = delete;
     ThreadPool& operator=(const ThreadPool&) = delete;
@@ -27,6 +32,7 @@ public:
     void parallel_for(size_t n, size_t grain, const std::function<void(size_t, size_t)>& body);
 
 private:
+    void stop_workers();
     void worker_loop(int index);
     void run_share(int index);
 

@@ -115,7 +115,15 @@ INSTANTIATE_TEST_SUITE_P(
 TEST(MlaCausality, LaterRowsDoNotChangeEarlierOutputs) {
     kl::ThreadPool pool(1);
     const MlaShape s{2, 8, 4, 8, 16};
-    for (auto* attention : {&kl::cpu::mla_attention_expanded, &kl::cpu::mla_attention_absorbed}) {
+    using Attention = void (*)(kl::ThreadPool&, const MlaShape&, const float*, size_t, size_t,
+                               const float*, const float*, float*);
+    const Attention forms[] = {  // the expanded form's cancel argument left at its default
+        [](kl::ThreadPool& p, const MlaShape& shape, const float* q, size_t T, size_t pos,
+           const float* cache, const float* kv_b, float* out) {
+            kl::cpu::mla_attention_expanded(p, shape, q, T, pos, cache, kv_b, out);
+        },
+        &kl::cpu::mla_attention_absorbed};
+    for (Attention attention : forms) {
         MlaInputs in = random_mla(s, 10, 10, 3);
         std::vector<float> before(10 * s.heads * s.v_dim), after(before.size());
         attention(pool, s, in.q.data(), 10, 0, in.cache.data(), in.kv_b.data(), before.data());

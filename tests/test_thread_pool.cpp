@@ -2,8 +2,12 @@
 
 #include <atomic>
 #include <stdexcept>
+#include <string>
+#include <system_error>
+#include <thread>
 #include <vector>
 
+#include "core/error.h"
 #include "core/thread_pool.h"
 
 namespace {
@@ -42,6 +46,35 @@ TEST(ThreadPool, NestedCallsRunInline) {
             pool.parallel_for(10, 1, [&](size_t b2, size_t e2) { total += e2 - b2; });
     });
     EXPECT_EQ(total, 80u);
+}
+
+}  // namespace
+
+namespace {
+
+// A process at its thread limit: std::thread throws std::system_error after a few workers.
+// The pool must stop and join the ones it started and report OutOfMemory (it used to unwind
+// past joinable threads waiting on its members: a hang or std::terminate).
+TEST(ThreadPool, AWorkerThatCannotStartIsACleanError) {
+    int started = 0;
+    const kl::ThreadPool::WorkerStarter start_three = [&](std::function<void()> run) {
+        if (started == 3)
+            throw std::system_error(std::make_error_code(std::errc::resource_unavailable_try_again));
+        ++started;
+        return std::thread(std::move(run));
+    };
+    try {
+        kl::ThreadPool pool(8, start_three);
+        ADD_FAILURE() << "the pool started without its workers";
+    } catch (const kl::Error& e) {
+        EXPECT_EQ(e.status(), kl::Status::OutOfMemory);
+        EXPECT_NE(std::string(e.what()).find("worker thread 4 of 7"), std::string::npos) << e.what();
+    }
+    EXPECT_EQ(started, 3);
+    kl::ThreadPool fine(3, [](std::function<void()> run) { return std::thread(std::move(run)); });
+    std::atomic<size_t> total{0};
+    fine.parallel_for(100, 1, [&](size_t b, size_t e) { total += e - b; });
+    EXPECT_EQ(total, 100u);
 }
 
 }  // namespace

@@ -97,7 +97,7 @@ private:
     void kda_layer(const KdaWeights& w, const float* x, size_t n, std::vector<float>& kda_state,
                    std::vector<float>& conv_state, float* out) const;
     void mla_layer(const MlaWeights& w, const float* x, size_t n, uint64_t position,
-                   std::vector<float>& cache, float* out) const;
+                   std::vector<float>& cache, float* out, const std::atomic<bool>& cancel) const;
     void mlp(const MlpWeights& w, const float* x, size_t n, float* out) const;
     void moe(const MoeWeights& w, const float* x, size_t n, float* out) const;
 
@@ -227,7 +227,8 @@ void CpuBackend::kda_layer(const KdaWeights& w, const float* x, size_t n,
 }
 
 void CpuBackend::mla_layer(const MlaWeights& w, const float* x, size_t n, uint64_t position,
-                           std::vector<float>& cache, float* out) const {
+                           std::vector<float>& cache, float* out,
+                           const std::atomic<bool>& cancel) const {
     cpu::MlaShape shape{static_cast<size_t>(config_.num_attention_heads),
                         static_cast<size_t>(config_.qk_nope_head_dim),
                         static_cast<size_t>(config_.qk_rope_head_dim),
@@ -253,7 +254,7 @@ void CpuBackend::mla_layer(const MlaWeights& w, const float* x, size_t n, uint64
                                     w.kv_b_proj.data.data(), attn.data());
     else
         cpu::mla_attention_expanded(pool_, shape, q.data(), n, pos, cache.data(),
-                                    w.kv_b_proj.data.data(), attn.data());
+                                    w.kv_b_proj.data.data(), attn.data(), &cancel);
     linear(attn.data(), n, w.o_proj, out);
 }
 
@@ -346,8 +347,11 @@ void CpuBackend::forward(BackendState& state_base, uint64_t position, const int3
         if (lw.is_kda)
             kda_layer(lw.kda, normed.data(), n, kda_state[layer], conv_state[layer], branch.data());
         else
-            mla_layer(lw.mla, normed.data(), n, position, state.mla_cache[layer], branch.data());
+            mla_layer(lw.mla, normed.data(), n, position, state.mla_cache[layer], branch.data(),
+                      cancel);
         for (size_t i = 0; i < x.size(); ++i) x[i] += branch[i];
+        // Between the halves too: a long prefill's layer takes seconds on a CPU.
+        if (cancel.load(std::memory_order_relaxed)) fail(Status::Cancelled, "cancelled");
 
         rms_norm_rows(x.data(), n, lw.post_attention_layernorm, normed.data());
         if (lw.is_moe)

@@ -3,6 +3,7 @@
 #include <cstring>
 #include <vector>
 
+#include "core/error.h"
 #include "ops.h"
 #include "simd.h"
 
@@ -65,7 +66,8 @@ void causal_softmax(float* row, size_t limit, size_t width) {
 }  // namespace
 
 void mla_attention_expanded(ThreadPool& pool, const MlaShape& s, const float* q, size_t T,
-                            size_t pos, const float* cache, const float* kv_b, float* out) {
+                            size_t pos, const float* cache, const float* kv_b, float* out,
+                            const std::atomic<bool>* cancel) {
     if (T == 0) return;
     const size_t rows = pos + T, width = s.cache_width(), qk = s.nope + s.rope;
     const float scale = 1.0f / std::sqrt(static_cast<float>(qk));
@@ -92,6 +94,9 @@ void mla_attention_expanded(ThreadPool& pool, const MlaShape& s, const float* q,
             matmul_wt(pool, latents.data(), rows, s.rank, w_uv, s.v_dim, values.data());
 
             for (size_t t0 = 0; t0 < T; t0 += block) {
+                // Thrown on a pool thread: parallel_for stops the other shares and rethrows.
+                if (cancel && cancel->load(std::memory_order_relaxed))
+                    fail(Status::Cancelled, "cancelled");
                 const size_t nb = std::min(block, T - t0);
                 const size_t visible = pos + t0 + nb;  // rows seen by the block's last query
                 for (size_t i = 0; i < nb; ++i) {

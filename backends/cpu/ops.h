@@ -3,6 +3,7 @@
 // All arrays are row-major and contiguous; shapes are given in comments as [dim0, dim1, ...].
 #pragma once
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 
@@ -66,8 +67,11 @@ struct MlaShape {
 //   q [T, Hm*(nope+rope)], cache [pos+T, rank+rope] (normalised latent c, then k_pe;
 //   rows [pos, pos+T) already hold the new tokens), kv_b [Hm*(nope+v), rank],
 //   out [T, Hm*v]. Query t attends cache rows s <= pos + t. Score scale (nope+rope)^-0.5.
+//   cancel (may be null) is checked before each block of queries: a long prefill's attention,
+//   quadratic in T, is most of its layer (docs/design/architecture.md "Cancel").
 void mla_attention_expanded(ThreadPool& pool, const MlaShape& shape, const float* q, size_t T,
-                            size_t pos, const float* cache, const float* kv_b, float* out);
+                            size_t pos, const float* cache, const float* kv_b, float* out,
+                            const std::atomic<bool>* cancel = nullptr);
 
 // Absorbed (MQA over the latent cache) form for T queries, typically T == 1: q_nope is
 // folded through kv_b's key half into a rank-wide latent query, attention runs over the

@@ -14,6 +14,8 @@ CudaBackend::CudaBackend(const ModelConfig& config, const ModelLayout& layout,
     : config_(config), device_(device) {
     DeviceGuard guard(device);
     check(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking), "cudaStreamCreate");
+    for (cudaEvent_t& event : layer_done_)
+        check(cudaEventCreateWithFlags(&event, cudaEventDisableTiming), "cudaEventCreate");
     gemm_ = std::make_unique<Gemm>();
     auto get = [&](const TensorSpec& spec, bool f32 = false) {
         Weight w = source(spec, f32);
@@ -92,6 +94,8 @@ void CudaBackend::upload_expert_pointers(Layer& L) {
 }
 
 CudaBackend::~CudaBackend() {
+    for (cudaEvent_t event : layer_done_)
+        if (event) cudaEventDestroy(event);
     if (stream_) cudaStreamDestroy(stream_);
 }
 
@@ -244,7 +248,15 @@ void CudaBackend::run_piece(CudaState& st, size_t m, const float* rec_in, float*
     profile_.section("norms + residual", stream_);
     rms_norm_to_bf16(x, h, layers_[0].input_norm.bf(), m, h, eps, xn, h, stream_);
 
+    // A prefill piece (not a decode step, and never inside a graph capture): the host runs
+    // at most two layers ahead of the device, so the cancel check before each layer is at
+    // most two layers' work from taking effect (it was the whole prefill: the host enqueued
+    // every layer at once and then waited). The device stays busy: layer l-1 runs while the
+    // host waits for l-2 and enqueues l.
+    const bool paced = m > kDecodeTokens;
     for (size_t l = 0; l < layers_.size(); ++l) {
+        if (paced && l >= 2)
+            check(cudaEventSynchronize(layer_done_[l % 2]), "prefill layer");  // layer l-2
         if (cancel.load(std::memory_order_relaxed)) fail(Status::Cancelled, "cancelled");
         const Layer& L = layers_[l];
         if (L.is_kda)
@@ -263,6 +275,7 @@ void CudaBackend::run_piece(CudaState& st, size_t m, const float* rec_in, float*
         profile_.section("norms + residual", stream_);
         const Weight& next_norm = l + 1 < layers_.size() ? layers_[l + 1].input_norm : final_norm_;
         add_rms_norm_to_bf16(x, branch, next_norm.bf(), m, h, eps, xn, stream_);
+        if (paced) check(cudaEventRecord(layer_done_[l % 2], stream_), "prefill layer event");
     }
     if (cancel.load(std::memory_order_relaxed)) fail(Status::Cancelled, "cancelled");
 

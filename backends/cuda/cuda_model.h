@@ -182,6 +182,10 @@ private:
     ModelConfig config_;
     int device_;
     cudaStream_t stream_ = nullptr;
+    // Prefill cancel: an event after each layer of a piece, so the host enqueues a layer only
+    // when the device is at most two layers behind, and checks the cancel flag before each
+    // one (docs/design/architecture.md "Cancel"). Guarded by mutex_.
+    cudaEvent_t layer_done_[2] = {nullptr, nullptr};
     std::unique_ptr<Gemm> gemm_;
     mutable std::mutex mutex_;
     mutable OpProfile profile_;             // guarded by mutex_

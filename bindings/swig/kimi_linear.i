@@ -23,6 +23,9 @@
  *             picks the subclass); without that class on the class path: RuntimeException.
  *      Python kimi_linear_native.KimiLinearError (a RuntimeError) with .status/.status_name.
  *      C#     System.ApplicationException, message "KL_ERR_...: <kl_last_error()>".
+ *    KL_ERR_BUSY (a second call on a session while one runs) comes the same way: Java's
+ *    KimiLinearException.Busy, C#'s KimiLinearException.Busy (by its name), Python's status 10.
+ *    kl_session_cancel and kl_session_clear_cancel are wrapped as they are (any thread).
  *    Functions returning kl_status return nothing in the target language.
  *  - Raw callbacks are hidden (kl_set_log_callback, kl_session_generate, the progress
  *    callback of kl_model_params): generation is pull-style through the C API's generator

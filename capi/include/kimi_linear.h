@@ -12,7 +12,11 @@
  *  - Parameter structs start with struct_size and are initialised by *_default().
  *  - A failed call changes nothing: position, state and last logits are as before.
  *  - A model may be shared by any number of sessions on any threads; a session is used by
- *    one thread at a time, except kl_session_cancel, which any thread may call.
+ *    one thread at a time, except kl_session_cancel and kl_session_clear_cancel, which any
+ *    thread may call. A second call on a session while one runs (another thread, or a
+ *    kl_session_generate callback calling into its own session) is refused with KL_ERR_BUSY
+ *    and changes nothing; a generator's step counts as a call on its session.
+ *  - Cancel: see kl_session_cancel (one rule for append, next, generate, generator_next).
  */
 #ifndef KIMI_LINEAR_H
 #define KIMI_LINEAR_H
@@ -57,7 +61,10 @@ typedef enum {
     KL_ERR_CANCELLED,        /* stopped by kl_session_cancel or a progress callback; the
                                 session is as it was before the call (or step) */
     KL_ERR_DEVICE,           /* the GPU failed or the requested device is not there */
-    KL_ERR_INTERNAL          /* a bug in the library: please report kl_last_error() */
+    KL_ERR_INTERNAL,         /* a bug in the library: please report kl_last_error() */
+    KL_ERR_BUSY              /* the session is in use by another call (a session is used by
+                                one thread at a time); nothing was done: retry when that call
+                                has returned. Appended after KL_ERR_INTERNAL (ABI rule). */
 } kl_status;
 
 typedef enum { KL_DEVICE_AUTO = 0, KL_DEVICE_CPU, KL_DEVICE_CUDA } kl_device;
@@ -78,7 +85,11 @@ KL_API const char* kl_status_string(kl_status status);
 enum { KL_LOG_ERROR = 0, KL_LOG_WARN = 1, KL_LOG_INFO = 2, KL_LOG_DEBUG = 3 };
 typedef void (*kl_log_callback)(int level, const char* msg, void* user);
 /* Route library logs to cb (process-wide). NULL restores the default: stderr, warnings and
- * errors only. */
+ * errors only. The callback runs on the thread that logs, outside any lock of the library:
+ * it may call any kl_* function, kl_set_log_callback included, and may run on several
+ * threads at once. A call that began before kl_set_log_callback returned may still be
+ * running (with its old user pointer) after it returns: keep user valid until such calls
+ * are over. */
 KL_API void kl_set_log_callback(kl_log_callback cb, void* user);
 
 /* ---- model -------------------------------------------------------------------------- */
@@ -90,7 +101,9 @@ typedef struct {
     uint32_t struct_size;
     kl_device device;                 /* AUTO: CUDA when built with it and a GPU is present */
     int32_t device_index;             /* GPU ordinal for KL_DEVICE_CUDA */
-    int32_t n_threads;                /* CPU worker threads; 0 = all hardware threads */
+    int32_t n_threads;                /* CPU worker threads; 0 = all hardware threads; at most
+                                         1024 (more is KL_ERR_INVALID_ARGUMENT); threads the
+                                         system refuses to start: KL_ERR_OUT_OF_MEMORY */
     kl_progress_callback progress_cb; /* may be NULL */
     void* progress_user;
 } kl_model_params;
@@ -184,10 +197,24 @@ KL_API kl_status kl_session_state_save(const kl_session* session, void* buf, siz
  * the session untouched. */
 KL_API kl_status kl_session_state_load(kl_session* session, const void* buf, size_t n);
 
-/* Ask the running append/generate/next on this session to stop; it returns KL_ERR_CANCELLED
- * at the next layer boundary with the state as it was before that call. Any thread. The
- * request is consumed by the call it stops (or cleared when the next call starts). */
+/* Cancel, one rule for the cancellable calls: kl_session_append, kl_session_next,
+ * kl_session_generate and kl_generator_next. kl_session_cancel (any thread, never blocks)
+ * makes a cancel pending on the session. A cancellable call that runs while one is pending,
+ * whether it was requested before the call started or while it runs, returns
+ * KL_ERR_CANCELLED (checked when it starts and at each layer boundary) and consumes it. So a
+ * cancel is never lost between two calls of a streaming loop: it stops the call running, or
+ * else the next cancellable call. A cancelled call changed nothing (kl_session_generate keeps
+ * the tokens it had already streamed). Requests do not queue: several before one is consumed
+ * count as one. Other calls (position, sample, fork, snapshots) neither see nor consume it.
+ * A pending cancel is dropped, unseen, by kl_session_clear_cancel, kl_session_reset and
+ * kl_generator_create: they start something new, and a cancel from before was aimed at what
+ * ran before. An app whose requests each start with a prompt append drops a stale cancel
+ * (one that arrived after the previous request ended) with kl_session_clear_cancel when a
+ * request starts; to make a cancel count from the moment a generation is set up, create the
+ * generator first and then append the prompt (allowed between steps). NULL is a no-op. */
 KL_API void kl_session_cancel(kl_session* session);
+/* Drops a pending cancel (see kl_session_cancel); any thread, never blocks. NULL: a no-op. */
+KL_API void kl_session_clear_cancel(kl_session* session);
 
 /* ---- sampling and generation ----------------------------------------------------- */
 
@@ -237,7 +264,11 @@ KL_API void kl_generate_params_default(kl_generate_params* params);
  * character becomes U+FFFD) comes in one last callback with token == KL_NO_TOKEN.
  * Needs last logits (append a prompt first). *n_generated (may be NULL) receives the number
  * of tokens appended. On failure or cancel the tokens already streamed stay appended (their
- * count is in *n_generated); the step that failed is undone. */
+ * count is in *n_generated); the step that failed is undone (a sampled token the tokenizer
+ * has no text for fails its step, KL_ERR_INVALID_ARGUMENT, before it is appended). A cancel
+ * pending when it starts stops it before the first token (see kl_session_cancel). The
+ * callback runs while the call holds the session: from it, only kl_session_cancel and
+ * kl_session_clear_cancel may be called on this session (anything else: KL_ERR_BUSY). */
 KL_API kl_status kl_session_generate(kl_session* session, const kl_generate_params* params,
                                      kl_token_callback cb, void* user, size_t* n_generated);
 /* Pull-style streaming: sample the next token from the last logits, append it, return it
@@ -274,10 +305,11 @@ typedef struct {
     uint32_t n_generated;  /* tokens this generator has appended so far */
 } kl_generation_step;
 
-/* Start a generation on session from its last logits (append a prompt first). params are
- * checked and copied (stop tokens and strings need not outlive the call); NULL = defaults.
- * The session must outlive the generator; between steps it may be used as usual (e.g. a
- * token appended by hand). A cancel requested before this call is dropped. */
+/* Start a generation on session from its last logits (append a prompt first, or between
+ * this call and the first step). params are checked and copied (stop tokens and strings need
+ * not outlive the call); NULL = defaults. The session must outlive the generator; between
+ * steps it may be used as usual (e.g. a token appended by hand). A cancel pending when this
+ * is called is dropped: it was aimed at what ran before (see kl_session_cancel). */
 KL_API kl_status kl_generator_create(kl_session* session, const kl_generate_params* params,
                                      kl_generator** out);
 /* One step. Until the end: samples a token, appends it and returns it with the text it
@@ -288,7 +320,8 @@ KL_API kl_status kl_generator_create(kl_session* session, const kl_generate_para
  * string also releases any text still held back (an unfinished character as U+FFFD). After
  * the end each call returns KL_OK with token KL_NO_TOKEN, an empty piece and the same end.
  * On failure (KL_ERR_CANCELLED included) the step changed nothing and may be called again; a
- * kl_session_cancel stops the step running or the next one to run, and is consumed by it. */
+ * kl_session_cancel stops the step running or the next one to run, and is consumed by it. A
+ * step is a call on the generator's session (KL_ERR_BUSY while another call uses it). */
 KL_API kl_status kl_generator_next(kl_generator* generator, kl_generation_step* out);
 /* Free a generator (NULL is a no-op); the session keeps what was appended. */
 KL_API void kl_generator_free(kl_generator* generator);

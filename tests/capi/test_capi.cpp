@@ -498,9 +498,11 @@ TEST(CApiCancel, CancelFromAnotherThreadLeavesTheStateAsBefore) {
     kl_session* twin = nullptr;
     ASSERT_EQ(kl_session_fork(s, &twin), KL_OK);
 
-    // A cancel aimed at no call is dropped when the next call starts.
+    // A cancel requested while nothing runs stays pending: the next append is stopped by it
+    // and consumes it (the rule of kl_session_cancel; test_capi_cancel.cpp has the rest).
     kl_session_cancel(s);
     int32_t one = 3;
+    ASSERT_EQ(kl_session_append(s, &one, 1, KL_LOGITS_NONE, nullptr), KL_ERR_CANCELLED);
     ASSERT_EQ(kl_session_append(s, &one, 1, KL_LOGITS_NONE, nullptr), KL_OK);
     ASSERT_EQ(kl_session_append(twin, &one, 1, KL_LOGITS_NONE, nullptr), KL_OK);
 

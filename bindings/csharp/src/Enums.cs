@@ -13,6 +13,8 @@ namespace KimiLinear
         Cancelled,
         Device,
         Internal,
+        /// <summary>The session is in use by another call (one thread at a time); nothing was done.</summary>
+        Busy,
     }
 
     /// <summary>Where a model runs (<c>kl_device</c>, value for value).</summary>

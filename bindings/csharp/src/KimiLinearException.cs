@@ -36,6 +36,7 @@ namespace KimiLinear
                 case Status.ContextFull: return new ContextFull(message);
                 case Status.Cancelled: return new Cancelled(message);
                 case Status.Device: return new Device(message);
+                case Status.Busy: return new Busy(message);
                 default: return new Internal(message);
             }
         }
@@ -122,6 +123,17 @@ namespace KimiLinear
         public sealed class Internal : KimiLinearException
         {
             public Internal(string message) : base(Status.Internal, message) { }
+        }
+
+        /// <summary>
+        /// <c>KL_ERR_BUSY</c>: the session is in use by another call (a session is used by one
+        /// thread at a time; only <see cref="Session.Cancel"/> and <see cref="Session.ClearCancel"/>
+        /// may be called meanwhile). Nothing was done: retry when that call has returned.
+        /// </summary>
+        [Serializable]
+        public sealed class Busy : KimiLinearException
+        {
+            public Busy(string message) : base(Status.Busy, message) { }
         }
     }
 }

@@ -9,8 +9,9 @@ namespace KimiLinear
     /// One conversation's state (KDA and conv states, MLA cache) over a <see cref="Model"/>.
     /// </summary>
     /// <remarks>
-    /// A session is used by one thread at a time, except <see cref="Cancel"/>, which any thread
-    /// may call. A failed call changes nothing: position, state and last logits are as before.
+    /// A session is used by one thread at a time, except <see cref="Cancel"/> and
+    /// <see cref="ClearCancel"/>, which any thread may call; a call while another runs throws
+    /// KimiLinearException.Busy (and changes nothing). A failed call changes nothing: position, state and last logits are as before.
     /// Dispose it when done; a finalizer (its SafeHandle) frees one that never was. It stays
     /// usable after its model is disposed. Use after Dispose throws ObjectDisposedException.
     /// </remarks>
@@ -125,14 +126,32 @@ namespace KimiLinear
         }
 
         /// <summary>
-        /// Asks the running call on this session to stop: it throws KimiLinearException.Cancelled
-        /// with the state as it was before that call. Any thread.
+        /// Cancels: the running call on this session, or else the next one, among Append, Next
+        /// and the steps of a Generate/GenerateTokens enumeration, throws
+        /// KimiLinearException.Cancelled (the state as before it) and consumes the request, so a
+        /// cancel is never lost between two steps of a stream. A request pending when
+        /// Generate/GenerateTokens is called (or an enumeration after the first starts) is
+        /// dropped: it was aimed at what ran before; so is one pending at Reset or ClearCancel.
+        /// Any thread (the C rule: kl_session_cancel).
         /// </summary>
         public void Cancel()
         {
             Use(s =>
             {
                 kimi_linear_native.kl_session_cancel(s);
+                return true;
+            });
+        }
+
+        /// <summary>
+        /// Drops a pending <see cref="Cancel"/> request. Call it when a new request starts, so that
+        /// a cancel that arrived after the previous one ended cannot stop it. Any thread.
+        /// </summary>
+        public void ClearCancel()
+        {
+            Use(s =>
+            {
+                kimi_linear_native.kl_session_clear_cancel(s);
                 return true;
             });
         }

@@ -111,6 +111,9 @@ internal static class KimiLinearTests
         Run("invalid sampling -> InvalidArgument", "KL_TOKENIZER_MODEL", InvalidSampling);
         Run("finalizers free undisposed handles", "KL_TOKENIZER_MODEL", Finalizers);
         Run("one model, sessions on several threads", "KL_TOKENIZER_MODEL KL_GREEDY_IDS", Threads);
+        Run("a pending cancel stops the next call and is consumed", "KL_TOKENIZER_MODEL", PendingCancel);
+        Run("every cancel from another thread stops a stream (100)", "KL_TOKENIZER_MODEL", EveryCancelStopsAStream);
+        Run("two threads on one session -> Busy, not a crash", "KL_TOKENIZER_MODEL", TwoThreadsOneSession);
 
         // The model without a tokenizer.
         Run("text functions without a tokenizer -> Unsupported", "KL_TINY_MODEL", TinyUnsupported);
@@ -801,6 +804,124 @@ internal static class KimiLinearTests
                 Check.True(errors[i] == null, "thread " + i + ": " + errors[i]);
                 Check.SequenceEqual(expectedGenerated, results[i], "thread " + i + " ids");
             }
+        }
+    }
+
+    private static void PendingCancel()
+    {
+        using (Model model = LoadTokenizerModel())
+        using (Session session = model.CreateSession())
+        {
+            session.Append(model.Tokenize(Prompt));
+            ulong position = session.Position;
+            session.Cancel(); // nothing runs: the request waits for the next call, which it stops
+            Check.Throws<KimiLinearException.Cancelled>(() => session.Next(), "Next after Cancel");
+            Check.Equal(position, session.Position, "position after the cancelled Next");
+            session.Next(); // consumed
+            session.Cancel();
+            session.ClearCancel(); // dropped
+            session.Next();
+            Check.Equal(position + 2UL, session.Position, "position");
+        }
+    }
+
+    // The bug: a cancel landing between two steps of a stream was wiped by the next call.
+    // Every cancel from another thread must stop the generation.
+    private static void EveryCancelStopsAStream()
+    {
+        using (Model model = LoadTokenizerModel())
+        {
+            var random = new Random(42);
+            int ignored = 0;
+            int[] prompt = model.Tokenize(Prompt);
+            for (int trial = 0; trial < 100; ++trial)
+            {
+                using (Session session = model.CreateSession())
+                {
+                    session.Append(prompt);
+                    var pieces = session.Generate(new GenerateOptions { MaxNewTokens = 3000 });
+                    int delayMicros = random.Next(3000);
+                    var canceller = new System.Threading.Thread(() =>
+                    {
+                        var clock = System.Diagnostics.Stopwatch.StartNew();
+                        if (delayMicros >= 1000) System.Threading.Thread.Sleep(delayMicros / 1000);
+                        while (clock.Elapsed.TotalMilliseconds * 1000 < delayMicros) { }
+                        session.Cancel();
+                    });
+                    canceller.Start();
+                    bool cancelled = false;
+                    try
+                    {
+                        foreach (string piece in pieces) { }
+                    }
+                    catch (KimiLinearException.Cancelled)
+                    {
+                        cancelled = true;
+                    }
+                    finally
+                    {
+                        canceller.Join();
+                    }
+                    if (!cancelled) ++ignored;
+                }
+            }
+            Check.Equal(0, ignored, "cancels ignored, of 100");
+        }
+    }
+
+    // Two threads on one session broke the heap (the process died, rc 134): now the second
+    // call throws Busy and changes nothing, and the process lives on.
+    private static void TwoThreadsOneSession()
+    {
+        using (Model model = LoadTokenizerModel())
+        using (Session session = model.CreateSession())
+        {
+            session.Append(model.Tokenize(Prompt));
+            ulong start = session.Position;
+            int busy = 0, steps = 0;
+            Exception unexpected = null;
+            var deadline = DateTime.UtcNow.AddSeconds(10);
+            System.Threading.ThreadStart hammer = () =>
+            {
+                for (int i = 0; System.Threading.Volatile.Read(ref busy) < 20 && DateTime.UtcNow < deadline; ++i)
+                {
+                    try
+                    {
+                        if (i % 3 == 0)
+                        {
+                            session.Next();
+                            System.Threading.Interlocked.Increment(ref steps);
+                        }
+                        else if (i % 3 == 1)
+                        {
+                            ulong unused = session.Position;
+                        }
+                        else
+                        {
+                            foreach (var t in session.GenerateTokens(new GenerateOptions { MaxNewTokens = 2 }))
+                                if (t.Item1 != Session.NoToken) System.Threading.Interlocked.Increment(ref steps);
+                        }
+                    }
+                    catch (KimiLinearException.Busy)
+                    {
+                        System.Threading.Interlocked.Increment(ref busy);
+                    }
+                    catch (Exception e)
+                    {
+                        System.Threading.Interlocked.CompareExchange(ref unexpected, e, null);
+                        return;
+                    }
+                }
+            };
+            var a = new System.Threading.Thread(hammer);
+            var b = new System.Threading.Thread(hammer);
+            a.Start();
+            b.Start();
+            a.Join();
+            b.Join();
+            Check.True(unexpected == null, "unexpected: " + unexpected);
+            Check.True(busy > 0, "no call was refused");
+            Check.Equal(start + (ulong)steps, session.Position, "position counts the steps that ran");
         }
     }
 

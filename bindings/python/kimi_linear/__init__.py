@@ -19,8 +19,8 @@ from ._model import Model
 from ._native import KL_LOG_DEBUG, KL_LOG_ERROR, KL_LOG_INFO, KL_LOG_WARN, KL_NO_TOKEN
 from ._session import Session
 from ._types import ChatMessage, ModelInfo, SamplingParams
-from .errors import (CancelledError, ContextFullError, DeviceError, FormatError, InternalError,
-                     InvalidArgumentError, IoError, KimiLinearError, LibraryError,
+from .errors import (BusyError, CancelledError, ContextFullError, DeviceError, FormatError,
+                     InternalError, InvalidArgumentError, IoError, KimiLinearError, LibraryError,
                      OutOfMemoryError, UnsupportedError)
 
 __version__ = "0.1.0"  # of these bindings; version() is the library's
@@ -29,7 +29,7 @@ __all__ = [
     "Model", "Session", "SamplingParams", "ChatMessage", "ModelInfo",
     "KimiLinearError", "InvalidArgumentError", "IoError", "FormatError", "UnsupportedError",
     "OutOfMemoryError", "ContextFullError", "CancelledError", "DeviceError", "InternalError",
-    "LibraryError",
+    "BusyError", "LibraryError",
     "KL_NO_TOKEN", "KL_LOG_ERROR", "KL_LOG_WARN", "KL_LOG_INFO", "KL_LOG_DEBUG",
     "version", "abi_version", "library_path", "set_log_callback", "backend",
 ]

@@ -42,10 +42,11 @@ KL_ERR_CONTEXT_FULL = 6
 KL_ERR_CANCELLED = 7
 KL_ERR_DEVICE = 8
 KL_ERR_INTERNAL = 9
+KL_ERR_BUSY = 10
 
 KL_STATUSES = (KL_OK, KL_ERR_INVALID_ARGUMENT, KL_ERR_IO, KL_ERR_FORMAT, KL_ERR_UNSUPPORTED,
                KL_ERR_OUT_OF_MEMORY, KL_ERR_CONTEXT_FULL, KL_ERR_CANCELLED, KL_ERR_DEVICE,
-               KL_ERR_INTERNAL)
+               KL_ERR_INTERNAL, KL_ERR_BUSY)
 
 # kl_device
 KL_DEVICE_AUTO = 0
@@ -226,6 +227,7 @@ _SIGNATURES = {
     "kl_session_state_save": (kl_status, [kl_session_p, c_void_p, c_size_t, _size_p]),
     "kl_session_state_load": (kl_status, [kl_session_p, c_void_p, c_size_t]),
     "kl_session_cancel": (None, [kl_session_p]),
+    "kl_session_clear_cancel": (None, [kl_session_p]),
     # sampling and generation
     "kl_sampling_params_default": (None, [POINTER(kl_sampling_params)]),
     "kl_session_sample": (kl_status, [kl_session_p, POINTER(kl_sampling_params), _i32_p]),
@@ -332,6 +334,10 @@ def library_path() -> str:
 # ---- logging ------------------------------------------------------------------------------
 
 _log_callback_ref = None  # the ctypes thunk must outlive its registration
+# Every thunk ever registered: the library calls the callback outside its lock, so a call that
+# began before a kl_set_log_callback may still run after it returns (kimi_linear.h); freeing
+# the old thunk then would crash. A few hundred bytes per registration.
+_log_callback_refs: list = []
 
 
 def set_log_callback(callback) -> None:
@@ -357,6 +363,7 @@ def set_log_callback(callback) -> None:
             sys.excepthook(*sys.exc_info())
 
     ref = kl_log_callback(thunk)
+    _log_callback_refs.append(ref)
     cdll.kl_set_log_callback(ref, None)
     _log_callback_ref = ref
 

@@ -296,16 +296,26 @@ class Session:
         return copy
 
     def cancel(self) -> None:
-        """Ask the running append/next/generate step on this session to stop: it raises
-        CancelledError at the next layer boundary, the state as before that step. Callable
-        from any thread. A request made while nothing runs is dropped by the next append or
-        next(); between two steps of a generate() iteration it stops the next step (the
-        rule of kl_generator_next)."""
+        """Cancel: the call running on this session, or else the next one, among append(),
+        next() and the steps of a generate() iteration (its prompt's append included), raises
+        CancelledError, the state as before it, and consumes the request; so a cancel is
+        never lost between two steps of a stream. A request pending when generate() is called
+        is dropped (it was aimed at what ran before); so is one pending at reset() or
+        clear_cancel(). Callable from any thread (the rule of kl_session_cancel)."""
         state = self._state
         with state.cancel_lock:
             if state.ptr is None:
                 raise ValueError("session is closed")
             _native.lib().kl_session_cancel(state.ptr)
+
+    def clear_cancel(self) -> None:
+        """Drop a pending cancel() request: call it when a new request starts, so that a
+        cancel that arrived after the previous one ended cannot stop it. Any thread."""
+        state = self._state
+        with state.cancel_lock:
+            if state.ptr is None:
+                raise ValueError("session is closed")
+            _native.lib().kl_session_clear_cancel(state.ptr)
 
     # ---- state snapshots -------------------------------------------------------------------
 
@@ -409,12 +419,13 @@ class Session:
         - text still held when generation ends another way (an unfinished character becomes
           U+FFFD) comes last, as (KL_NO_TOKEN, text) with ``tokens=True``.
 
-        These are kl_session_generate's rules: the iterator runs one kl_generator (made when
-        iteration starts, after the prompt is appended, and freed when the iteration ends, is
-        closed or is collected) and yields what each kl_generator_next releases, so the
-        caller may stop early (the tokens so far stay appended). Arguments are checked when
-        generate() is called. With ``tokens=True`` on a model without a tokenizer, pieces
-        are None.
+        These are kl_session_generate's rules: the iterator runs one kl_generator (made by
+        this call, which drops a cancel() pending from before; freed when the iteration ends,
+        is closed or is collected) and yields what each kl_generator_next releases, so the
+        caller may stop early (the tokens so far stay appended). The prompt is appended when
+        iteration starts. Arguments are checked when generate() is called. Any cancel() from
+        the moment generate() returns stops the generation (its prompt's append, or the step
+        running or next). With ``tokens=True`` on a model without a tokenizer, pieces are None.
         """
         sampling = SamplingParams(temperature=temperature, top_k=top_k, top_p=top_p,
                                   min_p=min_p, repetition_penalty=repetition_penalty,
@@ -466,20 +477,29 @@ class Session:
         params.n_stop_strings = len(stops)
         return self._generate(prompt_buf, params, (stop_array, strings), bool(tokens))
 
-    def _generate(self, prompt_buf, params, _keep_alive, tokens: bool):
-        lib = _native.lib()
+    def _generate(self, prompt_buf, params, keep_alive, tokens: bool):
+        # The generator first (it drops a stale cancel), the prompt when iteration starts:
+        # every cancel() from now on stops this generation (docs/design/capi.md "Cancel").
         state = self._state
-        if prompt_buf is not None and prompt_buf[1] > 0:
-            buf, n = prompt_buf
-            with self._busy() as ptr:
-                check(lib.kl_session_append(ptr, token_pointer(buf, n), n,
-                                            _native.KL_LOGITS_NONE, None))
         generator = _Generator()
         with self._busy() as ptr:
-            check(lib.kl_generator_create(ptr, byref(params), byref(generator.ptr)))
+            check(_native.lib().kl_generator_create(ptr, byref(params), byref(generator.ptr)))
             with state.cancel_lock:
                 state.generators.add(generator)
+        stream = self._stream(generator, prompt_buf, keep_alive, tokens)
+        # An iteration never started runs no finally: free the generator with the iterator.
+        weakref.finalize(stream, _free_generator, state, generator)
+        return stream
+
+    def _stream(self, generator: _Generator, prompt_buf, _keep_alive, tokens: bool):
+        lib = _native.lib()
+        state = self._state
         try:
+            if prompt_buf is not None and prompt_buf[1] > 0:
+                buf, n = prompt_buf
+                with self._busy() as ptr:
+                    check(lib.kl_session_append(ptr, token_pointer(buf, n), n,
+                                                _native.KL_LOGITS_NONE, None))
             step = _native.kl_generation_step()
             step.struct_size = sizeof(step)
             text = self._has_tokenizer

@@ -14,9 +14,9 @@ from __future__ import annotations
 from typing import Dict, Optional, Type
 
 from . import _native
-from ._native import (KL_ERR_CANCELLED, KL_ERR_CONTEXT_FULL, KL_ERR_DEVICE, KL_ERR_FORMAT,
-                      KL_ERR_INTERNAL, KL_ERR_INVALID_ARGUMENT, KL_ERR_IO, KL_ERR_OUT_OF_MEMORY,
-                      KL_ERR_UNSUPPORTED, KL_OK, LibraryError)
+from ._native import (KL_ERR_BUSY, KL_ERR_CANCELLED, KL_ERR_CONTEXT_FULL, KL_ERR_DEVICE,
+                      KL_ERR_FORMAT, KL_ERR_INTERNAL, KL_ERR_INVALID_ARGUMENT, KL_ERR_IO,
+                      KL_ERR_OUT_OF_MEMORY, KL_ERR_UNSUPPORTED, KL_OK, LibraryError)
 
 __all__ = [
     "KimiLinearError",
@@ -29,6 +29,7 @@ __all__ = [
     "CancelledError",
     "DeviceError",
     "InternalError",
+    "BusyError",
     "LibraryError",
     "check",
     "error_for_status",
@@ -47,6 +48,7 @@ STATUS_NAMES: Dict[int, str] = {
     KL_ERR_CANCELLED: "KL_ERR_CANCELLED",
     KL_ERR_DEVICE: "KL_ERR_DEVICE",
     KL_ERR_INTERNAL: "KL_ERR_INTERNAL",
+    KL_ERR_BUSY: "KL_ERR_BUSY",
 }
 
 
@@ -140,10 +142,18 @@ class InternalError(KimiLinearError):
     default_status = KL_ERR_INTERNAL
 
 
+# A RuntimeError, like the one a Session raises itself when a second thread calls it while a
+# call runs (the library's own check is the same rule, one layer down).
+class BusyError(KimiLinearError, RuntimeError):
+    """KL_ERR_BUSY: the session is in use by another call (one thread at a time)."""
+
+    default_status = KL_ERR_BUSY
+
+
 _BY_STATUS: Dict[int, Type[KimiLinearError]] = {
     cls.default_status: cls  # type: ignore[misc]
     for cls in (InvalidArgumentError, IoError, FormatError, UnsupportedError, OutOfMemoryError,
-                ContextFullError, CancelledError, DeviceError, InternalError)
+                ContextFullError, CancelledError, DeviceError, InternalError, BusyError)
 }
 
 

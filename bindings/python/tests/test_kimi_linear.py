@@ -6,6 +6,7 @@ import ctypes
 import gc
 import os
 import pickle
+import random
 import re
 import subprocess
 import sys
@@ -83,6 +84,7 @@ def test_errors_by_status(kl):
         3: (kl.FormatError, None), 4: (kl.UnsupportedError, None),
         5: (kl.OutOfMemoryError, MemoryError), 6: (kl.ContextFullError, None),
         7: (kl.CancelledError, None), 8: (kl.DeviceError, None), 9: (kl.InternalError, None),
+        10: (kl.BusyError, RuntimeError),
     }
     errors.check(0)
     for status, (cls, builtin) in expected.items():
@@ -737,7 +739,9 @@ def test_concurrent_use_is_refused(kl, model):
     finally:
         s._state.busy.release()
     assert s.position == 2
-    s.append([3])  # the stale cancel request is dropped by the next call
+    with pytest.raises(kl.CancelledError):  # the cancel stayed pending for the next call
+        s.append([3])
+    s.append([3])  # consumed
     assert s.position == 3
     s.close()
 
@@ -775,8 +779,101 @@ def test_cancel_from_another_thread(kl, model):
             pytest.skip("the append finished before any cancel landed, 5 times")
         assert s.position == 3
         assert s.save_state() == before
-        s.append([4])  # a stale request does not cancel the next call
+        s.clear_cancel()  # the canceller may have left a request pending: a new request starts
+        s.append([4])
         assert s.position == 4
+
+
+def test_every_cancel_from_another_thread_stops_a_stream(kl, model):
+    # The bug: a cancel landing between two steps (or before the prompt's append) was wiped
+    # by the next call, and the stream ran to max_new_tokens (37 of 100). Every cancel made
+    # after generate() returned must stop it.
+    rng = random.Random(42)
+    prompt = model.tokenize(PROMPT)
+    ignored = 0
+    for _ in range(100):
+        with model.session() as s:
+            stream = s.generate(prompt, max_new_tokens=3000)
+            delay = rng.random() * 0.003
+            canceller = threading.Thread(target=lambda: (time.sleep(delay), s.cancel()))
+            canceller.start()
+            try:
+                for _piece in stream:
+                    pass
+            except kl.CancelledError:
+                pass
+            else:
+                ignored += 1
+            finally:
+                canceller.join()
+    assert ignored == 0, f"{ignored} of 100 cancels ignored"
+
+
+def test_a_pending_cancel_stops_the_next_call(kl, model):
+    with model.session() as s:
+        s.append([1, 2])
+        s.cancel()
+        with pytest.raises(kl.CancelledError):
+            s.next()
+        s.next()  # consumed
+        s.cancel()
+        s.clear_cancel()  # dropped
+        s.next()
+        assert s.position == 4
+        stream = s.generate([5], max_new_tokens=2)
+        s.cancel()
+        with pytest.raises(kl.CancelledError):  # a stream's first step: its prompt's append
+            list(stream)
+        assert s.position == 4
+        s.cancel()  # pending when generate() is called: aimed at what ran before, dropped
+        assert len(list(s.generate([5], max_new_tokens=2, tokens=True))) == 2
+
+
+def test_the_library_refuses_a_second_call_on_a_session(kl, model):
+    # Below the Session's own lock: two threads on one kl_session get KL_ERR_BUSY (BusyError),
+    # never a crash.
+    from kimi_linear import _native
+    from kimi_linear.errors import check
+
+    lib = _native.lib()
+    with model._handle.share() as model_ptr:
+        session = _native.kl_session_p()
+        check(lib.kl_session_create(model_ptr, None, ctypes.byref(session)))
+    try:
+        check(lib.kl_session_append(session, (ctypes.c_int32 * 2)(1, 2), 2,
+                                    _native.KL_LOGITS_NONE, None))
+        busy, other = [], []
+        deadline = time.monotonic() + 10
+
+        def hammer():
+            token = (ctypes.c_int32 * 1)(3)
+            position = ctypes.c_uint64()
+            i = 0
+            while len(busy) < 20 and time.monotonic() < deadline:
+                i += 1
+                try:
+                    if i % 2:
+                        check(lib.kl_session_append(session, token, 1, _native.KL_LOGITS_NONE,
+                                                    None))
+                    else:
+                        check(lib.kl_session_position(session, ctypes.byref(position)))
+                except kl.BusyError as e:
+                    busy.append(e)
+                except kl.ContextFullError:
+                    return
+                except Exception as e:  # pragma: no cover - reported below
+                    other.append(e)
+                    return
+
+        threads = [threading.Thread(target=hammer) for _ in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert not other
+        assert busy and isinstance(busy[0], RuntimeError) and "in use" in str(busy[0])
+    finally:
+        lib.kl_session_free(session)
 
 
 def test_sessions_on_many_threads(kl, model):

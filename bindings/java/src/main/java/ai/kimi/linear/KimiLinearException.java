@@ -45,6 +45,7 @@ public class KimiLinearException extends RuntimeException {
             case CONTEXT_FULL: return new ContextFull(message);
             case CANCELLED: return new Cancelled(message);
             case DEVICE: return new Device(message);
+            case BUSY: return new Busy(message);
             default: return new Internal(message);
         }
     }
@@ -107,5 +108,15 @@ public class KimiLinearException extends RuntimeException {
     public static final class Internal extends KimiLinearException {
         private static final long serialVersionUID = 1L;
         public Internal(String message) { super(Status.INTERNAL, message); }
+    }
+
+    /**
+     * {@code KL_ERR_BUSY}: the session is in use by another call (a session is used by one
+     * thread at a time; only {@link Session#cancel()} and {@link Session#clearCancel()} may be
+     * called meanwhile). Nothing was done: retry when that call has returned.
+     */
+    public static final class Busy extends KimiLinearException {
+        private static final long serialVersionUID = 1L;
+        public Busy(String message) { super(Status.BUSY, message); }
     }
 }

@@ -15,8 +15,9 @@ import java.util.stream.StreamSupport;
 /**
  * One conversation's state (KDA and conv states, MLA cache) over a {@link Model}.
  *
- * <p>A session is used by one thread at a time, except {@link #cancel()}, which any thread may
- * call. A failed call changes nothing: position, state and last logits are as before. Close it
+ * <p>A session is used by one thread at a time, except {@link #cancel()} and {@link #clearCancel()},
+ * which any thread may call; a call while another runs throws {@link KimiLinearException.Busy}
+ * (and changes nothing). A failed call changes nothing: position, state and last logits are as before. Close it
  * when done; a {@link java.lang.ref.Cleaner} frees one that was never closed. It stays usable
  * after its model is closed. Use after close throws {@link IllegalStateException}.
  */
@@ -152,11 +153,32 @@ public final class Session extends NativeResource {
         }
     }
 
-    /** Asks the running call on this session to stop (it throws {@link KimiLinearException.Cancelled}). Any thread. */
+    /**
+     * Cancels: the running call on this session, or else the next one, among {@link #append},
+     * {@link #next}, and the steps of a {@link Generation}, throws
+     * {@link KimiLinearException.Cancelled} (with the state as before it) and consumes the
+     * request. So a cancel is never lost between two steps of a stream. A request pending when
+     * {@link #generate} is called is dropped (it was aimed at what ran before); so is one
+     * pending at {@link #reset} or {@link #clearCancel}. Any thread (the C rule:
+     * {@code kl_session_cancel}).
+     */
     public void cancel() {
         acquire();
         try {
             kimi_linear_native.kl_session_cancel(handle);
+        } finally {
+            release();
+        }
+    }
+
+    /**
+     * Drops a pending {@link #cancel()} request. Call it when a new request starts, so that a
+     * cancel that arrived after the previous one ended cannot stop it. Any thread.
+     */
+    public void clearCancel() {
+        acquire();
+        try {
+            kimi_linear_native.kl_session_clear_cancel(handle);
         } finally {
             release();
         }
@@ -205,7 +227,9 @@ public final class Session extends NativeResource {
      * unfinished character as U+FFFD). Append a prompt first. The loop runs in the C library
      * (a {@code kl_generator}, created here: the options are checked now); the returned
      * {@link Generation} only steps it. Failures surface from {@code hasNext()}/{@code next()};
-     * the tokens already generated stay appended. Read it to the end or close it.
+     * the tokens already generated stay appended. Read it to the end or close it. A
+     * {@link #cancel()} pending when this is called is dropped; any from then on stops the
+     * generation (the step running, or the next).
      *
      * @throws KimiLinearException.InvalidArgument for an empty or ill-formed stop string, or one
      *     with a NUL character

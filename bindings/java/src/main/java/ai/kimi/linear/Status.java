@@ -11,7 +11,9 @@ public enum Status {
     CONTEXT_FULL,
     CANCELLED,
     DEVICE,
-    INTERNAL;
+    INTERNAL,
+    /** The session is in use by another call (one thread at a time); nothing was done. */
+    BUSY;
 
     /** The {@code kl_status} value. */
     public int code() {

@@ -365,12 +365,103 @@ public class KimiLinearTest {
     }
 
     @Test
-    public void aCancelRequestIsClearedByTheNextCall() {
+    public void aPendingCancelStopsTheNextCallAndIsConsumed() {
         try (Session s = prompted()) {
             long p = s.position();
-            s.cancel(); // nothing runs: the next call clears the request and runs normally
-            s.next();
+            s.cancel(); // nothing runs: the request waits for the next call, which it stops
+            assertThrows(KimiLinearException.Cancelled.class, () -> s.next());
+            assertEquals(p, s.position());
+            s.next(); // consumed
             assertEquals(p + 1, s.position());
+            s.cancel();
+            s.clearCancel(); // dropped
+            s.next();
+            assertEquals(p + 2, s.position());
+        }
+    }
+
+    /** Sleeps about `micros` microseconds. */
+    private static void sleepMicros(long micros) {
+        try {
+            Thread.sleep(micros / 1000, (int) (micros % 1000) * 1000);
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+        }
+    }
+
+    // The bug: a cancel landing between two steps of a stream was wiped by the next call
+    // (67 of 100 ignored). Every cancel from another thread must stop the generation.
+    @Test
+    public void everyCancelFromAnotherThreadStopsAStream() throws Exception {
+        java.util.Random random = new java.util.Random(42);
+        int ignored = 0;
+        for (int trial = 0; trial < 100; ++trial) {
+            try (Session s = prompted()) {
+                Generation generation = s.generate(GenerateOptions.builder().maxNewTokens(3000).build());
+                long delay = random.nextInt(3000);
+                Thread canceller = new Thread(() -> {
+                    sleepMicros(delay);
+                    s.cancel();
+                });
+                canceller.start();
+                boolean cancelled = false;
+                try {
+                    while (generation.hasNext()) generation.next();
+                } catch (KimiLinearException.Cancelled e) {
+                    cancelled = true;
+                } finally {
+                    generation.close();
+                    canceller.join();
+                }
+                if (!cancelled) ++ignored;
+            }
+        }
+        assertEquals("cancels ignored, of 100", 0, ignored);
+    }
+
+    // Two threads on one session broke the heap (the process died, rc 134): now the second
+    // call throws Busy and changes nothing, and the process lives on.
+    @Test
+    public void twoThreadsOnOneSessionGetBusyNotACrash() throws Exception {
+        try (Session s = prompted()) {
+            java.util.concurrent.atomic.AtomicInteger busy = new java.util.concurrent.atomic.AtomicInteger();
+            java.util.concurrent.atomic.AtomicInteger steps = new java.util.concurrent.atomic.AtomicInteger();
+            java.util.concurrent.atomic.AtomicReference<Throwable> unexpected = new java.util.concurrent.atomic.AtomicReference<>();
+            long start = s.position();
+            long deadline = System.nanoTime() + 10_000_000_000L;
+            Runnable hammer = () -> {
+                for (int i = 0; busy.get() < 20 && System.nanoTime() < deadline; ++i) {
+                    try {
+                        if (i % 3 == 0) {
+                            s.next();
+                            steps.incrementAndGet();
+                        } else if (i % 3 == 1) {
+                            s.position();
+                        } else {
+                            Generation g = s.generate(GenerateOptions.builder().maxNewTokens(2).build());
+                            try {
+                                while (g.hasNext()) g.next();
+                            } finally {
+                                steps.addAndGet(g.generatedTokens()); // a step refused appended nothing
+                                g.close();
+                            }
+                        }
+                    } catch (KimiLinearException.Busy e) {
+                        busy.incrementAndGet();
+                    } catch (Throwable t) {
+                        unexpected.compareAndSet(null, t);
+                        return;
+                    }
+                }
+            };
+            Thread a = new Thread(hammer), b = new Thread(hammer);
+            a.start();
+            b.start();
+            a.join();
+            b.join();
+            if (unexpected.get() != null) throw new AssertionError(unexpected.get());
+            assertTrue("no call was refused", busy.get() > 0);
+            assertEquals(start + steps.get(), s.position());
         }
     }
 
