@@ -1,16 +1,12 @@
 #include "model.h"
 
 #include <algorithm>
-#include <filesystem>
 #include <set>
 #include <vector>
 
 #include "backend_registry.h"
 #include "error.h"
 #include "hash.h"
-#include "input_file.h"
-#include "json_input.h"
-#include "limits.h"
 #include "log.h"
 #include "safetensors.h"
 #include "weights.h"
@@ -52,24 +48,6 @@ void warn_about_unused_tensors(const ModelLayout& layout, const Checkpoint& chec
     if (unused.size() > 5) names += ", ...";
     log(LogLevel::Warn, std::to_string(unused.size()) +
                             " tensor(s) in the checkpoint are not used by the config: " + names);
-}
-
-// The tokenizer files of the folder, read like config.json (core/input_file.h: a FIFO is an
-// error, each file has its cap) and parsed by Tokenizer::from_text; no tiktoken.model, no
-// tokenizer. tokenizer_config.json's nesting is checked by parse_json first.
-std::unique_ptr<Tokenizer> load_tokenizer(const std::string& dir, int64_t vocab_size) {
-    namespace fs = std::filesystem;
-    std::error_code ec;
-    const fs::path model_file = fs::path(dir) / "tiktoken.model";
-    if (!fs::exists(model_file, ec)) return nullptr;
-    const fs::path config_file = fs::path(dir) / "tokenizer_config.json";
-    std::string config;
-    if (fs::exists(config_file, ec)) {
-        config = read_input_file(config_file.string(), limits::kTokenizerConfigFileBytes);
-        parse_json(config, config_file.string());
-    }
-    return Tokenizer::from_text(read_input_file(model_file.string(), limits::kTiktokenFileBytes),
-                                config, vocab_size, dir);
 }
 
 // Checks the options and picks the backend: the GPU one when asked for, or for Auto when a
@@ -121,7 +99,7 @@ std::unique_ptr<Model> Model::load(const std::string& dir, const ModelLoadOption
     check_tensor_count(model->config_, *checkpoint);
     const ModelLayout layout(model->config_);
     validate_checkpoint(layout, *checkpoint);
-    model->tokenizer_ = load_tokenizer(dir, model->config_.vocab_size);
+    model->tokenizer_ = Tokenizer::load(dir, model->config_.vocab_size);
     warn_about_unused_tensors(layout, *checkpoint);
     model->fingerprint_ = fingerprint_of(model->config_, layout, *checkpoint);
     model->parameters_ = count_parameters(model->config_, layout);

@@ -10,12 +10,13 @@
 # KL_RUN_PARTS (default "tests ops model profile demo") picks what `run` does; "sanitize" runs
 # the GPU tests under compute-sanitizer (memcheck with leak check, racecheck, synccheck,
 # initcheck; logs sanitize_<tool>.log), KL_SANITIZE_TOOLS and KL_SANITIZE_FILTER (a gtest
-# filter) narrow it, KL_SANITIZE_SECONDS bounds each tool (default 240).
+# filter) narrow it, KL_SANITIZE_SECONDS bounds each tool (default 240); "cancel" measures
+# cancel-to-return latency of a long prefill (tools/bench/cancel_latency; cancel.log).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 binaries=(libkimi_linear.so.0.1.0 tools/kimi tools/make_tiny_model tests/kl_gpu_tests
           tools/kda_chunk_bench tools/kda_decode_bench tools/mla_bench tools/moe_bench
-          tools/sampling_bench)
+          tools/sampling_bench tools/cancel_latency)
 case "${1:-}" in
   build)
     cmake -S . -B build-cuda -DKL_CUDA=ON -DCMAKE_BUILD_TYPE=Release >/dev/null
@@ -86,6 +87,12 @@ case "${1:-}" in
              "($(grep -c '^\[       OK' "$OUT/sanitize_$tool.log") tests passed)"
         grep -E "ERROR SUMMARY|LEAK SUMMARY|RACECHECK SUMMARY|FAILED" "$OUT/sanitize_$tool.log" | head -5
       done
+    fi
+    if [[ $parts == *cancel* ]]; then
+      for layers in $layers_list; do
+        "$bin/cancel_latency" --random $config --layers $layers --device cuda \
+          --prompt-len 8192 --trials 20
+      done 2>&1 | tee "$OUT/cancel.log"
     fi
     if [[ $parts == *demo* ]]; then
       KL_LIBRARY=$bin/libkimi_linear.so.1 python3 -m pytest -q -s -rs \

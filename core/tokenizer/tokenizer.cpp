@@ -2,26 +2,18 @@
 
 #include <algorithm>
 #include <filesystem>
-#include <fstream>
 #include <nlohmann/json.hpp>
-#include <sstream>
 #include <unordered_map>
 
 #include "core/error.h"
+#include "core/input_file.h"
+#include "core/json_input.h"
+#include "core/limits.h"
 #include "pretokenizer.h"
 #include "utf8.h"
 
 namespace kl {
 namespace {
-
-std::string read_file(const std::filesystem::path& path) {
-    std::ifstream in(path, std::ios::binary);
-    if (!in) fail(Status::Io, "cannot open " + path.string());
-    std::stringstream text;
-    text << in.rdbuf();
-    if (!in.good() && !in.eof()) fail(Status::Io, "cannot read " + path.string());
-    return text.str();
-}
 
 // bos_token / eos_token: a string, or an AddedToken object {"content": ...}, or null.
 std::string token_content(const nlohmann::json& value) {
@@ -35,11 +27,16 @@ std::string token_content(const nlohmann::json& value) {
 
 std::unique_ptr<Tokenizer> Tokenizer::load(const std::string& dir, int64_t vocab_size) {
     namespace fs = std::filesystem;
+    std::error_code ec;
     const fs::path model_file = fs::path(dir) / "tiktoken.model";
-    if (!fs::exists(model_file)) return nullptr;
+    if (!fs::exists(model_file, ec)) return nullptr;
     const fs::path config_file = fs::path(dir) / "tokenizer_config.json";
-    const std::string config = fs::exists(config_file) ? read_file(config_file) : std::string();
-    return from_text(read_file(model_file), config, vocab_size, dir);
+    const std::string config =
+        fs::exists(config_file, ec)
+            ? read_input_file(config_file.string(), limits::kTokenizerConfigFileBytes)
+            : std::string();
+    return from_text(read_input_file(model_file.string(), limits::kTiktokenFileBytes), config,
+                     vocab_size, dir);
 }
 
 std::unique_ptr<Tokenizer> Tokenizer::from_text(std::string_view tiktoken_model,
@@ -55,12 +52,7 @@ std::unique_ptr<Tokenizer> Tokenizer::from_text(std::string_view tiktoken_model,
     std::string chat_template;
     if (!config_json.empty()) {
         const std::string where = source + "/tokenizer_config.json";
-        nlohmann::json config;
-        try {
-            config = nlohmann::json::parse(config_json);
-        } catch (const nlohmann::json::exception& e) {
-            fail(Status::Format, where + " is not valid JSON: " + e.what());
-        }
+        const nlohmann::json config = parse_json(config_json, where);
         if (!config.is_object()) fail(Status::Format, where + " is not a JSON object");
         const auto added = config.find("added_tokens_decoder");
         if (added != config.end()) {

@@ -16,7 +16,9 @@ namespace kl {
 class Tokenizer {
 public:
     // The tokenizer of model folder `dir`, or null when it has no tiktoken.model. Every id
-    // must be below vocab_size (the model's embedding rows).
+    // must be below vocab_size (the model's embedding rows). The files are read like
+    // config.json (core/input_file.h: regular files only, each within its cap) and
+    // tokenizer_config.json is parsed with the nesting limit (core/json_input.h).
     static std::unique_ptr<Tokenizer> load(const std::string& dir, int64_t vocab_size);
     // From file contents (tests, make_tiny_model); config_json may be empty.
     static std::unique_ptr<Tokenizer> from_text(std::string_view tiktoken_model,
