@@ -644,20 +644,30 @@ kl_status kl_detokenize(const kl_model* model, const int32_t* tokens, size_t n, 
     });
 }
 
+namespace {
+
+// The caller's messages as the core's; InvalidArgument for a NULL array, role or content.
+std::vector<kl::ChatMessage> chat_messages(const kl_chat_message* msgs, size_t n) {
+    require(msgs != nullptr || n == 0, "msgs is NULL but n > 0");
+    std::vector<kl::ChatMessage> messages(n);
+    for (size_t i = 0; i < n; ++i) {
+        if (!msgs[i].role || !msgs[i].content)
+            kl::fail(kl::Status::InvalidArgument,
+                     "msgs[" + std::to_string(i) + "]." + (msgs[i].role ? "content" : "role") +
+                         " is NULL");
+        messages[i] = {msgs[i].role, msgs[i].content};
+    }
+    return messages;
+}
+
+}  // namespace
+
 kl_status kl_chat_template_apply(const kl_model* model, const kl_chat_message* msgs, size_t n,
                                  int add_generation_prompt, char* out, size_t cap, size_t* len) {
     if (len) *len = 0;
     return guarded([&] {
         const kl::Tokenizer& tokenizer = tokenizer_of(model);
-        require(msgs != nullptr || n == 0, "msgs is NULL but n > 0");
-        std::vector<kl::ChatMessage> messages(n);
-        for (size_t i = 0; i < n; ++i) {
-            if (!msgs[i].role || !msgs[i].content)
-                kl::fail(kl::Status::InvalidArgument,
-                         "msgs[" + std::to_string(i) + "]." + (msgs[i].role ? "content" : "role") +
-                             " is NULL");
-            messages[i] = {msgs[i].role, msgs[i].content};
-        }
+        const std::vector<kl::ChatMessage> messages = chat_messages(msgs, n);
         copy_text(tokenizer.chat_format().render(messages, add_generation_prompt != 0), out, cap,
                   len);
     });
@@ -672,16 +682,8 @@ kl_status kl_chat_tokenize(const kl_model* model, const kl_chat_message* msgs, s
     return guarded([&] {
         const kl::Tokenizer& tokenizer = tokenizer_of(model);
         require(n_out != nullptr, "n_out is NULL");
-        require(msgs != nullptr || n == 0, "msgs is NULL but n > 0");
         require(out != nullptr || cap == 0, "out is NULL but cap > 0");
-        std::vector<kl::ChatMessage> messages(n);
-        for (size_t i = 0; i < n; ++i) {
-            if (!msgs[i].role || !msgs[i].content)
-                kl::fail(kl::Status::InvalidArgument,
-                         "msgs[" + std::to_string(i) + "]." + (msgs[i].role ? "content" : "role") +
-                             " is NULL");
-            messages[i] = {msgs[i].role, msgs[i].content};
-        }
+        const std::vector<kl::ChatMessage> messages = chat_messages(msgs, n);
         const std::vector<int32_t> ids =
             kl::encode_chat(tokenizer, messages, add_generation_prompt != 0);
         *n_out = ids.size();

@@ -8,17 +8,39 @@ namespace kl {
 
 using nlohmann::json;
 
+namespace {
+
+// Format when `text` nests deeper than limits::kJsonDepth. One pass, before parsing: over any
+// prefix the parser accepts, this depth is the parser's (strings and their escapes are
+// skipped the same way), so nothing deeper is ever built. (nlohmann's callback parser
+// reports depths too, but its end_object walks the parent's members each time: quadratic
+// in an object's size, minutes for a 30 MB tokenizer_config.json.)
+void check_depth(std::string_view text, const std::string& origin) {
+    int depth = 0;
+    bool in_string = false;
+    for (size_t i = 0; i < text.size(); ++i) {
+        const char c = text[i];
+        if (in_string) {
+            if (c == '\\') ++i;
+            else if (c == '"') in_string = false;
+        } else if (c == '"') {
+            in_string = true;
+        } else if (c == '[' || c == '{') {
+            if (++depth > limits::kJsonDepth)
+                fail(Status::Format, origin + ": JSON nested deeper than " +
+                                         std::to_string(limits::kJsonDepth) + " levels");
+        } else if (c == ']' || c == '}') {
+            --depth;
+        }
+    }
+}
+
+}  // namespace
+
 json parse_json(std::string_view text, const std::string& origin) {
-    // The parser itself keeps its own stack, but reports the depth of each event: stop at
-    // the first one past the limit, before the deep value exists.
-    const json::parser_callback_t limit_depth = [&origin](int depth, json::parse_event_t, json&) {
-        if (depth > limits::kJsonDepth)
-            fail(Status::Format, origin + ": JSON nested deeper than " +
-                                     std::to_string(limits::kJsonDepth) + " levels");
-        return true;
-    };
+    check_depth(text, origin);
     try {
-        return json::parse(text.begin(), text.end(), limit_depth);
+        return json::parse(text.begin(), text.end());
     } catch (const json::exception& e) {
         // nlohmann's message quotes the token it stopped at, which may be the whole input.
         fail(Status::Format, origin + ": not valid JSON: " + excerpt(e.what(), 240));

@@ -1,6 +1,6 @@
 // The one way the library parses JSON from a file or a caller (config.json, a safetensors
 // header, model.safetensors.index.json, tokenizer_config.json, kl_model_create_random's
-// text) and quotes a JSON value in an error message. Nesting is limited while parsing
+// text) and quotes a JSON value in an error message. Nesting is checked before parsing
 // (core/limits.h): nlohmann::json's dump() and copies recurse once per level, so a value
 // nested 100,000 deep in a 200 KB file would otherwise overflow the stack.
 #pragma once

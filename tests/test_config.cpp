@@ -410,8 +410,12 @@ TEST(Config, JsonNestingIsLimitedWhileParsing) {
                std::string(static_cast<size_t>(depth), ']');
     };
     EXPECT_NO_THROW(kl::parse_json(nested(kl::limits::kJsonDepth), "x.json"));
-    expect_error([&] { kl::parse_json(nested(kl::limits::kJsonDepth + 2), "x.json"); },
+    expect_error([&] { kl::parse_json(nested(kl::limits::kJsonDepth + 1), "x.json"); },
                  Status::Format, {"x.json", "nested deeper than 64"});
+    // Brackets inside strings, escaped quotes included, are text, not nesting.
+    const std::string brackets(200, '[');
+    EXPECT_EQ(kl::parse_json("{\"a\": \"" + brackets + "\"}", "s.json")["a"], brackets);
+    EXPECT_EQ(kl::parse_json("[\"\\\"" + brackets + "\\\\\", 1]", "s.json")[1], 1);
     // 100,000 levels: the parse stops at level 65, and no message dumps the value.
     expect_error([&] { kl::parse_json("{\"a\": " + nested(100000) + "}", "deep.json"); },
                  Status::Format, {"deep.json", "nested"});

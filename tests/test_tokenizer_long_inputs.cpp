@@ -6,11 +6,14 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "core/tokenizer/text_stream.h"
+#include "core/tokenizer/bpe_vocabulary.h"
 #include "core/tokenizer/tokenizer.h"
+#include "expect_error.h"
 #include "tiny_model.h"
 
 namespace {
@@ -154,3 +157,37 @@ TEST(StopStringsLong, NearMissesOfALongStopStringAreLinear) {
 }
 
 }  // namespace
+
+// A model may name an added token for every id of its vocabulary past the BPE ranks
+// (make_tiny_model's 100m preset names 27,753): here Kimi's 163,840 ids, about 30 MB of
+// tokenizer_config.json in the Hugging Face layout. It must load (the file cap admits it), in
+// time linear in the entries (duplicate texts were found by comparing each with every
+// earlier one), and a text of nothing but '<' must not cost a scan of every added token at
+// each byte.
+TEST(AddedTokensLong, AnAddedTokenForEveryIdOfALargeVocabulary) {
+    constexpr int kVocab = 163840;
+    std::vector<std::string> bpe;
+    for (int b = 0; b < 256; ++b) bpe.emplace_back(1, static_cast<char>(b));
+    const std::string dir = kl::test::temp_dir();
+    kl::test::write_file(dir + "/tiktoken.model", kl::tiktoken_model_text(bpe));
+    std::string config = "{\n  \"added_tokens_decoder\": {\n";
+    for (int id = 256; id < kVocab; ++id)
+        config += std::string(id > 256 ? ",\n" : "") + "    \"" + std::to_string(id) +
+                  "\": {\n      \"content\": \"<|reserved_token_" + std::to_string(id) +
+                  "|>\",\n      \"lstrip\": false,\n      \"normalized\": false,\n"
+                  "      \"rstrip\": false,\n      \"single_word\": false,\n"
+                  "      \"special\": true\n    }";
+    config += "\n  }\n}\n";
+    ASSERT_GT(config.size(), 16u << 20);
+    kl::test::write_file(dir + "/tokenizer_config.json", config);
+
+    std::unique_ptr<kl::Tokenizer> t;
+    EXPECT_LT(seconds([&] { t = kl::Tokenizer::load(dir, kVocab); }), kBoundSeconds);
+    ASSERT_NE(t, nullptr);
+    EXPECT_EQ(t->special_id("<|reserved_token_163839|>"), 163839);
+    EXPECT_EQ(t->encode("a<|reserved_token_300|>b", true), (std::vector<int32_t>{'a', 300, 'b'}));
+    const std::string angles = repeated("<|reserved_token_", 20000);  // 340 KB of near misses
+    std::vector<int32_t> ids;
+    EXPECT_LT(seconds([&] { ids = t->encode(angles, true); }), kBoundSeconds);
+    EXPECT_EQ(t->decode(ids.data(), ids.size()), angles);
+}

@@ -9,6 +9,7 @@
 #include "core/input_file.h"
 #include "core/json_input.h"
 #include "core/limits.h"
+#include "core/message_text.h"
 #include "pretokenizer.h"
 #include "utf8.h"
 
@@ -103,12 +104,13 @@ std::unique_ptr<Tokenizer> Tokenizer::from_text(std::string_view tiktoken_model,
         if (slot >= 0)
             fail(Status::Format, source + "/tokenizer_config.json names id " +
                                      std::to_string(s.id) + " twice");
-        for (size_t j = 0; j < i; ++j)
-            if (t->specials_[j].content == s.content)
-                fail(Status::Format, source + "/tokenizer_config.json: \"" + s.content +
-                                         "\" is the text of two added tokens");
+        if (!t->special_by_content_.emplace(s.content, static_cast<int32_t>(i)).second)
+            fail(Status::Format, source + "/tokenizer_config.json: \"" + excerpt(s.content) +
+                                     "\" is the text of two added tokens");
         slot = static_cast<int32_t>(i);
         t->special_first_byte_[static_cast<unsigned char>(s.content[0])] = true;
+        if (t->special_lengths_.empty() || t->special_lengths_.back() != s.content.size())
+            t->special_lengths_.push_back(s.content.size());  // specials_ is longest first
     }
     const bool has_chat_tokens = t->special_id("<|im_system|>") >= 0 &&
                                  t->special_id("<|im_user|>") >= 0 &&
@@ -120,21 +122,26 @@ std::unique_ptr<Tokenizer> Tokenizer::from_text(std::string_view tiktoken_model,
 }
 
 int32_t Tokenizer::special_id(std::string_view content) const {
-    for (const Special& s : specials_)
-        if (s.content == content) return s.id;
-    return -1;
+    const auto it = special_by_content_.find(content);
+    return it == special_by_content_.end() ? -1 : specials_[static_cast<size_t>(it->second)].id;
 }
 
 const Tokenizer::Special* Tokenizer::find_special(std::string_view text, size_t pos,
                                                   size_t* at) const {
     if (specials_.empty()) return nullptr;
+    // One hash lookup per distinct length (longest first) where an added token may start:
+    // the cost of a position does not grow with the number of added tokens (Kimi has 256
+    // reserved ones, a model may name one for every id of its vocabulary).
     for (size_t i = pos; i < text.size(); ++i) {
         if (!special_first_byte_[static_cast<unsigned char>(text[i])]) continue;
-        for (const Special& s : specials_)
-            if (text.compare(i, s.content.size(), s.content) == 0) {
+        for (const size_t length : special_lengths_) {
+            if (length > text.size() - i) continue;
+            const auto it = special_by_content_.find(text.substr(i, length));
+            if (it != special_by_content_.end()) {
                 *at = i;
-                return &s;
+                return &specials_[static_cast<size_t>(it->second)];
             }
+        }
     }
     return nullptr;
 }

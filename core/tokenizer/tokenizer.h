@@ -6,6 +6,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <vector>
 
 #include "bpe_vocabulary.h"
@@ -15,6 +16,9 @@ namespace kl {
 
 class Tokenizer {
 public:
+    Tokenizer(const Tokenizer&) = delete;  // special_by_content_ points into specials_
+    Tokenizer& operator=(const Tokenizer&) = delete;
+
     // The tokenizer of model folder `dir`, or null when it has no tiktoken.model. Every id
     // must be below vocab_size (the model's embedding rows). The files are read like
     // config.json (core/input_file.h: regular files only, each within its cap) and
@@ -41,6 +45,7 @@ public:
     size_t bpe_size() const { return bpe_.size(); }
 
 private:
+    Tokenizer() = default;
     struct Special {
         std::string content;
         int32_t id;
@@ -50,8 +55,12 @@ private:
     const Special* find_special(std::string_view text, size_t pos, size_t* at) const;
 
     BpeVocabulary bpe_;
-    std::vector<Special> specials_;       // longest content first
+    std::vector<Special> specials_;       // longest content first; never changed after load
     std::vector<int32_t> special_index_;  // id - bpe_.size() -> index in specials_, or -1
+    // content -> index in specials_ (the views point into specials_), and the distinct
+    // content lengths, longest first.
+    std::unordered_map<std::string_view, int32_t> special_by_content_;
+    std::vector<size_t> special_lengths_;
     bool special_first_byte_[256] = {};
     int32_t bos_ = -1, eos_ = -1;
     ChatFormat chat_;

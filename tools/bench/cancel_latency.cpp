@@ -24,6 +24,7 @@
 #include <nlohmann/json.hpp>
 
 #include "kimi_linear.h"
+#include "truncated_config.h"
 
 namespace {
 
@@ -39,20 +40,6 @@ void check(kl_status status, const char* what) {
                                  kl_last_error());
 }
 
-// The config's first `layers` layers, the 1-based layer lists cut to match (as kimi bench).
-std::string truncate_layers(const std::string& config_text, int64_t layers) {
-    nlohmann::json config = nlohmann::json::parse(config_text);
-    if (layers <= 0 || layers > config.at("num_hidden_layers").get<int64_t>())
-        throw std::runtime_error("--layers must be in 1..num_hidden_layers");
-    config["num_hidden_layers"] = layers;
-    for (const char* list : {"kda_layers", "full_attn_layers"}) {
-        nlohmann::json kept = nlohmann::json::array();
-        for (const auto& layer : config["linear_attn_config"][list])
-            if (layer.get<int64_t>() <= layers) kept.push_back(layer);
-        config["linear_attn_config"][list] = kept;
-    }
-    return config.dump();
-}
 
 struct Options {
     std::string random, model, device = "auto";
@@ -94,7 +81,7 @@ kl_model* load(const Options& o) {
         std::ifstream in(o.random);
         if (!in) throw std::runtime_error("cannot read " + o.random);
         std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-        if (o.layers) text = truncate_layers(text, o.layers);
+        if (o.layers) text = kl_tools::truncate_layers(text, o.layers);
         check(kl_model_create_random(text.c_str(), o.seed, &params, &model), "create_random");
     } else {
         check(kl_model_load(o.model.c_str(), &params, &model), "load");

@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "kimi_linear.h"
+#include "truncated_config.h"
 
 namespace {
 
@@ -140,19 +141,13 @@ SessionHandle new_session(kl_model* model) {
     return SessionHandle(session, &kl_session_free);
 }
 
-// The config's first `layers` layers, the 1-based layer lists cut to match.
+// The config's first `layers` layers (tools/common/truncated_config.h), a usage error otherwise.
 std::string truncate_layers(const std::string& config_text, int64_t layers) {
-    nlohmann::json config = nlohmann::json::parse(config_text);
-    if (layers <= 0 || layers > config.at("num_hidden_layers").get<int64_t>())
-        throw UsageError{"--layers must be in 1..num_hidden_layers"};
-    config["num_hidden_layers"] = layers;
-    for (const char* list : {"kda_layers", "full_attn_layers"}) {
-        nlohmann::json kept = nlohmann::json::array();
-        for (const auto& layer : config["linear_attn_config"][list])
-            if (layer.get<int64_t>() <= layers) kept.push_back(layer);
-        config["linear_attn_config"][list] = kept;
+    try {
+        return kl_tools::truncate_layers(config_text, layers);
+    } catch (const std::invalid_argument& e) {
+        throw UsageError{e.what()};
     }
-    return config.dump();
 }
 
 ModelHandle load(const Options& o) {

@@ -169,8 +169,16 @@ namespace KimiLinear
         /// <exception cref="KimiLinearException.Unsupported">the model has no tokenizer</exception>
         public string ApplyChatTemplate(IEnumerable<ChatMessage> messages, bool addGenerationPrompt = true)
         {
+            byte[] input = PackMessages(messages);
+            return Use(m => ReadText((buf, cap) => kimi_linear_native.klb_chat_template_apply(
+                                         m, input, (ulong)input.Length, addGenerationPrompt ? 1 : 0, buf, cap),
+                                     input.Length * 2L + 256));
+        }
+
+        // Role and content of each message, packed (klb_chat_template_apply, klb_chat_tokenize).
+        private static byte[] PackMessages(IEnumerable<ChatMessage> messages)
+        {
             if (messages == null) throw new ArgumentNullException(nameof(messages));
-            // Role and content of each message, packed (klb_chat_template_apply).
             var strings = new List<string>();
             foreach (ChatMessage message in messages)
             {
@@ -178,10 +186,7 @@ namespace KimiLinear
                 strings.Add(message.Role);
                 strings.Add(message.Content);
             }
-            byte[] input = PackStrings(strings, "a chat message", strict: false);
-            return Use(m => ReadText((buf, cap) => kimi_linear_native.klb_chat_template_apply(
-                                         m, input, (ulong)input.Length, addGenerationPrompt ? 1 : 0, buf, cap),
-                                     input.Length * 2L + 256));
+            return PackStrings(strings, "a chat message", strict: false);
         }
 
         /// <summary>
@@ -194,15 +199,7 @@ namespace KimiLinear
         /// <exception cref="KimiLinearException.Unsupported">the model has no tokenizer</exception>
         public int[] TokenizeChat(IEnumerable<ChatMessage> messages, bool addGenerationPrompt = true)
         {
-            if (messages == null) throw new ArgumentNullException(nameof(messages));
-            var strings = new List<string>();
-            foreach (ChatMessage message in messages)
-            {
-                if (message == null) throw new ArgumentException("a message is null", nameof(messages));
-                strings.Add(message.Role);
-                strings.Add(message.Content);
-            }
-            byte[] input = PackStrings(strings, "a chat message", strict: false);
+            byte[] input = PackMessages(messages);
             return Use(m =>
             {
                 int[] ids = new int[input.Length + 256]; // well-formed text: at most one id a byte

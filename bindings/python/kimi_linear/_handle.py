@@ -56,22 +56,28 @@ class ModelHandle:
     def tokenize(self, data: bytes, parse_special: bool) -> List[int]:
         """kl_tokenize of UTF-8 bytes (Model.tokenize, and Session's text prompts)."""
         lib = _native.lib()
-        n = c_size_t(0)
         # A first guess that fits well-formed UTF-8 (at most one token per byte), then the
         # size the library reports when it was too small (KL_ERR_INVALID_ARGUMENT with the
         # count in *n): one tokenizer pass in the common case.
         cap = len(data) + 1
         with self.share() as ptr:
-            for _ in range(3):
-                out = (c_int32 * cap)()
-                status = lib.kl_tokenize(ptr, data, len(data), 1 if parse_special else 0, out,
-                                         cap, byref(n))
-                if status == KL_ERR_INVALID_ARGUMENT and n.value > cap:
-                    cap = n.value
-                    continue
-                check(status)
-                return out[:n.value]
-        raise AssertionError("kl_tokenize kept asking for a larger buffer")  # pragma: no cover
+            return read_ids(lambda out, cap, n: lib.kl_tokenize(
+                ptr, data, len(data), 1 if parse_special else 0, out, cap, n), cap, "kl_tokenize")
+
+
+def read_ids(call, cap: int, what: str) -> List[int]:
+    """The ids a kl_* call writes with the size protocol: call(out, cap, byref(n)) first with
+    the guess cap, then once more with the size the library reported if it was too small."""
+    n = c_size_t(0)
+    for _ in range(3):
+        out = (c_int32 * cap)()
+        status = call(out, cap, byref(n))
+        if status == KL_ERR_INVALID_ARGUMENT and n.value > cap:
+            cap = n.value
+            continue
+        check(status)
+        return out[:n.value]
+    raise AssertionError(what + " kept asking for a larger buffer")  # pragma: no cover
 
 
 class Share:

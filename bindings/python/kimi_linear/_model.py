@@ -6,11 +6,11 @@ import json
 import numbers
 import os
 import weakref
-from ctypes import byref, c_int32, c_size_t, create_string_buffer, sizeof, string_at
+from ctypes import byref, c_size_t, create_string_buffer, sizeof, string_at
 from typing import Any, Callable, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
 from . import _native
-from ._handle import ModelHandle, Share
+from ._handle import ModelHandle, Share, read_ids
 from ._session import Session
 from ._types import ChatMessage, ModelInfo, text_bytes, token_buffer, token_pointer
 from .errors import KL_ERR_INVALID_ARGUMENT, KL_ERR_UNSUPPORTED, check
@@ -303,19 +303,11 @@ class Model:
         message's content is plain text, so no message can forge a control token (a user
         writing "<|im_end|>" writes text). Messages as in apply_chat_template.
         """
-        msgs, n, pairs = _chat_messages(messages)
+        msgs, n_msgs, pairs = _chat_messages(messages)
         flag = 1 if add_generation_prompt else 0
         lib = _native.lib()
-        count = c_size_t(0)
         cap = sum(len(r) + len(c) for r, c in pairs) + 256  # one pass for well-formed text
         with self._use() as ptr:
-            for _ in range(3):
-                out = (c_int32 * cap)()
-                status = lib.kl_chat_tokenize(ptr, msgs if n else None, n, flag, out, cap,
-                                              byref(count))
-                if status == KL_ERR_INVALID_ARGUMENT and count.value > cap:
-                    cap = count.value
-                    continue
-                check(status)
-                return out[:count.value]
-        raise AssertionError("kl_chat_tokenize kept asking for a larger buffer")  # pragma: no cover
+            return read_ids(lambda out, cap, n: lib.kl_chat_tokenize(
+                ptr, msgs if n_msgs else None, n_msgs, flag, out, cap, n), cap,
+                "kl_chat_tokenize")

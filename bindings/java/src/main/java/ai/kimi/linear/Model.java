@@ -195,15 +195,7 @@ public final class Model extends NativeResource {
      * true lets a message holding "&lt;|im_end|&gt;&lt;|im_system|&gt;..." become control tokens.
      */
     public String applyChatTemplate(List<ChatMessage> messages, boolean addGenerationPrompt) {
-        Objects.requireNonNull(messages, "messages");
-        // Role and content of each message, packed (see klb_chat_template_apply).
-        List<String> strings = new ArrayList<>(2 * messages.size());
-        for (ChatMessage m : messages) {
-            Objects.requireNonNull(m, "a message is null");
-            strings.add(m.role());
-            strings.add(m.content());
-        }
-        byte[] in = packStrings(strings, "a chat message");
+        byte[] in = packMessages(messages);
         acquire();
         try {
             byte[] out = new byte[in.length * 2 + 256];
@@ -217,6 +209,18 @@ public final class Model extends NativeResource {
         }
     }
 
+    /** Role and content of each message, packed (klb_chat_template_apply, klb_chat_tokenize). */
+    private static byte[] packMessages(List<ChatMessage> messages) {
+        Objects.requireNonNull(messages, "messages");
+        List<String> strings = new ArrayList<>(2 * messages.size());
+        for (ChatMessage m : messages) {
+            Objects.requireNonNull(m, "a message is null");
+            strings.add(m.role());
+            strings.add(m.content());
+        }
+        return packStrings(strings, "a chat message");
+    }
+
     /**
      * The conversation's token ids in the model's chat format (kl_chat_tokenize), for
      * {@link Session#append}: the format's markup becomes its special tokens and each message's
@@ -227,14 +231,7 @@ public final class Model extends NativeResource {
      * @throws KimiLinearException.Unsupported if the model has no tokenizer
      */
     public int[] tokenizeChat(List<ChatMessage> messages, boolean addGenerationPrompt) {
-        Objects.requireNonNull(messages, "messages");
-        List<String> strings = new ArrayList<>(2 * messages.size());
-        for (ChatMessage m : messages) {
-            Objects.requireNonNull(m, "a message is null");
-            strings.add(m.role());
-            strings.add(m.content());
-        }
-        byte[] in = packStrings(strings, "a chat message");
+        byte[] in = packMessages(messages);
         acquire();
         try {
             int[] out = new int[in.length + 256];  // well-formed text: at most one id a byte
