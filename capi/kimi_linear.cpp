@@ -611,6 +611,20 @@ void copy_text(const std::string& text, char* out, size_t cap, size_t* len) {
     if (cap > text.size()) out[text.size()] = '\0';
 }
 
+// The caller's messages as the core's; InvalidArgument for a NULL array, role or content.
+std::vector<kl::ChatMessage> chat_messages(const kl_chat_message* msgs, size_t n) {
+    require(msgs != nullptr || n == 0, "msgs is NULL but n > 0");
+    std::vector<kl::ChatMessage> messages(n);
+    for (size_t i = 0; i < n; ++i) {
+        if (!msgs[i].role || !msgs[i].content)
+            kl::fail(kl::Status::InvalidArgument,
+                     "msgs[" + std::to_string(i) + "]." + (msgs[i].role ? "content" : "role") +
+                         " is NULL");
+        messages[i] = {msgs[i].role, msgs[i].content};
+    }
+    return messages;
+}
+
 }  // namespace
 
 extern "C" {
@@ -643,24 +657,6 @@ kl_status kl_detokenize(const kl_model* model, const int32_t* tokens, size_t n, 
         copy_text(tokenizer.decode(tokens, n), out, cap, len);
     });
 }
-
-namespace {
-
-// The caller's messages as the core's; InvalidArgument for a NULL array, role or content.
-std::vector<kl::ChatMessage> chat_messages(const kl_chat_message* msgs, size_t n) {
-    require(msgs != nullptr || n == 0, "msgs is NULL but n > 0");
-    std::vector<kl::ChatMessage> messages(n);
-    for (size_t i = 0; i < n; ++i) {
-        if (!msgs[i].role || !msgs[i].content)
-            kl::fail(kl::Status::InvalidArgument,
-                     "msgs[" + std::to_string(i) + "]." + (msgs[i].role ? "content" : "role") +
-                         " is NULL");
-        messages[i] = {msgs[i].role, msgs[i].content};
-    }
-    return messages;
-}
-
-}  // namespace
 
 kl_status kl_chat_template_apply(const kl_model* model, const kl_chat_message* msgs, size_t n,
                                  int add_generation_prompt, char* out, size_t cap, size_t* len) {

@@ -97,8 +97,10 @@ TEST_F(LongInputs, OneCharacterClassForAMegabyteIsLinear) {
         {"added-token prefixes", repeated("<|im_", 200000)},
         {"added tokens", repeated("<|im_end|>", 100000)},
     };
-    for (const auto& [name, text] : cases)
+    for (const auto& entry : cases)
         for (bool parse_special : {false, true}) {
+            const char* name = entry.first;
+            const std::string& text = entry.second;  // lambdas capture no structured binding (C++17)
             std::vector<int32_t> ids;
             const double t = seconds([&] { ids = tokenizer->encode(text, parse_special); });
             EXPECT_LT(t, kBoundSeconds) << name << (parse_special ? " (special)" : "");
