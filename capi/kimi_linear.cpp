@@ -328,8 +328,9 @@ kl_status kl_session_append(kl_session* session, const int32_t* tokens, size_t n
     return guarded([&] {
         require(session != nullptr, "session is NULL");
         const kl::SessionInUse in_use(session->in_use);
-        require(tokens != nullptr, "tokens is NULL");
+        // n first: a binding passes an empty array as NULL, and "n is 0" is the real cause.
         require(n > 0, "n is 0: nothing to append");
+        require(tokens != nullptr, "tokens is NULL");
         const int which = enum_bits(which_value);
         require(which == KL_LOGITS_NONE || which == KL_LOGITS_LAST || which == KL_LOGITS_ALL,
                 "which is not a kl_logits value");

@@ -23,4 +23,12 @@ for exe in "$work/cmake/generate" "$work/generate_pc"; do
   libs=$(ldd "$exe")  # (not piped into grep -q: with pipefail, ldd's SIGPIPE would fail it)
   grep -q "$work/prefix" <<<"$libs" || { echo "FAIL: $exe does not use the installed library"; exit 1; }
 done
-echo "OK: installed to a clean prefix; find_package and pkg-config consumers ran"
+# The installed CLI (when built) runs from a prefix outside the system paths, with no
+# LD_LIBRARY_PATH, on the installed library (its RUNPATH is $ORIGIN/../lib).
+if [[ -x "$work/prefix/bin/kimi" ]]; then
+  env -u LD_LIBRARY_PATH "$work/prefix/bin/kimi" info "$model" >/dev/null ||
+    { echo "FAIL: the installed kimi does not run"; exit 1; }
+  libs=$(env -u LD_LIBRARY_PATH ldd "$work/prefix/bin/kimi")
+  grep -q "$work/prefix" <<<"$libs" || { echo "FAIL: the installed kimi does not use the installed library"; exit 1; }
+fi
+echo "OK: installed to a clean prefix; find_package and pkg-config consumers and the CLI ran"

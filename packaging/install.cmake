@@ -9,6 +9,8 @@ install(TARGETS kimi_linear EXPORT KimiLinearTargets
 install(FILES ${PROJECT_SOURCE_DIR}/capi/include/kimi_linear.h
         DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
 if(TARGET kimi)  # KL_BUILD_TOOLS
+  # The installed CLI finds the installed library wherever the prefix is (bin/../lib).
+  set_target_properties(kimi PROPERTIES INSTALL_RPATH "$ORIGIN/../${CMAKE_INSTALL_LIBDIR}")
   install(TARGETS kimi RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
 endif()
 set(KL_CMAKE_DIR ${CMAKE_INSTALL_LIBDIR}/cmake/KimiLinear)

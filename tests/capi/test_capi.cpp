@@ -248,7 +248,10 @@ TEST_F(CApiSession, BadAppendsChangeNothing) {
     expect_failure(kl_session_append(s, &negative, 1, KL_LOGITS_NONE, nullptr),
                    KL_ERR_INVALID_ARGUMENT, "-1");
     expect_failure(kl_session_append(s, bad, 0, KL_LOGITS_NONE, nullptr), KL_ERR_INVALID_ARGUMENT,
-                   "n");
+                   "n is 0");
+    // An empty array passed as NULL (as the bindings do) is named by its count, not its pointer.
+    expect_failure(kl_session_append(s, nullptr, 0, KL_LOGITS_NONE, nullptr),
+                   KL_ERR_INVALID_ARGUMENT, "n is 0");
     expect_failure(kl_session_append(s, bad, 1, KL_LOGITS_LAST, nullptr), KL_ERR_INVALID_ARGUMENT,
                    "logits");
     expect_failure(kl_session_append(s, bad, 1, static_cast<kl_logits>(7), logits.data()),

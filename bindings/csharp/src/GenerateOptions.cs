@@ -22,13 +22,28 @@ namespace KimiLinear
         /// <summary>How tokens are drawn (default: greedy).</summary>
         public SamplingParams Sampling { get; set; } = new SamplingParams();
 
-        /// <summary>Generation ends after one of these is sampled; it is appended, not emitted.</summary>
-        public IList<int> StopTokens { get; set; } = new List<int>();
+        private List<int> stopTokens = new List<int>();
+        private List<string> stopStrings = new List<string>();
+
+        /// <summary>
+        /// Generation ends after one of these is sampled; it is appended, not emitted. Setting it
+        /// copies the values into a list of its own (an array from Tokenize stays growable).
+        /// </summary>
+        public IList<int> StopTokens
+        {
+            get => stopTokens;
+            set => stopTokens = value == null ? new List<int>() : new List<int>(value);
+        }
 
         /// <summary>
         /// Generation ends when the text contains one of these (non-empty; needs a tokenizer);
-        /// the text before it is emitted, it and anything after are not.
+        /// the text before it is emitted, it and anything after are not. Setting it copies the
+        /// values, as for <see cref="StopTokens"/>.
         /// </summary>
-        public IList<string> StopStrings { get; set; } = new List<string>();
+        public IList<string> StopStrings
+        {
+            get => stopStrings;
+            set => stopStrings = value == null ? new List<string>() : new List<string>(value);
+        }
     }
 }

@@ -132,28 +132,42 @@ namespace KimiLinear
         /// cancel is never lost between two steps of a stream. A request pending when
         /// Generate/GenerateTokens is called (or an enumeration after the first starts) is
         /// dropped: it was aimed at what ran before; so is one pending at Reset or ClearCancel.
-        /// Any thread (the C rule: kl_session_cancel).
+        /// Any thread (the C rule: kl_session_cancel). On a disposed session it does nothing: a
+        /// stop button may race with the session's end.
         /// </summary>
         public void Cancel()
         {
-            Use(s =>
+            try
             {
-                kimi_linear_native.kl_session_cancel(s);
-                return true;
-            });
+                Use(s =>
+                {
+                    kimi_linear_native.kl_session_cancel(s);
+                    return true;
+                });
+            }
+            catch (ObjectDisposedException)
+            {
+            }
         }
 
         /// <summary>
         /// Drops a pending <see cref="Cancel"/> request. Call it when a new request starts, so that
-        /// a cancel that arrived after the previous one ended cannot stop it. Any thread.
+        /// a cancel that arrived after the previous one ended cannot stop it. Any thread; nothing
+        /// on a disposed session.
         /// </summary>
         public void ClearCancel()
         {
-            Use(s =>
+            try
             {
-                kimi_linear_native.kl_session_clear_cancel(s);
-                return true;
-            });
+                Use(s =>
+                {
+                    kimi_linear_native.kl_session_clear_cancel(s);
+                    return true;
+                });
+            }
+            catch (ObjectDisposedException)
+            {
+            }
         }
 
         /// <summary>A token sampled from the last logits, not appended (default: greedy).</summary>

@@ -84,6 +84,7 @@ internal static class KimiLinearTests
         // No model needed.
         Run("defaults match the C library's", null, DefaultsMatchNative);
         Run("missing model folder -> KimiLinearException.Io", null, MissingFolder);
+        Run("stop lists set from arrays stay growable", null, StopListsAreGrowable);
 
         // The model with a tokenizer.
         Run("cross-language agreement (GenerateTokens, Next)", "KL_TOKENIZER_MODEL KL_GREEDY_IDS", CrossLanguage);
@@ -198,6 +199,19 @@ internal static class KimiLinearTests
     }
 
     // ---- tests without a model ----------------------------------------------------------------
+
+    private static void StopListsAreGrowable()
+    {
+        // As the README writes it: StopTokens = model.Tokenize(...), an int[]; then .Add.
+        var options = new GenerateOptions { StopTokens = new[] { 7 }, StopStrings = new[] { "a" } };
+        options.StopTokens.Add(9);
+        options.StopStrings.Add("b");
+        Check.Equal(2, options.StopTokens.Count, "StopTokens after Add");
+        Check.Equal(9, options.StopTokens[1], "the added stop token");
+        Check.Equal(2, options.StopStrings.Count, "StopStrings after Add");
+        options.StopTokens = null;
+        Check.Equal(0, options.StopTokens.Count, "null sets an empty list");
+    }
 
     private static void DefaultsMatchNative()
     {
@@ -660,6 +674,8 @@ internal static class KimiLinearTests
         Check.Throws<ObjectDisposedException>(() => session.Reset(), "Reset");
         Check.Throws<ObjectDisposedException>(() => session.Generate(), "Generate");
         Check.Throws<ObjectDisposedException>(() => new List<string>(pending), "reading a generation after Dispose");
+        session.Cancel(); // nothing, like kl_session_cancel(NULL): a stop button may race with Dispose
+        session.ClearCancel();
         model.Dispose();
         model.Dispose();
         Check.Throws<ObjectDisposedException>(() => model.Tokenize("x"), "Tokenize");

@@ -301,21 +301,21 @@ class Session:
         CancelledError, the state as before it, and consumes the request; so a cancel is
         never lost between two steps of a stream. A request pending when generate() is called
         is dropped (it was aimed at what ran before); so is one pending at reset() or
-        clear_cancel(). Callable from any thread (the rule of kl_session_cancel)."""
+        clear_cancel(). Callable from any thread (the rule of kl_session_cancel). On a closed
+        session it does nothing: a stop button may race with the session's end."""
         state = self._state
         with state.cancel_lock:
-            if state.ptr is None:
-                raise ValueError("session is closed")
-            _native.lib().kl_session_cancel(state.ptr)
+            if state.ptr is not None:
+                _native.lib().kl_session_cancel(state.ptr)
 
     def clear_cancel(self) -> None:
         """Drop a pending cancel() request: call it when a new request starts, so that a
-        cancel that arrived after the previous one ended cannot stop it. Any thread."""
+        cancel that arrived after the previous one ended cannot stop it. Any thread; nothing
+        on a closed session."""
         state = self._state
         with state.cancel_lock:
-            if state.ptr is None:
-                raise ValueError("session is closed")
-            _native.lib().kl_session_clear_cancel(state.ptr)
+            if state.ptr is not None:
+                _native.lib().kl_session_clear_cancel(state.ptr)
 
     # ---- state snapshots -------------------------------------------------------------------
 

@@ -34,6 +34,16 @@ abstract class NativeResource implements AutoCloseable {
         }
     }
 
+    /** Like {@link #acquire()}, but false instead of an exception when closed. */
+    final boolean tryAcquire() {
+        for (;;) {
+            if (closed.get()) return false;
+            int n = uses.get();
+            if (n == 0) return false;
+            if (uses.compareAndSet(n, n + 1)) return true;
+        }
+    }
+
     final void release() {
         if (uses.decrementAndGet() == 0) cleanable.clean();
     }

@@ -160,10 +160,11 @@ public final class Session extends NativeResource {
      * request. So a cancel is never lost between two steps of a stream. A request pending when
      * {@link #generate} is called is dropped (it was aimed at what ran before); so is one
      * pending at {@link #reset} or {@link #clearCancel}. Any thread (the C rule:
-     * {@code kl_session_cancel}).
+     * {@code kl_session_cancel}). On a closed session it does nothing: a stop button may race
+     * with the session's end.
      */
     public void cancel() {
-        acquire();
+        if (!tryAcquire()) return;
         try {
             kimi_linear_native.kl_session_cancel(handle);
         } finally {
@@ -173,10 +174,11 @@ public final class Session extends NativeResource {
 
     /**
      * Drops a pending {@link #cancel()} request. Call it when a new request starts, so that a
-     * cancel that arrived after the previous one ended cannot stop it. Any thread.
+     * cancel that arrived after the previous one ended cannot stop it. Any thread; nothing on
+     * a closed session.
      */
     public void clearCancel() {
-        acquire();
+        if (!tryAcquire()) return;
         try {
             kimi_linear_native.kl_session_clear_cancel(handle);
         } finally {

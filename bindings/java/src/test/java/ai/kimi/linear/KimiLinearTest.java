@@ -527,7 +527,9 @@ public class KimiLinearTest {
             assertTrue(e.getMessage(), e.getMessage().contains(String.valueOf(vocab)));
             assertEquals(p, s.position());
             assertThrows(KimiLinearException.InvalidArgument.class, () -> s.append(-1));
-            assertThrows(KimiLinearException.InvalidArgument.class, () -> s.append(new int[0]));
+            KimiLinearException empty = assertThrows(KimiLinearException.InvalidArgument.class,
+                    () -> s.append(new int[0]));
+            assertTrue(empty.getMessage(), empty.getMessage().contains("n is 0"));  // not "tokens is NULL"
             assertThrows(KimiLinearException.InvalidArgument.class, () -> s.appendWithLogits(vocab + 7));
             assertEquals(p, s.position());
             s.next(); // still usable
@@ -548,6 +550,8 @@ public class KimiLinearTest {
         assertThrows(IllegalStateException.class, () -> s.append(1));
         assertThrows(IllegalStateException.class, () -> s.next());
         assertThrows(IllegalStateException.class, () -> s.generate(GenerateOptions.defaults()));
+        s.cancel(); // nothing, like kl_session_cancel(NULL): a stop button may race with close()
+        s.clearCancel();
         m.close();
         assertThrows(IllegalStateException.class, () -> m.tokenize("x", false));
         assertThrows(IllegalStateException.class, () -> m.newSession());
