@@ -13,6 +13,7 @@
 #include <thread>
 #include <vector>
 
+#include "capi_test_support.h"
 #include "kimi_linear.h"
 #include "tiny_model.h"
 
@@ -149,17 +150,8 @@ TEST(CApi, LoadErrorsNameTheProblem) {
 }
 
 TEST(CApi, UnusedTensorsAreLoggedThroughTheCallback) {
-    const std::string dir = kl::test::temp_dir() + "/m";
-    fs::copy(kl::test::tiny_model_dir("--preset tiny --seed 1 --shards 1"), dir,
-             fs::copy_options::recursive);
     // A second file with one tensor the config does not know.
-    const std::string header =
-        R"({"model.mtp.weight":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}})";
-    std::string bytes(8, '\0');
-    const uint64_t n = header.size();
-    std::memcpy(&bytes[0], &n, 8);
-    bytes += header + std::string(8, '\0');
-    std::ofstream(dir + "/extra.safetensors", std::ios::binary) << bytes;
+    const std::string dir = kl::test::model_that_warns();
 
     std::vector<std::pair<int, std::string>> logged;
     kl_set_log_callback(

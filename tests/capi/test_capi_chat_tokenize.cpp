@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "capi_test_support.h"
 #include "kimi_linear.h"
 #include "tiny_model.h"
 
@@ -22,13 +23,7 @@ struct CApiChatTokenize : ::testing::Test {
     static void TearDownTestSuite() { kl_model_free(model), model = nullptr; }
 
     static std::vector<int32_t> tokenize(const std::string& text, int parse_special) {
-        size_t n = 0;
-        kl_tokenize(model, text.data(), text.size(), parse_special, nullptr, 0, &n);
-        std::vector<int32_t> ids(n);
-        EXPECT_EQ(kl_tokenize(model, text.data(), text.size(), parse_special, ids.data(), n, &n),
-                  KL_OK)
-            << kl_last_error();
-        return ids;
+        return kl::test::capi_tokenize(model, text, parse_special);
     }
     static std::string template_text(const std::vector<kl_chat_message>& msgs, int agp) {
         size_t len = 0;

@@ -22,6 +22,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "capi_test_support.h"
 #include "kimi_linear.h"
 #include "tiny_model.h"
 
@@ -154,21 +155,6 @@ void within_seconds(int seconds, Body body, const char* what) {
     done.get();
 }
 
-// A model folder whose load logs one warning (a tensor the config does not know).
-std::string model_that_warns() {
-    const std::string dir = kl::test::temp_dir() + "/warns";
-    fs::copy(kl::test::tiny_model_dir("--preset tiny --seed 1 --shards 1"), dir,
-             fs::copy_options::recursive);
-    const std::string header =
-        R"({"model.mtp.weight":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}})";
-    std::string bytes(8, '\0');
-    const uint64_t n = header.size();
-    std::memcpy(&bytes[0], &n, 8);
-    bytes += header + std::string(8, '\0');
-    std::ofstream(dir + "/extra.safetensors", std::ios::binary) << bytes;
-    return dir;
-}
-
 struct Reentry {
     std::string dir;
     int calls = 0;
@@ -187,7 +173,7 @@ void reentrant_sink(int, const char*, void* user) {
 
 TEST(CApiHardening, TheLogCallbackMayCallTheLibrary) {
     Reentry r;
-    r.dir = model_that_warns();
+    r.dir = kl::test::model_that_warns();
     within_seconds(
         30,
         [&] {
