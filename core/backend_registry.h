@@ -1,10 +1,12 @@
 // How the model reaches its backends without core naming any: the providers are declared
 // here and defined in backends/registry.cpp, the one file that knows which backends the
-// build compiled. A program that loads models links that file (CMake target kl_backends).
+// build compiled and how the GPU one is reached (linked in, or loaded from its plugin). A
+// program that loads models links that file (CMake target kl_backends or kl_backends_linked).
 #pragma once
 
 #include <functional>
 #include <memory>
+#include <string>
 
 #include "backend.h"
 
@@ -35,7 +37,15 @@ struct BackendProvider {
 };
 
 const BackendProvider& cpu_backend_provider();
-// Null when this build has no GPU backend.
-const BackendProvider* gpu_backend_provider();
+
+// The GPU backend of this process, looked up once: provider is null when there is none, and
+// then why_not says why (the build has none, or its plugin or a library the plugin needs,
+// such as the CUDA runtime's cuBLASLt, could not be loaded).
+struct GpuBackendLookup {
+    const BackendProvider* provider = nullptr;
+    bool built = false;  // the build has a GPU backend (whether or not it could be loaded)
+    std::string why_not;
+};
+const GpuBackendLookup& gpu_backend();
 
 }  // namespace kl

@@ -1,6 +1,7 @@
 #include "model.h"
 
 #include <algorithm>
+#include <mutex>
 #include <set>
 #include <vector>
 
@@ -53,12 +54,27 @@ void warn_about_unused_tensors(const ModelLayout& layout, const Checkpoint& chec
 // Checks the options and picks the backend: the GPU one when asked for, or for Auto when a
 // device is usable; the CPU one otherwise.
 const BackendProvider& choose_backend(const ModelLoadOptions& options) {
-    const BackendProvider* gpu = gpu_backend_provider();
+    // KL_DEVICE_CPU never asks for the GPU backend: on a GPU machine, finding it costs the
+    // driver's and the CUDA runtime's start-up (docs/design/architecture.md).
+    static const GpuBackendLookup kNotAsked;
+    const GpuBackendLookup& lookup =
+        options.device == DeviceRequest::Cpu ? kNotAsked : gpu_backend();
+    const BackendProvider* gpu = lookup.provider;
     const int gpus = gpu ? gpu->device_count() : 0;
-    if (options.device == DeviceRequest::Cuda && !gpu)
-        fail(Status::Unsupported,
-             "KL_DEVICE_CUDA requested, but this build has no CUDA backend; use "
-             "KL_DEVICE_CPU or KL_DEVICE_AUTO");
+    if (options.device == DeviceRequest::Cuda && !gpu) {
+        if (!lookup.built)
+            fail(Status::Unsupported,
+                 "KL_DEVICE_CUDA requested, but this build has no CUDA backend; use "
+                 "KL_DEVICE_CPU or KL_DEVICE_AUTO");
+        fail(Status::Device, "KL_DEVICE_CUDA requested, but the CUDA backend is not available: " +
+                                 lookup.why_not);
+    }
+    if (options.device == DeviceRequest::Auto && !gpu && lookup.built) {
+        static std::once_flag said;  // the reason does not change: once per process
+        std::call_once(said, [&] {
+            log(LogLevel::Info, "KL_DEVICE_AUTO runs on the CPU: " + lookup.why_not);
+        });
+    }
     const bool use_gpu = options.device == DeviceRequest::Cuda ||
                          (options.device == DeviceRequest::Auto && gpus > 0);
     if (use_gpu && (options.device_index < 0 || options.device_index >= gpus))

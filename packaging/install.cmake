@@ -1,4 +1,4 @@
-# cmake --install: the shared library (with its SONAME link), kimi_linear.h, the kimi CLI (when
+# cmake --install: the shared library (with its SONAME link) and its CUDA plugin, kimi_linear.h, the kimi CLI (when
 # KL_BUILD_TOOLS), a CMake package (find_package(KimiLinear) -> KimiLinear::kimi_linear) and
 # kimi-linear.pc.
 include(GNUInstallDirs)
@@ -6,6 +6,10 @@ include(CMakePackageConfigHelpers)
 install(TARGETS kimi_linear EXPORT KimiLinearTargets
         LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR}
         RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
+if(TARGET kimi_linear_cuda)
+  # The CUDA plugin beside the library, where the library looks for it.
+  install(TARGETS kimi_linear_cuda LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR})
+endif()
 install(FILES ${PROJECT_SOURCE_DIR}/capi/include/kimi_linear.h
         DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
 if(TARGET kimi)  # KL_BUILD_TOOLS

@@ -13,10 +13,14 @@
 # KL_SANITIZE_SECONDS bounds each tool (default 240). initcheck is left out by default: it does
 # not see cuBLASLt's stores on sm_90 and flags every element of a GEMM output as uninitialized
 # (docs/perf/hardening.md); "cancel" measures
-# cancel-to-return latency of a long prefill (tools/bench/cancel_latency; cancel.log).
+# cancel-to-return latency of a long prefill (tools/bench/cancel_latency; cancel.log);
+# "plugin" checks the C API's CUDA plugin on the device (plugin.log): AUTO picks the GPU, the
+# greedy tokens of a tiny model match the CPU's, a device out-of-memory raised inside the
+# plugin reaches the caller as KL_ERR_OUT_OF_MEMORY, and with the plugin's cuBLASLt hidden or
+# the plugin missing AUTO falls back to the CPU and CUDA says what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-binaries=(libkimi_linear.so.0.1.0 tools/kimi tools/make_tiny_model tests/kl_gpu_tests
+binaries=(libkimi_linear.so.0.1.0 libkimi_linear_cuda.so.1 tools/kimi tools/make_tiny_model tests/kl_gpu_tests
           tools/kda_chunk_bench tools/kda_decode_bench tools/mla_bench tools/moe_bench
           tools/sampling_bench tools/cancel_latency)
 case "${1:-}" in
@@ -96,6 +100,30 @@ case "${1:-}" in
         "$bin/cancel_latency" --random $config --layers $layers --device cuda \
           --prompt-len 8192 --trials 20
       done 2>&1 | tee "$OUT/cancel.log"
+    fi
+    if [[ $parts == *plugin* ]]; then
+      { "$bin/make_tiny_model" /tmp/mt --preset tiny --seed 5 >/dev/null
+        "$bin/kimi" info /tmp/mt | grep "^device:"
+        cpu=$("$bin/kimi" run /tmp/mt --device cpu --prompt-tokens 1,2,3 --max-new 16)
+        gpu=$("$bin/kimi" run /tmp/mt --device cuda --prompt-tokens 1,2,3 --max-new 16)
+        echo "greedy cpu: $cpu"; echo "greedy gpu: $gpu"
+        [[ $cpu == "$gpu" ]] && echo "greedy: same" || echo "greedy: DIFFERENT"
+        python3 -c "import json; c=json.load(open('configs/kimi-linear-48b-a3b.json')); \
+c['moe_intermediate_size']*=4; json.dump(c, open('/tmp/huge.json','w'))"
+        "$bin/kimi" bench --random /tmp/huge.json --device cuda --prompt-len 8 --context 0 \
+          --decode 1 --repeats 1 || echo "huge model: exit $?"
+        echo "== cuBLASLt hidden (the driver stays)"
+        KL_HIDE=libcublasLt packaging/without_cuda.sh "$bin/kimi" info /tmp/mt | grep "^device:"
+        KL_HIDE=libcublasLt packaging/without_cuda.sh "$bin/kimi" info /tmp/mt --device cuda ||
+          echo "exit $?"
+        echo "== the library without its plugin"
+        mkdir -p /tmp/noplugin && cp "$bin/libkimi_linear.so.0.1.0" /tmp/noplugin/libkimi_linear.so.1
+        LD_LIBRARY_PATH=/tmp/noplugin "$bin/kimi" info /tmp/mt | grep "^device:"
+        LD_LIBRARY_PATH=/tmp/noplugin "$bin/kimi" info /tmp/mt --device cuda || echo "exit $?"
+        echo "== start-up cost: kimi info on the CPU"
+        for d in cpu auto; do /usr/bin/time -f "$d: %e s, max RSS %M KiB" "$bin/kimi" info /tmp/mt \
+          --device $d >/dev/null; done
+      } 2>&1 | tee "$OUT/plugin.log"
     fi
     if [[ $parts == *demo* ]]; then
       KL_LIBRARY=$bin/libkimi_linear.so.1 python3 -m pytest -q -s -rs \

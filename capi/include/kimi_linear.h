@@ -60,7 +60,9 @@ typedef enum {
     KL_ERR_CONTEXT_FULL,     /* the session's MLA cache cannot hold the tokens (max_context) */
     KL_ERR_CANCELLED,        /* stopped by kl_session_cancel or a progress callback; the
                                 session is as it was before the call (or step) */
-    KL_ERR_DEVICE,           /* the GPU failed or the requested device is not there */
+    KL_ERR_DEVICE,           /* the GPU failed or the requested device is not there (for
+                                KL_DEVICE_CUDA also: the CUDA backend's plugin, or the CUDA
+                                runtime it needs, could not be loaded; the message says which) */
     KL_ERR_INTERNAL,         /* a bug in the library: please report kl_last_error() */
     KL_ERR_BUSY              /* the session is in use by another call (a session is used by
                                 one thread at a time); nothing was done: retry when that call
@@ -99,7 +101,8 @@ typedef int (*kl_progress_callback)(float fraction, void* user);
 
 typedef struct {
     uint32_t struct_size;
-    kl_device device;                 /* AUTO: CUDA when built with it and a GPU is present */
+    kl_device device;                 /* AUTO: CUDA when built with it and a GPU, its driver
+                                         and the CUDA runtime are present; else the CPU */
     int32_t device_index;             /* GPU ordinal for KL_DEVICE_CUDA */
     int32_t n_threads;                /* CPU worker threads; 0 = all hardware threads; at most
                                          1024 (more is KL_ERR_INVALID_ARGUMENT); threads the

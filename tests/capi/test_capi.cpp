@@ -156,7 +156,10 @@ TEST(CApi, UnusedTensorsAreLoggedThroughTheCallback) {
     std::vector<std::pair<int, std::string>> logged;
     kl_set_log_callback(
         [](int level, const char* msg, void* user) {
-            static_cast<std::vector<std::pair<int, std::string>>*>(user)->emplace_back(level, msg);
+            // Warnings and errors only: an AUTO load may also say, once, why it runs on the CPU.
+            if (level <= KL_LOG_WARN)
+                static_cast<std::vector<std::pair<int, std::string>>*>(user)->emplace_back(level,
+                                                                                       msg);
         },
         &logged);
     kl_model* model = load(dir);
