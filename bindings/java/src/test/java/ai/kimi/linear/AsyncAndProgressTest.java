@@ -167,7 +167,9 @@ public class AsyncAndProgressTest {
             GenerationPublisher publisher = s.publish(options(20));
             publisher.subscribe(r);
             r.request(3);
-            Thread.sleep(300); // time for any step run without demand
+            long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(WAIT_S);
+            while (r.pieces.size() < 3 && System.nanoTime() < deadline) Thread.sleep(5);
+            Thread.sleep(200); // time for any step run without demand
             assertEquals(3, r.pieces.size());
             assertFalse(r.completed);
             r.request(Long.MAX_VALUE - 3); // unbounded; the sum must not overflow
