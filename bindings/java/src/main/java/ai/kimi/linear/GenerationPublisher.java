@@ -88,7 +88,7 @@ public final class GenerationPublisher implements Flow.Publisher<String> {
         private final Object cancelLock = new Object();
         private volatile boolean cancelled;
         private volatile Throwable badRequest;
-        private boolean done; // only the owner of work reads and writes it
+        private boolean done; // written under cancelLock by the owner of work
 
         Steps(Flow.Subscriber<? super String> subscriber) {
             this.subscriber = subscriber;
@@ -116,7 +116,7 @@ public final class GenerationPublisher implements Flow.Publisher<String> {
         @Override
         public void cancel() {
             synchronized (cancelLock) { // the session's cancel is sent before a task can see the flag
-                if (cancelled) return;
+                if (cancelled || done) return; // after the end: nothing to stop (rule 3.7)
                 cancelled = true;
                 session.cancel();
             }
@@ -134,11 +134,10 @@ public final class GenerationPublisher implements Flow.Publisher<String> {
         private void submit() {
             try {
                 executor.execute(this);
-            } catch (RejectedExecutionException e) {
-                if (!done) {
-                    finish();
-                    if (!cancelled) subscriber.onError(e);
-                }
+            } catch (RejectedExecutionException e) { // this thread owns work: it may end the stream
+                if (done) return;
+                finish();
+                if (!cancelled) subscriber.onError(e);
             }
         }
 
@@ -156,9 +155,6 @@ public final class GenerationPublisher implements Flow.Publisher<String> {
         private boolean step() {
             if (done) return false;
             if (cancelled) {
-                synchronized (cancelLock) {
-                    session.clearCancel(); // consumed by the step it stopped, or else dropped here
-                }
                 finish();
                 return false;
             }
@@ -192,8 +188,16 @@ public final class GenerationPublisher implements Flow.Publisher<String> {
             return demand.get() > 0 || cancelled;
         }
 
+        /**
+         * The end, with no step running: the generator freed and, if cancel() sent a cancel, the
+         * request dropped (consumed by the step it stopped, or else pending, and it would stop
+         * the session's next call). A cancel() from now on sends none.
+         */
         private void finish() {
-            done = true;
+            synchronized (cancelLock) {
+                done = true;
+                if (cancelled) session.clearCancel();
+            }
             generation.close();
             finished.complete(null);
         }

@@ -238,6 +238,23 @@ public class AsyncAndProgressTest {
     }
 
     @Test
+    public void cancelAfterTheEndDoesNothing() throws Exception {
+        try (Session s = model.newSession()) {
+            s.append(model.tokenize(PROMPT, true));
+            Recorder r = new Recorder(Long.MAX_VALUE);
+            GenerationPublisher publisher = s.publish(options(4));
+            publisher.subscribe(r);
+            r.awaitTermination();
+            publisher.finished().get(WAIT_S, TimeUnit.SECONDS);
+            assertTrue(r.completed);
+            r.subscription.cancel(); // rule 3.7: a no-op, so no cancel request for the next call
+            long position = s.position();
+            s.append(5);
+            assertEquals(position + 1, s.position());
+        }
+    }
+
+    @Test
     public void twoSessionsStreamOnOneThread() throws Exception {
         // One pool thread for both: they can only both progress if each step returns it.
         String other = "The sky is";
