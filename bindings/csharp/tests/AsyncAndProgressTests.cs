@@ -15,6 +15,7 @@ internal static partial class KimiLinearTests
         Run("GenerateAsync: the pieces of Generate", "KL_TOKENIZER_MODEL", AsyncPiecesEqualGenerate);
         Run("GenerateAsync: token cancel stops the stream, session free", "KL_TOKENIZER_MODEL", AsyncTokenCancel);
         Run("GenerateAsync: a cancel between steps leaves none pending", "KL_TOKENIZER_MODEL", AsyncCancelBetweenSteps);
+        Run("GenerateAsync: DisposeAsync waits for the step in flight", "KL_TOKENIZER_MODEL", AsyncDisposeWaitsForTheStep);
         Run("GenerateAsync: two sessions at once", "KL_TOKENIZER_MODEL", AsyncTwoSessions);
         Run("load progress rises to 1.0", "KL_TOKENIZER_MODEL", LoadProgressRises);
         Run("load progress aborts: Cancelled, or the callback's exception", "KL_TOKENIZER_MODEL", LoadProgressAborts);
@@ -161,6 +162,22 @@ internal static partial class KimiLinearTests
             EndNow(e);
             ulong position = s.Position;
             s.Append(new[] { 5 }); // would throw Cancelled if the request were left pending
+            Check.Equal(position + 1, s.Position, "appended");
+        }
+    }
+
+    private static void AsyncDisposeWaitsForTheStep()
+    {
+        using (Model model = LoadTokenizerModel())
+        using (Session s = model.CreateSession())
+        {
+            s.Append(model.Tokenize(Prompt));
+            var e = s.GenerateAsync(new GenerateOptions { MaxNewTokens = 50 }).GetAsyncEnumerator();
+            Task<bool> step = AwaitStep(e); // not awaited: its native call is running or queued
+            EndNow(e);
+            Check.True(step.IsCompleted, "the step returned before DisposeAsync did");
+            ulong position = s.Position; // not Busy: no call runs on the session
+            s.Append(new[] { 5 });
             Check.Equal(position + 1, s.Position, "appended");
         }
     }
