@@ -31,7 +31,9 @@
  *    callback of kl_model_params): generation is pull-style through the C API's generator
  *    (kl_generator_*), wrapped as klb_generator_* (create with the options as plain values,
  *    then one step per klb_generator_next, its token, end reason and text read back from the
- *    generator); no directors are needed.
+ *    generator); load progress is set by klb_model_params_set_progress, its own per language
+ *    (Java: a JNI callback to an object's report(float); C#: a delegate), at the end of this
+ *    file; no directors are needed.
  *  - Arrays cross without per-element copies:
  *      Java   calls that only copy memory (tokenize, detokenize, chat template, state
  *             save/load) pin the Java array (Get/ReleasePrimitiveArrayCritical); calls that
@@ -1067,3 +1069,122 @@ int64_t klb_generator_piece(const klb_generator* generator, char* out_text, size
 }
 
 %}
+
+/* ---- load progress: kl_model_params' callback, one helper per language --------------------
+ * progress_cb/progress_user stay hidden (a C function pointer means nothing to Java or C#);
+ * each language sets them through klb_model_params_set_progress before klb_model_load or
+ * klb_model_create_random.  The callback runs on the thread that loads, during that call.
+ * Python's SWIG module has none (the kimi_linear package passes a ctypes callback). */
+#if defined(SWIGJAVA)
+/* Java: the callback calls relay.report(float) -> boolean (false aborts the load:
+ * KL_ERR_CANCELLED) on the object given, which the public package makes catch everything it
+ * calls.  The JNIEnv of the wrapper is passed in (numinputs=0). */
+%typemap(in, numinputs=0) JNIEnv* jenv_ %{ $1 = jenv; %}
+%{
+#if defined(__cplusplus)
+#define KLB_JVM(vm, f, ...) (vm)->f(__VA_ARGS__)
+#define KLB_JVM_DETACH(vm) (vm)->DetachCurrentThread()
+#else
+#define KLB_JVM(vm, f, ...) (*(vm))->f(vm, __VA_ARGS__)
+#define KLB_JVM_DETACH(vm) (*(vm))->DetachCurrentThread(vm)
+#endif
+
+typedef struct {
+    JavaVM* vm;
+    jobject relay; /* a global reference */
+    jmethodID report;
+} klb_java_progress;
+
+static int klb_java_progress_call(float fraction, void* user) {
+    klb_java_progress* progress = (klb_java_progress*)user;
+    JNIEnv* jenv = NULL;
+    int attached = 0;
+    int abort_load = 1;
+    jint got = KLB_JVM(progress->vm, GetEnv, (void**)&jenv, JNI_VERSION_1_6);
+    if (got == JNI_EDETACHED) { /* a library thread: attach it for this call */
+        if (KLB_JVM(progress->vm, AttachCurrentThread, (void**)&jenv, NULL) != JNI_OK) return 1;
+        attached = 1;
+    } else if (got != JNI_OK) {
+        return 1;
+    }
+    /* An exception still pending from an earlier call (this thread): abort, call nothing;
+     * the wrapper throws it when the load returns. */
+    if (!KLB_JNI0(ExceptionCheck)) {
+        jboolean go = KLB_JNI(CallBooleanMethod, progress->relay, progress->report, (jfloat)fraction);
+        if (KLB_JNI0(ExceptionCheck)) {
+            if (attached) KLB_JNI0(ExceptionClear); /* no Java frame here to receive it */
+        } else {
+            abort_load = go ? 0 : 1;
+        }
+    }
+    if (attached) KLB_JVM_DETACH(progress->vm);
+    return abort_load;
+}
+%}
+%inline %{
+/* Sets params' progress callback to relay.report(float) -> boolean.  Pair each call with
+ * klb_model_params_free_progress once the load has returned. */
+void klb_model_params_set_progress(JNIEnv* jenv_, kl_model_params* params, jobject relay) {
+    JNIEnv* jenv = jenv_;
+    klb_java_progress* progress;
+    jclass cls;
+    if (!params || !relay) {
+        klb_fail_with(KL_ERR_INVALID_ARGUMENT, "params and relay must not be null");
+        return;
+    }
+    cls = KLB_JNI(GetObjectClass, relay);
+    progress = (klb_java_progress*)calloc(1, sizeof(*progress));
+    if (!progress) {
+        klb_fail_with(KL_ERR_OUT_OF_MEMORY, "out of memory for the progress callback");
+        return;
+    }
+    progress->report = KLB_JNI(GetMethodID, cls, "report", "(F)Z");
+    if (!progress->report || KLB_JNI(GetJavaVM, &progress->vm) != JNI_OK) {
+        KLB_JNI0(ExceptionClear);
+        free(progress);
+        klb_fail_with(KL_ERR_INVALID_ARGUMENT, "relay has no method boolean report(float)");
+        return;
+    }
+    progress->relay = KLB_JNI(NewGlobalRef, relay);
+    params->progress_cb = klb_java_progress_call;
+    params->progress_user = progress;
+}
+
+/* Frees what klb_model_params_set_progress set (nothing if it set nothing). */
+void klb_model_params_free_progress(JNIEnv* jenv_, kl_model_params* params) {
+    JNIEnv* jenv = jenv_;
+    klb_java_progress* progress;
+    if (!params || params->progress_cb != klb_java_progress_call) return;
+    progress = (klb_java_progress*)params->progress_user;
+    params->progress_cb = NULL;
+    params->progress_user = NULL;
+    KLB_JNI(DeleteGlobalRef, progress->relay);
+    free(progress);
+}
+%}
+#elif defined(SWIGCSHARP)
+/* C#: the callback is a delegate, marshalled to a C function pointer by P/Invoke; the caller
+ * keeps the delegate alive until the load returns and lets no exception leave it. */
+%pragma(csharp) modulecode=%{
+  /// <summary>kl_progress_callback: return non-zero to abort the load.</summary>
+  [global::System.Runtime.InteropServices.UnmanagedFunctionPointer(
+      global::System.Runtime.InteropServices.CallingConvention.Cdecl)]
+  public delegate int ProgressCallback(float fraction, global::System.IntPtr user);
+%}
+%typemap(ctype) kl_progress_callback "kl_progress_callback"
+%typemap(imtype) kl_progress_callback "kimi_linear_native.ProgressCallback"
+%typemap(cstype) kl_progress_callback "kimi_linear_native.ProgressCallback"
+%typemap(csin) kl_progress_callback "$csinput"
+%typemap(in) kl_progress_callback %{ $1 = $input; %}
+%inline %{
+/* Sets params' progress callback (NULL: none); its user pointer is NULL. */
+void klb_model_params_set_progress(kl_model_params* params, kl_progress_callback callback) {
+    if (!params) {
+        klb_fail_with(KL_ERR_INVALID_ARGUMENT, "params must not be null");
+        return;
+    }
+    params->progress_cb = callback;
+    params->progress_user = NULL;
+}
+%}
+#endif

@@ -45,25 +45,31 @@ namespace KimiLinear
         /// <param name="device">Auto: CUDA when built with it and a GPU is present</param>
         /// <param name="threads">CPU worker threads; 0 = all hardware threads</param>
         /// <param name="deviceIndex">GPU ordinal for Device.Cuda</param>
+        /// <param name="progress">called on the loading thread with the fraction done (0..1, rising
+        /// to 1); returning false aborts the load (KimiLinearException.Cancelled, no model); an
+        /// exception it throws aborts it too and is rethrown</param>
         /// <exception cref="KimiLinearException.Io">a file could not be read</exception>
         /// <exception cref="KimiLinearException.Format">a file is malformed</exception>
-        public static Model Load(string dir, Device device = Device.Auto, int threads = 0, int deviceIndex = 0)
+        public static Model Load(string dir, Device device = Device.Auto, int threads = 0, int deviceIndex = 0,
+                                 Func<float, bool> progress = null)
         {
             if (dir == null) throw new ArgumentNullException(nameof(dir));
             using (kl_model_params p = ModelParams(device, threads, deviceIndex))
-                return new Model(Native.Call(() => kimi_linear_native.klb_model_load(dir, p)));
+                return new Model(LoadProgress.Run(p, progress,
+                                                  () => Native.Call(() => kimi_linear_native.klb_model_load(dir, p))));
         }
 
         /// <summary>
         /// A model with deterministic random weights for a config.json text (no files, no
-        /// tokenizer): benchmarks and tests of any shape.
+        /// tokenizer): benchmarks and tests of any shape. progress: as in <see cref="Load"/>.
         /// </summary>
         public static Model CreateRandom(string configJson, ulong seed, Device device = Device.Auto, int threads = 0,
-                                         int deviceIndex = 0)
+                                         int deviceIndex = 0, Func<float, bool> progress = null)
         {
             if (configJson == null) throw new ArgumentNullException(nameof(configJson));
             using (kl_model_params p = ModelParams(device, threads, deviceIndex))
-                return new Model(Native.Call(() => kimi_linear_native.klb_model_create_random(configJson, seed, p)));
+                return new Model(LoadProgress.Run(p, progress, () => Native.Call(
+                                     () => kimi_linear_native.klb_model_create_random(configJson, seed, p))));
         }
 
         private static kl_model_params ModelParams(Device device, int threads, int deviceIndex)

@@ -1,6 +1,7 @@
 using System;
 using System.Collections.Generic;
 using System.Text;
+using System.Threading;
 using KimiLinear.Internal;
 
 namespace KimiLinear
@@ -215,6 +216,21 @@ namespace KimiLinear
         public IEnumerable<string> Generate(GenerateOptions options = null)
         {
             return Pieces(GenerateTokens(options)); // GenerateTokens checks the options now
+        }
+
+        /// <summary>
+        /// <see cref="Generate"/> read asynchronously, each step one native call on the thread
+        /// pool: <c>await foreach (var piece in session.GenerateAsync(options, token))</c> with
+        /// C# 8, or a loop on <c>await e.MoveNextAsync()</c> (see <see cref="AsyncGeneration"/>).
+        /// The options are checked and the first generator made now. Cancelling
+        /// <paramref name="cancellationToken"/> cancels the step in flight
+        /// (OperationCanceledException); disposing the enumerator frees the generator after the
+        /// step in flight returns and leaves no cancel request pending.
+        /// </summary>
+        public AsyncGeneration GenerateAsync(GenerateOptions options = null,
+                                             CancellationToken cancellationToken = default(CancellationToken))
+        {
+            return new AsyncGeneration(this, Generate(options), cancellationToken);
         }
 
         private static IEnumerable<string> Pieces(GeneratedTokens tokens)

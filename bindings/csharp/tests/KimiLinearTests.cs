@@ -60,7 +60,7 @@ internal sealed class AssertionFailed : Exception
     public AssertionFailed(string message) : base(message) { }
 }
 
-internal static class KimiLinearTests
+internal static partial class KimiLinearTests
 {
     private const string Prompt = "Once upon a time";
 
@@ -119,6 +119,8 @@ internal static class KimiLinearTests
         // The model without a tokenizer.
         Run("text functions without a tokenizer -> Unsupported", "KL_TINY_MODEL", TinyUnsupported);
         Run("token ids without a tokenizer", "KL_TINY_MODEL", TinyTokens);
+
+        RunAsyncAndProgressTests(); // tests/AsyncAndProgressTests.cs
 
         Console.WriteLine(passed + " passed, " + failed + " failed");
         return failed == 0 ? 0 : 1;

@@ -8,10 +8,12 @@ import threading
 import weakref
 from ctypes import (POINTER, byref, c_char_p, c_float, c_int32, c_size_t, c_uint64, cast,
                     create_string_buffer, sizeof, string_at)
-from typing import (TYPE_CHECKING, Any, Iterable, Iterator, List, Literal, Optional, Sequence,
-                    Set, Tuple, Union, overload)
+from concurrent.futures import Executor
+from typing import (TYPE_CHECKING, Any, AsyncIterator, Iterable, Iterator, List, Literal,
+                    Optional, Sequence, Set, Tuple, Union, overload)
 
 from . import _native
+from ._async import stream_async
 from ._handle import ModelHandle
 from ._types import GREEDY, SamplingParams, numpy, text_bytes, token_buffer, token_pointer
 from .errors import KL_ERR_INVALID_ARGUMENT, InvalidArgumentError, UnsupportedError, check
@@ -529,3 +531,20 @@ class Session:
         if "tokens" in kwargs:
             raise TypeError("generate_text() returns text; use generate(tokens=True) for ids")
         return "".join(self.generate(prompt, max_new_tokens, **kwargs))
+
+    def generate_async(self, prompt: Union[None, str, bytes, Iterable[int]] = None,
+                       max_new_tokens: int = 128, *, executor: Optional[Executor] = None,
+                       **kwargs: Any) -> AsyncIterator[Any]:
+        """generate()'s stream as an async iterator: ``async for piece in
+        session.generate_async(prompt, max_new_tokens=64, ...)``.
+
+        Same arguments and pieces as generate() (checked, and the kl_generator made, when
+        this is called). Each step runs on ``executor`` (None: the event loop's default
+        executor) and returns its thread when the native call returns. Cancelling the task
+        that iterates cancels the native step in flight, waits for it to return (the session
+        is then free and has no cancel pending), frees the generator and raises
+        asyncio.CancelledError; the tokens generated so far stay appended. A cancel() from
+        elsewhere raises kimi_linear.CancelledError, as in generate().
+        """
+        stream = self.generate(prompt, max_new_tokens, **kwargs)
+        return stream_async(self, stream, executor)

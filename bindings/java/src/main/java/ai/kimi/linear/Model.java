@@ -49,10 +49,19 @@ public final class Model extends NativeResource {
 
     /** Loads a checkpoint folder: config.json, *.safetensors, tokenizer files if present. */
     public static Model load(Path dir, ModelOptions options) {
+        return load(dir, options, null);
+    }
+
+    /**
+     * {@link #load(Path, ModelOptions)} reporting progress (null: none): returning false from
+     * it aborts the load with {@link KimiLinearException.Cancelled}.
+     */
+    public static Model load(Path dir, ModelOptions options, LoadProgress progress) {
         Objects.requireNonNull(dir, "dir");
         kl_model_params params = toNative(options);
         try {
-            return new Model(kimi_linear_native.klb_model_load(dir.toString(), params));
+            return new Model(ProgressRelay.run(params, progress,
+                    () -> kimi_linear_native.klb_model_load(dir.toString(), params)));
         } finally {
             params.delete();
         }
@@ -63,10 +72,16 @@ public final class Model extends NativeResource {
      * benchmarks and tests of any shape.
      */
     public static Model createRandom(String configJson, long seed, ModelOptions options) {
+        return createRandom(configJson, seed, options, null);
+    }
+
+    /** {@link #createRandom(String, long, ModelOptions)} reporting progress (null: none). */
+    public static Model createRandom(String configJson, long seed, ModelOptions options, LoadProgress progress) {
         Objects.requireNonNull(configJson, "configJson");
         kl_model_params params = toNative(options);
         try {
-            return new Model(kimi_linear_native.klb_model_create_random(configJson, seed, params));
+            return new Model(ProgressRelay.run(params, progress,
+                    () -> kimi_linear_native.klb_model_create_random(configJson, seed, params)));
         } finally {
             params.delete();
         }

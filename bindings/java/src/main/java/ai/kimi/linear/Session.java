@@ -9,6 +9,8 @@ import java.nio.charset.StandardCharsets;
 import java.util.Objects;
 import java.util.Spliterator;
 import java.util.Spliterators;
+import java.util.concurrent.Executor;
+import java.util.concurrent.Flow;
 import java.util.stream.Stream;
 import java.util.stream.StreamSupport;
 
@@ -263,6 +265,30 @@ public final class Session extends NativeResource {
         return StreamSupport.stream(
                         Spliterators.spliteratorUnknownSize(generation, Spliterator.ORDERED | Spliterator.NONNULL), false)
                 .onClose(generation::close);
+    }
+
+    /**
+     * {@link #generate} as a {@link Flow.Publisher} of pieces: each step runs as one task on the
+     * default executor (a cached pool of daemon threads) and returns its thread when the native
+     * call returns; {@code cancel()} on the subscription cancels the step in flight and frees
+     * the generator after it returns. See {@link #publish(GenerateOptions, Executor)}.
+     */
+    public GenerationPublisher publish(GenerateOptions options) {
+        return publish(options, GenerationPublisher.defaultExecutor());
+    }
+
+    /**
+     * {@link #generate} as a {@link Flow.Publisher} of pieces, for one subscriber, each step one
+     * task on {@code executor}, run only while there is demand (request(n)); the options are
+     * checked and the generator made now. {@code cancel()} calls {@link #cancel()}, waits (on the
+     * executor, not the caller) for the step in flight, frees the generator and leaves no cancel
+     * request pending ({@link GenerationPublisher#finished()} completes then); the tokens generated
+     * so far stay appended. Failures are onError (a {@link #cancel()} from elsewhere:
+     * {@link KimiLinearException.Cancelled}).
+     */
+    public GenerationPublisher publish(GenerateOptions options, Executor executor) {
+        Objects.requireNonNull(executor, "executor");
+        return new GenerationPublisher(this, generate(options), executor);
     }
 
     /** One step of a {@link Generation}'s native generator, on this session. */
