@@ -66,8 +66,10 @@ namespace KimiLinear
                 return new Model(Native.Call(() => kimi_linear_native.klb_model_create_random(configJson, seed, p)));
         }
 
+        // Every way to a model passes here first, before the generated classes are touched.
         private static kl_model_params ModelParams(Device device, int threads, int deviceIndex)
         {
+            NativeLibraryLoader.EnsureLoaded();
             var p = new kl_model_params();
             kimi_linear_native.kl_model_params_default(p);
             p.device = (kl_device)(int)device;
@@ -79,13 +81,13 @@ namespace KimiLinear
         /// <summary>The library's version, "MAJOR.MINOR.PATCH".</summary>
         public static string LibraryVersion
         {
-            get { return kimi_linear_native.kl_version(); }
+            get { NativeLibraryLoader.EnsureLoaded(); return kimi_linear_native.kl_version(); }
         }
 
         /// <summary>The ABI major of the loaded library (the SONAME suffix).</summary>
         public static int AbiVersion
         {
-            get { return (int)kimi_linear_native.kl_abi_version(); }
+            get { NativeLibraryLoader.EnsureLoaded(); return (int)kimi_linear_native.kl_abi_version(); }
         }
 
         /// <summary>The ABI major these bindings were generated for (KL_ABI_VERSION).</summary>
