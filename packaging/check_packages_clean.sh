@@ -73,7 +73,8 @@ PY
 fi
 
 # ---- outside: install each package into the scratch folder, then enter the namespace ------
-library=$1 jar=$2 nupkg=$3 model=$4 greedy=$5 python=${6:-python3}
+library=$(realpath "$1") jar=$(realpath "$2") nupkg=$(realpath "$3") model=$(realpath "$4")
+greedy=$(realpath "$5") python=${6:-python3}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 mkdir "$work/home" "$work/jar" "$work/nupkg" "$work/nupkg-app"
@@ -94,12 +95,13 @@ cp -R "$work/nupkg/runtimes" "$work/nupkg-app/"
 
 if unshare --mount --map-root-user true 2>"$work/unshare.err"; then
   unshare --mount --map-root-user "$0" --inside "$work" "$model" "$greedy" 1
+  echo "OK: wheel, jar and nupkg each ran alone in a clean environment without the CUDA libraries"
 elif [[ ${KL_NO_NAMESPACES:-} == 1 ]]; then
   echo "WARNING: no mount namespace ($(cat "$work/unshare.err")); KL_NO_NAMESPACES=1: the" \
        "consumers run with the CUDA libraries NOT hidden" >&2
   "$0" --inside "$work" "$model" "$greedy" 0
+  echo "OK (CUDA libraries NOT hidden): wheel, jar and nupkg each ran alone in a clean environment"
 else
   fail "unshare --mount --map-root-user is not permitted here ($(cat "$work/unshare.err")); the" \
        "CUDA libraries cannot be hidden. Set KL_NO_NAMESPACES=1 to run without hiding them."
 fi
-echo "OK: wheel, jar and nupkg each ran alone in a clean environment without the CUDA libraries"
