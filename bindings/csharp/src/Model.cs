@@ -93,7 +93,7 @@ namespace KimiLinear
         /// <summary>The ABI major these bindings were generated for (KL_ABI_VERSION).</summary>
         public static int BindingAbiVersion
         {
-            get { return kimi_linear_native.KL_ABI_VERSION; }
+            get { return BuildInfo.AbiVersion; } // a constant: no native call, works without the library
         }
 
         /// <summary>What the model is (read at load; a model is immutable). Works after Dispose.</summary>
