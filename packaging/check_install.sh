@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the build into a clean prefix and builds examples/c/generate.c against the
 # installed copy twice, through find_package(KimiLinear) and through pkg-config, then runs
-# both on a model folder. Nothing from the build tree is used past the install.
+# both on a model folder with no LD_LIBRARY_PATH (the CMake package's target and the .pc's
+# Libs carry the rpath). Nothing from the build tree is used past the install.
 set -euo pipefail
 build=$1 model=$2
 src=$(cd "$(dirname "$0")/.." && pwd)
@@ -14,13 +15,14 @@ cmake -S "$src/packaging/consumer" -B "$work/cmake" -DCMAKE_PREFIX_PATH="$work/p
 cmake --build "$work/cmake" >/dev/null
 libdir=$(dirname "$(find "$work/prefix" -name 'libkimi_linear.so.1' | head -1)")
 export PKG_CONFIG_PATH=$libdir/pkgconfig
-cc -o "$work/generate_pc" "$src/examples/c/generate.c" $(pkg-config --cflags --libs kimi-linear) \
-   -Wl,-rpath,"$libdir"
+# Nothing but pkg-config's flags: its Libs carry the rpath to the prefix's lib.
+cc -o "$work/generate_pc" "$src/examples/c/generate.c" $(pkg-config --cflags --libs kimi-linear)
 
+# Both run with no LD_LIBRARY_PATH, on the installed library.
 for exe in "$work/cmake/generate" "$work/generate_pc"; do
-  out=$("$exe" "$model" "What is 2 + 2?")
+  out=$(env -u LD_LIBRARY_PATH "$exe" "$model" "What is 2 + 2?")
   grep -qE '^\[[0-9]+ tokens\]$' <<<"$(tail -1 <<<"$out")" || { echo "FAIL: $exe printed '$out'"; exit 1; }
-  libs=$(ldd "$exe")  # (not piped into grep -q: with pipefail, ldd's SIGPIPE would fail it)
+  libs=$(env -u LD_LIBRARY_PATH ldd "$exe")  # (not piped into grep -q: with pipefail, ldd's SIGPIPE would fail it)
   grep -q "$work/prefix" <<<"$libs" || { echo "FAIL: $exe does not use the installed library"; exit 1; }
 done
 # The installed CLI (when built) runs from a prefix outside the system paths, with no

@@ -1,15 +1,29 @@
-# cmake --install: the shared library (with its SONAME link) and its CUDA plugin, kimi_linear.h, the kimi CLI (when
-# KL_BUILD_TOOLS), a CMake package (find_package(KimiLinear) -> KimiLinear::kimi_linear) and
-# kimi-linear.pc.
+# cmake --install: the shared library (with its SONAME link), kimi_linear.h, the kimi CLI (when
+# KL_BUILD_TOOLS), a CMake package (find_package(KimiLinear) -> KimiLinear::kimi_linear),
+# kimi-linear.pc (its Libs with an rpath to libdir) and the CUDA plugin when built.
 include(GNUInstallDirs)
 include(CMakePackageConfigHelpers)
 install(TARGETS kimi_linear EXPORT KimiLinearTargets
         LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR}
         RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
+# The CUDA backend's plugin (target kimi_linear_cuda, built only with CUDA, its file named
+# KL_CUDA_PLUGIN_FILE, the name the C library opens from its own folder): installed beside it,
+# and carried by every package that carries the C library (bindings/java, bindings/csharp, the
+# wheel).
 if(TARGET kimi_linear_cuda)
-  # The CUDA plugin beside the library, where the library looks for it.
   install(TARGETS kimi_linear_cuda LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR})
 endif()
+# A package's staging step: after TARGET is built, the plugin (when built) is copied into DIR,
+# the folder where the package keeps its copy of the C library.
+function(kl_stage_cuda_plugin target dir)
+  if(TARGET kimi_linear_cuda)
+    add_dependencies(${target} kimi_linear_cuda)
+    add_custom_command(TARGET ${target} POST_BUILD
+      COMMAND ${CMAKE_COMMAND} -E copy_if_different $<TARGET_FILE:kimi_linear_cuda>
+              ${dir}/${KL_CUDA_PLUGIN_FILE}
+      VERBATIM)
+  endif()
+endfunction()
 install(FILES ${PROJECT_SOURCE_DIR}/capi/include/kimi_linear.h
         DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
 if(TARGET kimi)  # KL_BUILD_TOOLS

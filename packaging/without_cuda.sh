@@ -35,7 +35,8 @@ done
 if command -v python3 >/dev/null; then
   python3 - <<'PY'
 import ctypes, os, re, sys
-for name in ("libcublasLt.so.13", "libcublasLt.so.12", "libcudart.so.13", "libcudart.so.12", "libcuda.so.1"):
+for name in ("libcublasLt.so.13", "libcublasLt.so.12", "libcublas.so.13", "libcublas.so.12",
+             "libcudart.so.13", "libcudart.so.12", "libcuda.so.1"):
     if not re.match(os.environ["KL_HIDE_PATTERN"], name):
         continue
     try:
@@ -43,6 +44,7 @@ for name in ("libcublasLt.so.13", "libcublasLt.so.12", "libcudart.so.13", "libcu
     except OSError:
         continue
     sys.exit("without_cuda.sh: %s still loads" % name)
+print("without_cuda.sh: no CUDA library loads")
 PY
 fi
 exec "$@"

@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 JOBS=$(nproc)
 
 debian_packages=(cmake g++ make pkg-config libgtest-dev libbenchmark-dev nlohmann-json3-dev python3
-                 swig default-jdk-headless junit4 mono-mcs mono-runtime)
+                 swig default-jdk-headless junit4 mono-mcs mono-runtime mono-xbuild)
 # The TSan stage and the fuzz targets build with clang and its sanitizer runtimes.
 if [[ "${KL_SKIP_SANITIZERS:-0}" != 1 && "${KL_SKIP_TSAN:-0}" != 1 ]] || [[ "${KL_FUZZ_SECONDS:-60}" != 0 ]]; then
   debian_packages+=(clang libclang-rt-14-dev)

@@ -5,7 +5,8 @@
 #
 # LIBRARY: libkimi_linear.so (or .so.1, or the versioned file; links are followed).
 # Copies the package to a temporary folder, puts the library's real file there as
-# kimi_linear/lib/libkimi_linear.so.1 (its SONAME, which the package loads first), runs
+# kimi_linear/lib/libkimi_linear.so.1 (its SONAME, which the package loads first) with the
+# CUDA plugin libkimi_linear_cuda.so.1 when it sits next to LIBRARY, runs
 # `pip wheel` and prints the wheel's path. The source tree is left untouched.
 # $PYTHON picks the interpreter whose pip builds it (default: python3).
 set -eu
@@ -40,6 +41,11 @@ find "$tmp/src" -name __pycache__ -type d -prune -exec rm -rf {} +
 rm -rf "$tmp/src/kimi_linear/lib"
 mkdir "$tmp/src/kimi_linear/lib"
 cp "$real" "$tmp/src/kimi_linear/lib/libkimi_linear.so.1"
+# The CUDA backend's plugin (a build with CUDA), which the library opens from its own folder.
+plugin=$(dirname "$library")/libkimi_linear_cuda.so.1
+if [ -e "$plugin" ]; then
+    cp "$(readlink -f "$plugin")" "$tmp/src/kimi_linear/lib/libkimi_linear_cuda.so.1"
+fi
 
 "$python" -m pip wheel --no-deps --quiet -w "$tmp/out" "$tmp/src" >&2
 mkdir -p "$outdir"

@@ -72,8 +72,10 @@ namespace KimiLinear
                                      () => kimi_linear_native.klb_model_create_random(configJson, seed, p))));
         }
 
+        // Every way to a model passes here first, before the generated classes are touched.
         private static kl_model_params ModelParams(Device device, int threads, int deviceIndex)
         {
+            NativeLibraryLoader.EnsureLoaded();
             var p = new kl_model_params();
             kimi_linear_native.kl_model_params_default(p);
             p.device = (kl_device)(int)device;
@@ -85,19 +87,19 @@ namespace KimiLinear
         /// <summary>The library's version, "MAJOR.MINOR.PATCH".</summary>
         public static string LibraryVersion
         {
-            get { return kimi_linear_native.kl_version(); }
+            get { NativeLibraryLoader.EnsureLoaded(); return kimi_linear_native.kl_version(); }
         }
 
         /// <summary>The ABI major of the loaded library (the SONAME suffix).</summary>
         public static int AbiVersion
         {
-            get { return (int)kimi_linear_native.kl_abi_version(); }
+            get { NativeLibraryLoader.EnsureLoaded(); return (int)kimi_linear_native.kl_abi_version(); }
         }
 
         /// <summary>The ABI major these bindings were generated for (KL_ABI_VERSION).</summary>
         public static int BindingAbiVersion
         {
-            get { return kimi_linear_native.KL_ABI_VERSION; }
+            get { return BuildInfo.AbiVersion; } // a constant: no native call, works without the library
         }
 
         /// <summary>What the model is (read at load; a model is immutable). Works after Dispose.</summary>

@@ -13,7 +13,9 @@ import java.util.Locale;
  * the library finds libkimi_linear.so.1 next to itself through its $ORIGIN rpath, or through the
  * system's search path); failing that, the copies inside the jar,
  * {@code /native/<os>-<arch>/libkimi_linear.so.<abi>} and {@code libkimi_linear_jni.so}, are
- * extracted to a temporary folder and loaded in that order. Called by the generated JNI class's
+ * extracted to a temporary folder and loaded in that order, with the CUDA backend's plugin
+ * {@code libkimi_linear_cuda.so.<abi>} when the jar has it (a build with CUDA; the C library
+ * opens it from its own folder, so it stays there until the JVM exits). Called by the generated JNI class's
  * static initializer, so nothing needs to call it first; calling it is harmless.
  */
 public final class NativeLoader {
@@ -66,6 +68,13 @@ public final class NativeLoader {
         };
         Path dir = Files.createTempDirectory("kimi-linear-jni");
         dir.toFile().deleteOnExit();
+        String plugin = "libkimi_linear_cuda.so." + kimi_linear_nativeConstants.KL_ABI_VERSION;
+        try (InputStream in = NativeLoader.class.getResourceAsStream(folder + plugin)) {
+            if (in != null) { // opened by the C library when a model asks for CUDA: kept until exit
+                Files.copy(in, dir.resolve(plugin), StandardCopyOption.REPLACE_EXISTING);
+                dir.resolve(plugin).toFile().deleteOnExit();
+            }
+        }
         Path[] files = new Path[libraries.length];
         for (int i = 0; i < libraries.length; ++i) {
             try (InputStream in = NativeLoader.class.getResourceAsStream(folder + libraries[i])) {
@@ -80,7 +89,7 @@ public final class NativeLoader {
             // Loaded libraries stay mapped after their files are gone (Linux, macOS); where a
             // loaded file cannot be deleted (Windows) it goes when the JVM exits.
             for (Path file : files) deleteSoonest(file);
-            deleteSoonest(dir);
+            if (!Files.exists(dir.resolve(plugin))) deleteSoonest(dir);
         }
     }
 
