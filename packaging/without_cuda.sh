@@ -44,7 +44,7 @@ for name in ("libcublasLt.so.13", "libcublasLt.so.12", "libcublas.so.13", "libcu
     except OSError:
         continue
     sys.exit("without_cuda.sh: %s still loads" % name)
-print("without_cuda.sh: no CUDA library loads")
+print("without_cuda.sh: no CUDA library loads", file=sys.stderr)
 PY
 fi
 exec "$@"
