@@ -3,11 +3,11 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
-#include <numeric>
 #include <string>
 #include <vector>
 
 #include "error.h"
+#include "score_order.h"
 
 namespace kl {
 namespace {
@@ -37,10 +37,14 @@ void validate_sampling(const SamplingParams& p) {
 
 int32_t sample_token(const float* logits, size_t vocab, const SamplingParams& p,
                      const int32_t* history, size_t history_len, uint64_t position) {
+    const bool penalised = p.repetition_penalty != 1.0f && history_len > 0;
+    // Greedy without a penalty needs no copy of the row (the common chat-app default).
+    if (!penalised && (p.temperature == 0.0f || p.top_k == 1))
+        return static_cast<int32_t>(std::max_element(logits, logits + vocab) - logits);
     std::vector<float> scores(logits, logits + vocab);
 
     // CTRL-style penalty, once per distinct recent token.
-    if (p.repetition_penalty != 1.0f && history_len > 0) {
+    if (penalised) {
         size_t window = p.repetition_window > 0
                             ? std::min(history_len, static_cast<size_t>(p.repetition_window))
                             : history_len;
@@ -57,15 +61,9 @@ int32_t sample_token(const float* logits, size_t vocab, const SamplingParams& p,
     if (p.temperature == 0.0f || p.top_k == 1) return static_cast<int32_t>(argmax(scores));
 
     // Candidates sorted by score (ties: lower id first), cut by top-k.
-    std::vector<int32_t> order(vocab);
-    std::iota(order.begin(), order.end(), 0);
     size_t keep = vocab;
     if (p.top_k > 0) keep = std::min(keep, static_cast<size_t>(p.top_k));
-    auto by_score = [&](int32_t a, int32_t b) {
-        return scores[a] > scores[b] || (scores[a] == scores[b] && a < b);
-    };
-    std::partial_sort(order.begin(), order.begin() + keep, order.end(), by_score);
-    order.resize(keep);
+    const std::vector<int32_t> order = order_by_score(scores.data(), vocab, keep);
 
     // Softmax at the temperature, in double for a stable cumulative sum.
     std::vector<double> probs(keep);

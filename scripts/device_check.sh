@@ -20,7 +20,7 @@
 # the plugin missing AUTO falls back to the CPU and CUDA says what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-binaries=(libkimi_linear.so.0.1.0 libkimi_linear_cuda.so.1 tools/kimi tools/make_tiny_model tests/kl_gpu_tests
+binaries=(libkimi_linear.so.0.1.0 libkimi_linear_cuda.so.1 tools/kimi tools/bench_host_sampling tools/make_tiny_model tests/kl_gpu_tests
           tools/kda_chunk_bench tools/kda_decode_bench tools/mla_bench tools/moe_bench
           tools/sampling_bench tools/cancel_latency)
 case "${1:-}" in

@@ -37,6 +37,7 @@ const char* kUsage =
     "  kimi chat DIR [--system TEXT] [--max-new N] [sampling options]  (one message a line)\n"
     "  kimi tokenize DIR [--parse-special]  (reads stdin, prints the token ids)\n"
     "  kimi bench DIR [--prompt-len 128,512] [--context 0,1024] [--decode N] [--repeats N]\n"
+    "             [--logprobs K]  (decode through a generator reporting logprobs + K alternatives)\n"
     "           [--bandwidth-gbs 3000] [--matrix-tflops 794]  (floors: the H100's measured rates)\n"
     "  kimi bench --random CONFIG.json [--layers N] [--seed S] [...]  (random weights, no files;\n"
     "           --layers keeps the first N layers of the config's pattern)\n"
@@ -422,6 +423,10 @@ int cmd_bench(const Options& o) {
     const std::vector<int32_t> contexts = o.ints("context", "0");
     const int decode_steps = std::max(1, static_cast<int>(o.number("decode", 64)));
     const int repeats = std::max(1, static_cast<int>(o.number("repeats", 3)));
+    // --logprobs N: decode steps also report log-probabilities and N alternatives (-1: off).
+    const int top_logprobs = static_cast<int>(o.number("logprobs", -1));
+    if (top_logprobs > KL_MAX_TOP_LOGPROBS)
+        throw UsageError{"--logprobs must be at most " + std::to_string(KL_MAX_TOP_LOGPROBS)};
     const int threads = static_cast<int>(o.number("threads", 0));
     const double bandwidth = o.number("bandwidth-gbs", 3000.0) * 1e9;
     const double matrix_rate = o.number("matrix-tflops", 794.0) * 1e12;
@@ -479,11 +484,32 @@ int cmd_bench(const Options& o) {
             check(kl_session_append(session.get(), &token, 1, KL_LOGITS_NONE, nullptr));
         }
         std::vector<double> step_ms;
-        for (int s = 0; s < decode_steps; ++s) {
-            int32_t token = 0;
-            const auto start = Clock::now();
-            check(kl_session_next(session.get(), &greedy, &token, nullptr, 0, nullptr));
-            step_ms.push_back(1000.0 * seconds_since(start));
+        if (top_logprobs >= 0) {
+            // Each step as a chat app asking for log-probabilities runs it: a generator
+            // sampling on the host copy of the logits (kimi_linear.h, kl_generate_params).
+            kl_generate_params gp;
+            kl_generate_params_default(&gp);
+            gp.max_new_tokens = static_cast<uint32_t>(decode_steps);
+            gp.logprobs = 1;
+            gp.n_top_logprobs = static_cast<uint32_t>(top_logprobs);
+            kl_generator* generator = nullptr;
+            check(kl_generator_create(session.get(), &gp, &generator));
+            const std::unique_ptr<kl_generator, void (*)(kl_generator*)> owned(
+                generator, &kl_generator_free);
+            for (int s = 0; s < decode_steps; ++s) {
+                kl_generation_step step;
+                step.struct_size = sizeof step;
+                const auto start = Clock::now();
+                check(kl_generator_next(generator, &step));
+                step_ms.push_back(1000.0 * seconds_since(start));
+            }
+        } else {
+            for (int s = 0; s < decode_steps; ++s) {
+                int32_t token = 0;
+                const auto start = Clock::now();
+                check(kl_session_next(session.get(), &greedy, &token, nullptr, 0, nullptr));
+                step_ms.push_back(1000.0 * seconds_since(start));
+            }
         }
         std::sort(step_ms.begin(), step_ms.end());
         const double p50 = step_ms[step_ms.size() / 2];
