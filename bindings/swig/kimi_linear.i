@@ -141,6 +141,7 @@ kl_status kl_session_reset, kl_status kl_session_fill_synthetic, kl_status kl_se
 %ignore kl_generate_result;
 %ignore kl_logits_processor;
 %ignore kl_session_tokens;
+%ignore kl_generate_params_init;
 %ignore kl_generate_params;
 %ignore kl_generate_params_default;
 /* The generator: its step's text is a pointer valid until the next call, and its parameters

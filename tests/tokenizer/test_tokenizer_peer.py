@@ -250,7 +250,10 @@ def test_sizing(kl, peer):
     for parse_special in (False, True):
         st, need, ids = kl.tokenize_raw(text, parse_special, 1000)
         assert st == KL_OK and need == len(ids) > 3
-        for cap in (0, 1, need - 1):
+        # A NULL buffer (cap 0) asks for the size: KL_OK, no error; one too small fails.
+        assert kl.tokenize_raw(text, parse_special, 0)[:2] == (KL_OK, need)
+        assert kl.last_error() == ""
+        for cap in (1, need - 1):
             st, n, _ = kl.tokenize_raw(text, parse_special, cap)
             assert (st, n) == (KL_ERR_INVALID_ARGUMENT, need), "tokenize cap=%d" % cap
         assert kl.tokenize_raw(text, parse_special, need)[:2] == (KL_OK, need)
@@ -258,7 +261,8 @@ def test_sizing(kl, peer):
     ids = peer.encode(text, allowed_special="all")
     st, need, data = kl.detokenize_raw(ids, 1000)
     assert st == KL_OK and need == len(data) == len(text.encode())
-    for cap in (0, 1, need - 1):
+    assert kl.detokenize_raw(ids, 0)[:2] == (KL_OK, need)
+    for cap in (1, need - 1):
         st, n, _ = kl.detokenize_raw(ids, cap)
         assert (st, n) == (KL_ERR_INVALID_ARGUMENT, need), "detokenize cap=%d" % cap
     assert kl.detokenize_raw(ids, need)[:2] == (KL_OK, need)
@@ -266,7 +270,8 @@ def test_sizing(kl, peer):
     msgs = [{"role": "user", "content": "hi"}]
     st, need, data = kl.chat_raw(msgs, True, 4096)
     assert st == KL_OK and need == len(data) > 2
-    for cap in (0, 1, need - 1):
+    assert kl.chat_raw(msgs, True, 0)[:2] == (KL_OK, need)
+    for cap in (1, need - 1):
         st, n, _ = kl.chat_raw(msgs, True, cap)
         assert (st, n) == (KL_ERR_INVALID_ARGUMENT, need), "chat cap=%d" % cap
     assert kl.chat_raw(msgs, True, need)[:2] == (KL_OK, need)

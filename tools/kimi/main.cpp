@@ -226,10 +226,9 @@ std::vector<int32_t> tokenize(const kl_model* model, const std::string& text,
 // as plain text (kl_chat_tokenize), so a typed "<|im_end|>" stays text.
 std::vector<int32_t> chat_ids(const kl_model* model, const std::vector<kl_chat_message>& messages,
                               bool add_generation_prompt) {
-    size_t n = 0;
-    kl_status status = kl_chat_tokenize(model, messages.data(), messages.size(),
-                                        add_generation_prompt, nullptr, 0, &n);
-    if (status != KL_OK && status != KL_ERR_INVALID_ARGUMENT) check(status);
+    size_t n = 0;  // the size query (a NULL buffer): KL_OK with the count
+    check(kl_chat_tokenize(model, messages.data(), messages.size(), add_generation_prompt,
+                           nullptr, 0, &n));
     std::vector<int32_t> ids(n);
     check(kl_chat_tokenize(model, messages.data(), messages.size(), add_generation_prompt,
                            ids.data(), ids.size(), &n));

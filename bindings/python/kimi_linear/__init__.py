@@ -5,7 +5,7 @@
     with kl.Model("path/to/model") as model, model.session() as session:
         prompt = model.apply_chat_template([{"role": "user", "content": "Hi"}])
         for piece in session.generate(prompt, max_new_tokens=64,
-                                      stop_tokens=[model.info.eos_token]):
+                                      stop_tokens=[model.info.eot_token]):
             print(piece, end="", flush=True)
 
 Pure Python over ctypes (the declarations of _native.py). The shared library is found
@@ -15,6 +15,8 @@ bindings/swig/kimi_linear.i) is a separate low-level module; this package does n
 """
 
 from . import _native
+from ._conversation import Conversation
+from ._generation import Generation, TokenLogprob
 from ._model import Model
 from ._native import KL_LOG_DEBUG, KL_LOG_ERROR, KL_LOG_INFO, KL_LOG_WARN, KL_NO_TOKEN
 from ._session import Session
@@ -26,7 +28,8 @@ from .errors import (BusyError, CancelledError, ContextFullError, DeviceError, F
 __version__ = "0.1.0"  # of these bindings; version() is the library's
 
 __all__ = [
-    "Model", "Session", "SamplingParams", "ChatMessage", "ModelInfo",
+    "Model", "Session", "SamplingParams", "ChatMessage", "ModelInfo", "Conversation",
+    "Generation", "TokenLogprob",
     "KimiLinearError", "InvalidArgumentError", "IoError", "FormatError", "UnsupportedError",
     "OutOfMemoryError", "ContextFullError", "CancelledError", "DeviceError", "InternalError",
     "BusyError", "LibraryError",

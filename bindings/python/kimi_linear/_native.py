@@ -64,6 +64,10 @@ KL_END_LENGTH = 1
 KL_END_STOP_TOKEN = 2
 KL_END_STOP_STRING = 3
 KL_END_CALLBACK = 4
+KL_END_CANCELLED = 5
+KL_END_ERROR = 6
+
+KL_MAX_TOP_LOGPROBS = 20
 
 # log levels
 KL_LOG_ERROR = 0
@@ -105,6 +109,8 @@ kl_generator_p = POINTER(kl_generator)
 kl_log_callback = CFUNCTYPE(None, c_int, c_char_p, c_void_p)
 kl_progress_callback = CFUNCTYPE(c_int, c_float, c_void_p)
 kl_token_callback = CFUNCTYPE(c_int, c_void_p, c_int32, POINTER(c_char), c_size_t)
+kl_logits_processor = CFUNCTYPE(c_int, c_void_p, POINTER(c_float), c_size_t, POINTER(c_int32),
+                                c_size_t)
 
 
 # ---- structs ------------------------------------------------------------------------------
@@ -139,6 +145,7 @@ class kl_model_info(Structure):
         ("eos_token", c_int32),
         ("n_params", c_uint64),
         ("n_active_params", c_uint64),
+        ("eot_token", c_int32),
     ]
 
 
@@ -171,6 +178,13 @@ class kl_generate_params(Structure):
         ("n_stop_tokens", c_size_t),
         ("stop_strings", POINTER(c_char_p)),
         ("n_stop_strings", c_size_t),
+        ("logprobs", c_int32),
+        ("n_top_logprobs", c_uint32),
+        ("logit_bias_tokens", POINTER(c_int32)),
+        ("logit_bias_values", POINTER(c_float)),
+        ("n_logit_bias", c_size_t),
+        ("logits_processor", kl_logits_processor),
+        ("logits_processor_user", c_void_p),
     ]
 
 
@@ -182,6 +196,10 @@ class kl_generation_step(Structure):
         ("piece_len", c_size_t),
         ("end", kl_end_reason),
         ("n_generated", c_uint32),
+        ("logprob", c_float),
+        ("n_top", c_uint32),
+        ("top_tokens", POINTER(c_int32)),  # owned by the generator, valid until its next call
+        ("top_logprobs", POINTER(c_float)),
     ]
 
 
@@ -222,6 +240,7 @@ _SIGNATURES = {
     "kl_session_append": (kl_status, [kl_session_p, _i32_p, c_size_t, kl_logits, _f32_p]),
     "kl_session_fill_synthetic": (kl_status, [kl_session_p, c_uint64, c_uint64]),
     "kl_session_position": (kl_status, [kl_session_p, POINTER(c_uint64)]),
+    "kl_session_tokens": (kl_status, [kl_session_p, _i32_p, c_size_t, _size_p]),
     "kl_session_fork": (kl_status, [kl_session_p, POINTER(kl_session_p)]),
     "kl_session_state_size": (kl_status, [kl_session_p, _size_p]),
     "kl_session_state_save": (kl_status, [kl_session_p, c_void_p, c_size_t, _size_p]),
@@ -232,6 +251,7 @@ _SIGNATURES = {
     "kl_sampling_params_default": (None, [POINTER(kl_sampling_params)]),
     "kl_session_sample": (kl_status, [kl_session_p, POINTER(kl_sampling_params), _i32_p]),
     "kl_generate_params_default": (None, [POINTER(kl_generate_params)]),
+    "kl_generate_params_init": (kl_status, [POINTER(kl_generate_params), c_size_t]),
     "kl_session_generate": (kl_status, [kl_session_p, POINTER(kl_generate_params),
                                         kl_token_callback, c_void_p, _size_p]),
     "kl_session_next": (kl_status, [kl_session_p, POINTER(kl_sampling_params), _i32_p,

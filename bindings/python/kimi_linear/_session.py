@@ -9,14 +9,16 @@ import weakref
 from ctypes import (POINTER, byref, c_char_p, c_float, c_int32, c_size_t, c_uint64, cast,
                     create_string_buffer, sizeof, string_at)
 from concurrent.futures import Executor
-from typing import (TYPE_CHECKING, Any, AsyncIterator, Iterable, Iterator, List, Literal,
-                    Optional, Sequence, Set, Tuple, Union, overload)
+from typing import (TYPE_CHECKING, Any, AsyncIterator, Callable, Iterable, Iterator, List,
+                    Literal, Mapping, Optional, Sequence, Set, Tuple, Union, overload)
 
 from . import _native
 from ._async import stream_async
-from ._handle import ModelHandle
+from ._generation import FINISH_REASONS, Generation, logits_processor_thunk
+from ._handle import ModelHandle, read_ids
 from ._types import GREEDY, SamplingParams, numpy, text_bytes, token_buffer, token_pointer
-from .errors import KL_ERR_INVALID_ARGUMENT, KL_OK, InvalidArgumentError, UnsupportedError, check
+from .errors import (KL_ERR_INVALID_ARGUMENT, KL_OK, CancelledError, InvalidArgumentError,
+                     UnsupportedError, check)
 
 if TYPE_CHECKING:  # for annotations only: _model imports this module
     from ._model import Model
@@ -115,6 +117,34 @@ class _Busy:
 
     def __exit__(self, *exc) -> None:
         self._state.busy.release()
+
+
+def _check_count(name: str, value: Any, most: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an int, not {type(value).__name__}")
+    if not 0 <= value <= most:
+        raise ValueError(f"{name} is {value}, must be in [0, {most}]")
+    return int(value)
+
+
+def _logit_bias(bias: Optional[Mapping[int, float]]) -> Tuple[Any, Any]:
+    """(token ids, biases) as ctypes arrays of a {token: bias} mapping (the library checks
+    the ids against the vocabulary and the values for NaN and +inf)."""
+    if bias is None:
+        bias = {}
+    if not isinstance(bias, Mapping):
+        raise TypeError(f"logit_bias must be a mapping {{token: bias}}, not {type(bias).__name__}")
+    ids, values = [], []
+    for token, value in bias.items():
+        if isinstance(token, bool) or not isinstance(token, numbers.Integral):
+            raise TypeError(f"logit_bias keys must be token ids (int), not {type(token).__name__}")
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            raise TypeError(f"logit_bias[{token}] must be a number, not {type(value).__name__}")
+        if not -2 ** 31 <= token < 2 ** 31:
+            raise ValueError(f"logit_bias names token {token}, not a token id")
+        ids.append(int(token))
+        values.append(float(value))
+    return (c_int32 * len(ids))(*ids), (c_float * len(values))(*values)
 
 
 def _sampling(sampling: Optional[SamplingParams], overrides: dict) -> SamplingParams:
@@ -225,6 +255,16 @@ class Session:
         with self._busy() as ptr:
             check(_native.lib().kl_session_position(ptr, byref(out)))
         return out.value
+
+    def tokens(self) -> List[int]:
+        """The token ids consumed so far, in order (kl_session_tokens): prompts, appended
+        and generated tokens. fork() and save_state()/load_state() keep them."""
+        lib = _native.lib()
+        n = c_size_t(0)
+        with self._busy() as ptr:
+            check(lib.kl_session_tokens(ptr, None, 0, byref(n)))  # the size query
+            return read_ids(lambda out, cap, count: lib.kl_session_tokens(ptr, out, cap, count),
+                            max(n.value, 1), "kl_session_tokens")
 
     def append(self, tokens: Union[int, Iterable[int], Any], logits: Optional[str] = None):
         """Run tokens through the model at the current position.
@@ -405,9 +445,12 @@ class Session:
                  top_p: float = 1.0, min_p: float = 0.0, repetition_penalty: float = 1.0,
                  repetition_window: int = 64, seed: int = 0,
                  stop_tokens: Iterable[int] = (), stop_strings: Union[str, Iterable[str]] = (),
-                 tokens: bool = False):
-        """Stream a continuation: an iterator of text pieces, or of (token, piece) pairs
-        with ``tokens=True``.
+                 tokens: bool = False, logprobs: bool = False, top_logprobs: int = 0,
+                 logit_bias: Optional[Mapping[int, float]] = None,
+                 logits_processor: Optional[Callable[[Any, Any], Any]] = None) -> Generation:
+        """Stream a continuation: a Generation, an iterator of text pieces, or of (token,
+        piece) pairs with ``tokens=True``; when it has ended, its ``finish_reason`` says why
+        ("length", "stop_token", "stop_string", "callback", "cancelled" or "error").
 
         prompt (optional) is appended first: a str (tokenized with parse_special=True) or
         token ids. Generation samples with the given parameters until max_new_tokens, a stop
@@ -428,6 +471,14 @@ class Session:
         iteration starts. Arguments are checked when generate() is called. Any cancel() from
         the moment generate() returns stops the generation (its prompt's append, or the step
         running or next). With ``tokens=True`` on a model without a tokenizer, pieces are None.
+
+        Chat apps: ``logprobs=True`` fills the Generation's ``logprobs`` (a TokenLogprob per
+        token appended) and ``top_logprobs=k`` (at most 20) adds the k most likely tokens of
+        each step; ``logit_bias={token: bias}`` adds to those logits (-inf bans a token);
+        ``logits_processor(logits, history)`` may change each step's logits in place (a
+        float32 numpy view) seeing the session's tokens, and ends the generation by returning
+        a true value ("callback"); an exception in it ends it and is re-raised. With any of
+        these each step samples on the host (on a GPU: one copy of the logits per token).
         """
         sampling = SamplingParams(temperature=temperature, top_k=top_k, top_p=top_p,
                                   min_p=min_p, repetition_penalty=repetition_penalty,
@@ -451,6 +502,10 @@ class Session:
             if "\0" in stop:
                 raise ValueError(f"stop_strings[{i}] contains a NUL character")
             stops.append(stop.encode("utf-8"))  # lone surrogates: UnicodeEncodeError
+        top_logprobs = _check_count("top_logprobs", top_logprobs, _native.KL_MAX_TOP_LOGPROBS)
+        if logits_processor is not None and not callable(logits_processor):
+            raise TypeError("logits_processor must be callable or None")
+        bias_ids, bias_values = _logit_bias(logit_bias)
         if self.closed:
             raise ValueError("session is closed")
         if not self._has_tokenizer:
@@ -469,7 +524,7 @@ class Session:
             prompt_buf = token_buffer(prompt, "prompt")
         # One kl_generate_params; what it points to lives as long as the iteration.
         params = _native.kl_generate_params()
-        _native.lib().kl_generate_params_default(params)
+        check(_native.lib().kl_generate_params_init(params, sizeof(params)))
         params.max_new_tokens = min(int(max_new_tokens), _MAX_NEW_TOKENS)
         params.sampling = sampling._to_c()
         params.stop_tokens = token_pointer(stop_array, n_stop_tokens)
@@ -477,9 +532,41 @@ class Session:
         strings = (c_char_p * len(stops))(*stops)
         params.stop_strings = cast(strings, POINTER(c_char_p))
         params.n_stop_strings = len(stops)
-        return self._generate(prompt_buf, params, (stop_array, strings), bool(tokens))
+        params.logprobs = 1 if logprobs else 0
+        params.n_top_logprobs = top_logprobs
+        params.logit_bias_tokens = cast(bias_ids, POINTER(c_int32))
+        params.logit_bias_values = cast(bias_values, POINTER(c_float))
+        params.n_logit_bias = len(bias_ids)
+        raised: List[BaseException] = []  # an exception of the logits processor
+        thunk = None
+        if logits_processor is not None:
+            thunk = logits_processor_thunk(logits_processor, raised)
+            params.logits_processor = thunk
+        report = Generation()
+        keep_alive = (stop_array, strings, bias_ids, bias_values, thunk, raised,
+                      bool(logprobs) or top_logprobs > 0, top_logprobs > 0)
+        return self._generate(prompt_buf, params, keep_alive, bool(tokens), report)
 
-    def _generate(self, prompt_buf, params, keep_alive, tokens: bool):
+    def chat(self, messages: Iterable[Any], max_new_tokens: int = 128, *,
+             stop_at_end_of_turn: bool = True, **kwargs: Any) -> Generation:
+        """Append the conversation in the model's chat format with the assistant's opening
+        (Model.tokenize_chat) and stream the reply: generate()'s iterator, arguments and
+        rules. It stops at the end-of-turn token (<|im_end|>, ModelInfo.eot_token) unless
+        ``stop_at_end_of_turn=False``; stop_tokens given are stopped at as well. To carry a
+        conversation on without reading it again each turn, use Conversation."""
+        if "prompt" in kwargs:
+            raise TypeError("chat() makes its prompt from messages")
+        prompt = self._model.tokenize_chat(messages, add_generation_prompt=True)
+        stops = kwargs.pop("stop_tokens", ())
+        if isinstance(stops, numbers.Integral) and not isinstance(stops, bool):
+            stops = (stops,)
+        stops = list(stops)
+        eot = self._model.info.eot_token
+        if stop_at_end_of_turn and eot is not None and eot not in stops:
+            stops.append(eot)
+        return self.generate(prompt, max_new_tokens, stop_tokens=stops, **kwargs)
+
+    def _generate(self, prompt_buf, params, keep_alive, tokens: bool, report: Generation):
         # The generator first (it drops a stale cancel), the prompt when iteration starts:
         # every cancel() from now on stops this generation (docs/design/capi.md "Cancel").
         state = self._state
@@ -488,14 +575,17 @@ class Session:
             check(_native.lib().kl_generator_create(ptr, byref(params), byref(generator.ptr)))
             with state.cancel_lock:
                 state.generators.add(generator)
-        stream = self._stream(generator, prompt_buf, keep_alive, tokens)
+        stream = self._stream(generator, prompt_buf, keep_alive, tokens, report)
         # An iteration never started runs no finally: free the generator with the iterator.
         weakref.finalize(stream, _free_generator, state, generator)
-        return stream
+        report._stream = stream
+        return report
 
-    def _stream(self, generator: _Generator, prompt_buf, _keep_alive, tokens: bool):
+    def _stream(self, generator: _Generator, prompt_buf, keep_alive, tokens: bool,
+                report: Generation):
         lib = _native.lib()
         state = self._state
+        raised, want_logprobs, want_top = keep_alive[-3:]
         try:
             if prompt_buf is not None and prompt_buf[1] > 0:
                 buf, n = prompt_buf
@@ -510,7 +600,13 @@ class Session:
                     check(lib.kl_generator_next(generator.ptr, byref(step)))
                     piece = string_at(step.piece, step.piece_len).decode("utf-8", "replace") \
                         if text else None
+                    if want_logprobs and step.token != KL_NO_TOKEN:
+                        report._record(step, want_top)
+                if raised:
+                    raise raised[0]
                 token, end = step.token, step.end
+                if end != _native.KL_END_NONE:
+                    report.finish_reason = FINISH_REASONS.get(end, "error")
                 if token == KL_NO_TOKEN or end == _native.KL_END_STOP_TOKEN:
                     # The end: the stop token is not passed on; text still held comes last.
                     if piece:
@@ -522,6 +618,12 @@ class Session:
                     yield piece
                 if end != _native.KL_END_NONE:  # a stop string: its text is not passed on
                     return
+        except CancelledError:
+            report.finish_reason = "cancelled"
+            raise
+        except Exception:
+            report.finish_reason = "error"
+            raise
         finally:
             _free_generator(state, generator)
 

@@ -123,6 +123,8 @@ class ModelInfo:
     eos_token: Optional[int]  #: tokenizer_config.json's eos_token id, None if none
     n_params: int  #: weights in the checkpoint (a tied lm_head once)
     n_active_params: int  #: weights one decode step reads (the routed experts it uses)
+    #: the chat format's end-of-turn token (<|im_end|>), None without a chat format
+    eot_token: Optional[int] = None
 
     @classmethod
     def _from_c(cls, info: Any) -> "ModelInfo":
@@ -138,7 +140,8 @@ class ModelInfo:
             kv_bytes_per_token=info.kv_bytes_per_token,
             bos_token=None if info.bos_token < 0 else info.bos_token,
             eos_token=None if info.eos_token < 0 else info.eos_token,
-            n_params=info.n_params, n_active_params=info.n_active_params)
+            n_params=info.n_params, n_active_params=info.n_active_params,
+            eot_token=None if info.eot_token < 0 else info.eot_token)
 
 
 def token_buffer(tokens: Any, what: str = "tokens") -> Tuple[Any, int]:

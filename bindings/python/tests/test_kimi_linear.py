@@ -35,7 +35,8 @@ def test_struct_layouts_match_the_header(kl):
 
     assert ctypes.sizeof(n.kl_model_params) == 32
     assert ctypes.sizeof(n.kl_session_params) == 16
-    assert ctypes.sizeof(n.kl_model_info) == 96
+    assert ctypes.sizeof(n.kl_model_info) == 104
+    assert n.kl_model_info.eot_token.offset == 96
     assert n.kl_model_info.max_context.offset == 32
     assert n.kl_model_info.device.offset == 40
     assert n.kl_model_info.weight_bytes.offset == 48
@@ -45,10 +46,17 @@ def test_struct_layouts_match_the_header(kl):
     assert n.kl_model_info.n_active_params.offset == 88
     assert ctypes.sizeof(n.kl_sampling_params) == 40
     assert n.kl_sampling_params.seed.offset == 32
-    assert ctypes.sizeof(n.kl_generate_params) == 80
+    assert ctypes.sizeof(n.kl_generate_params) == 128
+    assert n.kl_generate_params.logprobs.offset == 80  # the first release's size
+    assert n.kl_generate_params.logit_bias_tokens.offset == 88
+    assert n.kl_generate_params.n_logit_bias.offset == 104
+    assert n.kl_generate_params.logits_processor_user.offset == 120
     assert n.kl_generate_params.stop_tokens.offset == 48
     assert n.kl_generate_params.n_stop_strings.offset == 72
-    assert ctypes.sizeof(n.kl_generation_step) == 32
+    assert ctypes.sizeof(n.kl_generation_step) == 56
+    assert n.kl_generation_step.logprob.offset == 32  # the first release's size
+    assert n.kl_generation_step.top_tokens.offset == 40
+    assert n.kl_generation_step.top_logprobs.offset == 48
     assert n.kl_generation_step.piece.offset == 8
     assert n.kl_generation_step.piece_len.offset == 16
     assert n.kl_generation_step.end.offset == 24
@@ -59,10 +67,16 @@ def test_struct_layouts_match_the_header(kl):
     for struct, fill in ((n.kl_model_params, lib.kl_model_params_default),
                          (n.kl_session_params, lib.kl_session_params_default),
                          (n.kl_sampling_params, lib.kl_sampling_params_default),
-                         (n.kl_generate_params, lib.kl_generate_params_default)):
+                         (n.kl_generate_params,
+                          lambda p: lib.kl_generate_params_init(p, ctypes.sizeof(p)))):
         value = struct()
         fill(value)
         assert value.struct_size == ctypes.sizeof(struct), struct.__name__
+    # The exported kl_generate_params_default fills the first release's struct only.
+    value = n.kl_generate_params()
+    value.logprobs = 7
+    lib.kl_generate_params_default(value)
+    assert (value.struct_size, value.logprobs) == (80, 7)
 
 
 def test_sampling_defaults_are_the_c_defaults(kl):
