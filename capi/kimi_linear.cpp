@@ -45,6 +45,9 @@ struct kl_generator {
     kl_session* session;
     kl::Generator generator;
     std::string piece;  // the last step's text, owned here for kl_generation_step::piece
+    // The last step's alternatives, owned here for kl_generation_step::top_tokens/top_logprobs.
+    std::vector<int32_t> top_tokens;
+    std::vector<float> top_logprobs;
 };
 
 // The core's Status mirrors kl_status value by value; the firewall casts between them.
@@ -58,8 +61,15 @@ static_assert(static_cast<int>(kl::Status::InvalidArgument) == KL_ERR_INVALID_AR
 static_assert(static_cast<int>(kl::EndReason::Length) == KL_END_LENGTH &&
                   static_cast<int>(kl::EndReason::StopToken) == KL_END_STOP_TOKEN &&
                   static_cast<int>(kl::EndReason::StopString) == KL_END_STOP_STRING &&
-                  static_cast<int>(kl::EndReason::Callback) == KL_END_CALLBACK,
+                  static_cast<int>(kl::EndReason::Callback) == KL_END_CALLBACK &&
+                  static_cast<int>(kl::EndReason::Cancelled) == KL_END_CANCELLED &&
+                  static_cast<int>(kl::EndReason::Error) == KL_END_ERROR,
               "kl::EndReason and kl_end_reason disagree");
+static_assert(KL_MAX_TOP_LOGPROBS == kl::limits::kTopLogprobs, "two limits on top logprobs");
+// The structs as the first release laid them out end where their appended fields start: a
+// caller's struct_size from then is accepted, the rest read as defaults or left unwritten.
+constexpr size_t kGenerateParamsFirstSize = offsetof(kl_generate_params, logprobs);
+constexpr size_t kGenerationStepFirstSize = offsetof(kl_generation_step, logprob);
 static_assert(static_cast<int>(kl::DeviceKind::Cpu) == KL_DEVICE_CPU &&
                   static_cast<int>(kl::DeviceKind::Cuda) == KL_DEVICE_CUDA,
               "kl::DeviceKind and kl_device disagree");
@@ -106,6 +116,27 @@ int enum_bits(const Enum& value) {
 
 void require(bool ok, const char* message) {
     if (!ok) kl::fail(kl::Status::InvalidArgument, message);
+}
+
+// The size protocol of output buffers (docs/design/capi.md "Buffers: the size protocol"):
+// reports `needed` in *n, and says whether to write: false for a size query (out NULL, cap
+// 0); InvalidArgument for a NULL out with cap > 0 or a buffer too small.
+bool output_fits(size_t needed, const void* out, size_t cap, size_t* n, const char* out_name,
+                 const char* unit) {
+    *n = needed;
+    require(out != nullptr || cap == 0, (std::string(out_name) + " is NULL but cap > 0").c_str());
+    if (out == nullptr) return false;
+    if (needed > cap)
+        kl::fail(kl::Status::InvalidArgument, std::string(out_name) + " has room for " +
+                                                  std::to_string(cap) + " " + unit +
+                                                  ", the result needs " + std::to_string(needed));
+    return true;
+}
+
+// Token ids out by the size protocol.
+void copy_ids(const std::vector<int32_t>& ids, int32_t* out, size_t cap, size_t* n) {
+    if (output_fits(ids.size(), out, cap, n, "out", "tokens") && !ids.empty())
+        std::memcpy(out, ids.data(), ids.size() * sizeof(int32_t));
 }
 
 void check_struct_size(uint32_t given, size_t minimum, const char* name) {
@@ -278,6 +309,9 @@ kl_status kl_model_info(const kl_model* model, struct kl_model_info* out) {
         const kl::ParameterCounts& params = model->model->parameters();
         info.n_params = params.total;
         info.n_active_params = params.active;
+        info.eot_token = tokenizer && tokenizer->chat_format().available
+                             ? tokenizer->special_id(tokenizer->chat_format().end)
+                             : -1;
         // Older callers' structs are shorter: write only what they have room for.
         std::memcpy(out, &info, std::min(given, sizeof(info)));
     });
@@ -360,6 +394,16 @@ kl_status kl_session_position(const kl_session* session, uint64_t* out) {
     });
 }
 
+kl_status kl_session_tokens(const kl_session* session, int32_t* out, size_t cap, size_t* n) {
+    if (n) *n = 0;
+    return guarded([&] {
+        require(session != nullptr, "session is NULL");
+        require(n != nullptr, "n is NULL");
+        const kl::SessionInUse in_use(session->in_use);
+        copy_ids(session->session->history(), out, cap, n);
+    });
+}
+
 kl_status kl_session_fork(const kl_session* session, kl_session** out) {
     return guarded([&] {
         require(out != nullptr, "out is NULL");
@@ -389,7 +433,9 @@ kl_status kl_session_state_save(const kl_session* session, void* buf, size_t cap
         const kl::SessionInUse in_use(session->in_use);
         const size_t needed = session->session->snapshot_size();
         if (written) *written = needed;
-        require(buf != nullptr || cap == 0, "buf is NULL");
+        require(buf != nullptr || cap == 0, "buf is NULL but cap > 0");
+        require(buf != nullptr || written != nullptr, "buf and written are NULL: nothing to do");
+        if (buf == nullptr) return;  // the size query
         if (cap < needed)
             kl::fail(kl::Status::InvalidArgument, "buffer of " + std::to_string(cap) +
                                                       " bytes is too small: the snapshot needs " +
@@ -442,25 +488,42 @@ kl_status kl_session_sample(kl_session* session, const kl_sampling_params* param
     });
 }
 
-void kl_generate_params_default(kl_generate_params* params) {
-    if (!params) return;
-    std::memset(params, 0, sizeof(*params));
-    params->struct_size = sizeof(*params);
-    params->max_new_tokens = 128;
-    kl_sampling_params_default(&params->sampling);
+kl_status kl_generate_params_init(kl_generate_params* params, size_t struct_size) {
+    return guarded([&] {
+        require(params != nullptr, "params is NULL");
+        if (struct_size < kGenerateParamsFirstSize)
+            kl::fail(kl::Status::InvalidArgument,
+                     "struct_size is " + std::to_string(struct_size) +
+                         ", below the first release's kl_generate_params (" +
+                         std::to_string(kGenerateParamsFirstSize) + ")");
+        kl_generate_params p;
+        std::memset(&p, 0, sizeof(p));
+        const size_t size = std::min(struct_size, sizeof(p));
+        p.struct_size = static_cast<uint32_t>(size);
+        p.max_new_tokens = 128;
+        kl_sampling_params_default(&p.sampling);
+        std::memcpy(params, &p, size);  // the appended fields' defaults are all zero
+    });
+}
+
+// Parenthesised: the header makes the name a macro for callers compiled against it.
+void(kl_generate_params_default)(kl_generate_params* params) {
+    if (params) kl_generate_params_init(params, kGenerateParamsFirstSize);
 }
 
 }  // extern "C"
 
 namespace {
 
-// kl_generate_params -> GenerateOptions, checked (stop strings by the Generator).
+// kl_generate_params -> GenerateOptions, checked (stop strings, logit bias and top logprobs
+// by the Generator). An older caller's struct (struct_size from the first release on) is
+// read up to its size, the fields after it keep their defaults.
 kl::GenerateOptions generate_options(const kl_generate_params* params) {
     kl_generate_params p;
-    kl_generate_params_default(&p);
+    kl_generate_params_init(&p, sizeof(p));
     if (params) {
-        check_struct_size(params->struct_size, sizeof(kl_generate_params), "kl_generate_params");
-        p = *params;
+        check_struct_size(params->struct_size, kGenerateParamsFirstSize, "kl_generate_params");
+        std::memcpy(&p, params, std::min<size_t>(params->struct_size, sizeof(p)));
     }
     require(p.n_stop_tokens == 0 || p.stop_tokens != nullptr,
             "stop_tokens is NULL but n_stop_tokens > 0");
@@ -476,13 +539,27 @@ kl::GenerateOptions generate_options(const kl_generate_params* params) {
                      "stop_strings[" + std::to_string(j) + "] is NULL");
         options.stop_strings.emplace_back(p.stop_strings[j]);
     }
+    require(p.n_logit_bias == 0 || (p.logit_bias_tokens != nullptr && p.logit_bias_values != nullptr),
+            "logit_bias_tokens or logit_bias_values is NULL but n_logit_bias > 0");
+    for (size_t j = 0; j < p.n_logit_bias; ++j)
+        options.logit_bias.push_back({p.logit_bias_tokens[j], p.logit_bias_values[j]});
+    options.logprobs = p.logprobs != 0 || p.n_top_logprobs > 0;
+    options.n_top_logprobs = p.n_top_logprobs;
+    if (p.logits_processor) {
+        const kl_logits_processor processor = p.logits_processor;
+        void* user = p.logits_processor_user;
+        options.processor = [processor, user](float* logits, size_t vocab, const int32_t* history,
+                                              size_t n_history) {
+            return processor(user, logits, vocab, history, n_history);
+        };
+    }
     return options;
 }
 
 // The caller holds the session's in-use flag.
 std::unique_ptr<kl_generator> new_generator(kl_session* session, const kl_generate_params* params) {
-    auto generator = std::unique_ptr<kl_generator>(
-        new kl_generator{session, kl::Generator(*session->session, generate_options(params)), {}});
+    auto generator = std::unique_ptr<kl_generator>(new kl_generator{
+        session, kl::Generator(*session->session, generate_options(params)), {}, {}, {}});
     session->next_text.clear();  // a character kl_session_next held is moot now
     return generator;
 }
@@ -506,20 +583,56 @@ kl_status kl_generator_create(kl_session* session, const kl_generate_params* par
     });
 }
 
+}  // extern "C"
+
+namespace {
+
+// Writes a step to the caller's struct, the appended fields only when its struct_size covers
+// them; the generator owns the text and the alternatives.
+void write_step(kl_generator& generator, kl::GeneratedStep& step, kl_generation_step* out) {
+    generator.piece = std::move(step.piece);
+    generator.top_tokens.clear();
+    generator.top_logprobs.clear();
+    for (const kl::TokenLogprob& alternative : step.top) {
+        generator.top_tokens.push_back(alternative.token);
+        generator.top_logprobs.push_back(alternative.logprob);
+    }
+    out->token = step.token;
+    out->piece = generator.piece.c_str();
+    out->piece_len = generator.piece.size();
+    out->end = static_cast<kl_end_reason>(step.end);
+    out->n_generated = static_cast<uint32_t>(generator.generator.generated());
+    if (out->struct_size < sizeof(kl_generation_step)) return;
+    out->logprob = step.logprob;
+    out->n_top = static_cast<uint32_t>(step.top.size());
+    out->top_tokens = step.top.empty() ? nullptr : generator.top_tokens.data();
+    out->top_logprobs = step.top.empty() ? nullptr : generator.top_logprobs.data();
+}
+
+}  // namespace
+
+extern "C" {
+
 kl_status kl_generator_next(kl_generator* generator, kl_generation_step* out) {
     return guarded([&] {
         require(generator != nullptr, "generator is NULL");
         require(out != nullptr, "out is NULL");
-        check_struct_size(out->struct_size, sizeof(kl_generation_step), "kl_generation_step");
+        check_struct_size(out->struct_size, kGenerationStepFirstSize, "kl_generation_step");
         // The step runs on the generator's session: the same conflict as a direct call.
         const kl::SessionInUse in_use(generator->session->in_use);
-        kl::GeneratedStep step = generator->generator.next();
-        generator->piece = std::move(step.piece);
-        out->token = step.token;
-        out->piece = generator->piece.c_str();
-        out->piece_len = generator->piece.size();
-        out->end = static_cast<kl_end_reason>(step.end);
-        out->n_generated = static_cast<uint32_t>(generator->generator.generated());
+        kl::GeneratedStep step;
+        try {
+            step = generator->generator.next();
+        } catch (const kl::Error& e) {
+            // A cancel ends the caller's loop: say so in the step too (the header's rule).
+            if (e.status() == kl::Status::Cancelled) {
+                kl::GeneratedStep cancelled;
+                cancelled.end = kl::EndReason::Cancelled;
+                write_step(*generator, cancelled, out);
+            }
+            throw;
+        }
+        write_step(*generator, step, out);
     });
 }
 
@@ -527,28 +640,59 @@ void kl_generator_free(kl_generator* generator) {
     delete generator;
 }
 
-kl_status kl_session_generate(kl_session* session, const kl_generate_params* params,
-                              kl_token_callback cb, void* user, size_t* n_generated) {
-    if (n_generated) *n_generated = 0;
-    return guarded([&] {
+kl_status kl_session_generate_with_result(kl_session* session, const kl_generate_params* params,
+                                          kl_token_callback cb, void* user,
+                                          kl_generate_result* result) {
+    kl_generate_result ended{};  // what *result receives, however the call ends
+    ended.end = KL_END_ERROR;
+    const kl_status status = guarded([&] {
+        if (result) check_struct_size(result->struct_size, sizeof(kl_generate_result),
+                                      "kl_generate_result");
         require(session != nullptr, "session is NULL");
         const kl::SessionInUse in_use(session->in_use);
         require(params != nullptr, "params is NULL");
         const std::unique_ptr<kl_generator> generator = new_generator(session, params);
         const bool text = session->model->tokenizer() != nullptr;
         for (;;) {
-            const kl::GeneratedStep step = generator->generator.next();
-            if (n_generated) *n_generated = generator->generator.generated();
+            kl::GeneratedStep step;
+            try {
+                step = generator->generator.next();
+            } catch (const kl::Error& e) {
+                if (e.status() == kl::Status::Cancelled) ended.end = KL_END_CANCELLED;
+                throw;
+            }
+            ended.n_generated = generator->generator.generated();
             if (step.token == KL_NO_TOKEN || step.end == kl::EndReason::StopToken) {
                 // The end: text still held comes in one last callback without a token.
                 if (cb && !step.piece.empty()) cb(user, KL_NO_TOKEN, step.piece.c_str(), step.piece.size());
+                ended.end = static_cast<kl_end_reason>(step.end);
                 return;
             }
-            if (cb && cb(user, step.token, text ? step.piece.c_str() : nullptr, step.piece.size()) != 0)
+            if (cb && cb(user, step.token, text ? step.piece.c_str() : nullptr, step.piece.size()) != 0) {
+                ended.end = KL_END_CALLBACK;
                 return;
-            if (step.end != kl::EndReason::None) return;
+            }
+            if (step.end != kl::EndReason::None) {
+                ended.end = static_cast<kl_end_reason>(step.end);
+                return;
+            }
         }
     });
+    // A struct_size too small is the one failure that leaves *result alone (it may be short).
+    if (result && result->struct_size >= sizeof(kl_generate_result)) {
+        result->end = ended.end;
+        result->n_generated = ended.n_generated;
+    }
+    return status;
+}
+
+kl_status kl_session_generate(kl_session* session, const kl_generate_params* params,
+                              kl_token_callback cb, void* user, size_t* n_generated) {
+    kl_generate_result result{};
+    result.struct_size = sizeof(result);
+    const kl_status status = kl_session_generate_with_result(session, params, cb, user, &result);
+    if (n_generated) *n_generated = static_cast<size_t>(result.n_generated);
+    return status;
 }
 
 kl_status kl_session_next(kl_session* session, const kl_sampling_params* params, int32_t* token,
@@ -599,15 +743,10 @@ const kl::Tokenizer& tokenizer_of(const kl_model* model) {
     return *tokenizer;
 }
 
-// Copies `text` to out (cap bytes), NUL-terminated when there is room; *len = its size.
+// Copies `text` to out (cap bytes) by the size protocol, NUL-terminated when there is room.
 void copy_text(const std::string& text, char* out, size_t cap, size_t* len) {
     require(len != nullptr, "len is NULL");
-    *len = text.size();
-    require(out != nullptr || cap == 0, "out is NULL but cap > 0");
-    if (text.size() > cap)
-        kl::fail(kl::Status::InvalidArgument, "out has room for " + std::to_string(cap) +
-                                                  " bytes, the text needs " +
-                                                  std::to_string(text.size()));
+    if (!output_fits(text.size(), out, cap, len, "out", "bytes")) return;
     if (!text.empty()) std::memcpy(out, text.data(), text.size());
     if (cap > text.size()) out[text.size()] = '\0';
 }
@@ -638,14 +777,8 @@ kl_status kl_tokenize(const kl_model* model, const char* text, size_t len, int p
         require(n != nullptr, "n is NULL");
         require(text != nullptr || len == 0, "text is NULL but len > 0");
         require(out != nullptr || cap == 0, "out is NULL but cap > 0");
-        const std::vector<int32_t> ids =
-            tokenizer.encode(std::string_view(text ? text : "", len), parse_special != 0);
-        *n = ids.size();
-        if (ids.size() > cap)
-            kl::fail(kl::Status::InvalidArgument, "out has room for " + std::to_string(cap) +
-                                                      " tokens, the text needs " +
-                                                      std::to_string(ids.size()));
-        if (!ids.empty()) std::memcpy(out, ids.data(), ids.size() * sizeof(int32_t));
+        copy_ids(tokenizer.encode(std::string_view(text ? text : "", len), parse_special != 0),
+                 out, cap, n);
     });
 }
 
@@ -681,14 +814,7 @@ kl_status kl_chat_tokenize(const kl_model* model, const kl_chat_message* msgs, s
         require(n_out != nullptr, "n_out is NULL");
         require(out != nullptr || cap == 0, "out is NULL but cap > 0");
         const std::vector<kl::ChatMessage> messages = chat_messages(msgs, n);
-        const std::vector<int32_t> ids =
-            kl::encode_chat(tokenizer, messages, add_generation_prompt != 0);
-        *n_out = ids.size();
-        if (ids.size() > cap)
-            kl::fail(kl::Status::InvalidArgument, "out has room for " + std::to_string(cap) +
-                                                      " tokens, the conversation needs " +
-                                                      std::to_string(ids.size()));
-        if (!ids.empty()) std::memcpy(out, ids.data(), ids.size() * sizeof(int32_t));
+        copy_ids(kl::encode_chat(tokenizer, messages, add_generation_prompt != 0), out, cap, n_out);
     });
 }
 

@@ -44,6 +44,11 @@ constexpr uint64_t kParameters = uint64_t(1) << 46;  // 70 trillion
 // A session's fixed (recurrent) state, all KDA layers, in bytes.
 constexpr uint64_t kRecurrentStateBytes = uint64_t(1) << 46;
 
+// ---- generation (core/generator.h) ----
+// The alternatives a step may report with its token's log-probability (kl_generate_params
+// n_top_logprobs; KL_MAX_TOP_LOGPROBS in kimi_linear.h): OpenAI's API caps it at 20 too.
+constexpr uint32_t kTopLogprobs = 20;
+
 // ---- error messages (core/message_text.h) ----
 constexpr size_t kQuotedTextBytes = 96;  // a name, key or value quoted from an input
 constexpr size_t kMessageBytes = 4096;   // a whole kl_last_error() message

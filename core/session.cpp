@@ -115,6 +115,11 @@ int32_t Session::sample(const SamplingParams& params) const {
     return backend().sample(*state_, params, history_.data(), history_.size(), position_);
 }
 
+int32_t Session::sample_from(const float* logits, const SamplingParams& params) const {
+    validate_sampling(params);
+    return sample_token(logits, vocab_, params, history_.data(), history_.size(), position_);
+}
+
 std::vector<float> Session::last_logits() const {
     if (!has_logits_)
         fail(Status::InvalidArgument, "the session has no logits yet: append a prompt first");

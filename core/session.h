@@ -39,6 +39,11 @@ public:
 
     // Samples from the last logits (InvalidArgument if there are none yet).
     int32_t sample(const SamplingParams& params) const;
+    // Samples from logits [vocab] the caller holds (a changed copy of last_logits()) with the
+    // session's history and position: the token sample() would give for those logits.
+    int32_t sample_from(const float* logits, const SamplingParams& params) const;
+    // The tokens consumed so far, in order (position() of them; fork and snapshots keep them).
+    const std::vector<int32_t>& history() const { return history_; }
 
     // Snapshots: see session.cpp for the byte layout.
     size_t snapshot_size() const;

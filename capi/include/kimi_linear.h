@@ -47,7 +47,8 @@ typedef struct kl_session kl_session; /* per-conversation state: KDA + conv stat
 typedef enum {
     KL_OK = 0,               /* success */
     KL_ERR_INVALID_ARGUMENT, /* a NULL or out-of-range argument, a struct_size too small, a
-                                buffer too small (the size needed is reported), a token id
+                                buffer too small (the size needed is reported; a NULL buffer
+                                asks for the size: KL_OK, see "Output buffers"), a token id
                                 outside the vocabulary, a snapshot of another model */
     KL_ERR_IO,               /* a file could not be opened or read */
     KL_ERR_FORMAT,           /* a file's content is wrong: config.json, safetensors headers,
@@ -151,6 +152,10 @@ struct kl_model_info {
     uint64_t n_active_params;     /* weights one decode step reads: all but the routed experts
                                      it does not choose and the embedding table (one row), which
                                      it reads whole when it is the tied lm_head */
+    /* Added later: the chat format's end-of-turn token (<|im_end|> in the Kimi format), where
+     * an assistant's reply ends; -1 when the model has no tokenizer or no chat format. Chat
+     * apps stop generation at it (kl_generate_params stop_tokens). */
+    int32_t eot_token;
 };
 
 /* Fill *out. Set out->struct_size = sizeof(struct kl_model_info) first; fields past an older
@@ -187,13 +192,20 @@ KL_API kl_status kl_session_fill_synthetic(kl_session* session, uint64_t n_token
 
 /* Tokens consumed so far. */
 KL_API kl_status kl_session_position(const kl_session* session, uint64_t* out);
+/* The token ids consumed so far, in order (position of them): the prompt, what was appended
+ * and what was generated. Fork, kl_session_state_save/load keep them; reset clears them;
+ * kl_session_fill_synthetic makes up random ones. The size protocol of "Output buffers"
+ * (below): out NULL and cap 0 asks for the count (*n), KL_OK. */
+KL_API kl_status kl_session_tokens(const kl_session* session, int32_t* out, size_t cap, size_t* n);
 /* Independent deep copy of the whole state (cheap prefix reuse). */
 KL_API kl_status kl_session_fork(const kl_session* session, kl_session** out);
 
 /* Bytes kl_session_state_save will write now. */
 KL_API kl_status kl_session_state_size(const kl_session* session, size_t* out);
 /* Versioned, checksummed snapshot: magic, format version, model fingerprint, position,
- * per-layer state, last logits, checksum. */
+ * token history, per-layer state, last logits, checksum. buf NULL and cap 0: *written (may
+ * not then be NULL) receives the size, KL_OK; a buf smaller than the snapshot:
+ * KL_ERR_INVALID_ARGUMENT with the size in *written. */
 KL_API kl_status kl_session_state_save(const kl_session* session, void* buf, size_t cap,
                                        size_t* written);
 /* Restore a snapshot; rejects another model's, a corrupt or a truncated one and then leaves
@@ -247,6 +259,20 @@ KL_API kl_status kl_session_sample(kl_session* session, const kl_sampling_params
  * stops cleanly. */
 typedef int (*kl_token_callback)(void* user, int32_t token, const char* piece, size_t piece_len);
 
+/* The most alternatives a generation step reports (kl_generate_params n_top_logprobs). */
+#define KL_MAX_TOP_LOGPROBS 20
+
+/* A hook over each generation step's logits: logits holds vocab_size floats on the host,
+ * after the logit bias; change them in place (a ban is -INFINITY; NaN and +INFINITY fail the
+ * step with KL_ERR_INVALID_ARGUMENT, as do logits all -INFINITY). history holds the
+ * session's n_history tokens (kl_session_tokens); both are valid during the call only.
+ * Return 0 to sample from the logits, non-zero to end the generation there: nothing is
+ * appended and the step ends with KL_END_CALLBACK. It runs while the generation holds the
+ * session: from it only kl_session_cancel and kl_session_clear_cancel may be called on that
+ * session. A step that fails after it (cancel, a full context) calls it again when retried. */
+typedef int (*kl_logits_processor)(void* user, float* logits, size_t vocab_size,
+                                   const int32_t* history, size_t n_history);
+
 typedef struct {
     uint32_t struct_size;
     uint32_t max_new_tokens;
@@ -255,9 +281,35 @@ typedef struct {
     size_t n_stop_tokens;
     const char* const* stop_strings; /* UTF-8, non-empty; need a tokenizer */
     size_t n_stop_strings;
+    /* Added later: a struct_size that ends before them (an older caller's) reads as their
+     * defaults, which leave generation as it was. With any of them set, each step samples
+     * from a host copy of the last logits (on a GPU: one device-to-host copy of vocab_size
+     * floats per token), changed by the bias and then the processor, with the same sampler:
+     * with a zero bias and a processor that changes nothing, the same tokens. */
+    int32_t logprobs;        /* non-zero: each kl_generation_step reports its token's logprob */
+    uint32_t n_top_logprobs; /* and the most likely tokens with theirs, at most
+                                KL_MAX_TOP_LOGPROBS (implies logprobs). The distribution is the
+                                log-softmax of the logits after bias and processor, before the
+                                repetition penalty, temperature, top-k/top-p/min-p */
+    const int32_t* logit_bias_tokens; /* n_logit_bias token ids (in the vocabulary; an id given
+                                         twice gets both) */
+    const float* logit_bias_values;   /* added to their logits: finite, or -INFINITY to ban */
+    size_t n_logit_bias;
+    kl_logits_processor logits_processor; /* may be NULL */
+    void* logits_processor_user;
 } kl_generate_params;
 
+/* Defaults for a struct of struct_size bytes (sizeof what the caller compiled against): the
+ * fields it holds are set, struct_size included; nothing past it is written.
+ * KL_ERR_INVALID_ARGUMENT for NULL or a size below the first release's. */
+KL_API kl_status kl_generate_params_init(kl_generate_params* params, size_t struct_size);
+/* The library's kl_generate_params_default writes the first release's fields only, so an
+ * older caller's smaller struct is never overrun; compiled against this header the name is
+ * kl_generate_params_init with the caller's sizeof, which defaults every field. A binding
+ * that declares the struct itself calls kl_generate_params_init with its struct's size. */
 KL_API void kl_generate_params_default(kl_generate_params* params);
+#define kl_generate_params_default(params) \
+    ((void)kl_generate_params_init((params), sizeof *(params)))
 /* Sample, append, stream until max_new_tokens, a stop token, a stop string or the callback
  * returning non-zero. A sampled stop token is appended (so a chat can continue after it)
  * and counted, but not passed to the callback. Stop strings are matched on the generated
@@ -293,7 +345,11 @@ typedef enum {
     KL_END_LENGTH,          /* max_new_tokens tokens were generated */
     KL_END_STOP_TOKEN,      /* a stop token was sampled (it is appended, its text is not passed on) */
     KL_END_STOP_STRING,     /* the text completed a stop string (it and what follows are dropped) */
-    KL_END_CALLBACK         /* kl_session_generate's callback returned non-zero */
+    KL_END_CALLBACK,        /* kl_session_generate's callback or the logits processor returned
+                               non-zero */
+    /* Added later: a generation that ended by a failed step. */
+    KL_END_CANCELLED,       /* kl_session_cancel stopped it (the call returned KL_ERR_CANCELLED) */
+    KL_END_ERROR            /* another failure (the status and kl_last_error say which) */
 } kl_end_reason;
 
 /* What one kl_generator_next released. Set struct_size = sizeof(kl_generation_step) first. */
@@ -306,11 +362,20 @@ typedef struct {
     size_t piece_len;      /* bytes of piece, NUL excluded */
     kl_end_reason end;     /* KL_END_NONE while generation goes on */
     uint32_t n_generated;  /* tokens this generator has appended so far */
+    /* Added later: written only when struct_size covers them (an older caller's struct ends
+     * before them). Log-probabilities, when kl_generate_params asks (else 0, 0, NULL, NULL),
+     * and for a step that appended a token (else the same zeros). */
+    float logprob;               /* the token's natural-log probability (see n_top_logprobs) */
+    uint32_t n_top;              /* entries in top_tokens and top_logprobs */
+    const int32_t* top_tokens;   /* the most likely tokens, most likely first (ties: lower id
+                                    first); owned by the generator, valid until its next call */
+    const float* top_logprobs;   /* their log-probabilities, same order and lifetime */
 } kl_generation_step;
 
 /* Start a generation on session from its last logits (append a prompt first, or between
- * this call and the first step). params are checked and copied (stop tokens and strings need
- * not outlive the call); NULL = defaults. The session must outlive the generator; between
+ * this call and the first step). params are checked and copied (stop tokens, strings and the
+ * logit bias need not outlive the call; the processor's user pointer must outlive the
+ * generator); NULL = defaults. The session must outlive the generator; between
  * steps it may be used as usual (e.g. a token appended by hand). A cancel pending when this
  * is called is dropped: it was aimed at what ran before (see kl_session_cancel). */
 KL_API kl_status kl_generator_create(kl_session* session, const kl_generate_params* params,
@@ -323,24 +388,48 @@ KL_API kl_status kl_generator_create(kl_session* session, const kl_generate_para
  * string also releases any text still held back (an unfinished character as U+FFFD). After
  * the end each call returns KL_OK with token KL_NO_TOKEN, an empty piece and the same end.
  * On failure (KL_ERR_CANCELLED included) the step changed nothing and may be called again; a
- * kl_session_cancel stops the step running or the next one to run, and is consumed by it. A
- * step is a call on the generator's session (KL_ERR_BUSY while another call uses it). */
+ * kl_session_cancel stops the step running or the next one to run, and is consumed by it:
+ * then (only then) *out is written too, as token KL_NO_TOKEN, an empty piece and end
+ * KL_END_CANCELLED, so a loop can report why it stopped (the generator itself has not ended).
+ * A logits processor returning non-zero ends the generation (KL_END_CALLBACK, token
+ * KL_NO_TOKEN, held text released). A step is a call on the generator's session
+ * (KL_ERR_BUSY while another call uses it). */
 KL_API kl_status kl_generator_next(kl_generator* generator, kl_generation_step* out);
 /* Free a generator (NULL is a no-op); the session keeps what was appended. */
 KL_API void kl_generator_free(kl_generator* generator);
 
+/* How a kl_session_generate_with_result call ended. Set struct_size first. */
+typedef struct {
+    uint32_t struct_size;
+    kl_end_reason end;    /* why it ended: KL_END_LENGTH, STOP_TOKEN, STOP_STRING or CALLBACK
+                             with KL_OK; KL_END_CANCELLED with KL_ERR_CANCELLED; KL_END_ERROR
+                             with any other failure */
+    uint64_t n_generated; /* tokens appended */
+} kl_generate_result;
+
+/* kl_session_generate that also says why the generation ended (kl_session_generate's
+ * n_generated, and the kl_generation_step fields, cannot): the same loop, callback and
+ * rules; *result is written on success and on failure. result may be NULL (then it is
+ * kl_session_generate); a struct_size too small is KL_ERR_INVALID_ARGUMENT, nothing run. */
+KL_API kl_status kl_session_generate_with_result(kl_session* session,
+                                                 const kl_generate_params* params,
+                                                 kl_token_callback cb, void* user,
+                                                 kl_generate_result* result);
+
 /* ---- tokenizer and chat format -------------------------------------------------------- */
 
 /* The model folder's tiktoken.model + tokenizer_config.json. Without them these functions
- * answer KL_ERR_UNSUPPORTED. Output buffers: if cap is too small, KL_ERR_INVALID_ARGUMENT
- * with the needed size in *n / *len (call with cap 0 to ask); text outputs are
- * NUL-terminated when cap leaves room. */
+ * answer KL_ERR_UNSUPPORTED.
+ * Output buffers (these functions and kl_session_tokens): the size needed is always written
+ * to *n / *len. out NULL with cap 0 asks for it: KL_OK, no error set. A non-NULL out too
+ * small for the result: KL_ERR_INVALID_ARGUMENT, nothing else written. out NULL with cap > 0
+ * is KL_ERR_INVALID_ARGUMENT. Text outputs are NUL-terminated when cap leaves room. */
 
 /* Token ids of len bytes of text (no BOS is added). Ill-formed UTF-8 is read as U+FFFD.
  * parse_special != 0: the text of an added token (e.g. "<|im_end|>") becomes its id;
  * 0: such text is plain text (use 0 for text you do not control; chats: kl_chat_tokenize).
  * There are never more ids than 3 * len (len for well-formed UTF-8), so a buffer that size
- * needs one call; a size query (cap 0) tokenizes the text once more. Time is O(len log len)
+ * needs one call; a size query (out NULL) tokenizes the text once more. Time is O(len log len)
  * for any text. */
 KL_API kl_status kl_tokenize(const kl_model* model, const char* text, size_t len, int parse_special,
                              int32_t* out, size_t cap, size_t* n);

@@ -15,6 +15,13 @@
 
 namespace kl::test {
 
+// A C call failed with `want` and kl_last_error() names `fragment`.
+inline void expect_failure(kl_status got, kl_status want, const std::string& fragment) {
+    EXPECT_EQ(got, want) << kl_status_string(got) << ": " << kl_last_error();
+    EXPECT_NE(std::string(kl_last_error()).find(fragment), std::string::npos)
+        << "message \"" << kl_last_error() << "\" lacks \"" << fragment << "\"";
+}
+
 // The ids of text through kl_tokenize (size query, then the call); a failure is a test failure.
 inline std::vector<int32_t> capi_tokenize(const kl_model* model, const std::string& text,
                                           int parse_special) {

@@ -72,11 +72,7 @@ struct CApiSession : ::testing::Test {
     uint32_t vocab = 0;
 };
 
-void expect_failure(kl_status got, kl_status want, const std::string& fragment) {
-    EXPECT_EQ(got, want) << kl_status_string(got) << ": " << kl_last_error();
-    EXPECT_NE(std::string(kl_last_error()).find(fragment), std::string::npos)
-        << "message \"" << kl_last_error() << "\" lacks \"" << fragment << "\"";
-}
+using kl::test::expect_failure;
 
 TEST(CApi, VersionAndStatusStrings) {
     EXPECT_EQ(kl_abi_version(), static_cast<uint32_t>(KL_ABI_VERSION));

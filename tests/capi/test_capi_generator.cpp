@@ -6,16 +6,13 @@
 #include <string>
 #include <vector>
 
+#include "capi_test_support.h"
 #include "kimi_linear.h"
 #include "tiny_model.h"
 
 namespace {
 
-void expect_failure(kl_status got, kl_status want, const std::string& fragment) {
-    EXPECT_EQ(got, want) << kl_status_string(got) << ": " << kl_last_error();
-    EXPECT_NE(std::string(kl_last_error()).find(fragment), std::string::npos)
-        << "message \"" << kl_last_error() << "\" lacks \"" << fragment << "\"";
-}
+using kl::test::expect_failure;
 
 // What a generation released, step by step or callback by callback.
 struct Released {

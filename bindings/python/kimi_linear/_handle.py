@@ -11,7 +11,7 @@ from ctypes import byref, c_int32, c_size_t
 from typing import List
 
 from . import _native
-from .errors import KL_ERR_INVALID_ARGUMENT, check
+from .errors import KL_ERR_INVALID_ARGUMENT, KL_OK, check
 
 
 class ModelHandle:
@@ -72,7 +72,7 @@ def read_ids(call, cap: int, what: str) -> List[int]:
     for _ in range(3):
         out = (c_int32 * cap)()
         status = call(out, cap, byref(n))
-        if status == KL_ERR_INVALID_ARGUMENT and n.value > cap:
+        if status in (KL_OK, KL_ERR_INVALID_ARGUMENT) and n.value > cap:  # too small
             cap = n.value
             continue
         check(status)

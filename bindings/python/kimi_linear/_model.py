@@ -13,7 +13,7 @@ from . import _native
 from ._handle import ModelHandle, Share, read_ids
 from ._session import Session
 from ._types import ChatMessage, ModelInfo, text_bytes, token_buffer, token_pointer
-from .errors import KL_ERR_INVALID_ARGUMENT, KL_ERR_UNSUPPORTED, check
+from .errors import KL_ERR_INVALID_ARGUMENT, KL_ERR_UNSUPPORTED, KL_OK, check
 
 _DEVICES = {"auto": _native.KL_DEVICE_AUTO, "cpu": _native.KL_DEVICE_CPU,
             "cuda": _native.KL_DEVICE_CUDA}
@@ -88,7 +88,7 @@ def _text_call(call, guess: int) -> str:
     for _ in range(3):
         buf = create_string_buffer(cap)
         status = call(lib, buf, cap, byref(length))
-        if status == KL_ERR_INVALID_ARGUMENT and length.value > cap:
+        if status in (KL_OK, KL_ERR_INVALID_ARGUMENT) and length.value > cap:  # too small
             cap = length.value + 1  # and room for the NUL
             continue
         check(status)

@@ -16,7 +16,7 @@ from . import _native
 from ._async import stream_async
 from ._handle import ModelHandle
 from ._types import GREEDY, SamplingParams, numpy, text_bytes, token_buffer, token_pointer
-from .errors import KL_ERR_INVALID_ARGUMENT, InvalidArgumentError, UnsupportedError, check
+from .errors import KL_ERR_INVALID_ARGUMENT, KL_OK, InvalidArgumentError, UnsupportedError, check
 
 if TYPE_CHECKING:  # for annotations only: _model imports this module
     from ._model import Model
@@ -330,7 +330,7 @@ class Session:
             for _ in range(3):
                 buf = create_string_buffer(size.value)
                 status = lib.kl_session_state_save(ptr, buf, size.value, byref(written))
-                if status == KL_ERR_INVALID_ARGUMENT and written.value > size.value:
+                if status in (KL_OK, KL_ERR_INVALID_ARGUMENT) and written.value > size.value:
                     size.value = written.value
                     continue
                 check(status)
