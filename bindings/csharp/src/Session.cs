@@ -294,7 +294,7 @@ namespace KimiLinear
             using (kl_sampling_params p = sampling.ToNative())
                 return Use(s => new GeneratorHandle(Native.Pointer(kimi_linear_native.klb_generator_create(
                                s, maxNewTokens, p, stopTokens, (ulong)stopTokens.Length, stopStrings,
-                               (ulong)stopStrings.Length))));
+                               (ulong)stopStrings.Length, 0, 0, new int[0], 0, new float[0], 0, null))));
         }
 
         /// <summary>Frees the native session (when no call on another thread still uses it). Idempotent.</summary>
