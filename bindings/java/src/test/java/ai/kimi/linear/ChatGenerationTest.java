@@ -98,9 +98,17 @@ public class ChatGenerationTest {
             AsyncAndProgressTest.Recorder r = new AsyncAndProgressTest.Recorder(100);
             publisher.subscribe(r);
             publisher.finished().get(30, TimeUnit.SECONDS);
-            assertTrue(r.completed);
+            assertTrue("onComplete", r.terminated.await(30, TimeUnit.SECONDS) && r.completed);
             assertEquals(FinishReason.LENGTH, publisher.finishReason());
             assertArrayEquals(greedy(3), publisher.tokens().stream().mapToInt(Token::id).toArray());
+        }
+        try (Session s = prompted()) {
+            GenerationPublisher publisher = s.publish(options(100000).build());
+            AsyncAndProgressTest.Recorder r = new AsyncAndProgressTest.Recorder(1);
+            r.onEachPiece = rec -> rec.subscription.cancel();
+            publisher.subscribe(r);
+            publisher.finished().get(30, TimeUnit.SECONDS);
+            assertEquals("its cancel() stopped it", FinishReason.CANCELLED, publisher.finishReason());
         }
     }
 
