@@ -6,7 +6,6 @@ import ai.kimi.linear.internal.kimi_linear_nativeConstants;
 import ai.kimi.linear.internal.kl_end_reason;
 import java.nio.charset.StandardCharsets;
 import java.util.ArrayList;
-import java.util.Collections;
 import java.util.Iterator;
 import java.util.List;
 import java.util.NoSuchElementException;
@@ -80,10 +79,13 @@ public final class Generation extends NativeResource implements Iterator<String>
 
     /**
      * The tokens appended so far, one per step that appended one (a stop token included), each
-     * with the text its step released and, when asked for, its log-probabilities.
+     * with the text its step released and, when asked for, its log-probabilities (a copy: a
+     * {@link GenerationPublisher} may be stepping it on another thread).
      */
     public List<Token> tokens() {
-        return Collections.unmodifiableList(tokens);
+        synchronized (tokens) {
+            return List.copyOf(tokens);
+        }
     }
 
     /** The text passed on so far: the pieces joined. */
@@ -132,7 +134,12 @@ public final class Generation extends NativeResource implements Iterator<String>
             kl_end_reason end = kimi_linear_native.klb_generator_end(handle);
             generated = (int) kimi_linear_native.klb_generator_generated(handle);
             String text = pieceText();
-            if (token != kimi_linear_nativeConstants.KL_NO_TOKEN) tokens.add(token(token, text));
+            if (token != kimi_linear_nativeConstants.KL_NO_TOKEN) {
+                Token t = token(token, text);
+                synchronized (tokens) {
+                    tokens.add(t);
+                }
+            }
             // A token's text, even empty; the ending step without a token (or with a stop
             // token) carries only text that was still held back, if any.
             boolean tokenPiece = token != kimi_linear_nativeConstants.KL_NO_TOKEN && end != kl_end_reason.KL_END_STOP_TOKEN;
