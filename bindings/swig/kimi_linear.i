@@ -30,10 +30,11 @@
  *  - Raw callbacks are hidden (kl_set_log_callback, kl_session_generate, the progress
  *    callback of kl_model_params): generation is pull-style through the C API's generator
  *    (kl_generator_*), wrapped as klb_generator_* (create with the options as plain values,
- *    then one step per klb_generator_next, its token, end reason and text read back from the
- *    generator); load progress is set by klb_model_params_set_progress, its own per language
- *    (Java: a JNI callback to an object's report(float); C#: a delegate), at the end of this
- *    file; no directors are needed.
+ *    then one step per klb_generator_next, its token, end reason, text and log-probabilities
+ *    read back from the generator); load progress is set by klb_model_params_set_progress and
+ *    the logits processor passed to klb_generator_create, both their own per language (Java:
+ *    a JNI callback to an object's report(float) / process(ByteBuffer, int[]); C#: a
+ *    delegate), at the end of this file; no directors are needed.
  *  - Arrays cross without per-element copies:
  *      Java   calls that only copy memory (tokenize, detokenize, chat template, state
  *             save/load) pin the Java array (Get/ReleasePrimitiveArrayCritical); calls that
@@ -136,13 +137,14 @@ kl_status kl_session_reset, kl_status kl_session_fill_synthetic, kl_status kl_se
 /* Raw callbacks: generation is pull-style (klb_generator_*). */
 %ignore kl_set_log_callback;
 %ignore kl_session_generate;
-/* Not bound yet (issue 13 item 5): chat generation's additions. */
 %ignore kl_session_generate_with_result;
 %ignore kl_generate_result;
+/* The generator's parameters (logit bias, logits processor) cross as klb_generator_create's
+ * arguments; the processor is the language's own (Java: an object's method; C#: a delegate). */
 %ignore kl_logits_processor;
 %ignore kl_session_tokens;
-%ignore kl_generate_params_init;
 %ignore kl_generate_params;
+%ignore kl_generate_params_init;
 %ignore kl_generate_params_default;
 /* The generator: its step's text is a pointer valid until the next call, and its parameters
  * hold arrays of pointers; klb_generator_* take plain values and copy the text out. */
@@ -167,6 +169,7 @@ kl_status kl_session_reset, kl_status kl_session_fill_synthetic, kl_status kl_se
 %ignore kl_session_create;
 %ignore kl_session_append; /* its logits buffer has no capacity: klb_session_append checks it */
 %ignore kl_session_position;
+%ignore kl_session_tokens;
 %ignore kl_session_fork;
 %ignore kl_session_state_size;
 %ignore kl_session_state_save;
@@ -335,7 +338,7 @@ static void klb_java_raise_pending(JNIEnv* jenv) {
 %enddef
 
 KLB_JAVA_PINNED(const int32_t, jintArray, int[], JNI_ABORT, (const int32_t* ids, size_t n_ids))
-KLB_JAVA_PINNED(const int32_t, jintArray, int[], JNI_ABORT, (const int32_t* stop_tokens, size_t n_stop_tokens))
+KLB_JAVA_PINNED(float, jfloatArray, float[], 0, (float* out_logprobs, size_t logprobs_cap))
 KLB_JAVA_PINNED(int32_t, jintArray, int[], 0, (int32_t* out, size_t cap))
 KLB_JAVA_PINNED(char, jbyteArray, byte[], 0, (char* out_text, size_t out_cap))
 KLB_JAVA_PINNED(const char, jbyteArray, byte[], JNI_ABORT, (const char* packed, size_t packed_len))
@@ -404,6 +407,39 @@ KLB_JAVA_PINNED(const char, jbyteArray, byte[], JNI_ABORT, (const char* text, si
 %enddef
 
 KLB_JAVA_COPY_OUT(float, jfloatArray, float[], SetFloatArrayRegion, jfloat, (float* logits, size_t logits_cap))
+
+/* klb_generator_create's arrays: copied in (one bulk Get<T>ArrayRegion), not pinned, because
+ * the helper makes JNI calls (the logits processor's global reference), which a critical
+ * region forbids.  A null array is an empty one. */
+%define KLB_JAVA_COPY_IN(CTYPE, JNITYPE, JTYPE, GETREGION, JELEM, PATTERN)
+%typemap(jni) PATTERN "JNITYPE"
+%typemap(jtype) PATTERN "JTYPE"
+%typemap(jstype) PATTERN "JTYPE"
+%typemap(javain) PATTERN "$javainput"
+%typemap(in) PATTERN (CTYPE* copy = NULL) %{
+  $1 = NULL;
+  $2 = 0;
+  if ($input) {
+    jsize len = KLB_JNI(GetArrayLength, $input);
+    if (len > 0) {
+      copy = (CTYPE*)malloc((size_t)len * sizeof(CTYPE));
+      if (!copy) {
+        klb_java_throw(jenv, KL_ERR_OUT_OF_MEMORY, "out of memory copying $1_name");
+        return $null;
+      }
+      KLB_JNI(GETREGION, $input, 0, len, (JELEM*)copy);
+      $1 = copy;
+      $2 = (size_t)len;
+    }
+  }
+%}
+%typemap(freearg) PATTERN %{ free(copy$argnum); %}
+%enddef
+
+KLB_JAVA_COPY_IN(int32_t, jintArray, int[], GetIntArrayRegion, jint, (const int32_t* stop_tokens, size_t n_stop_tokens))
+KLB_JAVA_COPY_IN(int32_t, jintArray, int[], GetIntArrayRegion, jint, (const int32_t* bias_tokens, size_t n_bias_tokens))
+KLB_JAVA_COPY_IN(float, jfloatArray, float[], GetFloatArrayRegion, jfloat, (const float* bias_values, size_t n_bias_values))
+KLB_JAVA_COPY_IN(char, jbyteArray, byte[], GetByteArrayRegion, jbyte, (const char* stop_strings, size_t stop_strings_len))
 KLB_JAVA_COPY_OUT(char, jbyteArray, byte[], SetByteArrayRegion, jbyte, (char* piece, size_t piece_cap))
 
 /* The sampled token of klb_session_next: an int[] of length >= 1 (typemaps.i OUTPUT). */
@@ -484,6 +520,10 @@ static void klb_cs_raise_pending(void) {
 KLB_CS_FIXED(int, int, const int32_t* tokens)
 KLB_CS_FIXED(int, int, const int32_t* ids)
 KLB_CS_FIXED(int, int, const int32_t* stop_tokens)
+KLB_CS_FIXED(int, int, const int32_t* bias_tokens)
+KLB_CS_FIXED(float, float, const float* bias_values)
+KLB_CS_FIXED(float, float, float* out_logprobs)
+KLB_CS_FIXED(unsigned char, byte, const char* stop_strings)
 KLB_CS_FIXED(int, int, int32_t* out)
 KLB_CS_FIXED(float, float, float* logits)
 KLB_CS_FIXED(unsigned char, byte, const char* text)
@@ -502,6 +542,8 @@ KLB_CS_FIXED(unsigned char, byte, const void* buf)
 %csmethodmodifiers klb_chat_tokenize "public unsafe";
 %csmethodmodifiers klb_generator_create "public unsafe";
 %csmethodmodifiers klb_generator_piece "public unsafe";
+%csmethodmodifiers klb_generator_top "public unsafe";
+%csmethodmodifiers klb_session_tokens "public unsafe";
 
 %apply int *OUTPUT { int32_t* token };
 
@@ -617,7 +659,8 @@ KimiLinearError = _kimi_linear_native.KimiLinearError
   free(copy$argnum);
 }
 %apply (const int32_t* tokens, size_t n) { (const int32_t* ids, size_t n_ids),
-                                           (const int32_t* stop_tokens, size_t n_stop_tokens) };
+                                           (const int32_t* stop_tokens, size_t n_stop_tokens),
+                                           (const int32_t* bias_tokens, size_t n_bias_tokens) };
 
 /* Writable buffers used in place; None: no buffer (NULL, capacity 0). */
 %define KLB_PY_OUT_BUFFER(CTYPE, ITEMSIZE, FORMATS, PATTERN)
@@ -634,8 +677,22 @@ KimiLinearError = _kimi_linear_native.KimiLinearError
 }
 %typemap(freearg) PATTERN { if (have_view$argnum) PyBuffer_Release(&view$argnum); }
 %enddef
+/* A float32 buffer read in place (array.array('f'), numpy float32); None: none. */
+%typemap(in) (const float* bias_values, size_t n_bias_values) (Py_buffer view, int have_view = 0) {
+  if ($input == Py_None) {
+    $1 = NULL;
+    $2 = 0;
+  } else {
+    if (klb_py_buffer($input, &view, 0, 4, "f", "$1_name") != 0) SWIG_fail;
+    have_view = 1;
+    $1 = (float*)view.buf;
+    $2 = (size_t)(view.len / 4);
+  }
+}
+%typemap(freearg) (const float* bias_values, size_t n_bias_values) { if (have_view$argnum) PyBuffer_Release(&view$argnum); }
 KLB_PY_OUT_BUFFER(int32_t, 4, "il", (int32_t* out, size_t cap))
 KLB_PY_OUT_BUFFER(float, 4, "f", (float* logits, size_t logits_cap))
+KLB_PY_OUT_BUFFER(float, 4, "f", (float* out_logprobs, size_t logprobs_cap))
 KLB_PY_OUT_BUFFER(char, 1, NULL, (char* out_text, size_t out_cap))
 KLB_PY_OUT_BUFFER(char, 1, NULL, (char* piece, size_t piece_cap))
 KLB_PY_OUT_BUFFER(void, 1, NULL, (void* buf, size_t cap))
@@ -656,7 +713,9 @@ KLB_PY_OUT_BUFFER(void, 1, NULL, (void* buf, size_t cap))
   }
 }
 %typemap(freearg) (const char* text, size_t len) { if (have_view$argnum) PyBuffer_Release(&view$argnum); }
-%apply (const char* text, size_t len) { (const char* packed, size_t packed_len), (const void* buf, size_t n) };
+%apply (const char* text, size_t len) { (const char* packed, size_t packed_len),
+                                        (const char* stop_strings, size_t stop_strings_len),
+                                        (const void* buf, size_t n) };
 
 %apply int *OUTPUT { int32_t* token };
 
@@ -725,10 +784,82 @@ static int klb_unpack(const char* packed, size_t packed_len, const char*** strin
     return 1;
 }
 
+typedef struct klb_generator klb_generator;
 struct klb_generator {
     kl_generator* generator;
-    kl_generation_step step; /* the last step that succeeded */
+    kl_generation_step step; /* the last step that succeeded (or the one a cancel stopped) */
+    /* The language's logits-processor state (NULL: none), freed with the generator. */
+    void* processor_user;
+    void (*processor_free)(void* user);
 };
+
+/* kl_generator_create with the options as values, shared by each language's
+ * klb_generator_create (which adds its own logits processor): sampling may be NULL
+ * (defaults); the stop strings are packed (klb_unpack: "</s>\0User:\0"), each non-empty
+ * UTF-8; bias_tokens[i] gets bias_values[i] (the counts must match); n_top_logprobs implies
+ * logprobs.  Every option is checked and copied now (kl_generator_create): InvalidArgument
+ * for an empty or ill-formed stop string, a token outside the vocabulary, a bias that is NaN
+ * or +inf, n_top_logprobs above KL_MAX_TOP_LOGPROBS; Unsupported for stop strings on a model
+ * without a tokenizer.  processor_user is freed with processor_free on failure too (NULL:
+ * nothing).  Free the result with klb_generator_free. */
+static klb_generator* klb_generator_open(kl_session* session, uint32_t max_new_tokens,
+                                         const kl_sampling_params* sampling,
+                                         const int32_t* stop_tokens, size_t n_stop_tokens,
+                                         const char* stop_strings, size_t stop_strings_len,
+                                         int logprobs, uint32_t n_top_logprobs,
+                                         const int32_t* bias_tokens, size_t n_bias_tokens,
+                                         const float* bias_values, size_t n_bias_values,
+                                         kl_logits_processor processor, void* processor_user,
+                                         void (*processor_free)(void*)) {
+    kl_generate_params params;
+    const char** stops = NULL;
+    size_t n_stops = 0;
+    klb_generator* generator = NULL;
+    kl_status status;
+    if (n_bias_tokens != n_bias_values) {
+        klb_fail_with(KL_ERR_INVALID_ARGUMENT, "the logit bias needs one value per token");
+        goto fail;
+    }
+    if (!klb_unpack(stop_strings, stop_strings_len, &stops, &n_stops)) goto fail;
+    generator = (klb_generator*)calloc(1, sizeof(klb_generator));
+    if (!generator) {
+        klb_fail_with(KL_ERR_OUT_OF_MEMORY, "out of memory");
+        goto fail;
+    }
+    (void)kl_generate_params_init(&params, sizeof params);
+    params.max_new_tokens = max_new_tokens;
+    if (sampling) params.sampling = *sampling;
+    params.stop_tokens = stop_tokens;
+    params.n_stop_tokens = n_stop_tokens;
+    params.stop_strings = (const char* const*)stops;
+    params.n_stop_strings = n_stops;
+    params.logprobs = logprobs ? 1 : 0;
+    params.n_top_logprobs = n_top_logprobs;
+    params.logit_bias_tokens = bias_tokens;
+    params.logit_bias_values = bias_values;
+    params.n_logit_bias = n_bias_tokens;
+    params.logits_processor = processor;
+    params.logits_processor_user = processor_user;
+    status = kl_generator_create(session, &params, &generator->generator);
+    free((void*)stops);
+    stops = NULL;
+    if (status != KL_OK) {
+        klb_fail(status);
+        goto fail;
+    }
+    generator->processor_user = processor_user;
+    generator->processor_free = processor_free;
+    generator->step.struct_size = (uint32_t)sizeof(kl_generation_step);
+    generator->step.token = KL_NO_TOKEN;
+    generator->step.piece = "";
+    generator->step.end = KL_END_NONE;
+    return generator;
+fail:
+    free((void*)stops);
+    free(generator);
+    if (processor_free && processor_user) processor_free(processor_user);
+    return NULL;
+}
 %}
 
 /* ---- helpers: the C API in binding-friendly shapes --------------------------------------
@@ -874,6 +1005,13 @@ int64_t klb_session_next(kl_session* session, const kl_sampling_params* params, 
     return 0;
 }
 
+/* kl_session_tokens into out (cap ids): the count, or -(count needed). */
+int64_t klb_session_tokens(const kl_session* session, int32_t* out, size_t cap) {
+    size_t n = 0;
+    kl_status status = kl_session_tokens(session, out, cap, &n);
+    return klb_sized(status, n, cap);
+}
+
 /* kl_session_state_size: bytes a snapshot takes now. */
 uint64_t klb_session_state_size(const kl_session* session) {
     size_t size = 0;
@@ -983,52 +1121,12 @@ int64_t klb_chat_tokenize(const kl_model* model, const char* packed, size_t pack
  * (freeing the generator does not touch the session). */
 typedef struct klb_generator klb_generator;
 
-/* kl_generator_create with the options as values: sampling may be NULL (defaults); the stop
- * strings are packed (klb_unpack: "</s>\0User:\0"), each non-empty UTF-8.  Every option is
- * checked and copied now (kl_generator_create): InvalidArgument for an empty or ill-formed
- * stop string, Unsupported for stop strings on a model without a tokenizer.  Free the result
- * with klb_generator_free. */
-klb_generator* klb_generator_create(kl_session* session, uint32_t max_new_tokens,
-                                    const kl_sampling_params* sampling,
-                                    const int32_t* stop_tokens, size_t n_stop_tokens,
-                                    const char* packed, size_t packed_len) {
-    kl_generate_params params;
-    const char** stops = NULL;
-    size_t n_stops = 0;
-    klb_generator* generator;
-    kl_status status;
-    if (!klb_unpack(packed, packed_len, &stops, &n_stops)) return NULL;
-    generator = (klb_generator*)calloc(1, sizeof(klb_generator));
-    if (!generator) {
-        free((void*)stops);
-        klb_fail_with(KL_ERR_OUT_OF_MEMORY, "out of memory");
-        return NULL;
-    }
-    kl_generate_params_default(&params);
-    params.max_new_tokens = max_new_tokens;
-    if (sampling) params.sampling = *sampling;
-    params.stop_tokens = stop_tokens;
-    params.n_stop_tokens = n_stop_tokens;
-    params.stop_strings = (const char* const*)stops;
-    params.n_stop_strings = n_stops;
-    status = kl_generator_create(session, &params, &generator->generator);
-    free((void*)stops);
-    if (status != KL_OK) {
-        free(generator);
-        klb_fail(status);
-        return NULL;
-    }
-    generator->step.struct_size = (uint32_t)sizeof(kl_generation_step);
-    generator->step.token = KL_NO_TOKEN;
-    generator->step.piece = "";
-    generator->step.end = KL_END_NONE;
-    return generator;
-}
-
 /* kl_generator_free (NULL is a no-op). */
 void klb_generator_free(klb_generator* generator) {
     if (!generator) return;
     kl_generator_free(generator->generator);
+    if (generator->processor_free && generator->processor_user)
+        generator->processor_free(generator->processor_user);
     free(generator);
 }
 
@@ -1050,7 +1148,8 @@ int32_t klb_generator_next(klb_generator* generator) {
     return generator->step.token;
 }
 
-/* Why the generation ended at the last step (KL_END_NONE: not yet). */
+/* Why the generation ended at the last step (KL_END_NONE: not yet; KL_END_CANCELLED after a
+ * step a cancel stopped, which raised: the generator itself may go on). */
 kl_end_reason klb_generator_end(const klb_generator* generator) {
     return generator ? generator->step.end : KL_END_NONE;
 }
@@ -1058,6 +1157,25 @@ kl_end_reason klb_generator_end(const klb_generator* generator) {
 /* Tokens the generator has appended so far (stop tokens and a stop string's tokens included). */
 uint32_t klb_generator_generated(const klb_generator* generator) {
     return generator ? generator->step.n_generated : 0;
+}
+
+/* The last step's token's natural-log probability (0 when not asked for or no token). */
+float klb_generator_logprob(const klb_generator* generator) {
+    return generator ? generator->step.logprob : 0.0f;
+}
+
+/* The last step's most likely tokens (most likely first) into out and their log-probabilities
+ * into out_logprobs: the count (at most KL_MAX_TOP_LOGPROBS), or -(count) when either buffer
+ * is smaller. */
+int64_t klb_generator_top(const klb_generator* generator, int32_t* out, size_t cap,
+                          float* out_logprobs, size_t logprobs_cap) {
+    size_t n = generator ? generator->step.n_top : 0;
+    if (n > cap || n > logprobs_cap) return -(int64_t)n;
+    if (n > 0) {
+        memcpy(out, generator->step.top_tokens, n * sizeof(int32_t));
+        memcpy(out_logprobs, generator->step.top_logprobs, n * sizeof(float));
+    }
+    return (int64_t)n;
 }
 
 /* The last step's text (whole UTF-8 characters, may be empty) into out_text (out_cap bytes,
@@ -1072,7 +1190,8 @@ int64_t klb_generator_piece(const klb_generator* generator, char* out_text, size
 
 %}
 
-/* ---- load progress: kl_model_params' callback, one helper per language --------------------
+/* ---- callbacks, one helper per language: load progress (kl_model_params' callback) and
+ * klb_generator_create (the logits processor) ---------------------------------------------
  * progress_cb/progress_user stay hidden (a C function pointer means nothing to Java or C#);
  * each language sets them through klb_model_params_set_progress before klb_model_load or
  * klb_model_create_random.  The callback runs on the thread that loads, during that call.
@@ -1122,6 +1241,67 @@ static int klb_java_progress_call(float fraction, void* user) {
     if (attached) KLB_JVM_DETACH(progress->vm);
     return abort_load;
 }
+
+/* The logits processor: relay.process(ByteBuffer, int[]) -> boolean (true ends the
+ * generation).  The ByteBuffer is a direct buffer over the library's logits (writable, valid
+ * during the call only); history a copy of the session's tokens.  A thread the library
+ * started is attached for the call.  A Java exception (the relay lets none out; out of
+ * memory making the arguments) ends the generation and stays pending on a Java thread, so the
+ * native method throws it when it returns. */
+typedef struct {
+    JavaVM* vm;
+    jobject relay; /* a global reference */
+    jmethodID process;
+} klb_java_processor;
+
+static int klb_java_processor_call(void* user, float* logits, size_t vocab_size,
+                                   const int32_t* history, size_t n_history) {
+    klb_java_processor* processor = (klb_java_processor*)user;
+    JNIEnv* jenv = NULL;
+    int attached = 0;
+    int stop = 1;
+    jint got = KLB_JVM(processor->vm, GetEnv, (void**)&jenv, JNI_VERSION_1_6);
+    if (got == JNI_EDETACHED) {
+        if (KLB_JVM(processor->vm, AttachCurrentThread, (void**)&jenv, NULL) != JNI_OK) return 1;
+        attached = 1;
+    } else if (got != JNI_OK) {
+        return 1;
+    }
+    if (!KLB_JNI0(ExceptionCheck)) {
+        jobject buffer = KLB_JNI(NewDirectByteBuffer, logits, (jlong)(vocab_size * sizeof(float)));
+        jintArray tokens = buffer ? KLB_JNI(NewIntArray, (jsize)n_history) : NULL;
+        if (tokens) {
+            jboolean ends;
+            if (n_history > 0)
+                KLB_JNI(SetIntArrayRegion, tokens, 0, (jsize)n_history, (const jint*)history);
+            ends = KLB_JNI(CallBooleanMethod, processor->relay, processor->process, buffer, tokens);
+            if (!KLB_JNI0(ExceptionCheck)) stop = ends ? 1 : 0;
+        }
+        if (tokens) KLB_JNI(DeleteLocalRef, tokens);
+        if (buffer) KLB_JNI(DeleteLocalRef, buffer);
+    }
+    if (attached) {
+        KLB_JNI0(ExceptionClear); /* no Java frame here to receive it */
+        KLB_JVM_DETACH(processor->vm);
+    }
+    return stop;
+}
+
+/* Frees the processor's state with its generator (from any Java thread, e.g. a Cleaner's). */
+static void klb_java_processor_free(void* user) {
+    klb_java_processor* processor = (klb_java_processor*)user;
+    JNIEnv* jenv = NULL;
+    int attached = 0;
+    jint got = KLB_JVM(processor->vm, GetEnv, (void**)&jenv, JNI_VERSION_1_6);
+    if (got == JNI_EDETACHED &&
+        KLB_JVM(processor->vm, AttachCurrentThread, (void**)&jenv, NULL) == JNI_OK) {
+        attached = 1;
+        got = JNI_OK;
+    }
+    if (got == JNI_OK) KLB_JNI(DeleteGlobalRef, processor->relay);
+    if (attached) KLB_JVM_DETACH(processor->vm);
+    free(processor);
+}
 %}
 %inline %{
 /* Sets params' progress callback to relay.report(float) -> boolean.  Pair each call with
@@ -1152,6 +1332,44 @@ void klb_model_params_set_progress(JNIEnv* jenv_, kl_model_params* params, jobje
     params->progress_user = progress;
 }
 
+/* klb_generator_open's arguments: see there.  processor (may be null): an object with a method
+ * boolean process(java.nio.ByteBuffer logits, int[] history), called per step on the thread
+ * that steps the generator (see klb_java_processor_call); the public package's relay catches
+ * what the user's processor throws. */
+klb_generator* klb_generator_create(JNIEnv* jenv_, kl_session* session, uint32_t max_new_tokens,
+                                    const kl_sampling_params* sampling,
+                                    const int32_t* stop_tokens, size_t n_stop_tokens,
+                                    const char* stop_strings, size_t stop_strings_len,
+                                    int logprobs, uint32_t n_top_logprobs,
+                                    const int32_t* bias_tokens, size_t n_bias_tokens,
+                                    const float* bias_values, size_t n_bias_values,
+                                    jobject processor) {
+    JNIEnv* jenv = jenv_;
+    klb_java_processor* state = NULL;
+    if (processor) {
+        jclass cls = KLB_JNI(GetObjectClass, processor);
+        state = (klb_java_processor*)calloc(1, sizeof(*state));
+        if (!state) {
+            klb_fail_with(KL_ERR_OUT_OF_MEMORY, "out of memory for the logits processor");
+            return NULL;
+        }
+        state->process = KLB_JNI(GetMethodID, cls, "process", "(Ljava/nio/ByteBuffer;[I)Z");
+        if (!state->process || KLB_JNI(GetJavaVM, &state->vm) != JNI_OK) {
+            KLB_JNI0(ExceptionClear);
+            free(state);
+            klb_fail_with(KL_ERR_INVALID_ARGUMENT,
+                          "processor has no method boolean process(ByteBuffer, int[])");
+            return NULL;
+        }
+        state->relay = KLB_JNI(NewGlobalRef, processor);
+    }
+    return klb_generator_open(session, max_new_tokens, sampling, stop_tokens, n_stop_tokens,
+                              stop_strings, stop_strings_len, logprobs, n_top_logprobs,
+                              bias_tokens, n_bias_tokens, bias_values, n_bias_values,
+                              state ? klb_java_processor_call : NULL, state,
+                              state ? klb_java_processor_free : NULL);
+}
+
 /* Frees what klb_model_params_set_progress set (nothing if it set nothing). */
 void klb_model_params_free_progress(JNIEnv* jenv_, kl_model_params* params) {
     JNIEnv* jenv = jenv_;
@@ -1178,7 +1396,36 @@ void klb_model_params_free_progress(JNIEnv* jenv_, kl_model_params* params) {
 %typemap(cstype) kl_progress_callback "kimi_linear_native.ProgressCallback"
 %typemap(csin) kl_progress_callback "$csinput"
 %typemap(in) kl_progress_callback %{ $1 = $input; %}
+%pragma(csharp) modulecode=%{
+  /// <summary>kl_logits_processor: return non-zero to end the generation.</summary>
+  [global::System.Runtime.InteropServices.UnmanagedFunctionPointer(
+      global::System.Runtime.InteropServices.CallingConvention.Cdecl)]
+  public delegate int LogitsProcessorCallback(global::System.IntPtr user, global::System.IntPtr logits,
+                                              global::System.UIntPtr vocabSize, global::System.IntPtr history,
+                                              global::System.UIntPtr nHistory);
+%}
+%typemap(ctype) kl_logits_processor "kl_logits_processor"
+%typemap(imtype) kl_logits_processor "kimi_linear_native.LogitsProcessorCallback"
+%typemap(cstype) kl_logits_processor "kimi_linear_native.LogitsProcessorCallback"
+%typemap(csin) kl_logits_processor "$csinput"
+%typemap(in) kl_logits_processor %{ $1 = $input; %}
 %inline %{
+/* klb_generator_open's arguments: see there.  processor (may be null): a delegate the caller
+ * keeps alive as long as the generator, letting no exception leave it. */
+klb_generator* klb_generator_create(kl_session* session, uint32_t max_new_tokens,
+                                    const kl_sampling_params* sampling,
+                                    const int32_t* stop_tokens, size_t n_stop_tokens,
+                                    const char* stop_strings, size_t stop_strings_len,
+                                    int logprobs, uint32_t n_top_logprobs,
+                                    const int32_t* bias_tokens, size_t n_bias_tokens,
+                                    const float* bias_values, size_t n_bias_values,
+                                    kl_logits_processor processor) {
+    return klb_generator_open(session, max_new_tokens, sampling, stop_tokens, n_stop_tokens,
+                              stop_strings, stop_strings_len, logprobs, n_top_logprobs,
+                              bias_tokens, n_bias_tokens, bias_values, n_bias_values,
+                              processor, NULL, NULL);
+}
+
 /* Sets params' progress callback (NULL: none); its user pointer is NULL. */
 void klb_model_params_set_progress(kl_model_params* params, kl_progress_callback callback) {
     if (!params) {
@@ -1187,6 +1434,23 @@ void klb_model_params_set_progress(kl_model_params* params, kl_progress_callback
     }
     params->progress_cb = callback;
     params->progress_user = NULL;
+}
+%}
+#elif defined(SWIGPYTHON)
+%inline %{
+/* klb_generator_open's arguments: see there (no logits processor: the kimi_linear package
+ * passes a ctypes one to the C API itself). */
+klb_generator* klb_generator_create(kl_session* session, uint32_t max_new_tokens,
+                                    const kl_sampling_params* sampling,
+                                    const int32_t* stop_tokens, size_t n_stop_tokens,
+                                    const char* stop_strings, size_t stop_strings_len,
+                                    int logprobs, uint32_t n_top_logprobs,
+                                    const int32_t* bias_tokens, size_t n_bias_tokens,
+                                    const float* bias_values, size_t n_bias_values) {
+    return klb_generator_open(session, max_new_tokens, sampling, stop_tokens, n_stop_tokens,
+                              stop_strings, stop_strings_len, logprobs, n_top_logprobs,
+                              bias_tokens, n_bias_tokens, bias_values, n_bias_values,
+                              NULL, NULL, NULL);
 }
 %}
 #endif

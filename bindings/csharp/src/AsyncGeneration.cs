@@ -32,14 +32,30 @@ namespace KimiLinear
 #endif
     {
         private readonly Session session;
-        private readonly IEnumerable<string> pieces;
+        private readonly Generation pieces;
         private readonly CancellationToken cancellationToken;
 
-        internal AsyncGeneration(Session session, IEnumerable<string> pieces, CancellationToken cancellationToken)
+        internal AsyncGeneration(Session session, Generation pieces, CancellationToken cancellationToken)
         {
             this.session = session;
             this.pieces = pieces;
             this.cancellationToken = cancellationToken;
+        }
+
+        /// <summary>
+        /// Why the latest enumeration ended (null while it runs): readable once a MoveNextAsync
+        /// returned false or threw, or DisposeAsync completed (<see cref="FinishReason.Cancelled"/>
+        /// after the token stopped it).
+        /// </summary>
+        public FinishReason? FinishReason
+        {
+            get { return pieces.FinishReason; }
+        }
+
+        /// <summary>The tokens the latest enumeration appended (see <see cref="Generation.Tokens"/>).</summary>
+        public IReadOnlyList<GenerationStep> Tokens
+        {
+            get { return pieces.Tokens; }
         }
 
         /// <summary>
@@ -48,7 +64,7 @@ namespace KimiLinear
         /// </summary>
         public Enumerator GetAsyncEnumerator(CancellationToken cancellationToken = default(CancellationToken))
         {
-            return new Enumerator(session, pieces.GetEnumerator(), this.cancellationToken, cancellationToken);
+            return new Enumerator(session, pieces, this.cancellationToken, cancellationToken);
         }
 
 #if KL_ASYNC_ENUMERABLE
@@ -65,6 +81,7 @@ namespace KimiLinear
 #endif
         {
             private readonly Session session;
+            private readonly GenerationRun run;
             private readonly IEnumerator<string> steps;
             private readonly CancellationTokenSource linked; // both tokens, when both can cancel
             private readonly CancellationToken token;
@@ -72,11 +89,12 @@ namespace KimiLinear
             private Task<bool> inFlight;
             private bool disposed;
 
-            internal Enumerator(Session session, IEnumerator<string> steps, CancellationToken first,
+            internal Enumerator(Session session, Generation pieces, CancellationToken first,
                                 CancellationToken second)
             {
                 this.session = session;
-                this.steps = steps;
+                this.run = pieces.Run;
+                this.steps = pieces.GetEnumerator();
                 if (first.CanBeCanceled && second.CanBeCanceled)
                 {
                     linked = CancellationTokenSource.CreateLinkedTokenSource(first, second);
@@ -167,7 +185,11 @@ namespace KimiLinear
                     }
                 }
                 steps.Dispose(); // frees the generator (no step runs now)
-                if (token.IsCancellationRequested) session.ClearCancel();
+                if (token.IsCancellationRequested)
+                {
+                    session.ClearCancel();
+                    if (run.FinishReason == null) run.FinishReason = KimiLinear.FinishReason.Cancelled;
+                }
                 if (linked != null) linked.Dispose();
             }
         }

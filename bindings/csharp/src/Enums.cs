@@ -25,4 +25,24 @@ namespace KimiLinear
         Cpu,
         Cuda,
     }
+
+    /// <summary>
+    /// Why a generation ended (<c>kl_end_reason</c>): <see cref="Generation.FinishReason"/>,
+    /// <see cref="GeneratedTokens.FinishReason"/>, <see cref="AsyncGeneration.FinishReason"/>.
+    /// </summary>
+    public enum FinishReason
+    {
+        /// <summary>MaxNewTokens tokens were generated.</summary>
+        Length,
+        /// <summary>A stop token was sampled (it is appended, its text is not passed on).</summary>
+        StopToken,
+        /// <summary>The text completed a stop string (it and what follows are dropped).</summary>
+        StopString,
+        /// <summary>The <see cref="GenerateOptions.LogitsProcessor"/> returned true.</summary>
+        Callback,
+        /// <summary><see cref="Session.Cancel"/> stopped it (the step threw KimiLinearException.Cancelled, or GenerateAsync's token was cancelled).</summary>
+        Cancelled,
+        /// <summary>A step failed, or the logits processor threw (the exception was thrown).</summary>
+        Error,
+    }
 }

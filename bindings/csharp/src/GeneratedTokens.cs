@@ -27,9 +27,24 @@ namespace KimiLinear
     {
         private readonly IEnumerable<(int, string)> source;
 
-        internal GeneratedTokens(IEnumerable<(int, string)> source)
+        internal GeneratedTokens(IEnumerable<(int, string)> source, GenerationRun run)
         {
             this.source = source;
+            Run = run;
+        }
+
+        internal GenerationRun Run { get; }
+
+        /// <summary>Why the latest enumeration ended; null while it runs, or when it was disposed before its end.</summary>
+        public FinishReason? FinishReason
+        {
+            get { return Run.FinishReason; }
+        }
+
+        /// <summary>The tokens the latest enumeration appended, with their log-probabilities when asked for (a copy).</summary>
+        public IReadOnlyList<GenerationStep> Tokens
+        {
+            get { return Run.Steps.ToArray(); }
         }
 
         /// <summary>The foreach enumerator: each step may run one decode step.</summary>

@@ -124,7 +124,7 @@ namespace KimiLinear
                     kimi_linear_native.kl_session_params_default(p);
                     p.max_context = maxContext;
                     SWIGTYPE_p_kl_session s = kimi_linear_native.klb_session_create(m, p);
-                    return new Session(new SessionHandle(Native.Pointer(s)), Info.VocabSize);
+                    return new Session(new SessionHandle(Native.Pointer(s)), this);
                 }
             });
         }

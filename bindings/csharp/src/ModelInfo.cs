@@ -21,6 +21,7 @@ namespace KimiLinear
             EosToken = i.eos_token;
             Parameters = i.n_params;
             ActiveParameters = i.n_active_params;
+            EotToken = i.eot_token;
         }
 
         /// <summary>Vocabulary size: the length of a logits row.</summary>
@@ -45,6 +46,12 @@ namespace KimiLinear
         public int BosToken { get; }
         /// <summary>tokenizer_config.json's eos_token id, -1 if none.</summary>
         public int EosToken { get; }
+        /// <summary>
+        /// The chat format's end-of-turn token (&lt;|im_end|&gt;), where an assistant's reply ends;
+        /// -1 without a tokenizer or chat format. <see cref="Session.Chat"/> and
+        /// <see cref="Conversation"/> stop there.
+        /// </summary>
+        public int EotToken { get; }
         /// <summary>Weights in the checkpoint (a tied lm_head once).</summary>
         public ulong Parameters { get; }
         /// <summary>

@@ -100,6 +100,12 @@ namespace KimiLinear
     {
         internal GeneratorHandle(IntPtr ptr) : base(ptr) { }
 
+        /// <summary>Its logits processor (null: none), alive as long as the generator.</summary>
+        internal ProcessorThunk Processor { get; set; }
+
+        /// <summary>How many alternatives each step reports; -1: no log-probabilities asked for.</summary>
+        internal int TopLogprobs { get; set; } = -1;
+
         protected override bool ReleaseHandle()
         {
             kimi_linear_nativePINVOKE.klb_generator_free(new HandleRef(this, handle));

@@ -24,11 +24,15 @@ namespace KimiLinear
         private readonly SessionHandle handle;
         private byte[] piece = new byte[256]; // kl_session_next's text buffer, grown on demand
 
-        internal Session(SessionHandle handle, int vocabSize)
+        internal Session(SessionHandle handle, Model model)
         {
             this.handle = handle;
-            VocabSize = vocabSize;
+            Model = model;
+            VocabSize = model.Info.VocabSize;
         }
+
+        /// <summary>The model this session runs (it may be disposed: the session keeps what it needs).</summary>
+        public Model Model { get; }
 
         /// <summary>The model's vocabulary size: the length of a logits row.</summary>
         public int VocabSize { get; }
@@ -78,6 +82,31 @@ namespace KimiLinear
             return logits;
         }
 
+        /// <summary>
+        /// The token ids consumed so far, in order (Position of them): the prompts, what was
+        /// appended and what was generated (kl_session_tokens).
+        /// </summary>
+        public int[] Tokens
+        {
+            get
+            {
+                return Use(s =>
+                {
+                    int[] ids = new int[Native.ArrayLength((long)kimi_linear_native.klb_session_position(s))];
+                    for (;;)
+                    {
+                        long n = kimi_linear_native.klb_session_tokens(s, ids, (ulong)ids.Length);
+                        if (n >= 0)
+                        {
+                            if (n != ids.Length) Array.Resize(ref ids, (int)n);
+                            return ids;
+                        }
+                        ids = new int[Native.ArrayLength(-n)];
+                    }
+                });
+            }
+        }
+
         /// <summary>Back to position 0, all state zero, no last logits.</summary>
         public void Reset()
         {
@@ -92,7 +121,7 @@ namespace KimiLinear
         public Session Fork()
         {
             return Use(s => new Session(new SessionHandle(Native.Pointer(kimi_linear_native.klb_session_fork(s))),
-                                        VocabSize));
+                                        Model));
         }
 
         /// <summary>A versioned, checksummed snapshot of the state, for <see cref="LoadState"/>.</summary>
@@ -213,9 +242,32 @@ namespace KimiLinear
         /// </summary>
         /// <exception cref="KimiLinearException.InvalidArgument">an empty or ill-formed stop string, or one with a NUL character (thrown at once)</exception>
         /// <exception cref="KimiLinearException.Unsupported">stop strings on a model without a tokenizer (thrown at once)</exception>
-        public IEnumerable<string> Generate(GenerateOptions options = null)
+        public Generation Generate(GenerateOptions options = null)
         {
-            return Pieces(GenerateTokens(options)); // GenerateTokens checks the options now
+            return new Generation(GenerateTokens(options)); // GenerateTokens checks the options now
+        }
+
+        /// <summary>
+        /// A chat turn: appends <paramref name="messages"/> in the model's chat format with the
+        /// assistant's opening (<see cref="Model.TokenizeChat"/>) and <see cref="Generate"/>s the
+        /// reply (one enumeration), which ends at the end-of-turn token
+        /// (<see cref="ModelInfo.EotToken"/>, added to the options' stop tokens) as well as by the
+        /// options' rules. For a conversation that goes on, see <see cref="Conversation"/>.
+        /// </summary>
+        public Generation Chat(IEnumerable<ChatMessage> messages, GenerateOptions options = null)
+        {
+            int[] prompt = Model.TokenizeChat(messages, true);
+            GenerateOptions turn = WithEndOfTurn(Model.Info, options ?? new GenerateOptions());
+            Append(prompt);
+            return Generate(turn);
+        }
+
+        /// <summary>A copy of options with the end-of-turn token among the stop tokens (when the model has one).</summary>
+        internal static GenerateOptions WithEndOfTurn(ModelInfo info, GenerateOptions options)
+        {
+            GenerateOptions turn = options.Clone();
+            if (info.EotToken >= 0 && !turn.StopTokens.Contains(info.EotToken)) turn.StopTokens.Add(info.EotToken);
+            return turn;
         }
 
         /// <summary>
@@ -233,11 +285,6 @@ namespace KimiLinear
             return new AsyncGeneration(this, Generate(options), cancellationToken);
         }
 
-        private static IEnumerable<string> Pieces(GeneratedTokens tokens)
-        {
-            foreach (var t in tokens) yield return t.Piece;
-        }
-
         /// <summary>
         /// <see cref="Generate"/> with the token of each piece: exactly what kl_session_generate
         /// passes its callback. One entry per generated token except a stop token, with the text
@@ -250,51 +297,152 @@ namespace KimiLinear
         /// </summary>
         public GeneratedTokens GenerateTokens(GenerateOptions options = null)
         {
-            options = options ?? new GenerateOptions();
-            // A snapshot of the options: changing them while the sequence is read changes nothing.
-            uint maxNewTokens = (uint)options.MaxNewTokens;
-            SamplingParams sampling = (options.Sampling ?? new SamplingParams()).Clone();
-            int[] stopTokens = options.StopTokens != null ? new List<int>(options.StopTokens).ToArray() : new int[0];
-            byte[] stopStrings = Model.PackStrings(options.StopStrings ?? new string[0], "StopStrings", strict: true);
-            GeneratorHandle first = NewGenerator(maxNewTokens, sampling, stopTokens, stopStrings); // checks them
+            var spec = new GeneratorSpec(options ?? new GenerateOptions());
+            GeneratorHandle first = NewGenerator(spec); // checks the options
+            var run = new GenerationRun();
             return new GeneratedTokens(Steps(() => System.Threading.Interlocked.Exchange(ref first, null) ??
-                                                   NewGenerator(maxNewTokens, sampling, stopTokens, stopStrings)));
+                                                   NewGenerator(spec), run), run);
+        }
+
+        /// <summary>
+        /// <see cref="Generate"/> for <see cref="Conversation"/>: read once (a second enumeration
+        /// throws InvalidOperationException); onEnd runs when that enumeration ends.
+        /// </summary>
+        internal Generation GenerateOnce(GenerateOptions options, Action onEnd)
+        {
+            var spec = new GeneratorSpec(options);
+            GeneratorHandle first = NewGenerator(spec);
+            var run = new GenerationRun { OnEnd = onEnd };
+            // Once ended (its hook run), a reply cannot start: it was recorded.
+            Func<GeneratorHandle> take = () => (run.OnEnd != null ? System.Threading.Interlocked.Exchange(ref first, null) : null) ??
+                                               throw new InvalidOperationException("a reply is read once");
+            return new Generation(new GeneratedTokens(Steps(take, run), run));
         }
 
         /// <summary>
         /// One enumeration: steps a generator until the generation ends, passing on what
         /// kl_session_generate passes its callback: a token's text (even empty); on the ending
-        /// step without a token, or with a stop token, only text still held back (NoToken).
-        /// The generator is freed at the end, on a failure and on the enumerator's Dispose.
+        /// step without a token, or with a stop token, only text still held back (NoToken). It
+        /// records in run why it ended and the tokens appended. The generator is freed at the
+        /// end, on a failure and on the enumerator's Dispose; then run's end hook runs.
         /// </summary>
-        private IEnumerable<(int, string)> Steps(Func<GeneratorHandle> take)
+        private IEnumerable<(int, string)> Steps(Func<GeneratorHandle> take, GenerationRun run)
         {
-            using (GeneratorHandle generator = take())
+            try
             {
-                kl_end_reason end = kl_end_reason.KL_END_NONE;
-                while (end == kl_end_reason.KL_END_NONE)
+                using (GeneratorHandle generator = take())
                 {
-                    // The step runs on this session: hold it too (a concurrent Dispose waits).
-                    int token = Use(s => generator.Use("generation", g => kimi_linear_native.klb_generator_next(Native.Generator(g))));
-                    string piece = generator.Use("generation", g =>
+                    run.Start(generator);
+                    while (run.FinishReason == null)
                     {
-                        SWIGTYPE_p_klb_generator gen = Native.Generator(g);
-                        end = kimi_linear_native.klb_generator_end(gen);
-                        return Model.ReadText((buf, cap) => kimi_linear_native.klb_generator_piece(gen, buf, cap), 256);
-                    });
-                    bool tokenPiece = token != NoToken && end != kl_end_reason.KL_END_STOP_TOKEN;
-                    if (tokenPiece || piece.Length > 0) yield return (tokenPiece ? token : NoToken, piece);
+                        int token;
+                        try
+                        {
+                            // The step runs on this session: hold it too (a concurrent Dispose waits).
+                            token = Use(s => generator.Use("generation", g => kimi_linear_native.klb_generator_next(Native.Generator(g))));
+                            generator.Processor?.Rethrow();
+                        }
+                        catch (KimiLinearException.Cancelled)
+                        {
+                            run.FinishReason = FinishReason.Cancelled;
+                            throw;
+                        }
+                        catch (Exception)
+                        {
+                            run.FinishReason = FinishReason.Error;
+                            throw;
+                        }
+                        kl_end_reason end = kl_end_reason.KL_END_NONE;
+                        string piece = generator.Use("generation", g =>
+                        {
+                            SWIGTYPE_p_klb_generator gen = Native.Generator(g);
+                            end = kimi_linear_native.klb_generator_end(gen);
+                            string text = Model.ReadText((buf, cap) => kimi_linear_native.klb_generator_piece(gen, buf, cap), 256);
+                            if (token != NoToken) run.Steps.Add(ReadStep(gen, token, text, generator.TopLogprobs));
+                            return text;
+                        });
+                        run.FinishReason = FinishReasonOf(end);
+                        bool tokenPiece = token != NoToken && end != kl_end_reason.KL_END_STOP_TOKEN;
+                        if (tokenPiece || piece.Length > 0)
+                        {
+                            run.Text.Append(piece);
+                            yield return (tokenPiece ? token : NoToken, piece);
+                        }
+                    }
                 }
+            }
+            finally
+            {
+                run.End();
             }
         }
 
-        private GeneratorHandle NewGenerator(uint maxNewTokens, SamplingParams sampling, int[] stopTokens,
-                                             byte[] stopStrings)
+        private static GenerationStep ReadStep(SWIGTYPE_p_klb_generator gen, int token, string piece, int topLogprobs)
         {
-            using (kl_sampling_params p = sampling.ToNative())
+            if (topLogprobs < 0) return new GenerationStep(token, piece, float.NaN, new TokenLogprob[0]);
+            float logprob = kimi_linear_native.klb_generator_logprob(gen);
+            var top = new TokenLogprob[0];
+            if (topLogprobs > 0)
+            {
+                int[] ids = new int[topLogprobs];
+                float[] logprobs = new float[topLogprobs];
+                long n = kimi_linear_native.klb_generator_top(gen, ids, (ulong)ids.Length, logprobs, (ulong)logprobs.Length);
+                top = new TokenLogprob[Math.Max(n, 0)];
+                for (int i = 0; i < top.Length; ++i) top[i] = new TokenLogprob(ids[i], logprobs[i]);
+            }
+            return new GenerationStep(token, piece, logprob, top);
+        }
+
+        private static FinishReason? FinishReasonOf(kl_end_reason end)
+        {
+            switch (end)
+            {
+                case kl_end_reason.KL_END_NONE: return null;
+                case kl_end_reason.KL_END_LENGTH: return FinishReason.Length;
+                case kl_end_reason.KL_END_STOP_TOKEN: return FinishReason.StopToken;
+                case kl_end_reason.KL_END_STOP_STRING: return FinishReason.StopString;
+                case kl_end_reason.KL_END_CALLBACK: return FinishReason.Callback;
+                case kl_end_reason.KL_END_CANCELLED: return FinishReason.Cancelled;
+                default: return FinishReason.Error;
+            }
+        }
+
+        /// <summary>A snapshot of GenerateOptions: changing them while a sequence is read changes nothing.</summary>
+        private sealed class GeneratorSpec
+        {
+            internal readonly uint MaxNewTokens;
+            internal readonly SamplingParams Sampling;
+            internal readonly int[] StopTokens;
+            internal readonly byte[] StopStrings;
+            internal readonly int TopLogprobs; // -1: no log-probabilities
+            internal readonly int[] BiasTokens;
+            internal readonly float[] BiasValues;
+            internal readonly LogitsProcessor Processor;
+
+            internal GeneratorSpec(GenerateOptions options)
+            {
+                MaxNewTokens = (uint)options.MaxNewTokens;
+                Sampling = (options.Sampling ?? new SamplingParams()).Clone();
+                StopTokens = options.StopTokens != null ? new List<int>(options.StopTokens).ToArray() : new int[0];
+                StopStrings = Model.PackStrings(options.StopStrings ?? new string[0], "StopStrings", strict: true);
+                TopLogprobs = options.TopLogprobs > 0 ? options.TopLogprobs : options.Logprobs ? 0 : -1;
+                var bias = new List<KeyValuePair<int, float>>(options.LogitBias ?? new Dictionary<int, float>());
+                BiasTokens = bias.ConvertAll(e => e.Key).ToArray();
+                BiasValues = bias.ConvertAll(e => e.Value).ToArray();
+                Processor = options.LogitsProcessor;
+            }
+        }
+
+        private GeneratorHandle NewGenerator(GeneratorSpec spec)
+        {
+            var processor = spec.Processor != null ? new ProcessorThunk(spec.Processor) : null;
+            using (kl_sampling_params p = spec.Sampling.ToNative())
                 return Use(s => new GeneratorHandle(Native.Pointer(kimi_linear_native.klb_generator_create(
-                               s, maxNewTokens, p, stopTokens, (ulong)stopTokens.Length, stopStrings,
-                               (ulong)stopStrings.Length))));
+                               s, spec.MaxNewTokens, p, spec.StopTokens, (ulong)spec.StopTokens.Length, spec.StopStrings,
+                               (ulong)spec.StopStrings.Length, spec.TopLogprobs >= 0 ? 1 : 0,
+                               (uint)Math.Max(spec.TopLogprobs, 0), spec.BiasTokens, (ulong)spec.BiasTokens.Length,
+                               spec.BiasValues, (ulong)spec.BiasValues.Length, processor?.Callback)))
+                               { Processor = processor, TopLogprobs = spec.TopLogprobs });
         }
 
         /// <summary>Frees the native session (when no call on another thread still uses it). Idempotent.</summary>

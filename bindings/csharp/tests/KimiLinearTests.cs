@@ -121,6 +121,7 @@ internal static partial class KimiLinearTests
         Run("token ids without a tokenizer", "KL_TINY_MODEL", TinyTokens);
 
         RunAsyncAndProgressTests(); // tests/AsyncAndProgressTests.cs
+        RunChatGenerationTests(); // tests/ChatGenerationTests.cs
 
         Console.WriteLine(passed + " passed, " + failed + " failed");
         return failed == 0 ? 0 : 1;

@@ -290,3 +290,40 @@ def test_cancel_from_another_thread(session):
     else:
         pytest.skip("the append finished before any cancel landed, 5 times")
     assert n.klb_session_position(session) == 3  # the cancelled call changed nothing
+
+
+def test_session_tokens_and_the_generator_s_chat_options(model, session):
+    ids = _tokenize(model, PROMPT)
+    n.klb_session_append(session, ids, n.KL_LOGITS_NONE, None, 0)
+    # the size protocol: no buffer answers -(count), a short one too, nothing else happens
+    assert n.klb_session_tokens(session, None) == -len(ids)
+    assert n.klb_session_tokens(session, array.array(I32, [0])) == -len(ids)
+    out = array.array(I32, bytes(4 * len(ids)))
+    assert n.klb_session_tokens(session, out) == len(ids) and out.tolist() == ids
+
+    # a generator with top-3 log-probabilities: the greedy token is the most likely
+    gen = n.klb_generator_create(session, 2, None, [], b"", 1, 3, [], None)
+    try:
+        token = n.klb_generator_next(gen)
+        top_ids = array.array(I32, bytes(4 * 3))
+        top_logprobs = array.array("f", bytes(4 * 3))
+        assert n.klb_generator_top(gen, array.array(I32, [0]), top_logprobs) == -3
+        assert n.klb_generator_top(gen, top_ids, top_logprobs) == 3
+        assert top_ids[0] == token
+        assert top_logprobs[0] == n.klb_generator_logprob(gen) <= 0.0
+        assert top_logprobs[0] >= top_logprobs[1] >= top_logprobs[2]
+    finally:
+        n.klb_generator_free(gen)
+
+    # the logit bias bans that token; a bias without its value is refused
+    n.kl_session_reset(session)
+    n.klb_session_append(session, ids, n.KL_LOGITS_NONE, None, 0)
+    gen = n.klb_generator_create(session, 1, None, [], b"", 0, 0, [token],
+                                 array.array("f", [float("-inf")]))
+    try:
+        assert n.klb_generator_next(gen) != token
+    finally:
+        n.klb_generator_free(gen)
+    with pytest.raises(n.KimiLinearError) as info:
+        n.klb_generator_create(session, 1, None, [], b"", 0, 0, [token], None)
+    assert _status_of(info) == n.KL_ERR_INVALID_ARGUMENT

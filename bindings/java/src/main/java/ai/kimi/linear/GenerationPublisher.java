@@ -46,6 +46,19 @@ public final class GenerationPublisher implements Flow.Publisher<String> {
         return finished.copy();
     }
 
+    /**
+     * Why the generation ended (null while it runs): readable once {@link #finished()} completes;
+     * {@link FinishReason#CANCELLED} after a cancel() that stopped it.
+     */
+    public FinishReason finishReason() {
+        return generation.finishReason();
+    }
+
+    /** The tokens the generation appended, with their log-probabilities when asked for (see {@link Generation#tokens()}). */
+    public java.util.List<Token> tokens() {
+        return generation.tokens();
+    }
+
     /** The default executor: a cached pool of daemon threads, idle ones ending after a minute. */
     static Executor defaultExecutor() {
         return DefaultPool.POOL;
@@ -198,7 +211,8 @@ public final class GenerationPublisher implements Flow.Publisher<String> {
                 done = true;
                 if (cancelled) session.clearCancel();
             }
-            generation.close();
+            if (cancelled) generation.endCancelled();
+            else generation.close();
             finished.complete(null);
         }
     }

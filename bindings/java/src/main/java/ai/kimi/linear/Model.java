@@ -119,7 +119,7 @@ public final class Model extends NativeResource {
                     (int) i.getN_kda_layers(), (int) i.getN_mla_layers(), (int) i.getN_experts(),
                     (int) i.getN_experts_active(), i.getMax_context(), Device.of(i.getDevice().swigValue()),
                     i.getWeight_bytes(), i.getSession_fixed_bytes(), i.getKv_bytes_per_token(),
-                    i.getBos_token(), i.getEos_token(), i.getN_params(), i.getN_active_params());
+                    i.getBos_token(), i.getEos_token(), i.getN_params(), i.getN_active_params(), i.getEot_token());
         } finally {
             i.delete();
         }
@@ -150,7 +150,7 @@ public final class Model extends NativeResource {
                 kimi_linear_native.kl_session_params_default(params);
                 params.setMax_context(maxContext);
                 SWIGTYPE_p_kl_session session = kimi_linear_native.klb_session_create(handle, params);
-                return new Session(session, info.vocabSize());
+                return new Session(session, this);
             } finally {
                 params.delete();
             }

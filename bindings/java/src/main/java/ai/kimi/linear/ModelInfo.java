@@ -26,12 +26,24 @@ public record ModelInfo(
         long nParams,
         /** weights one decode step reads: all but the routed experts it does not choose and the
          *  embedding table (one row; whole when it is the tied lm_head) */
-        long nActiveParams) {
+        long nActiveParams,
+        /** the chat format's end-of-turn token (<|im_end|>), where an assistant's reply ends; -1
+         *  without a tokenizer or chat format. {@link Session#chat} and {@link Conversation} stop
+         *  there */
+        int eotToken) {
+    /** The fields before the end-of-turn token (-1 then). */
+    public ModelInfo(int vocabSize, int hiddenSize, int nLayers, int nKdaLayers, int nMlaLayers, int nExperts,
+            int nExpertsActive, long maxContext, Device device, long weightBytes, long sessionFixedBytes,
+            long kvBytesPerToken, int bosToken, int eosToken, long nParams, long nActiveParams) {
+        this(vocabSize, hiddenSize, nLayers, nKdaLayers, nMlaLayers, nExperts, nExpertsActive, maxContext, device,
+                weightBytes, sessionFixedBytes, kvBytesPerToken, bosToken, eosToken, nParams, nActiveParams, -1);
+    }
+
     /** The fields before the parameter counts (which are 0 then). */
     public ModelInfo(int vocabSize, int hiddenSize, int nLayers, int nKdaLayers, int nMlaLayers, int nExperts,
             int nExpertsActive, long maxContext, Device device, long weightBytes, long sessionFixedBytes,
             long kvBytesPerToken, int bosToken, int eosToken) {
         this(vocabSize, hiddenSize, nLayers, nKdaLayers, nMlaLayers, nExperts, nExpertsActive, maxContext, device,
-                weightBytes, sessionFixedBytes, kvBytesPerToken, bosToken, eosToken, 0, 0);
+                weightBytes, sessionFixedBytes, kvBytesPerToken, bosToken, eosToken, 0, 0, -1);
     }
 }

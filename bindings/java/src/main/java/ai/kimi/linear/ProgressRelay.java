@@ -38,15 +38,9 @@ final class ProgressRelay {
         } catch (KimiLinearException.Cancelled e) {
             if (relay.thrown == null) throw e;
             relay.thrown.addSuppressed(e);
-            throw sneaky(relay.thrown);
+            throw Rethrow.sneaky(relay.thrown);
         } finally {
             kimi_linear_native.klb_model_params_free_progress(params);
         }
-    }
-
-    // Rethrows a checked Throwable from report() unchanged (it reached us through native code).
-    @SuppressWarnings("unchecked")
-    private static <E extends Throwable> RuntimeException sneaky(Throwable t) throws E {
-        throw (E) t;
     }
 }

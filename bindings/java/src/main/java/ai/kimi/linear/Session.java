@@ -25,6 +25,7 @@ import java.util.stream.StreamSupport;
  */
 public final class Session extends NativeResource {
     private final SWIGTYPE_p_kl_session handle;
+    private final Model model;
     private final int vocabSize;
     // kl_session_next's inputs, reused from token to token.
     private final kl_sampling_params nativeSampling;
@@ -32,18 +33,24 @@ public final class Session extends NativeResource {
     private byte[] piece = new byte[256];
     private final int[] tokenOut = new int[1];
 
-    Session(SWIGTYPE_p_kl_session handle, int vocabSize) {
-        this(handle, vocabSize, new kl_sampling_params());
+    Session(SWIGTYPE_p_kl_session handle, Model model) {
+        this(handle, model, new kl_sampling_params());
     }
 
-    private Session(SWIGTYPE_p_kl_session handle, int vocabSize, kl_sampling_params sampling) {
+    private Session(SWIGTYPE_p_kl_session handle, Model model, kl_sampling_params sampling) {
         super("session", () -> {
             kimi_linear_native.kl_session_free(handle);
             sampling.delete();
         });
         this.handle = handle;
-        this.vocabSize = vocabSize;
+        this.model = model;
+        this.vocabSize = model.info().vocabSize();
         this.nativeSampling = sampling;
+    }
+
+    /** The model this session runs (it may be closed: the session keeps what it needs). */
+    public Model model() {
+        return model;
     }
 
     /** The model's vocabulary size: the length of a logits row. */
@@ -104,6 +111,24 @@ public final class Session extends NativeResource {
         }
     }
 
+    /**
+     * The token ids consumed so far, in order ({@link #position()} of them): the prompts, what
+     * was appended and what was generated ({@code kl_session_tokens}).
+     */
+    public int[] tokens() {
+        acquire();
+        try {
+            int[] out = new int[Model.checkedSize(kimi_linear_native.klb_session_position(handle))];
+            for (;;) {
+                long n = kimi_linear_native.klb_session_tokens(handle, out);
+                if (n >= 0) return n == out.length ? out : java.util.Arrays.copyOf(out, (int) n);
+                out = new int[Model.checkedSize(-n)];
+            }
+        } finally {
+            release();
+        }
+    }
+
     /** Back to position 0, all state zero, no last logits. */
     public void reset() {
         acquire();
@@ -118,7 +143,7 @@ public final class Session extends NativeResource {
     public Session fork() {
         acquire();
         try {
-            return new Session(kimi_linear_native.klb_session_fork(handle), vocabSize);
+            return new Session(kimi_linear_native.klb_session_fork(handle), model);
         } finally {
             release();
         }
@@ -245,15 +270,50 @@ public final class Session extends NativeResource {
             if (!isWellFormed(stop))
                 throw new KimiLinearException.InvalidArgument("a stop string is not valid UTF-16 (lone surrogate)");
         byte[] stops = Model.packStrings(options.stopStrings(), "a stop string");
+        int[] biasTokens = new int[options.logitBias().size()];
+        float[] biasValues = new float[biasTokens.length];
+        int i = 0;
+        for (java.util.Map.Entry<Integer, Float> e : options.logitBias().entrySet()) {
+            biasTokens[i] = e.getKey();
+            biasValues[i++] = e.getValue();
+        }
+        ProcessorRelay processor = options.logitsProcessor() != null ? new ProcessorRelay(options.logitsProcessor()) : null;
         acquire();
         try {
-            // The generator checks the options (empty stop strings, no tokenizer) and copies them.
+            // The generator checks the options (empty stop strings, no tokenizer, bias ids and
+            // values) and copies them.
             SWIGTYPE_p_klb_generator generator = kimi_linear_native.klb_generator_create(
-                    handle, options.maxNewTokens(), nativeSampling(options.sampling()), options.stopTokens(), stops);
-            return new Generation(this, generator);
+                    handle, options.maxNewTokens(), nativeSampling(options.sampling()), options.stopTokens(), stops,
+                    options.logprobs() ? 1 : 0, options.topLogprobs(), biasTokens, biasValues, processor);
+            return new Generation(this, generator, processor, options.logprobs(), options.topLogprobs());
         } finally {
             release();
         }
+    }
+
+    /**
+     * A chat turn: appends {@code messages} in the model's chat format with the assistant's
+     * opening ({@link Model#tokenizeChat}) and {@link #generate}s the reply, which ends at the
+     * end-of-turn token ({@link ModelInfo#eotToken()}, added to the options' stop tokens) as well
+     * as by the options' rules. For a conversation that goes on, see {@link Conversation}.
+     */
+    public Generation chat(java.util.List<ChatMessage> messages, GenerateOptions options) {
+        Objects.requireNonNull(options, "options");
+        int[] prompt = model.tokenizeChat(messages, true);
+        GenerateOptions turn = withEndOfTurn(model.info(), options);
+        append(prompt);
+        return generate(turn);
+    }
+
+    /** options with the model's end-of-turn token among the stop tokens (when it has one). */
+    static GenerateOptions withEndOfTurn(ModelInfo info, GenerateOptions options) {
+        int eot = info.eotToken();
+        int[] stops = options.stopTokens();
+        if (eot < 0) return options;
+        for (int t : stops) if (t == eot) return options;
+        int[] more = java.util.Arrays.copyOf(stops, stops.length + 1);
+        more[stops.length] = eot;
+        return options.toBuilder().stopTokens(more).build();
     }
 
     /**

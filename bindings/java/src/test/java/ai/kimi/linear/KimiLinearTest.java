@@ -218,7 +218,7 @@ public class KimiLinearTest {
             g.forEachRemaining(pieces::add);
             assertEquals(expected.toString(), String.join("", pieces));
             assertEquals(k, pieces.size()); // one piece per emitted token, nothing for the stop token
-            assertEquals(Generation.StopReason.STOP_TOKEN, g.stopReason());
+            assertEquals(FinishReason.STOP_TOKEN, g.finishReason());
             assertEquals(k + 1, g.generatedTokens());
             assertEquals(start + k + 1, s.position());
         }
@@ -242,7 +242,7 @@ public class KimiLinearTest {
             String text = String.join("", pieces);
             assertEquals(expected, text);
             for (String piece : pieces) assertFalse(piece.contains(stop));
-            assertEquals(Generation.StopReason.STOP_STRING, g.stopReason());
+            assertEquals(FinishReason.STOP_STRING, g.finishReason());
             assertEquals(start + g.generatedTokens(), s.position());
             assertTrue(g.generatedTokens() <= 24);
         }
@@ -267,7 +267,7 @@ public class KimiLinearTest {
             assertEquals(all, String.join("", pieces));
             assertEquals(17, pieces.size()); // a piece per token, and the held text
             assertEquals(last, pieces.get(16));
-            assertEquals(Generation.StopReason.MAX_TOKENS, g.stopReason());
+            assertEquals(FinishReason.LENGTH, g.finishReason());
             assertEquals(16, g.generatedTokens());
         }
     }
@@ -315,7 +315,7 @@ public class KimiLinearTest {
             }
             assertTrue(n >= 5); // one piece per token, maybe one more with held text
             assertEquals(5, g.generatedTokens());
-            assertEquals(Generation.StopReason.MAX_TOKENS, g.stopReason());
+            assertEquals(FinishReason.LENGTH, g.finishReason());
             assertEquals(start + 5, s.position());
         }
     }
