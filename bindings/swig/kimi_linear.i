@@ -142,7 +142,6 @@ kl_status kl_session_reset, kl_status kl_session_fill_synthetic, kl_status kl_se
 /* The generator's parameters (logit bias, logits processor) cross as klb_generator_create's
  * arguments; the processor is the language's own (Java: an object's method; C#: a delegate). */
 %ignore kl_logits_processor;
-%ignore kl_session_tokens;
 %ignore kl_generate_params;
 %ignore kl_generate_params_init;
 %ignore kl_generate_params_default;
