@@ -79,6 +79,21 @@ public:
     virtual void forward(BackendState& state, uint64_t position, const int32_t* tokens, size_t n,
                          float* last_logits, float* all_logits,
                          const std::atomic<bool>& cancel) const = 0;
+
+    // Batched decode (docs/design/batching.md): one token for each of n sessions in one pass,
+    // so the weights are read once for all of them. Row i runs tokens[i] at positions[i] on
+    // *states[i]: distinct states of this backend, each with room for one more token, ids in
+    // range (the caller checked). Each state then holds its row's logits, as forward() of
+    // that one token would leave them (equal to the backend's rounding). On any throw no state
+    // changed. Not cancellable: a step is one token (Session checks the cancel flags first).
+    virtual void forward_batch(BackendState* const* states, const uint64_t* positions,
+                               const int32_t* tokens, size_t n) const;
+    // sample() for each of n states: out[i] = sample(*states[i], params[i], histories[i],
+    // history_lens[i], positions[i]). This default loops over sample(); a GPU backend samples
+    // all of them on the device and copies the n ids back with one wait.
+    virtual void sample_batch(const BackendState* const* states, const SamplingParams* params,
+                              const int32_t* const* histories, const size_t* history_lens,
+                              const uint64_t* positions, size_t n, int32_t* out) const;
 };
 
 }  // namespace kl
