@@ -69,6 +69,7 @@ static_assert(KL_MAX_TOP_LOGPROBS == kl::limits::kTopLogprobs, "two limits on to
 // The structs as the first release laid them out end where their appended fields start: a
 // caller's struct_size from then is accepted, the rest read as defaults or left unwritten.
 constexpr size_t kGenerateParamsFirstSize = offsetof(kl_generate_params, logprobs);
+constexpr size_t kModelParamsFirstSize = offsetof(kl_model_params, max_batch);
 constexpr size_t kGenerationStepFirstSize = offsetof(kl_generation_step, logprob);
 static_assert(static_cast<int>(kl::DeviceKind::Cpu) == KL_DEVICE_CPU &&
                   static_cast<int>(kl::DeviceKind::Cuda) == KL_DEVICE_CUDA,
@@ -226,8 +227,10 @@ kl::ModelLoadOptions load_options(const kl_model_params* params) {
     kl_model_params p;
     kl_model_params_default(&p);
     if (params) {
-        check_struct_size(params->struct_size, sizeof(kl_model_params), "kl_model_params");
-        p = *params;
+        // An older caller's struct ends before the batching fields: they keep their defaults.
+        check_struct_size(params->struct_size, kModelParamsFirstSize, "kl_model_params");
+        std::memcpy(&p, params, std::min<size_t>(params->struct_size, sizeof(p)));
+        p.struct_size = sizeof(p);
     }
     const int device = enum_bits(p.device);
     if (device != KL_DEVICE_AUTO && device != KL_DEVICE_CPU && device != KL_DEVICE_CUDA)
@@ -237,6 +240,8 @@ kl::ModelLoadOptions load_options(const kl_model_params* params) {
     options.device = static_cast<kl::DeviceRequest>(device);
     options.device_index = p.device_index;
     options.n_threads = p.n_threads;
+    options.max_batch = p.max_batch;
+    options.batch_wait_us = p.batch_wait_us;
     if (p.progress_cb) {
         const kl_progress_callback cb = p.progress_cb;
         void* user = p.progress_user;
@@ -724,6 +729,90 @@ kl_status kl_session_next(kl_session* session, const kl_sampling_params* params,
             std::memcpy(piece, text.data(), text.size());
             piece[text.size()] = '\0';
         }
+    });
+}
+
+// ---- batched decode -----------------------------------------------------------------------
+
+}  // extern "C"
+
+namespace {
+
+// The sessions of a batch call, each held (kl::SessionInUse) for the call. The batch is
+// checked first (NULL, a session given twice, sessions of different models), before any is
+// taken: a session given twice would otherwise report BUSY, which is not the cause.
+class HeldBatch {
+public:
+    HeldBatch(kl_session* const* sessions, size_t n) {
+        require(n > 0, "n is 0: an empty batch");
+        require(sessions != nullptr, "sessions is NULL");
+        core_.reserve(n);
+        for (size_t i = 0; i < n; ++i)
+            core_.push_back(sessions[i] ? sessions[i]->session.get() : nullptr);
+        kl::Session::check_batch(core_.data(), n);
+        held_.reserve(n);
+        for (size_t i = 0; i < n; ++i)
+            held_.push_back(std::make_unique<kl::SessionInUse>(sessions[i]->in_use));
+    }
+    kl::Session* const* core() const { return core_.data(); }
+
+private:
+    std::vector<std::unique_ptr<kl::SessionInUse>> held_;
+    std::vector<kl::Session*> core_;
+};
+
+}  // namespace
+
+extern "C" {
+
+kl_status kl_batch_next(kl_session* const* sessions, size_t n, const kl_sampling_params* params,
+                        int32_t* tokens, char* pieces, size_t piece_stride, size_t* piece_lens) {
+    return guarded([&] {
+        const HeldBatch batch(sessions, n);
+        require(params != nullptr, "params is NULL");
+        require(tokens != nullptr, "tokens is NULL");
+        require(pieces != nullptr || piece_stride == 0, "pieces is NULL but piece_stride > 0");
+        std::vector<kl::SamplingParams> sampling;
+        sampling.reserve(n);
+        for (size_t i = 0; i < n; ++i) sampling.push_back(to_core(params[i]));
+        std::vector<int32_t> next(n);
+        kl::Session::sample_batch(batch.core(), sampling.data(), n, next.data());
+        // The texts first (on copies of the streams), so that one that does not fit fails
+        // before anything changed.
+        std::vector<kl::Utf8Stream> streams;
+        std::vector<std::string> texts(n);
+        streams.reserve(n);
+        for (size_t i = 0; i < n; ++i) {
+            streams.push_back(sessions[i]->next_text);
+            const kl::Tokenizer* tokenizer = sessions[i]->model->tokenizer();
+            if (tokenizer) streams[i].push(tokenizer->token_bytes(next[i]), texts[i]);
+            if (pieces != nullptr && texts[i].size() + 1 > piece_stride)
+                kl::fail(kl::Status::InvalidArgument,
+                         "sessions[" + std::to_string(i) + "]: piece_stride has room for " +
+                             std::to_string(piece_stride) + " bytes, the text needs " +
+                             std::to_string(texts[i].size() + 1) + " (with its NUL)");
+        }
+        kl::Session::append_batch(batch.core(), next.data(), n);
+        for (size_t i = 0; i < n; ++i) {
+            sessions[i]->next_text = std::move(streams[i]);
+            tokens[i] = next[i];
+            if (piece_lens) piece_lens[i] = texts[i].size();
+            if (pieces != nullptr) {
+                char* out = pieces + i * piece_stride;
+                std::memcpy(out, texts[i].data(), texts[i].size());
+                out[texts[i].size()] = '\0';
+            }
+        }
+    });
+}
+
+kl_status kl_batch_append(kl_session* const* sessions, size_t n, const int32_t* tokens) {
+    return guarded([&] {
+        const HeldBatch batch(sessions, n);
+        require(tokens != nullptr, "tokens is NULL");
+        kl::Session::append_batch(batch.core(), tokens, n);
+        for (size_t i = 0; i < n; ++i)
+            sessions[i]->next_text.clear();  // appended tokens are input, not streamed text
     });
 }
 

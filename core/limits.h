@@ -49,6 +49,12 @@ constexpr uint64_t kRecurrentStateBytes = uint64_t(1) << 46;
 // n_top_logprobs; KL_MAX_TOP_LOGPROBS in kimi_linear.h): OpenAI's API caps it at 20 too.
 constexpr uint32_t kTopLogprobs = 20;
 
+// ---- decode batching (core/decode_batcher.h, kl_model_params) ----
+// The most steps one batched pass may gather, and how long a pass may wait for them: a pass
+// holds every gathered session's step, so a typo must not make each step wait seconds.
+constexpr uint32_t kMaxBatch = 4096;
+constexpr uint32_t kBatchWaitMicroseconds = 1000000;
+
 // ---- error messages (core/message_text.h) ----
 constexpr size_t kQuotedTextBytes = 96;  // a name, key or value quoted from an input
 constexpr size_t kMessageBytes = 4096;   // a whole kl_last_error() message

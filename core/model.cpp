@@ -8,6 +8,7 @@
 #include "backend_registry.h"
 #include "error.h"
 #include "hash.h"
+#include "limits.h"
 #include "log.h"
 #include "safetensors.h"
 #include "weights.h"
@@ -88,6 +89,13 @@ const BackendProvider& choose_backend(const ModelLoadOptions& options) {
         fail(Status::InvalidArgument, "n_threads is " + std::to_string(options.n_threads) +
                                           ", must be in [0, " + std::to_string(kMaxThreads) +
                                           "] (0 = all hardware threads)");
+    if (options.max_batch > limits::kMaxBatch)
+        fail(Status::InvalidArgument, "max_batch is " + std::to_string(options.max_batch) +
+                                          ", must be at most " + std::to_string(limits::kMaxBatch));
+    if (options.batch_wait_us > limits::kBatchWaitMicroseconds)
+        fail(Status::InvalidArgument,
+             "batch_wait_us is " + std::to_string(options.batch_wait_us) + ", must be at most " +
+                 std::to_string(limits::kBatchWaitMicroseconds));
     return use_gpu ? *gpu : cpu_backend_provider();
 }
 
@@ -97,6 +105,13 @@ BackendOptions backend_options(const ModelLoadOptions& options) {
 
 // A GPU backend uploads without reporting progress: say when it is done. (The CPU backend
 // reported every tensor, the last one as 1.0.)
+std::unique_ptr<DecodeBatcher> batcher_for(const ModelLoadOptions& options,
+                                           const Backend& backend) {
+    if (options.max_batch <= 1) return nullptr;
+    return std::make_unique<DecodeBatcher>(backend, options.max_batch,
+                                           std::chrono::microseconds(options.batch_wait_us));
+}
+
 void report_done(const ModelLoadOptions& options, const Backend& backend) {
     if (backend.device() == DeviceKind::Cpu) return;
     if (options.progress && !options.progress(1.0f))
@@ -121,6 +136,7 @@ std::unique_ptr<Model> Model::load(const std::string& dir, const ModelLoadOption
     model->parameters_ = count_parameters(model->config_, layout);
     model->backend_ =
         provider.create(model->config_, layout, *checkpoint, backend_options(options));
+    model->batcher_ = batcher_for(options, *model->backend_);
     report_done(options, *model->backend_);
     return model;
 }
@@ -138,6 +154,7 @@ std::unique_ptr<Model> Model::create_random(const ModelConfig& config, uint64_t 
     const ModelLayout layout(config);
     model->parameters_ = count_parameters(config, layout);
     model->backend_ = provider.create_random(config, layout, seed, backend_options(options));
+    model->batcher_ = batcher_for(options, *model->backend_);
     report_done(options, *model->backend_);
     return model;
 }

@@ -9,6 +9,7 @@
 
 #include "backend.h"
 #include "config.h"
+#include "decode_batcher.h"
 #include "tokenizer/tokenizer.h"
 #include "weights.h"
 
@@ -21,6 +22,9 @@ struct ModelLoadOptions {
     int device_index = 0;
     int n_threads = 0;                    // 0 = all hardware threads
     std::function<bool(float)> progress;  // false aborts (Cancelled); may be empty
+    // Decode batching across threads (core/decode_batcher.h): > 1 turns it on.
+    uint32_t max_batch = 0;
+    uint32_t batch_wait_us = 0;
 };
 
 class Model {
@@ -39,6 +43,9 @@ public:
     // The tokenizer of the model folder; null when it has none (or for random models).
     const Tokenizer* tokenizer() const { return tokenizer_.get(); }
     const ParameterCounts& parameters() const { return parameters_; }
+    // Batches concurrent one-token steps of this model's sessions; null when the model was
+    // loaded without (max_batch <= 1). Thread-safe.
+    DecodeBatcher* batcher() const { return batcher_.get(); }
 
 private:
     ModelConfig config_;
@@ -46,6 +53,7 @@ private:
     std::unique_ptr<Backend> backend_;
     uint64_t fingerprint_ = 0;
     std::unique_ptr<Tokenizer> tokenizer_;
+    std::unique_ptr<DecodeBatcher> batcher_;  // after backend_: destroyed before it
 };
 
 }  // namespace kl

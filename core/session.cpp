@@ -1,7 +1,9 @@
 #include "session.h"
 
+#include <algorithm>
 #include <cstring>
 #include <string>
+#include <utility>
 
 #include "error.h"
 #include "hash.h"
@@ -73,7 +75,13 @@ void Session::append(const int32_t* tokens, size_t n, float* all_logits, float* 
 
     history_.reserve(history_.size() + n);  // may throw: before any state changes
     try {
-        model_->backend().forward(*state_, position_, tokens, n, last_logits, all_logits, cancel_);
+        // A decode step of a model that batches them joins the other threads' steps.
+        DecodeBatcher* batcher = model_->batcher();
+        if (batcher && n == 1 && !last_logits && !all_logits)
+            batcher->step(*state_, position_, tokens[0], cancel_);
+        else
+            model_->backend().forward(*state_, position_, tokens, n, last_logits, all_logits,
+                                      cancel_);
     } catch (const Error& e) {
         // The call a cancel stops consumes it (docs/design/capi.md "Cancel").
         if (e.status() == Status::Cancelled) cancel_.store(false);
@@ -82,6 +90,98 @@ void Session::append(const int32_t* tokens, size_t n, float* all_logits, float* 
     history_.insert(history_.end(), tokens, tokens + n);
     has_logits_ = true;
     position_ += n;
+}
+
+namespace {
+
+std::string row_name(size_t i) {
+    return "sessions[" + std::to_string(i) + "]";
+}
+
+}  // namespace
+
+void Session::check_batch(const Session* const* sessions, size_t n) {
+    if (n == 0) fail(Status::InvalidArgument, "n is 0: an empty batch");
+    std::vector<std::pair<const Session*, size_t>> seen;
+    seen.reserve(n);
+    for (size_t i = 0; i < n; ++i) {
+        if (!sessions[i]) fail(Status::InvalidArgument, row_name(i) + " is NULL");
+        if (&sessions[i]->model() != &sessions[0]->model())
+            fail(Status::InvalidArgument,
+                 row_name(i) + " belongs to another model than sessions[0]: a batch runs one model");
+        seen.emplace_back(sessions[i], i);
+    }
+    std::sort(seen.begin(), seen.end());
+    for (size_t i = 1; i < n; ++i)
+        if (seen[i].first == seen[i - 1].first)
+            fail(Status::InvalidArgument,
+                 row_name(std::min(seen[i].second, seen[i - 1].second)) + " and " +
+                     row_name(std::max(seen[i].second, seen[i - 1].second)) +
+                     " are the same session: each session advances by one token per batch");
+}
+
+void Session::append_batch(Session* const* sessions, const int32_t* tokens, size_t n) {
+    check_batch(sessions, n);
+    const Model& model = sessions[0]->model();
+    const int64_t vocab = model.config().vocab_size;
+    for (size_t i = 0; i < n; ++i) {
+        const Session& s = *sessions[i];
+        if (s.position_ >= s.capacity())
+            fail(Status::ContextFull, row_name(i) + ": context full at position " +
+                                          std::to_string(s.position_) + " = max_context");
+        if (tokens[i] < 0 || tokens[i] >= vocab)
+            fail(Status::InvalidArgument, "token " + std::to_string(tokens[i]) + " of " +
+                                              row_name(i) + " is out of range [0, " +
+                                              std::to_string(vocab) + ")");
+    }
+    // Cancel: this call is the next cancellable call of every session in it, so it consumes
+    // each pending request and runs nothing.
+    std::string cancelled;
+    for (size_t i = 0; i < n; ++i)
+        if (sessions[i]->cancel_.exchange(false))
+            cancelled += (cancelled.empty() ? "" : ", ") + row_name(i);
+    if (!cancelled.empty()) fail(Status::Cancelled, "cancelled: " + cancelled);
+
+    std::vector<BackendState*> states(n);
+    std::vector<uint64_t> positions(n);
+    for (size_t i = 0; i < n; ++i) {
+        sessions[i]->history_.reserve(sessions[i]->history_.size() + 1);  // before any change
+        states[i] = sessions[i]->state_.get();
+        positions[i] = sessions[i]->position_;
+    }
+    model.backend().forward_batch(states.data(), positions.data(), tokens, n);
+    for (size_t i = 0; i < n; ++i) {  // cannot throw: room was reserved
+        Session& s = *sessions[i];
+        s.history_.push_back(tokens[i]);
+        s.has_logits_ = true;
+        ++s.position_;
+    }
+}
+
+void Session::sample_batch(const Session* const* sessions, const SamplingParams* params, size_t n,
+                           int32_t* out) {
+    check_batch(sessions, n);
+    std::vector<const BackendState*> states(n);
+    std::vector<const int32_t*> histories(n);
+    std::vector<size_t> history_lens(n);
+    std::vector<uint64_t> positions(n);
+    for (size_t i = 0; i < n; ++i) {
+        const Session& s = *sessions[i];
+        try {
+            validate_sampling(params[i]);
+        } catch (const Error& e) {
+            fail(e.status(), row_name(i) + ": " + e.what());
+        }
+        if (!s.has_logits_)
+            fail(Status::InvalidArgument, row_name(i) +
+                                              " has no logits to sample from: append a prompt first");
+        states[i] = s.state_.get();
+        histories[i] = s.history_.data();
+        history_lens[i] = s.history_.size();
+        positions[i] = s.position_;
+    }
+    sessions[0]->backend().sample_batch(states.data(), params, histories.data(),
+                                        history_lens.data(), positions.data(), n, out);
 }
 
 void Session::reset() {

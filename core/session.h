@@ -26,6 +26,19 @@ public:
     // last row either way, in the backend's memory, for sample()).
     void append(const int32_t* tokens, size_t n, float* all_logits, float* last_logits = nullptr);
     void reset();
+    // Batched decode (docs/design/batching.md): appends tokens[i] to *sessions[i], one token
+    // each, in one backend pass. The sessions belong to one model and are distinct; each is
+    // checked as append() checks it (InvalidArgument / ContextFull naming the index). A cancel
+    // pending on any of them fails the call with Cancelled, consuming the pending requests of
+    // those sessions (this call was the next cancellable call of each). All or nothing: on any
+    // throw no session changed.
+    static void append_batch(Session* const* sessions, const int32_t* tokens, size_t n);
+    // Throws InvalidArgument unless sessions[0..n) is a non-empty batch of distinct non-null
+    // sessions of one model (naming the index); O(n log n).
+    static void check_batch(const Session* const* sessions, size_t n);
+    // sample() for each session with params[i] (one device round trip for a GPU model).
+    static void sample_batch(const Session* const* sessions, const SamplingParams* params,
+                             size_t n, int32_t* out);
     // Benchmarks: position `n` with deterministic random history, state, cache and logits,
     // as if n tokens had been read, without running the model (the session is usable).
     void fill_synthetic(uint64_t n, uint64_t seed);

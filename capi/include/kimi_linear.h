@@ -110,6 +110,18 @@ typedef struct {
                                          system refuses to start: KL_ERR_OUT_OF_MEMORY */
     kl_progress_callback progress_cb; /* may be NULL */
     void* progress_user;
+    /* Added later (an older caller's struct ends before them: their defaults). Decode
+     * batching across threads (docs/design/capi.md "Batched decode"): with max_batch > 1,
+     * concurrent one-token steps on sessions of this model (kl_session_next,
+     * kl_session_generate, kl_generator_next, kl_session_append of one token without
+     * logits) run together in one forward pass of up to max_batch sessions, each keeping its
+     * own state and results. 0 or 1 = off (the default): each step runs alone. */
+    uint32_t max_batch;
+    /* How long (microseconds) a step waits for the steps the previous batch had, so that
+     * batches stay whole when threads arrive a little apart; 0 = never wait (a batch is
+     * whatever arrived while the one before ran). Latency cost when fewer threads come back:
+     * at most this per step. At most 1000000. */
+    uint32_t batch_wait_us;
 } kl_model_params;
 
 KL_API void kl_model_params_default(kl_model_params* params);
@@ -415,6 +427,31 @@ KL_API kl_status kl_session_generate_with_result(kl_session* session,
                                                  const kl_generate_params* params,
                                                  kl_token_callback cb, void* user,
                                                  kl_generate_result* result);
+
+/* ---- batched decode ------------------------------------------------------------------ */
+
+/* kl_session_next for n sessions of one model at once: samples each session's next token
+ * from its last logits with params[i] (all n on the device for a GPU model, one round trip),
+ * appends them in ONE forward pass (the weights are read once for all n sessions, not n
+ * times) and returns them in tokens[i]. Each session keeps its own state, position, sampling
+ * parameters and seed: the tokens and the sessions afterwards are those of n kl_session_next
+ * calls (on the CPU to float rounding, on a GPU within bf16 rounding). sessions: n distinct
+ * sessions of one model; params: n structs. Text: pieces NULL (piece_stride 0) when not
+ * wanted; else session i's text (as kl_session_next's piece, NUL-terminated) is written at
+ * pieces + i * piece_stride, and piece_lens (may be NULL) receives the n lengths; a text that
+ * does not fit piece_stride bytes with its NUL is KL_ERR_INVALID_ARGUMENT naming the session,
+ * nothing appended. All or nothing: on any failure (a session busy,
+ * without logits or with a full context, a device error) no session changed and
+ * kl_last_error names the session (sessions[i]). A cancel pending on any of them fails the
+ * call with KL_ERR_CANCELLED and consumes the pending cancels of those sessions (it was their
+ * next cancellable call); the others are unchanged and can be retried without them. */
+KL_API kl_status kl_batch_next(kl_session* const* sessions, size_t n,
+                               const kl_sampling_params* params, int32_t* tokens, char* pieces,
+                               size_t piece_stride, size_t* piece_lens);
+/* Appends tokens[i] to sessions[i] (one token each) in one forward pass: a batched
+ * kl_session_append of one token without logits (for callers that pick tokens themselves).
+ * The same rules as kl_batch_next: distinct sessions of one model, all or nothing, cancel. */
+KL_API kl_status kl_batch_append(kl_session* const* sessions, size_t n, const int32_t* tokens);
 
 /* ---- tokenizer and chat format -------------------------------------------------------- */
 
