@@ -314,6 +314,7 @@ kl_status kl_model_info(const kl_model* model, struct kl_model_info* out) {
         const kl::ParameterCounts& params = model->model->parameters();
         info.n_params = params.total;
         info.n_active_params = params.active;
+        info.n_routed_params = params.routed;
         info.eot_token = tokenizer && tokenizer->chat_format().available
                              ? tokenizer->special_id(tokenizer->chat_format().end)
                              : -1;

@@ -73,7 +73,11 @@ void DecodeBatcher::run_pass(std::unique_lock<std::mutex>& lock) {
         for (size_t i = 0; i < pass.size(); ++i)
             states[i] = pass[i]->state, positions[i] = pass[i]->position,
             tokens[i] = pass[i]->token;
-        if (!pass.empty())
+        // A lone step takes the backend's one-session path (on a GPU: its decode graph).
+        const std::atomic<bool> never(false);
+        if (pass.size() == 1)
+            backend_.forward(*states[0], positions[0], tokens.data(), 1, nullptr, nullptr, never);
+        else if (pass.size() > 1)
             backend_.forward_batch(states.data(), positions.data(), tokens.data(), pass.size());
     } catch (const Error& e) {
         status = e.status(), message = e.what();

@@ -2,7 +2,8 @@
 // sessions of one model run together in one Backend::forward_batch pass, so the weights are
 // read once per batch instead of once per session. No thread of its own: the first waiting
 // step runs the pass for everything queued ("group commit"); the others sleep until theirs
-// is done. Owned by a Model loaded with max_batch > 1; used by Session::append.
+// is done. A pass of one step runs Backend::forward (a backend's fastest one-session path).
+// Owned by a Model loaded with max_batch > 1; used by Session::append.
 #pragma once
 
 #include <atomic>

@@ -215,7 +215,9 @@ ParameterCounts count_parameters(const ModelConfig& c, const ModelLayout& layout
     for (const LayerTensors& l : layout.layers) {
         if (!l.is_moe || l.moe.experts.empty()) continue;
         const MlpTensors& e = l.moe.experts.front();  // all experts have one shape
-        counts.active -= unchosen * (e.gate.numel() + e.up.numel() + e.down.numel());
+        const uint64_t expert = e.gate.numel() + e.up.numel() + e.down.numel();
+        counts.active -= unchosen * expert;
+        counts.routed += l.moe.experts.size() * expert;
     }
     if (!layout.tied) counts.active -= layout.embed_tokens.numel();
     return counts;

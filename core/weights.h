@@ -105,6 +105,7 @@ std::vector<TensorSpec> expected_tensors(const ModelConfig& config);
 // (all but the routed experts it does not choose and the untied embedding table).
 struct ParameterCounts {
     uint64_t total = 0, active = 0;
+    uint64_t routed = 0;  // the routed experts' weights, all experts of all layers
 };
 ParameterCounts count_parameters(const ModelConfig& config, const ModelLayout& layout);
 

@@ -168,6 +168,10 @@ struct kl_model_info {
      * an assistant's reply ends; -1 when the model has no tokenizer or no chat format. Chat
      * apps stop generation at it (kl_generate_params stop_tokens). */
     int32_t eot_token;
+    /* Added later: the routed experts' weights, all experts of all layers (n_params counts
+     * them; a decode step reads n_experts_active / n_experts of them per token, a batch of B
+     * tokens about 1 - (1 - n_experts_active / n_experts)^B of them). */
+    uint64_t n_routed_params;
 };
 
 /* Fill *out. Set out->struct_size = sizeof(struct kl_model_info) first; fields past an older

@@ -564,6 +564,7 @@ TEST_F(CApiSession, ModelInfoDescribesTheModel) {
     // A token skips 6 of 8 experts [3 x 64 x 32] in each of 3 MoE layers, and all but one
     // row of the embedding [256, 64].
     EXPECT_EQ(info.n_params - info.n_active_params, 3u * 6u * 3u * 64u * 32u + 256u * 64u);
+    EXPECT_EQ(info.n_routed_params, 3u * 8u * 3u * 64u * 32u);  // all 8 experts, 3 layers
     kl_model_params params;
     kl_model_params_default(&params);
     params.device = KL_DEVICE_CUDA;

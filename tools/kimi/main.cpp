@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
@@ -39,9 +40,12 @@ const char* kUsage =
     "  kimi bench DIR [--prompt-len 128,512] [--context 0,1024] [--decode N] [--repeats N]\n"
     "             [--logprobs K]  (decode through a generator reporting logprobs + K alternatives)\n"
     "           [--bandwidth-gbs 3000] [--matrix-tflops 794]  (floors: the H100's measured rates)\n"
+    "           [--batch 1,8,64]  (batched decode at each --context: kl_batch_next, and as many\n"
+    "           threads calling kl_session_next on a model with max_batch = the largest)\n"
     "  kimi bench --random CONFIG.json [--layers N] [--seed S] [...]  (random weights, no files;\n"
     "           --layers keeps the first N layers of the config's pattern)\n"
-    "common options: --threads N (0 = all cores), --device auto|cpu|cuda, --device-index I\n";
+    "common options: --threads N (0 = all cores), --device auto|cpu|cuda, --device-index I,\n"
+    "                --max-batch N --batch-wait-us U (decode batching across threads)\n";
 
 using Clock = std::chrono::steady_clock;
 
@@ -163,6 +167,13 @@ ModelHandle load(const Options& o) {
     else if (device != "auto")
         throw UsageError{"--device must be auto, cpu or cuda"};
     params.device_index = static_cast<int32_t>(o.number("device-index", 0));
+    // Decode batching across threads: bench --batch turns it on for its threaded runs.
+    params.max_batch = static_cast<uint32_t>(o.number("max-batch", 0));
+    params.batch_wait_us = static_cast<uint32_t>(o.number("batch-wait-us", 0));
+    if (o.has("batch") && !o.has("max-batch")) {
+        const std::vector<int32_t> batches = o.ints("batch", "1");
+        params.max_batch = static_cast<uint32_t>(*std::max_element(batches.begin(), batches.end()));
+    }
     if (isatty(STDERR_FILENO)) params.progress_cb = progress_bar;
     kl_model* model = nullptr;
     if (o.has("random")) {
@@ -392,6 +403,7 @@ std::string cpu_model() {
 struct Floors {
     double decode_weight_bytes = 0;  // per token
     double prefill_flops = 0;        // per token, weight FLOPs (attention not counted)
+    double element = 0;              // bytes per weight
 };
 
 Floors floors(const struct kl_model_info& info) {
@@ -400,6 +412,7 @@ Floors floors(const struct kl_model_info& info) {
     Floors f;
     f.decode_weight_bytes = static_cast<double>(info.n_active_params) * element;
     f.prefill_flops = 2.0 * (static_cast<double>(info.n_active_params) - lm_head);
+    f.element = element;
     return f;
 }
 
@@ -410,6 +423,89 @@ SessionHandle new_session(kl_model* model, uint64_t capacity) {
     kl_session* session = nullptr;
     check(kl_session_create(model, &params, &session));
     return SessionHandle(session, &kl_session_free);
+}
+
+// The bytes a batched step of `batch` sessions at `context` must read at least: the weights
+// but the routed experts, the distinct experts the batch touches (expected number under
+// uniform routing: E (1 - (1 - k/E)^B) per layer), and every session's state (read and
+// written) and cache.
+double batch_floor_bytes(const struct kl_model_info& info, const Floors& floor, int batch,
+                         int32_t context) {
+    const double routed = static_cast<double>(info.n_routed_params);
+    const double share =
+        info.n_experts ? static_cast<double>(info.n_experts_active) / info.n_experts : 0.0;
+    const double touched = 1.0 - std::pow(1.0 - share, batch);
+    const double weights =
+        floor.decode_weight_bytes + floor.element * routed * (touched - share);
+    return weights + batch * (2.0 * info.session_fixed_bytes +
+                              static_cast<double>(context) * info.kv_bytes_per_token);
+}
+
+// Batched decode at each context: B sessions advanced by kl_batch_next (median step), then
+// the same B sessions stepped by B threads each calling kl_session_next, which the model
+// (loaded with max_batch = the largest B) batches (aggregate rate over the whole run).
+void bench_batches(kl_model* model, const struct kl_model_info& info, const Floors& floor,
+                   const std::vector<int32_t>& contexts, const std::vector<int32_t>& batches,
+                   int steps, double bandwidth) {
+    std::printf("\n%8s %6s %12s %14s %12s %14s %8s %14s\n", "context", "batch", "step ms p50",
+                "tokens/s", "floor ms", "floor tok/s", "of floor", "threads tok/s");
+    for (int32_t context : contexts) {
+        for (int32_t batch : batches) {
+            if (batch < 1) throw UsageError{"--batch sizes must be positive"};
+            std::vector<SessionHandle> sessions;
+            std::vector<kl_session*> raw;
+            const uint64_t capacity = static_cast<uint64_t>(context) + 2 * steps + 8;
+            kl_status made = KL_OK;
+            for (int32_t i = 0; i < batch && made == KL_OK; ++i) {
+                kl_session_params params;
+                kl_session_params_default(&params);
+                params.max_context = capacity;
+                kl_session* s = nullptr;
+                made = kl_session_create(model, &params, &s);
+                if (made != KL_OK) break;
+                sessions.emplace_back(s, &kl_session_free);
+                raw.push_back(s);
+                made = kl_session_fill_synthetic(s, static_cast<uint64_t>(std::max(context, 1)),
+                                                 100 + i);
+            }
+            if (made != KL_OK) {  // the device's memory ends before this batch does
+                std::printf("%8d %6d   %s\n", context, batch, kl_last_error());
+                continue;
+            }
+            std::vector<kl_sampling_params> params(batch);
+            for (auto& p : params) kl_sampling_params_default(&p);
+            std::vector<int32_t> tokens(batch);
+            std::vector<double> step_ms;
+            for (int s = 0; s < steps; ++s) {
+                const auto start = Clock::now();
+                check(kl_batch_next(raw.data(), raw.size(), params.data(), tokens.data(), nullptr,
+                                    0, nullptr));
+                step_ms.push_back(1000.0 * seconds_since(start));
+            }
+            std::sort(step_ms.begin(), step_ms.end());
+            const double p50 = step_ms[step_ms.size() / 2];
+            const double floor_ms =
+                1e3 * batch_floor_bytes(info, floor, batch, context) / bandwidth;
+
+            std::vector<std::thread> threads;
+            std::vector<kl_status> status(batch, KL_OK);
+            const auto start = Clock::now();
+            for (int32_t i = 0; i < batch; ++i)
+                threads.emplace_back([&, i] {
+                    for (int s = 0; s < steps && status[i] == KL_OK; ++s) {
+                        int32_t token = 0;
+                        status[i] = kl_session_next(raw[i], &params[i], &token, nullptr, 0, nullptr);
+                    }
+                });
+            for (auto& t : threads) t.join();
+            const double threaded = batch * steps / seconds_since(start);
+            for (kl_status st : status) check(st);
+            std::printf("%8d %6d %12.3f %14.1f %12.3f %14.1f %7.0f%% %14.1f\n", context, batch,
+                        p50, batch * 1e3 / p50, floor_ms, batch * 1e3 / floor_ms,
+                        100.0 * floor_ms / p50, threaded);
+            std::fflush(stdout);
+        }
+    }
 }
 
 // Prefill: best of the repeats, fresh session each. Decode: the median time of one
@@ -518,6 +614,9 @@ int cmd_bench(const Options& o) {
         std::printf("%10d %12.3f %12.1f %12.3f %8.2f\n", context, p50, bytes / 1e6, floor_ms,
                     p50 / floor_ms);
     }
+    if (o.has("batch"))
+        bench_batches(model.get(), info, floor, contexts, o.ints("batch", "1"), decode_steps,
+                      bandwidth);
     return 0;
 }
 

@@ -1,0 +1,175 @@
+// core/decode_batcher.h on a backend that only records its passes: steps that threads run at
+// the same time share passes, a pass never exceeds max_batch, each step's row reaches the
+// pass with its own state, position and token, a failed pass fails exactly its steps, and a
+// step whose cancel is set when its pass starts runs nothing.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "core/decode_batcher.h"
+#include "core/error.h"
+
+namespace {
+
+struct Row {
+    kl::BackendState* state;
+    uint64_t position;
+    int32_t token;
+};
+
+// A backend whose passes take `pass_time` and are recorded; the rest is never called.
+class RecordingBackend final : public kl::Backend {
+public:
+    explicit RecordingBackend(std::chrono::milliseconds pass_time) : pass_time_(pass_time) {}
+    kl::DeviceKind device() const override { return kl::DeviceKind::Cpu; }
+    uint64_t weight_bytes() const override { return 0; }
+    uint64_t session_fixed_bytes() const override { return 0; }
+    uint64_t kv_bytes_per_token() const override { return 0; }
+    std::unique_ptr<kl::BackendState> create_state(uint64_t) const override { return nullptr; }
+    std::unique_ptr<kl::BackendState> clone_state(const kl::BackendState&) const override {
+        return nullptr;
+    }
+    void reset_state(kl::BackendState&) const override {}
+    void fill_synthetic(kl::BackendState&, uint64_t, uint64_t) const override {}
+    void read_logits(const kl::BackendState&, float*) const override {}
+    void write_logits(kl::BackendState&, const float*) const override {}
+    void save_layer(const kl::BackendState&, size_t, uint64_t, uint8_t*) const override {}
+    void load_layer(kl::BackendState&, size_t, uint64_t, const uint8_t*) const override {}
+    // A lone step comes through forward(), a pass of several through forward_batch().
+    void forward(kl::BackendState& state, uint64_t position, const int32_t* tokens, size_t n,
+                 float* last, float* all, const std::atomic<bool>&) const override {
+        EXPECT_EQ(n, 1u);
+        EXPECT_EQ(last, nullptr);
+        EXPECT_EQ(all, nullptr);
+        kl::BackendState* states[] = {&state};
+        record(states, &position, tokens, 1);
+    }
+    void forward_batch(kl::BackendState* const* states, const uint64_t* positions,
+                       const int32_t* tokens, size_t n) const override {
+        EXPECT_GT(n, 1u);
+        record(states, positions, tokens, n);
+    }
+    void record(kl::BackendState* const* states, const uint64_t* positions,
+                const int32_t* tokens, size_t n) const {
+        std::this_thread::sleep_for(pass_time_);
+        std::lock_guard<std::mutex> lock(mutex_);
+        std::vector<Row> pass;
+        for (size_t i = 0; i < n; ++i) pass.push_back({states[i], positions[i], tokens[i]});
+        passes_.push_back(pass);
+        for (const Row& r : pass)
+            if (r.token == kFailingToken) kl::fail(kl::Status::OutOfMemory, "device full");
+    }
+    std::vector<std::vector<Row>> passes() const {
+        std::lock_guard<std::mutex> lock(mutex_);
+        return passes_;
+    }
+    static constexpr int32_t kFailingToken = -7;
+
+private:
+    std::chrono::milliseconds pass_time_;
+    mutable std::mutex mutex_;
+    mutable std::vector<std::vector<Row>> passes_;
+};
+
+struct FakeState final : kl::BackendState {
+    FakeState() : kl::BackendState(100, 1) {}
+};
+
+TEST(DecodeBatcher, ConcurrentStepsShareBoundedPassesWithTheirOwnRows) {
+    constexpr int kThreads = 8, kSteps = 5;
+    constexpr size_t kMaxBatch = 3;
+    RecordingBackend backend(std::chrono::milliseconds(20));
+    kl::DecodeBatcher batcher(backend, kMaxBatch, std::chrono::microseconds(0));
+    std::vector<FakeState> states(kThreads);
+    std::vector<std::thread> threads;
+    for (int t = 0; t < kThreads; ++t)
+        threads.emplace_back([&, t] {
+            const std::atomic<bool> never(false);
+            for (int step = 0; step < kSteps; ++step)
+                batcher.step(states[t], 10 * t + step, 100 * t + step, never);
+        });
+    for (auto& th : threads) th.join();
+
+    const auto passes = backend.passes();
+    size_t rows = 0, shared = 0;
+    std::vector<std::vector<uint64_t>> positions_of(kThreads);
+    for (const auto& pass : passes) {
+        EXPECT_LE(pass.size(), kMaxBatch);
+        rows += pass.size();
+        shared += pass.size() > 1;
+        for (const Row& r : pass) {
+            const auto t = static_cast<size_t>(static_cast<FakeState*>(r.state) - states.data());
+            ASSERT_LT(t, states.size());
+            EXPECT_EQ(r.token, static_cast<int32_t>(100 * t + r.position - 10 * t));
+            positions_of[t].push_back(r.position);
+        }
+    }
+    EXPECT_EQ(rows, static_cast<size_t>(kThreads * kSteps)) << "every step ran exactly once";
+    // 8 threads against 20 ms passes: most steps wait for a pass and share the next one.
+    EXPECT_GE(shared, 2u) << passes.size() << " passes";
+    for (int t = 0; t < kThreads; ++t) {
+        std::vector<uint64_t> want;
+        for (int step = 0; step < kSteps; ++step) want.push_back(10 * t + step);
+        EXPECT_EQ(positions_of[t], want) << "each thread's steps in its order";
+    }
+}
+
+TEST(DecodeBatcher, APassWaitsForAsManyStepsAsThePreviousOneHad) {
+    using std::chrono::milliseconds;
+    RecordingBackend backend(milliseconds(100));
+    kl::DecodeBatcher batcher(backend, 8, std::chrono::microseconds(2000000));
+    FakeState a, b, c;
+    const std::atomic<bool> never(false);
+    // A pass of one (nothing before it), during which b and c queue: they share the next.
+    std::thread first([&] { batcher.step(a, 0, 1, never); });
+    std::this_thread::sleep_for(milliseconds(30));
+    std::thread second([&] { batcher.step(b, 0, 2, never); });
+    std::thread third([&] { batcher.step(c, 0, 3, never); });
+    first.join(), second.join(), third.join();
+    auto passes = backend.passes();
+    ASSERT_EQ(passes.size(), 2u);
+    EXPECT_EQ(passes[1].size(), 2u);
+    // The last pass had two steps: a pass now waits (up to 2 s) for a second step, so one
+    // arriving 50 ms late joins it instead of running alone, and nobody waits the full 2 s.
+    const auto start = std::chrono::steady_clock::now();
+    std::thread late([&] {
+        std::this_thread::sleep_for(milliseconds(50));
+        batcher.step(b, 1, 4, never);
+    });
+    batcher.step(a, 1, 5, never);
+    late.join();
+    EXPECT_LT(std::chrono::steady_clock::now() - start, milliseconds(1500));
+    passes = backend.passes();
+    ASSERT_EQ(passes.size(), 3u);
+    EXPECT_EQ(passes[2].size(), 2u) << "the late step joined the waiting pass";
+}
+
+TEST(DecodeBatcher, AFailedPassFailsItsStepsAndACancelledStepRunsNothing) {
+    RecordingBackend backend(std::chrono::milliseconds(0));
+    kl::DecodeBatcher batcher(backend, 4, std::chrono::microseconds(0));
+    FakeState a;
+    const std::atomic<bool> never(false), cancelled(true);
+    try {
+        batcher.step(a, 0, RecordingBackend::kFailingToken, never);
+        ADD_FAILURE() << "the pass's failure was not reported";
+    } catch (const kl::Error& e) {
+        EXPECT_EQ(e.status(), kl::Status::OutOfMemory);
+    }
+    const size_t before = backend.passes().size();
+    try {
+        batcher.step(a, 0, 1, cancelled);
+        ADD_FAILURE() << "a cancelled step ran";
+    } catch (const kl::Error& e) {
+        EXPECT_EQ(e.status(), kl::Status::Cancelled);
+    }
+    EXPECT_EQ(backend.passes().size(), before) << "no pass ran for a cancelled step";
+    batcher.step(a, 0, 1, never);  // the batcher still works
+    EXPECT_EQ(backend.passes().size(), before + 1);
+}
+
+}  // namespace
