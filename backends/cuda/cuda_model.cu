@@ -138,6 +138,7 @@ void CudaBackend::forward(BackendState& base, uint64_t position, const int32_t* 
                   "copy logits");
         check(cudaStreamSynchronize(stream_), "forward");
         profile_.section(nullptr, stream_);
+        if (n == 1 && st.decode_graph_[in]) profile_.replayed(st.decode_graph_[in]);
     } catch (...) {
         cudaStreamSynchronize(stream_);
         cudaGetLastError();
@@ -202,6 +203,7 @@ void CudaBackend::capture_decode_graphs(CudaState& st) const {
         try {
             run_piece(st, 1, st.recurrent(p), st.recurrent(1 - p), st.logits(1 - p), nullptr,
                       never);
+            profile_.section(nullptr, stream_);  // the closing mark (KL_CUDA_PROFILE=graph)
         } catch (...) {
             cudaStreamEndCapture(stream_, &graph);
             if (graph) cudaGraphDestroy(graph);
@@ -212,6 +214,7 @@ void CudaBackend::capture_decode_graphs(CudaState& st) const {
         const cudaError_t status = cudaGraphInstantiate(&st.decode_graph_[p], graph, 0);
         cudaGraphDestroy(graph);
         check(status, "cudaGraphInstantiate");
+        profile_.captured(st.decode_graph_[p]);
     }
 }
 
