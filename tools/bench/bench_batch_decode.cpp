@@ -8,30 +8,32 @@
 #include <memory>
 #include <vector>
 
+#include "core/config.h"
 #include "core/model.h"
 
 namespace {
 
 constexpr uint64_t kContext = 256;  // each session's position is about this far in
 
-kl::ModelConfig bench_config() {
-    kl::ModelConfig c;
-    c.hidden_size = 512, c.num_hidden_layers = 8, c.vocab_size = 8192, c.intermediate_size = 1024;
-    c.num_attention_heads = 4, c.kv_lora_rank = 128, c.qk_nope_head_dim = 32;
-    c.qk_rope_head_dim = 16, c.v_head_dim = 32;
-    c.kda_num_heads = 4, c.kda_head_dim = 64, c.short_conv_kernel_size = 4;
-    c.kda_layers = {1, 2, 3, 5, 6, 7}, c.full_attn_layers = {4, 8};
-    c.num_experts = 16, c.num_experts_per_token = 4, c.moe_intermediate_size = 256;
-    c.num_shared_experts = 1, c.first_k_dense_replace = 1, c.routed_scaling_factor = 2.446f;
-    c.max_context = 4096;
-    return c;
-}
+// config.json form, as kl_model_create_random takes it.
+constexpr const char* kConfig = R"({
+  "hidden_size": 512, "num_hidden_layers": 8, "vocab_size": 8192, "intermediate_size": 1024,
+  "rms_norm_eps": 1e-05,
+  "num_attention_heads": 4, "kv_lora_rank": 128, "q_lora_rank": null,
+  "qk_nope_head_dim": 32, "qk_rope_head_dim": 16, "v_head_dim": 32,
+  "linear_attn_config": {"num_heads": 4, "head_dim": 64, "short_conv_kernel_size": 4,
+                         "kda_layers": [1, 2, 3, 5, 6, 7], "full_attn_layers": [4, 8]},
+  "num_experts": 16, "num_experts_per_token": 4, "num_shared_experts": 1,
+  "moe_intermediate_size": 256, "routed_scaling_factor": 2.446, "first_k_dense_replace": 1,
+  "model_max_length": 4096
+})";
 
 const kl::Model& model() {
     static const std::unique_ptr<kl::Model> m = [] {
         kl::ModelLoadOptions options;
         options.device = kl::DeviceRequest::Cpu;
-        return kl::Model::create_random(bench_config(), 1, options);
+        return kl::Model::create_random(kl::ModelConfig::from_json(kConfig, "bench config"), 1,
+                                        options);
     }();
     return *m;
 }
