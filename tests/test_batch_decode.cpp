@@ -1,6 +1,7 @@
 // The CPU backend's batched decode (Backend::forward_batch): one token for each of n sessions
 // at their own positions equals n single-token forward() calls on copies of the same states,
-// in the logits and in every layer's state afterwards, whatever the order of the rows.
+// in the logits and in every layer's state afterwards, whatever the order of the rows; and a
+// call that runs out of memory at any allocation leaves every session exactly as it was.
 #include <gtest/gtest.h>
 
 #include <algorithm>
