@@ -43,6 +43,34 @@ struct CpuState final : BackendState {
     std::vector<float> logits;                   // [vocab]: the last token's
 };
 
+// One session's rows of a pass: rows [begin, begin + count) are its tokens, the first at
+// `position`. forward() is one segment of n rows, forward_batch() one segment of one row per
+// session, and the layers run every segment through the same code. The recurrent state is
+// updated on the segment's copies, committed only after the whole pass succeeded; the MLA
+// cache gains its rows in place, past the position, where they stay invisible until the
+// caller advances it. So a throw anywhere leaves every session as it was.
+struct Segment {
+    Segment(CpuState& s, uint64_t pos, size_t first, size_t rows)
+        : state(&s),
+          position(pos),
+          begin(first),
+          count(rows),
+          kda_state(s.kda_state),
+          conv_state(s.conv_state) {}
+
+    CpuState* state;
+    uint64_t position;
+    size_t begin, count;
+    std::vector<std::vector<float>> kda_state, conv_state;  // working copies, per layer
+
+    // Cannot throw: called for every segment once nothing can fail any more.
+    void commit(std::vector<float>& logits) noexcept {
+        state->logits.swap(logits);
+        state->kda_state.swap(kda_state);
+        state->conv_state.swap(conv_state);
+    }
+};
+
 class CpuBackend final : public Backend {
 public:
     CpuBackend(const ModelConfig& config, ModelWeights weights, int n_threads)
@@ -83,6 +111,8 @@ public:
     void forward(BackendState& state_base, uint64_t position, const int32_t* tokens, size_t n,
                  float* last_logits, float* all_logits,
                  const std::atomic<bool>& cancel) const override;
+    void forward_batch(BackendState* const* states, const uint64_t* positions,
+                       const int32_t* tokens, size_t n) const override;
 
 private:
     void linear(const float* x, size_t n, const Matrix& w, float* y) const {
@@ -94,10 +124,29 @@ private:
         for (size_t t = 0; t < n; ++t)
             cpu::rms_norm(x + t * dim, weight.data(), dim, config_.rms_norm_eps, y + t * dim);
     }
-    void kda_layer(const KdaWeights& w, const float* x, size_t n, std::vector<float>& kda_state,
-                   std::vector<float>& conv_state, float* out) const;
-    void mla_layer(const MlaWeights& w, const float* x, size_t n, uint64_t position,
-                   std::vector<float>& cache, float* out, const std::atomic<bool>& cancel) const;
+    // Per-session work: with fewer segments than threads each one gets the whole pool (its
+    // ops split heads or cache rows over it); with more, the segments are spread over it.
+    template <class Body>
+    void for_each_segment(std::vector<Segment>& segments, const Body& body) const {
+        if (segments.size() < static_cast<size_t>(pool_.size())) {
+            for (Segment& segment : segments) body(segment);
+            return;
+        }
+        pool_.parallel_for(segments.size(), 1, [&](size_t begin, size_t end) {
+            for (size_t i = begin; i < end; ++i) body(segments[i]);
+        });
+    }
+    // The decoder layers over rows [0, n) of tokens, the segments partitioning the rows:
+    // returns the hidden rows [n, hidden] before the final norm. cancel may be null.
+    std::vector<float> run_layers(std::vector<Segment>& segments, const int32_t* tokens, size_t n,
+                                  const std::atomic<bool>* cancel) const;
+    // logits [rows, vocab] = lm_head(RMSNorm(x; final_norm)) of x [rows, hidden].
+    void output_logits(const float* x, size_t rows, float* logits) const;
+    void kda_layer(const KdaWeights& w, size_t layer, const float* x, size_t n,
+                   std::vector<Segment>& segments, float* out) const;
+    void mla_layer(const MlaWeights& w, size_t layer, const float* x, size_t n,
+                   std::vector<Segment>& segments, float* out,
+                   const std::atomic<bool>* cancel) const;
     void mlp(const MlpWeights& w, const float* x, size_t n, float* out) const;
     void moe(const MoeWeights& w, const float* x, size_t n, float* out) const;
 
@@ -114,8 +163,7 @@ void CpuBackend::reset_state(BackendState& state_base) const {
     std::fill(state.logits.begin(), state.logits.end(), 0.0f);
 }
 
-void CpuBackend::fill_synthetic(BackendState& state_base, uint64_t position,
-                                uint64_t seed) const {
+void CpuBackend::fill_synthetic(BackendState& state_base, uint64_t position, uint64_t seed) const {
     auto& state = static_cast<CpuState&>(state_base);
     const RandomInit small{false, 0.0f, 0.05f}, unit{false, 0.0f, 1.0f};
     const size_t width = static_cast<size_t>(config_.mla_cache_width());
@@ -166,9 +214,8 @@ void CpuBackend::load_layer(BackendState& state_base, size_t layer, uint64_t pos
     }
 }
 
-void CpuBackend::kda_layer(const KdaWeights& w, const float* x, size_t n,
-                           std::vector<float>& kda_state, std::vector<float>& conv_state,
-                           float* out) const {
+void CpuBackend::kda_layer(const KdaWeights& w, size_t layer, const float* x, size_t n,
+                           std::vector<Segment>& segments, float* out) const {
     const size_t H = static_cast<size_t>(config_.kda_num_heads);
     const size_t D = static_cast<size_t>(config_.kda_head_dim);
     const size_t HD = H * D;
@@ -181,8 +228,10 @@ void CpuBackend::kda_layer(const KdaWeights& w, const float* x, size_t n,
     float* conv_out[3] = {q.data(), k.data(), v.data()};
     for (int i = 0; i < 3; ++i) {
         linear(x, n, *projections[i], projected.data());
-        cpu::short_conv_silu(projected.data(), n, HD, conv_weights[i]->data(), kernel,
-                             conv_state.data() + i * conv_floats, conv_out[i]);
+        for (Segment& s : segments)  // a few multiply-adds per channel: not worth the pool
+            cpu::short_conv_silu(
+                projected.data() + s.begin * HD, s.count, HD, conv_weights[i]->data(), kernel,
+                s.conv_state[layer].data() + i * conv_floats, conv_out[i] + s.begin * HD);
     }
     cpu::l2_normalize_heads(q.data(), n * H, D);
     cpu::l2_normalize_heads(k.data(), n * H, D);
@@ -205,12 +254,17 @@ void CpuBackend::kda_layer(const KdaWeights& w, const float* x, size_t n,
 
     std::vector<float> o(n * HD);
     const float scale = 1.0f / std::sqrt(static_cast<float>(D));
-    if (n == 1)
-        cpu::kda_recurrent(pool_, q.data(), k.data(), v.data(), g.data(), beta.data(), n, H, D,
-                           scale, kda_state.data(), o.data());
-    else
-        cpu::kda_chunked(pool_, q.data(), k.data(), v.data(), g.data(), beta.data(), n, H, D, scale,
-                         kKdaChunk, kda_state.data(), o.data());
+    for_each_segment(segments, [&](Segment& s) {
+        const size_t at = s.begin * HD;
+        float* state = s.kda_state[layer].data();
+        if (s.count == 1)
+            cpu::kda_recurrent(pool_, q.data() + at, k.data() + at, v.data() + at, g.data() + at,
+                               beta.data() + s.begin * H, 1, H, D, scale, state, o.data() + at);
+        else
+            cpu::kda_chunked(pool_, q.data() + at, k.data() + at, v.data() + at, g.data() + at,
+                             beta.data() + s.begin * H, s.count, H, D, scale, kKdaChunk, state,
+                             o.data() + at);
+    });
 
     // Gated RMSNorm per head: RMSNorm_D(o) * o_norm * sigmoid(g_b(g_a(x))).
     std::vector<float> gate(n * HD);
@@ -226,35 +280,49 @@ void CpuBackend::kda_layer(const KdaWeights& w, const float* x, size_t n,
     linear(o.data(), n, w.o_proj, out);
 }
 
-void CpuBackend::mla_layer(const MlaWeights& w, const float* x, size_t n, uint64_t position,
-                           std::vector<float>& cache, float* out,
-                           const std::atomic<bool>& cancel) const {
+void CpuBackend::mla_layer(const MlaWeights& w, size_t layer, const float* x, size_t n,
+                           std::vector<Segment>& segments, float* out,
+                           const std::atomic<bool>* cancel) const {
     cpu::MlaShape shape{static_cast<size_t>(config_.num_attention_heads),
                         static_cast<size_t>(config_.qk_nope_head_dim),
                         static_cast<size_t>(config_.qk_rope_head_dim),
                         static_cast<size_t>(config_.v_head_dim),
                         static_cast<size_t>(config_.kv_lora_rank)};
     const size_t width = shape.cache_width();
-    const size_t pos = static_cast<size_t>(position);
+    const size_t out_width = shape.heads * shape.v_dim;
 
     std::vector<float> q(n * shape.q_width());
     linear(x, n, w.q_proj, q.data());
 
-    // New cache rows: [RMSNorm(c) * kv_a_layernorm, k_pe] for each token.
-    cache.resize((pos + n) * width);
-    float* rows = cache.data() + pos * width;
-    linear(x, n, w.kv_a_proj_with_mqa, rows);
+    // New cache rows [RMSNorm(c) * kv_a_layernorm, k_pe] for all rows, then each segment's
+    // appended to its session's cache at its position. resize() may reallocate, which keeps
+    // the rows before; a throw leaves the earlier segments' new rows past their positions.
+    std::vector<float> rows(n * width);
+    linear(x, n, w.kv_a_proj_with_mqa, rows.data());
     for (size_t t = 0; t < n; ++t)
-        cpu::rms_norm(rows + t * width, w.kv_a_layernorm.data(), shape.rank, config_.rms_norm_eps,
-                      rows + t * width);
+        cpu::rms_norm(&rows[t * width], w.kv_a_layernorm.data(), shape.rank, config_.rms_norm_eps,
+                      &rows[t * width]);
+    for (Segment& s : segments) {
+        std::vector<float>& cache = s.state->mla_cache[layer];
+        const size_t pos = static_cast<size_t>(s.position);
+        cache.resize((pos + s.count) * width);
+        std::memcpy(cache.data() + pos * width, &rows[s.begin * width],
+                    s.count * width * sizeof(float));
+    }
 
-    std::vector<float> attn(n * shape.heads * shape.v_dim);
-    if (n == 1)
-        cpu::mla_attention_absorbed(pool_, shape, q.data(), n, pos, cache.data(),
-                                    w.kv_b_proj.data.data(), attn.data());
-    else
-        cpu::mla_attention_expanded(pool_, shape, q.data(), n, pos, cache.data(),
-                                    w.kv_b_proj.data.data(), attn.data(), &cancel);
+    std::vector<float> attn(n * out_width);
+    for_each_segment(segments, [&](Segment& s) {
+        const float* cache = s.state->mla_cache[layer].data();
+        const size_t pos = static_cast<size_t>(s.position);
+        const float* qs = &q[s.begin * shape.q_width()];
+        float* os = &attn[s.begin * out_width];
+        if (s.count == 1)
+            cpu::mla_attention_absorbed(pool_, shape, qs, 1, pos, cache, w.kv_b_proj.data.data(),
+                                        os);
+        else
+            cpu::mla_attention_expanded(pool_, shape, qs, s.count, pos, cache,
+                                        w.kv_b_proj.data.data(), os, cancel);
+    });
     linear(attn.data(), n, w.o_proj, out);
 }
 
@@ -316,22 +384,12 @@ void CpuBackend::moe(const MoeWeights& w, const float* x, size_t n, float* out) 
     }
 }
 
-void CpuBackend::forward(BackendState& state_base, uint64_t position, const int32_t* tokens,
-                         size_t n, float* last_logits, float* all_logits,
-                         const std::atomic<bool>& cancel) const {
-    auto& state = static_cast<CpuState&>(state_base);
+std::vector<float> CpuBackend::run_layers(std::vector<Segment>& segments, const int32_t* tokens,
+                                          size_t n, const std::atomic<bool>* cancel) const {
     const size_t hidden = static_cast<size_t>(config_.hidden_size);
-    const size_t vocab = static_cast<size_t>(config_.vocab_size);
-    const size_t layers = static_cast<size_t>(config_.num_hidden_layers);
-
-    // The recurrent parts are updated on copies and committed only if the whole pass
-    // succeeds; the MLA cache only gains rows past `position`, which stay invisible until
-    // the caller advances the position. So any throw leaves the session as it was.
-    std::vector<std::vector<float>> kda_state(layers), conv_state(layers);
-    for (size_t layer = 0; layer < layers; ++layer) {
-        kda_state[layer] = state.kda_state[layer];
-        conv_state[layer] = state.conv_state[layer];
-    }
+    auto check_cancel = [cancel] {
+        if (cancel && cancel->load(std::memory_order_relaxed)) fail(Status::Cancelled, "cancelled");
+    };
 
     std::vector<float> x(n * hidden), normed(n * hidden), branch(n * hidden);
     for (size_t t = 0; t < n; ++t)
@@ -339,19 +397,18 @@ void CpuBackend::forward(BackendState& state_base, uint64_t position, const int3
                     weights_.embed_tokens.data.data() + static_cast<size_t>(tokens[t]) * hidden,
                     hidden * sizeof(float));
 
-    for (size_t layer = 0; layer < layers; ++layer) {
-        if (cancel.load(std::memory_order_relaxed)) fail(Status::Cancelled, "cancelled");
+    for (size_t layer = 0; layer < weights_.layers.size(); ++layer) {
+        check_cancel();
         const LayerWeights& lw = weights_.layers[layer];
 
         rms_norm_rows(x.data(), n, lw.input_layernorm, normed.data());
         if (lw.is_kda)
-            kda_layer(lw.kda, normed.data(), n, kda_state[layer], conv_state[layer], branch.data());
+            kda_layer(lw.kda, layer, normed.data(), n, segments, branch.data());
         else
-            mla_layer(lw.mla, normed.data(), n, position, state.mla_cache[layer], branch.data(),
-                      cancel);
+            mla_layer(lw.mla, layer, normed.data(), n, segments, branch.data(), cancel);
         for (size_t i = 0; i < x.size(); ++i) x[i] += branch[i];
         // Between the halves too: a long prefill's layer takes seconds on a CPU.
-        if (cancel.load(std::memory_order_relaxed)) fail(Status::Cancelled, "cancelled");
+        check_cancel();
 
         rms_norm_rows(x.data(), n, lw.post_attention_layernorm, normed.data());
         if (lw.is_moe)
@@ -360,24 +417,51 @@ void CpuBackend::forward(BackendState& state_base, uint64_t position, const int3
             mlp(lw.mlp, normed.data(), n, branch.data());
         for (size_t i = 0; i < x.size(); ++i) x[i] += branch[i];
     }
-    if (cancel.load(std::memory_order_relaxed)) fail(Status::Cancelled, "cancelled");
+    check_cancel();
+    return x;
+}
+
+void CpuBackend::output_logits(const float* x, size_t rows, float* logits) const {
+    std::vector<float> normed(rows * static_cast<size_t>(config_.hidden_size));
+    rms_norm_rows(x, rows, weights_.final_norm, normed.data());
+    linear(normed.data(), rows, weights_.lm_head, logits);
+}
+
+void CpuBackend::forward(BackendState& state, uint64_t position, const int32_t* tokens, size_t n,
+                         float* last_logits, float* all_logits,
+                         const std::atomic<bool>& cancel) const {
+    const size_t hidden = static_cast<size_t>(config_.hidden_size);
+    const size_t vocab = static_cast<size_t>(config_.vocab_size);
+    std::vector<Segment> segments;
+    segments.emplace_back(static_cast<CpuState&>(state), position, 0, n);
+    const std::vector<float> x = run_layers(segments, tokens, n, &cancel);
 
     std::vector<float> logits(vocab);
     if (all_logits) {
-        rms_norm_rows(x.data(), n, weights_.final_norm, normed.data());
-        linear(normed.data(), n, weights_.lm_head, all_logits);
+        output_logits(x.data(), n, all_logits);
         std::memcpy(logits.data(), all_logits + (n - 1) * vocab, vocab * sizeof(float));
     } else {
-        rms_norm_rows(x.data() + (n - 1) * hidden, 1, weights_.final_norm, normed.data());
-        linear(normed.data(), 1, weights_.lm_head, logits.data());
+        output_logits(x.data() + (n - 1) * hidden, 1, logits.data());
     }
     if (last_logits) std::memcpy(last_logits, logits.data(), vocab * sizeof(float));
+    segments[0].commit(logits);
+}
 
-    state.logits.swap(logits);
-    for (size_t layer = 0; layer < layers; ++layer) {
-        state.kda_state[layer].swap(kda_state[layer]);
-        state.conv_state[layer].swap(conv_state[layer]);
-    }
+void CpuBackend::forward_batch(BackendState* const* states, const uint64_t* positions,
+                               const int32_t* tokens, size_t n) const {
+    if (n == 0) return;
+    const size_t vocab = static_cast<size_t>(config_.vocab_size);
+    std::vector<Segment> segments;
+    segments.reserve(n);
+    for (size_t i = 0; i < n; ++i)
+        segments.emplace_back(static_cast<CpuState&>(*states[i]), positions[i], i, 1);
+    const std::vector<float> x = run_layers(segments, tokens, n, nullptr);
+
+    std::vector<float> all(n * vocab);
+    output_logits(x.data(), n, all.data());
+    std::vector<std::vector<float>> logits(n);
+    for (size_t i = 0; i < n; ++i) logits[i].assign(&all[i * vocab], &all[(i + 1) * vocab]);
+    for (size_t i = 0; i < n; ++i) segments[i].commit(logits[i]);
 }
 
 int device_count() {
