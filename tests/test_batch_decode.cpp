@@ -1,6 +1,7 @@
 // The CPU backend's batched decode (Backend::forward_batch): one token for each of n sessions
 // at their own positions equals n single-token forward() calls on copies of the same states,
-// in the logits and in every layer's state afterwards, whatever the order of the rows.
+// in the logits and in every layer's state afterwards, whatever the order of the rows; and a
+// call that runs out of memory at any allocation leaves every session exactly as it was.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -11,6 +12,7 @@
 #include <random>
 #include <vector>
 
+#include "allocation_failure.h"
 #include "compare.h"
 #include "core/backend.h"
 #include "core/model.h"
@@ -74,15 +76,16 @@ protected:
         return out;
     }
 
-    // The same logits and every layer's state (rows [0, position) of the MLA caches).
+    // The same logits and every layer's state (rows [0, position) of the MLA caches), to
+    // `tolerance` (0: exactly).
     void expect_same_session(const kl::BackendState& got, const kl::BackendState& want,
-                             uint64_t position) const {
-        EXPECT_LE(kl::test::rel_error(logits(got), logits(want)), kTolerance);
+                             uint64_t position, double tolerance = kTolerance) const {
+        EXPECT_LE(kl::test::rel_error(logits(got), logits(want)), tolerance);
         for (size_t layer = 0; layer < static_cast<size_t>(model_->config().num_hidden_layers);
              ++layer)
             EXPECT_LE(kl::test::rel_error(layer_floats(got, layer, position),
                                           layer_floats(want, layer, position)),
-                      kTolerance)
+                      tolerance)
                 << "layer " << layer;
     }
 
@@ -133,6 +136,48 @@ protected:
         expect_batch_equals_single_steps(states, positions, tokens);
     }
 
+    // Runs `call` on copies of `states` with allocation k failing, for k = 0, 1, ... until the
+    // call makes fewer allocations: each failed call must leave every copy exactly as it was,
+    // and the next token on it must give exactly what it gives on the original.
+    template <class Call>
+    void expect_failures_change_nothing(const std::vector<const kl::BackendState*>& states,
+                                        const std::vector<uint64_t>& positions,
+                                        const Call& call) const {
+        long failures = 0;
+        for (long k = 0;; ++k) {
+            std::vector<StatePtr> work;
+            std::vector<kl::BackendState*> rows;
+            for (const kl::BackendState* s : states) {
+                work.push_back(backend().clone_state(*s));
+                rows.push_back(work.back().get());
+            }
+            bool threw = false, fired = false;
+            {
+                kl::test::FailAllocation fail(k);
+                try {
+                    call(rows);
+                } catch (const std::bad_alloc&) {
+                    threw = true;
+                }
+                fired = fail.fired();
+            }
+            if (!fired) break;
+            if (!threw) continue;  // the failed allocation had a fallback (a nothrow new)
+            ++failures;
+            SCOPED_TRACE("allocation " + std::to_string(k) + " failed");
+            for (size_t i = 0; i < states.size(); ++i) {
+                expect_same_session(*work[i], *states[i], positions[i], 0.0);
+                StatePtr original = backend().clone_state(*states[i]);
+                const int32_t next = 29;
+                backend().forward(*work[i], positions[i], &next, 1, nullptr, nullptr, no_cancel_);
+                backend().forward(*original, positions[i], &next, 1, nullptr, nullptr, no_cancel_);
+                expect_same_session(*work[i], *original, positions[i] + 1, 0.0);
+            }
+            if (::testing::Test::HasFailure()) return;  // one report, not one per allocation
+        }
+        EXPECT_GT(failures, 10);  // the pass allocates: the loop really made calls fail
+    }
+
     std::unique_ptr<kl::Model> model_;
     const std::atomic<bool> no_cancel_{false};
 };
@@ -160,6 +205,27 @@ TEST_F(BatchDecode, SameTokenAndPositionInDifferentSessions) {
     StatePtr a = state_after_prompt(8, 1), b = state_after_prompt(8, 2),
              c = state_after_prompt(0, 3);
     expect_batch_equals_single_steps({a.get(), b.get(), c.get()}, {8, 8, 0}, {42, 42, 42});
+}
+
+// A batch that runs out of memory at any of its allocations changes no session.
+TEST_F(BatchDecode, FailedBatchChangesNoSession) {
+    StatePtr a = state_after_prompt(0, 1), b = state_after_prompt(9, 2),
+             c = state_after_prompt(70, 3);
+    const std::vector<uint64_t> positions = {0, 9, 70};
+    const std::vector<int32_t> tokens = {4, 5, 6};
+    expect_failures_change_nothing(
+        {a.get(), b.get(), c.get()}, positions, [&](const std::vector<kl::BackendState*>& rows) {
+            backend().forward_batch(rows.data(), positions.data(), tokens.data(), rows.size());
+        });
+}
+
+// forward() shares the batch's layer code: the same holds for a prefill.
+TEST_F(BatchDecode, FailedForwardChangesNothing) {
+    StatePtr a = state_after_prompt(9, 4);
+    const std::vector<int32_t> tokens = {7, 8, 9, 10};
+    expect_failures_change_nothing({a.get()}, {9}, [&](const std::vector<kl::BackendState*>& rows) {
+        backend().forward(*rows[0], 9, tokens.data(), tokens.size(), nullptr, nullptr, no_cancel_);
+    });
 }
 
 // Cache rows past a session's position (left by a failed call) are overwritten, never read.
