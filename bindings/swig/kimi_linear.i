@@ -179,6 +179,10 @@ kl_status kl_session_reset, kl_status kl_session_fill_synthetic, kl_status kl_se
 %ignore kl_chat_template_apply;
 %ignore kl_chat_tokenize;
 %ignore kl_chat_message; /* messages cross as one packed buffer: klb_chat_template_apply */
+/* Arrays of session pointers and per-session results: a klb_batch gathers and reads them
+ * one value at a time. */
+%ignore kl_batch_next;
+%ignore kl_batch_append;
 
 /* ======================================================================================== */
 #if defined(SWIGJAVA)
@@ -543,6 +547,8 @@ KLB_CS_FIXED(unsigned char, byte, const void* buf)
 %csmethodmodifiers klb_generator_piece "public unsafe";
 %csmethodmodifiers klb_generator_top "public unsafe";
 %csmethodmodifiers klb_session_tokens "public unsafe";
+%csmethodmodifiers klb_batch_append "public unsafe";
+%csmethodmodifiers klb_batch_piece "public unsafe";
 
 %apply int *OUTPUT { int32_t* token };
 
@@ -1184,6 +1190,139 @@ int64_t klb_generator_piece(const klb_generator* generator, char* out_text, size
     size_t len = generator ? generator->step.piece_len : 0;
     if (len > out_cap) return -(int64_t)len;
     if (len > 0) memcpy(out_text, generator->step.piece, len);
+    return (int64_t)len;
+}
+
+%}
+
+/* ---- batched decode: kl_batch_next / kl_batch_append ---------------------------------------
+ * A klb_batch is one batched call's arguments and results, set and read one value at a time:
+ * klb_batch_create(n), klb_batch_set(batch, i, session, params) for each i, then
+ * klb_batch_next (or klb_batch_append), then klb_batch_token / klb_batch_piece for each i,
+ * then klb_batch_free.  It borrows the sessions (they must outlive the call) and copies the
+ * params.  The C API's rules hold: distinct sessions of one model, all or nothing. */
+%{
+struct klb_batch {
+    size_t n;
+    kl_session** sessions;
+    kl_sampling_params* params;
+    int32_t* tokens;
+    size_t* piece_lens;
+    char* pieces;        /* n texts of piece_stride bytes each, after klb_batch_next */
+    size_t piece_stride;
+};
+
+/* kl_batch_next's text room per session, first and last: a text that does not fit fails the
+ * call with nothing appended (the draw is a function of seed and position, so a retry gives
+ * the same tokens) and the library does not say how much it needed, so the room grows. */
+#define KLB_BATCH_FIRST_STRIDE ((size_t)256)
+#define KLB_BATCH_LAST_STRIDE ((size_t)1 << 20)
+%}
+
+%inline %{
+typedef struct klb_batch klb_batch;
+
+/* Frees a batch (NULL is a no-op); not its sessions. */
+void klb_batch_free(klb_batch* batch) {
+    if (!batch) return;
+    free(batch->sessions);
+    free(batch->params);
+    free(batch->tokens);
+    free(batch->piece_lens);
+    free(batch->pieces);
+    free(batch);
+}
+
+/* A batch of n sessions, none set yet (each gets greedy sampling until klb_batch_set). */
+klb_batch* klb_batch_create(size_t n) {
+    klb_batch* batch;
+    size_t i;
+    if (n == 0) {
+        klb_fail_with(KL_ERR_INVALID_ARGUMENT, "a batch needs at least one session");
+        return NULL;
+    }
+    batch = (klb_batch*)calloc(1, sizeof(klb_batch));
+    if (batch) {
+        batch->n = n;
+        batch->sessions = (kl_session**)calloc(n, sizeof(kl_session*));
+        batch->params = (kl_sampling_params*)calloc(n, sizeof(kl_sampling_params));
+        batch->tokens = (int32_t*)calloc(n, sizeof(int32_t));
+        batch->piece_lens = (size_t*)calloc(n, sizeof(size_t));
+    }
+    if (!batch || !batch->sessions || !batch->params || !batch->tokens || !batch->piece_lens) {
+        klb_batch_free(batch);
+        klb_fail_with(KL_ERR_OUT_OF_MEMORY, "out of memory");
+        return NULL;
+    }
+    for (i = 0; i < n; ++i) kl_sampling_params_default(&batch->params[i]);
+    return batch;
+}
+
+/* Session i of the batch and its sampling parameters (NULL: the defaults, greedy). */
+void klb_batch_set(klb_batch* batch, size_t i, kl_session* session, const kl_sampling_params* params) {
+    if (!batch || i >= batch->n) {
+        klb_fail_with(KL_ERR_INVALID_ARGUMENT, "no such place in the batch");
+        return;
+    }
+    batch->sessions[i] = session;
+    if (params)
+        batch->params[i] = *params;
+    else
+        kl_sampling_params_default(&batch->params[i]);
+}
+
+/* kl_batch_next: one token for each session in one pass, or raises (no session changed). */
+void klb_batch_next(klb_batch* batch) {
+    size_t stride = KLB_BATCH_FIRST_STRIDE;
+    kl_status status;
+    if (!batch) {
+        klb_fail_with(KL_ERR_INVALID_ARGUMENT, "batch is NULL");
+        return;
+    }
+    for (;;) {
+        if (stride > batch->piece_stride) {
+            char* pieces = batch->n <= SIZE_MAX / stride ? (char*)malloc(batch->n * stride) : NULL;
+            if (!pieces) {
+                klb_fail_with(KL_ERR_OUT_OF_MEMORY, "out of memory");
+                return;
+            }
+            free(batch->pieces);
+            batch->pieces = pieces;
+            batch->piece_stride = stride;
+        }
+        status = kl_batch_next((kl_session* const*)batch->sessions, batch->n, batch->params,
+                               batch->tokens, batch->pieces, stride, batch->piece_lens);
+        if (status == KL_ERR_INVALID_ARGUMENT && stride < KLB_BATCH_LAST_STRIDE) {
+            stride *= 16; /* perhaps a text without room: nothing changed, again with more */
+            continue;
+        }
+        if (status != KL_OK) klb_fail(status);
+        return;
+    }
+}
+
+/* kl_batch_append: tokens[i] (n of them, one per session) appended in one pass, or raises. */
+void klb_batch_append(klb_batch* batch, const int32_t* tokens, size_t n) {
+    kl_status status;
+    if (!batch || n != batch->n) {
+        klb_fail_with(KL_ERR_INVALID_ARGUMENT, "one token per session of the batch is needed");
+        return;
+    }
+    status = kl_batch_append((kl_session* const*)batch->sessions, n, tokens);
+    if (status != KL_OK) klb_fail(status);
+}
+
+/* The token klb_batch_next appended to session i. */
+int32_t klb_batch_token(const klb_batch* batch, size_t i) {
+    return batch && i < batch->n ? batch->tokens[i] : KL_NO_TOKEN;
+}
+
+/* Session i's text of klb_batch_next (whole UTF-8 characters, may be empty) into out_text
+ * (out_cap bytes, no NUL added): its length in bytes, or -(length needed). */
+int64_t klb_batch_piece(const klb_batch* batch, size_t i, char* out_text, size_t out_cap) {
+    size_t len = batch && batch->pieces && i < batch->n ? batch->piece_lens[i] : 0;
+    if (len > out_cap) return -(int64_t)len;
+    if (len > 0) memcpy(out_text, batch->pieces + i * batch->piece_stride, len);
     return (int64_t)len;
 }
 

@@ -26,7 +26,8 @@ namespace KimiLinear
     /// asked for them, its natural-log probability and the most likely tokens of its step, most
     /// likely first: over the log-softmax of the step's logits after the logit bias and the logits
     /// processor, before the repetition penalty, temperature and top-k/top-p/min-p. Not asked:
-    /// <see cref="Logprob"/> is NaN and <see cref="TopLogprobs"/> empty.
+    /// <see cref="Logprob"/> is NaN and <see cref="TopLogprobs"/> empty (as in the results of
+    /// <see cref="Batch.Next(SamplingParams)"/>, which asks for none).
     /// </summary>
     public sealed class GenerationStep
     {

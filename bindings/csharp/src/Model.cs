@@ -48,39 +48,54 @@ namespace KimiLinear
         /// <param name="progress">called on the loading thread with the fraction done (0..1, rising
         /// to 1); returning false aborts the load (KimiLinearException.Cancelled, no model); an
         /// exception it throws aborts it too and is rethrown</param>
+        /// <param name="maxBatch">decode batching across threads: with more than 1, one-token steps of
+        /// this model's sessions that run at the same time on different threads (Next, Generate
+        /// steps) share one forward pass of up to maxBatch sessions, each keeping its own
+        /// results; 0 or 1: each step runs alone. At most 4096 (the library's bound). To step
+        /// several sessions from one thread, use <see cref="Batch"/>.</param>
+        /// <param name="batchWaitUs">how long (microseconds) a step waits for the others' steps; at most 1000000</param>
         /// <exception cref="KimiLinearException.Io">a file could not be read</exception>
         /// <exception cref="KimiLinearException.Format">a file is malformed</exception>
+        /// <exception cref="ArgumentOutOfRangeException">maxBatch or batchWaitUs is negative</exception>
         public static Model Load(string dir, Device device = Device.Auto, int threads = 0, int deviceIndex = 0,
-                                 Func<float, bool> progress = null)
+                                 Func<float, bool> progress = null, int maxBatch = 0, int batchWaitUs = 0)
         {
             if (dir == null) throw new ArgumentNullException(nameof(dir));
-            using (kl_model_params p = ModelParams(device, threads, deviceIndex))
+            using (kl_model_params p = ModelParams(device, threads, deviceIndex, maxBatch, batchWaitUs))
                 return new Model(LoadProgress.Run(p, progress,
                                                   () => Native.Call(() => kimi_linear_native.klb_model_load(dir, p))));
         }
 
         /// <summary>
         /// A model with deterministic random weights for a config.json text (no files, no
-        /// tokenizer): benchmarks and tests of any shape. progress: as in <see cref="Load"/>.
+        /// tokenizer): benchmarks and tests of any shape. progress, maxBatch, batchWaitUs: as in
+        /// <see cref="Load"/>.
         /// </summary>
         public static Model CreateRandom(string configJson, ulong seed, Device device = Device.Auto, int threads = 0,
-                                         int deviceIndex = 0, Func<float, bool> progress = null)
+                                         int deviceIndex = 0, Func<float, bool> progress = null, int maxBatch = 0,
+                                         int batchWaitUs = 0)
         {
             if (configJson == null) throw new ArgumentNullException(nameof(configJson));
-            using (kl_model_params p = ModelParams(device, threads, deviceIndex))
+            using (kl_model_params p = ModelParams(device, threads, deviceIndex, maxBatch, batchWaitUs))
                 return new Model(LoadProgress.Run(p, progress, () => Native.Call(
                                      () => kimi_linear_native.klb_model_create_random(configJson, seed, p))));
         }
 
         // Every way to a model passes here first, before the generated classes are touched.
-        private static kl_model_params ModelParams(Device device, int threads, int deviceIndex)
+        private static kl_model_params ModelParams(Device device, int threads, int deviceIndex, int maxBatch,
+                                                   int batchWaitUs)
         {
+            // Negative values have no unsigned field to go to; the library checks the upper bounds.
+            if (maxBatch < 0) throw new ArgumentOutOfRangeException(nameof(maxBatch), maxBatch, "must be >= 0");
+            if (batchWaitUs < 0) throw new ArgumentOutOfRangeException(nameof(batchWaitUs), batchWaitUs, "must be >= 0");
             NativeLibraryLoader.EnsureLoaded();
             var p = new kl_model_params();
             kimi_linear_native.kl_model_params_default(p);
             p.device = (kl_device)(int)device;
             p.n_threads = threads;
             p.device_index = deviceIndex;
+            p.max_batch = (uint)maxBatch;
+            p.batch_wait_us = (uint)batchWaitUs;
             return p;
         }
 

@@ -47,24 +47,36 @@ namespace KimiLinear
         /// </summary>
         internal T Use<T>(string owner, Func<IntPtr, T> body)
         {
+            IntPtr ptr = Hold(owner);
+            try
+            {
+                return Native.Call(() => body(ptr));
+            }
+            finally
+            {
+                DangerousRelease();
+            }
+        }
+
+        /// <summary>
+        /// Takes a reference for a call that uses several handles at once (<see cref="Batch"/>):
+        /// the raw pointer, valid until the matching DangerousRelease. Throws
+        /// ObjectDisposedException once disposed.
+        /// </summary>
+        internal IntPtr Hold(string owner)
+        {
             if (IsClosed) throw new ObjectDisposedException(owner);
             bool added = false;
             try
             {
-                try
-                {
-                    DangerousAddRef(ref added);
-                }
-                catch (ObjectDisposedException)
-                {
-                    throw new ObjectDisposedException(owner); // disposed on another thread just now
-                }
-                return Native.Call(() => body(handle));
+                DangerousAddRef(ref added);
             }
-            finally
+            catch (ObjectDisposedException)
             {
-                if (added) DangerousRelease();
+                throw new ObjectDisposedException(owner); // disposed on another thread just now
             }
+            if (!added) throw new ObjectDisposedException(owner);
+            return handle;
         }
     }
 

@@ -31,6 +31,12 @@ namespace KimiLinear
             VocabSize = model.Info.VocabSize;
         }
 
+        /// <summary>The native session's handle, for calls on several sessions at once (<see cref="Batch"/>).</summary>
+        internal SessionHandle Handle
+        {
+            get { return handle; }
+        }
+
         /// <summary>The model this session runs (it may be disposed: the session keeps what it needs).</summary>
         public Model Model { get; }
 

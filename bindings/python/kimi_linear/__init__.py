@@ -15,6 +15,7 @@ bindings/swig/kimi_linear.i) is a separate low-level module; this package does n
 """
 
 from . import _native
+from ._batch import Batch, BatchStep
 from ._conversation import Conversation
 from ._generation import Generation, TokenLogprob
 from ._model import Model
@@ -29,7 +30,7 @@ __version__ = "0.1.0"  # of these bindings; version() is the library's
 
 __all__ = [
     "Model", "Session", "SamplingParams", "ChatMessage", "ModelInfo", "Conversation",
-    "Generation", "TokenLogprob",
+    "Generation", "TokenLogprob", "Batch", "BatchStep",
     "KimiLinearError", "InvalidArgumentError", "IoError", "FormatError", "UnsupportedError",
     "OutOfMemoryError", "ContextFullError", "CancelledError", "DeviceError", "InternalError",
     "BusyError", "LibraryError",

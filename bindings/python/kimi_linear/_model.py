@@ -99,11 +99,18 @@ def _text_call(call, guess: int) -> str:
 class Model:
     """A loaded Kimi Linear checkpoint (weights + tokenizer), immutable after loading.
 
-    ``Model(path, device="auto", device_index=0, threads=0, progress=None)`` loads a
-    Hugging Face style folder (config.json, *.safetensors, tokenizer files if present).
-    ``threads=0`` uses all hardware threads. ``progress(fraction)`` is called during the load;
-    returning False cancels it (CancelledError); an exception raised in it cancels the load
-    and is re-raised.
+    ``Model(path, device="auto", device_index=0, threads=0, progress=None, max_batch=0,
+    batch_wait_us=0)`` loads a Hugging Face style folder (config.json, *.safetensors,
+    tokenizer files if present). ``threads=0`` uses all hardware threads. ``progress(fraction)``
+    is called during the load; returning False cancels it (CancelledError); an exception
+    raised in it cancels the load and is re-raised.
+
+    ``max_batch > 1`` batches decode steps across threads (kl_model_params): one-token steps
+    of this model's sessions that run at the same time on different threads (next(),
+    generate() steps) share one forward pass of up to max_batch sessions, each keeping its own
+    results; ``batch_wait_us`` is how long a step waits for the others (at most 1000000).
+    0 or 1 (the default): each step runs alone. To step several sessions from one thread, use
+    Batch.
 
     A model is safe to share between threads and sessions. Use it as a context manager or
     call close(); sessions made from it stay usable after it is closed.
@@ -111,7 +118,8 @@ class Model:
 
     def __init__(self, path: Union[str, "os.PathLike[str]"], device: str = "auto",
                  device_index: int = 0, threads: int = 0,
-                 progress: Optional[Callable[[float], Any]] = None) -> None:
+                 progress: Optional[Callable[[float], Any]] = None, max_batch: int = 0,
+                 batch_wait_us: int = 0) -> None:
         self._handle: Optional[ModelHandle] = None
         if isinstance(path, (str, bytes)) or hasattr(path, "__fspath__"):
             raw = os.fsencode(path)
@@ -121,12 +129,13 @@ class Model:
             raise ValueError("path contains a NUL character")
         self._path: Optional[str] = os.fsdecode(raw)
         self._create(lambda lib, params, out: lib.kl_model_load(raw, params, out),
-                     device, device_index, threads, progress)
+                     device, device_index, threads, progress, max_batch, batch_wait_us)
 
     @classmethod
     def random(cls, config_json: Union[str, bytes, Mapping[str, Any]], seed: int = 0,
                device: str = "auto", device_index: int = 0, threads: int = 0,
-               progress: Optional[Callable[[float], Any]] = None) -> "Model":
+               progress: Optional[Callable[[float], Any]] = None, max_batch: int = 0,
+               batch_wait_us: int = 0) -> "Model":
         """A model with deterministic random weights for a config.json text (or a dict).
 
         Built directly in the backend's memory, no files; the values are those
@@ -140,14 +149,18 @@ class Model:
         self._handle = None
         self._path = None
         self._create(lambda lib, params, out: lib.kl_model_create_random(text, seed, params, out),
-                     device, device_index, threads, progress)
+                     device, device_index, threads, progress, max_batch, batch_wait_us)
         return self
 
-    def _create(self, call, device, device_index, threads, progress) -> None:
+    def _create(self, call, device, device_index, threads, progress, max_batch,
+                batch_wait_us) -> None:
         """call(lib, kl_model_params, kl_model**) -> kl_status: load or create the model."""
         code = _device_code(device)
         device_index = _check_int("device_index", device_index, 0, 2 ** 31 - 1)
         threads = _check_int("threads", threads, 0, 2 ** 31 - 1)
+        # The C field's range here; the library's own limits (kl_model_params) there.
+        max_batch = _check_int("max_batch", max_batch, 0, 2 ** 32 - 1)
+        batch_wait_us = _check_int("batch_wait_us", batch_wait_us, 0, 2 ** 32 - 1)
         if progress is not None and not callable(progress):
             raise TypeError("progress must be callable or None")
         lib = _native.lib()
@@ -156,6 +169,8 @@ class Model:
         params.device = code
         params.device_index = device_index
         params.n_threads = threads
+        params.max_batch = max_batch
+        params.batch_wait_us = batch_wait_us
         raised: List[BaseException] = []
         if progress is not None:
             def on_progress(fraction: float, _user) -> int:  # non-zero: abort the load

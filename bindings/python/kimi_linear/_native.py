@@ -123,6 +123,8 @@ class kl_model_params(Structure):
         ("n_threads", c_int32),
         ("progress_cb", kl_progress_callback),
         ("progress_user", c_void_p),
+        ("max_batch", c_uint32),  # appended fields (decode batching across threads)
+        ("batch_wait_us", c_uint32),
     ]
 
 
@@ -260,6 +262,10 @@ _SIGNATURES = {
                                         POINTER(kl_generator_p)]),
     "kl_generator_next": (kl_status, [kl_generator_p, POINTER(kl_generation_step)]),
     "kl_generator_free": (None, [kl_generator_p]),
+    # batched decode
+    "kl_batch_next": (kl_status, [POINTER(kl_session_p), c_size_t, POINTER(kl_sampling_params),
+                                  _i32_p, POINTER(c_char), c_size_t, _size_p]),
+    "kl_batch_append": (kl_status, [POINTER(kl_session_p), c_size_t, _i32_p]),
     # tokenizer and chat format
     "kl_tokenize": (kl_status, [kl_model_p, c_char_p, c_size_t, c_int, _i32_p, c_size_t,
                                 _size_p]),

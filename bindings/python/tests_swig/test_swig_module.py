@@ -327,3 +327,71 @@ def test_session_tokens_and_the_generator_s_chat_options(model, session):
     with pytest.raises(n.KimiLinearError) as info:
         n.klb_generator_create(session, 1, None, [], b"", 0, 0, [token], None)
     assert _status_of(info) == n.KL_ERR_INVALID_ARGUMENT
+
+
+def test_batch_next_and_append_equal_one_by_one(model):
+    # klb_batch: session i and its sampling set one at a time, one kl_batch_next, token i and
+    # piece i read back; the same as each session's own klb_session_next.
+    prompts = [PROMPT, "Remember: apple=3"]
+    sessions = [n.klb_session_create(model, None) for _ in prompts]
+    alone = []
+    try:
+        for s, p in zip(sessions, prompts):
+            n.klb_session_append(s, _tokenize(model, p), n.KL_LOGITS_NONE, None, 0)
+            alone.append(n.klb_session_fork(s))
+        hot = _greedy()
+        hot.temperature, hot.seed = 0.9, 5
+        params = [None, hot]  # None: greedy
+        for _ in range(4):
+            batch = n.klb_batch_create(2)
+            try:
+                for i, s in enumerate(sessions):
+                    n.klb_batch_set(batch, i, s, params[i])
+                n.klb_batch_next(batch)
+                for i, f in enumerate(alone):
+                    piece = bytearray(64)
+                    length, token = n.klb_session_next(f, params[i] or _greedy(), piece)
+                    assert n.klb_batch_token(batch, i) == token
+                    out = bytearray(64)
+                    got = n.klb_batch_piece(batch, i, out)
+                    assert out[:got] == piece[:length]
+                    if length > 0:  # a buffer too small: -(length), nothing copied
+                        assert n.klb_batch_piece(batch, i, bytearray(0)) == -length
+            finally:
+                n.klb_batch_free(batch)
+        batch = n.klb_batch_create(2)
+        try:
+            for i, s in enumerate(sessions):
+                n.klb_batch_set(batch, i, s, None)
+            n.klb_batch_append(batch, [5, 6])
+            with pytest.raises(n.KimiLinearError) as info:  # one token per session
+                n.klb_batch_append(batch, [5])
+            assert _status_of(info) == n.KL_ERR_INVALID_ARGUMENT
+            with pytest.raises(n.KimiLinearError) as info:
+                n.klb_batch_set(batch, 2, sessions[0], None)
+            assert _status_of(info) == n.KL_ERR_INVALID_ARGUMENT
+            n.klb_batch_set(batch, 1, sessions[0], None)  # the same session twice
+            with pytest.raises(n.KimiLinearError, match="same session") as info:
+                n.klb_batch_next(batch)
+            assert _status_of(info) == n.KL_ERR_INVALID_ARGUMENT
+        finally:
+            n.klb_batch_free(batch)
+        for s, f, t in zip(sessions, alone, [5, 6]):
+            n.klb_session_append(f, [t], n.KL_LOGITS_NONE, None, 0)
+            assert n.klb_session_position(s) == n.klb_session_position(f)
+        with pytest.raises(n.KimiLinearError) as info:
+            n.klb_batch_create(0)
+        assert _status_of(info) == n.KL_ERR_INVALID_ARGUMENT
+    finally:
+        for s in sessions + alone:
+            n.kl_session_free(s)
+
+
+def test_model_params_carry_max_batch():
+    params = _cpu_params()
+    params.max_batch, params.batch_wait_us = 2, 100
+    m = n.klb_model_load(_env_path("KL_TOKENIZER_MODEL"), params)
+    n.kl_model_free(m)
+    params.max_batch = 5000
+    with pytest.raises(n.KimiLinearError, match="max_batch"):
+        n.klb_model_load(_env_path("KL_TOKENIZER_MODEL"), params)

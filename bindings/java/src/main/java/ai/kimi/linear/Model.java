@@ -109,6 +109,8 @@ public final class Model extends NativeResource {
         params.setDevice(kl_device.swigToEnum(options.device().ordinal()));
         params.setDevice_index(options.deviceIndex());
         params.setN_threads(options.threads());
+        params.setMax_batch(options.maxBatch());
+        params.setBatch_wait_us(options.batchWaitUs());
         return params;
     }
 

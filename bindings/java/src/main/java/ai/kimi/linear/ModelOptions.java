@@ -3,24 +3,39 @@ package ai.kimi.linear;
 import java.util.Objects;
 
 /**
- * How to load a model ({@code kl_model_params}): the device, the GPU ordinal and the CPU worker
- * threads (0 = all hardware threads). Immutable; start from {@link #defaults()}:
- * {@code ModelOptions.defaults().withDevice("cpu").withThreads(4)}.
+ * How to load a model ({@code kl_model_params}): the device, the GPU ordinal, the CPU worker
+ * threads (0 = all hardware threads) and decode batching across threads. Immutable; start from
+ * {@link #defaults()}: {@code ModelOptions.defaults().withDevice("cpu").withThreads(4)}.
+ *
+ * <p>{@code maxBatch > 1}: one-token steps of this model's sessions that run at the same time on
+ * different threads ({@link Session#next}, {@link Session#generate} steps) share one forward pass
+ * of up to {@code maxBatch} sessions, each keeping its own results; {@code batchWaitUs} is how
+ * long (microseconds) a step waits for the others. 0 or 1 (the default): each step runs alone.
+ * The library bounds both (at most 4096 and 1000000: beyond, the load throws
+ * {@link KimiLinearException.InvalidArgument}). To step several sessions from one thread, use
+ * {@link Batch}.
  */
-public record ModelOptions(Device device, int deviceIndex, int threads) {
+public record ModelOptions(Device device, int deviceIndex, int threads, int maxBatch, int batchWaitUs) {
     public ModelOptions {
         Objects.requireNonNull(device, "device");
         if (deviceIndex < 0) throw new IllegalArgumentException("deviceIndex < 0");
         if (threads < 0) throw new IllegalArgumentException("threads < 0");
+        if (maxBatch < 0) throw new IllegalArgumentException("maxBatch < 0");
+        if (batchWaitUs < 0) throw new IllegalArgumentException("batchWaitUs < 0");
     }
 
-    /** AUTO device, GPU 0, all hardware threads (as {@code kl_model_params_default}). */
+    /** Without decode batching (the options before it existed). */
+    public ModelOptions(Device device, int deviceIndex, int threads) {
+        this(device, deviceIndex, threads, 0, 0);
+    }
+
+    /** AUTO device, GPU 0, all hardware threads, no batching (as {@code kl_model_params_default}). */
     public static ModelOptions defaults() {
-        return new ModelOptions(Device.AUTO, 0, 0);
+        return new ModelOptions(Device.AUTO, 0, 0, 0, 0);
     }
 
     public ModelOptions withDevice(Device device) {
-        return new ModelOptions(device, deviceIndex, threads);
+        return new ModelOptions(device, deviceIndex, threads, maxBatch, batchWaitUs);
     }
 
     /** {@code "auto"}, {@code "cpu"} or {@code "cuda"}. */
@@ -29,10 +44,18 @@ public record ModelOptions(Device device, int deviceIndex, int threads) {
     }
 
     public ModelOptions withDeviceIndex(int deviceIndex) {
-        return new ModelOptions(device, deviceIndex, threads);
+        return new ModelOptions(device, deviceIndex, threads, maxBatch, batchWaitUs);
     }
 
     public ModelOptions withThreads(int threads) {
-        return new ModelOptions(device, deviceIndex, threads);
+        return new ModelOptions(device, deviceIndex, threads, maxBatch, batchWaitUs);
+    }
+
+    public ModelOptions withMaxBatch(int maxBatch) {
+        return new ModelOptions(device, deviceIndex, threads, maxBatch, batchWaitUs);
+    }
+
+    public ModelOptions withBatchWaitUs(int batchWaitUs) {
+        return new ModelOptions(device, deviceIndex, threads, maxBatch, batchWaitUs);
     }
 }

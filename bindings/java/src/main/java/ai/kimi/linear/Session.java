@@ -48,6 +48,11 @@ public final class Session extends NativeResource {
         this.nativeSampling = sampling;
     }
 
+    /** The native session, for a call made while this session is acquired ({@link Batch}). */
+    SWIGTYPE_p_kl_session handle() {
+        return handle;
+    }
+
     /** The model this session runs (it may be closed: the session keeps what it needs). */
     public Model model() {
         return model;
