@@ -148,6 +148,7 @@ class kl_model_info(Structure):
         ("n_params", c_uint64),
         ("n_active_params", c_uint64),
         ("eot_token", c_int32),
+        ("n_routed_params", c_uint64),
     ]
 
 

@@ -125,6 +125,9 @@ class ModelInfo:
     n_active_params: int  #: weights one decode step reads (the routed experts it uses)
     #: the chat format's end-of-turn token (<|im_end|>), None without a chat format
     eot_token: Optional[int] = None
+    #: the routed experts' weights, all experts of all layers (a batch of B tokens reads
+    #: about 1 - (1 - n_experts_active / n_experts)^B of them)
+    n_routed_params: int = 0
 
     @classmethod
     def _from_c(cls, info: Any) -> "ModelInfo":
@@ -141,7 +144,8 @@ class ModelInfo:
             bos_token=None if info.bos_token < 0 else info.bos_token,
             eos_token=None if info.eos_token < 0 else info.eos_token,
             n_params=info.n_params, n_active_params=info.n_active_params,
-            eot_token=None if info.eot_token < 0 else info.eot_token)
+            eot_token=None if info.eot_token < 0 else info.eot_token,
+            n_routed_params=info.n_routed_params)
 
 
 def token_buffer(tokens: Any, what: str = "tokens") -> Tuple[Any, int]:

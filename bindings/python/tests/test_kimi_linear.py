@@ -37,8 +37,9 @@ def test_struct_layouts_match_the_header(kl):
     assert n.kl_model_params.max_batch.offset == 32  # the first release's size
     assert n.kl_model_params.batch_wait_us.offset == 36
     assert ctypes.sizeof(n.kl_session_params) == 16
-    assert ctypes.sizeof(n.kl_model_info) == 104
+    assert ctypes.sizeof(n.kl_model_info) == 112
     assert n.kl_model_info.eot_token.offset == 96
+    assert n.kl_model_info.n_routed_params.offset == 104
     assert n.kl_model_info.max_context.offset == 32
     assert n.kl_model_info.device.offset == 40
     assert n.kl_model_info.weight_bytes.offset == 48
@@ -132,6 +133,7 @@ def test_model_info(kl, model):
     assert info.max_context > 0 and info.weight_bytes > 0 and info.kv_bytes_per_token > 0
     assert info.bos_token is not None and info.eos_token is not None
     assert 0 < info.n_active_params <= info.n_params
+    assert 0 < info.n_routed_params < info.n_params
     assert model.detokenize([info.bos_token, info.eos_token]) == "[BOS][EOS]"
     assert model.has_tokenizer
     with pytest.raises(AttributeError):
