@@ -166,8 +166,9 @@ constexpr int kCombineWarps = 8, kCombineCols = 128;
 
 __global__ void __launch_bounds__(kCombineWarps * 32)
     mla_combine(const float2* partial_ml, float* partial_o, int splits, int m_padded, int rank) {
-    partial_ml += size_t(blockIdx.z) * splits * m_padded;
-    partial_o += size_t(blockIdx.z) * splits * m_padded * rank;
+    const int session_rows = int(blockIdx.z) * splits * m_padded;  // < 2^31: the plan's sizes
+    partial_ml += session_rows;
+    partial_o += size_t(session_rows) * rank;
     extern __shared__ float combine_shared[];
     const int slots = (splits + 3) & ~3;  // keeps `sums` 16-byte aligned
     float* weight = combine_shared;                              // [splits], compacted
