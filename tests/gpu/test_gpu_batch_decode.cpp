@@ -7,10 +7,11 @@
 // Skipped (GTEST_SKIP) without a usable GPU.
 //
 // Tolerances (max |diff| / max |want| per row): the batch runs other GEMM shapes (cuBLASLt
-// instead of GEMVs above 4 rows), the grouped MoE and fewer MLA splits, so its rounding
-// differs from the single path's: 1e-2 on every row of a dense model (kGpuSelfTolerance of
-// test_gpu_model.cpp); with routing, a bf16 near-tie may pick another expert in one of the
-// two, so the median row within 1e-2 and 90% of rows within the bf16 tolerance 3e-2.
+// instead of GEMVs above 4 rows), the grouped MoE and fewer MLA splits, so its bf16
+// activations round differently from the single path's: the median row within 1e-2 (the
+// GPU self-consistency tolerance of test_gpu_model.cpp) and, on a dense model, every row
+// within the bf16 tolerance 3e-2 of the whole-model tests; with routing a near-tie may pick
+// another expert in one of the two, so 90% of rows within 3e-2.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -130,12 +131,9 @@ struct Comparison {
     void expect(bool routed, const std::string& where) {
         std::sort(errors.begin(), errors.end());
         const double median = errors[errors.size() / 2], p90 = errors[errors.size() * 9 / 10];
-        if (routed) {
-            EXPECT_LE(median, kSelfTolerance) << where << ": median row";
-            EXPECT_LE(p90, kBf16Tolerance) << where << ": 90th percentile row";
-        } else {
-            EXPECT_LE(errors.back(), kSelfTolerance) << where << ": worst row";
-        }
+        EXPECT_LE(median, kSelfTolerance) << where << ": median row";
+        EXPECT_LE(routed ? p90 : errors.back(), kBf16Tolerance)
+            << where << (routed ? ": 90th percentile row" : ": worst row");
         EXPECT_EQ(argmax_mismatches, 0u) << where << " (" << argmax_checked << " rows checked)";
         std::printf("[ gpu batch ] %s: rows %zu, median %.2e p90 %.2e max %.2e, argmax %zu/%zu\n",
                     where.c_str(), errors.size(), median, p90, errors.back(),
@@ -298,7 +296,7 @@ TEST(GpuBatchDecodeGroups, MoreThanOnePass) {
         worst = std::max(worst, rel_error(logits_of(b, *states[i], vocab),
                                           logits_of(b, *twins[i], vocab)));
     }
-    EXPECT_LE(worst, kSelfTolerance);
+    EXPECT_LE(worst, kBf16Tolerance);  // dense: every row (see the top of the file)
 
     // An empty batch changes nothing.
     const std::vector<float> before = logits_of(b, *states[0], vocab);
