@@ -2,7 +2,7 @@
 // sessions by one token each, reading the weights once for all of them, and device sampling
 // for n sessions with one copy back. The per-session parts (KDA state, MLA cache, history,
 // logits) are reached through device tables of per-row pointers (BatchTables), uploaded once
-// per group of up to kMaxBatch rows.
+// per group of up to kMaxBatch rows; the pass itself is one CUDA graph replay per group.
 #include <algorithm>
 #include <vector>
 
@@ -36,19 +36,18 @@ void CudaBackend::forward_batch(BackendState* const* states, const uint64_t* pos
     }
 }
 
-// Enqueues one group (n <= kMaxBatch rows): the tables, the tokens into the histories, the
-// layers, lm_head in chunks of kBatchLogitsRows rows, each row's logits into its state.
+// One group (n <= kMaxBatch rows): the tables of its rows, uploaded in one copy, then the
+// pass of n rows, a CUDA graph per n (captured at its first use: the tables sit at fixed
+// places in the workspace, so one graph serves every group of n rows), eager while
+// KL_CUDA_PROFILE times the sections.
 void CudaBackend::run_batch_group(CudaState* const* states, const uint64_t* positions,
                                   const int32_t* tokens, size_t n) const {
-    const ModelConfig& c = config_;
-    Workspace& ws = *workspace_;
-    const BatchTables t(c.n_mla_layers(), n);
+    const BatchTables t(config_.n_mla_layers(), n);
     std::vector<uint64_t> host((t.bytes + sizeof(uint64_t) - 1) / sizeof(uint64_t), 0);
     char* const h = reinterpret_cast<char*>(host.data());
     auto table = [&](size_t offset) { return reinterpret_cast<const void**>(h + offset); };
     auto* tok = reinterpret_cast<int32_t*>(h + t.tokens);
     auto* pos = reinterpret_cast<int32_t*>(h + t.positions);
-    size_t max_rows = 0;
     for (size_t i = 0; i < n; ++i) {
         const CudaState& s = *states[i];
         const int in = s.current_, out = 1 - in;
@@ -57,14 +56,36 @@ void CudaBackend::run_batch_group(CudaState* const* states, const uint64_t* posi
         table(t.logits)[i] = s.logits(out);
         table(t.history)[i] = s.history_.as<int32_t>();
         for (size_t l = 0; l < layers_.size(); ++l)
-            if (!layers_[l].is_kda) table(t.caches)[layers_[l].mla_slot * n + i] = s.cache_[l].as<bf16>();
+            if (!layers_[l].is_kda)
+                table(t.caches)[layers_[l].mla_slot * n + i] = s.cache_[l].as<bf16>();
         tok[i] = tokens[i];
         pos[i] = static_cast<int32_t>(positions[i]);  // < capacity < 2^31 (create_state)
-        max_rows = std::max<size_t>(max_rows, s.capacity());
     }
-    char* const d = ws.batch.as<char>();
-    check(cudaMemcpyAsync(d, host.data(), t.bytes, cudaMemcpyHostToDevice, stream_),
+    check(cudaMemcpyAsync(workspace_->batch.as<void>(), host.data(), t.bytes,
+                          cudaMemcpyHostToDevice, stream_),
           "upload batch tables");
+    // One config: every state's KDA layers sit at the same offsets.
+    const std::vector<size_t>& rec_offset = states[0]->recurrent_offset_;
+    if (profile_.enabled())
+        enqueue_batch(n, rec_offset);
+    else
+        check(cudaGraphLaunch(batch_graph(n, rec_offset), stream_), "batch graph");
+}
+
+cudaGraphExec_t CudaBackend::batch_graph(size_t n, const std::vector<size_t>& rec_offset) const {
+    if (batch_graphs_.empty()) batch_graphs_.assign(kMaxBatch + 1, nullptr);
+    if (!batch_graphs_[n]) batch_graphs_[n] = capture([&] { enqueue_batch(n, rec_offset); });
+    return batch_graphs_[n];
+}
+
+// The pass of n rows from the tables in the workspace: the tokens into the histories, the
+// layers, lm_head in chunks of kBatchLogitsRows rows, each row's logits into its state.
+// Nothing here depends on the rows' values on the host, so it can be captured.
+void CudaBackend::enqueue_batch(size_t n, const std::vector<size_t>& rec_offset) const {
+    const ModelConfig& c = config_;
+    Workspace& ws = *workspace_;
+    const BatchTables t(c.n_mla_layers(), n);
+    char* const d = ws.batch.as<char>();
     const auto* d_tokens = reinterpret_cast<const int32_t*>(d + t.tokens);
     const auto* d_positions = reinterpret_cast<const int32_t*>(d + t.positions);
     scatter_tokens(d_tokens, d_positions, reinterpret_cast<int32_t* const*>(d + t.history), n,
@@ -72,12 +93,11 @@ void CudaBackend::run_batch_group(CudaState* const* states, const uint64_t* posi
 
     Pass pass;
     pass.m = n, pass.ids = d_tokens, pass.ids_at = reinterpret_cast<const int32_t*>(d + t.zero);
-    pass.rec_offset = &states[0]->recurrent_offset_;  // one config: the same for every state
+    pass.rec_offset = &rec_offset;
     pass.batch_rec_in = reinterpret_cast<const float* const*>(d + t.rec_in);
     pass.batch_rec_out = reinterpret_cast<float* const*>(d + t.rec_out);
     pass.batch_caches = reinterpret_cast<bf16* const*>(d + t.caches);
     pass.batch_positions = d_positions;
-    pass.batch_max_rows = max_rows;
     const std::atomic<bool> never(false);
     run_layers(pass, never);
 

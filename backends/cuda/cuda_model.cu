@@ -96,6 +96,8 @@ void CudaBackend::upload_expert_pointers(Layer& L) {
 }
 
 CudaBackend::~CudaBackend() {
+    for (cudaGraphExec_t graph : batch_graphs_)
+        if (graph) cudaGraphExecDestroy(graph);
     for (cudaEvent_t event : layer_done_)
         if (event) cudaEventDestroy(event);
     if (stream_) cudaStreamDestroy(stream_);
@@ -187,24 +189,33 @@ void CudaBackend::capture_decode_graphs(CudaState& st) const {
     std::lock_guard<std::mutex> lock(mutex_);
     DeviceGuard guard(device_);
     const std::atomic<bool> never(false);
-    for (int p = 0; p < 2; ++p) {
-        check(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal),
-              "begin graph capture");
-        cudaGraph_t graph = nullptr;
-        try {
+    for (int p = 0; p < 2; ++p)
+        st.decode_graph_[p] = capture([&] {
             run_piece(st, 1, st.recurrent(p), st.recurrent(1 - p), st.logits(1 - p), nullptr,
                       never);
-        } catch (...) {
-            cudaStreamEndCapture(stream_, &graph);
-            if (graph) cudaGraphDestroy(graph);
-            cudaGetLastError();
-            throw;
-        }
-        check(cudaStreamEndCapture(stream_, &graph), "end graph capture");
-        const cudaError_t status = cudaGraphInstantiate(&st.decode_graph_[p], graph, 0);
-        cudaGraphDestroy(graph);
-        check(status, "cudaGraphInstantiate");
+        });
+}
+
+// The graph of what `work` enqueues on the stream (caller holds mutex_); on a throw nothing
+// is left captured.
+cudaGraphExec_t CudaBackend::capture(const std::function<void()>& work) const {
+    check(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal),
+          "begin graph capture");
+    cudaGraph_t graph = nullptr;
+    try {
+        work();
+    } catch (...) {
+        cudaStreamEndCapture(stream_, &graph);
+        if (graph) cudaGraphDestroy(graph);
+        cudaGetLastError();
+        throw;
     }
+    check(cudaStreamEndCapture(stream_, &graph), "end graph capture");
+    cudaGraphExec_t exec = nullptr;
+    const cudaError_t status = cudaGraphInstantiate(&exec, graph, 0);
+    cudaGraphDestroy(graph);
+    check(status, "cudaGraphInstantiate");
+    return exec;
 }
 
 void CudaBackend::linear(const bf16* x, size_t n, const Weight& w, float* y) const {
@@ -394,8 +405,10 @@ void CudaBackend::mla_layer(const Layer& L, const Pass& pass, size_t l, float* o
         latent_to_cache_batch(ws.kv.as<float>(), m, c.kv_lora_rank, width, L.kv_norm.bf(),
                               c.rms_norm_eps, pass.batch_positions, caches, stream_);
         profile_.section("mla attention (batch)", stream_);
-        mla_attention_batch(ws.mq.as<float>(), m, pass.batch_positions, caches,
-                            pass.batch_max_rows, L.kv_b.bf(), Hm, c.qk_nope_head_dim,
+        // Splits planned for any context (INT32_MAX rows, as the workspace is sized), so
+        // that one captured pass serves sessions of every capacity.
+        mla_attention_batch(ws.mq.as<float>(), m, pass.batch_positions, caches, INT32_MAX,
+                            L.kv_b.bf(), Hm, c.qk_nope_head_dim,
                             c.qk_rope_head_dim, c.v_head_dim, c.kv_lora_rank, ws.mla.as<void>(),
                             ws.attn.as<float>(), stream_);
     }

@@ -92,12 +92,11 @@ struct Pass {
     CudaState* st = nullptr;
     const float* rec_in = nullptr;
     float* rec_out = nullptr;
-    // A batch (st null): device tables of m entries (BatchTables), the largest capacity.
+    // A batch (st null): device tables of m entries (BatchTables).
     const float* const* batch_rec_in = nullptr;
     float* const* batch_rec_out = nullptr;
     bf16* const* batch_caches = nullptr;  // [mla layer][m]
     const int32_t* batch_positions = nullptr;
-    size_t batch_max_rows = 0;
 };
 
 // Activations of one forward piece (kPiece tokens at most) and the kernels' scratch: one
@@ -231,6 +230,9 @@ private:
     void run_layers(const Pass& pass, const std::atomic<bool>& cancel) const;
     void run_batch_group(CudaState* const* states, const uint64_t* positions,
                          const int32_t* tokens, size_t n) const;
+    void enqueue_batch(size_t n, const std::vector<size_t>& rec_offset) const;
+    cudaGraphExec_t batch_graph(size_t n, const std::vector<size_t>& rec_offset) const;
+    cudaGraphExec_t capture(const std::function<void()>& work) const;
     void upload_history(const CudaState& st, const int32_t* history, size_t history_len) const;
     KdaDecodeWeights decode_weights(const Layer& L) const;
     void kda_layer(const Layer& L, const Pass& pass, size_t l, float* out) const;
@@ -249,6 +251,8 @@ private:
     mutable std::mutex mutex_;
     mutable OpProfile profile_;             // guarded by mutex_
     std::unique_ptr<Workspace> workspace_;  // guarded by mutex_
+    // [n]: the batched pass of n rows, captured at its first use (guarded by mutex_).
+    mutable std::vector<cudaGraphExec_t> batch_graphs_;
     uint64_t weight_bytes_ = 0;
     bool tied_ = false;
     Weight embed_, final_norm_, lm_head_;

@@ -3,7 +3,8 @@
 // tokens, a few hundred, a few thousand through fill_synthetic), each advanced by one token
 // in one batched pass, against forward() of the same token on a clone of each state. Models:
 // tiny (KDA D=16, the fp32 MLA path), small (D=32, tensor-core MLA, grouped MoE routing),
-// 100m (D=128, rank 256), and all-dense variants, where no router can flip a near-tie.
+// 100m (D=128, rank 256), and all-dense variants, where no router can flip a near-tie; the
+// pass's CUDA graph against the eager pass; more sessions than one pass takes.
 // Skipped (GTEST_SKIP) without a usable GPU.
 //
 // Tolerances (max |diff| / max |want| per row): the batch runs other GEMM shapes (cuBLASLt
@@ -17,6 +18,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cmath>
+#include <cstdlib>
 #include <fstream>
 #include <iterator>
 #include <memory>
@@ -302,6 +304,39 @@ TEST(GpuBatchDecodeGroups, MoreThanOnePass) {
     const std::vector<float> before = logits_of(b, *states[0], vocab);
     b.forward_batch(pointers.data(), positions.data(), tokens.data(), 0);
     EXPECT_EQ(logits_of(b, *states[0], vocab), before);
+}
+
+// The batched pass runs as a CUDA graph per batch size, replayed with new tables; with
+// KL_CUDA_PROFILE=1 it runs eagerly. Both must give the same rows (the same kernels on the
+// same inputs), for each n and for a replay with other sessions at other positions.
+TEST(GpuBatchDecodeGraphs, GraphReplaysEqualTheEagerPass) {
+    if (!have_gpu()) GTEST_SKIP() << "no CUDA device";
+    const std::string dir = model_dir("small");
+    auto graphs = load_gpu(dir);
+    setenv("KL_CUDA_PROFILE", "1", 1);
+    std::unique_ptr<kl::Model> eager;
+    try {
+        eager = load_gpu(dir);
+    } catch (...) {
+        unsetenv("KL_CUDA_PROFILE");
+        throw;
+    }
+    unsetenv("KL_CUDA_PROFILE");
+    const size_t vocab = graphs->config().vocab_size;
+    for (size_t n : {3, 8, 64})
+        for (uint32_t round = 0; round < 2; ++round) {  // the second replays the graph
+            const uint32_t seed = uint32_t(300 + 10 * n + round);
+            Sessions a(graphs->backend(), vocab, n, seed), b(eager->backend(), vocab, n, seed);
+            const std::vector<int32_t> tokens = random_tokens(n, int64_t(vocab), seed);
+            auto pa = a.pointers(), pb = b.pointers();
+            graphs->backend().forward_batch(pa.data(), a.positions.data(), tokens.data(), n);
+            eager->backend().forward_batch(pb.data(), b.positions.data(), tokens.data(), n);
+            for (size_t i = 0; i < n; ++i)
+                EXPECT_LE(rel_error(logits_of(graphs->backend(), *a.states[i], vocab),
+                                    logits_of(eager->backend(), *b.states[i], vocab)),
+                          1e-6)
+                    << "n=" << n << " round " << round << " session " << i;
+        }
 }
 
 }  // namespace
