@@ -225,8 +225,9 @@ TEST_P(GpuBatchDecode, EqualsForwardPerSessionOnClones) {
     }
 }
 
-// sample_batch == sample() per state, over greedy, top-k, top-p, min-p and penalty params
-// (the penalty's history uploaded for the synthetic states, kept for the others).
+// sample_batch == sample() per state == the host sampler on the same logits, over greedy,
+// top-k, top-p, min-p and penalty params (the penalty's history uploaded for the synthetic
+// states, kept on the device for the others).
 TEST_P(GpuBatchDecode, SampleBatchEqualsSamplePerState) {
     const BatchCase c = GetParam();
     auto model = load_gpu(model_dir(c.name));
@@ -255,10 +256,16 @@ TEST_P(GpuBatchDecode, SampleBatchEqualsSamplePerState) {
         std::vector<int32_t> got(n, -1);
         b.sample_batch(states.data(), params.data(), histories.data(), lens.data(),
                        s.positions.data(), n, got.data());
-        for (size_t i = 0; i < n; ++i)
+        for (size_t i = 0; i < n; ++i) {
             EXPECT_EQ(got[i], b.sample(*states[i], params[i], histories[i], lens[i],
                                        s.positions[i]))
                 << c.name << " round " << round << " state " << i;
+            // and the host sampler's pick from the same logits (core/sampler.cpp)
+            const std::vector<float> logits = logits_of(b, *states[i], vocab);
+            EXPECT_EQ(got[i], kl::sample_token(logits.data(), vocab, params[i], histories[i],
+                                               lens[i], s.positions[i]))
+                << c.name << " round " << round << " state " << i << " vs host sampler";
+        }
     }
 }
 
