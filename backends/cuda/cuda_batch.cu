@@ -128,11 +128,10 @@ void CudaBackend::sample_batch(const BackendState* const* states, const Sampling
                 for (size_t i = start; i < start + rows; ++i) {
                     const auto& st = static_cast<const CudaState&>(*states[i]);
                     if (penalty(i)) upload_history(st, histories[i], history_lens[i]);
-                    sample_token_on_device(st.logits(st.current_), config_.vocab_size, params[i],
-                                           st.history_.as<int32_t>(),
-                                           penalty(i) ? history_lens[i] : 0, positions[i],
-                                           ws.sampling.as<void>(),
-                                           ws.sampled.as<int32_t>() + (i - start), stream_);
+                    sample_token_on_device(
+                        st.logits(st.current_), config_.vocab_size, params[i],
+                        st.history_.as<int32_t>(), penalty(i) ? history_lens[i] : 0, positions[i],
+                        ws.sampling.as<void>(), ws.sampled.as<int32_t>() + (i - start), stream_);
                 }
                 check(cudaMemcpyAsync(out + start, ws.sampled.as<void>(), rows * sizeof(int32_t),
                                       cudaMemcpyDeviceToHost, stream_),

@@ -199,8 +199,7 @@ void CudaBackend::capture_decode_graphs(CudaState& st) const {
 // The graph of what `work` enqueues on the stream (caller holds mutex_); on a throw nothing
 // is left captured.
 cudaGraphExec_t CudaBackend::capture(const std::function<void()>& work) const {
-    check(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal),
-          "begin graph capture");
+    check(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal), "begin graph capture");
     cudaGraph_t graph = nullptr;
     try {
         work();
@@ -308,10 +307,11 @@ void CudaBackend::run_layers(const Pass& pass, const std::atomic<bool>& cancel) 
 }
 
 KdaDecodeWeights CudaBackend::decode_weights(const Layer& L) const {
-    return KdaDecodeWeights{L.q_conv.bf(), L.k_conv.bf(),    L.v_conv.bf(),
-                            static_cast<size_t>(config_.short_conv_kernel_size),
-                            L.f_b.bf(),    L.g_b.bf(),       L.a_log.f32(),
-                            L.dt_bias.f32(), L.o_norm.bf(),  config_.rms_norm_eps};
+    return KdaDecodeWeights{L.q_conv.bf(), L.k_conv.bf(),
+                            L.v_conv.bf(), static_cast<size_t>(config_.short_conv_kernel_size),
+                            L.f_b.bf(),    L.g_b.bf(),
+                            L.a_log.f32(), L.dt_bias.f32(),
+                            L.o_norm.bf(), config_.rms_norm_eps};
 }
 
 void CudaBackend::kda_layer(const Layer& L, const Pass& pass, size_t l, float* out) const {
@@ -326,8 +326,8 @@ void CudaBackend::kda_layer(const Layer& L, const Pass& pass, size_t l, float* o
         profile_.section("kda projections (batch)", stream_);
         linear(xn, m, L.x_proj, ws.proj.as<float>());
         profile_.section("kda fused decode step (batch)", stream_);
-        kda_decode_step_batch(ws.proj.as<float>(), L.x_proj.rows, m, H, D, scale,
-                              decode_weights(L), pass.batch_rec_in, pass.batch_rec_out, offset,
+        kda_decode_step_batch(ws.proj.as<float>(), L.x_proj.rows, m, H, D, scale, decode_weights(L),
+                              pass.batch_rec_in, pass.batch_rec_out, offset,
                               offset + c.kda_state_floats(), ws.o_bf.as<bf16>(), 0, stream_);
     } else if (m <= kDecodeTokens && kda_decode_supported(D)) {
         const float* rec_in = pass.rec_in + offset;
@@ -394,8 +394,8 @@ void CudaBackend::mla_layer(const Layer& L, const Pass& pass, size_t l, float* o
     if (pass.st) {
         const int32_t* pos = ws.position.as<int32_t>();
         bf16* cache = pass.st->cache_[l].as<bf16>();
-        latent_to_cache(ws.kv.as<float>(), m, c.kv_lora_rank, width, L.kv_norm.bf(),
-                        c.rms_norm_eps, pos, cache, stream_);
+        latent_to_cache(ws.kv.as<float>(), m, c.kv_lora_rank, width, L.kv_norm.bf(), c.rms_norm_eps,
+                        pos, cache, stream_);
         profile_.section("mla attention", stream_);
         mla_attention(ws.mq.as<float>(), m, pos, pass.st->capacity(), cache, L.kv_b.bf(), Hm,
                       c.qk_nope_head_dim, c.qk_rope_head_dim, c.v_head_dim, c.kv_lora_rank,
@@ -408,9 +408,8 @@ void CudaBackend::mla_layer(const Layer& L, const Pass& pass, size_t l, float* o
         // Splits planned for any context (INT32_MAX rows, as the workspace is sized), so
         // that one captured pass serves sessions of every capacity.
         mla_attention_batch(ws.mq.as<float>(), m, pass.batch_positions, caches, INT32_MAX,
-                            L.kv_b.bf(), Hm, c.qk_nope_head_dim,
-                            c.qk_rope_head_dim, c.v_head_dim, c.kv_lora_rank, ws.mla.as<void>(),
-                            ws.attn.as<float>(), stream_);
+                            L.kv_b.bf(), Hm, c.qk_nope_head_dim, c.qk_rope_head_dim, c.v_head_dim,
+                            c.kv_lora_rank, ws.mla.as<void>(), ws.attn.as<float>(), stream_);
     }
     profile_.section("mla o_proj", stream_);
     cast_to_bf16(ws.attn.as<float>(), m * Hm * c.v_head_dim, ws.attn_bf.as<bf16>(), stream_);

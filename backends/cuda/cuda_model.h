@@ -140,9 +140,9 @@ struct Workspace {
         batch = DeviceBuffer(BatchTables(c.n_mla_layers(), kMaxBatch).bytes);
         sampled = DeviceBuffer(kMaxBatch * sizeof(int32_t));  // sampled ids, a batch's or one
     }
-    DeviceBuffer position, x, branch, xn, proj, q, kk, v, g, gate, o, o_bf, low, low_bf,
-        beta, kda_chunk, mq, kv, attn, attn_bf, mla, ffn_gate, ffn_up, ffn_act, router, chosen,
-        weights, e_act, e_out, moe, logits, sampling, batch, sampled;
+    DeviceBuffer position, x, branch, xn, proj, q, kk, v, g, gate, o, o_bf, low, low_bf, beta,
+        kda_chunk, mq, kv, attn, attn_bf, mla, ffn_gate, ffn_up, ffn_act, router, chosen, weights,
+        e_act, e_out, moe, logits, sampling, batch, sampled;
 };
 
 // One session's state in device memory. Plain data: CudaBackend operates on it.
@@ -228,8 +228,8 @@ private:
     void run_piece(CudaState& st, size_t m, const float* rec_in, float* rec_out, float* logits_out,
                    float* all_logits, const std::atomic<bool>& cancel) const;
     void run_layers(const Pass& pass, const std::atomic<bool>& cancel) const;
-    void run_batch_group(CudaState* const* states, const uint64_t* positions,
-                         const int32_t* tokens, size_t n) const;
+    void run_batch_group(CudaState* const* states, const uint64_t* positions, const int32_t* tokens,
+                         size_t n) const;
     void enqueue_batch(size_t n, const std::vector<size_t>& rec_offset) const;
     cudaGraphExec_t batch_graph(size_t n, const std::vector<size_t>& rec_offset) const;
     cudaGraphExec_t capture(const std::function<void()>& work) const;

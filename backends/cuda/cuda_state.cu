@@ -46,8 +46,7 @@ CudaState::~CudaState() {
         if (graph) cudaGraphExecDestroy(graph);
 }
 
-void CudaBackend::on_stream(const std::function<void(cudaStream_t)>& work,
-                            const char* what) const {
+void CudaBackend::on_stream(const std::function<void(cudaStream_t)>& work, const char* what) const {
     std::lock_guard<std::mutex> lock(mutex_);
     DeviceGuard guard(device_);
     try {

@@ -450,8 +450,8 @@ void run(const Args& a, size_t rows, size_t D, size_t ctas_per_head, cudaStream_
                  " < 3*H*D + 2*D + H = " + std::to_string(3 * HD + 2 * D + H));
     if (n == 0 || rows == 0) return;
     const KdaDecodeWeights& w = a.w;
-    if (!a.proj || !a.o || !w.f_b || !w.g_b || !w.a_log || !w.dt_bias || !w.o_norm ||
-        !w.conv_q || !w.conv_k || !w.conv_v)
+    if (!a.proj || !a.o || !w.f_b || !w.g_b || !w.a_log || !w.dt_bias || !w.o_norm || !w.conv_q ||
+        !w.conv_k || !w.conv_v)
         fail(Status::InvalidArgument, what + "null pointer");
     if (!aligned16(w.f_b) || !aligned16(w.g_b))
         fail(Status::InvalidArgument, what + "f_b/g_b must be 16-byte aligned");
@@ -489,9 +489,22 @@ void kda_decode_step_with_split(const float* proj, size_t proj_stride, size_t n,
         (has_conv && w.kernel <= kMaxConv &&
          overlaps_partly(conv_in, conv_out, 3 * (w.kernel - 1) * HD * sizeof(float))))
         fail(Status::InvalidArgument, what + "outputs must equal their inputs or not overlap them");
-    const Args a{proj,     proj_stride, static_cast<int>(std::min<size_t>(n, kMaxTokens + 1)),
-                 static_cast<int>(w.kernel), H, scale, w, state_in, conv_in, state_out, conv_out,
-                 o,        nullptr,     nullptr, 0, 0};
+    const Args a{proj,
+                 proj_stride,
+                 static_cast<int>(std::min<size_t>(n, kMaxTokens + 1)),
+                 static_cast<int>(w.kernel),
+                 H,
+                 scale,
+                 w,
+                 state_in,
+                 conv_in,
+                 state_out,
+                 conv_out,
+                 o,
+                 nullptr,
+                 nullptr,
+                 0,
+                 0};
     run(a, 1, D, ctas_per_head, stream);
 }
 
@@ -512,10 +525,22 @@ void kda_decode_step_batch(const float* proj, size_t proj_stride, size_t rows, s
         fail(Status::InvalidArgument, what + "null pointer array");
     if (state_offset % 4 != 0 || conv_offset % 4 != 0)
         fail(Status::InvalidArgument, what + "state offsets must be multiples of 4 floats");
-    const Args a{proj,    proj_stride, 1,        static_cast<int>(w.kernel), H,
-                 scale,   w,           nullptr,  nullptr,
-                 nullptr, nullptr,     o,        rows_in,
-                 rows_out, state_offset, conv_offset};
+    const Args a{proj,
+                 proj_stride,
+                 1,
+                 static_cast<int>(w.kernel),
+                 H,
+                 scale,
+                 w,
+                 nullptr,
+                 nullptr,
+                 nullptr,
+                 nullptr,
+                 o,
+                 rows_in,
+                 rows_out,
+                 state_offset,
+                 conv_offset};
     run(a, rows, D, ctas_per_head, stream);
 }
 

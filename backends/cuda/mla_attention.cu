@@ -251,7 +251,8 @@ __global__ void __launch_bounds__(kProjectWarps * 32)
     for (int i = threadIdx.x * 4; i < kTokensPerBlock * rank; i += blockDim.x * 4) {
         const int g = i / rank, c = i - g * rank;
         *reinterpret_cast<float4*>(o_shared + i) =
-            g < n_tok ? *reinterpret_cast<const float4*>(o_lat + size_t(t0 + g) * token_stride + size_t(h) * rank + c)
+            g < n_tok ? *reinterpret_cast<const float4*>(o_lat + size_t(t0 + g) * token_stride +
+                                                         size_t(h) * rank + c)
                       : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
     }
     __syncthreads();
@@ -322,8 +323,8 @@ __device__ float block_total(float value, float* scratch) {
 // pos_device[t] over caches[t].
 __global__ void mla_simple_kernel(const float* q, const int32_t* pos_device, size_t max_rows,
                                   const bf16* one_cache, const bf16* const* caches,
-                                  const bf16* kv_b, int heads, int nope,
-                                  int rope, int v_dim, int rank, float scale, float* out) {
+                                  const bf16* kv_b, int heads, int nope, int rope, int v_dim,
+                                  int rank, float scale, float* out) {
     extern __shared__ float shared[];
     float* q_latent = shared;
     float* q_pe = q_latent + rank;
@@ -348,9 +349,9 @@ __global__ void mla_simple_kernel(const float* q, const int32_t* pos_device, siz
     for (int d = threadIdx.x; d < rope; d += kSimpleThreads) q_pe[d] = qh[nope + d];
     __syncthreads();
 
-    const size_t visible =
-        min(caches ? static_cast<size_t>(pos_device[t]) + 1 : static_cast<size_t>(*pos_device) + t + 1,
-            max_rows);
+    const size_t visible = min(
+        caches ? static_cast<size_t>(pos_device[t]) + 1 : static_cast<size_t>(*pos_device) + t + 1,
+        max_rows);
     float running_max = -INFINITY, running_sum = 0.0f;
     for (size_t tile = 0; tile < visible; tile += kSimpleThreads) {
         const size_t row = tile + threadIdx.x;
@@ -416,7 +417,6 @@ bool aligned(const void* p, size_t bytes) {
     return reinterpret_cast<uintptr_t>(p) % bytes == 0;
 }
 
-
 // The one path of mla_attention and mla_attention_batch: `sessions` sessions of T tokens
 // each (a batch: T = 1, caches and pos_device per session; else one session over cache).
 void attention(const float* q, size_t T, size_t sessions, const int32_t* pos_device,
@@ -463,9 +463,9 @@ void attention(const float* q, size_t T, size_t sessions, const int32_t* pos_dev
     // once: session z's rows follow session z-1's in q_lat as in q.
     const unsigned col_blocks = unsigned((rank + kAbsorbCols - 1) / kAbsorbCols);
     mla_absorb_query<<<dim3(unsigned(heads), col_blocks, token_blocks), kAbsorbWarps * 32,
-                       absorb_shared_bytes(nope), stream>>>(
-        q, int(tokens), int(heads), int(nope), int(rope), int(v_dim), int(rank), scale * kLog2e,
-        kv_b, q_lat);
+                       absorb_shared_bytes(nope), stream>>>(q, int(tokens), int(heads), int(nope),
+                                                            int(rope), int(v_dim), int(rank),
+                                                            scale * kLog2e, kv_b, q_lat);
     check_launch("mla_absorb_query");
 
     FlashParams params{q_lat,
@@ -533,8 +533,7 @@ size_t mla_batch_workspace_bytes(size_t sessions, size_t heads, size_t rank, siz
 
 void mla_attention(const float* q, size_t T, const int32_t* pos_device, size_t max_rows,
                    const bf16* cache, const bf16* kv_b, size_t heads, size_t nope, size_t rope,
-                   size_t v_dim, size_t rank, void* workspace, float* out,
-                   cudaStream_t stream) {
+                   size_t v_dim, size_t rank, void* workspace, float* out, cudaStream_t stream) {
     if (T == 0) return;
     attention(q, T, 1, pos_device, max_rows, cache, nullptr, kv_b, heads, nope, rope, v_dim, rank,
               workspace, out, stream);
@@ -545,13 +544,12 @@ void mla_attention_batch(const float* q, size_t sessions, const int32_t* positio
                          size_t heads, size_t nope, size_t rope, size_t v_dim, size_t rank,
                          void* workspace, float* out, cudaStream_t stream) {
     if (sessions == 0) return;
-    if (!caches_device)
-        fail(Status::InvalidArgument, "mla_attention_batch: null cache array");
+    if (!caches_device) fail(Status::InvalidArgument, "mla_attention_batch: null cache array");
     if (sessions > 65535)
         fail(Status::InvalidArgument,
              "mla_attention_batch: " + std::to_string(sessions) + " sessions exceed 65535");
-    attention(q, 1, sessions, positions_device, max_rows, nullptr, caches_device, kv_b, heads,
-              nope, rope, v_dim, rank, workspace, out, stream);
+    attention(q, 1, sessions, positions_device, max_rows, nullptr, caches_device, kv_b, heads, nope,
+              rope, v_dim, rank, workspace, out, stream);
 }
 
 }  // namespace kl::cuda

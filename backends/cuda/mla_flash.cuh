@@ -24,12 +24,12 @@ using bf16 = __nv_bfloat16;
 struct FlashParams {
     // Per session z (blockIdx.z; one session unless a batch): its query rows, cache, the
     // position of its first query token and its partial results, session z's at offset z.
-    const bf16* q_lat;        // [sessions, m, width] (width = rank + rope)
-    const bf16* cache;        // [max_rows, width] (one session)
+    const bf16* q_lat;          // [sessions, m, width] (width = rank + rope)
+    const bf16* cache;          // [max_rows, width] (one session)
     const bf16* const* caches;  // device array of each session's cache (a batch), or null
-    const int32_t* pos;       // device: [sessions]
-    float* partial_o;         // [sessions, splits, m_padded, rank], unnormalised
-    float2* partial_ml;       // [sessions, splits, m_padded]: (running max in log2 units, sum)
+    const int32_t* pos;         // device: [sessions]
+    float* partial_o;           // [sessions, splits, m_padded, rank], unnormalised
+    float2* partial_ml;         // [sessions, splits, m_padded]: (running max in log2 units, sum)
     int m, heads, width, width_padded, max_rows, splits, m_padded;
 };
 
@@ -100,8 +100,8 @@ __global__ void __launch_bounds__(BM * 8) mla_flash_kernel(FlashParams p) {
     const int blocks = (kv_stop - kv_begin + BN - 1) / BN;
     const bf16* kv_src = cache + static_cast<size_t>(kv_begin) * p.width;
 
-    load_rows<THREADS>(q_s, ld, q_lat + static_cast<size_t>(r0) * p.width, BM, p.m - r0,
-                       p.width, p.width_padded);
+    load_rows<THREADS>(q_s, ld, q_lat + static_cast<size_t>(r0) * p.width, BM, p.m - r0, p.width,
+                       p.width_padded);
 #pragma unroll
     for (int s = 0; s < STAGES - 1; ++s) {
         if (s < blocks)

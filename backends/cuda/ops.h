@@ -35,8 +35,9 @@ void latent_to_cache(const float* kv, size_t rows, size_t rank, size_t width, co
 void latent_to_cache_batch(const float* kv, size_t rows, size_t rank, size_t width, const bf16* w,
                            float eps, const int32_t* positions, bf16* const* caches,
                            cudaStream_t stream);
-// A batched pass's per-session writes (batch_scatter.cu; device arrays of n entries): histories[i][positions[i]]
-// = tokens[i]; dst[i][0, dim) = src[i, :] (each row's logits into its session's buffer).
+// A batched pass's per-session writes (batch_scatter.cu; device arrays of n entries):
+// histories[i][positions[i]] = tokens[i]; dst[i][0, dim) = src[i, :] (each row's logits into its
+// session's buffer).
 void scatter_tokens(const int32_t* tokens, const int32_t* positions, int32_t* const* histories,
                     size_t n, cudaStream_t stream);
 void scatter_rows(const float* src, size_t rows, size_t dim, float* const* dst,

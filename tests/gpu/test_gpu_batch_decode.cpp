@@ -95,8 +95,7 @@ struct Sessions {
             } else {
                 position = i % 3 == 0 ? 1 + i % 4 : 150 + 13 * i;
                 tokens = random_tokens(position, int64_t(vocab), seed + 7 * uint32_t(i));
-                b.forward(*states.back(), 0, tokens.data(), tokens.size(), nullptr, nullptr,
-                          never);
+                b.forward(*states.back(), 0, tokens.data(), tokens.size(), nullptr, nullptr, never);
             }
             positions.push_back(position);
             histories.push_back(std::move(tokens));
@@ -257,8 +256,8 @@ TEST_P(GpuBatchDecode, SampleBatchEqualsSamplePerState) {
         b.sample_batch(states.data(), params.data(), histories.data(), lens.data(),
                        s.positions.data(), n, got.data());
         for (size_t i = 0; i < n; ++i) {
-            EXPECT_EQ(got[i], b.sample(*states[i], params[i], histories[i], lens[i],
-                                       s.positions[i]))
+            EXPECT_EQ(got[i],
+                      b.sample(*states[i], params[i], histories[i], lens[i], s.positions[i]))
                 << c.name << " round " << round << " state " << i;
             // and the host sampler's pick from the same logits (core/sampler.cpp)
             const std::vector<float> logits = logits_of(b, *states[i], vocab);
@@ -271,8 +270,7 @@ TEST_P(GpuBatchDecode, SampleBatchEqualsSamplePerState) {
 
 INSTANTIATE_TEST_SUITE_P(Models, GpuBatchDecode,
                          ::testing::Values(BatchCase{"tiny", true}, BatchCase{"small", true},
-                                           BatchCase{"100m", true},
-                                           BatchCase{"tiny_dense", false},
+                                           BatchCase{"100m", true}, BatchCase{"tiny_dense", false},
                                            BatchCase{"small_dense", false}),
                          [](const ::testing::TestParamInfo<BatchCase>& info) {
                              return std::string(info.param.name);
@@ -302,8 +300,8 @@ TEST(GpuBatchDecodeGroups, MoreThanOnePass) {
     double worst = 0.0;
     for (size_t i = 0; i < n; ++i) {
         b.forward(*twins[i], positions[i], &tokens[i], 1, nullptr, nullptr, never);
-        worst = std::max(worst, rel_error(logits_of(b, *states[i], vocab),
-                                          logits_of(b, *twins[i], vocab)));
+        worst = std::max(
+            worst, rel_error(logits_of(b, *states[i], vocab), logits_of(b, *twins[i], vocab)));
     }
     EXPECT_LE(worst, kBf16Tolerance);  // dense: every row (see the top of the file)
 

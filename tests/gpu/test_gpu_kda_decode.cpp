@@ -370,11 +370,10 @@ void check_batch(size_t H, size_t D, size_t kernel, bool strong, size_t rows, si
     Dev<float> d_proj_rev(proj_rev);
     Dev<uint64_t> d_in_ptrs(in_ptrs), d_out_ptrs(out_ptrs);
     Dev<uint16_t> o(std::vector<uint16_t>(rows * HD, 0x7fc0));
-    kl::cuda::kda_decode_step_batch(
-        d_proj_rev.ptr, p.stride, rows, H, D, p.scale(), dw.w,
-        reinterpret_cast<const float* const*>(d_in_ptrs.ptr),
-        reinterpret_cast<float* const*>(d_out_ptrs.ptr), state_offset, conv_offset,
-        reinterpret_cast<bf16*>(o.ptr), split, nullptr);
+    kl::cuda::kda_decode_step_batch(d_proj_rev.ptr, p.stride, rows, H, D, p.scale(), dw.w,
+                                    reinterpret_cast<const float* const*>(d_in_ptrs.ptr),
+                                    reinterpret_cast<float* const*>(d_out_ptrs.ptr), state_offset,
+                                    conv_offset, reinterpret_cast<bf16*>(o.ptr), split, nullptr);
     ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
     EXPECT_EQ(d_in.get(), in_host) << "the inputs changed";
     const std::vector<float> out = d_out.get();
@@ -382,23 +381,23 @@ void check_batch(size_t H, size_t D, size_t kernel, bool strong, size_t rows, si
     for (size_t r = 0; r < rows; ++r) {
         const Problem& q = row_problems[r];
         const std::string where = "D=" + std::to_string(D) + " H=" + std::to_string(H) +
-                                  " kernel=" + std::to_string(kernel) + " rows=" +
-                                  std::to_string(rows) + " row " + std::to_string(r) +
+                                  " kernel=" + std::to_string(kernel) +
+                                  " rows=" + std::to_string(rows) + " row " + std::to_string(r) +
                                   (strong ? " strong" : " mild");
         const size_t slot = rows - 1 - r;  // where session r sits in the reversed batch
         const std::vector<float> got_state(out.begin() + r * each + state_offset,
                                            out.begin() + r * each + state_offset + state);
         const std::vector<float> got_conv(out.begin() + r * each + conv_offset,
                                           out.begin() + r * each + conv_offset + conv);
-        const std::vector<uint16_t> got_o(o_all.begin() + slot * HD, o_all.begin() + (slot + 1) * HD);
+        const std::vector<uint16_t> got_o(o_all.begin() + slot * HD,
+                                          o_all.begin() + (slot + 1) * HD);
         // The single-session kernel on the same inputs.
         Dev<float> s_proj(q.proj), s_state(q.state), s_conv(q.conv);
         Dev<float> s_state_out(state), s_conv_out(std::max<size_t>(conv, 1));
         Dev<uint16_t> s_o(HD);
-        kl::cuda::kda_decode_step_with_split(s_proj.ptr, p.stride, 1, H, D, p.scale(), dw.w,
-                                             s_state.ptr, s_conv.ptr, s_state_out.ptr,
-                                             s_conv_out.ptr, reinterpret_cast<bf16*>(s_o.ptr),
-                                             split, nullptr);
+        kl::cuda::kda_decode_step_with_split(
+            s_proj.ptr, p.stride, 1, H, D, p.scale(), dw.w, s_state.ptr, s_conv.ptr,
+            s_state_out.ptr, s_conv_out.ptr, reinterpret_cast<bf16*>(s_o.ptr), split, nullptr);
         ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
         EXPECT_EQ(got_state, s_state_out.get()) << where << ": state vs single-session kernel";
         if (conv) {

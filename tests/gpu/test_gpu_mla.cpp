@@ -264,11 +264,10 @@ void check_mla_batch(const ShapeCase& c, size_t n, uint32_t seed, double& worst)
     Dev<uint8_t> work(std::max<size_t>(
         1, kl::cuda::mla_batch_workspace_bytes(256, s.heads, s.rank, s.rope, s.v_dim, max_rows)));
     cudaMemset(work.ptr, 0xff, work.n);
-    kl::cuda::mla_attention_batch(d_q.ptr, n, d_pos.ptr,
-                                  reinterpret_cast<const kl::cuda::bf16* const*>(d_caches.ptr),
-                                  max_rows, reinterpret_cast<const kl::cuda::bf16*>(kv_b.ptr),
-                                  s.heads, s.nope, s.rope, s.v_dim, s.rank, work.ptr, out.ptr,
-                                  nullptr);
+    kl::cuda::mla_attention_batch(
+        d_q.ptr, n, d_pos.ptr, reinterpret_cast<const kl::cuda::bf16* const*>(d_caches.ptr),
+        max_rows, reinterpret_cast<const kl::cuda::bf16*>(kv_b.ptr), s.heads, s.nope, s.rope,
+        s.v_dim, s.rank, work.ptr, out.ptr, nullptr);
     ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
     const std::vector<float> got = out.get();
     const size_t each = s.heads * s.v_dim;
@@ -276,8 +275,8 @@ void check_mla_batch(const ShapeCase& c, size_t n, uint32_t seed, double& worst)
         const auto want = reference(pool, s, in[i], 1, pos[i], ref);
         const std::vector<float> row(got.begin() + i * each, got.begin() + (i + 1) * each);
         const double err = rel_error(row, want);
-        EXPECT_LE(err, c.tolerance) << c.name << " n=" << n << " session " << i << " pos "
-                                    << pos[i];
+        EXPECT_LE(err, c.tolerance)
+            << c.name << " n=" << n << " session " << i << " pos " << pos[i];
         worst = std::max(worst, err);
     }
 }

@@ -72,28 +72,32 @@ void print_row(const char* what, size_t n, const char* extra, double us, double 
 void bench_kda(size_t n) {
     const size_t HD = kH * kD, state = kH * kD * kD, conv = 3 * (kKernel - 1) * HD;
     const size_t each = state + conv;
-    DeviceBuffer conv_q = random_bf16(HD * kKernel, 1, 0.5f), conv_k = random_bf16(HD * kKernel, 2, 0.5f);
+    DeviceBuffer conv_q = random_bf16(HD * kKernel, 1, 0.5f),
+                 conv_k = random_bf16(HD * kKernel, 2, 0.5f);
     DeviceBuffer conv_v = random_bf16(HD * kKernel, 3, 0.5f);
     DeviceBuffer f_b = random_bf16(HD * kD, 4, 0.09f), g_b = random_bf16(HD * kD, 5, 0.09f);
     DeviceBuffer a_log = random_f32(kH, 6, 0.5f, -1.0f), dt_bias = random_f32(HD, 7, 0.5f);
     DeviceBuffer o_norm = random_bf16(kD, 8, 0.1f, 1.0f);
-    const kl::cuda::KdaDecodeWeights w{conv_q.as<bf16>(), conv_k.as<bf16>(), conv_v.as<bf16>(),
-                                       kKernel,           f_b.as<bf16>(),    g_b.as<bf16>(),
-                                       a_log.as<float>(), dt_bias.as<float>(), o_norm.as<bf16>(),
-                                       1e-5f};
+    const kl::cuda::KdaDecodeWeights w{conv_q.as<bf16>(), conv_k.as<bf16>(),
+                                       conv_v.as<bf16>(), kKernel,
+                                       f_b.as<bf16>(),    g_b.as<bf16>(),
+                                       a_log.as<float>(), dt_bias.as<float>(),
+                                       o_norm.as<bf16>(), 1e-5f};
     DeviceBuffer proj = random_f32(n * kStride, 9, 1.0f);
     DeviceBuffer in = random_f32(n * each, 10, 0.3f), out(n * each * sizeof(float));
     DeviceBuffer o(n * HD * sizeof(bf16));
     std::vector<const float*> ins(n);
     std::vector<float*> outs(n);
-    for (size_t i = 0; i < n; ++i) ins[i] = in.as<float>() + i * each, outs[i] = out.as<float>() + i * each;
+    for (size_t i = 0; i < n; ++i)
+        ins[i] = in.as<float>() + i * each, outs[i] = out.as<float>() + i * each;
     DeviceBuffer d_ins = upload(ins), d_outs = upload(outs);
     check(cudaDeviceSynchronize(), "fill");
     const double us = 1000.0 * kl::bench::median_ms(5, 31, [&](int) {
-        kl::cuda::kda_decode_step_batch(proj.as<float>(), kStride, n, kH, kD, 1.0f / std::sqrt(float(kD)),
-                                        w, d_ins.as<const float* const>(), d_outs.as<float* const>(), 0,
-                                        state, o.as<bf16>(), 0, nullptr);
-    });
+                          kl::cuda::kda_decode_step_batch(
+                              proj.as<float>(), kStride, n, kH, kD, 1.0f / std::sqrt(float(kD)), w,
+                              d_ins.as<const float* const>(), d_outs.as<float* const>(), 0, state,
+                              o.as<bf16>(), 0, nullptr);
+                      });
     const double bytes = 2.0 * n * each * sizeof(float) + 2.0 * HD * kD * sizeof(bf16) +
                          3.0 * HD * kKernel * sizeof(bf16) + n * kStride * sizeof(float);
     print_row("kda", n, "", us, bytes);
@@ -111,11 +115,11 @@ void bench_mla(size_t n, size_t rows) {
     DeviceBuffer d_pos = upload(std::vector<int32_t>(n, int32_t(rows - 1)));
     check(cudaDeviceSynchronize(), "fill");
     const double us = 1000.0 * kl::bench::median_ms(5, 31, [&](int) {
-        kl::cuda::mla_attention_batch(q.as<float>(), n, d_pos.as<int32_t>(),
-                                      d_caches.as<const bf16* const>(), rows, kv_b.as<bf16>(),
-                                      kHeads, kNope, kRope, kV, kRank, work.as<void>(),
-                                      out.as<float>(), nullptr);
-    });
+                          kl::cuda::mla_attention_batch(
+                              q.as<float>(), n, d_pos.as<int32_t>(),
+                              d_caches.as<const bf16* const>(), rows, kv_b.as<bf16>(), kHeads,
+                              kNope, kRope, kV, kRank, work.as<void>(), out.as<float>(), nullptr);
+                      });
     const double bytes = double(n) * rows * kWidth * sizeof(bf16) +
                          double(kHeads) * (kNope + kV) * kRank * sizeof(bf16);
     char context[16];

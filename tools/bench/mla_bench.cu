@@ -17,8 +17,8 @@
 
 namespace {
 
-using kl::cuda::bf16;
 using kl::bench::median_ms;
+using kl::cuda::bf16;
 using kl::cuda::check;
 
 constexpr size_t kHeads = 32, kNope = 128, kRope = 64, kV = 128, kRank = 512;
