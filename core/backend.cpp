@@ -2,8 +2,6 @@
 
 #include <vector>
 
-#include "error.h"
-
 namespace kl {
 
 int32_t Backend::sample(const BackendState& state, const SamplingParams& params,
@@ -11,13 +9,6 @@ int32_t Backend::sample(const BackendState& state, const SamplingParams& params,
     std::vector<float> logits(state.vocab());
     read_logits(state, logits.data());
     return sample_token(logits.data(), logits.size(), params, history, history_len, position);
-}
-
-// Transitional: until every backend has its batched pass (CPU and CUDA are being written),
-// a backend without one says so instead of running the rows one by one, which could not
-// keep the all-or-nothing contract. Removed (made pure) when both backends implement it.
-void Backend::forward_batch(BackendState* const*, const uint64_t*, const int32_t*, size_t) const {
-    fail(Status::Unsupported, "this backend has no batched decode");
 }
 
 void Backend::sample_batch(const BackendState* const* states, const SamplingParams* params,

@@ -84,10 +84,12 @@ public:
     // so the weights are read once for all of them. Row i runs tokens[i] at positions[i] on
     // *states[i]: distinct states of this backend, each with room for one more token, ids in
     // range (the caller checked). Each state then holds its row's logits, as forward() of
-    // that one token would leave them (equal to the backend's rounding). On any throw no state
-    // changed. Not cancellable: a step is one token (Session checks the cancel flags first).
+    // that one token would leave them: the same computation, equal up to rounding (the CPU's
+    // to float rounding; a GPU's batched matrix and attention kernels round bf16 differently
+    // from its one-session ones). On any throw no state changed. Not cancellable: a step is
+    // one token (Session checks the cancel flags first).
     virtual void forward_batch(BackendState* const* states, const uint64_t* positions,
-                               const int32_t* tokens, size_t n) const;
+                               const int32_t* tokens, size_t n) const = 0;
     // sample() for each of n states: out[i] = sample(*states[i], params[i], histories[i],
     // history_lens[i], positions[i]). This default loops over sample(); a GPU backend samples
     // all of them on the device and copies the n ids back with one wait.

@@ -27,6 +27,7 @@ CudaBackend::CudaBackend(const ModelConfig& config, const ModelLayout& layout,
     final_norm_ = get(layout.final_norm);
     tied_ = layout.tied;
     if (!tied_) lm_head_ = get(layout.lm_head);
+    size_t mla_layers = 0;
     for (const LayerTensors& t : layout.layers) {
         Layer L;
         L.input_norm = get(t.input_layernorm);
@@ -38,6 +39,7 @@ CudaBackend::CudaBackend(const ModelConfig& config, const ModelLayout& layout,
             L.mq = get(t.mla.q_proj), L.kv_a = get(t.mla.kv_a_proj_with_mqa);
             L.kv_norm = get(t.mla.kv_a_layernorm), L.kv_b = get(t.mla.kv_b_proj);
             L.mo = get(t.mla.o_proj);
+            L.mla_slot = mla_layers++;
         }
         L.is_moe = t.is_moe;
         if (L.is_moe) {
@@ -94,6 +96,8 @@ void CudaBackend::upload_expert_pointers(Layer& L) {
 }
 
 CudaBackend::~CudaBackend() {
+    for (cudaGraphExec_t graph : batch_graphs_)
+        if (graph) cudaGraphExecDestroy(graph);
     for (cudaEvent_t event : layer_done_)
         if (event) cudaEventDestroy(event);
     if (stream_) cudaStreamDestroy(stream_);
@@ -148,37 +152,27 @@ void CudaBackend::forward(BackendState& base, uint64_t position, const int32_t* 
     if (st.history_synced_ >= position) st.history_synced_ = position + n;
 }
 
-// Device sampling from the state's logits: one token id crosses to the host.
+// Device sampling from the state's logits: one token id crosses to the host (the batch of
+// one; cuda_batch.cu).
 int32_t CudaBackend::sample(const BackendState& base, const SamplingParams& params,
                             const int32_t* history, size_t history_len, uint64_t position) const {
-    const auto& st = static_cast<const CudaState&>(base);
-    std::lock_guard<std::mutex> lock(mutex_);
-    DeviceGuard guard(device_);
-    Workspace& ws = *workspace_;
-    const bool penalty = params.repetition_penalty != 1.0f && history_len > 0;
-    if (penalty && st.history_synced_ < history_len) {  // e.g. after a snapshot load
-        check(cudaMemcpyAsync(st.history_.as<int32_t>() + st.history_synced_,
-                              history + st.history_synced_,
-                              (history_len - st.history_synced_) * sizeof(int32_t),
-                              cudaMemcpyHostToDevice, stream_),
-              "upload history");
-    }
+    const BackendState* states[1] = {&base};
     int32_t token = -1;
-    try {
-        sample_token_on_device(st.logits(st.current_), config_.vocab_size, params,
-                               st.history_.as<int32_t>(), penalty ? history_len : 0, position,
-                               ws.sampling.as<void>(), ws.token.as<int32_t>(), stream_);
-        check(cudaMemcpyAsync(&token, ws.token.as<void>(), sizeof(token), cudaMemcpyDeviceToHost,
-                              stream_),
-              "copy token");
-        check(cudaStreamSynchronize(stream_), "sample");
-    } catch (...) {
-        cudaStreamSynchronize(stream_);
-        cudaGetLastError();
-        throw;
-    }
-    if (penalty) st.history_synced_ = history_len;
+    sample_batch(states, &params, &history, &history_len, &position, 1, &token);
     return token;
+}
+
+// The penalty reads the history on the device: the entries past those known to be the
+// session's (e.g. after a snapshot load) are uploaded first. Caller holds mutex_ and marks
+// them synced once the sampling succeeded.
+void CudaBackend::upload_history(const CudaState& st, const int32_t* history,
+                                 size_t history_len) const {
+    if (st.history_synced_ >= history_len) return;
+    check(cudaMemcpyAsync(st.history_.as<int32_t>() + st.history_synced_,
+                          history + st.history_synced_,
+                          (history_len - st.history_synced_) * sizeof(int32_t),
+                          cudaMemcpyHostToDevice, stream_),
+          "upload history");
 }
 
 void CudaBackend::set_position(uint64_t position) const {
@@ -196,26 +190,34 @@ void CudaBackend::capture_decode_graphs(CudaState& st) const {
     std::lock_guard<std::mutex> lock(mutex_);
     DeviceGuard guard(device_);
     const std::atomic<bool> never(false);
-    for (int p = 0; p < 2; ++p) {
-        check(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal),
-              "begin graph capture");
-        cudaGraph_t graph = nullptr;
-        try {
+    for (int p = 0; p < 2; ++p)
+        st.decode_graph_[p] = capture([&] {
             run_piece(st, 1, st.recurrent(p), st.recurrent(1 - p), st.logits(1 - p), nullptr,
                       never);
-            profile_.section(nullptr, stream_);  // the closing mark (KL_CUDA_PROFILE=graph)
-        } catch (...) {
-            cudaStreamEndCapture(stream_, &graph);
-            if (graph) cudaGraphDestroy(graph);
-            cudaGetLastError();
-            throw;
-        }
-        check(cudaStreamEndCapture(stream_, &graph), "end graph capture");
-        const cudaError_t status = cudaGraphInstantiate(&st.decode_graph_[p], graph, 0);
-        cudaGraphDestroy(graph);
-        check(status, "cudaGraphInstantiate");
-        profile_.captured(st.decode_graph_[p]);
+        });
+}
+
+// The graph of what `work` enqueues on the stream (caller holds mutex_); on a throw nothing
+// is left captured.
+cudaGraphExec_t CudaBackend::capture(const std::function<void()>& work) const {
+    check(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal), "begin graph capture");
+    cudaGraph_t graph = nullptr;
+    try {
+        work();
+        profile_.section(nullptr, stream_);  // the closing mark (KL_CUDA_PROFILE=graph)
+    } catch (...) {
+        cudaStreamEndCapture(stream_, &graph);
+        if (graph) cudaGraphDestroy(graph);
+        cudaGetLastError();
+        throw;
     }
+    check(cudaStreamEndCapture(stream_, &graph), "end graph capture");
+    cudaGraphExec_t exec = nullptr;
+    const cudaError_t status = cudaGraphInstantiate(&exec, graph, 0);
+    cudaGraphDestroy(graph);
+    check(status, "cudaGraphInstantiate");
+    profile_.captured(exec);
+    return exec;
 }
 
 void CudaBackend::linear(const bf16* x, size_t n, const Weight& w, float* y) const {
@@ -238,16 +240,41 @@ void CudaBackend::mlp(const Mlp& w, const bf16* x, size_t n, Workspace& ws, floa
 void CudaBackend::run_piece(CudaState& st, size_t m, const float* rec_in, float* rec_out,
                             float* logits_out, float* all_logits,
                             const std::atomic<bool>& cancel) const {
+    Workspace& ws = *workspace_;
+    Pass pass;
+    pass.m = m, pass.ids = st.history_.as<int32_t>(), pass.ids_at = ws.position.as<int32_t>();
+    pass.rec_offset = &st.recurrent_offset_;
+    pass.st = &st, pass.rec_in = rec_in, pass.rec_out = rec_out;
+    run_layers(pass, cancel);
+
+    profile_.section("lm_head", stream_);
+    const size_t h = config_.hidden_size, vocab = config_.vocab_size;
+    const bf16* xn = ws.xn.as<bf16>();
+    if (all_logits) {
+        float* rows_out = ws.logits.as<float>();
+        for (size_t r = 0; r < m; r += kLogitsRows) {
+            const size_t rows = std::min(kLogitsRows, m - r);
+            linear(xn + r * h, rows, head(), rows_out);
+            check(cudaMemcpyAsync(all_logits + r * vocab, rows_out, rows * vocab * sizeof(float),
+                                  cudaMemcpyDeviceToHost, stream_),
+                  "copy logits");
+        }
+    }
+    if (logits_out) linear(xn + (m - 1) * h, 1, head(), logits_out);
+}
+
+// Embedding, every layer and the final norm for the pass's rows: ws.xn holds the normed
+// rows for lm_head afterwards.
+void CudaBackend::run_layers(const Pass& pass, const std::atomic<bool>& cancel) const {
     const ModelConfig& c = config_;
     Workspace& ws = *workspace_;
-    const size_t h = c.hidden_size;
+    const size_t h = c.hidden_size, m = pass.m;
     const float eps = c.rms_norm_eps;
     float* x = ws.x.as<float>();
     float* branch = ws.branch.as<float>();
     bf16* xn = ws.xn.as<bf16>();
-    const int32_t* pos = ws.position.as<int32_t>();
     profile_.section("embedding", stream_);
-    embedding_gather(embed_.bf(), st.history_.as<int32_t>(), pos, m, h, x, stream_);
+    embedding_gather(embed_.bf(), pass.ids, pass.ids_at, m, h, x, stream_);
     profile_.section("norms + residual", stream_);
     rms_norm_to_bf16(x, h, layers_[0].input_norm.bf(), m, h, eps, xn, h, stream_);
 
@@ -256,17 +283,16 @@ void CudaBackend::run_piece(CudaState& st, size_t m, const float* rec_in, float*
     // most two layers' work from taking effect (it was the whole prefill: the host enqueued
     // every layer at once and then waited). The device stays busy: layer l-1 runs while the
     // host waits for l-2 and enqueues l.
-    const bool paced = m > kDecodeTokens;
+    const bool paced = pass.st && m > kDecodeTokens;
     for (size_t l = 0; l < layers_.size(); ++l) {
         if (paced && l >= 2)
             check(cudaEventSynchronize(layer_done_[l % 2]), "prefill layer");  // layer l-2
         if (cancel.load(std::memory_order_relaxed)) fail(Status::Cancelled, "cancelled");
         const Layer& L = layers_[l];
         if (L.is_kda)
-            kda_layer(L, st, m, rec_in + st.recurrent_offset_[l], rec_out + st.recurrent_offset_[l],
-                      branch);
+            kda_layer(L, pass, l, branch);
         else
-            mla_layer(L, st, m, st.cache_[l].as<bf16>(), branch);
+            mla_layer(L, pass, l, branch);
         profile_.section("norms + residual", stream_);
         add_rms_norm_to_bf16(x, branch, L.post_norm.bf(), m, h, eps, xn, stream_);
         if (L.is_moe) {
@@ -281,45 +307,44 @@ void CudaBackend::run_piece(CudaState& st, size_t m, const float* rec_in, float*
         if (paced) check(cudaEventRecord(layer_done_[l % 2], stream_), "prefill layer event");
     }
     if (cancel.load(std::memory_order_relaxed)) fail(Status::Cancelled, "cancelled");
-
-    profile_.section("lm_head", stream_);
-    const Weight& head = tied_ ? embed_ : lm_head_;
-    const size_t vocab = c.vocab_size;
-    if (all_logits) {
-        float* rows_out = ws.logits.as<float>();
-        for (size_t r = 0; r < m; r += kLogitsRows) {
-            const size_t rows = std::min(kLogitsRows, m - r);
-            linear(xn + r * h, rows, head, rows_out);
-            check(cudaMemcpyAsync(all_logits + r * vocab, rows_out, rows * vocab * sizeof(float),
-                                  cudaMemcpyDeviceToHost, stream_),
-                  "copy logits");
-        }
-    }
-    if (logits_out) linear(xn + (m - 1) * h, 1, head, logits_out);
 }
 
-void CudaBackend::kda_layer(const Layer& L, CudaState& st, size_t m, const float* rec_in,
-                            float* rec_out, float* out) const {
+KdaDecodeWeights CudaBackend::decode_weights(const Layer& L) const {
+    return KdaDecodeWeights{L.q_conv.bf(), L.k_conv.bf(),
+                            L.v_conv.bf(), static_cast<size_t>(config_.short_conv_kernel_size),
+                            L.f_b.bf(),    L.g_b.bf(),
+                            L.a_log.f32(), L.dt_bias.f32(),
+                            L.o_norm.bf(), config_.rms_norm_eps};
+}
+
+void CudaBackend::kda_layer(const Layer& L, const Pass& pass, size_t l, float* out) const {
     const ModelConfig& c = config_;
     Workspace& ws = *workspace_;
-    const size_t H = c.kda_num_heads, D = c.kda_head_dim, HD = H * D;
+    const size_t H = c.kda_num_heads, D = c.kda_head_dim, HD = H * D, m = pass.m;
     const size_t kernel = c.short_conv_kernel_size;
     const float scale = 1.0f / std::sqrt(static_cast<float>(D));
     const bf16* xn = ws.xn.as<bf16>();
-    if (m <= kDecodeTokens && kda_decode_supported(D)) {
+    const size_t offset = (*pass.rec_offset)[l];
+    if (!pass.st) {  // a batch: one token of each of m sessions, each its own state
+        profile_.section("kda projections (batch)", stream_);
+        linear(xn, m, L.x_proj, ws.proj.as<float>());
+        profile_.section("kda fused decode step (batch)", stream_);
+        kda_decode_step_batch(ws.proj.as<float>(), L.x_proj.rows, m, H, D, scale, decode_weights(L),
+                              pass.batch_rec_in, pass.batch_rec_out, offset,
+                              offset + c.kda_state_floats(), ws.o_bf.as<bf16>(), 0, stream_);
+    } else if (m <= kDecodeTokens && kda_decode_supported(D)) {
+        const float* rec_in = pass.rec_in + offset;
+        float* rec_out = pass.rec_out + offset;
         profile_.section("kda projections (1 GEMV)", stream_);
         linear(xn, m, L.x_proj, ws.proj.as<float>());
         profile_.section("kda fused decode step", stream_);
-        const KdaDecodeWeights w{L.q_conv.bf(), L.k_conv.bf(), L.v_conv.bf(), kernel,
-                                 L.f_b.bf(),    L.g_b.bf(),    L.a_log.f32(), L.dt_bias.f32(),
-                                 L.o_norm.bf(), c.rms_norm_eps};
-        kda_decode_step(ws.proj.as<float>(), L.x_proj.rows, m, H, D, scale, w, rec_in,
-                        rec_in + c.kda_state_floats(), rec_out, rec_out + c.kda_state_floats(),
-                        ws.o_bf.as<bf16>(), stream_);
+        kda_decode_step(ws.proj.as<float>(), L.x_proj.rows, m, H, D, scale, decode_weights(L),
+                        rec_in, rec_in + c.kda_state_floats(), rec_out,
+                        rec_out + c.kda_state_floats(), ws.o_bf.as<bf16>(), stream_);
     } else {
         // Prefill: in place (the caller made rec_in == rec_out hold the state).
-        float* S = rec_out;
-        float* conv = rec_out + c.kda_state_floats();
+        float* S = pass.rec_out + offset;
+        float* conv = S + c.kda_state_floats();
         const size_t conv_each = (kernel - 1) * HD;
         const Weight* proj[3] = {&L.q, &L.k, &L.v};
         const Weight* convw[3] = {&L.q_conv, &L.k_conv, &L.v_conv};
@@ -361,22 +386,34 @@ void CudaBackend::kda_layer(const Layer& L, CudaState& st, size_t m, const float
     linear(ws.o_bf.as<bf16>(), m, L.o, out);
 }
 
-void CudaBackend::mla_layer(const Layer& L, CudaState& st, size_t m, bf16* cache,
-                            float* out) const {
+void CudaBackend::mla_layer(const Layer& L, const Pass& pass, size_t l, float* out) const {
     const ModelConfig& c = config_;
     Workspace& ws = *workspace_;
-    const size_t width = c.mla_cache_width(), Hm = c.num_attention_heads;
+    const size_t width = c.mla_cache_width(), Hm = c.num_attention_heads, m = pass.m;
     const bf16* xn = ws.xn.as<bf16>();
-    const int32_t* pos = ws.position.as<int32_t>();
     profile_.section("mla q/kv proj + cache", stream_);
     linear(xn, m, L.mq, ws.mq.as<float>());
     linear(xn, m, L.kv_a, ws.kv.as<float>());
-    latent_to_cache(ws.kv.as<float>(), m, c.kv_lora_rank, width, L.kv_norm.bf(), c.rms_norm_eps,
-                    pos, cache, stream_);
-    profile_.section("mla attention", stream_);
-    mla_attention(ws.mq.as<float>(), m, pos, st.capacity(), cache, L.kv_b.bf(), Hm,
-                  c.qk_nope_head_dim, c.qk_rope_head_dim, c.v_head_dim, c.kv_lora_rank,
-                  ws.mla.as<void>(), ws.attn.as<float>(), stream_);
+    if (pass.st) {
+        const int32_t* pos = ws.position.as<int32_t>();
+        bf16* cache = pass.st->cache_[l].as<bf16>();
+        latent_to_cache(ws.kv.as<float>(), m, c.kv_lora_rank, width, L.kv_norm.bf(), c.rms_norm_eps,
+                        pos, cache, stream_);
+        profile_.section("mla attention", stream_);
+        mla_attention(ws.mq.as<float>(), m, pos, pass.st->capacity(), cache, L.kv_b.bf(), Hm,
+                      c.qk_nope_head_dim, c.qk_rope_head_dim, c.v_head_dim, c.kv_lora_rank,
+                      ws.mla.as<void>(), ws.attn.as<float>(), stream_);
+    } else {  // a batch: each row's cache row and attention in its own session's cache
+        bf16* const* caches = pass.batch_caches + L.mla_slot * m;
+        latent_to_cache_batch(ws.kv.as<float>(), m, c.kv_lora_rank, width, L.kv_norm.bf(),
+                              c.rms_norm_eps, pass.batch_positions, caches, stream_);
+        profile_.section("mla attention (batch)", stream_);
+        // Splits planned for any context (INT32_MAX rows, as the workspace is sized), so
+        // that one captured pass serves sessions of every capacity.
+        mla_attention_batch(ws.mq.as<float>(), m, pass.batch_positions, caches, INT32_MAX,
+                            L.kv_b.bf(), Hm, c.qk_nope_head_dim, c.qk_rope_head_dim, c.v_head_dim,
+                            c.kv_lora_rank, ws.mla.as<void>(), ws.attn.as<float>(), stream_);
+    }
     profile_.section("mla o_proj", stream_);
     cast_to_bf16(ws.attn.as<float>(), m * Hm * c.v_head_dim, ws.attn_bf.as<bf16>(), stream_);
     linear(ws.attn_bf.as<bf16>(), m, L.mo, out);

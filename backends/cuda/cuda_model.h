@@ -33,6 +33,11 @@ namespace kl::cuda {
 constexpr size_t kPiece = 4096;
 constexpr size_t kLogitsRows = 16;   // lm_head rows per pass when all logits are asked for
 constexpr size_t kDecodeTokens = 4;  // up to this many tokens: fused decode kernels, GEMVs
+// A batched decode pass (forward_batch) takes up to kMaxBatch sessions (more run as groups
+// within the call) and runs lm_head over up to kBatchLogitsRows rows at a time (each pass
+// reads the 0.75 GB head of the 48B model once).
+constexpr size_t kMaxBatch = 256;
+constexpr size_t kBatchLogitsRows = 64;
 
 // Where the backend's weights come from: a checkpoint's tensor or random values.
 using WeightSource = std::function<Weight(const TensorSpec& spec, bool as_f32)>;
@@ -47,8 +52,9 @@ struct Layer {
     // decode step reads them in one GEMV; q ... b are views of its rows.
     Weight x_proj, q, k, v, f_a, g_a, b;
     Weight q_conv, k_conv, v_conv, f_b, a_log, dt_bias, g_b, o_norm, o;
-    // MLA
+    // MLA; mla_slot: this layer's index among the MLA layers (a batch's cache tables)
     Weight mq, kv_a, kv_norm, kv_b, mo;
+    size_t mla_slot = 0;
     // FFN
     Mlp mlp;
     Weight router, router_bias;
@@ -56,6 +62,41 @@ struct Layer {
     DeviceBuffer expert_w1, expert_w3, expert_w2;  // device arrays of the experts' pointers
     bool has_shared = false;
     Mlp shared;
+};
+
+struct CudaState;
+
+// The per-row tables of a batched pass (kMaxBatch rows at most), in one workspace area
+// filled by one upload: byte offsets of each table for `rows` rows. Pointers first (8-byte
+// aligned), then int32 tables.
+struct BatchTables {
+    BatchTables(size_t mla_layers, size_t rows) {
+        const size_t p = rows * sizeof(void*);
+        rec_in = 0, rec_out = rec_in + p, logits = rec_out + p, history = logits + p;
+        caches = history + p;  // [mla layer][row]
+        tokens = caches + mla_layers * p, positions = tokens + rows * sizeof(int32_t);
+        zero = positions + rows * sizeof(int32_t);
+        bytes = zero + sizeof(int32_t);
+    }
+    size_t rec_in, rec_out, logits, history, caches, tokens, positions, zero, bytes;
+};
+
+// The rows of one forward pass (run_layers): m tokens of one session, or one token each of
+// m sessions (a batch). The embedding reads token ids[*ids_at + r] for row r.
+struct Pass {
+    size_t m = 0;
+    const int32_t* ids = nullptr;
+    const int32_t* ids_at = nullptr;
+    const std::vector<size_t>* rec_offset = nullptr;  // KDA state offsets per layer (floats)
+    // One session: its state, KDA state read from rec_in and written to rec_out.
+    CudaState* st = nullptr;
+    const float* rec_in = nullptr;
+    float* rec_out = nullptr;
+    // A batch (st null): device tables of m entries (BatchTables).
+    const float* const* batch_rec_in = nullptr;
+    float* const* batch_rec_out = nullptr;
+    bf16* const* batch_caches = nullptr;  // [mla layer][m]
+    const int32_t* batch_positions = nullptr;
 };
 
 // Activations of one forward piece (kPiece tokens at most) and the kernels' scratch: one
@@ -72,7 +113,6 @@ struct Workspace {
         auto f = [](size_t n) { return DeviceBuffer(n * sizeof(float)); };
         auto b = [](size_t n) { return DeviceBuffer(n * sizeof(uint16_t)); };
         position = DeviceBuffer(sizeof(int32_t));
-        token = DeviceBuffer(sizeof(int32_t));
         x = f(P * h), branch = f(P * h), xn = b(P * h);
         proj = f(P * (3 * HD + 2 * D + c.kda_num_heads));
         q = f(P * HD), kk = f(P * HD), v = f(P * HD), g = f(P * HD);
@@ -84,20 +124,25 @@ struct Workspace {
         mq = f(P * Hm * c.mla_qk_head_dim()), kv = f(P * c.mla_cache_width());
         attn = f(P * Hm * c.v_head_dim), attn_bf = b(P * Hm * c.v_head_dim);
         // Sized for any session capacity (the split over the context is capped by the SMs).
-        mla = DeviceBuffer(c.n_mla_layers()
-                               ? mla_workspace_bytes(P, Hm, c.kv_lora_rank, c.qk_rope_head_dim,
-                                                     c.v_head_dim, INT32_MAX)
-                               : 0);
+        mla = DeviceBuffer(
+            c.n_mla_layers()
+                ? std::max(mla_workspace_bytes(P, Hm, c.kv_lora_rank, c.qk_rope_head_dim,
+                                               c.v_head_dim, INT32_MAX),
+                           mla_batch_workspace_bytes(kMaxBatch, Hm, c.kv_lora_rank,
+                                                     c.qk_rope_head_dim, c.v_head_dim, INT32_MAX))
+                : 0);
         ffn_gate = f(P * inter), ffn_up = f(P * inter), ffn_act = b(P * inter);
         router = f(P * E), chosen = DeviceBuffer(P * k * sizeof(int32_t)), weights = f(P * k);
         e_act = f(kDecodeTokens * (k + 1) * mi), e_out = f(kDecodeTokens * (k + 1) * h);
         moe = DeviceBuffer(c.num_experts ? moe_grouped_workspace_bytes(P, h, mi, E, k) : 0);
-        logits = f(kLogitsRows * c.vocab_size);
+        logits = f(std::max(kLogitsRows, kBatchLogitsRows) * c.vocab_size);
         sampling = DeviceBuffer(sampling_workspace_bytes(c.vocab_size));
+        batch = DeviceBuffer(BatchTables(c.n_mla_layers(), kMaxBatch).bytes);
+        sampled = DeviceBuffer(kMaxBatch * sizeof(int32_t));  // sampled ids, a batch's or one
     }
-    DeviceBuffer position, token, x, branch, xn, proj, q, kk, v, g, gate, o, o_bf, low, low_bf,
-        beta, kda_chunk, mq, kv, attn, attn_bf, mla, ffn_gate, ffn_up, ffn_act, router, chosen,
-        weights, e_act, e_out, moe, logits, sampling;
+    DeviceBuffer position, x, branch, xn, proj, q, kk, v, g, gate, o, o_bf, low, low_bf, beta,
+        kda_chunk, mq, kv, attn, attn_bf, mla, ffn_gate, ffn_up, ffn_act, router, chosen, weights,
+        e_act, e_out, moe, logits, sampling, batch, sampled;
 };
 
 // One session's state in device memory. Plain data: CudaBackend operates on it.
@@ -142,6 +187,12 @@ public:
     // Device sampling from the state's logits: one token id crosses to the host.
     int32_t sample(const BackendState& base, const SamplingParams& params, const int32_t* history,
                    size_t history_len, uint64_t position) const override;
+    // cuda_batch.cu: the batched decode pass and device sampling for a batch.
+    void forward_batch(BackendState* const* states, const uint64_t* positions,
+                       const int32_t* tokens, size_t n) const override;
+    void sample_batch(const BackendState* const* states, const SamplingParams* params,
+                      const int32_t* const* histories, const size_t* history_lens,
+                      const uint64_t* positions, size_t n, int32_t* out) const override;
 
     // cuda_state.cu: session state.
     std::unique_ptr<BackendState> create_state(uint64_t max_context) const override;
@@ -156,9 +207,11 @@ public:
                     const uint8_t* in) const override;
 
 private:
-    // Runs `work(stream)` under the model's lock on its stream and waits for it: how a
-    // session's state is touched outside forward(), so nothing races a running pass.
-    void on_stream(const std::function<void(cudaStream_t)>& work) const;
+    // Runs `work(stream)` under the model's lock on its stream and waits for it (`what`
+    // names the wait in an error): how a session's state is touched outside forward(), so
+    // nothing races a running pass. On a throw the stream is drained and the error cleared.
+    void on_stream(const std::function<void(cudaStream_t)>& work,
+                   const char* what = "state copy") const;
 
     template <typename Get>
     void load_kda(Layer& L, const KdaTensors& t, Get& get);
@@ -174,9 +227,17 @@ private:
     void mlp(const Mlp& w, const bf16* x, size_t n, Workspace& ws, float* out) const;
     void run_piece(CudaState& st, size_t m, const float* rec_in, float* rec_out, float* logits_out,
                    float* all_logits, const std::atomic<bool>& cancel) const;
-    void kda_layer(const Layer& L, CudaState& st, size_t m, const float* rec_in, float* rec_out,
-                   float* out) const;
-    void mla_layer(const Layer& L, CudaState& st, size_t m, bf16* cache, float* out) const;
+    void run_layers(const Pass& pass, const std::atomic<bool>& cancel) const;
+    void run_batch_group(CudaState* const* states, const uint64_t* positions, const int32_t* tokens,
+                         size_t n) const;
+    void enqueue_batch(size_t n, const std::vector<size_t>& rec_offset) const;
+    cudaGraphExec_t batch_graph(size_t n, const std::vector<size_t>& rec_offset) const;
+    cudaGraphExec_t capture(const std::function<void()>& work) const;
+    void upload_history(const CudaState& st, const int32_t* history, size_t history_len) const;
+    KdaDecodeWeights decode_weights(const Layer& L) const;
+    void kda_layer(const Layer& L, const Pass& pass, size_t l, float* out) const;
+    void mla_layer(const Layer& L, const Pass& pass, size_t l, float* out) const;
+    const Weight& head() const { return tied_ ? embed_ : lm_head_; }
     void moe(const Layer& L, const bf16* xn, size_t m, Workspace& ws, float* out) const;
 
     ModelConfig config_;
@@ -190,6 +251,8 @@ private:
     mutable std::mutex mutex_;
     mutable OpProfile profile_;             // guarded by mutex_
     std::unique_ptr<Workspace> workspace_;  // guarded by mutex_
+    // [n]: the batched pass of n rows, captured at its first use (guarded by mutex_).
+    mutable std::vector<cudaGraphExec_t> batch_graphs_;
     uint64_t weight_bytes_ = 0;
     bool tied_ = false;
     Weight embed_, final_norm_, lm_head_;

@@ -46,12 +46,12 @@ CudaState::~CudaState() {
         if (graph) cudaGraphExecDestroy(graph);
 }
 
-void CudaBackend::on_stream(const std::function<void(cudaStream_t)>& work) const {
+void CudaBackend::on_stream(const std::function<void(cudaStream_t)>& work, const char* what) const {
     std::lock_guard<std::mutex> lock(mutex_);
     DeviceGuard guard(device_);
     try {
         work(stream_);
-        check(cudaStreamSynchronize(stream_), "state copy");
+        check(cudaStreamSynchronize(stream_), what);
     } catch (...) {
         cudaStreamSynchronize(stream_);
         cudaGetLastError();

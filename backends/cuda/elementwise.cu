@@ -50,14 +50,17 @@ __global__ void add_rms_norm_kernel(float* x, const float* branch, const bf16* w
         out[c] = __float2bfloat16(row[c] * inv * __bfloat162float(w[c]));
 }
 
-// Latent part normalised, k_pe copied: one cache row per block, at row *pos_device + block.
+// Latent part normalised, k_pe copied: one cache row per block, at row *pos_device + block
+// of cache (one session), or at row pos_device[block] of caches[block] (a batch).
 __global__ void latent_to_cache_kernel(const float* kv, size_t rank, size_t width, const bf16* w,
-                                       float eps, const int32_t* pos_device, bf16* cache) {
+                                       float eps, const int32_t* pos_device, bf16* cache,
+                                       bf16* const* caches) {
     const float* row = kv + blockIdx.x * width;
     float sum = 0.0f;
     for (size_t c = threadIdx.x; c < rank; c += blockDim.x) sum += row[c] * row[c];
     const float inv = rsqrtf(block_sum(sum) / static_cast<float>(rank) + eps);
-    bf16* out = cache + (static_cast<size_t>(*pos_device) + blockIdx.x) * width;
+    bf16* out = caches ? caches[blockIdx.x] + static_cast<size_t>(pos_device[blockIdx.x]) * width
+                       : cache + (static_cast<size_t>(*pos_device) + blockIdx.x) * width;
     for (size_t c = threadIdx.x; c < width; c += blockDim.x)
         out[c] = __float2bfloat16(c < rank ? row[c] * inv * __bfloat162float(w[c]) : row[c]);
 }
@@ -105,8 +108,17 @@ void latent_to_cache(const float* kv, size_t rows, size_t rank, size_t width, co
                      float eps, const int32_t* pos_device, bf16* cache, cudaStream_t stream) {
     if (rows == 0) return;
     latent_to_cache_kernel<<<static_cast<unsigned>(rows), kThreads, 0, stream>>>(
-        kv, rank, width, w, eps, pos_device, cache);
+        kv, rank, width, w, eps, pos_device, cache, nullptr);
     check_launch("latent_to_cache");
+}
+
+void latent_to_cache_batch(const float* kv, size_t rows, size_t rank, size_t width, const bf16* w,
+                           float eps, const int32_t* positions, bf16* const* caches,
+                           cudaStream_t stream) {
+    if (rows == 0) return;
+    latent_to_cache_kernel<<<static_cast<unsigned>(rows), kThreads, 0, stream>>>(
+        kv, rank, width, w, eps, positions, nullptr, caches);
+    check_launch("latent_to_cache_batch");
 }
 
 void cast_to_bf16(const float* x, size_t n, bf16* y, cudaStream_t stream) {

@@ -74,6 +74,12 @@ struct Args {
     float* state_out;
     float* conv_out;
     bf16* o;
+    // A batch (kda_decode_step_batch): grid row b is a session of n tokens whose state lies
+    // in rows_in[b] / rows_out[b] at state_offset (S) and conv_offset (conv); its proj and o
+    // rows follow row b-1's. Null for one session (the pointers above).
+    const float* const* rows_in;
+    float* const* rows_out;
+    size_t state_offset, conv_offset;
 };
 
 __device__ float4 operator*(float4 a, float s) {
@@ -124,6 +130,18 @@ __global__ void __cluster_dims__(CS, 1, 1) __launch_bounds__(Layout<D, CS>::NT)
     const int col0 = rank * Vc;
     const int n = a.n, hist = a.kernel - 1;
     const size_t HD = a.H * D;
+    // This grid row's session: its projections, outputs and state buffers.
+    const size_t b = blockIdx.y;
+    const float* const proj = a.proj + b * n * a.proj_stride;
+    bf16* const o_rows = a.o + b * n * HD;
+    const float* state_in = a.state_in;
+    const float* conv_in = a.conv_in;
+    float* state_out = a.state_out;
+    float* conv_out = a.conv_out;
+    if (a.rows_in) {
+        state_in = a.rows_in[b] + a.state_offset, conv_in = a.rows_in[b] + a.conv_offset;
+        state_out = a.rows_out[b] + a.state_offset, conv_out = a.rows_out[b] + a.conv_offset;
+    }
 
     // Every load that depends on nothing is issued first, so that the whole call waits for
     // memory about once: the state block, this thread's f_b/g_b pieces, conv taps, dt_bias
@@ -132,7 +150,7 @@ __global__ void __cluster_dims__(CS, 1, 1) __launch_bounds__(Layout<D, CS>::NT)
     auto row_of = [&](int i) { return i * (W * RW) + warp * RW + rsub; };
     float4 S[RT];
     {
-        const float* src = a.state_in + h * D * D + col0 + group4 * 4;
+        const float* src = state_in + h * D * D + col0 + group4 * 4;
 #pragma unroll
         for (int i = 0; i < RT; ++i)
             S[i] = __ldcs(reinterpret_cast<const float4*>(src + row_of(i) * D));
@@ -173,14 +191,14 @@ __global__ void __cluster_dims__(CS, 1, 1) __launch_bounds__(Layout<D, CS>::NT)
         const int slot = idx / NC, ch = idx % NC;
         int group;
         const size_t c = h * D + channel_of<D, CS>(ch, col0, group);
-        xs[idx] = slot < hist ? a.conv_in[(group * hist + slot) * HD + c]
-                              : a.proj[(slot - hist) * a.proj_stride + group * HD + c];
+        xs[idx] = slot < hist ? conv_in[(group * hist + slot) * HD + c]
+                              : proj[(slot - hist) * a.proj_stride + group * HD + c];
     }
     for (int idx = tid; idx < n * 2 * D; idx += NT) {
         const int t = idx / (2 * D), i = idx % (2 * D);
-        sm.u.low[i / D][t][i % D] = a.proj[t * a.proj_stride + 3 * HD + i];
+        sm.u.low[i / D][t][i % D] = proj[t * a.proj_stride + 3 * HD + i];
     }
-    if (tid < n) sm.beta[tid] = sigmoid(a.proj[tid * a.proj_stride + 3 * HD + 2 * D + h]);
+    if (tid < n) sm.beta[tid] = sigmoid(proj[tid * a.proj_stride + 3 * HD + 2 * D + h]);
     __syncthreads();
 
     // Depthwise causal conv + SiLU, one thread per channel.
@@ -276,7 +294,7 @@ __global__ void __cluster_dims__(CS, 1, 1) __launch_bounds__(Layout<D, CS>::NT)
     for (int idx = tid; idx < hist * 3 * Vc; idx += NT) {
         const int slot = idx / (3 * Vc), group = idx % (3 * Vc) / Vc, j = idx % Vc;
         const int ch = group < 2 ? group * D + col0 + j : 2 * D + j;
-        a.conv_out[(group * hist + slot) * HD + h * D + col0 + j] = xs[(n + slot) * NC + ch];
+        conv_out[(group * hist + slot) * HD + h * D + col0 + j] = xs[(n + slot) * NC + ch];
     }
     __syncthreads();
 
@@ -320,7 +338,7 @@ __global__ void __cluster_dims__(CS, 1, 1) __launch_bounds__(Layout<D, CS>::NT)
         for (int i = 0; i < RT; ++i) fma4(S[i], sm.k[t][row_of(i)], u);
     }
     {
-        float* dst = a.state_out + h * D * D + col0 + group4 * 4;
+        float* dst = state_out + h * D * D + col0 + group4 * 4;
 #pragma unroll
         for (int i = 0; i < RT; ++i) __stcs(reinterpret_cast<float4*>(dst + row_of(i) * D), S[i]);
     }
@@ -347,12 +365,12 @@ __global__ void __cluster_dims__(CS, 1, 1) __launch_bounds__(Layout<D, CS>::NT)
         for (int r = 0; r < CS; ++r) total += sm.sumsq[t][r];
         const float inv = 1.0f / sqrtf(total / D + a.w.eps);
         const float y = sm.o[t][j] * inv * o_norm * sm.gate[t][j];
-        a.o[t * HD + h * D + col0 + j] = __float2bfloat16(y);
+        o_rows[t * HD + h * D + col0 + j] = __float2bfloat16(y);
     }
 }
 
 template <int D, int CS>
-void launch(const Args& a, cudaStream_t stream) {
+void launch(const Args& a, size_t rows, cudaStream_t stream) {
     using L = Layout<D, CS>;
     const size_t dynamic = (a.kernel - 1 + a.n) * (2 * D + L::Vc) * sizeof(float);
     constexpr size_t kDefaultLimit = 48 * 1024;
@@ -361,22 +379,23 @@ void launch(const Args& a, cudaStream_t stream) {
                                    cudaFuncAttributeMaxDynamicSharedMemorySize,
                                    static_cast<int>(dynamic)),
               "kda_decode shared memory");
-    kda_decode_kernel<D, CS><<<static_cast<unsigned>(a.H * CS), L::NT, dynamic, stream>>>(a);
+    const dim3 grid(static_cast<unsigned>(a.H * CS), static_cast<unsigned>(rows));
+    kda_decode_kernel<D, CS><<<grid, L::NT, dynamic, stream>>>(a);
     check_launch("kda_decode_step");
 }
 
 template <int D>
-void launch_split(const Args& a, size_t ctas_per_head, cudaStream_t stream) {
+void launch_split(const Args& a, size_t rows, size_t ctas_per_head, cudaStream_t stream) {
     switch (ctas_per_head) {
         case 1:
-            return launch<D, 1>(a, stream);
+            return launch<D, 1>(a, rows, stream);
         case 2:
-            return launch<D, 2>(a, stream);
+            return launch<D, 2>(a, rows, stream);
         case 4:
-            if constexpr (D >= 32) return launch<D, 4>(a, stream);
+            if constexpr (D >= 32) return launch<D, 4>(a, rows, stream);
             break;
         case 8:
-            if constexpr (D >= 64) return launch<D, 8>(a, stream);
+            if constexpr (D >= 64) return launch<D, 8>(a, rows, stream);
             break;
     }
     fail(Status::InvalidArgument, "kda_decode_step: ctas_per_head " +
@@ -384,16 +403,18 @@ void launch_split(const Args& a, size_t ctas_per_head, cudaStream_t stream) {
                                       std::to_string(D) + " (1, 2, 4, 8 with D/ctas >= 8)");
 }
 
-// The smallest split that gives every SM a CTA, as far as D allows (at least 8 columns).
+// The smallest split that gives every SM a CTA, as far as D allows (at least 8 columns);
+// `heads` counts the heads of all rows of a batch.
 // Measured on the H100 at H=32, D=128, n=1 in a graph (L2-hot): 8 CTAs/head 9.6 us,
 // 4: 10.4, 2: 14.7, 1: 26.5 -- per-CTA latency, not bandwidth, sets the time.
-size_t default_split(size_t H, size_t D) {
+size_t default_split(size_t heads, size_t D) {
     int device = 0, sms = 0;
     check(cudaGetDevice(&device), "cudaGetDevice");
     check(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device),
           "cudaDeviceGetAttribute");
     size_t split = 1;
-    while (split < 8 && D / (2 * split) >= 8 && H * split < static_cast<size_t>(sms)) split *= 2;
+    while (split < 8 && D / (2 * split) >= 8 && heads * split < static_cast<size_t>(sms))
+        split *= 2;
     return split;
 }
 
@@ -404,6 +425,47 @@ bool overlaps_partly(const void* a, const void* b, size_t bytes) {
 
 bool aligned16(const void* p) {
     return reinterpret_cast<uintptr_t>(p) % 16 == 0;
+}
+
+// The checks both entry points share (sizes, weights, projections), then the launch of
+// `rows` grid rows.
+void run(const Args& a, size_t rows, size_t D, size_t ctas_per_head, cudaStream_t stream) {
+    const std::string what = "kda_decode_step: ";
+    const size_t n = a.n, H = a.H;
+    if (!kda_decode_supported(D))
+        fail(Status::Unsupported,
+             what + "head_dim " + std::to_string(D) + " is not one of 16, 32, 64, 128");
+    if (n > kMaxTokens)
+        fail(Status::Unsupported,
+             what + std::to_string(n) + " tokens exceed " + std::to_string(kMaxTokens));
+    if (a.w.kernel < 1 || a.w.kernel > kMaxConv)
+        fail(Status::Unsupported,
+             what + "short_conv_kernel_size " + std::to_string(a.w.kernel) + " is outside 1..16");
+    if (H == 0 || H > (1u << 24)) fail(Status::InvalidArgument, what + "H " + std::to_string(H));
+    if (rows > 65535) fail(Status::InvalidArgument, what + std::to_string(rows) + " rows");
+    const size_t HD = H * D;
+    if (a.proj_stride < 3 * HD + 2 * D + H)
+        fail(Status::InvalidArgument,
+             what + "proj_stride " + std::to_string(a.proj_stride) +
+                 " < 3*H*D + 2*D + H = " + std::to_string(3 * HD + 2 * D + H));
+    if (n == 0 || rows == 0) return;
+    const KdaDecodeWeights& w = a.w;
+    if (!a.proj || !a.o || !w.f_b || !w.g_b || !w.a_log || !w.dt_bias || !w.o_norm || !w.conv_q ||
+        !w.conv_k || !w.conv_v)
+        fail(Status::InvalidArgument, what + "null pointer");
+    if (!aligned16(w.f_b) || !aligned16(w.g_b))
+        fail(Status::InvalidArgument, what + "f_b/g_b must be 16-byte aligned");
+    if (ctas_per_head == 0) ctas_per_head = default_split(H * rows, D);
+    switch (D) {
+        case 16:
+            return launch_split<16>(a, rows, ctas_per_head, stream);
+        case 32:
+            return launch_split<32>(a, rows, ctas_per_head, stream);
+        case 64:
+            return launch_split<64>(a, rows, ctas_per_head, stream);
+        default:
+            return launch_split<128>(a, rows, ctas_per_head, stream);
+    }
 }
 
 }  // namespace
@@ -417,35 +479,19 @@ void kda_decode_step_with_split(const float* proj, size_t proj_stride, size_t n,
                                 const float* conv_in, float* state_out, float* conv_out, bf16* o,
                                 size_t ctas_per_head, cudaStream_t stream) {
     const std::string what = "kda_decode_step: ";
-    if (!kda_decode_supported(D))
-        fail(Status::Unsupported,
-             what + "head_dim " + std::to_string(D) + " is not one of 16, 32, 64, 128");
-    if (n > kMaxTokens)
-        fail(Status::Unsupported,
-             what + std::to_string(n) + " tokens exceed " + std::to_string(kMaxTokens));
-    if (w.kernel < 1 || w.kernel > kMaxConv)
-        fail(Status::Unsupported,
-             what + "short_conv_kernel_size " + std::to_string(w.kernel) + " is outside 1..16");
-    if (H == 0 || H > (1u << 24)) fail(Status::InvalidArgument, what + "H " + std::to_string(H));
-    const size_t HD = H * D;
-    if (proj_stride < 3 * HD + 2 * D + H)
-        fail(Status::InvalidArgument,
-             what + "proj_stride " + std::to_string(proj_stride) +
-                 " < 3*H*D + 2*D + H = " + std::to_string(3 * HD + 2 * D + H));
-    if (n == 0) return;
     const bool has_conv = w.kernel > 1;
-    if (!proj || !state_in || !state_out || !o || !w.f_b || !w.g_b || !w.a_log || !w.dt_bias ||
-        !w.o_norm || !w.conv_q || !w.conv_k || !w.conv_v || (has_conv && (!conv_in || !conv_out)))
+    if (n > 0 && (!state_in || !state_out || (has_conv && (!conv_in || !conv_out))))
         fail(Status::InvalidArgument, what + "null pointer");
-    if (!aligned16(state_in) || !aligned16(state_out) || !aligned16(w.f_b) || !aligned16(w.g_b))
-        fail(Status::InvalidArgument, what + "state and f_b/g_b must be 16-byte aligned");
+    if (n > 0 && (!aligned16(state_in) || !aligned16(state_out)))
+        fail(Status::InvalidArgument, what + "state_in/state_out must be 16-byte aligned");
+    const size_t HD = H * D;
     if (overlaps_partly(state_in, state_out, HD * D * sizeof(float)) ||
-        (has_conv && overlaps_partly(conv_in, conv_out, 3 * (w.kernel - 1) * HD * sizeof(float))))
+        (has_conv && w.kernel <= kMaxConv &&
+         overlaps_partly(conv_in, conv_out, 3 * (w.kernel - 1) * HD * sizeof(float))))
         fail(Status::InvalidArgument, what + "outputs must equal their inputs or not overlap them");
-    if (ctas_per_head == 0) ctas_per_head = default_split(H, D);
     const Args a{proj,
                  proj_stride,
-                 static_cast<int>(n),
+                 static_cast<int>(std::min<size_t>(n, kMaxTokens + 1)),
                  static_cast<int>(w.kernel),
                  H,
                  scale,
@@ -454,17 +500,12 @@ void kda_decode_step_with_split(const float* proj, size_t proj_stride, size_t n,
                  conv_in,
                  state_out,
                  conv_out,
-                 o};
-    switch (D) {
-        case 16:
-            return launch_split<16>(a, ctas_per_head, stream);
-        case 32:
-            return launch_split<32>(a, ctas_per_head, stream);
-        case 64:
-            return launch_split<64>(a, ctas_per_head, stream);
-        default:
-            return launch_split<128>(a, ctas_per_head, stream);
-    }
+                 o,
+                 nullptr,
+                 nullptr,
+                 0,
+                 0};
+    run(a, 1, D, ctas_per_head, stream);
 }
 
 void kda_decode_step(const float* proj, size_t proj_stride, size_t n, size_t H, size_t D,
@@ -473,6 +514,34 @@ void kda_decode_step(const float* proj, size_t proj_stride, size_t n, size_t H, 
                      cudaStream_t stream) {
     kda_decode_step_with_split(proj, proj_stride, n, H, D, scale, w, state_in, conv_in, state_out,
                                conv_out, o, 0, stream);
+}
+
+void kda_decode_step_batch(const float* proj, size_t proj_stride, size_t rows, size_t H, size_t D,
+                           float scale, const KdaDecodeWeights& w, const float* const* rows_in,
+                           float* const* rows_out, size_t state_offset, size_t conv_offset, bf16* o,
+                           size_t ctas_per_head, cudaStream_t stream) {
+    const std::string what = "kda_decode_step_batch: ";
+    if (rows > 0 && (!rows_in || !rows_out))
+        fail(Status::InvalidArgument, what + "null pointer array");
+    if (state_offset % 4 != 0 || conv_offset % 4 != 0)
+        fail(Status::InvalidArgument, what + "state offsets must be multiples of 4 floats");
+    const Args a{proj,
+                 proj_stride,
+                 1,
+                 static_cast<int>(w.kernel),
+                 H,
+                 scale,
+                 w,
+                 nullptr,
+                 nullptr,
+                 nullptr,
+                 nullptr,
+                 o,
+                 rows_in,
+                 rows_out,
+                 state_offset,
+                 conv_offset};
+    run(a, rows, D, ctas_per_head, stream);
 }
 
 }  // namespace kl::cuda

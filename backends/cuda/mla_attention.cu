@@ -49,15 +49,19 @@ size_t absorb_shared_bytes(size_t nope);
 struct Plan {
     bool fast = false;
     int bm = 0;
-    size_t m = 0, tiles = 0, splits = 0, m_padded = 0, width_padded = 0, smem = 0;
+    size_t sessions = 1, m = 0, tiles = 0, splits = 0, m_padded = 0, width_padded = 0, smem = 0;
     size_t q_bytes = 0, ml_bytes = 0, o_bytes = 0;
     size_t workspace() const { return q_bytes + ml_bytes + o_bytes; }
 };
 
-Plan make_plan(size_t T, size_t heads, size_t rank, size_t rope, size_t max_rows) {
+// T query tokens per session, `sessions` sessions (a batch: T = 1), each with its own tiles
+// and splits; the CTAs they add up to aim at kTargetCtas.
+Plan make_plan(size_t T, size_t heads, size_t rank, size_t rope, size_t max_rows,
+               size_t sessions = 1) {
     Plan p;
     const size_t width = rank + rope;
     p.width_padded = round_up(width, 16);
+    p.sessions = sessions;
     p.m = T * heads;
     p.bm = p.m <= kDecodeBM ? kDecodeBM : kPrefillBM;
     p.smem = p.bm == kDecodeBM
@@ -67,15 +71,15 @@ Plan make_plan(size_t T, size_t heads, size_t rank, size_t rope, size_t max_rows
                        int(p.width_padded));
     p.fast = (rank == 64 || rank == 128 || rank == 256 || rank == 512) && rope % 8 == 0 &&
              p.smem <= kMaxSharedBytes && p.m > 0 && max_rows <= size_t(INT32_MAX) &&
-             p.m * width <= size_t(INT32_MAX);
+             sessions * p.m * width <= size_t(INT32_MAX) && sessions <= 65535;
     if (!p.fast) return p;
     p.tiles = (p.m + p.bm - 1) / p.bm;
     p.m_padded = p.tiles * p.bm;
     const size_t blocks = std::max<size_t>(1, (max_rows + kBlockRows - 1) / kBlockRows);
-    p.splits = std::clamp<size_t>(kTargetCtas / p.tiles, 1, blocks);
-    p.q_bytes = round_up(p.m * width * sizeof(bf16), 256);
-    p.ml_bytes = round_up(p.splits * p.m_padded * sizeof(float2), 256);
-    p.o_bytes = p.splits * p.m_padded * rank * sizeof(float);
+    p.splits = std::clamp<size_t>(kTargetCtas / (p.tiles * sessions), 1, blocks);
+    p.q_bytes = round_up(sessions * p.m * width * sizeof(bf16), 256);
+    p.ml_bytes = round_up(sessions * p.splits * p.m_padded * sizeof(float2), 256);
+    p.o_bytes = sessions * p.splits * p.m_padded * rank * sizeof(float);
     return p;
 }
 
@@ -157,10 +161,14 @@ __global__ void __launch_bounds__(kAbsorbWarps * 32)
 // 16-byte load per lane, so the loads of many splits are in flight at once. The merged,
 // normalised latent output overwrites split 0's slot (only this block touches those
 // columns of this row, and it has read them before the barrier that precedes the write).
+// blockIdx.z is the session of a batch (its partial results at offset z).
 constexpr int kCombineWarps = 8, kCombineCols = 128;
 
 __global__ void __launch_bounds__(kCombineWarps * 32)
     mla_combine(const float2* partial_ml, float* partial_o, int splits, int m_padded, int rank) {
+    const int session_rows = int(blockIdx.z) * splits * m_padded;  // < 2^31: the plan's sizes
+    partial_ml += session_rows;
+    partial_o += size_t(session_rows) * rank;
     extern __shared__ float combine_shared[];
     const int slots = (splits + 3) & ~3;  // keeps `sums` 16-byte aligned
     float* weight = combine_shared;                              // [splits], compacted
@@ -227,13 +235,15 @@ __global__ void __launch_bounds__(kCombineWarps * 32)
 
 // ---- value projection --------------------------------------------------------------------
 // Block (head, 16 output dims, 8 tokens), 4 warps of 4 dims: the tokens' merged latents in
-// shared memory, then each warp issues its 4 W_uv rows' 16-byte loads together.
+// shared memory, then each warp issues its 4 W_uv rows' 16-byte loads together. Token t's
+// latents start at o_lat + t * token_stride (heads * rank for one session's tokens; a
+// batch's sessions sit one partial-result area apart).
 constexpr int kProjectWarps = 4, kProjectRowsPerWarp = 4;
 constexpr int kProjectRows = kProjectWarps * kProjectRowsPerWarp;
 
 __global__ void __launch_bounds__(kProjectWarps * 32)
-    mla_project(const float* o_lat, int T, int heads, int nope, int v_dim, int rank,
-                const bf16* kv_b, float* out) {
+    mla_project(const float* o_lat, size_t token_stride, int T, int heads, int nope, int v_dim,
+                int rank, const bf16* kv_b, float* out) {
     extern __shared__ float o_shared[];  // [kTokensPerBlock][rank]
     const int h = blockIdx.x, t0 = blockIdx.z * kTokensPerBlock;
     const int n_tok = min(kTokensPerBlock, T - t0);
@@ -241,7 +251,8 @@ __global__ void __launch_bounds__(kProjectWarps * 32)
     for (int i = threadIdx.x * 4; i < kTokensPerBlock * rank; i += blockDim.x * 4) {
         const int g = i / rank, c = i - g * rank;
         *reinterpret_cast<float4*>(o_shared + i) =
-            g < n_tok ? *reinterpret_cast<const float4*>(o_lat + (size_t(t0 + g) * heads + h) * rank + c)
+            g < n_tok ? *reinterpret_cast<const float4*>(o_lat + size_t(t0 + g) * token_stride +
+                                                         size_t(h) * rank + c)
                       : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
     }
     __syncthreads();
@@ -308,9 +319,12 @@ __device__ float block_total(float value, float* scratch) {
 }
 
 // Shared memory: q_latent[rank], q_pe[rope], o_latent[rank], p[kSimpleThreads].
+// One session's T tokens (caches null), or a batch: token t is session t's one query, at
+// pos_device[t] over caches[t].
 __global__ void mla_simple_kernel(const float* q, const int32_t* pos_device, size_t max_rows,
-                                  const bf16* cache, const bf16* kv_b, int heads, int nope,
-                                  int rope, int v_dim, int rank, float scale, float* out) {
+                                  const bf16* one_cache, const bf16* const* caches,
+                                  const bf16* kv_b, int heads, int nope, int rope, int v_dim,
+                                  int rank, float scale, float* out) {
     extern __shared__ float shared[];
     float* q_latent = shared;
     float* q_pe = q_latent + rank;
@@ -320,6 +334,7 @@ __global__ void mla_simple_kernel(const float* q, const int32_t* pos_device, siz
 
     const size_t t = blockIdx.x / heads;
     const int h = blockIdx.x % heads;
+    const bf16* const cache = caches ? caches[t] : one_cache;
     const float* qh = q + (t * heads + h) * static_cast<size_t>(nope + rope);
     const bf16* w_uk = kv_b + static_cast<size_t>(h) * (nope + v_dim) * rank;
     const bf16* w_uv = w_uk + static_cast<size_t>(nope) * rank;
@@ -334,7 +349,9 @@ __global__ void mla_simple_kernel(const float* q, const int32_t* pos_device, siz
     for (int d = threadIdx.x; d < rope; d += kSimpleThreads) q_pe[d] = qh[nope + d];
     __syncthreads();
 
-    const size_t visible = min(static_cast<size_t>(*pos_device) + t + 1, max_rows);
+    const size_t visible = min(
+        caches ? static_cast<size_t>(pos_device[t]) + 1 : static_cast<size_t>(*pos_device) + t + 1,
+        max_rows);
     float running_max = -INFINITY, running_sum = 0.0f;
     for (size_t tile = 0; tile < visible; tile += kSimpleThreads) {
         const size_t row = tile + threadIdx.x;
@@ -384,7 +401,8 @@ void launch_flash(const Plan& plan, const FlashParams& params, cudaStream_t stre
               "cudaFuncSetAttribute(mla_flash_kernel)");
         if (device < kMaxDevices) configured[device] = true;
     }
-    kernel<<<dim3(unsigned(plan.tiles), unsigned(plan.splits)), BM * 8, plan.smem, stream>>>(params);
+    kernel<<<dim3(unsigned(plan.tiles), unsigned(plan.splits), unsigned(plan.sessions)), BM * 8,
+             plan.smem, stream>>>(params);
 }
 
 template <int RANK>
@@ -399,65 +417,60 @@ bool aligned(const void* p, size_t bytes) {
     return reinterpret_cast<uintptr_t>(p) % bytes == 0;
 }
 
-}  // namespace
-
-size_t mla_workspace_bytes(size_t T, size_t heads, size_t rank, size_t rope, size_t /*v_dim*/,
-                           size_t max_rows) {
-    // Callers size the workspace once for their largest piece and call with any T' <= T.
-    size_t bytes = 0;
-    for (size_t t = 1; t <= T; ++t) {
-        const Plan plan = make_plan(t, heads, rank, rope, max_rows);
-        if (plan.fast) bytes = std::max(bytes, plan.workspace());
-    }
-    return bytes;
-}
-
-void mla_attention(const float* q, size_t T, const int32_t* pos_device, size_t max_rows,
-                   const bf16* cache, const bf16* kv_b, size_t heads, size_t nope, size_t rope,
-                   size_t v_dim, size_t rank, void* workspace, float* out,
-                   cudaStream_t stream) {
-    if (T == 0) return;
-    if (!q || !pos_device || !cache || !kv_b || !out)
-        fail(Status::InvalidArgument, "mla_attention: null pointer argument");
+// The one path of mla_attention and mla_attention_batch: `sessions` sessions of T tokens
+// each (a batch: T = 1, caches and pos_device per session; else one session over cache).
+void attention(const float* q, size_t T, size_t sessions, const int32_t* pos_device,
+               size_t max_rows, const bf16* cache, const bf16* const* caches, const bf16* kv_b,
+               size_t heads, size_t nope, size_t rope, size_t v_dim, size_t rank, void* workspace,
+               float* out, cudaStream_t stream) {
+    const std::string what = caches ? "mla_attention_batch: " : "mla_attention: ";
+    if (!q || !pos_device || !(cache || caches) || !kv_b || !out)
+        fail(Status::InvalidArgument, what + "null pointer argument");
     if (heads == 0 || rank == 0 || v_dim == 0)
-        fail(Status::InvalidArgument, "mla_attention: heads, rank and v_dim must be positive");
+        fail(Status::InvalidArgument, what + "heads, rank and v_dim must be positive");
     if (max_rows < T)
-        fail(Status::InvalidArgument, "mla_attention: max_rows " + std::to_string(max_rows) +
-                                          " < T " + std::to_string(T));
+        fail(Status::InvalidArgument,
+             what + "max_rows " + std::to_string(max_rows) + " < T " + std::to_string(T));
     const float scale = 1.0f / std::sqrt(static_cast<float>(nope + rope));
-    const Plan plan = make_plan(T, heads, rank, rope, max_rows);
-    const bool fast = plan.fast && aligned(cache, 16) && aligned(kv_b, 16) &&
+    const Plan plan = make_plan(T, heads, rank, rope, max_rows, sessions);
+    // A batch's cache pointers are in device memory: their alignment is the caller's promise
+    // (cudaMalloc'd buffers), as ops.h says.
+    const bool fast = plan.fast && (caches || aligned(cache, 16)) && aligned(kv_b, 16) &&
                       absorb_shared_bytes(nope) <= 48 * 1024;
+    const size_t tokens = T * sessions;  // query tokens in all
     if (!fast) {
         const size_t shared = (2 * rank + rope + kSimpleThreads) * sizeof(float);
         if (shared > 48 * 1024)
-            fail(Status::Unsupported, "mla_attention: rank " + std::to_string(rank) +
-                                          " too large for the simple path");
-        mla_simple_kernel<<<static_cast<unsigned>(T * heads), kSimpleThreads, shared, stream>>>(
-            q, pos_device, max_rows, cache, kv_b, int(heads), int(nope), int(rope), int(v_dim),
-            int(rank), scale, out);
+            fail(Status::Unsupported,
+                 what + "rank " + std::to_string(rank) + " too large for the simple path");
+        mla_simple_kernel<<<static_cast<unsigned>(tokens * heads), kSimpleThreads, shared,
+                            stream>>>(q, pos_device, max_rows, cache, caches, kv_b, int(heads),
+                                      int(nope), int(rope), int(v_dim), int(rank), scale, out);
         check_launch("mla_simple_kernel");
         return;
     }
     if (!workspace)
-        fail(Status::InvalidArgument, "mla_attention: workspace of " +
-                                          std::to_string(plan.workspace()) + " bytes is null");
+        fail(Status::InvalidArgument,
+             what + "workspace of " + std::to_string(plan.workspace()) + " bytes is null");
 
     char* base = static_cast<char*>(workspace);
     bf16* q_lat = reinterpret_cast<bf16*>(base);
     float2* partial_ml = reinterpret_cast<float2*>(base + plan.q_bytes);
     float* partial_o = reinterpret_cast<float*>(base + plan.q_bytes + plan.ml_bytes);
-    const unsigned token_blocks = unsigned((T + kTokensPerBlock - 1) / kTokensPerBlock);
+    const unsigned token_blocks = unsigned((tokens + kTokensPerBlock - 1) / kTokensPerBlock);
 
+    // The query absorption and (below) the W_uv projection run over all sessions' tokens at
+    // once: session z's rows follow session z-1's in q_lat as in q.
     const unsigned col_blocks = unsigned((rank + kAbsorbCols - 1) / kAbsorbCols);
     mla_absorb_query<<<dim3(unsigned(heads), col_blocks, token_blocks), kAbsorbWarps * 32,
-                       absorb_shared_bytes(nope), stream>>>(
-        q, int(T), int(heads), int(nope), int(rope), int(v_dim), int(rank), scale * kLog2e, kv_b,
-        q_lat);
+                       absorb_shared_bytes(nope), stream>>>(q, int(tokens), int(heads), int(nope),
+                                                            int(rope), int(v_dim), int(rank),
+                                                            scale * kLog2e, kv_b, q_lat);
     check_launch("mla_absorb_query");
 
     FlashParams params{q_lat,
                        cache,
+                       caches,
                        pos_device,
                        partial_o,
                        partial_ml,
@@ -478,17 +491,65 @@ void mla_attention(const float* q, size_t T, const int32_t* pos_device, size_t m
 
     const size_t combine_shared =
         2 * round_up(plan.splits, 4) * sizeof(float) + kCombineWarps * 32 * sizeof(float4);
-    mla_combine<<<dim3(unsigned(plan.m), unsigned((rank + kCombineCols - 1) / kCombineCols)),
+    mla_combine<<<dim3(unsigned(plan.m), unsigned((rank + kCombineCols - 1) / kCombineCols),
+                       unsigned(sessions)),
                   kCombineWarps * 32, combine_shared, stream>>>(
         partial_ml, partial_o, int(plan.splits), int(plan.m_padded), int(rank));
     check_launch("mla_combine");
 
-    // The merged latents sit in split 0's slot, rows [0, m) of stride rank.
+    // The merged latents sit in split 0's slot of each session, rows [0, m) of stride rank:
+    // one session's tokens are heads * rank apart, a batch's sessions one partial area.
+    const size_t token_stride = caches ? plan.splits * plan.m_padded * rank : heads * rank;
     mla_project<<<dim3(unsigned(heads), unsigned((v_dim + kProjectRows - 1) / kProjectRows),
                        token_blocks),
                   kProjectWarps * 32, kTokensPerBlock * rank * sizeof(float), stream>>>(
-        partial_o, int(T), int(heads), int(nope), int(v_dim), int(rank), kv_b, out);
+        partial_o, token_stride, int(tokens), int(heads), int(nope), int(v_dim), int(rank), kv_b,
+        out);
     check_launch("mla_project");
+}
+
+}  // namespace
+
+size_t mla_workspace_bytes(size_t T, size_t heads, size_t rank, size_t rope, size_t /*v_dim*/,
+                           size_t max_rows) {
+    // Callers size the workspace once for their largest piece and call with any T' <= T.
+    size_t bytes = 0;
+    for (size_t t = 1; t <= T; ++t) {
+        const Plan plan = make_plan(t, heads, rank, rope, max_rows);
+        if (plan.fast) bytes = std::max(bytes, plan.workspace());
+    }
+    return bytes;
+}
+
+size_t mla_batch_workspace_bytes(size_t sessions, size_t heads, size_t rank, size_t rope,
+                                 size_t /*v_dim*/, size_t max_rows) {
+    size_t bytes = 0;
+    for (size_t s = 1; s <= sessions; ++s) {
+        const Plan plan = make_plan(1, heads, rank, rope, max_rows, s);
+        if (plan.fast) bytes = std::max(bytes, plan.workspace());
+    }
+    return bytes;
+}
+
+void mla_attention(const float* q, size_t T, const int32_t* pos_device, size_t max_rows,
+                   const bf16* cache, const bf16* kv_b, size_t heads, size_t nope, size_t rope,
+                   size_t v_dim, size_t rank, void* workspace, float* out, cudaStream_t stream) {
+    if (T == 0) return;
+    attention(q, T, 1, pos_device, max_rows, cache, nullptr, kv_b, heads, nope, rope, v_dim, rank,
+              workspace, out, stream);
+}
+
+void mla_attention_batch(const float* q, size_t sessions, const int32_t* positions_device,
+                         const bf16* const* caches_device, size_t max_rows, const bf16* kv_b,
+                         size_t heads, size_t nope, size_t rope, size_t v_dim, size_t rank,
+                         void* workspace, float* out, cudaStream_t stream) {
+    if (sessions == 0) return;
+    if (!caches_device) fail(Status::InvalidArgument, "mla_attention_batch: null cache array");
+    if (sessions > 65535)
+        fail(Status::InvalidArgument,
+             "mla_attention_batch: " + std::to_string(sessions) + " sessions exceed 65535");
+    attention(q, 1, sessions, positions_device, max_rows, nullptr, caches_device, kv_b, heads, nope,
+              rope, v_dim, rank, workspace, out, stream);
 }
 
 }  // namespace kl::cuda

@@ -22,11 +22,14 @@ namespace kl::cuda::mla {
 using bf16 = __nv_bfloat16;
 
 struct FlashParams {
-    const bf16* q_lat;        // [m, width] (width = rank + rope)
-    const bf16* cache;        // [max_rows, width]
-    const int32_t* pos;       // device: position of the first query token
-    float* partial_o;         // [splits, m_padded, rank], unnormalised
-    float2* partial_ml;       // [splits, m_padded]: (running max in log2 units, sum)
+    // Per session z (blockIdx.z; one session unless a batch): its query rows, cache, the
+    // position of its first query token and its partial results, session z's at offset z.
+    const bf16* q_lat;          // [sessions, m, width] (width = rank + rope)
+    const bf16* cache;          // [max_rows, width] (one session)
+    const bf16* const* caches;  // device array of each session's cache (a batch), or null
+    const int32_t* pos;         // device: [sessions]
+    float* partial_o;           // [sessions, splits, m_padded, rank], unnormalised
+    float2* partial_ml;         // [sessions, splits, m_padded]: (running max in log2 units, sum)
     int m, heads, width, width_padded, max_rows, splits, m_padded;
 };
 
@@ -77,23 +80,28 @@ __global__ void __launch_bounds__(BM * 8) mla_flash_kernel(FlashParams p) {
 
     const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, g = lane >> 2, tq = lane & 3;
     const int r0 = blockIdx.x * BM, split = blockIdx.y;
-    const int pos = *p.pos;
+    const size_t z = blockIdx.z;
+    const int pos = p.pos[z];
+    const bf16* const cache = p.caches ? p.caches[z] : p.cache;
+    const bf16* const q_lat = p.q_lat + z * p.m * p.width;
+    float* const partial_o = p.partial_o + z * p.splits * p.m_padded * RANK;
+    float2* const partial_ml = p.partial_ml + z * p.splits * p.m_padded;
     const int last_token = (min(r0 + BM, p.m) - 1) / p.heads;
     const int kv_end = min(pos + last_token + 1, p.max_rows);
     // Split ranges depend on pos at run time, so a graph captured once serves every position.
     const int chunk = ((kv_end + p.splits - 1) / p.splits + BN - 1) / BN * BN;
     const int kv_begin = split * chunk;
     const int kv_stop = min(kv_end, kv_begin + chunk);
-    float2* ml_out = p.partial_ml + static_cast<size_t>(split) * p.m_padded + r0;
+    float2* ml_out = partial_ml + static_cast<size_t>(split) * p.m_padded + r0;
     if (kv_begin >= kv_stop) {  // nothing to see: the combine skips rows with sum 0
         if (tid < BM && r0 + tid < p.m) ml_out[tid] = make_float2(-INFINITY, 0.0f);
         return;
     }
     const int blocks = (kv_stop - kv_begin + BN - 1) / BN;
-    const bf16* kv_src = p.cache + static_cast<size_t>(kv_begin) * p.width;
+    const bf16* kv_src = cache + static_cast<size_t>(kv_begin) * p.width;
 
-    load_rows<THREADS>(q_s, ld, p.q_lat + static_cast<size_t>(r0) * p.width, BM, p.m - r0,
-                       p.width, p.width_padded);
+    load_rows<THREADS>(q_s, ld, q_lat + static_cast<size_t>(r0) * p.width, BM, p.m - r0, p.width,
+                       p.width_padded);
 #pragma unroll
     for (int s = 0; s < STAGES - 1; ++s) {
         if (s < blocks)
@@ -243,7 +251,7 @@ __global__ void __launch_bounds__(BM * 8) mla_flash_kernel(FlashParams p) {
     }
 
     // Unnormalised partial output and the row statistics (final since the last barrier).
-    float* o_out = p.partial_o + (static_cast<size_t>(split) * p.m_padded + r0) * RANK;
+    float* o_out = partial_o + (static_cast<size_t>(split) * p.m_padded + r0) * RANK;
 #pragma unroll
     for (int i = 0; i < 2; ++i)
 #pragma unroll

@@ -31,6 +31,17 @@ void add_rms_norm_to_bf16(float* x, const float* branch, const bf16* w, size_t r
 // pos_device), the latent RMS-normalised with w, k_pe copied, as bf16.
 void latent_to_cache(const float* kv, size_t rows, size_t rank, size_t width, const bf16* w,
                      float eps, const int32_t* pos_device, bf16* cache, cudaStream_t stream);
+// The same for a batch: row r goes to caches[r] at row positions[r] (device arrays).
+void latent_to_cache_batch(const float* kv, size_t rows, size_t rank, size_t width, const bf16* w,
+                           float eps, const int32_t* positions, bf16* const* caches,
+                           cudaStream_t stream);
+// A batched pass's per-session writes (batch_scatter.cu; device arrays of n entries):
+// histories[i][positions[i]] = tokens[i]; dst[i][0, dim) = src[i, :] (each row's logits into its
+// session's buffer).
+void scatter_tokens(const int32_t* tokens, const int32_t* positions, int32_t* const* histories,
+                    size_t n, cudaStream_t stream);
+void scatter_rows(const float* src, size_t rows, size_t dim, float* const* dst,
+                  cudaStream_t stream);
 void cast_to_bf16(const float* x, size_t n, bf16* y, cudaStream_t stream);
 // out_bf16 = silu(gate) * up
 void silu_mul_to_bf16(const float* gate, const float* up, size_t n, bf16* out, cudaStream_t stream);
@@ -101,6 +112,15 @@ void kda_decode_step_with_split(const float* proj, size_t proj_stride, size_t n,
                                 const float* state_in, const float* conv_in, float* state_out,
                                 float* conv_out, bf16* o, size_t ctas_per_head,
                                 cudaStream_t stream);
+// Batched decode: `rows` sessions, one token each, in one launch (a grid row per session).
+// proj [rows, proj_stride], o [rows, H*D]; session b's state is read from rows_in[b] and
+// written to rows_out[b] (device arrays of `rows` pointers to fp32 buffers, 16-byte aligned):
+// S at + state_offset, conv state at + conv_offset (floats, multiples of 4). Outputs must not
+// overlap any session's inputs. ctas_per_head as above (0: chosen for H * rows heads).
+void kda_decode_step_batch(const float* proj, size_t proj_stride, size_t rows, size_t H, size_t D,
+                           float scale, const KdaDecodeWeights& w, const float* const* rows_in,
+                           float* const* rows_out, size_t state_offset, size_t conv_offset, bf16* o,
+                           size_t ctas_per_head, cudaStream_t stream);
 
 // ---- MLA (mla_attention.cu) -----------------------------------------------------------------
 // Causal attention for T queries at positions pos..pos+T-1 over the bf16 latent cache
@@ -114,6 +134,19 @@ size_t mla_workspace_bytes(size_t T, size_t heads, size_t rank, size_t rope, siz
 void mla_attention(const float* q, size_t T, const int32_t* pos_device, size_t max_rows,
                    const bf16* cache, const bf16* kv_b, size_t heads, size_t nope, size_t rope,
                    size_t v_dim, size_t rank, void* workspace, float* out, cudaStream_t stream);
+// Batched decode: `sessions` sessions, one query each, in one pass: session i's query q[i]
+// (q [sessions, Hm*(nope+rope)]) at positions_device[i] over its own cache caches_device[i]
+// (device arrays: int32 [sessions], bf16* [sessions], 16-byte aligned caches; row
+// positions_device[i] already written). max_rows bounds every session's rows (the largest
+// capacity). The query absorption and W_uv projection run over all sessions at once; the
+// attention splits each session's context as mla_attention does, fewer splits for more
+// sessions. workspace: mla_batch_workspace_bytes(sessions, ...) bytes (any sessions' <= it).
+size_t mla_batch_workspace_bytes(size_t sessions, size_t heads, size_t rank, size_t rope,
+                                 size_t v_dim, size_t max_rows);
+void mla_attention_batch(const float* q, size_t sessions, const int32_t* positions_device,
+                         const bf16* const* caches_device, size_t max_rows, const bf16* kv_b,
+                         size_t heads, size_t nope, size_t rope, size_t v_dim, size_t rank,
+                         void* workspace, float* out, cudaStream_t stream);
 
 // ---- few-token GEMM (gemv.cu) ------------------------------------------------------------
 // y[n, out] = x[n, in] · W^T for n <= 4 and in % 8 == 0 (16-byte rows): gemv_supported().

@@ -1,7 +1,8 @@
 // The fused KDA decode step (backends/cuda/kda_decode.cu) against the CPU ops strung as the CPU
 // backend's KDA layer does, on fresh random inputs: all head sizes, 1/3/32 heads, 1..8
 // tokens, mild and strong decay (g ~ -10 per step), in place and out of place, every split
-// of a head over a cluster, conv kernels 1..16, and a long chain of calls.
+// of a head over a cluster, conv kernels 1..16, and a long chain of calls; the batched form
+// (kda_decode_step_batch, 1..64 sessions) equal to the single-session kernel per row.
 // Tolerances: the state is fp32 math on bf16-rounded weights, 1e-4 of its scale per call;
 // o is the bf16 output, so within bf16 rounding of the fp32 reference (2^-8 relative per
 // element, plus 1e-5 of the scale for elements near zero).
@@ -326,3 +327,131 @@ TEST_F(GpuKdaDecode, RejectsBadArguments) {
 }
 
 }  // namespace
+
+namespace {
+
+// kda_decode_step_batch: `rows` sessions of one layer, each its own state and conv state in
+// its own buffer (at an offset, as a layer inside a session's state), one token each, read
+// from one set of buffers and written to another. Each row must equal the single-session
+// kernel with the same split bit for bit (one code path) and the CPU reference within the
+// tolerances above; the input buffers must come back unchanged.
+void check_batch(size_t H, size_t D, size_t kernel, bool strong, size_t rows, size_t split,
+                 kl::ThreadPool& pool, Worst& worst) {
+    const Problem p = make_problem(H, D, 1, kernel, strong, uint32_t(1000 + rows * 31 + D + H));
+    const size_t HD = H * D, state = H * D * D, conv = 3 * (kernel - 1) * HD;
+    const size_t state_offset = 12, conv_offset = state_offset + state;  // 16-byte multiples
+    const size_t each = conv_offset + conv + 4;
+    DeviceWeights dw(p);
+    std::vector<float> proj(rows * p.stride), in_host(rows * each, 0.0f);
+    std::vector<Problem> row_problems;
+    for (size_t r = 0; r < rows; ++r) {
+        Problem q = p;  // the layer's weights; this session's inputs
+        q.proj = randn(p.stride, uint32_t(7 * r + 1));
+        q.state = randn(state, uint32_t(7 * r + 2), 0.3f);
+        q.conv = randn(conv, uint32_t(7 * r + 3));
+        std::copy(q.proj.begin(), q.proj.end(), proj.begin() + r * p.stride);
+        std::copy(q.state.begin(), q.state.end(), in_host.begin() + r * each + state_offset);
+        std::copy(q.conv.begin(), q.conv.end(), in_host.begin() + r * each + conv_offset);
+        row_problems.push_back(std::move(q));
+    }
+    Dev<float> d_proj(proj), d_in(in_host), d_out(nan_floats(rows * each));
+    std::vector<uint64_t> in_ptrs(rows), out_ptrs(rows);
+    for (size_t r = 0; r < rows; ++r) {
+        in_ptrs[r] = reinterpret_cast<uint64_t>(d_in.ptr + r * each);
+        out_ptrs[r] = reinterpret_cast<uint64_t>(d_out.ptr + r * each);
+    }
+    // The session order reversed in the tables: rows must not depend on their neighbours.
+    std::reverse(in_ptrs.begin(), in_ptrs.end());
+    std::reverse(out_ptrs.begin(), out_ptrs.end());
+    std::vector<float> proj_rev(proj.size());
+    for (size_t r = 0; r < rows; ++r)
+        std::copy_n(proj.begin() + (rows - 1 - r) * p.stride, p.stride,
+                    proj_rev.begin() + r * p.stride);
+    Dev<float> d_proj_rev(proj_rev);
+    Dev<uint64_t> d_in_ptrs(in_ptrs), d_out_ptrs(out_ptrs);
+    Dev<uint16_t> o(std::vector<uint16_t>(rows * HD, 0x7fc0));
+    kl::cuda::kda_decode_step_batch(d_proj_rev.ptr, p.stride, rows, H, D, p.scale(), dw.w,
+                                    reinterpret_cast<const float* const*>(d_in_ptrs.ptr),
+                                    reinterpret_cast<float* const*>(d_out_ptrs.ptr), state_offset,
+                                    conv_offset, reinterpret_cast<bf16*>(o.ptr), split, nullptr);
+    ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+    EXPECT_EQ(d_in.get(), in_host) << "the inputs changed";
+    const std::vector<float> out = d_out.get();
+    const std::vector<uint16_t> o_all = o.get();
+    for (size_t r = 0; r < rows; ++r) {
+        const Problem& q = row_problems[r];
+        const std::string where = "D=" + std::to_string(D) + " H=" + std::to_string(H) +
+                                  " kernel=" + std::to_string(kernel) +
+                                  " rows=" + std::to_string(rows) + " row " + std::to_string(r) +
+                                  (strong ? " strong" : " mild");
+        const size_t slot = rows - 1 - r;  // where session r sits in the reversed batch
+        const std::vector<float> got_state(out.begin() + r * each + state_offset,
+                                           out.begin() + r * each + state_offset + state);
+        const std::vector<float> got_conv(out.begin() + r * each + conv_offset,
+                                          out.begin() + r * each + conv_offset + conv);
+        const std::vector<uint16_t> got_o(o_all.begin() + slot * HD,
+                                          o_all.begin() + (slot + 1) * HD);
+        // The single-session kernel on the same inputs.
+        Dev<float> s_proj(q.proj), s_state(q.state), s_conv(q.conv);
+        Dev<float> s_state_out(state), s_conv_out(std::max<size_t>(conv, 1));
+        Dev<uint16_t> s_o(HD);
+        kl::cuda::kda_decode_step_with_split(
+            s_proj.ptr, p.stride, 1, H, D, p.scale(), dw.w, s_state.ptr, s_conv.ptr,
+            s_state_out.ptr, s_conv_out.ptr, reinterpret_cast<bf16*>(s_o.ptr), split, nullptr);
+        ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+        EXPECT_EQ(got_state, s_state_out.get()) << where << ": state vs single-session kernel";
+        if (conv) {
+            EXPECT_EQ(got_conv, s_conv_out.get()) << where << ": conv vs single";
+        }
+        EXPECT_EQ(got_o, s_o.get()) << where << ": o vs single-session kernel";
+        const Result want = reference(q, pool);
+        const std::vector<float> got_o_f = bf16_to_floats(got_o);
+        const double e_state = rel_error(got_state, want.state), e_o = rel_error(got_o_f, want.o);
+        worst.state = std::max(worst.state, e_state), worst.o = std::max(worst.o, e_o);
+        EXPECT_LE(e_state, kStateTol) << where;
+        EXPECT_LE(rel_error(got_conv, want.conv), kConvTol) << where;
+        EXPECT_EQ(bf16_misses(got_o_f, want.o), 0u) << where;
+    }
+}
+
+}  // namespace
+
+TEST_F(GpuKdaDecode, BatchEqualsSingleSessionKernelPerRow) {
+    kl::ThreadPool pool(2);
+    Worst worst;
+    for (bool strong : {false, true})
+        for (size_t rows : {1, 3, 8, 64}) {
+            check_batch(2, 16, 4, strong, rows, 1, pool, worst);   // tiny preset shapes
+            check_batch(4, 32, 4, strong, rows, 2, pool, worst);   // small preset
+            check_batch(3, 64, 1, strong, rows, 4, pool, worst);   // no conv, odd H
+            check_batch(3, 128, 5, strong, rows, 8, pool, worst);  // odd H, odd kernel
+        }
+    // The real shapes (H=32, D=128): one row with the split both pick by themselves (0: the
+    // same for one row), and 8 rows on one CTA per head.
+    check_batch(32, 128, 4, true, 1, 0, pool, worst);
+    check_batch(32, 128, 4, true, 8, 1, pool, worst);
+    worst.print("kda batch");
+}
+
+TEST_F(GpuKdaDecode, BatchRejectsBadArguments) {
+    Problem p = make_problem(2, 64, 1, 4, false, 1);
+    DeviceWeights dw(p);
+    Dev<float> proj(p.proj);
+    Dev<uint64_t> ptrs(std::vector<uint64_t>(1, 0));
+    Dev<uint16_t> o(p.H * p.D);
+    auto status_of = [&](size_t offset, bool null_tables) {
+        try {
+            kl::cuda::kda_decode_step_batch(
+                proj.ptr, p.stride, 1, p.H, p.D, p.scale(), dw.w,
+                null_tables ? nullptr : reinterpret_cast<const float* const*>(ptrs.ptr),
+                reinterpret_cast<float* const*>(ptrs.ptr), offset, offset,
+                reinterpret_cast<bf16*>(o.ptr), 0, nullptr);
+        } catch (const kl::Error& e) {
+            EXPECT_NE(std::string(e.what()).find("kda_decode_step"), std::string::npos);
+            return e.status();
+        }
+        return kl::Status::Ok;
+    };
+    EXPECT_EQ(status_of(2, false), kl::Status::InvalidArgument);  // misaligned state
+    EXPECT_EQ(status_of(0, true), kl::Status::InvalidArgument);   // no table
+}

@@ -1,6 +1,7 @@
 // MLA attention on the GPU against the CPU definition (mla_attention_expanded) on fresh random
 // inputs: tiny and real shapes, positions 0..4097 and 70000, 1..256 queries, a captured graph
-// replayed at several positions through one pos buffer. The output and workspace start as
+// replayed at several positions through one pos buffer; the batched form (1..64 sessions,
+// each over its own cache at its own position) per session. The output and workspace start as
 // NaN, and cache rows past pos+T hold NaN, so unwritten outputs and reads beyond the causal
 // window fail the comparison.
 // Tolerance (max |err| / max |ref|): 1e-2 on the tensor-core path (bf16 latent queries and
@@ -10,7 +11,9 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
+#include <memory>
 #include <vector>
 
 #include "backends/cpu/ops.h"
@@ -219,3 +222,72 @@ TEST_F(GpuMlaLong, RejectsBadArguments) {
 }
 
 }  // namespace
+
+namespace {
+
+// mla_attention_batch: n sessions, each one query over its own cache at its own position
+// (around the 32-row block edges and spread over 0..4097, so the splits' boundaries fall
+// differently per session), against the CPU per session. The workspace is sized for 256
+// sessions as the backend sizes it and starts as NaN; each cache holds NaN past its row
+// pos, so a read beyond a session's own window fails the comparison.
+void check_mla_batch(const ShapeCase& c, size_t n, uint32_t seed, double& worst) {
+    const kl::cpu::MlaShape& s = c.shape;
+    kl::ThreadPool pool(2);
+    const size_t pattern[] = {0, 1, 5, 31, 32, 33, 300, 1000, 4097};
+    // The real rank against the absorbed CPU form (the expanded one decompresses every row
+    // per head: minutes); the others against the expanded definition.
+    const Reference ref = s.rank >= 512 ? Reference::Absorbed : Reference::Expanded;
+    std::vector<Inputs> in;
+    std::vector<size_t> pos;
+    std::vector<float> q;
+    size_t max_rows = 0;
+    for (size_t i = 0; i < n; ++i) {
+        pos.push_back(pattern[(i * 7 + n) % 9]);
+        const size_t rows = pos.back() + 1, with_poison = rows + kPoisonRows;
+        in.push_back(make_inputs(s, 1, rows, with_poison, seed + 3 * uint32_t(i)));
+        if (i > 0) in[i].kv_b = in[0].kv_b, in[i].kv_b_b = in[0].kv_b_b;  // one layer
+        q.insert(q.end(), in[i].q.begin(), in[i].q.end());
+        max_rows = std::max(max_rows, with_poison);
+    }
+    std::vector<std::unique_ptr<Dev<uint16_t>>> caches;
+    std::vector<uint64_t> cache_ptrs;
+    std::vector<int32_t> pos32;
+    for (size_t i = 0; i < n; ++i) {
+        caches.push_back(std::make_unique<Dev<uint16_t>>(in[i].cache_b));
+        cache_ptrs.push_back(reinterpret_cast<uint64_t>(caches.back()->ptr));
+        pos32.push_back(static_cast<int32_t>(pos[i]));
+    }
+    Dev<float> d_q(q), out(std::vector<float>(n * s.heads * s.v_dim, std::nanf("")));
+    Dev<uint16_t> kv_b(in[0].kv_b_b);
+    Dev<uint64_t> d_caches(cache_ptrs);
+    Dev<int32_t> d_pos(pos32);
+    Dev<uint8_t> work(std::max<size_t>(
+        1, kl::cuda::mla_batch_workspace_bytes(256, s.heads, s.rank, s.rope, s.v_dim, max_rows)));
+    cudaMemset(work.ptr, 0xff, work.n);
+    kl::cuda::mla_attention_batch(
+        d_q.ptr, n, d_pos.ptr, reinterpret_cast<const kl::cuda::bf16* const*>(d_caches.ptr),
+        max_rows, reinterpret_cast<const kl::cuda::bf16*>(kv_b.ptr), s.heads, s.nope, s.rope,
+        s.v_dim, s.rank, work.ptr, out.ptr, nullptr);
+    ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+    const std::vector<float> got = out.get();
+    const size_t each = s.heads * s.v_dim;
+    for (size_t i = 0; i < n; ++i) {
+        const auto want = reference(pool, s, in[i], 1, pos[i], ref);
+        const std::vector<float> row(got.begin() + i * each, got.begin() + (i + 1) * each);
+        const double err = rel_error(row, want);
+        EXPECT_LE(err, c.tolerance)
+            << c.name << " n=" << n << " session " << i << " pos " << pos[i];
+        worst = std::max(worst, err);
+    }
+}
+
+}  // namespace
+
+TEST_P(GpuMla, BatchMatchesCpuPerSession) {
+    const ShapeCase& c = GetParam();
+    double worst = 0.0;
+    uint32_t seed = 900;
+    for (size_t n : {1, 3, 8, 64}) check_mla_batch(c, n, seed += 211, worst);
+    std::printf("[ mla batch ] %s: worst rel error %.3g (tolerance %.0e)\n", c.name, worst,
+                c.tolerance);
+}

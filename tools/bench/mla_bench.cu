@@ -13,9 +13,11 @@
 
 #include "backends/cuda/cuda_util.h"
 #include "backends/cuda/ops.h"
+#include "median_timing.h"
 
 namespace {
 
+using kl::bench::median_ms;
 using kl::cuda::bf16;
 using kl::cuda::check;
 
@@ -69,25 +71,6 @@ struct Bench {
                                 stream);
     }
 };
-
-// Median milliseconds of `reps` calls of f(i), each bracketed by its own events.
-template <typename F>
-double median_ms(int warmup, int reps, F f) {
-    for (int i = 0; i < warmup; ++i) f(i);
-    std::vector<cudaEvent_t> ev(2 * reps);
-    for (auto& e : ev) check(cudaEventCreate(&e), "event");
-    for (int i = 0; i < reps; ++i) {
-        check(cudaEventRecord(ev[2 * i]), "record");
-        f(i);
-        check(cudaEventRecord(ev[2 * i + 1]), "record");
-    }
-    check(cudaDeviceSynchronize(), "sync");
-    std::vector<float> ms(reps);
-    for (int i = 0; i < reps; ++i) cudaEventElapsedTime(&ms[i], ev[2 * i], ev[2 * i + 1]);
-    for (auto& e : ev) cudaEventDestroy(e);
-    std::sort(ms.begin(), ms.end());
-    return ms[reps / 2];
-}
 
 }  // namespace
 
