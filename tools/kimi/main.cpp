@@ -40,8 +40,9 @@ const char* kUsage =
     "  kimi bench DIR [--prompt-len 128,512] [--context 0,1024] [--decode N] [--repeats N]\n"
     "             [--logprobs K]  (decode through a generator reporting logprobs + K alternatives)\n"
     "           [--bandwidth-gbs 3000] [--matrix-tflops 794]  (floors: the H100's measured rates)\n"
-    "           [--batch 1,8,64]  (batched decode at each --context: kl_batch_next, and as many\n"
-    "           threads calling kl_session_next on a model with max_batch = the largest)\n"
+    "           [--batch 1,8,64] [--batch-only]  (batched decode at each --context:\n"
+    "           kl_batch_next, and as many threads calling kl_session_next on a model with\n"
+    "           max_batch = the largest; --batch-only skips the prefill and one-session tables)\n"
     "  kimi bench --random CONFIG.json [--layers N] [--seed S] [...]  (random weights, no files;\n"
     "           --layers keeps the first N layers of the config's pattern)\n"
     "common options: --threads N (0 = all cores), --device auto|cpu|cuda, --device-index I,\n"
@@ -109,7 +110,7 @@ Options parse(int argc, char** argv) {
     for (int i = first_option; i < argc; ++i) {
         std::string flag = argv[i];
         if (flag.rfind("--", 0) != 0) throw UsageError{"unexpected argument \"" + flag + "\""};
-        if (flag == "--chat" || flag == "--parse-special") {  // switches, no value
+        if (flag == "--chat" || flag == "--parse-special" || flag == "--batch-only") {  // switches
             o.values[flag.substr(2)] = "1";
             continue;
         }
@@ -494,7 +495,8 @@ void bench_batches(kl_model* model, const struct kl_model_info& info, const Floo
                 threads.emplace_back([&, i] {
                     for (int s = 0; s < steps && status[i] == KL_OK; ++s) {
                         int32_t token = 0;
-                        status[i] = kl_session_next(raw[i], &params[i], &token, nullptr, 0, nullptr);
+                        status[i] =
+                            kl_session_next(raw[i], &params[i], &token, nullptr, 0, nullptr);
                     }
                 });
             for (auto& t : threads) t.join();
@@ -546,73 +548,75 @@ int cmd_bench(const Options& o) {
                 human_bytes(static_cast<uint64_t>(floor.decode_weight_bytes)).c_str(),
                 human_bytes(info.session_fixed_bytes).c_str(), floor.prefill_flops / 1e9);
 
-    std::printf("\n%10s %12s %14s %12s %8s\n", "prompt", "prefill ms", "tokens/s", "floor ms",
-                "ratio");
-    std::vector<float> logits(info.vocab_size);
-    for (int32_t length : lengths) {
-        std::vector<int32_t> prompt(static_cast<size_t>(length));
-        for (auto& t : prompt) t = pick(rng);
-        double best = 1e30;
-        for (int r = 0; r < repeats; ++r) {
-            SessionHandle session = new_session(model.get(), prompt.size() + 1);
-            const auto start = Clock::now();
-            check(kl_session_append(session.get(), prompt.data(), prompt.size(), KL_LOGITS_LAST,
-                                    logits.data()));
-            best = std::min(best, seconds_since(start));
+    if (!o.has("batch-only")) {  // prefill and one-session decode
+        std::printf("\n%10s %12s %14s %12s %8s\n", "prompt", "prefill ms", "tokens/s", "floor ms",
+                    "ratio");
+        std::vector<float> logits(info.vocab_size);
+        for (int32_t length : lengths) {
+            std::vector<int32_t> prompt(static_cast<size_t>(length));
+            for (auto& t : prompt) t = pick(rng);
+            double best = 1e30;
+            for (int r = 0; r < repeats; ++r) {
+                SessionHandle session = new_session(model.get(), prompt.size() + 1);
+                const auto start = Clock::now();
+                check(kl_session_append(session.get(), prompt.data(), prompt.size(), KL_LOGITS_LAST,
+                                        logits.data()));
+                best = std::min(best, seconds_since(start));
+            }
+            const double floor_s = floor.prefill_flops * length / matrix_rate;
+            std::printf("%10d %12.2f %14.1f %12.2f %8.2f\n", length, 1e3 * best, length / best,
+                        1e3 * floor_s, best / floor_s);
         }
-        const double floor_s = floor.prefill_flops * length / matrix_rate;
-        std::printf("%10d %12.2f %14.1f %12.2f %8.2f\n", length, 1e3 * best, length / best,
-                    1e3 * floor_s, best / floor_s);
-    }
 
-    std::printf("\n%10s %12s %12s %12s %8s\n", "context", "TPOT ms p50", "MB/token", "floor ms",
-                "ratio");
-    kl_sampling_params greedy;
-    kl_sampling_params_default(&greedy);
-    for (int32_t context : contexts) {
-        SessionHandle session =
-            new_session(model.get(), static_cast<uint64_t>(context) + decode_steps + 2);
-        if (context > 0) {
-            check(kl_session_fill_synthetic(session.get(), static_cast<uint64_t>(context), 7));
-        } else {
-            const int32_t token = pick(rng);
-            check(kl_session_append(session.get(), &token, 1, KL_LOGITS_NONE, nullptr));
-        }
-        std::vector<double> step_ms;
-        if (top_logprobs >= 0) {
-            // Each step as a chat app asking for log-probabilities runs it: a generator
-            // sampling on the host copy of the logits (kimi_linear.h, kl_generate_params).
-            kl_generate_params gp;
-            kl_generate_params_default(&gp);
-            gp.max_new_tokens = static_cast<uint32_t>(decode_steps);
-            gp.logprobs = 1;
-            gp.n_top_logprobs = static_cast<uint32_t>(top_logprobs);
-            kl_generator* generator = nullptr;
-            check(kl_generator_create(session.get(), &gp, &generator));
-            const std::unique_ptr<kl_generator, void (*)(kl_generator*)> owned(
-                generator, &kl_generator_free);
-            for (int s = 0; s < decode_steps; ++s) {
-                kl_generation_step step;
-                step.struct_size = sizeof step;
-                const auto start = Clock::now();
-                check(kl_generator_next(generator, &step));
-                step_ms.push_back(1000.0 * seconds_since(start));
+        std::printf("\n%10s %12s %12s %12s %8s\n", "context", "TPOT ms p50", "MB/token", "floor ms",
+                    "ratio");
+        kl_sampling_params greedy;
+        kl_sampling_params_default(&greedy);
+        for (int32_t context : contexts) {
+            SessionHandle session =
+                new_session(model.get(), static_cast<uint64_t>(context) + decode_steps + 2);
+            if (context > 0) {
+                check(kl_session_fill_synthetic(session.get(), static_cast<uint64_t>(context), 7));
+            } else {
+                const int32_t token = pick(rng);
+                check(kl_session_append(session.get(), &token, 1, KL_LOGITS_NONE, nullptr));
             }
-        } else {
-            for (int s = 0; s < decode_steps; ++s) {
-                int32_t token = 0;
-                const auto start = Clock::now();
-                check(kl_session_next(session.get(), &greedy, &token, nullptr, 0, nullptr));
-                step_ms.push_back(1000.0 * seconds_since(start));
+            std::vector<double> step_ms;
+            if (top_logprobs >= 0) {
+                // Each step as a chat app asking for log-probabilities runs it: a generator
+                // sampling on the host copy of the logits (kimi_linear.h, kl_generate_params).
+                kl_generate_params gp;
+                kl_generate_params_default(&gp);
+                gp.max_new_tokens = static_cast<uint32_t>(decode_steps);
+                gp.logprobs = 1;
+                gp.n_top_logprobs = static_cast<uint32_t>(top_logprobs);
+                kl_generator* generator = nullptr;
+                check(kl_generator_create(session.get(), &gp, &generator));
+                const std::unique_ptr<kl_generator, void (*)(kl_generator*)> owned(
+                    generator, &kl_generator_free);
+                for (int s = 0; s < decode_steps; ++s) {
+                    kl_generation_step step;
+                    step.struct_size = sizeof step;
+                    const auto start = Clock::now();
+                    check(kl_generator_next(generator, &step));
+                    step_ms.push_back(1000.0 * seconds_since(start));
+                }
+            } else {
+                for (int s = 0; s < decode_steps; ++s) {
+                    int32_t token = 0;
+                    const auto start = Clock::now();
+                    check(kl_session_next(session.get(), &greedy, &token, nullptr, 0, nullptr));
+                    step_ms.push_back(1000.0 * seconds_since(start));
+                }
             }
+            std::sort(step_ms.begin(), step_ms.end());
+            const double p50 = step_ms[step_ms.size() / 2];
+            const double bytes = floor.decode_weight_bytes + 2.0 * info.session_fixed_bytes +
+                                 static_cast<double>(context) * info.kv_bytes_per_token;
+            const double floor_ms = 1e3 * bytes / bandwidth;
+            std::printf("%10d %12.3f %12.1f %12.3f %8.2f\n", context, p50, bytes / 1e6, floor_ms,
+                        p50 / floor_ms);
         }
-        std::sort(step_ms.begin(), step_ms.end());
-        const double p50 = step_ms[step_ms.size() / 2];
-        const double bytes = floor.decode_weight_bytes + 2.0 * info.session_fixed_bytes +
-                             static_cast<double>(context) * info.kv_bytes_per_token;
-        const double floor_ms = 1e3 * bytes / bandwidth;
-        std::printf("%10d %12.3f %12.1f %12.3f %8.2f\n", context, p50, bytes / 1e6, floor_ms,
-                    p50 / floor_ms);
     }
     if (o.has("batch"))
         bench_batches(model.get(), info, floor, contexts, o.ints("batch", "1"), decode_steps,
