@@ -45,7 +45,7 @@ CudaBackend::CudaBackend(const ModelConfig& config, const ModelLayout& layout,
         if (L.is_moe) {
             L.router = get(t.moe.router);
             L.router_bias = get(t.moe.router_bias, true);
-            for (const MlpTensors& e : t.moe.experts) L.experts.push_back(mlp(e));
+            load_experts(L, t.moe.experts, get);
             upload_expert_pointers(L);
             L.has_shared = t.moe.has_shared;
             if (L.has_shared) L.shared = mlp(t.moe.shared);
@@ -75,6 +75,30 @@ void CudaBackend::load_kda(Layer& L, const KdaTensors& t, Get& get) {
     L.a_log = get(t.a_log, true), L.dt_bias = get(t.dt_bias, true);
     L.g_b = get(t.g_b_proj);
     L.o_norm = get(t.o_norm), L.o = get(t.o_proj);
+}
+
+// The routed experts of a layer in three buffers (every expert's gate, up, down), each
+// expert's matrices views of them. cudaMalloc rounds each allocation up to 2 MiB pages, and
+// an expert matrix of the 48B model is 4.5 MiB: a buffer per matrix wasted 1.5 MiB of every
+// 6, 29 GiB over the 19,968 matrices (measured on the H200: 126 GB in use after loading
+// 93.7 GB of weights). Loaded one kind at a time, so the separate copies add at most one
+// kind's worth while they are stacked.
+template <typename Get>
+void CudaBackend::load_experts(Layer& L, const std::vector<MlpTensors>& experts, Get& get) {
+    L.experts.resize(experts.size());
+    Weight Mlp::*kinds[] = {&Mlp::gate, &Mlp::up, &Mlp::down};
+    const TensorSpec MlpTensors::*specs[] = {&MlpTensors::gate, &MlpTensors::up,
+                                             &MlpTensors::down};
+    for (int kind = 0; kind < 3; ++kind) {
+        std::vector<Weight> parts;
+        parts.reserve(experts.size());
+        for (const MlpTensors& e : experts) parts.push_back(get(e.*specs[kind]));
+        std::vector<const Weight*> order;
+        for (const Weight& w : parts) order.push_back(&w);
+        const Weight all = stack_rows(order);
+        for (size_t i = 0; i < experts.size(); ++i)
+            L.experts[i].*kinds[kind] = row_view(all, i * parts[i].rows, parts[i].rows);
+    }
 }
 
 void CudaBackend::upload_expert_pointers(Layer& L) {

@@ -215,6 +215,8 @@ private:
 
     template <typename Get>
     void load_kda(Layer& L, const KdaTensors& t, Get& get);
+    template <typename Get>
+    void load_experts(Layer& L, const std::vector<MlpTensors>& experts, Get& get);
     static void upload_expert_pointers(Layer& L);
 
     // The fused decode path needs the fused KDA kernel for this head size.

@@ -65,8 +65,13 @@ public:
         if (capture == cudaStreamCaptureStatusActive) {
             if (mode_ != Mode::Graph) return;
             cudaEvent_t mark = nullptr;
-            if (cudaEventCreate(&mark) != cudaSuccess || cudaEventRecord(mark, stream) != cudaSuccess)
+            // External: a record node of the graph (a plain record in a capture only orders
+            // the capture's streams and is not timed at replay).
+            if (cudaEventCreate(&mark) != cudaSuccess ||
+                cudaEventRecordWithFlags(mark, stream, cudaEventRecordExternal) != cudaSuccess) {
+                cudaGetLastError();
                 return;
+            }
             capturing_.emplace_back(name ? name : "", mark);
             return;
         }
@@ -96,9 +101,15 @@ public:
         const auto& marks = found->second;
         for (size_t i = 0; i + 1 < marks.size(); ++i) {
             float ms = 0.0f;
-            if (marks[i].first.empty() ||
-                cudaEventElapsedTime(&ms, marks[i].second, marks[i + 1].second) != cudaSuccess) {
+            if (marks[i].first.empty()) continue;
+            const cudaError_t status =
+                cudaEventElapsedTime(&ms, marks[i].second, marks[i + 1].second);
+            if (status != cudaSuccess) {
                 cudaGetLastError();
+                if (!warned_)
+                    std::fprintf(stderr, "KL_CUDA_PROFILE: a graph section has no time: %s\n",
+                                 cudaGetErrorString(status));
+                warned_ = true;
                 continue;
             }
             Total& t = totals_[marks[i].first];
@@ -114,6 +125,7 @@ private:
         long calls = 0;
     };
     Mode mode_ = Mode::Off;
+    bool warned_ = false;
     std::map<std::string, Total> totals_;
     std::string current_;
     std::chrono::steady_clock::time_point started_;
