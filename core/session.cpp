@@ -212,6 +212,9 @@ int32_t Session::sample(const SamplingParams& params) const {
     if (!has_logits_)
         fail(Status::InvalidArgument,
              "the session has no logits to sample from: append a prompt first");
+    // A model that batches decode steps batches their samples too (one device round trip).
+    if (DecodeBatcher* batcher = model_->batcher())
+        return batcher->sample(*state_, params, history_.data(), history_.size(), position_);
     return backend().sample(*state_, params, history_.data(), history_.size(), position_);
 }
 

@@ -1,7 +1,8 @@
 // core/decode_batcher.h on a backend that only records its passes: steps that threads run at
 // the same time share passes, a pass never exceeds max_batch, each step's row reaches the
-// pass with its own state, position and token, a failed pass fails exactly its steps, and a
-// step whose cancel is set when its pass starts runs nothing.
+// pass with its own state, position and token, a failed pass fails exactly its steps, a
+// step whose cancel is set when its pass starts runs nothing, and concurrent samples share
+// sample_batch calls, each thread getting its own token.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -64,6 +65,19 @@ public:
         for (const Row& r : pass)
             if (r.token == kFailingToken) kl::fail(kl::Status::OutOfMemory, "device full");
     }
+    // Samples: token = 7 * position + 1; records each pass's size.
+    void sample_batch(const kl::BackendState* const*, const kl::SamplingParams*,
+                      const int32_t* const*, const size_t*, const uint64_t* positions, size_t n,
+                      int32_t* out) const override {
+        std::this_thread::sleep_for(pass_time_);
+        for (size_t i = 0; i < n; ++i) out[i] = static_cast<int32_t>(7 * positions[i] + 1);
+        std::lock_guard<std::mutex> lock(mutex_);
+        sample_passes_.push_back(n);
+    }
+    std::vector<size_t> sample_passes() const {
+        std::lock_guard<std::mutex> lock(mutex_);
+        return sample_passes_;
+    }
     std::vector<std::vector<Row>> passes() const {
         std::lock_guard<std::mutex> lock(mutex_);
         return passes_;
@@ -74,6 +88,7 @@ private:
     std::chrono::milliseconds pass_time_;
     mutable std::mutex mutex_;
     mutable std::vector<std::vector<Row>> passes_;
+    mutable std::vector<size_t> sample_passes_;
 };
 
 struct FakeState final : kl::BackendState {
@@ -170,6 +185,29 @@ TEST(DecodeBatcher, AFailedPassFailsItsStepsAndACancelledStepRunsNothing) {
     EXPECT_EQ(backend.passes().size(), before) << "no pass ran for a cancelled step";
     batcher.step(a, 0, 1, never);  // the batcher still works
     EXPECT_EQ(backend.passes().size(), before + 1);
+}
+
+TEST(DecodeBatcher, ConcurrentSamplesSharePassesAndEachGetsItsOwnToken) {
+    constexpr int kThreads = 8;
+    RecordingBackend backend(std::chrono::milliseconds(20));
+    kl::DecodeBatcher batcher(backend, 4, std::chrono::microseconds(0));
+    std::vector<FakeState> states(kThreads);
+    std::vector<int32_t> got(kThreads, -1);
+    std::vector<std::thread> threads;
+    const kl::SamplingParams greedy;
+    for (int t = 0; t < kThreads; ++t)
+        threads.emplace_back([&, t] { got[t] = batcher.sample(states[t], greedy, nullptr, 0, t); });
+    for (auto& th : threads) th.join();
+    for (int t = 0; t < kThreads; ++t) EXPECT_EQ(got[t], 7 * t + 1) << "thread " << t;
+    const auto passes = backend.sample_passes();
+    size_t total = 0, shared = 0;
+    for (size_t n : passes) {
+        EXPECT_LE(n, 4u);
+        total += n;
+        shared += n > 1;
+    }
+    EXPECT_EQ(total, static_cast<size_t>(kThreads));
+    EXPECT_GE(shared, 1u) << passes.size() << " sample passes";
 }
 
 }  // namespace

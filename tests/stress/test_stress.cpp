@@ -102,6 +102,67 @@ TEST(Stress, SessionsForksAndSnapshotsOnManyThreads) {
     kl_model_free(model);
 }
 
+// A model that batches decode steps (max_batch): threads generating on their own sessions,
+// forking them, one thread's streams cancelled by another, all through shared batched
+// passes; every uncancelled generation gives the tokens the session gives alone.
+TEST(Stress, StepsOfManyThreadsBatchedByTheModel) {
+    const std::string dir = kl::test::tiny_model_dir();
+    kl_model* plain = load(dir);
+    ASSERT_NE(plain, nullptr);
+    std::vector<std::vector<int32_t>> want(6);
+    for (uint32_t id = 0; id < want.size(); ++id) {
+        kl_session* s = prompted(plain, id);
+        want[id] = pull(s, 8);
+        kl_session_free(s);
+    }
+    kl_model_free(plain);
+    kl_model_params mp;
+    kl_model_params_default(&mp);
+    mp.device = KL_DEVICE_CPU;
+    mp.n_threads = 2;
+    mp.max_batch = 4;  // fewer than the threads: full passes, and steps left for the next
+    mp.batch_wait_us = 200;
+    kl_model* model = nullptr;
+    ASSERT_EQ(kl_model_load(dir.c_str(), &mp, &model), KL_OK) << kl_last_error();
+    std::atomic<int> rounds{0}, mismatches{0}, failures{0};
+    const auto end = Clock::now() + kScenario;
+    on_threads(6, [&](int id) {
+        while (Clock::now() < end) {
+            kl_session* s = prompted(model, static_cast<uint32_t>(id));
+            if (id == 5) {  // its stream cancelled mid-way by another thread
+                kl_generate_params gp;
+                kl_generate_params_default(&gp);
+                gp.max_new_tokens = 2000;
+                kl_generator* g = nullptr;
+                if (kl_generator_create(s, &gp, &g) != KL_OK) ++failures;
+                std::thread canceller([s] {
+                    std::this_thread::sleep_for(std::chrono::microseconds(300));
+                    kl_session_cancel(s);
+                });
+                kl_generation_step step;
+                step.struct_size = sizeof(step);
+                kl_status status = KL_OK;
+                for (int i = 0; i <= 2000 && status == KL_OK; ++i)
+                    status = kl_generator_next(g, &step);
+                canceller.join();
+                if (status != KL_ERR_CANCELLED) ++failures;
+                kl_generator_free(g);
+            } else {
+                kl_session* fork = nullptr;
+                if (kl_session_fork(s, &fork) != KL_OK) ++failures;
+                if (pull(s, 8) != want[id] || pull(fork, 8) != want[id]) ++mismatches;
+                kl_session_free(fork);
+            }
+            kl_session_free(s);
+            ++rounds;
+        }
+    });
+    EXPECT_EQ(mismatches.load(), 0);
+    EXPECT_EQ(failures.load(), 0);
+    EXPECT_GT(rounds.load(), 0);
+    kl_model_free(model);
+}
+
 // Streams on several threads, cancelled at random moments by other threads: each stream
 // ends cancelled (the cancel is never lost) and its session stays usable.
 TEST(Stress, CancelsFromOtherThreadsStopEveryStream) {
