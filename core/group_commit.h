@@ -43,10 +43,12 @@ public:
     void submit(Job& job, const Run& run) {
         std::unique_lock<std::mutex> lock(mutex_);
         queue_.push_back(&job);
-        changed_.notify_all();  // a pass gathering jobs may be waiting for this one
+        // Only a leader gathering jobs waits for arrivals: waking every waiting thread at
+        // each arrival cost n^2 wake-ups per pass (64 threads: 4096, tens of milliseconds).
+        if (gathering_) arrived_.notify_one();
         while (!job.done) {
             if (running_)
-                changed_.wait(lock);
+                passed_.wait(lock);
             else
                 lead(lock, run);  // a pass, which may not include this job if it is full
         }
@@ -59,7 +61,9 @@ private:
         running_ = true;
         if (wait_.count() > 0) {
             const size_t want = std::min(max_batch_, last_pass_);
-            changed_.wait_for(lock, wait_, [&] { return queue_.size() >= want; });
+            gathering_ = true;
+            arrived_.wait_for(lock, wait_, [&] { return queue_.size() >= want; });
+            gathering_ = false;
         }
         std::vector<Job*> pass;
         pass.reserve(std::min(max_batch_, queue_.size()));
@@ -89,7 +93,7 @@ private:
         lock.lock();
         for (Job* job : pass) finish(*job, status, message);
         running_ = false;
-        changed_.notify_all();
+        passed_.notify_all();
     }
     static void finish(Job& job, Status status, const std::string& message) {
         job.status = status;
@@ -100,7 +104,9 @@ private:
     const size_t max_batch_;
     const std::chrono::microseconds wait_;
     std::mutex mutex_;
-    std::condition_variable changed_;  // a job arrived or a pass ended
+    std::condition_variable arrived_;  // a job arrived while the leader gathers (gathering_)
+    std::condition_variable passed_;   // a pass ended: its jobs are done, a new leader may go
+    bool gathering_ = false;
     std::deque<Job*> queue_;           // jobs waiting for a pass, in arrival order
     bool running_ = false;             // a thread is gathering or running a pass
     size_t last_pass_ = 1;             // jobs the previous pass ran: what a pass waits for
