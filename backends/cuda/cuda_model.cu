@@ -465,7 +465,7 @@ void CudaBackend::moe(const Layer& L, const bf16* xn, size_t m, Workspace& ws, f
         moe_experts_gemv(xn, m, h, mi, k, ws.chosen.as<int32_t>(), ws.weights.as<float>(),
                          L.expert_w1.as<const bf16*>(), L.expert_w3.as<const bf16*>(),
                          L.expert_w2.as<const bf16*>(), shared, L.has_shared && !fuse_shared,
-                         ws.e_act.as<float>(), ws.e_out.as<float>(), out, stream_);
+                         ws.e_act.as<float>(), out, stream_);
         return;
     }
     profile_.section("moe shared expert", stream_);
