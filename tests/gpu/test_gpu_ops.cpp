@@ -175,7 +175,7 @@ TEST_F(GpuOps, DecodeExpertGemvMatchesCpuExperts) {
 TEST_F(GpuOps, FewTokenGemvMatchesCpuMatmul) {
     kl::ThreadPool pool(2);
     for (size_t n : {1, 2, 3, 4})
-        for (size_t in : {64, 2304})
+        for (size_t in : {64, 2304, 4096})  // 4096: a second, partial batch of loads
             for (size_t out : {7, 1000}) {
                 auto x = randn(n * in, 1), w = randn(out * in, 2, 0.05f);
                 const auto xb = to_bf16(x), wb = to_bf16(w);
