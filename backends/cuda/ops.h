@@ -159,6 +159,16 @@ void gemv_bf16(const bf16* x, size_t n, size_t in, const bf16* w, size_t out, fl
 void moe_route(const float* logits, const float* bias, size_t n, size_t experts, size_t top_k,
                bool renormalize, float scaling, size_t groups, size_t topk_groups, int32_t* chosen,
                float* weights, cudaStream_t stream);
+// The decode router in one launch (moe_route_decode.cu): logits[n, experts] = x[n, hidden] .
+// router^T exactly as gemv_bf16, then chosen/weights exactly as moe_route. For
+// moe_route_decode_supported(n, hidden) (gemv_supported). blocks_done: one device counter,
+// zero before the first call; each call leaves it zero (graph replays).
+bool moe_route_decode_supported(size_t n, size_t hidden);
+void moe_route_decode(const bf16* x, size_t n, size_t hidden, const bf16* router,
+                      const float* bias, size_t experts, size_t top_k, bool renormalize,
+                      float scaling, size_t groups, size_t topk_groups, float* logits,
+                      unsigned* blocks_done, int32_t* chosen, float* weights,
+                      cudaStream_t stream);
 // dst[rows_of[i], :] (bf16) gathered from src rows
 void gather_rows_bf16(const bf16* src, const int32_t* rows, size_t n, size_t dim, bf16* dst,
                       cudaStream_t stream);

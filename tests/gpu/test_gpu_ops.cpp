@@ -6,6 +6,7 @@
 #include <cmath>
 #include <memory>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "backends/cpu/ops.h"
@@ -90,6 +91,54 @@ TEST_F(GpuOps, MoeRouteMatchesCpu) {
         EXPECT_EQ(de.get(), want_e) << "grouped=" << grouped;
         EXPECT_LE(rel_error(dw.get(), want_w), 1e-5);
     }
+}
+
+TEST_F(GpuOps, DecodeRouterEqualsGemvThenRoute) {
+    // The fused decode router against gemv_bf16 + moe_route on the same inputs: logits,
+    // experts and weights bit-equal. Router rows repeat in pairs (equal logits: ties broken
+    // to the lower index) and biases repeat, across plain and grouped configurations, blocks
+    // of 8 rows cut short (E = 100), and three calls in a row (the counter resets itself).
+    struct Case {
+        size_t E, k, groups, kept, hidden;
+    };
+    for (const Case& c : {Case{256, 8, 1, 1, 2304}, Case{256, 8, 8, 4, 2304},
+                          Case{64, 6, 4, 2, 64}, Case{100, 3, 5, 2, 2312}, Case{16, 4, 1, 1, 64}})
+        for (size_t n : {1, 2, 3, 4}) {
+            const uint32_t seed = uint32_t(c.E * 10 + n);
+            auto x = randn(n * c.hidden, seed), w = randn(c.E * c.hidden, seed + 1, 0.05f);
+            for (size_t e = 1; e < c.E; e += 3)  // every third row equals the one before
+                std::copy(w.begin() + (e - 1) * c.hidden, w.begin() + e * c.hidden,
+                          w.begin() + e * c.hidden);
+            auto bias = randn(c.E, seed + 2, 0.1f);
+            for (size_t e = 1; e < c.E; e += 3) bias[e] = bias[e - 1];
+            bias[c.E - 1] = 5.0f;  // one expert every token takes
+            const auto xb = to_bf16(x), wb = to_bf16(w);
+            Dev<uint16_t> dx(xb), dw(wb);
+            Dev<float> db(bias), want_logits(n * c.E), want_w(n * c.k), logits(n * c.E),
+                weights(n * c.k);
+            Dev<int32_t> want_e(n * c.k), chosen(n * c.k);
+            Dev<unsigned> done(std::vector<unsigned>{0});
+            const auto* xp = reinterpret_cast<const kl::cuda::bf16*>(dx.ptr);
+            const auto* wp = reinterpret_cast<const kl::cuda::bf16*>(dw.ptr);
+            kl::cuda::gemv_bf16(xp, n, c.hidden, wp, c.E, want_logits.ptr, nullptr);
+            kl::cuda::moe_route(want_logits.ptr, db.ptr, n, c.E, c.k, true, 2.5f, c.groups, c.kept,
+                                want_e.ptr, want_w.ptr, nullptr);
+            ASSERT_TRUE(kl::cuda::moe_route_decode_supported(n, c.hidden));
+            for (int call = 0; call < 3; ++call) {
+                kl::cuda::moe_route_decode(xp, n, c.hidden, wp, db.ptr, c.E, c.k, true, 2.5f,
+                                           c.groups, c.kept, logits.ptr, done.ptr, chosen.ptr,
+                                           weights.ptr, nullptr);
+                ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+                const std::string what = "E=" + std::to_string(c.E) + " groups=" +
+                                         std::to_string(c.groups) + " n=" + std::to_string(n) +
+                                         " call " + std::to_string(call);
+                EXPECT_EQ(logits.get(), want_logits.get()) << what;
+                EXPECT_EQ(chosen.get(), want_e.get()) << what;
+                EXPECT_EQ(weights.get(), want_w.get()) << what;
+                EXPECT_EQ(done.get(), std::vector<unsigned>{0}) << what;
+            }
+        }
+    EXPECT_FALSE(kl::cuda::moe_route_decode_supported(5, 64));
 }
 
 // One decode-experts call against the CPU experts: n tokens x top-k of E random distinct

@@ -83,6 +83,35 @@ double time_ms(F&& call, bool cold = false) {
     return ms[ms.size() / 2];
 }
 
+// The decode router at m = 1 and 4 (256 x 2304 bf16, top-8, L2 flushed): the fused
+// moe_route_decode against the two launches it replaces (gemv_bf16, then moe_route).
+void bench_decode_router() {
+    DeviceBuffer router(kExperts * kHidden * sizeof(bf16)), bias(kExperts * sizeof(float));
+    DeviceBuffer x(4 * kHidden * sizeof(bf16)), logits(4 * kExperts * sizeof(float));
+    DeviceBuffer chosen(4 * kTopK * 4), weights(4 * kTopK * 4), done(sizeof(unsigned));
+    fill(router.as<bf16>(), kExperts * kHidden, 77, 0.05f);
+    fill(x.as<bf16>(), 4 * kHidden, 78, 1.0f);
+    check(cudaMemset(bias.as<void>(), 0, bias.bytes()), "bias");
+    check(cudaMemset(done.as<void>(), 0, done.bytes()), "counter");
+    std::printf("\n%-6s %-22s %10s\n", "n", "decode router", "ms");
+    for (size_t n : {1, 4}) {
+        const double fused = time_ms([&](int) {
+            moe_route_decode(x.as<bf16>(), n, kHidden, router.as<bf16>(), bias.as<float>(),
+                             kExperts, kTopK, true, 2.5f, 1, 1, logits.as<float>(),
+                             done.as<unsigned>(), chosen.as<int32_t>(), weights.as<float>(),
+                             nullptr);
+        }, true);
+        const double two = time_ms([&](int) {
+            gemv_bf16(x.as<bf16>(), n, kHidden, router.as<bf16>(), kExperts, logits.as<float>(),
+                      nullptr);
+            moe_route(logits.as<float>(), bias.as<float>(), n, kExperts, kTopK, true, 2.5f, 1, 1,
+                      chosen.as<int32_t>(), weights.as<float>(), nullptr);
+        }, true);
+        std::printf("%-6zu %-22s %10.4f\n%-6zu %-22s %10.4f\n", n, "fused", fused, n,
+                    "gemv + moe_route", two);
+    }
+}
+
 // The decode experts at m = 1 and 4: each token's top-8 distinct random experts (weights
 // 0.05-0.5) plus the shared expert (expert 255's matrices stand in for it).
 void bench_decode(const std::vector<const bf16*>& p1, const std::vector<const bf16*>& p3,
@@ -132,6 +161,7 @@ void bench_decode(const std::vector<const bf16*>& p1, const std::vector<const bf
         std::printf("%-6zu %-22s %10.4f %10.1f %9.1f %6.1f%%\n", n, "top-8 + shared", ms,
                     bytes / 1e6, gbs, 100.0 * gbs / (kH200CopyTBs * 1e3));
     }
+    bench_decode_router();
 }
 
 }  // namespace
