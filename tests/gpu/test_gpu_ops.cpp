@@ -74,6 +74,49 @@ TEST_F(GpuOps, ShortConvMatchesCpu) {
         }
 }
 
+TEST_F(GpuOps, RmsNormsMatchCpu) {
+    // rms_norm_to_bf16 (strided rows) and add_rms_norm_to_bf16 against the CPU RMSNorm of
+    // the same fp32 rows: bf16 outputs within bf16 rounding (4e-3 of the largest), the
+    // residual sum written back exactly. Decode row counts and a prefill one; the model's
+    // 2304, short and odd rows, rows past 256 threads x 16 (more threads per block).
+    for (size_t rows : {1, 2, 4, 300})
+        for (size_t dim : {2304, 64, 100, 4100, 16384}) {
+            const size_t stride = dim + 8;
+            auto x = randn(rows * stride, uint32_t(rows + dim)), branch = randn(rows * dim, 3);
+            auto w = randn(dim, 4, 0.5f);
+            for (float& v : w) v += 1.0f;
+            const auto wb = to_bf16(w);
+            const float eps = 1e-6f;
+            std::vector<float> want(rows * dim), sum(rows * dim), want_add(rows * dim);
+            for (size_t r = 0; r < rows; ++r) {
+                kl::cpu::rms_norm(&x[r * stride], w.data(), dim, eps, &want[r * dim]);
+                for (size_t c = 0; c < dim; ++c)
+                    sum[r * dim + c] = x[r * stride + c] + branch[r * dim + c];
+                kl::cpu::rms_norm(&sum[r * dim], w.data(), dim, eps, &want_add[r * dim]);
+            }
+            auto to_f32 = [](const std::vector<uint16_t>& b) {
+                std::vector<float> f(b.size());
+                for (size_t i = 0; i < b.size(); ++i) f[i] = kl::bf16_to_f32(b[i]);
+                return f;
+            };
+            Dev<uint16_t> dw(wb), dy(rows * dim);
+            Dev<float> dx(x), db(branch);
+            auto* yp = reinterpret_cast<kl::cuda::bf16*>(dy.ptr);
+            const auto* w_dev = reinterpret_cast<const kl::cuda::bf16*>(dw.ptr);
+            kl::cuda::rms_norm_to_bf16(dx.ptr, stride, w_dev, rows, dim, eps, yp, dim, nullptr);
+            ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+            EXPECT_LE(rel_error(to_f32(dy.get()), want), 4e-3) << rows << "x" << dim;
+            std::vector<float> packed(rows * dim);  // add_rms_norm takes unstrided rows
+            for (size_t r = 0; r < rows; ++r)
+                std::copy(&x[r * stride], &x[r * stride] + dim, &packed[r * dim]);
+            Dev<float> dp(packed);
+            kl::cuda::add_rms_norm_to_bf16(dp.ptr, db.ptr, w_dev, rows, dim, eps, yp, nullptr);
+            ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+            EXPECT_LE(rel_error(to_f32(dy.get()), want_add), 4e-3) << "add " << rows << "x" << dim;
+            EXPECT_EQ(dp.get(), sum) << "add " << rows << "x" << dim;
+        }
+}
+
 TEST_F(GpuOps, MoeRouteMatchesCpu) {
     for (bool grouped : {false, true}) {
         const size_t n = 50, E = 16, k = 4, groups = grouped ? 4 : 1, kept = grouped ? 2 : 1;
