@@ -449,12 +449,20 @@ void CudaBackend::moe(const Layer& L, const bf16* xn, size_t m, Workspace& ws, f
     const ModelConfig& c = config_;
     const size_t E = c.num_experts, k = c.num_experts_per_token, h = c.hidden_size;
     const size_t mi = c.moe_intermediate_size;
+    const size_t groups = c.use_grouped_topk ? c.num_expert_group : 1;
+    const size_t kept_groups = c.use_grouped_topk ? c.topk_group : 1;
     profile_.section("moe router", stream_);
-    linear(xn, m, L.router, ws.router.as<float>());
-    moe_route(ws.router.as<float>(), L.router_bias.f32(), m, E, k, c.moe_renormalize,
-              c.routed_scaling_factor, c.use_grouped_topk ? c.num_expert_group : 1,
-              c.use_grouped_topk ? c.topk_group : 1, ws.chosen.as<int32_t>(),
-              ws.weights.as<float>(), stream_);
+    if (moe_route_decode_supported(m, h)) {  // decode: GEMV and top-k in one launch
+        moe_route_decode(xn, m, h, L.router.bf(), L.router_bias.f32(), E, k, c.moe_renormalize,
+                         c.routed_scaling_factor, groups, kept_groups, ws.router.as<float>(),
+                         ws.route_done.as<unsigned>(), ws.chosen.as<int32_t>(),
+                         ws.weights.as<float>(), stream_);
+    } else {
+        linear(xn, m, L.router, ws.router.as<float>());
+        moe_route(ws.router.as<float>(), L.router_bias.f32(), m, E, k, c.moe_renormalize,
+                  c.routed_scaling_factor, groups, kept_groups, ws.chosen.as<int32_t>(),
+                  ws.weights.as<float>(), stream_);
+    }
     if (m <= kDecodeTokens) {
         // The shared expert joins the chosen ones' GEMVs when it has their shape.
         profile_.section("moe experts (GEMVs)", stream_);
@@ -465,7 +473,7 @@ void CudaBackend::moe(const Layer& L, const bf16* xn, size_t m, Workspace& ws, f
         moe_experts_gemv(xn, m, h, mi, k, ws.chosen.as<int32_t>(), ws.weights.as<float>(),
                          L.expert_w1.as<const bf16*>(), L.expert_w3.as<const bf16*>(),
                          L.expert_w2.as<const bf16*>(), shared, L.has_shared && !fuse_shared,
-                         ws.e_act.as<float>(), ws.e_out.as<float>(), out, stream_);
+                         ws.e_act.as<float>(), out, stream_);
         return;
     }
     profile_.section("moe shared expert", stream_);

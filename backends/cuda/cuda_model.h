@@ -133,7 +133,9 @@ struct Workspace {
                 : 0);
         ffn_gate = f(P * inter), ffn_up = f(P * inter), ffn_act = b(P * inter);
         router = f(P * E), chosen = DeviceBuffer(P * k * sizeof(int32_t)), weights = f(P * k);
-        e_act = f(kDecodeTokens * (k + 1) * mi), e_out = f(kDecodeTokens * (k + 1) * h);
+        route_done = DeviceBuffer(sizeof(unsigned));  // moe_route_decode's counter, zero
+        check(cudaMemset(route_done.as<void>(), 0, sizeof(unsigned)), "zero route counter");
+        e_act = f(kDecodeTokens * (k + 1) * mi);
         moe = DeviceBuffer(c.num_experts ? moe_grouped_workspace_bytes(P, h, mi, E, k) : 0);
         logits = f(std::max(kLogitsRows, kBatchLogitsRows) * c.vocab_size);
         sampling = DeviceBuffer(sampling_workspace_bytes(c.vocab_size));
@@ -141,8 +143,8 @@ struct Workspace {
         sampled = DeviceBuffer(kMaxBatch * sizeof(int32_t));  // sampled ids, a batch's or one
     }
     DeviceBuffer position, x, branch, xn, proj, q, kk, v, g, gate, o, o_bf, low, low_bf, beta,
-        kda_chunk, mq, kv, attn, attn_bf, mla, ffn_gate, ffn_up, ffn_act, router, chosen, weights,
-        e_act, e_out, moe, logits, sampling, batch, sampled;
+        kda_chunk, mq, kv, attn, attn_bf, mla, ffn_gate, ffn_up, ffn_act, router, route_done, chosen, weights,
+        e_act, moe, logits, sampling, batch, sampled;
 };
 
 // One session's state in device memory. Plain data: CudaBackend operates on it.

@@ -1,5 +1,8 @@
 // Embedding gather, RMSNorm (with the residual add fused), the MLA cache write, casts and
 // SiLU·mul.
+#include <algorithm>
+#include <string>
+
 #include "cuda_util.h"
 #include "ops.h"
 #include "reduce.cuh"
@@ -22,32 +25,55 @@ __global__ void embedding_kernel(const bf16* embed, const int32_t* history,
         x[t * hidden + c] = __bfloat162float(row[c]);
 }
 
-__global__ void rms_norm_kernel(const float* x, size_t x_stride, const bf16* w, size_t dim,
-                                float eps, bf16* y, size_t y_stride) {
-    const float* row = x + blockIdx.x * x_stride;
-    float sum = 0.0f;
-    for (size_t c = threadIdx.x; c < dim; c += blockDim.x) sum += row[c] * row[c];
-    const float inv = rsqrtf(block_sum(sum) / static_cast<float>(dim) + eps);
-    bf16* out = y + blockIdx.x * y_stride;
-    for (size_t c = threadIdx.x; c < dim; c += blockDim.x)
-        out[c] = __float2bfloat16(row[c] * inv * __bfloat162float(w[c]));
-}
+// RMSNorm of one row per block, optionally with the residual add fused (x += branch first):
+// y = RMSNorm(x) * w in bf16. Thread i holds elements i, i + blockDim, ... (at most
+// kNormPerThread) in registers: every load of x, branch and w is issued before the first
+// use and x is read once (the loop form waited on one load after another, as the stores to
+// x may alias branch). Same elements per thread and order as that loop, so the same sums.
+constexpr int kNormPerThread = 16;
 
-// x += branch, then y = RMSNorm(x) * w: the residual add fused into the next norm.
-__global__ void add_rms_norm_kernel(float* x, const float* branch, const bf16* w, size_t dim,
-                                    float eps, bf16* y) {
-    float* row = x + blockIdx.x * dim;
-    const float* add = branch + blockIdx.x * dim;
+template <bool kAdd>
+__global__ void rms_norm_kernel(float* x, size_t x_stride, const float* branch, const bf16* w,
+                                int dim, float eps, bf16* y, size_t y_stride) {
+    float* row = x + blockIdx.x * x_stride;
+    const float* add = kAdd ? branch + blockIdx.x * static_cast<size_t>(dim) : nullptr;
+    float v[kNormPerThread], wv[kNormPerThread];
+#pragma unroll
+    for (int j = 0; j < kNormPerThread; ++j) {
+        const int c = threadIdx.x + j * blockDim.x;
+        if (c < dim) {
+            v[j] = row[c];
+            wv[j] = __bfloat162float(w[c]);
+            if (kAdd) v[j] += add[c];
+        }
+    }
     float sum = 0.0f;
-    for (size_t c = threadIdx.x; c < dim; c += blockDim.x) {
-        const float v = row[c] + add[c];
-        row[c] = v;
-        sum += v * v;
+#pragma unroll
+    for (int j = 0; j < kNormPerThread; ++j) {
+        const int c = threadIdx.x + j * blockDim.x;
+        if (c < dim) {
+            if (kAdd) row[c] = v[j];
+            sum += v[j] * v[j];
+        }
     }
     const float inv = rsqrtf(block_sum(sum) / static_cast<float>(dim) + eps);
-    bf16* out = y + blockIdx.x * dim;
-    for (size_t c = threadIdx.x; c < dim; c += blockDim.x)
-        out[c] = __float2bfloat16(row[c] * inv * __bfloat162float(w[c]));
+    bf16* out = y + blockIdx.x * y_stride;
+#pragma unroll
+    for (int j = 0; j < kNormPerThread; ++j) {
+        const int c = threadIdx.x + j * blockDim.x;
+        if (c < dim) out[c] = __float2bfloat16(v[j] * inv * wv[j]);
+    }
+}
+
+// kThreads per row up to kThreads * kNormPerThread elements (the model's 2304), more
+// threads for longer rows.
+unsigned norm_threads(size_t dim) {
+    const size_t per_warp = 32 * kNormPerThread;
+    const size_t threads = std::max<size_t>(kThreads, (dim + per_warp - 1) / per_warp * 32);
+    if (threads > 1024)
+        fail(Status::Unsupported, "RMSNorm over " + std::to_string(dim) +
+                                      " elements exceeds the CUDA kernel's 16384");
+    return static_cast<unsigned>(threads);
 }
 
 // Latent part normalised, k_pe copied: one cache row per block, at row *pos_device + block
@@ -91,16 +117,17 @@ void embedding_gather(const bf16* embed, const int32_t* history, const int32_t* 
 void rms_norm_to_bf16(const float* x, size_t x_stride, const bf16* w, size_t rows, size_t dim,
                       float eps, bf16* y, size_t y_stride, cudaStream_t stream) {
     if (rows == 0) return;
-    rms_norm_kernel<<<static_cast<unsigned>(rows), kThreads, 0, stream>>>(x, x_stride, w, dim, eps,
-                                                                          y, y_stride);
+    // The kernel writes x only when it adds a branch.
+    rms_norm_kernel<false><<<static_cast<unsigned>(rows), norm_threads(dim), 0, stream>>>(
+        const_cast<float*>(x), x_stride, nullptr, w, static_cast<int>(dim), eps, y, y_stride);
     check_launch("rms_norm");
 }
 
 void add_rms_norm_to_bf16(float* x, const float* branch, const bf16* w, size_t rows, size_t dim,
                           float eps, bf16* y, cudaStream_t stream) {
     if (rows == 0) return;
-    add_rms_norm_kernel<<<static_cast<unsigned>(rows), kThreads, 0, stream>>>(x, branch, w, dim,
-                                                                              eps, y);
+    rms_norm_kernel<true><<<static_cast<unsigned>(rows), norm_threads(dim), 0, stream>>>(
+        x, dim, branch, w, static_cast<int>(dim), eps, y, dim);
     check_launch("add_rms_norm");
 }
 

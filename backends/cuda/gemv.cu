@@ -1,7 +1,9 @@
 // Few-token GEMMs (decode) as bandwidth-bound GEMVs: one warp per weight row, 16-byte loads
-// of the row and of each token's activations, fp32 accumulation. cuBLASLt's n = 1 choices
-// cost several times the bytes' worth on the H100 (docs/perf/cuda-bench-v1.md).
+// of the row (up to 9 in flight per lane, gemv_row.cuh) and of each token's activations,
+// fp32 accumulation. cuBLASLt's n = 1 choices cost several times the bytes' worth on the
+// H100 (docs/perf/cuda-bench-v1.md).
 #include "cuda_util.h"
+#include "gemv_row.cuh"
 #include "ops.h"
 
 namespace kl::cuda {
@@ -9,37 +11,15 @@ namespace {
 
 constexpr int kWarps = 8;
 
-__device__ float dot8(const uint4& a, const uint4& b) {
-    const __nv_bfloat162* pa = reinterpret_cast<const __nv_bfloat162*>(&a);
-    const __nv_bfloat162* pb = reinterpret_cast<const __nv_bfloat162*>(&b);
-    float acc = 0.0f;
-#pragma unroll
-    for (int i = 0; i < 4; ++i) {
-        const float2 fa = __bfloat1622float2(pa[i]);
-        const float2 fb = __bfloat1622float2(pb[i]);
-        acc += fa.x * fb.x + fa.y * fb.y;
-    }
-    return acc;
-}
-
 template <int N>
 __global__ void gemv_kernel(const bf16* x, int in, const bf16* w, int out, float* y) {
     const int row = blockIdx.x * kWarps + (threadIdx.x >> 5);
     if (row >= out) return;
-    const int lane = threadIdx.x & 31;
-    const bf16* wr = w + static_cast<size_t>(row) * in;
-    float acc[N] = {};
-    for (int c = lane * 8; c < in; c += 32 * 8) {
-        const uint4 wv = *reinterpret_cast<const uint4*>(wr + c);
+    float acc[N];
+    warp_row_dot_tokens<N>(x, in, w + static_cast<size_t>(row) * in, acc);
+    if ((threadIdx.x & 31) == 0) {
 #pragma unroll
-        for (int t = 0; t < N; ++t)
-            acc[t] += dot8(wv, *reinterpret_cast<const uint4*>(x + static_cast<size_t>(t) * in + c));
-    }
-#pragma unroll
-    for (int t = 0; t < N; ++t) {
-        float v = acc[t];
-        for (int offset = 16; offset > 0; offset >>= 1) v += __shfl_xor_sync(0xffffffffu, v, offset);
-        if (lane == 0) y[static_cast<size_t>(t) * out + row] = v;
+        for (int t = 0; t < N; ++t) y[static_cast<size_t>(t) * out + row] = acc[t];
     }
 }
 

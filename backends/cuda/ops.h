@@ -159,6 +159,16 @@ void gemv_bf16(const bf16* x, size_t n, size_t in, const bf16* w, size_t out, fl
 void moe_route(const float* logits, const float* bias, size_t n, size_t experts, size_t top_k,
                bool renormalize, float scaling, size_t groups, size_t topk_groups, int32_t* chosen,
                float* weights, cudaStream_t stream);
+// The decode router in one launch (moe_route_decode.cu): logits[n, experts] = x[n, hidden] .
+// router^T exactly as gemv_bf16, then chosen/weights exactly as moe_route. For
+// moe_route_decode_supported(n, hidden) (gemv_supported). blocks_done: one device counter,
+// zero before the first call; each call leaves it zero (graph replays).
+bool moe_route_decode_supported(size_t n, size_t hidden);
+void moe_route_decode(const bf16* x, size_t n, size_t hidden, const bf16* router,
+                      const float* bias, size_t experts, size_t top_k, bool renormalize,
+                      float scaling, size_t groups, size_t topk_groups, float* logits,
+                      unsigned* blocks_done, int32_t* chosen, float* weights,
+                      cudaStream_t stream);
 // dst[rows_of[i], :] (bf16) gathered from src rows
 void gather_rows_bf16(const bf16* src, const int32_t* rows, size_t n, size_t dim, bf16* dst,
                       cudaStream_t stream);
@@ -169,9 +179,9 @@ void scatter_add_weighted(const float* y, const int32_t* rows, const float* weig
 // Decode-time experts (moe_decode.cu): for each of the n * top_k (token, chosen expert)
 // slots, act = silu(w1[e] x) * (w3[e] x) and y = w2[e] act as GEMVs that read each chosen
 // expert once; then out[t] = (accumulate ? out[t] : 0) + shared(x_t) + sum_i weights[t, i] *
-// y[t, i]. w1/w3/w2 are device arrays of per-expert weight pointers; the shared expert (its
-// weights, or nulls for none) must have the experts' shape and runs as one more slot per
-// token. act [n*(top_k+1), inter] and y [n*(top_k+1), hidden] are scratch.
+// y[t, i], summed in slot order. w1/w3/w2 are device arrays of per-expert weight pointers;
+// the shared expert (its weights, or nulls for none) must have the experts' shape and runs
+// as one more slot per token. act [n*(top_k+1), inter] is scratch. Two launches.
 struct DecodeSharedExpert {
     const bf16* w1 = nullptr;
     const bf16* w3 = nullptr;
@@ -180,7 +190,7 @@ struct DecodeSharedExpert {
 void moe_experts_gemv(const bf16* x, size_t n, size_t hidden, size_t inter, size_t top_k,
                       const int32_t* chosen, const float* weights, const bf16* const* w1,
                       const bf16* const* w3, const bf16* const* w2, const DecodeSharedExpert& shared,
-                      bool accumulate, float* act, float* y, float* out, cudaStream_t stream);
+                      bool accumulate, float* act, float* out, cudaStream_t stream);
 
 // Prefill experts (moe_grouped.cu), no host round trip: the n * top_k (token, expert) slots
 // are grouped by expert on the device and each expert's rows run as one tile of a grouped

@@ -5,6 +5,10 @@
 // repeats after warm-up, cudaEvent timing, inputs rotated over 3 sets), TFLOP/s on
 // 2 n k 3 hidden inter FLOPs, and the two floors: FLOPs at 790 TFLOP/s and the used experts'
 // weight bytes at 3.0 TB/s (docs/design/kernels.md ceilings).
+// First the decode experts (moe_experts_gemv, m = 1 and 4 tokens, top-8 + the shared expert)
+// with L2 flushed before each call (a decode step streams 26 layers' experts, so none are
+// cached): ms, the slots' weight bytes and GB/s against the H200's 4.3 TB/s copy rate.
+// `moe_bench decode` runs only that part.
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -48,15 +52,23 @@ struct Inputs {  // one rotation set
     std::vector<float> host_weights;
 };
 
-// Median of kRepeats event-timed calls after kWarmup, rotating the input set per call.
+// Writing 256 MB evicts the 50-60 MB L2 of an H100/H200.
+void flush_l2(int i) {
+    static DeviceBuffer flush(256u << 20);
+    check(cudaMemsetAsync(flush.as<void>(), i & 0xFF, flush.bytes()), "flush");
+}
+
+// Median of kRepeats event-timed calls after kWarmup, rotating the input set per call; with
+// cold, L2 is flushed before each call (outside the timing).
 template <typename F>
-double time_ms(F&& call) {
+double time_ms(F&& call, bool cold = false) {
     cudaEvent_t start, stop;
     check(cudaEventCreate(&start), "event");
     check(cudaEventCreate(&stop), "event");
     for (int i = 0; i < kWarmup; ++i) call(i % kSets);
     std::vector<float> ms;
     for (int i = 0; i < kRepeats; ++i) {
+        if (cold) flush_l2(i);
         check(cudaEventRecord(start), "record");
         call(i % kSets);
         check(cudaEventRecord(stop), "record");
@@ -71,9 +83,90 @@ double time_ms(F&& call) {
     return ms[ms.size() / 2];
 }
 
+// The decode router at m = 1 and 4 (256 x 2304 bf16, top-8, L2 flushed): the fused
+// moe_route_decode against the two launches it replaces (gemv_bf16, then moe_route).
+void bench_decode_router() {
+    DeviceBuffer router(kExperts * kHidden * sizeof(bf16)), bias(kExperts * sizeof(float));
+    DeviceBuffer x(4 * kHidden * sizeof(bf16)), logits(4 * kExperts * sizeof(float));
+    DeviceBuffer chosen(4 * kTopK * 4), weights(4 * kTopK * 4), done(sizeof(unsigned));
+    fill(router.as<bf16>(), kExperts * kHidden, 77, 0.05f);
+    fill(x.as<bf16>(), 4 * kHidden, 78, 1.0f);
+    check(cudaMemset(bias.as<void>(), 0, bias.bytes()), "bias");
+    check(cudaMemset(done.as<void>(), 0, done.bytes()), "counter");
+    std::printf("\n%-6s %-22s %10s\n", "n", "decode router", "ms");
+    for (size_t n : {1, 4}) {
+        const double fused = time_ms([&](int) {
+            moe_route_decode(x.as<bf16>(), n, kHidden, router.as<bf16>(), bias.as<float>(),
+                             kExperts, kTopK, true, 2.5f, 1, 1, logits.as<float>(),
+                             done.as<unsigned>(), chosen.as<int32_t>(), weights.as<float>(),
+                             nullptr);
+        }, true);
+        const double two = time_ms([&](int) {
+            gemv_bf16(x.as<bf16>(), n, kHidden, router.as<bf16>(), kExperts, logits.as<float>(),
+                      nullptr);
+            moe_route(logits.as<float>(), bias.as<float>(), n, kExperts, kTopK, true, 2.5f, 1, 1,
+                      chosen.as<int32_t>(), weights.as<float>(), nullptr);
+        }, true);
+        std::printf("%-6zu %-22s %10.4f\n%-6zu %-22s %10.4f\n", n, "fused", fused, n,
+                    "gemv + moe_route", two);
+    }
+}
+
+// The decode experts at m = 1 and 4: each token's top-8 distinct random experts (weights
+// 0.05-0.5) plus the shared expert (expert 255's matrices stand in for it).
+void bench_decode(const std::vector<const bf16*>& p1, const std::vector<const bf16*>& p3,
+                  const std::vector<const bf16*>& p2, const DeviceBuffer& d1, const DeviceBuffer& d3,
+                  const DeviceBuffer& d2) {
+    constexpr double kH200CopyTBs = 4.3;
+    std::printf("\n%-6s %-22s %10s %10s %9s %7s\n", "n", "decode experts", "ms", "MB", "GB/s",
+                "%4.3TB");
+    std::mt19937 rng(11);
+    const DecodeSharedExpert shared{p1[kExperts - 1], p3[kExperts - 1], p2[kExperts - 1]};
+    for (size_t n : {1, 4}) {
+        const size_t slots = n * (kTopK + 1);
+        std::vector<Inputs> sets(kSets);
+        for (int s = 0; s < kSets; ++s) {
+            Inputs& in = sets[s];
+            in.x = DeviceBuffer(n * kHidden * sizeof(bf16));
+            fill(in.x.as<bf16>(), n * kHidden, 500 + uint32_t(n) + s, 1.0f);
+            std::vector<int32_t> ids(kExperts - 1);
+            std::iota(ids.begin(), ids.end(), 0);
+            std::uniform_real_distribution<float> uw(0.05f, 0.5f);
+            for (size_t t = 0; t < n; ++t)
+                for (size_t i = 0; i < kTopK; ++i) {
+                    std::swap(ids[i], ids[i + rng() % (ids.size() - i)]);
+                    in.host_chosen.push_back(ids[i]);
+                    in.host_weights.push_back(uw(rng));
+                }
+            in.chosen = DeviceBuffer(n * kTopK * 4);
+            in.weights = DeviceBuffer(n * kTopK * 4);
+            check(cudaMemcpy(in.chosen.as<void>(), in.host_chosen.data(), in.chosen.bytes(),
+                             cudaMemcpyHostToDevice),
+                  "chosen");
+            check(cudaMemcpy(in.weights.as<void>(), in.host_weights.data(), in.weights.bytes(),
+                             cudaMemcpyHostToDevice),
+                  "weights");
+        }
+        DeviceBuffer act(slots * kInter * sizeof(float)), out(n * kHidden * sizeof(float));
+        const double ms = time_ms([&](int s) {
+            const Inputs& in = sets[s];
+            moe_experts_gemv(in.x.as<bf16>(), n, kHidden, kInter, kTopK, in.chosen.as<int32_t>(),
+                             in.weights.as<float>(), d1.as<const bf16*>(), d3.as<const bf16*>(),
+                             d2.as<const bf16*>(), shared, false, act.as<float>(),
+                             out.as<float>(), nullptr);
+        }, true);
+        // Bytes every slot streams (at n = 4 the shared expert's repeats may hit L2).
+        const double bytes = double(slots) * 3.0 * kHidden * kInter * sizeof(bf16);
+        const double gbs = bytes / (ms * 1e-3) / 1e9;
+        std::printf("%-6zu %-22s %10.4f %10.1f %9.1f %6.1f%%\n", n, "top-8 + shared", ms,
+                    bytes / 1e6, gbs, 100.0 * gbs / (kH200CopyTBs * 1e3));
+    }
+    bench_decode_router();
+}
+
 }  // namespace
 
-int main() {
+int main(int argc, char** argv) {
     try {
         cudaDeviceProp prop{};
         check(cudaGetDeviceProperties(&prop, 0), "properties");
@@ -91,6 +184,8 @@ int main() {
         check(cudaMemcpy(d1.as<void>(), p1.data(), d1.bytes(), cudaMemcpyHostToDevice), "ptrs");
         check(cudaMemcpy(d3.as<void>(), p3.data(), d3.bytes(), cudaMemcpyHostToDevice), "ptrs");
         check(cudaMemcpy(d2.as<void>(), p2.data(), d2.bytes(), cudaMemcpyHostToDevice), "ptrs");
+        bench_decode(p1, p3, p2, d1, d3, d2);
+        if (argc > 1 && std::string(argv[1]) == "decode") return 0;
         Gemm gemm;
         std::mt19937 rng(5);
 
