@@ -22,7 +22,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 binaries=(libkimi_linear.so.0.1.0 libkimi_linear_cuda.so.1 tools/kimi tools/bench_host_sampling tools/make_tiny_model tests/kl_gpu_tests
           tools/kda_chunk_bench tools/kda_decode_bench tools/mla_bench tools/moe_bench
-          tools/sampling_bench tools/cancel_latency tools/batch_decode_bench)
+          tools/sampling_bench tools/cancel_latency tools/norm_bench tools/batch_decode_bench)
 case "${1:-}" in
   build)
     cmake -S . -B build-cuda -DKL_CUDA=ON -DCMAKE_BUILD_TYPE=Release >/dev/null

@@ -32,8 +32,11 @@ __global__ void embedding_kernel(const bf16* embed, const int32_t* history,
 // x may alias branch). Same elements per thread and order as that loop, so the same sums.
 constexpr int kNormPerThread = 16;
 
+// 1024: norm_threads() launches up to 1024 threads for the widest rows, and without the bound
+// the compiler's register count left such a launch without resources ("too many resources
+// requested", seen on the H200 at 16384 wide).
 template <bool kAdd>
-__global__ void rms_norm_kernel(float* x, size_t x_stride, const float* branch, const bf16* w,
+__global__ void __launch_bounds__(1024) rms_norm_kernel(float* x, size_t x_stride, const float* branch, const bf16* w,
                                 int dim, float eps, bf16* y, size_t y_stride) {
     float* row = x + blockIdx.x * x_stride;
     const float* add = kAdd ? branch + blockIdx.x * static_cast<size_t>(dim) : nullptr;
