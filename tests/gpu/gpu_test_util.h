@@ -4,11 +4,16 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <fstream>
+#include <iterator>
 #include <random>
+#include <string>
+#include <utility>
 #include <vector>
 
 #include "backends/cuda/cuda_backend.h"
 #include "core/safetensors.h"
+#include "tiny_model.h"
 
 namespace {
 
@@ -48,6 +53,30 @@ inline std::vector<uint16_t> to_bf16(std::vector<float>& v) {  // rounds v in pl
         v[i] = kl::bf16_to_f32(b[i]);
     }
     return b;
+}
+
+// A tiny model of make_tiny_model's `preset` whose first `dense_layers` layers have a dense
+// MLP (first_k_dense_replace), with any further config.json edits (text, replacement), made
+// with `seed`: the dense path of the GPU backend end to end.
+inline std::string dense_model_dir(const std::string& preset, int dense_layers, int seed,
+                                   std::vector<std::pair<std::string, std::string>> edits = {}) {
+    std::string config;
+    {
+        std::ifstream in(kl::test::tiny_model_dir("--preset " + preset + " --seed 1") +
+                         "/config.json");
+        config.assign(std::istreambuf_iterator<char>(in), {});
+    }
+    edits.insert(edits.begin(), {"\"first_k_dense_replace\": 1",
+                                 "\"first_k_dense_replace\": " + std::to_string(dense_layers)});
+    for (const auto& edit : edits) {
+        EXPECT_NE(config.find(edit.first), std::string::npos) << edit.first;
+        if (config.find(edit.first) != std::string::npos)
+            config.replace(config.find(edit.first), edit.first.size(), edit.second);
+    }
+    // A fresh file per call: tiny_model_dir keeps one folder per argument list.
+    const std::string path = kl::test::temp_dir() + "/dense_" + preset + ".json";
+    std::ofstream(path) << config;
+    return kl::test::tiny_model_dir("--config " + path + " --seed " + std::to_string(seed));
 }
 
 }  // namespace

@@ -48,23 +48,6 @@ std::unique_ptr<kl::Model> load_gpu(const std::string& dir) {
     return kl::Model::load(dir, options);
 }
 
-// A preset with every layer dense (first_k_dense_replace = its layer count).
-std::string dense_dir(const std::string& preset, int layers, int seed) {
-    std::string config;
-    {
-        std::ifstream in(kl::test::tiny_model_dir("--preset " + preset + " --seed 1") +
-                         "/config.json");
-        config.assign(std::istreambuf_iterator<char>(in), {});
-    }
-    const std::string key = "\"first_k_dense_replace\": 1";
-    EXPECT_NE(config.find(key), std::string::npos);
-    config.replace(config.find(key), key.size(),
-                   "\"first_k_dense_replace\": " + std::to_string(layers));
-    const std::string path = kl::test::temp_dir() + "/dense_" + preset + ".json";
-    std::ofstream(path) << config;
-    return kl::test::tiny_model_dir("--config " + path + " --seed " + std::to_string(seed));
-}
-
 std::vector<int32_t> random_tokens(size_t n, int64_t vocab, uint32_t seed) {
     std::mt19937 rng(seed);
     std::uniform_int_distribution<int32_t> pick(0, static_cast<int32_t>(vocab - 1));
@@ -170,8 +153,8 @@ std::string model_dir(const std::string& name) {
     if (name == "tiny") return kl::test::tiny_model_dir("--preset tiny --seed 1");
     if (name == "small") return kl::test::tiny_model_dir("--preset small --seed 3");
     if (name == "100m") return kl::test::tiny_model_dir("--preset 100m --seed 4");
-    if (name == "tiny_dense") return dense_dir("tiny", 4, 6);
-    return dense_dir("small", 8, 8);  // small_dense
+    if (name == "tiny_dense") return dense_model_dir("tiny", 4, 6);
+    return dense_model_dir("small", 8, 8);  // small_dense
 }
 
 class GpuBatchDecode : public ::testing::TestWithParam<BatchCase> {
@@ -296,7 +279,7 @@ INSTANTIATE_TEST_SUITE_P(Models, GpuBatchDecode,
 // still matches forward() per clone.
 TEST(GpuBatchDecodeGroups, MoreThanOnePass) {
     if (!have_gpu()) GTEST_SKIP() << "no CUDA device";
-    auto model = load_gpu(dense_dir("tiny", 4, 6));
+    auto model = load_gpu(dense_model_dir("tiny", 4, 6));
     const kl::Backend& b = model->backend();
     const size_t vocab = model->config().vocab_size, n = 300;
     const std::atomic<bool> never(false);

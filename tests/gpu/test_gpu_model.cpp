@@ -16,6 +16,7 @@
 #include "core/model.h"
 #include "core/sampler.h"
 #include "core/session.h"
+#include "gpu_test_util.h"
 #include "tiny_model.h"
 
 namespace {
@@ -27,10 +28,6 @@ constexpr double kDenseWorstTolerance = 5e-2;
 // GPU prefill vs GPU decode: the same kernels, GEMMs of other shapes (cuBLASLt may pick
 // other algorithms), bf16 rounding of activations in other places.
 constexpr double kGpuSelfTolerance = 1e-2;
-
-bool have_gpu() {
-    return kl::cuda::backend_provider().device_count() > 0;
-}
 
 std::unique_ptr<kl::Model> load(const std::string& dir, bool gpu) {
     kl::ModelLoadOptions options;
@@ -152,20 +149,8 @@ INSTANTIATE_TEST_SUITE_P(Configs, GpuModel,
 
 // The tiny preset with every layer dense (first_k_dense_replace = 4) and a 16K context.
 std::string dense_tiny_dir() {
-    std::string config;
-    {
-        std::ifstream in(kl::test::tiny_model_dir("--preset tiny --seed 1") + "/config.json");
-        config.assign(std::istreambuf_iterator<char>(in), {});
-    }
-    auto set = [&](const std::string& key, const std::string& value) {
-        EXPECT_NE(config.find(key), std::string::npos) << key;
-        config.replace(config.find(key), key.size(), value);
-    };
-    set("\"first_k_dense_replace\": 1", "\"first_k_dense_replace\": 4");
-    set("\"model_max_length\": 4096", "\"model_max_length\": 16384");
-    const std::string path = kl::test::temp_dir() + "/dense.json";
-    std::ofstream(path) << config;
-    return kl::test::tiny_model_dir("--config " + path + " --seed 6");
+    return dense_model_dir("tiny", 4, 6,
+                           {{"\"model_max_length\": 4096", "\"model_max_length\": 16384"}});
 }
 
 // All layers dense (no router whose near-ties bf16 can flip): every position must match.
