@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <string>
 
+#include "chained_launch.cuh"
 #include "cuda_util.h"
 #include "ops.h"
 #include "reduce.cuh"
@@ -18,6 +19,8 @@ unsigned blocks_for(size_t n) {
 
 __global__ void embedding_kernel(const bf16* embed, const int32_t* history,
                                  const int32_t* pos_device, size_t hidden, float* x) {
+    wait_for_previous();
+    release_next();
     const size_t t = blockIdx.x;
     const int32_t token = history[static_cast<size_t>(*pos_device) + t];
     const bf16* row = embed + static_cast<size_t>(token) * hidden;
@@ -44,9 +47,15 @@ __global__ void __launch_bounds__(1024) rms_norm_kernel(float* x, size_t x_strid
 #pragma unroll
     for (int j = 0; j < kNormPerThread; ++j) {
         const int c = threadIdx.x + j * blockDim.x;
+        if (c < dim) wv[j] = __bfloat162float(w[c]);
+    }
+    wait_for_previous();  // x and branch come from the kernels before (chained_launch.cuh)
+    release_next();
+#pragma unroll
+    for (int j = 0; j < kNormPerThread; ++j) {
+        const int c = threadIdx.x + j * blockDim.x;
         if (c < dim) {
             v[j] = row[c];
-            wv[j] = __bfloat162float(w[c]);
             if (kAdd) v[j] += add[c];
         }
     }
@@ -84,6 +93,8 @@ unsigned norm_threads(size_t dim) {
 __global__ void latent_to_cache_kernel(const float* kv, size_t rank, size_t width, const bf16* w,
                                        float eps, const int32_t* pos_device, bf16* cache,
                                        bf16* const* caches) {
+    wait_for_previous();
+    release_next();
     const float* row = kv + blockIdx.x * width;
     float sum = 0.0f;
     for (size_t c = threadIdx.x; c < rank; c += blockDim.x) sum += row[c] * row[c];
@@ -95,6 +106,8 @@ __global__ void latent_to_cache_kernel(const float* kv, size_t rank, size_t widt
 }
 
 __global__ void cast_kernel(const float* x, size_t n, bf16* y) {
+    wait_for_previous();
+    release_next();
     const size_t i = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x;
     if (i < n) y[i] = __float2bfloat16(x[i]);
 }
@@ -112,49 +125,45 @@ __global__ void silu_mul_kernel(const float* gate, const float* up, size_t n, bf
 void embedding_gather(const bf16* embed, const int32_t* history, const int32_t* pos_device,
                       size_t n, size_t hidden, float* x, cudaStream_t stream) {
     if (n == 0) return;
-    embedding_kernel<<<static_cast<unsigned>(n), kThreads, 0, stream>>>(embed, history, pos_device,
-                                                                        hidden, x);
-    check_launch("embedding_gather");
+    launch_chained("embedding_gather", embedding_kernel, static_cast<unsigned>(n), kThreads, 0,
+                   stream, embed, history, pos_device, hidden, x);
 }
 
 void rms_norm_to_bf16(const float* x, size_t x_stride, const bf16* w, size_t rows, size_t dim,
                       float eps, bf16* y, size_t y_stride, cudaStream_t stream) {
     if (rows == 0) return;
     // The kernel writes x only when it adds a branch.
-    rms_norm_kernel<false><<<static_cast<unsigned>(rows), norm_threads(dim), 0, stream>>>(
-        const_cast<float*>(x), x_stride, nullptr, w, static_cast<int>(dim), eps, y, y_stride);
-    check_launch("rms_norm");
+    launch_chained("rms_norm", rms_norm_kernel<false>, static_cast<unsigned>(rows),
+                   norm_threads(dim), 0, stream, const_cast<float*>(x), x_stride, nullptr, w,
+                   static_cast<int>(dim), eps, y, y_stride);
 }
 
 void add_rms_norm_to_bf16(float* x, const float* branch, const bf16* w, size_t rows, size_t dim,
                           float eps, bf16* y, cudaStream_t stream) {
     if (rows == 0) return;
-    rms_norm_kernel<true><<<static_cast<unsigned>(rows), norm_threads(dim), 0, stream>>>(
-        x, dim, branch, w, static_cast<int>(dim), eps, y, dim);
-    check_launch("add_rms_norm");
+    launch_chained("add_rms_norm", rms_norm_kernel<true>, static_cast<unsigned>(rows),
+                   norm_threads(dim), 0, stream, x, dim, branch, w, static_cast<int>(dim), eps, y,
+                   dim);
 }
 
 void latent_to_cache(const float* kv, size_t rows, size_t rank, size_t width, const bf16* w,
                      float eps, const int32_t* pos_device, bf16* cache, cudaStream_t stream) {
     if (rows == 0) return;
-    latent_to_cache_kernel<<<static_cast<unsigned>(rows), kThreads, 0, stream>>>(
-        kv, rank, width, w, eps, pos_device, cache, nullptr);
-    check_launch("latent_to_cache");
+    launch_chained("latent_to_cache", latent_to_cache_kernel, static_cast<unsigned>(rows),
+                   kThreads, 0, stream, kv, rank, width, w, eps, pos_device, cache, nullptr);
 }
 
 void latent_to_cache_batch(const float* kv, size_t rows, size_t rank, size_t width, const bf16* w,
                            float eps, const int32_t* positions, bf16* const* caches,
                            cudaStream_t stream) {
     if (rows == 0) return;
-    latent_to_cache_kernel<<<static_cast<unsigned>(rows), kThreads, 0, stream>>>(
-        kv, rank, width, w, eps, positions, nullptr, caches);
-    check_launch("latent_to_cache_batch");
+    launch_chained("latent_to_cache_batch", latent_to_cache_kernel, static_cast<unsigned>(rows),
+                   kThreads, 0, stream, kv, rank, width, w, eps, positions, nullptr, caches);
 }
 
 void cast_to_bf16(const float* x, size_t n, bf16* y, cudaStream_t stream) {
     if (n == 0) return;
-    cast_kernel<<<blocks_for(n), kThreads, 0, stream>>>(x, n, y);
-    check_launch("cast_to_bf16");
+    launch_chained("cast_to_bf16", cast_kernel, blocks_for(n), kThreads, 0, stream, x, n, y);
 }
 
 void silu_mul_to_bf16(const float* gate, const float* up, size_t n, bf16* out,

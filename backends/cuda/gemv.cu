@@ -32,13 +32,12 @@ void gemv_bf16(const bf16* x, size_t n, size_t in, const bf16* w, size_t out, fl
     const unsigned blocks = static_cast<unsigned>((out + kWarps - 1) / kWarps);
     const int i = static_cast<int>(in), o = static_cast<int>(out);
     switch (n) {
-        case 1: gemv_kernel<1><<<blocks, kWarps * 32, 0, stream>>>(x, i, w, o, y); break;
-        case 2: gemv_kernel<2><<<blocks, kWarps * 32, 0, stream>>>(x, i, w, o, y); break;
-        case 3: gemv_kernel<3><<<blocks, kWarps * 32, 0, stream>>>(x, i, w, o, y); break;
-        case 4: gemv_kernel<4><<<blocks, kWarps * 32, 0, stream>>>(x, i, w, o, y); break;
+        case 1: launch_chained("gemv_bf16", gemv_kernel<1>, blocks, kWarps * 32, 0, stream, x, i, w, o, y); break;
+        case 2: launch_chained("gemv_bf16", gemv_kernel<2>, blocks, kWarps * 32, 0, stream, x, i, w, o, y); break;
+        case 3: launch_chained("gemv_bf16", gemv_kernel<3>, blocks, kWarps * 32, 0, stream, x, i, w, o, y); break;
+        case 4: launch_chained("gemv_bf16", gemv_kernel<4>, blocks, kWarps * 32, 0, stream, x, i, w, o, y); break;
         default: fail(Status::Internal, "gemv_bf16 takes 1..4 rows");
     }
-    check_launch("gemv_bf16");
 }
 
 }  // namespace kl::cuda

@@ -6,6 +6,7 @@
 // memory-level parallelism without changing the summation order.
 #pragma once
 
+#include "chained_launch.cuh"
 #include "ops.h"
 
 namespace kl::cuda {
@@ -26,7 +27,9 @@ __device__ __forceinline__ float dot8_bf16(const uint4& a, const uint4& b) {
 }
 
 // acc[t] = row . x[t] over `in` (a multiple of 8; x rows `in` apart), summed over the warp:
-// every lane gets the totals.
+// every lane gets the totals. The first batch of weight loads is issued before
+// wait_for_previous() (chained_launch.cuh): x is the previous kernel's output, the row is
+// not; the next chained kernel is released right after.
 template <int N>
 __device__ __forceinline__ void warp_row_dot_tokens(const bf16* x, int in, const bf16* row,
                                                     float (&acc)[N]) {
@@ -38,6 +41,7 @@ __device__ __forceinline__ void warp_row_dot_tokens(const bf16* x, int in, const
 #pragma unroll
         for (int i = 0; i < kRowLoads; ++i)
             if (base + i * 256 < in) w[i] = *reinterpret_cast<const uint4*>(row + base + i * 256);
+        if (base == lane * 8) wait_for_previous(), release_next();
 #pragma unroll
         for (int i = 0; i < kRowLoads; ++i) {
             const int c = base + i * 256;
@@ -49,6 +53,7 @@ __device__ __forceinline__ void warp_row_dot_tokens(const bf16* x, int in, const
             }
         }
     }
+    wait_for_previous();  // lanes past a short row's end: before the caller's stores
 #pragma unroll
     for (int t = 0; t < N; ++t)
         for (int offset = 16; offset > 0; offset >>= 1)

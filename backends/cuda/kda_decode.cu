@@ -15,6 +15,7 @@
 
 #include <string>
 
+#include "chained_launch.cuh"
 #include "cuda_util.h"
 #include "device_math.cuh"
 #include "ops.h"
@@ -186,6 +187,10 @@ __global__ void __cluster_dims__(CS, 1, 1) __launch_bounds__(Layout<D, CS>::NT)
         for (int j = 0; j < kMaxConv; ++j)
             conv_w[p][j] = ch < NC && j <= hist ? __bfloat162float(wrow[j]) : 0.0f;
     }
+    // The projections are the previous kernel's output (chained_launch.cuh); the state and
+    // conv inputs were written by an earlier call, complete before this one started.
+    wait_for_previous();
+    release_next();
     const int slots = hist + n;
     for (int idx = tid; idx < slots * NC; idx += NT) {
         const int slot = idx / NC, ch = idx % NC;
@@ -380,8 +385,7 @@ void launch(const Args& a, size_t rows, cudaStream_t stream) {
                                    static_cast<int>(dynamic)),
               "kda_decode shared memory");
     const dim3 grid(static_cast<unsigned>(a.H * CS), static_cast<unsigned>(rows));
-    kda_decode_kernel<D, CS><<<grid, L::NT, dynamic, stream>>>(a);
-    check_launch("kda_decode_step");
+    launch_chained("kda_decode_step", kda_decode_kernel<D, CS>, grid, L::NT, dynamic, stream, a);
 }
 
 template <int D>

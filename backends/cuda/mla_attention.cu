@@ -13,6 +13,7 @@
 #include <cmath>
 #include <string>
 
+#include "chained_launch.cuh"
 #include "cuda_util.h"
 #include "mla_flash.cuh"
 #include "ops.h"
@@ -97,6 +98,8 @@ size_t absorb_shared_bytes(size_t nope) {
 __global__ void __launch_bounds__(kAbsorbWarps * 32)
     mla_absorb_query(const float* q, int T, int heads, int nope, int rope, int v_dim, int rank,
                      float scale, const bf16* kv_b, bf16* q_lat) {
+    wait_for_previous();  // chained_launch.cuh
+    release_next();
     extern __shared__ float absorb_shared[];
     float* q_nope = absorb_shared;                            // [kTokensPerBlock][nope]
     float* sums = q_nope + kTokensPerBlock * nope;            // [warps][tokens][kAbsorbCols]
@@ -166,6 +169,8 @@ constexpr int kCombineWarps = 8, kCombineCols = 128;
 
 __global__ void __launch_bounds__(kCombineWarps * 32)
     mla_combine(const float2* partial_ml, float* partial_o, int splits, int m_padded, int rank) {
+    wait_for_previous();  // chained_launch.cuh
+    release_next();
     const int session_rows = int(blockIdx.z) * splits * m_padded;  // < 2^31: the plan's sizes
     partial_ml += session_rows;
     partial_o += size_t(session_rows) * rank;
@@ -244,6 +249,8 @@ constexpr int kProjectRows = kProjectWarps * kProjectRowsPerWarp;
 __global__ void __launch_bounds__(kProjectWarps * 32)
     mla_project(const float* o_lat, size_t token_stride, int T, int heads, int nope, int v_dim,
                 int rank, const bf16* kv_b, float* out) {
+    wait_for_previous();  // chained_launch.cuh
+    release_next();
     extern __shared__ float o_shared[];  // [kTokensPerBlock][rank]
     const int h = blockIdx.x, t0 = blockIdx.z * kTokensPerBlock;
     const int n_tok = min(kTokensPerBlock, T - t0);
@@ -325,6 +332,8 @@ __global__ void mla_simple_kernel(const float* q, const int32_t* pos_device, siz
                                   const bf16* one_cache, const bf16* const* caches,
                                   const bf16* kv_b, int heads, int nope, int rope, int v_dim,
                                   int rank, float scale, float* out) {
+    wait_for_previous();  // chained_launch.cuh
+    release_next();
     extern __shared__ float shared[];
     float* q_latent = shared;
     float* q_pe = q_latent + rank;
@@ -401,8 +410,9 @@ void launch_flash(const Plan& plan, const FlashParams& params, cudaStream_t stre
               "cudaFuncSetAttribute(mla_flash_kernel)");
         if (device < kMaxDevices) configured[device] = true;
     }
-    kernel<<<dim3(unsigned(plan.tiles), unsigned(plan.splits), unsigned(plan.sessions)), BM * 8,
-             plan.smem, stream>>>(params);
+    launch_chained("mla_flash_kernel", kernel,
+                   dim3(unsigned(plan.tiles), unsigned(plan.splits), unsigned(plan.sessions)),
+                   BM * 8, plan.smem, stream, params);
 }
 
 template <int RANK>
@@ -443,10 +453,10 @@ void attention(const float* q, size_t T, size_t sessions, const int32_t* pos_dev
         if (shared > 48 * 1024)
             fail(Status::Unsupported,
                  what + "rank " + std::to_string(rank) + " too large for the simple path");
-        mla_simple_kernel<<<static_cast<unsigned>(tokens * heads), kSimpleThreads, shared,
-                            stream>>>(q, pos_device, max_rows, cache, caches, kv_b, int(heads),
-                                      int(nope), int(rope), int(v_dim), int(rank), scale, out);
-        check_launch("mla_simple_kernel");
+        launch_chained("mla_simple_kernel", mla_simple_kernel,
+                       static_cast<unsigned>(tokens * heads), kSimpleThreads, shared, stream, q,
+                       pos_device, max_rows, cache, caches, kv_b, int(heads), int(nope),
+                       int(rope), int(v_dim), int(rank), scale, out);
         return;
     }
     if (!workspace)
@@ -462,11 +472,10 @@ void attention(const float* q, size_t T, size_t sessions, const int32_t* pos_dev
     // The query absorption and (below) the W_uv projection run over all sessions' tokens at
     // once: session z's rows follow session z-1's in q_lat as in q.
     const unsigned col_blocks = unsigned((rank + kAbsorbCols - 1) / kAbsorbCols);
-    mla_absorb_query<<<dim3(unsigned(heads), col_blocks, token_blocks), kAbsorbWarps * 32,
-                       absorb_shared_bytes(nope), stream>>>(q, int(tokens), int(heads), int(nope),
-                                                            int(rope), int(v_dim), int(rank),
-                                                            scale * kLog2e, kv_b, q_lat);
-    check_launch("mla_absorb_query");
+    launch_chained("mla_absorb_query", mla_absorb_query,
+                   dim3(unsigned(heads), col_blocks, token_blocks), kAbsorbWarps * 32,
+                   absorb_shared_bytes(nope), stream, q, int(tokens), int(heads), int(nope),
+                   int(rope), int(v_dim), int(rank), scale * kLog2e, kv_b, q_lat);
 
     FlashParams params{q_lat,
                        cache,
@@ -487,25 +496,24 @@ void attention(const float* q, size_t T, size_t sessions, const int32_t* pos_dev
         case 256: launch_flash_rank<256>(plan, params, stream); break;
         default: launch_flash_rank<512>(plan, params, stream); break;
     }
-    check_launch("mla_flash_kernel");
 
     const size_t combine_shared =
         2 * round_up(plan.splits, 4) * sizeof(float) + kCombineWarps * 32 * sizeof(float4);
-    mla_combine<<<dim3(unsigned(plan.m), unsigned((rank + kCombineCols - 1) / kCombineCols),
-                       unsigned(sessions)),
-                  kCombineWarps * 32, combine_shared, stream>>>(
-        partial_ml, partial_o, int(plan.splits), int(plan.m_padded), int(rank));
-    check_launch("mla_combine");
+    launch_chained("mla_combine", mla_combine,
+                   dim3(unsigned(plan.m), unsigned((rank + kCombineCols - 1) / kCombineCols),
+                        unsigned(sessions)),
+                   kCombineWarps * 32, combine_shared, stream, partial_ml, partial_o,
+                   int(plan.splits), int(plan.m_padded), int(rank));
 
     // The merged latents sit in split 0's slot of each session, rows [0, m) of stride rank:
     // one session's tokens are heads * rank apart, a batch's sessions one partial area.
     const size_t token_stride = caches ? plan.splits * plan.m_padded * rank : heads * rank;
-    mla_project<<<dim3(unsigned(heads), unsigned((v_dim + kProjectRows - 1) / kProjectRows),
-                       token_blocks),
-                  kProjectWarps * 32, kTokensPerBlock * rank * sizeof(float), stream>>>(
-        partial_o, token_stride, int(tokens), int(heads), int(nope), int(v_dim), int(rank), kv_b,
-        out);
-    check_launch("mla_project");
+    launch_chained("mla_project", mla_project,
+                   dim3(unsigned(heads), unsigned((v_dim + kProjectRows - 1) / kProjectRows),
+                        token_blocks),
+                   kProjectWarps * 32, kTokensPerBlock * rank * sizeof(float), stream, partial_o,
+                   token_stride, int(tokens), int(heads), int(nope), int(v_dim), int(rank), kv_b,
+                   out);
 }
 
 }  // namespace

@@ -15,6 +15,7 @@
 
 #include <cstdint>
 
+#include "chained_launch.cuh"
 #include "tensor_core.cuh"
 
 namespace kl::cuda::mla {
@@ -68,6 +69,8 @@ __global__ void __launch_bounds__(BM * 8) mla_flash_kernel(FlashParams p) {
     static_assert(PV_N % 16 == 0 || PV_N == 8, "rank slice per warp");
     constexpr int LDS = BN + 4, LDP = BN + 8;  // fp32 scores, bf16 probabilities
 
+    wait_for_previous();  // chained_launch.cuh
+    release_next();
     extern __shared__ uint4 smem_raw[];
     const int ld = p.width_padded + 8;
     bf16* q_s = reinterpret_cast<bf16*>(smem_raw);

@@ -9,6 +9,7 @@
 // read past L1 (read once); x and act are small and re-read by every warp, so they stay cached.
 // Expert ids are read on the device, so the step stays graph-capturable. The shared expert,
 // when it has the experts' shape, is one more slot per token (weight 1).
+#include "chained_launch.cuh"
 #include "cuda_util.h"
 #include "ops.h"
 
@@ -99,6 +100,8 @@ __global__ void __launch_bounds__(kWarps * 32)
     gate_up_kernel(const bf16* x, int hidden, int inter, int slots, Experts experts, float* act) {
     const int task = blockIdx.x * kWarps + (threadIdx.x >> 5);
     if (task >= slots * inter) return;
+    wait_for_previous();  // the chosen experts and x come from the kernels before
+    release_next();
     const int slot = task / inter, row = task % inter, lane = threadIdx.x & 31;
     const bf16* xt = x + static_cast<size_t>(slot / experts.per_token) * hidden;
     const bf16* g = experts.gate(slot) + static_cast<size_t>(row) * hidden;
@@ -152,7 +155,10 @@ __global__ void __launch_bounds__(kWarps * 32)
     auto slot_weight = [&](int i) {
         return i < 32 ? __shfl_sync(0xffffffffu, lane_weight, i) : experts.weight(first_slot + i);
     };
-    float total = accumulate ? out[task] : 0.0f;
+    // The chosen experts come from the router, two kernels back: complete when a chained
+    // launch starts (chained_launch.cuh), so the first down rows load before the wait for
+    // act, the gate/up kernel's output.
+    float total = 0.0f;
     for (int first = 0; first < experts.per_token; first += kDownSlots) {
         const int count = min(kDownSlots, experts.per_token - first);
         const bf16* rows[kDownSlots];
@@ -167,6 +173,11 @@ __global__ void __launch_bounds__(kWarps * 32)
                 for (int i = 0; i < kDownLoads; ++i)
                     if (s < count && base + i * kChunk < inter)
                         w[s][i] = load_stream(rows[s] + base + i * kChunk);
+            if (first == 0 && base == lane * 8) {
+                wait_for_previous();
+                release_next();
+                if (accumulate) total = out[task];
+            }
 #pragma unroll
             for (int s = 0; s < kDownSlots; ++s) {
                 const float* a = act + static_cast<size_t>(first_slot + first + s) * inter;
@@ -188,6 +199,7 @@ __global__ void __launch_bounds__(kWarps * 32)
             if (s < count) total += weight * sum;
         }
     }
+    wait_for_previous();  // lanes past inter's end: before the store
     if (lane == 0) out[task] = total;
 }
 
@@ -211,12 +223,12 @@ void moe_experts_gemv(const bf16* x, size_t n, size_t hidden, size_t inter, size
                           shared.w1 ? k + 1 : k};
     const int slots = static_cast<int>(n) * experts.per_token;
     const int h = static_cast<int>(hidden), i = static_cast<int>(inter);
-    gate_up_kernel<<<blocks_for_warps(static_cast<size_t>(slots) * inter), kWarps * 32, 0,
-                     stream>>>(x, h, i, slots, experts, act);
-    check_launch("moe gate_up");
-    down_combine_kernel<<<blocks_for_warps(n * hidden), kWarps * 32, 0, stream>>>(
-        act, h, i, static_cast<int>(n), experts, accumulate, out);
-    check_launch("moe down_combine");
+    launch_chained("moe gate_up", gate_up_kernel,
+                   blocks_for_warps(static_cast<size_t>(slots) * inter), kWarps * 32, 0, stream, x,
+                   h, i, slots, experts, act);
+    launch_chained("moe down_combine", down_combine_kernel, blocks_for_warps(n * hidden),
+                   kWarps * 32, 0, stream, act, h, i, static_cast<int>(n), experts, accumulate,
+                   out);
 }
 
 }  // namespace kl::cuda

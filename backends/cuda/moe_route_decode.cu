@@ -31,6 +31,8 @@ __global__ void __launch_bounds__(kRouteThreads)
             for (int t = 0; t < N; ++t) logits[static_cast<size_t>(t) * experts + row] = acc[t];
         }
     }
+    wait_for_previous();  // warps without a row: before the counter (chained_launch.cuh)
+    release_next();
     // Publish this block's logits before counting it (the classic last-block reduction).
     __threadfence();
     __syncthreads();
@@ -65,10 +67,10 @@ void moe_route_decode(const bf16* x, size_t n, size_t hidden, const bf16* router
     const int h = static_cast<int>(hidden), E = static_cast<int>(experts),
               k = static_cast<int>(top_k), g = static_cast<int>(groups),
               kg = static_cast<int>(topk_groups);
-#define KL_ROUTE_DECODE(N)                                                                    \
-    route_decode_kernel<N><<<blocks, kRouteThreads, smem, stream>>>(                          \
-        x, h, router, bias, E, k, renormalize, scaling, g, kg, logits, blocks_done, chosen, \
-        weights)
+#define KL_ROUTE_DECODE(N)                                                                   \
+    launch_chained("moe_route_decode", route_decode_kernel<N>, blocks, kRouteThreads, smem,  \
+                   stream, x, h, router, bias, E, k, renormalize, scaling, g, kg, logits,    \
+                   blocks_done, chosen, weights)
     switch (n) {
         case 1: KL_ROUTE_DECODE(1); break;
         case 2: KL_ROUTE_DECODE(2); break;
@@ -76,7 +78,6 @@ void moe_route_decode(const bf16* x, size_t n, size_t hidden, const bf16* router
         default: KL_ROUTE_DECODE(4); break;
     }
 #undef KL_ROUTE_DECODE
-    check_launch("moe_route_decode");
 }
 
 }  // namespace kl::cuda

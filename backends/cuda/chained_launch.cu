@@ -1,0 +1,31 @@
+#include <atomic>
+#include <cstdlib>
+#include <cstring>
+
+#include "chained_launch.cuh"
+
+namespace kl::cuda {
+
+bool chained_launches() {
+    static const bool allowed = [] {
+        const char* flag = std::getenv("KL_CUDA_PDL");
+        return !(flag && std::strcmp(flag, "0") == 0);
+    }();
+    if (!allowed) return false;
+    // Per device, asked once: 0 unknown, 1 no, 2 yes.
+    constexpr int kDevices = 64;
+    static std::atomic<int> known[kDevices];
+    int device = 0;
+    check(cudaGetDevice(&device), "cudaGetDevice");
+    if (device < kDevices) {
+        const int seen = known[device].load(std::memory_order_relaxed);
+        if (seen != 0) return seen == 2;
+    }
+    int major = 0;
+    check(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device),
+          "cudaDeviceGetAttribute");
+    if (device < kDevices) known[device].store(major >= 9 ? 2 : 1, std::memory_order_relaxed);
+    return major >= 9;
+}
+
+}  // namespace kl::cuda
