@@ -47,8 +47,11 @@ __device__ inline void route_token(const float* row, const float* bias, int expe
     __shared__ int warp_index[kRouteThreads / 32];
     for (int e = threadIdx.x; e < experts; e += blockDim.x) {
         const float s = 1.0f / (1.0f + expf(-__ldcg(row + e)));
+        const float b = s + bias[e];
         score[e] = s;
-        biased[e] = s + bias[e];
+        // A NaN never wins an argmax round: every slot would be left at -1, an index out of
+        // the expert tables. As -inf it ranks last and is still chosen when nothing else is.
+        biased[e] = isnan(b) ? -INFINITY : b;
     }
     __syncthreads();
     const int per_group = experts / groups;

@@ -118,22 +118,57 @@ TEST_F(GpuOps, RmsNormsMatchCpu) {
 }
 
 TEST_F(GpuOps, MoeRouteMatchesCpu) {
-    for (bool grouped : {false, true}) {
-        const size_t n = 50, E = 16, k = 4, groups = grouped ? 4 : 1, kept = grouped ? 2 : 1;
+    // Plain and grouped, the released shape (256 experts, 8 chosen) with tied logits and
+    // biases (ties go to the lower index), and more experts than the block has threads.
+    struct Case {
+        size_t E, k, groups, kept;
+        bool ties;
+    };
+    for (const Case& c : {Case{16, 4, 1, 1, false}, Case{16, 4, 4, 2, false},
+                          Case{256, 8, 1, 1, true}, Case{256, 8, 8, 4, true},
+                          Case{1024, 8, 1, 1, false}}) {
+        const size_t n = 50, E = c.E, k = c.k;
+        const bool grouped = c.groups > 1;
         auto logits = randn(n * E, 1), bias = randn(E, 2, 0.1f);
-        kl::cpu::RouterConfig rc{E, k, true, 2.5f, grouped, groups, kept};
+        if (c.ties)  // experts 3j and 3j+1 tie for every token
+            for (size_t e = 1; e < E; e += 3) {
+                bias[e] = bias[e - 1];
+                for (size_t t = 0; t < n; ++t) logits[t * E + e] = logits[t * E + e - 1];
+            }
+        kl::cpu::RouterConfig rc{E, k, true, 2.5f, grouped, c.groups, c.kept};
         std::vector<int32_t> want_e(n * k);
         std::vector<float> want_w(n * k);
         for (size_t t = 0; t < n; ++t)
             kl::cpu::moe_route(rc, &logits[t * E], bias.data(), &want_e[t * k], &want_w[t * k]);
         Dev<float> dl(logits), db(bias), dw(n * k);
         Dev<int32_t> de(n * k);
-        kl::cuda::moe_route(dl.ptr, db.ptr, n, E, k, true, 2.5f, groups, kept, de.ptr, dw.ptr,
+        kl::cuda::moe_route(dl.ptr, db.ptr, n, E, k, true, 2.5f, c.groups, c.kept, de.ptr, dw.ptr,
                             nullptr);
-        cudaDeviceSynchronize();
-        EXPECT_EQ(de.get(), want_e) << "grouped=" << grouped;
-        EXPECT_LE(rel_error(dw.get(), want_w), 1e-5);
+        ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+        EXPECT_EQ(de.get(), want_e) << "E=" << E << " groups=" << c.groups;
+        EXPECT_LE(rel_error(dw.get(), want_w), 1e-5) << "E=" << E << " groups=" << c.groups;
     }
+}
+
+TEST_F(GpuOps, MoeRouteChoosesValidExpertsForNanLogits) {
+    // NaN router logits (a broken checkpoint) must still choose k distinct experts in range:
+    // an id out of range would read another expert table's memory.
+    const size_t n = 3, E = 256, k = 8;
+    auto logits = randn(n * E, 3);
+    for (size_t e = 0; e < E; ++e) logits[e] = NAN;  // token 0: all NaN
+    for (size_t e = 0; e < E; e += 2) logits[E + e] = NAN;  // token 1: half
+    Dev<float> dl(logits), db(std::vector<float>(E, 0.0f)), dw(n * k);
+    Dev<int32_t> de(n * k);
+    kl::cuda::moe_route(dl.ptr, db.ptr, n, E, k, true, 1.0f, 1, 1, de.ptr, dw.ptr, nullptr);
+    ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+    const auto chosen = de.get();
+    for (size_t t = 0; t < n; ++t) {
+        std::vector<int32_t> ids(chosen.begin() + t * k, chosen.begin() + (t + 1) * k);
+        for (int32_t id : ids) EXPECT_TRUE(id >= 0 && id < int32_t(E)) << "token " << t;
+        std::sort(ids.begin(), ids.end());
+        EXPECT_EQ(std::adjacent_find(ids.begin(), ids.end()), ids.end()) << "token " << t;
+    }
+    for (size_t j = 0; j < k; ++j) EXPECT_EQ(chosen[k + j] % 2, 1) << "token 1 slot " << j;
 }
 
 TEST_F(GpuOps, DecodeRouterEqualsGemvThenRoute) {
@@ -267,7 +302,8 @@ TEST_F(GpuOps, DecodeExpertGemvMatchesCpuExperts) {
 TEST_F(GpuOps, FewTokenGemvMatchesCpuMatmul) {
     kl::ThreadPool pool(2);
     for (size_t n : {1, 2, 3, 4})
-        for (size_t in : {64, 2304, 4096})  // 4096: a second, partial batch of loads
+        // 3000 and 4096: a second, partial batch of loads; 6000: three batches
+        for (size_t in : {64, 2304, 3000, 4096, 6000})
             for (size_t out : {7, 1000}) {
                 auto x = randn(n * in, 1), w = randn(out * in, 2, 0.05f);
                 const auto xb = to_bf16(x), wb = to_bf16(w);
