@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "core/checkpoint_writer.h"
 #include "core/error.h"
 #include "core/generator.h"
 #include "core/limits.h"
@@ -70,6 +71,11 @@ static_assert(KL_MAX_TOP_LOGPROBS == kl::limits::kTopLogprobs, "two limits on to
 // caller's struct_size from then is accepted, the rest read as defaults or left unwritten.
 constexpr size_t kGenerateParamsFirstSize = offsetof(kl_generate_params, logprobs);
 constexpr size_t kModelParamsFirstSize = offsetof(kl_model_params, max_batch);
+static_assert(static_cast<int>(kl::WeightRequest::AsStored) == KL_WEIGHTS_AUTO &&
+                  static_cast<int>(kl::WeightRequest::Bf16) == KL_WEIGHTS_BF16 &&
+                  static_cast<int>(kl::WeightRequest::Fp8) == KL_WEIGHTS_FP8 &&
+                  static_cast<int>(kl::WeightRequest::Int4) == KL_WEIGHTS_INT4,
+              "kl::WeightRequest and kl_weight_format disagree");
 constexpr size_t kGenerationStepFirstSize = offsetof(kl_generation_step, logprob);
 static_assert(static_cast<int>(kl::DeviceKind::Cpu) == KL_DEVICE_CPU &&
                   static_cast<int>(kl::DeviceKind::Cuda) == KL_DEVICE_CUDA,
@@ -222,6 +228,14 @@ void kl_model_params_default(kl_model_params* params) {
 
 namespace {
 
+kl::WeightRequest weight_request(kl_weight_format format) {
+    const int value = enum_bits(format);
+    if (value < KL_WEIGHTS_AUTO || value > KL_WEIGHTS_INT4)
+        kl::fail(kl::Status::InvalidArgument,
+                 "weight_format is " + std::to_string(value) + ", not a kl_weight_format value");
+    return static_cast<kl::WeightRequest>(value);
+}
+
 // kl_model_params -> ModelLoadOptions, validated.
 kl::ModelLoadOptions load_options(const kl_model_params* params) {
     kl_model_params p;
@@ -237,6 +251,7 @@ kl::ModelLoadOptions load_options(const kl_model_params* params) {
         kl::fail(kl::Status::InvalidArgument,
                  "device is " + std::to_string(device) + ", not a kl_device value");
     kl::ModelLoadOptions options;
+    options.weights = weight_request(p.weight_format);
     options.device = static_cast<kl::DeviceRequest>(device);
     options.device_index = p.device_index;
     options.n_threads = p.n_threads;
@@ -277,6 +292,19 @@ kl_status kl_model_create_random(const char* config_json, uint64_t seed,
         auto model = std::make_unique<kl_model>();
         model->model = kl::Model::create_random(config, seed, options);
         *out = model.release();
+    });
+}
+
+kl_status kl_checkpoint_quantize(const char* in_dir, const char* out_dir, kl_weight_format format,
+                                 uint64_t shard_bytes) {
+    return guarded([&] {
+        require(in_dir != nullptr, "in_dir is NULL");
+        require(out_dir != nullptr, "out_dir is NULL");
+        const kl::WeightRequest request = weight_request(format);
+        require(request == kl::WeightRequest::Fp8 || request == kl::WeightRequest::Int4,
+                "format must be KL_WEIGHTS_FP8 or KL_WEIGHTS_INT4");
+        kl::write_checkpoint(in_dir, out_dir, request,
+                             shard_bytes ? shard_bytes : uint64_t(4) << 30);
     });
 }
 

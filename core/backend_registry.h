@@ -13,6 +13,7 @@
 namespace kl {
 
 class Checkpoint;
+class WeightStore;
 struct ModelConfig;
 struct ModelLayout;
 
@@ -34,6 +35,14 @@ struct BackendProvider {
                                        const Checkpoint& checkpoint, const BackendOptions& options);
     std::unique_ptr<Backend> (*create_random)(const ModelConfig& config, const ModelLayout& layout,
                                               uint64_t seed, const BackendOptions& options);
+    // Builds from a WeightStore (core/weight_store.h): any stored or requested weight format,
+    // each tensor dequantized or in its quantized form, as the backend asks. Null for a
+    // backend that reads plain weights only (through create / create_random): Model then
+    // refuses quantized checkpoints and weight formats for it (Unsupported) before loading.
+    std::unique_ptr<Backend> (*create_from_store)(const ModelConfig& config,
+                                                  const ModelLayout& layout,
+                                                  const WeightStore& weights,
+                                                  const BackendOptions& options) = nullptr;
 };
 
 const BackendProvider& cpu_backend_provider();

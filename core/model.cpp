@@ -11,6 +11,7 @@
 #include "limits.h"
 #include "log.h"
 #include "safetensors.h"
+#include "weight_store.h"
 #include "weights.h"
 
 namespace kl {
@@ -20,27 +21,38 @@ namespace {
 // checkpoints apart without reading gigabytes at load.
 constexpr size_t kFingerprintSample = 64;
 
+// A tensor that loads in another form than plain (quantized on load, or kept quantized)
+// gives other values: its format is hashed too. A plain checkpoint loaded plain hashes
+// as it always did.
 uint64_t fingerprint_of(const ModelConfig& config, const ModelLayout& layout,
-                        const Checkpoint& checkpoint) {
+                        const WeightStore& weights) {
     Fnv1a64 hash;
     hash.update(config.to_json());
     layout.visit([&](const TensorSpec& spec) {
-        const TensorView* view = checkpoint.find(spec.name);
         hash.update(spec.name);
-        hash.update(shape_string(view->shape));
-        const size_t take = std::min(kFingerprintSample, view->nbytes);
-        hash.update(view->data, take);
-        hash.update(view->data + view->nbytes / 2 - std::min(take / 2, view->nbytes / 2), take / 2);
-        hash.update(view->data + view->nbytes - take, take);
+        if (weights.format(spec) != WeightFormat::Plain)
+            hash.update(weight_format_name(weights.format(spec)));
+        for (const TensorView* view : weights.views(spec)) {
+            if (view->name != spec.name) hash.update(view->name);
+            hash.update(shape_string(view->shape));
+            const size_t take = std::min(kFingerprintSample, view->nbytes);
+            hash.update(view->data, take);
+            hash.update(view->data + view->nbytes / 2 - std::min(take / 2, view->nbytes / 2),
+                        take / 2);
+            hash.update(view->data + view->nbytes - take, take);
+        }
     });
     return hash.digest();
 }
 
 // A checkpoint may carry tensors this runtime does not use (e.g. a multi-token-prediction
 // head); they are skipped, but say so: a typo in a tensor name would look the same.
-void warn_about_unused_tensors(const ModelLayout& layout, const Checkpoint& checkpoint) {
+void warn_about_unused_tensors(const ModelLayout& layout, const WeightStore& weights,
+                               const Checkpoint& checkpoint) {
     std::set<std::string> expected;
-    layout.visit([&](const TensorSpec& spec) { expected.insert(spec.name); });
+    layout.visit([&](const TensorSpec& spec) {
+        for (const TensorView* view : weights.views(spec)) expected.insert(view->name);
+    });
     std::vector<std::string> unused;
     for (const auto& entry : checkpoint.tensors())
         if (!expected.count(entry.first)) unused.push_back(entry.first);
@@ -112,6 +124,21 @@ std::unique_ptr<DecodeBatcher> batcher_for(const ModelLoadOptions& options,
                                            std::chrono::microseconds(options.batch_wait_us));
 }
 
+// The backend for `weights`: through create_from_store when the backend has it; a backend
+// without it reads only plain weights, so anything quantized is refused before loading.
+std::unique_ptr<Backend> create_backend(const BackendProvider& provider, const ModelConfig& config,
+                                        const ModelLayout& layout, const WeightStore& weights,
+                                        const ModelLoadOptions& options,
+                                        const std::function<std::unique_ptr<Backend>()>& plain) {
+    if (provider.create_from_store)
+        return provider.create_from_store(config, layout, weights, backend_options(options));
+    if (!weights.all_plain())
+        fail(Status::Unsupported,
+             "the GPU backend does not run quantized (FP8 or INT4) weights yet; load on the "
+             "CPU (KL_DEVICE_CPU), or a bf16 checkpoint with weight format AUTO or BF16");
+    return plain();
+}
+
 void report_done(const ModelLoadOptions& options, const Backend& backend) {
     if (backend.device() == DeviceKind::Cpu) return;
     if (options.progress && !options.progress(1.0f))
@@ -126,16 +153,18 @@ std::unique_ptr<Model> Model::load(const std::string& dir, const ModelLoadOption
     model->config_ = ModelConfig::load(dir);
     // The checkpoint's headers first: the layout is built only once the tensor count it
     // needs is known to be there (docs/design/model.md, "Limits").
+    const QuantizationConfig quantization = load_quantization_config(dir);
     auto checkpoint = Checkpoint::open(dir);
     check_tensor_count(model->config_, *checkpoint);
     const ModelLayout layout(model->config_);
-    validate_checkpoint(layout, *checkpoint);
+    const auto weights = WeightStore::open(layout, *checkpoint, quantization, options.weights);
     model->tokenizer_ = Tokenizer::load(dir, model->config_.vocab_size);
-    warn_about_unused_tensors(layout, *checkpoint);
-    model->fingerprint_ = fingerprint_of(model->config_, layout, *checkpoint);
+    warn_about_unused_tensors(layout, *weights, *checkpoint);
+    model->fingerprint_ = fingerprint_of(model->config_, layout, *weights);
     model->parameters_ = count_parameters(model->config_, layout);
-    model->backend_ =
-        provider.create(model->config_, layout, *checkpoint, backend_options(options));
+    model->backend_ = create_backend(provider, model->config_, layout, *weights, options, [&] {
+        return provider.create(model->config_, layout, *checkpoint, backend_options(options));
+    });
     model->batcher_ = batcher_for(options, *model->backend_);
     report_done(options, *model->backend_);
     return model;
@@ -150,10 +179,16 @@ std::unique_ptr<Model> Model::create_random(const ModelConfig& config, uint64_t 
     Fnv1a64 hash;
     hash.update(config.to_json());
     hash.update("random weights, seed " + std::to_string(seed));
+    if (options.weights != WeightRequest::AsStored && options.weights != WeightRequest::Bf16)
+        hash.update(std::string("weights ") +
+                    (options.weights == WeightRequest::Fp8 ? "fp8" : "int4"));
     model->fingerprint_ = hash.digest();
     const ModelLayout layout(config);
     model->parameters_ = count_parameters(config, layout);
-    model->backend_ = provider.create_random(config, layout, seed, backend_options(options));
+    const auto weights = WeightStore::random(layout, seed, options.weights);
+    model->backend_ = create_backend(provider, config, layout, *weights, options, [&] {
+        return provider.create_random(config, layout, seed, backend_options(options));
+    });
     model->batcher_ = batcher_for(options, *model->backend_);
     report_done(options, *model->backend_);
     return model;

@@ -10,6 +10,7 @@
 #include "backend.h"
 #include "config.h"
 #include "decode_batcher.h"
+#include "quant_config.h"
 #include "tokenizer/tokenizer.h"
 #include "weights.h"
 
@@ -25,6 +26,8 @@ struct ModelLoadOptions {
     // Decode batching across threads (core/decode_batcher.h): > 1 turns it on.
     uint32_t max_batch = 0;
     uint32_t batch_wait_us = 0;
+    // The weights' form once loaded (core/quant_config.h): as stored, plain, FP8 or INT4.
+    WeightRequest weights = WeightRequest::AsStored;
 };
 
 class Model {

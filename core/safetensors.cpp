@@ -13,6 +13,7 @@
 #include <nlohmann/json.hpp>
 #include <set>
 
+#include "e4m3.h"
 #include "error.h"
 #include "input_file.h"
 #include "json_input.h"
@@ -31,12 +32,34 @@ const char* dtype_name(DType dtype) {
             return "F16";
         case DType::BF16:
             return "BF16";
+        case DType::F8_E4M3:
+            return "F8_E4M3";
+        case DType::I32:
+            return "I32";
+        case DType::I64:
+            return "I64";
     }
     return "?";
 }
 
 size_t dtype_size(DType dtype) {
-    return dtype == DType::F32 ? 4 : 2;
+    switch (dtype) {
+        case DType::F8_E4M3:
+            return 1;
+        case DType::F16:
+        case DType::BF16:
+            return 2;
+        case DType::F32:
+        case DType::I32:
+            return 4;
+        case DType::I64:
+            return 8;
+    }
+    return 0;
+}
+
+bool is_float_dtype(DType dtype) {
+    return dtype == DType::F32 || dtype == DType::F16 || dtype == DType::BF16;
 }
 
 float bf16_to_f32(uint16_t bits) {
@@ -110,9 +133,30 @@ int64_t TensorView::numel() const {
 
 void TensorView::to_f32(float* out) const {
     const size_t n = static_cast<size_t>(numel());
-    if (dtype == DType::F32) {
-        std::memcpy(out, data, n * sizeof(float));
-        return;
+    switch (dtype) {
+        case DType::F32:
+            std::memcpy(out, data, n * sizeof(float));
+            return;
+        case DType::F8_E4M3:
+            for (size_t i = 0; i < n; ++i) out[i] = e4m3_to_f32(data[i]);
+            return;
+        case DType::I32:
+            for (size_t i = 0; i < n; ++i) {
+                int32_t v;
+                std::memcpy(&v, data + 4 * i, sizeof(v));
+                out[i] = static_cast<float>(v);
+            }
+            return;
+        case DType::I64:
+            for (size_t i = 0; i < n; ++i) {
+                int64_t v;
+                std::memcpy(&v, data + 8 * i, sizeof(v));
+                out[i] = static_cast<float>(v);
+            }
+            return;
+        case DType::F16:
+        case DType::BF16:
+            break;
     }
     const bool is_bf16 = dtype == DType::BF16;
     for (size_t i = 0; i < n; ++i) {
@@ -192,14 +236,13 @@ std::vector<TensorView> parse_safetensors(const MappedFile& file) {
         view.name = name;
         view.file = path;
         const std::string dtype = dtype_it->get<std::string>();
-        if (dtype == "F32")
-            view.dtype = DType::F32;
-        else if (dtype == "F16")
-            view.dtype = DType::F16;
-        else if (dtype == "BF16")
-            view.dtype = DType::BF16;
-        else
-            bad_tensor("has dtype " + excerpt(dtype) + " (supported: BF16, F16, F32)");
+        bool known = false;
+        for (DType d :
+             {DType::F32, DType::F16, DType::BF16, DType::F8_E4M3, DType::I32, DType::I64})
+            if (dtype == dtype_name(d)) view.dtype = d, known = true;
+        if (!known)
+            bad_tensor("has dtype " + excerpt(dtype) +
+                       " (supported: BF16, F16, F32, F8_E4M3, I32, I64)");
 
         // Capping every dim and the element count at 2^60 keeps numel * dtype_size and
         // the int64 shape free of overflow whatever the header claims.
@@ -328,6 +371,9 @@ void write_safetensors(const std::string& path, const std::vector<TensorToWrite>
     json header = json::object();
     uint64_t offset = 0;
     for (const TensorToWrite& t : tensors) {
+        if (t.bytes.empty() && !is_float_dtype(t.dtype))
+            fail(Status::InvalidArgument,
+                 "tensor " + t.name + ": " + dtype_name(t.dtype) + " is written from its bytes");
         uint64_t numel = 1;
         for (int64_t d : t.shape) {
             if (d < 0)
@@ -335,11 +381,13 @@ void write_safetensors(const std::string& path, const std::vector<TensorToWrite>
                      "tensor " + t.name + " has a negative dim in " + shape_string(t.shape));
             numel *= static_cast<uint64_t>(d);
         }
-        if (numel != t.values.size())
-            fail(Status::InvalidArgument, "tensor " + t.name + " has " +
-                                              std::to_string(t.values.size()) +
-                                              " values for shape " + shape_string(t.shape));
-        const uint64_t bytes = t.values.size() * dtype_size(t.dtype);
+        const uint64_t bytes = numel * dtype_size(t.dtype);
+        if (t.bytes.empty() ? numel != t.values.size() : bytes != t.bytes.size())
+            fail(Status::InvalidArgument,
+                 "tensor " + t.name + " has " +
+                     std::to_string(t.bytes.empty() ? t.values.size() : t.bytes.size()) +
+                     (t.bytes.empty() ? " values" : " bytes") + " for " + dtype_name(t.dtype) +
+                     " " + shape_string(t.shape));
         header[t.name] = {{"dtype", dtype_name(t.dtype)},
                           {"shape", t.shape},
                           {"data_offsets", {offset, offset + bytes}}};
@@ -357,6 +405,11 @@ void write_safetensors(const std::string& path, const std::vector<TensorToWrite>
     out.write(text.data(), static_cast<std::streamsize>(text.size()));
     std::vector<uint8_t> buffer;
     for (const TensorToWrite& t : tensors) {
+        if (!t.bytes.empty()) {
+            out.write(reinterpret_cast<const char*>(t.bytes.data()),
+                      static_cast<std::streamsize>(t.bytes.size()));
+            continue;
+        }
         buffer.resize(t.values.size() * dtype_size(t.dtype));
         for (size_t i = 0; i < t.values.size(); ++i) {
             if (t.dtype == DType::F32) {

@@ -13,10 +13,13 @@
 
 namespace kl {
 
-enum class DType { F32, F16, BF16 };
+// F8_E4M3, I32 and I64 hold quantized weights and their companions (docs/design/model.md,
+// "Quantized weights"); a plain tensor is BF16, F16 or F32.
+enum class DType { F32, F16, BF16, F8_E4M3, I32, I64 };
 
-const char* dtype_name(DType dtype);  // "F32", "F16", "BF16" as in safetensors headers
+const char* dtype_name(DType dtype);  // "F32", "F16", "BF16", ... as in safetensors headers
 size_t dtype_size(DType dtype);
+bool is_float_dtype(DType dtype);  // BF16, F16, F32: what a plain tensor may be
 
 // bf16/fp16 <-> fp32 conversions (round to nearest even on the way down).
 float bf16_to_f32(uint16_t bits);
@@ -34,7 +37,8 @@ struct TensorView {
     std::string file;  // the shard it lives in, for messages
 
     int64_t numel() const;
-    // Converts any supported dtype to fp32 into out[0..numel).
+    // Converts the values to fp32 into out[0..numel): F8_E4M3 codes decoded (no scale
+    // applied: core/weight_store.h dequantizes), integers converted.
     void to_f32(float* out) const;
 };
 
@@ -78,12 +82,14 @@ private:
     std::map<std::string, TensorView> tensors_;
 };
 
-// One tensor to write: fp32 values converted to `dtype` on the way out.
+// One tensor to write: fp32 values converted to `dtype` (BF16, F16, F32) on the way out,
+// or, when `bytes` is not empty, those bytes as they are (any dtype, little-endian).
 struct TensorToWrite {
     std::string name;
     DType dtype = DType::BF16;
     std::vector<int64_t> shape;
     std::vector<float> values;
+    std::vector<uint8_t> bytes = {};
 };
 
 // Writes one .safetensors file (tensors in the given order; header padded to 8 bytes).

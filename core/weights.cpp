@@ -12,44 +12,45 @@ namespace {
 
 MlpTensors mlp_tensors(const std::string& prefix, const char* gate, const char* up,
                        const char* down, int64_t hidden, int64_t inter) {
-    return {{prefix + gate + ".weight", {inter, hidden}, DType::BF16},
-            {prefix + up + ".weight", {inter, hidden}, DType::BF16},
-            {prefix + down + ".weight", {hidden, inter}, DType::BF16}};
+    return {{prefix + gate + ".weight", {inter, hidden}, DType::BF16, true},
+            {prefix + up + ".weight", {inter, hidden}, DType::BF16, true},
+            {prefix + down + ".weight", {hidden, inter}, DType::BF16, true}};
 }
 
 KdaTensors kda_tensors(const ModelConfig& c, const std::string& a) {
     const int64_t hidden = c.hidden_size, H = c.kda_num_heads, D = c.kda_head_dim, HD = H * D;
     const std::vector<int64_t> conv = {HD, 1, c.short_conv_kernel_size};
     KdaTensors t;
-    t.q_proj = {a + "q_proj.weight", {HD, hidden}, DType::BF16};
-    t.k_proj = {a + "k_proj.weight", {HD, hidden}, DType::BF16};
-    t.v_proj = {a + "v_proj.weight", {HD, hidden}, DType::BF16};
+    t.q_proj = {a + "q_proj.weight", {HD, hidden}, DType::BF16, true};
+    t.k_proj = {a + "k_proj.weight", {HD, hidden}, DType::BF16, true};
+    t.v_proj = {a + "v_proj.weight", {HD, hidden}, DType::BF16, true};
     t.q_conv = {a + "q_conv1d.weight", conv, DType::BF16};
     t.k_conv = {a + "k_conv1d.weight", conv, DType::BF16};
     t.v_conv = {a + "v_conv1d.weight", conv, DType::BF16};
-    t.f_a_proj = {a + "f_a_proj.weight", {D, hidden}, DType::BF16};
-    t.f_b_proj = {a + "f_b_proj.weight", {HD, D}, DType::BF16};
-    t.b_proj = {a + "b_proj.weight", {H, hidden}, DType::BF16};
+    t.f_a_proj = {a + "f_a_proj.weight", {D, hidden}, DType::BF16, true};
+    t.f_b_proj = {a + "f_b_proj.weight", {HD, D}, DType::BF16, true};
+    t.b_proj = {a + "b_proj.weight", {H, hidden}, DType::BF16, true};
     t.a_log = {a + "A_log", {1, 1, H, 1}, DType::F32};
     t.dt_bias = {a + "dt_bias", {HD}, DType::F32};
-    t.g_a_proj = {a + "g_a_proj.weight", {D, hidden}, DType::BF16};
-    t.g_b_proj = {a + "g_b_proj.weight", {HD, D}, DType::BF16};
+    t.g_a_proj = {a + "g_a_proj.weight", {D, hidden}, DType::BF16, true};
+    t.g_b_proj = {a + "g_b_proj.weight", {HD, D}, DType::BF16, true};
     t.o_norm = {a + "o_norm.weight", {D}, DType::BF16};
-    t.o_proj = {a + "o_proj.weight", {hidden, HD}, DType::BF16};
+    t.o_proj = {a + "o_proj.weight", {hidden, HD}, DType::BF16, true};
     return t;
 }
 
 MlaTensors mla_tensors(const ModelConfig& c, const std::string& a) {
     const int64_t hidden = c.hidden_size, Hm = c.num_attention_heads;
     MlaTensors t;
-    t.q_proj = {a + "q_proj.weight", {Hm * c.mla_qk_head_dim(), hidden}, DType::BF16};
+    t.q_proj = {a + "q_proj.weight", {Hm * c.mla_qk_head_dim(), hidden}, DType::BF16, true};
     t.kv_a_proj_with_mqa = {
-        a + "kv_a_proj_with_mqa.weight", {c.mla_cache_width(), hidden}, DType::BF16};
+        a + "kv_a_proj_with_mqa.weight", {c.mla_cache_width(), hidden}, DType::BF16, true};
     t.kv_a_layernorm = {a + "kv_a_layernorm.weight", {c.kv_lora_rank}, DType::BF16};
     t.kv_b_proj = {a + "kv_b_proj.weight",
                    {Hm * (c.qk_nope_head_dim + c.v_head_dim), c.kv_lora_rank},
-                   DType::BF16};
-    t.o_proj = {a + "o_proj.weight", {hidden, Hm * c.v_head_dim}, DType::BF16};
+                   DType::BF16,
+                   true};
+    t.o_proj = {a + "o_proj.weight", {hidden, Hm * c.v_head_dim}, DType::BF16, true};
     return t;
 }
 
@@ -117,12 +118,12 @@ LayerTensors layer_tensors(const ModelConfig& c, int64_t layer) {
     return l;
 }
 
-[[noreturn]] void fail_missing(const TensorSpec& spec) {
+}  // namespace
+
+void fail_missing(const TensorSpec& spec) {
     fail(Status::Format, "tensor " + spec.name + " is missing (config wants shape " +
                              shape_string(spec.shape) + ")");
 }
-
-}  // namespace
 
 LayoutSize layout_size(const ModelConfig& c) {
     // 128-bit sums of products of config values each limited by ModelConfig::validate
@@ -180,7 +181,7 @@ ModelLayout::ModelLayout(const ModelConfig& c) {
         layers.push_back(layer_tensors(c, layer));
     final_norm = {"model.norm.weight", {hidden}, DType::BF16};
     tied = c.tie_word_embeddings;
-    if (!tied) lm_head = {"lm_head.weight", {c.vocab_size, hidden}, DType::BF16};
+    if (!tied) lm_head = {"lm_head.weight", {c.vocab_size, hidden}, DType::BF16, true};
 }
 
 void ModelLayout::visit(const std::function<void(const TensorSpec&)>& f) const {

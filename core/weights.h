@@ -17,10 +17,14 @@ namespace kl {
 
 // What the checkpoint must hold for a config. `dtype` is the released checkpoint's dtype
 // (bf16, fp32 for A_log / dt_bias / e_score_correction_bias); any of bf16/f16/f32 loads.
+// `linear`: the weight of a Linear module (a projection, an expert's or MLP's matrix,
+// lm_head), which a checkpoint may store quantized (core/weight_store.h); the router gate,
+// embeddings, norms, convolutions, A_log and dt_bias are not.
 struct TensorSpec {
     std::string name;
     std::vector<int64_t> shape;
     DType dtype = DType::BF16;
+    bool linear = false;
     uint64_t numel() const;
 };
 
@@ -108,6 +112,9 @@ struct ParameterCounts {
     uint64_t routed = 0;  // the routed experts' weights, all experts of all layers
 };
 ParameterCounts count_parameters(const ModelConfig& config, const ModelLayout& layout);
+
+// Format: "tensor NAME is missing (config wants shape [..])".
+[[noreturn]] void fail_missing(const TensorSpec& spec);
 
 // Checks every described tensor by name and shape. Throws Format naming the tensor and
 // both shapes. Tensors the layout does not describe are ignored.

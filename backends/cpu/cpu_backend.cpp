@@ -10,6 +10,7 @@
 #include "core/host_memory.h"
 #include "core/random_init.h"
 #include "core/thread_pool.h"
+#include "core/weight_store.h"
 #include "cpu_weights.h"
 #include "ops.h"
 
@@ -477,18 +478,13 @@ void require_memory_for_weights(const ModelLayout& layout) {
     require_host_memory(floats * sizeof(float), "the model's fp32 weights");
 }
 
-std::unique_ptr<Backend> create(const ModelConfig& config, const ModelLayout& layout,
-                                const Checkpoint& checkpoint, const BackendOptions& options) {
+// Every tensor dequantized to fp32 (core/weight_store.h): the CPU runs exactly the values
+// a quantized tensor stands for, which makes it the reference for GPU kernels reading it.
+std::unique_ptr<Backend> create_from_store(const ModelConfig& config, const ModelLayout& layout,
+                                           const WeightStore& store,
+                                           const BackendOptions& options) {
     require_memory_for_weights(layout);
-    ModelWeights weights =
-        build_weights_f32(layout, checkpoint_tensor_source(checkpoint), options.progress);
-    return std::make_unique<CpuBackend>(config, std::move(weights), options.n_threads);
-}
-
-std::unique_ptr<Backend> create_random(const ModelConfig& config, const ModelLayout& layout,
-                                       uint64_t seed, const BackendOptions& options) {
-    require_memory_for_weights(layout);
-    ModelWeights weights = build_weights_f32(layout, random_tensor_source(seed), options.progress);
+    ModelWeights weights = build_weights_f32(layout, store.source(), options.progress);
     return std::make_unique<CpuBackend>(config, std::move(weights), options.n_threads);
 }
 
@@ -497,7 +493,8 @@ std::unique_ptr<Backend> create_random(const ModelConfig& config, const ModelLay
 namespace cpu {
 
 const BackendProvider& backend_provider() {
-    static const BackendProvider provider{&device_count, &create, &create_random};
+    // Plain checkpoints and random weights reach it through the store too.
+    static const BackendProvider provider{&device_count, nullptr, nullptr, &create_from_store};
     return provider;
 }
 

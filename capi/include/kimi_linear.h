@@ -100,6 +100,20 @@ KL_API void kl_set_log_callback(kl_log_callback cb, void* user);
 /* Load progress: fraction in [0, 1]; return non-zero to abort the load (KL_ERR_CANCELLED). */
 typedef int (*kl_progress_callback)(float fraction, void* user);
 
+/* The form a model's linear weights take once loaded (docs/design/model.md "Quantized
+ * weights"): AUTO as the checkpoint stores them (bf16, or the FP8 / INT4 of its
+ * quantization_config); BF16 every weight plain (a quantized checkpoint dequantized); FP8
+ * block-scaled (128x128) or INT4 group-scaled (128) weight-only: a bf16 checkpoint quantized
+ * on load (round to nearest), a checkpoint already in that format kept as it is. The CPU
+ * backend computes with the dequantized values; the CUDA backend does not run FP8 or INT4
+ * yet (KL_ERR_UNSUPPORTED). */
+typedef enum {
+    KL_WEIGHTS_AUTO = 0,
+    KL_WEIGHTS_BF16 = 1,
+    KL_WEIGHTS_FP8 = 2,
+    KL_WEIGHTS_INT4 = 3
+} kl_weight_format;
+
 typedef struct {
     uint32_t struct_size;
     kl_device device;                 /* AUTO: CUDA when built with it and a GPU, its driver
@@ -122,9 +136,22 @@ typedef struct {
      * whatever arrived while the one before ran). Latency cost when fewer threads come back:
      * at most this per step. At most 1000000. */
     uint32_t batch_wait_us;
+    /* Added later (an older caller's struct ends before it: KL_WEIGHTS_AUTO). The weights'
+     * form once loaded (kl_weight_format above); another value is KL_ERR_INVALID_ARGUMENT. */
+    kl_weight_format weight_format;
 } kl_model_params;
 
 KL_API void kl_model_params_default(kl_model_params* params);
+
+/* Writes the checkpoint folder in_dir to out_dir with its linear weights in `format`
+ * (KL_WEIGHTS_FP8: Hugging Face fine-grained FP8; KL_WEIGHTS_INT4: compressed-tensors
+ * pack-quantized; as a load with that weight_format would hold them), sharded
+ * (model-0000N-of-0000M.safetensors + model.safetensors.index.json, shards up to
+ * shard_bytes; 0 = 4 GiB), config.json with its quantization_config, the other files copied.
+ * Tensors already in their written form are copied byte for byte. in_dir is checked as
+ * kl_model_load checks it; out_dir is created and must not already hold a checkpoint. */
+KL_API kl_status kl_checkpoint_quantize(const char* in_dir, const char* out_dir,
+                                        kl_weight_format format, uint64_t shard_bytes);
 
 /* Load a Hugging Face style checkpoint folder: config.json, *.safetensors (sharded through
  * model.safetensors.index.json), tokenizer files if present. Every tensor is checked by

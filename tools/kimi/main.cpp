@@ -4,6 +4,8 @@
 //   kimi chat DIR [--system TEXT] [sampling options]
 //   kimi tokenize DIR [--parse-special]   (stdin -> ids)
 //   kimi bench DIR|--random CONFIG [--prompt-len 128,512] [--context 0,1024] [--decode 64]
+//   kimi quantize IN_DIR OUT_DIR --format fp8|int4 [--shard-mb N]
+//   kimi accuracy DIR|--random CONFIG --weights fp8|int4 [--positions 2000] [--text FILE]
 #include <unistd.h>
 
 #include <algorithm>
@@ -38,15 +40,22 @@ const char* kUsage =
     "  kimi chat DIR [--system TEXT] [--max-new N] [sampling options]  (one message a line)\n"
     "  kimi tokenize DIR [--parse-special]  (reads stdin, prints the token ids)\n"
     "  kimi bench DIR [--prompt-len 128,512] [--context 0,1024] [--decode N] [--repeats N]\n"
-    "             [--logprobs K]  (decode through a generator reporting logprobs + K alternatives)\n"
+    "             [--logprobs K]  (decode through a generator reporting logprobs + K "
+    "alternatives)\n"
     "           [--bandwidth-gbs 3000] [--matrix-tflops 794]  (floors: the H100's measured rates)\n"
     "           [--batch 1,8,64] [--batch-only]  (batched decode at each --context:\n"
     "           kl_batch_next, and as many threads calling kl_session_next on a model with\n"
     "           max_batch = the largest; --batch-only skips the prefill and one-session tables)\n"
     "  kimi bench --random CONFIG.json [--layers N] [--seed S] [...]  (random weights, no files;\n"
     "           --layers keeps the first N layers of the config's pattern)\n"
+    "  kimi quantize IN_DIR OUT_DIR --format fp8|int4 [--shard-mb 4096]  (writes a sharded\n"
+    "           FP8 block-scaled or INT4 pack-quantized checkpoint)\n"
+    "  kimi accuracy DIR|--random CONFIG.json --weights fp8|int4 [--positions 2000] [--seq 256]\n"
+    "           [--text FILE] [--seed S]  (logits of the format against bf16: mean KL divergence\n"
+    "           and top-1 agreement; tokens of FILE, else random ids)\n"
     "common options: --threads N (0 = all cores), --device auto|cpu|cuda, --device-index I,\n"
-    "                --max-batch N --batch-wait-us U (decode batching across threads)\n";
+    "                --max-batch N --batch-wait-us U (decode batching across threads),\n"
+    "                --weights auto|bf16|fp8|int4 (the weights' form once loaded)\n";
 
 using Clock = std::chrono::steady_clock;
 
@@ -59,7 +68,7 @@ struct UsageError {
 };
 
 struct Options {
-    std::string command, dir;
+    std::string command, dir, out_dir;
     std::map<std::string, std::string> values;
 
     bool has(const std::string& key) const { return values.count(key) != 0; }
@@ -107,6 +116,12 @@ Options parse(int argc, char** argv) {
         throw UsageError{o.command + " needs a model folder"};
     else
         o.dir = argv[2];
+    if (o.command == "quantize") {  // kimi quantize IN_DIR OUT_DIR ...
+        if (argc < 4 || std::string(argv[3]).rfind("--", 0) == 0)
+            throw UsageError{"quantize needs an input and an output folder"};
+        o.out_dir = argv[3];
+        first_option = 4;
+    }
     for (int i = first_option; i < argc; ++i) {
         std::string flag = argv[i];
         if (flag.rfind("--", 0) != 0) throw UsageError{"unexpected argument \"" + flag + "\""};
@@ -156,6 +171,15 @@ std::string truncate_layers(const std::string& config_text, int64_t layers) {
     }
 }
 
+kl_weight_format weight_format(const std::string& name, const char* flag, bool auto_allowed) {
+    if (name == "fp8") return KL_WEIGHTS_FP8;
+    if (name == "int4") return KL_WEIGHTS_INT4;
+    if (auto_allowed && name == "bf16") return KL_WEIGHTS_BF16;
+    if (auto_allowed && name == "auto") return KL_WEIGHTS_AUTO;
+    throw UsageError{std::string(flag) +
+                     (auto_allowed ? " must be auto, bf16, fp8 or int4" : " must be fp8 or int4")};
+}
+
 ModelHandle load(const Options& o) {
     kl_model_params params;
     kl_model_params_default(&params);
@@ -171,6 +195,7 @@ ModelHandle load(const Options& o) {
     // Decode batching across threads: bench --batch turns it on for its threaded runs.
     params.max_batch = static_cast<uint32_t>(o.number("max-batch", 0));
     params.batch_wait_us = static_cast<uint32_t>(o.number("batch-wait-us", 0));
+    params.weight_format = weight_format(o.get("weights", "auto"), "--weights", true);
     if (o.has("batch") && !o.has("max-batch")) {
         const std::vector<int32_t> batches = o.ints("batch", "1");
         params.max_batch = static_cast<uint32_t>(*std::max_element(batches.begin(), batches.end()));
@@ -626,6 +651,92 @@ int cmd_bench(const Options& o) {
 
 }  // namespace
 
+// KL(p || q) of two logit rows, in nats, and whether their argmax agrees.
+std::pair<double, bool> compare_logits(const float* p_logits, const float* q_logits, size_t n) {
+    auto log_softmax = [n](const float* x, std::vector<double>& out) {
+        double top = x[0];
+        for (size_t i = 1; i < n; ++i) top = std::max(top, static_cast<double>(x[i]));
+        double sum = 0;
+        for (size_t i = 0; i < n; ++i) sum += std::exp(x[i] - top);
+        out.resize(n);
+        for (size_t i = 0; i < n; ++i) out[i] = x[i] - top - std::log(sum);
+    };
+    std::vector<double> lp, lq;
+    log_softmax(p_logits, lp);
+    log_softmax(q_logits, lq);
+    double kl = 0;
+    for (size_t i = 0; i < n; ++i) kl += std::exp(lp[i]) * (lp[i] - lq[i]);
+    const auto argmax = [n](const float* x) { return std::max_element(x, x + n) - x; };
+    return {kl, argmax(p_logits) == argmax(q_logits)};
+}
+
+int cmd_accuracy(const Options& o) {
+    if (!o.has("weights") || o.get("weights", "") == "auto" || o.get("weights", "") == "bf16")
+        throw UsageError{"accuracy needs --weights fp8|int4"};
+    Options reference = o;
+    reference.values["weights"] = "bf16";
+    const ModelHandle base = load(reference);
+    const ModelHandle quantized = load(o);
+    const size_t vocab = model_info(base.get()).vocab_size;
+    const size_t positions = static_cast<size_t>(std::max(1.0, o.number("positions", 2000)));
+    const size_t seq = static_cast<size_t>(std::max(2.0, o.number("seq", 256)));
+    std::vector<int32_t> tokens;
+    if (o.has("text")) {
+        std::ifstream in(o.get("text", ""), std::ios::binary);
+        if (!in) throw UsageError{"cannot read " + o.get("text", "")};
+        const std::string text((std::istreambuf_iterator<char>(in)),
+                               std::istreambuf_iterator<char>());
+        size_t n = 0;
+        check(kl_tokenize(base.get(), text.data(), text.size(), 0, nullptr, 0, &n));
+        tokens.resize(n);
+        check(kl_tokenize(base.get(), text.data(), text.size(), 0, tokens.data(), n, &n));
+        if (tokens.size() < positions)
+            throw UsageError{"--text holds " + std::to_string(tokens.size()) +
+                             " tokens, fewer than --positions"};
+    } else {
+        std::mt19937_64 rng(static_cast<uint64_t>(o.number("seed", 0)));
+        tokens.resize(positions);
+        for (int32_t& t : tokens) t = static_cast<int32_t>(rng() % vocab);
+    }
+    double kl_sum = 0;
+    size_t agree = 0, done = 0;
+    std::vector<float> p, q;
+    while (done < positions) {
+        const size_t n = std::min(seq, positions - done);
+        p.resize(n * vocab), q.resize(n * vocab);
+        for (auto [model, out] : {std::pair{base.get(), &p}, {quantized.get(), &q}}) {
+            const SessionHandle session = new_session(model);
+            check(kl_session_append(session.get(), tokens.data() + done, n, KL_LOGITS_ALL,
+                                    out->data()));
+        }
+        for (size_t i = 0; i < n; ++i) {
+            const auto [kl, same] = compare_logits(&p[i * vocab], &q[i * vocab], vocab);
+            kl_sum += kl;
+            agree += same;
+        }
+        done += n;
+    }
+    std::printf(
+        "weights: %s\npositions: %zu (sequences of %zu)\nmean KL(bf16 || %s): %.6f nats\n"
+        "top-1 agreement: %.2f%% (%zu/%zu)\n",
+        o.get("weights", "").c_str(), done, seq, o.get("weights", "").c_str(),
+        kl_sum / static_cast<double>(done),
+        100.0 * static_cast<double>(agree) / static_cast<double>(done), agree, done);
+    return 0;
+}
+
+int cmd_quantize(const Options& o) {
+    if (!o.has("format")) throw UsageError{"quantize needs --format fp8|int4"};
+    const kl_weight_format format = weight_format(o.get("format", ""), "--format", false);
+    const double shard_mb = o.number("shard-mb", 4096);
+    if (!(shard_mb > 0)) throw UsageError{"--shard-mb must be positive"};
+    check(kl_checkpoint_quantize(o.dir.c_str(), o.out_dir.c_str(), format,
+                                 static_cast<uint64_t>(shard_mb * 1024 * 1024)));
+    std::printf("wrote %s (%s weights) from %s\n", o.out_dir.c_str(), o.get("format", "").c_str(),
+                o.dir.c_str());
+    return 0;
+}
+
 int main(int argc, char** argv) {
     try {
         const Options o = parse(argc, argv);
@@ -642,6 +753,8 @@ int main(int argc, char** argv) {
         if (o.command == "bench") return cmd_bench(o);
         if (o.command == "chat") return cmd_chat(o);
         if (o.command == "tokenize") return cmd_tokenize(o);
+        if (o.command == "quantize") return cmd_quantize(o);
+        if (o.command == "accuracy") return cmd_accuracy(o);
         throw UsageError{"unknown command \"" + o.command + "\""};
     } catch (const UsageError& e) {
         std::fprintf(stderr, "kimi: %s\n%s", e.message.c_str(), kUsage);

@@ -96,11 +96,22 @@ def _text_call(call, guess: int) -> str:
     raise AssertionError("the library kept asking for a larger buffer")  # pragma: no cover
 
 
+_WEIGHT_FORMATS = {"auto": 0, "bf16": 1, "fp8": 2, "int4": 3}  # kl_weight_format
+
+
+def _weight_format_code(weights: str) -> int:
+    if not isinstance(weights, str):
+        raise TypeError(f"weights must be a str, not {type(weights).__name__}")
+    if weights not in _WEIGHT_FORMATS:
+        raise ValueError(f"weights must be one of {', '.join(_WEIGHT_FORMATS)}, not {weights!r}")
+    return _WEIGHT_FORMATS[weights]
+
+
 class Model:
     """A loaded Kimi Linear checkpoint (weights + tokenizer), immutable after loading.
 
     ``Model(path, device="auto", device_index=0, threads=0, progress=None, max_batch=0,
-    batch_wait_us=0)`` loads a Hugging Face style folder (config.json, *.safetensors,
+    batch_wait_us=0, weights="auto")`` loads a Hugging Face style folder (config.json, *.safetensors,
     tokenizer files if present). ``threads=0`` uses all hardware threads. ``progress(fraction)``
     is called during the load; returning False cancels it (CancelledError); an exception
     raised in it cancels the load and is re-raised.
@@ -112,6 +123,10 @@ class Model:
     0 or 1 (the default): each step runs alone. To step several sessions from one thread, use
     Batch.
 
+    ``weights`` is the linear weights' form once loaded (kl_weight_format): "auto" as the
+    checkpoint stores them, "bf16" (dequantized), "fp8" or "int4" (a bf16 checkpoint
+    quantized on load; docs/design/model.md "Quantized weights").
+
     A model is safe to share between threads and sessions. Use it as a context manager or
     call close(); sessions made from it stay usable after it is closed.
     """
@@ -119,7 +134,7 @@ class Model:
     def __init__(self, path: Union[str, "os.PathLike[str]"], device: str = "auto",
                  device_index: int = 0, threads: int = 0,
                  progress: Optional[Callable[[float], Any]] = None, max_batch: int = 0,
-                 batch_wait_us: int = 0) -> None:
+                 batch_wait_us: int = 0, weights: str = "auto") -> None:
         self._handle: Optional[ModelHandle] = None
         if isinstance(path, (str, bytes)) or hasattr(path, "__fspath__"):
             raw = os.fsencode(path)
@@ -129,13 +144,13 @@ class Model:
             raise ValueError("path contains a NUL character")
         self._path: Optional[str] = os.fsdecode(raw)
         self._create(lambda lib, params, out: lib.kl_model_load(raw, params, out),
-                     device, device_index, threads, progress, max_batch, batch_wait_us)
+                     device, device_index, threads, progress, max_batch, batch_wait_us, weights)
 
     @classmethod
     def random(cls, config_json: Union[str, bytes, Mapping[str, Any]], seed: int = 0,
                device: str = "auto", device_index: int = 0, threads: int = 0,
                progress: Optional[Callable[[float], Any]] = None, max_batch: int = 0,
-               batch_wait_us: int = 0) -> "Model":
+               batch_wait_us: int = 0, weights: str = "auto") -> "Model":
         """A model with deterministic random weights for a config.json text (or a dict).
 
         Built directly in the backend's memory, no files; the values are those
@@ -149,11 +164,11 @@ class Model:
         self._handle = None
         self._path = None
         self._create(lambda lib, params, out: lib.kl_model_create_random(text, seed, params, out),
-                     device, device_index, threads, progress, max_batch, batch_wait_us)
+                     device, device_index, threads, progress, max_batch, batch_wait_us, weights)
         return self
 
     def _create(self, call, device, device_index, threads, progress, max_batch,
-                batch_wait_us) -> None:
+                batch_wait_us, weights) -> None:
         """call(lib, kl_model_params, kl_model**) -> kl_status: load or create the model."""
         code = _device_code(device)
         device_index = _check_int("device_index", device_index, 0, 2 ** 31 - 1)
@@ -161,6 +176,7 @@ class Model:
         # The C field's range here; the library's own limits (kl_model_params) there.
         max_batch = _check_int("max_batch", max_batch, 0, 2 ** 32 - 1)
         batch_wait_us = _check_int("batch_wait_us", batch_wait_us, 0, 2 ** 32 - 1)
+        weight_format = _weight_format_code(weights)
         if progress is not None and not callable(progress):
             raise TypeError("progress must be callable or None")
         lib = _native.lib()
@@ -171,6 +187,7 @@ class Model:
         params.n_threads = threads
         params.max_batch = max_batch
         params.batch_wait_us = batch_wait_us
+        params.weight_format = weight_format
         raised: List[BaseException] = []
         if progress is not None:
             def on_progress(fraction: float, _user) -> int:  # non-zero: abort the load

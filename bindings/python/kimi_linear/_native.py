@@ -125,6 +125,7 @@ class kl_model_params(Structure):
         ("progress_user", c_void_p),
         ("max_batch", c_uint32),  # appended fields (decode batching across threads)
         ("batch_wait_us", c_uint32),
+        ("weight_format", c_int),  # appended later: kl_weight_format
     ]
 
 

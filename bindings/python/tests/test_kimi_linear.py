@@ -33,9 +33,10 @@ def test_struct_layouts_match_the_header(kl):
     # Sizes and offsets from kimi_linear.h on LP64 (x86_64/aarch64 Linux).
     from kimi_linear import _native as n
 
-    assert ctypes.sizeof(n.kl_model_params) == 40
+    assert ctypes.sizeof(n.kl_model_params) == 48
     assert n.kl_model_params.max_batch.offset == 32  # the first release's size
     assert n.kl_model_params.batch_wait_us.offset == 36
+    assert n.kl_model_params.weight_format.offset == 40
     assert ctypes.sizeof(n.kl_session_params) == 16
     assert ctypes.sizeof(n.kl_model_info) == 112
     assert n.kl_model_info.eot_token.offset == 96

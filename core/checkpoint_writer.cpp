@@ -1,0 +1,218 @@
+#include "checkpoint_writer.h"
+
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <map>
+
+#include "config.h"
+#include "error.h"
+#include "input_file.h"
+#include "json_input.h"
+#include "limits.h"
+#include "safetensors.h"
+#include "weight_store.h"
+#include "weights.h"
+
+namespace kl {
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+namespace {
+
+// One safetensors entry to write, known (name, dtype, shape, size) before its data is made.
+struct Piece {
+    const TensorSpec* spec = nullptr;
+    std::string name;
+    DType dtype = DType::F32;
+    std::vector<int64_t> shape;
+    uint64_t bytes = 0;
+    int part = 0;  // which entry of the spec's form: 0 weight / packed, 1 scale, 2 shape
+};
+
+uint64_t piece_bytes(DType dtype, const std::vector<int64_t>& shape) {
+    uint64_t n = dtype_size(dtype);
+    for (int64_t d : shape) n *= static_cast<uint64_t>(d);
+    return n;
+}
+
+void add(std::vector<Piece>& out, const TensorSpec& spec, std::string name, DType dtype,
+         std::vector<int64_t> shape, int part) {
+    const uint64_t bytes = piece_bytes(dtype, shape);
+    out.push_back({&spec, std::move(name), dtype, std::move(shape), bytes, part});
+}
+
+// The entries `spec` is written as. A tensor kept as stored copies the stored views (their
+// dtypes included); one made here is F8_E4M3 + F32 scales, I32 + BF16 scales + I64 shape,
+// or F32 (dequantized).
+void pieces_of(const TensorSpec& spec, const WeightStore& store, std::vector<Piece>& out) {
+    const WeightFormat format = store.format(spec);
+    const std::vector<const TensorView*> views = store.views(spec);
+    const bool as_stored = views.size() == (format == WeightFormat::Plain ? 1u
+                                            : format == WeightFormat::Fp8 ? 2u
+                                                                          : 3u) &&
+                           (format != WeightFormat::Plain || is_float_dtype(views[0]->dtype)) &&
+                           (format != WeightFormat::Fp8 || views[0]->dtype == DType::F8_E4M3) &&
+                           (format != WeightFormat::Int4 || views[0]->dtype == DType::I32);
+    if (as_stored) {
+        for (size_t i = 0; i < views.size(); ++i)
+            add(out, spec, views[i]->name, views[i]->dtype, views[i]->shape, static_cast<int>(i));
+        return;
+    }
+    const std::string module = module_of(spec);
+    const int64_t rows = spec.shape.empty() ? 1 : spec.shape[0];
+    const int64_t cols = spec.shape.size() < 2 ? 1 : spec.shape[1];
+    QuantizedTensor shape_only;
+    shape_only.format = format;
+    shape_only.rows = rows;
+    shape_only.cols = cols;
+    switch (format) {
+        case WeightFormat::Plain:
+            add(out, spec, spec.name, DType::F32, spec.shape, 0);
+            break;
+        case WeightFormat::Fp8:
+            add(out, spec, spec.name, DType::F8_E4M3, spec.shape, 0);
+            add(out, spec, module + ".weight_scale_inv", DType::F32,
+                {shape_only.scale_rows(), shape_only.scale_cols()}, 1);
+            break;
+        case WeightFormat::Int4:
+            add(out, spec, module + ".weight_packed", DType::I32, {rows, int4_words(cols)}, 0);
+            add(out, spec, module + ".weight_scale", DType::BF16,
+                {shape_only.scale_rows(), shape_only.scale_cols()}, 1);
+            add(out, spec, module + ".weight_shape", DType::I64, {2}, 2);
+            break;
+    }
+}
+
+TensorToWrite data_of(const Piece& p, const WeightStore& store) {
+    TensorToWrite t;
+    t.name = p.name;
+    t.dtype = p.dtype;
+    t.shape = p.shape;
+    const std::vector<const TensorView*> views = store.views(*p.spec);
+    const bool from_view = static_cast<size_t>(p.part) < views.size() &&
+                           views[static_cast<size_t>(p.part)]->name == p.name &&
+                           views[static_cast<size_t>(p.part)]->dtype == p.dtype;
+    if (from_view) {
+        const TensorView& v = *views[static_cast<size_t>(p.part)];
+        t.bytes.assign(v.data, v.data + v.nbytes);
+        return t;
+    }
+    const TensorSpec& spec = *p.spec;
+    if (store.format(spec) == WeightFormat::Plain) {
+        t.values.resize(spec.numel());
+        store.dequantized(spec, t.values.data());
+        return t;
+    }
+    if (p.part == 2) {  // weight_shape
+        t.bytes.resize(16);
+        for (int i = 0; i < 2; ++i) {
+            const int64_t d = spec.shape[static_cast<size_t>(i)];
+            std::memcpy(&t.bytes[8 * static_cast<size_t>(i)], &d, 8);
+        }
+        return t;
+    }
+    QuantizedTensor q = store.quantized(spec);
+    if (p.part == 0) {
+        t.bytes = std::move(q.data);
+    } else {
+        t.values = std::move(q.scales);  // F32 as they are; BF16: already bf16 values
+    }
+    return t;
+}
+
+void copy_other_files(const std::string& in_dir, const std::string& out_dir) {
+    for (const auto& entry : fs::directory_iterator(in_dir)) {
+        const std::string name = entry.path().filename().string();
+        if (!entry.is_regular_file() || entry.path().extension() == ".safetensors" ||
+            name == "model.safetensors.index.json" || name == "config.json")
+            continue;
+        fs::copy_file(entry.path(), fs::path(out_dir) / name, fs::copy_options::overwrite_existing);
+    }
+}
+
+void write_text(const std::string& path, const std::string& text) {
+    std::ofstream out(path, std::ios::binary | std::ios::trunc);
+    out << text;
+    if (!out) fail(Status::Io, "cannot write " + path);
+}
+
+std::string shard_name(size_t index, size_t count) {
+    char name[64];
+    std::snprintf(name, sizeof(name), "model-%05zu-of-%05zu.safetensors", index + 1, count);
+    return name;
+}
+
+void prepare_out_dir(const std::string& in_dir, const std::string& out_dir) {
+    std::error_code ec;
+    if (fs::exists(out_dir, ec) && fs::equivalent(in_dir, out_dir, ec))
+        fail(Status::InvalidArgument, "the output folder " + out_dir + " is the input folder");
+    fs::create_directories(out_dir, ec);
+    if (!fs::is_directory(out_dir, ec)) fail(Status::Io, "cannot create the folder " + out_dir);
+    for (const auto& entry : fs::directory_iterator(out_dir))
+        if (entry.path().extension() == ".safetensors" || entry.path().filename() == "config.json")
+            fail(Status::InvalidArgument,
+                 "the output folder " + out_dir + " already holds a checkpoint");
+}
+
+}  // namespace
+
+CheckpointWriteSummary write_checkpoint(const std::string& in_dir, const std::string& out_dir,
+                                        WeightRequest request, uint64_t shard_bytes) {
+    const std::string config_path = in_dir + "/config.json";
+    json config_json =
+        parse_json(read_input_file(config_path, limits::kConfigFileBytes), config_path);
+    const ModelConfig config = ModelConfig::from_json(config_json.dump(), config_path);
+    const QuantizationConfig stored = quantization_config_from_json(config_json, config_path);
+    const auto checkpoint = Checkpoint::open(in_dir);
+    check_tensor_count(config, *checkpoint);
+    const ModelLayout layout(config);
+    const auto store = WeightStore::open(layout, *checkpoint, stored, request);
+    prepare_out_dir(in_dir, out_dir);
+
+    CheckpointWriteSummary summary;
+    std::vector<Piece> pieces;
+    WeightFormat written = WeightFormat::Plain;
+    layout.visit([&](const TensorSpec& spec) {
+        pieces_of(spec, *store, pieces);
+        if (store->format(spec) != WeightFormat::Plain) {
+            written = store->format(spec);
+            ++summary.quantized;
+        }
+    });
+
+    std::vector<std::vector<const Piece*>> shards(1);
+    uint64_t in_shard = 0;
+    for (const Piece& p : pieces) {
+        if (in_shard > 0 && in_shard + p.bytes > shard_bytes) shards.emplace_back(), in_shard = 0;
+        shards.back().push_back(&p);
+        in_shard += p.bytes;
+    }
+    json weight_map = json::object();
+    for (size_t s = 0; s < shards.size(); ++s) {
+        const std::string name = shard_name(s, shards.size());
+        std::vector<TensorToWrite> tensors;
+        for (const Piece* p : shards[s]) {
+            tensors.push_back(data_of(*p, *store));
+            weight_map[p->name] = name;
+            summary.bytes += p->bytes;
+        }
+        write_safetensors((fs::path(out_dir) / name).string(), tensors);
+        summary.tensors += tensors.size();
+    }
+    summary.shards = shards.size();
+    const json index = {{"metadata", {{"total_size", summary.bytes}}}, {"weight_map", weight_map}};
+    write_text((fs::path(out_dir) / "model.safetensors.index.json").string(), index.dump(2) + "\n");
+
+    if (written == WeightFormat::Plain)
+        config_json.erase("quantization_config");
+    else
+        config_json["quantization_config"] =
+            quantization_config_json(written, store->plain_linear_modules(layout));
+    write_text((fs::path(out_dir) / "config.json").string(), config_json.dump(2) + "\n");
+    copy_other_files(in_dir, out_dir);
+    return summary;
+}
+
+}  // namespace kl

@@ -1,0 +1,30 @@
+// `kimi quantize`: a checkpoint folder rewritten with its weights in another form (FP8
+// block-scaled or INT4 pack-quantized, core/quant_config.h), as a sharded Hugging Face
+// checkpoint (model-0000N-of-0000M.safetensors, model.safetensors.index.json, config.json
+// with its quantization_config, the other files copied). Tensors that keep their stored form
+// are copied byte for byte, so rewriting a checkpoint in its own format gives identical files.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "quant_config.h"
+
+namespace kl {
+
+struct CheckpointWriteSummary {
+    uint64_t tensors = 0;  // safetensors entries written
+    uint64_t bytes = 0;    // their data bytes
+    uint64_t shards = 0;
+    uint64_t quantized = 0;  // linear weights written quantized
+};
+
+// Reads IN_DIR as Model::load does (every tensor checked), writes OUT_DIR (created; refused
+// when it already holds a *.safetensors or config.json, or is IN_DIR). A shard holds
+// tensors up to shard_bytes (a larger tensor gets a shard of its own). `request` as for a
+// load: a tensor that loads plain but was stored quantized is written dequantized as F32
+// (exact). Throws kl::Error.
+CheckpointWriteSummary write_checkpoint(const std::string& in_dir, const std::string& out_dir,
+                                        WeightRequest request, uint64_t shard_bytes);
+
+}  // namespace kl
