@@ -5,6 +5,9 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <system_error>
+#include <utility>
+#include <vector>
 
 #include "config.h"
 #include "error.h"
@@ -85,7 +88,25 @@ void pieces_of(const TensorSpec& spec, const WeightStore& store, std::vector<Pie
     }
 }
 
-TensorToWrite data_of(const Piece& p, const WeightStore& store) {
+// The quantized form of the tensor being written. Its weight and scale entries are written
+// one after the other (pieces_of adds them in that order), so one held tensor spares
+// quantizing each twice; each entry moves its own part out.
+class QuantizedOnce {
+public:
+    QuantizedTensor& of(const TensorSpec& spec, const WeightStore& store) {
+        if (spec_ != &spec) {
+            tensor_ = store.quantized(spec);
+            spec_ = &spec;
+        }
+        return tensor_;
+    }
+
+private:
+    const TensorSpec* spec_ = nullptr;
+    QuantizedTensor tensor_;
+};
+
+TensorToWrite data_of(const Piece& p, const WeightStore& store, QuantizedOnce& quantized) {
     TensorToWrite t;
     t.name = p.name;
     t.dtype = p.dtype;
@@ -113,7 +134,7 @@ TensorToWrite data_of(const Piece& p, const WeightStore& store) {
         }
         return t;
     }
-    QuantizedTensor q = store.quantized(spec);
+    QuantizedTensor& q = quantized.of(spec, store);
     if (p.part == 0) {
         t.bytes = std::move(q.data);
     } else {
@@ -122,13 +143,45 @@ TensorToWrite data_of(const Piece& p, const WeightStore& store) {
     return t;
 }
 
-void copy_other_files(const std::string& in_dir, const std::string& out_dir) {
+// The files this call writes into the output folder, removed again (and the folder, when
+// this call made it) unless the write completes: a failed write leaves nothing behind.
+class OutputFiles {
+public:
+    OutputFiles(std::string dir, bool made_dir) : dir_(std::move(dir)), made_dir_(made_dir) {}
+    OutputFiles(const OutputFiles&) = delete;
+    OutputFiles& operator=(const OutputFiles&) = delete;
+    ~OutputFiles() {
+        if (complete_) return;
+        std::error_code ec;
+        for (const std::string& path : written_) fs::remove(path, ec);
+        if (made_dir_) fs::remove(dir_, ec);
+    }
+
+    // The path of `name` in the folder, from now on removed if the write fails.
+    std::string add(const std::string& name) {
+        written_.push_back((fs::path(dir_) / name).string());
+        return written_.back();
+    }
+    void complete() { complete_ = true; }
+
+private:
+    std::string dir_;
+    bool made_dir_;
+    std::vector<std::string> written_;
+    bool complete_ = false;
+};
+
+void copy_other_files(const std::string& in_dir, OutputFiles& out) {
     for (const auto& entry : fs::directory_iterator(in_dir)) {
         const std::string name = entry.path().filename().string();
         if (!entry.is_regular_file() || entry.path().extension() == ".safetensors" ||
             name == "model.safetensors.index.json" || name == "config.json")
             continue;
-        fs::copy_file(entry.path(), fs::path(out_dir) / name, fs::copy_options::overwrite_existing);
+        std::error_code ec;
+        const std::string to = out.add(name);
+        if (!fs::copy_file(entry.path(), to, ec))
+            fail(Status::Io,
+                 "cannot copy " + entry.path().string() + " to " + to + ": " + ec.message());
     }
 }
 
@@ -144,16 +197,19 @@ std::string shard_name(size_t index, size_t count) {
     return name;
 }
 
-void prepare_out_dir(const std::string& in_dir, const std::string& out_dir) {
+// Makes out_dir ready to write into; true if this call created it. An existing folder must
+// be empty, so that a failed write can remove all it wrote and leave the folder as it was.
+bool prepare_out_dir(const std::string& in_dir, const std::string& out_dir) {
     std::error_code ec;
-    if (fs::exists(out_dir, ec) && fs::equivalent(in_dir, out_dir, ec))
+    const bool existed = fs::exists(out_dir, ec);
+    if (existed && fs::equivalent(in_dir, out_dir, ec))
         fail(Status::InvalidArgument, "the output folder " + out_dir + " is the input folder");
-    fs::create_directories(out_dir, ec);
+    if (!existed) fs::create_directories(out_dir, ec);
     if (!fs::is_directory(out_dir, ec)) fail(Status::Io, "cannot create the folder " + out_dir);
-    for (const auto& entry : fs::directory_iterator(out_dir))
-        if (entry.path().extension() == ".safetensors" || entry.path().filename() == "config.json")
-            fail(Status::InvalidArgument,
-                 "the output folder " + out_dir + " already holds a checkpoint");
+    if (!fs::is_empty(out_dir, ec) || ec)
+        fail(Status::InvalidArgument,
+             "the output folder " + out_dir + " is not empty (it must be new or empty)");
+    return !existed;
 }
 
 }  // namespace
@@ -169,7 +225,7 @@ CheckpointWriteSummary write_checkpoint(const std::string& in_dir, const std::st
     check_tensor_count(config, *checkpoint);
     const ModelLayout layout(config);
     const auto store = WeightStore::open(layout, *checkpoint, stored, request);
-    prepare_out_dir(in_dir, out_dir);
+    OutputFiles out(out_dir, prepare_out_dir(in_dir, out_dir));
 
     CheckpointWriteSummary summary;
     std::vector<Piece> pieces;
@@ -189,29 +245,32 @@ CheckpointWriteSummary write_checkpoint(const std::string& in_dir, const std::st
         shards.back().push_back(&p);
         in_shard += p.bytes;
     }
+    QuantizedOnce quantized;
     json weight_map = json::object();
     for (size_t s = 0; s < shards.size(); ++s) {
         const std::string name = shard_name(s, shards.size());
         std::vector<TensorToWrite> tensors;
         for (const Piece* p : shards[s]) {
-            tensors.push_back(data_of(*p, *store));
+            tensors.push_back(data_of(*p, *store, quantized));
             weight_map[p->name] = name;
             summary.bytes += p->bytes;
         }
-        write_safetensors((fs::path(out_dir) / name).string(), tensors);
+        write_safetensors(out.add(name), tensors);
         summary.tensors += tensors.size();
     }
     summary.shards = shards.size();
     const json index = {{"metadata", {{"total_size", summary.bytes}}}, {"weight_map", weight_map}};
-    write_text((fs::path(out_dir) / "model.safetensors.index.json").string(), index.dump(2) + "\n");
+    write_text(out.add("model.safetensors.index.json"), index.dump(2) + "\n");
+    copy_other_files(in_dir, out);
 
+    // config.json last: until it is there the folder is no checkpoint a load would take.
     if (written == WeightFormat::Plain)
         config_json.erase("quantization_config");
     else
         config_json["quantization_config"] =
             quantization_config_json(written, store->plain_linear_modules(layout));
-    write_text((fs::path(out_dir) / "config.json").string(), config_json.dump(2) + "\n");
-    copy_other_files(in_dir, out_dir);
+    write_text(out.add("config.json"), config_json.dump(2) + "\n");
+    out.complete();
     return summary;
 }
 

@@ -19,11 +19,12 @@ struct CheckpointWriteSummary {
     uint64_t quantized = 0;  // linear weights written quantized
 };
 
-// Reads IN_DIR as Model::load does (every tensor checked), writes OUT_DIR (created; refused
-// when it already holds a *.safetensors or config.json, or is IN_DIR). A shard holds
+// Reads IN_DIR as Model::load does (every tensor checked), writes OUT_DIR (created, or an
+// existing empty folder; refused when it holds anything or is IN_DIR). A shard holds
 // tensors up to shard_bytes (a larger tensor gets a shard of its own). `request` as for a
 // load: a tensor that loads plain but was stored quantized is written dequantized as F32
-// (exact). Throws kl::Error.
+// (exact). Throws kl::Error; a failed write removes every file it wrote, and OUT_DIR when
+// it created it (config.json is written last, so no partial folder ever loads).
 CheckpointWriteSummary write_checkpoint(const std::string& in_dir, const std::string& out_dir,
                                         WeightRequest request, uint64_t shard_bytes);
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The kimi CLI end to end on a tiny model: info, run (streamed ids, reproducible by seed),
-# usage and load errors with their exit codes; then the text commands (tokenize, run
-# --prompt, chat) on a model folder with a tokenizer.
+# usage and load errors with their exit codes; quantize (FP8 and INT4 round trips) and accuracy
+# with their usage errors; then the text commands (tokenize, run --prompt, chat) on a model
+# folder with a tokenizer.
 set -euo pipefail
 kimi=$1
 make_tiny_model=$2
@@ -28,6 +29,55 @@ set -e
   || { echo "FAIL: out-of-range token exited $bad_token: $(cat "$dir/err")"; exit 1; }
 [[ $missing -eq 1 ]] || { echo "FAIL: missing model exited $missing"; exit 1; }
 
+# quantize: the written checkpoint (sharded, its quantization_config) runs the tokens of the
+# bf16 one quantized on load, and rewriting it in its own format gives identical files.
+for format in fp8 int4; do
+  "$kimi" quantize "$dir/m" "$dir/$format" --format $format --shard-mb 0.02 >/dev/null \
+    || { echo "FAIL: quantize --format $format"; exit 1; }
+  grep -q '"quantization_config"' "$dir/$format/config.json" \
+    || { echo "FAIL: quantize $format: no quantization_config"; exit 1; }
+  shards=$(ls "$dir/$format" | grep -c '^model-[0-9]*-of-[0-9]*\.safetensors$')
+  [[ $shards -gt 1 ]] || { echo "FAIL: quantize $format --shard-mb 0.02 wrote $shards shard(s)"; exit 1; }
+  stored=$("$kimi" run "$dir/$format" --device cpu --prompt-tokens 1,2,3 --max-new 8 2>/dev/null)
+  on_load=$("$kimi" run "$dir/m" --device cpu --weights $format --prompt-tokens 1,2,3 --max-new 8 2>/dev/null)
+  [[ $(echo $stored | wc -w) -eq 8 && $stored == "$on_load" ]] \
+    || { echo "FAIL: $format: stored '$stored', quantized on load '$on_load'"; exit 1; }
+  "$kimi" quantize "$dir/$format" "$dir/$format-again" --format $format --shard-mb 0.02 >/dev/null
+  diff -r "$dir/$format" "$dir/$format-again" >/dev/null \
+    || { echo "FAIL: rewriting the $format checkpoint changed files"; exit 1; }
+done
+# accuracy: its figures, a KL divergence above zero and an agreement out of the positions.
+acc=$("$kimi" accuracy "$dir/m" --device cpu --weights int4 --positions 48 --seq 16)
+grep -qE "^mean KL\(bf16 \|\| int4\): [0-9.]+ nats$" <<<"$acc" \
+  && ! grep -qE "^mean KL.*: 0\.0+ nats$" <<<"$acc" \
+  && grep -qE "^top-1 agreement: [0-9.]+% \([0-9]+/48\)$" <<<"$acc" \
+  || { echo "FAIL: accuracy printed '$acc'"; exit 1; }
+
+# Usage errors exit 2 and say what is wrong; a refused output folder exits 1 with the status.
+expect_usage() {  # expect_usage FRAGMENT ARGS...
+  local fragment=$1 status
+  shift
+  set +e
+  "$kimi" "$@" >/dev/null 2>"$dir/err"; status=$?
+  set -e
+  [[ $status -eq 2 ]] && grep -qF -- "$fragment" "$dir/err" \
+    || { echo "FAIL: kimi $* exited $status: $(head -1 "$dir/err")"; exit 1; }
+}
+expect_usage "needs an input and an output folder" quantize "$dir/m"
+expect_usage "needs --format fp8|int4" quantize "$dir/m" "$dir/q"
+expect_usage "--format must be fp8 or int4" quantize "$dir/m" "$dir/q" --format bf16
+expect_usage "--format must be fp8 or int4" quantize "$dir/m" "$dir/q" --format fp4
+expect_usage "--shard-mb must be positive" quantize "$dir/m" "$dir/q" --format fp8 --shard-mb 0
+expect_usage "accuracy needs --weights fp8|int4" accuracy "$dir/m"
+expect_usage "accuracy needs --weights fp8|int4" accuracy "$dir/m" --weights bf16
+expect_usage "cannot read $dir/none.txt" accuracy "$dir/m" --weights fp8 --text "$dir/none.txt"
+[[ ! -e $dir/q ]] || { echo "FAIL: a refused quantize made its output folder"; exit 1; }
+set +e
+"$kimi" quantize "$dir/m" "$dir/fp8" --format fp8 2>"$dir/err"; taken=$?
+set -e
+[[ $taken -eq 1 ]] && grep -q "KL_ERR_INVALID_ARGUMENT: the output folder .* is not empty" "$dir/err" \
+  || { echo "FAIL: quantize into a used folder exited $taken: $(cat "$dir/err")"; exit 1; }
+
 "$make_tiny_model" "$dir/t" --preset small --seed 7 >/dev/null
 ids=$(printf 'Hello <|im_end|>' | "$kimi" tokenize "$dir/t" --parse-special)
 plain=$(printf 'Hello <|im_end|>' | "$kimi" tokenize "$dir/t")
@@ -44,4 +94,4 @@ set +e
 set -e
 [[ $no_tokenizer -eq 1 ]] && grep -q "KL_ERR_UNSUPPORTED" "$dir/err" \
   || { echo "FAIL: --prompt without a tokenizer exited $no_tokenizer: $(cat "$dir/err")"; exit 1; }
-echo "OK: kimi info/run/bench/tokenize/chat and error exits"
+echo "OK: kimi info/run/bench/quantize/accuracy/tokenize/chat and error exits"

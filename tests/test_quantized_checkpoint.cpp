@@ -87,12 +87,23 @@ kl::TensorToWrite& find(std::vector<kl::TensorToWrite>& tensors, const std::stri
 
 const std::string kExpert = "model.layers.1.block_sparse_moe.experts.0.w1";
 
+// The linear modules quantized_by_default keeps plain in the tiny model (KDA layers 0-2),
+// in the writer's order: the KDA low-rank projections, then lm_head.
+nlohmann::json plain_linear_modules() {
+    nlohmann::json modules = nlohmann::json::array();
+    for (int layer = 0; layer < 3; ++layer)
+        for (const char* p : {"f_a_proj", "f_b_proj", "b_proj", "g_a_proj", "g_b_proj"})
+            modules.push_back("model.layers." + std::to_string(layer) + ".self_attn." + p);
+    modules.push_back("lm_head");
+    return modules;
+}
+
 TEST(QuantizedCheckpoint, WriterShardsAndRecordsTheFormat) {
     const std::string fp8 = quantized_dir(WeightRequest::Fp8);
     const nlohmann::json q = config_of(fp8)["quantization_config"];
     EXPECT_EQ(q["quant_method"], "fp8");
     EXPECT_EQ(q["weight_block_size"], nlohmann::json::array({128, 128}));
-    EXPECT_EQ(q["modules_to_not_convert"], nlohmann::json::array({"lm_head"}));
+    EXPECT_EQ(q["modules_to_not_convert"], plain_linear_modules());
     const auto index =
         nlohmann::json::parse(kl::test::read_file(fp8 + "/model.safetensors.index.json"));
     EXPECT_GT(files_of(fp8).size(), 4u);  // several shards at 20 kB each
@@ -102,6 +113,9 @@ TEST(QuantizedCheckpoint, WriterShardsAndRecordsTheFormat) {
     const auto checkpoint = kl::Checkpoint::open(fp8);
     EXPECT_EQ(checkpoint->find(kExpert + ".weight")->dtype, kl::DType::F8_E4M3);
     EXPECT_EQ(checkpoint->find("lm_head.weight")->dtype, kl::DType::BF16);
+    EXPECT_EQ(checkpoint->find("model.layers.0.self_attn.f_a_proj.weight")->dtype, kl::DType::BF16);
+    EXPECT_EQ(checkpoint->find("model.layers.0.self_attn.q_proj.weight")->dtype,
+              kl::DType::F8_E4M3);
     EXPECT_EQ(checkpoint->find("model.layers.1.block_sparse_moe.gate.weight")->dtype,
               kl::DType::BF16);
 
@@ -110,7 +124,7 @@ TEST(QuantizedCheckpoint, WriterShardsAndRecordsTheFormat) {
     EXPECT_EQ(c["quant_method"], "compressed-tensors");
     EXPECT_EQ(c["format"], "pack-quantized");
     EXPECT_EQ(c["config_groups"]["group_0"]["weights"]["group_size"], 128);
-    EXPECT_EQ(c["ignore"], nlohmann::json::array({"lm_head"}));
+    EXPECT_EQ(c["ignore"], plain_linear_modules());
     const auto packed = kl::Checkpoint::open(int4);
     EXPECT_EQ(packed->find(kExpert + ".weight"), nullptr);
     EXPECT_EQ(packed->find(kExpert + ".weight_packed")->dtype, kl::DType::I32);

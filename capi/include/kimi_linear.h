@@ -149,7 +149,10 @@ KL_API void kl_model_params_default(kl_model_params* params);
  * (model-0000N-of-0000M.safetensors + model.safetensors.index.json, shards up to
  * shard_bytes; 0 = 4 GiB), config.json with its quantization_config, the other files copied.
  * Tensors already in their written form are copied byte for byte. in_dir is checked as
- * kl_model_load checks it; out_dir is created and must not already hold a checkpoint. */
+ * kl_model_load checks it; out_dir is created, or must be empty (else
+ * KL_ERR_INVALID_ARGUMENT). A failed call removes every file it wrote (and out_dir when it
+ * created it); config.json is written last, so an interrupted call never leaves a folder that
+ * loads. */
 KL_API kl_status kl_checkpoint_quantize(const char* in_dir, const char* out_dir,
                                         kl_weight_format format, uint64_t shard_bytes);
 

@@ -22,6 +22,15 @@ inline void expect_failure(kl_status got, kl_status want, const std::string& fra
         << "message \"" << kl_last_error() << "\" lacks \"" << fragment << "\"";
 }
 
+// Model parameters for the CPU backend with one worker thread.
+inline kl_model_params cpu_params() {
+    kl_model_params params;
+    kl_model_params_default(&params);
+    params.device = KL_DEVICE_CPU;
+    params.n_threads = 1;
+    return params;
+}
+
 // The ids of text through kl_tokenize (size query, then the call); a failure is a test failure.
 inline std::vector<int32_t> capi_tokenize(const kl_model* model, const std::string& text,
                                           int parse_special) {

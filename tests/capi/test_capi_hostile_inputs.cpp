@@ -16,12 +16,14 @@
 #include <utility>
 #include <vector>
 
+#include "capi_test_support.h"
 #include "kimi_linear.h"
 #include "tiny_model.h"
 
 namespace {
 
 namespace fs = std::filesystem;
+using kl::test::cpu_params;
 
 std::string read_text(const std::string& path) {
     std::ifstream in(path, std::ios::binary);
@@ -76,14 +78,6 @@ void expect_status(kl_status got, kl_status want, const std::vector<std::string>
     for (const std::string& fragment : fragments)
         EXPECT_NE(message.find(fragment), std::string::npos)
             << "message \"" << message.substr(0, 300) << "\" lacks \"" << fragment << "\"";
-}
-
-kl_model_params cpu_params() {
-    kl_model_params params;
-    kl_model_params_default(&params);
-    params.device = KL_DEVICE_CPU;
-    params.n_threads = 1;
-    return params;
 }
 
 kl_status load(const std::string& dir, kl_model** model) {

@@ -6,12 +6,14 @@
 // model.safetensors.index.json, tiktoken.model, tokenizer_config.json. An empty part is a
 // missing file. Flags: bit 0 also builds random weights from the config text
 // (kl_model_create_random) when the config describes a small model; bit 1 names the first
-// shard model.safetensors instead.
+// shard model.safetensors instead; bits 2-3 are the kl_weight_format both load with (so a
+// bf16 folder is quantized on load, an FP8 or INT4 one kept or dequantized).
 // The folder is one directory per process, emptied and rewritten for each input. A load
 // that fails must leave *out NULL; one that succeeds must run a token and tokenize.
 //
 // KL_FUZZ_WRITE_SEEDS=DIR fuzz_model_folder writes the seed corpus (valid folders of a few
-// micro models made by make_tiny_model) into DIR and exits.
+// micro models made by make_tiny_model, two of them rewritten in FP8 and INT4 by
+// kl_checkpoint_quantize) into DIR and exits.
 #include <unistd.h>
 
 #include <cstdint>
@@ -58,11 +60,12 @@ void write_file(const fs::path& path, std::string_view bytes) {
     out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
 }
 
-kl_model_params cpu_params() {
+kl_model_params cpu_params(uint8_t flags) {
     kl_model_params params;
     kl_model_params_default(&params);
     params.device = KL_DEVICE_CPU;
     params.n_threads = 1;
+    params.weight_format = static_cast<kl_weight_format>((flags >> 2) & 3);
     return params;
 }
 
@@ -89,7 +92,7 @@ void exercise(kl_model* model) {
     }
 }
 
-void try_random(const std::string& config_text) {
+void try_random(const std::string& config_text, uint8_t flags) {
     try {  // size the config first, with the library's own parser
         const kl::ModelConfig config = kl::ModelConfig::from_json(config_text, "fuzz");
         if (kl::layout_size(config).parameters > kRandomParameterLimit) return;
@@ -97,7 +100,7 @@ void try_random(const std::string& config_text) {
         // Not valid: the C API must say so as well.
     }
     kl_model* model = nullptr;
-    const kl_model_params params = cpu_params();
+    const kl_model_params params = cpu_params(flags);
     const kl_status status = kl_model_create_random(config_text.c_str(), 7, &params, &model);
     if ((status == KL_OK) != (model != nullptr)) std::abort();
     if (model) exercise(model);
@@ -122,9 +125,11 @@ std::string micro_config(int vocab, bool tied) {
 })";
 }
 
-// make_tiny_model's folder for `config` packed as one input.
+// make_tiny_model's folder for `config` packed as one input; with `format` FP8 or INT4, that
+// folder rewritten by kl_checkpoint_quantize in one shard (packed as model.safetensors, its
+// index left out: the index names the shard by its written name).
 std::string packed_folder(const std::string& config, const std::string& args, uint8_t flags,
-                          bool tokenizer) {
+                          bool tokenizer, kl_weight_format format) {
     const fs::path work = fs::path(g_dir) / "seed";
     fs::remove_all(work);
     fs::create_directories(work);
@@ -136,13 +141,24 @@ std::string packed_folder(const std::string& config, const std::string& args, ui
         std::fprintf(stderr, "failed: %s\n", command.c_str());
         std::exit(1);
     }
-    const fs::path m = work / "m";
-    const bool one_shard = fs::exists(m / "model.safetensors");
+    fs::path m = work / "m";
+    fs::path shard = m / "model.safetensors";
+    if (format != KL_WEIGHTS_AUTO) {
+        const fs::path q = work / "q";
+        if (kl_checkpoint_quantize(m.c_str(), q.c_str(), format, 0) != KL_OK) {
+            std::fprintf(stderr, "kl_checkpoint_quantize: %s\n", kl_last_error());
+            std::exit(1);
+        }
+        fs::remove(q / "model.safetensors.index.json");
+        m = q;
+        shard = q / "model-00001-of-00001.safetensors";
+    }
+    const bool one_shard = fs::exists(shard);
     std::string packed(1, static_cast<char>(flags | (one_shard ? 2 : 0)));
     for (size_t i = 0; i < kFiles; ++i) {
         if (i) packed += kSeparator;
         fs::path file = m / kFileNames[i];
-        if (i == 1 && one_shard) file = m / "model.safetensors";
+        if (i == 1 && one_shard) file = shard;
         if (i >= 4 && !tokenizer) continue;
         if (fs::exists(file)) packed += read_file(file);
     }
@@ -156,16 +172,22 @@ void write_seeds(const std::string& out_dir) {
         std::string config, args;
         uint8_t flags;
         bool tokenizer;
+        kl_weight_format format = KL_WEIGHTS_AUTO;  // FP8 / INT4: the folder quantized
     };
+    const uint8_t load_int4 = KL_WEIGHTS_INT4 << 2, load_bf16 = KL_WEIGHTS_BF16 << 2;
     const Seed seeds[] = {
         {"sharded_bf16", micro_config(16, false), "--seed 1 --shards 2", 1, false},
         {"one_shard_f32_tied", micro_config(16, true), "--seed 2 --shards 1 --dtype f32", 0, false},
         {"tokenizer_one_shard", micro_config(300, true), "--seed 3 --shards 1", 1, true},
         {"tokenizer_sharded", micro_config(300, false), "--seed 4 --shards 2", 0, true},
+        {"fp8_stored", micro_config(16, false), "--seed 5 --shards 1", 1, false, KL_WEIGHTS_FP8},
+        {"int4_stored_as_bf16", micro_config(16, true), "--seed 6 --shards 1", load_bf16, false,
+         KL_WEIGHTS_INT4},
+        {"bf16_int4_on_load", micro_config(16, false), "--seed 7 --shards 2", 1 | load_int4, false},
     };
     for (const Seed& seed : seeds) {
         const std::string packed =
-            packed_folder(seed.config, seed.args, seed.flags, seed.tokenizer);
+            packed_folder(seed.config, seed.args, seed.flags, seed.tokenizer, seed.format);
         write_file(fs::path(out_dir) / seed.name, packed);
         std::printf("%s: %zu bytes\n", seed.name, packed.size());
     }
@@ -213,13 +235,13 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     }
 
     kl_model* model = nullptr;
-    const kl_model_params params = cpu_params();
+    const kl_model_params params = cpu_params(flags);
     const kl_status status = kl_model_load(g_dir.c_str(), &params, &model);
     if ((status == KL_OK) != (model != nullptr)) std::abort();        // a failure creates nothing
     if (status != KL_OK && kl_last_error()[0] == '\0') std::abort();  // and says why
     if (model) exercise(model);
     kl_model_free(model);
 
-    if ((flags & 1) && !parts.empty()) try_random(std::string(parts[0]));
+    if ((flags & 1) && !parts.empty()) try_random(std::string(parts[0]), flags);
     return 0;
 }

@@ -3,6 +3,8 @@ package over libkimi_linear), greedy decoding, the answer compared as text.
 
     python3 tools/train/evaluate.py MODEL_DIR --library build/libkimi_linear.so [--count 200]
         [--device cpu|cuda] [--pairs 2,4,8,12,16,24,32]   (recall accuracy by number of pairs)
+        [--weights auto|bf16|fp8|int4]   (the weights' form once loaded: fp8/int4 quantize a
+                                          bf16 model on load)
         [--batch N]   (also answer in batches of N sessions, kimi_linear.Batch: the answers
                        must equal the one-session ones)
 
@@ -71,12 +73,13 @@ def main():
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--pairs", default="")
     parser.add_argument("--batch", type=int, default=0)
+    parser.add_argument("--weights", default="auto", choices=["auto", "bf16", "fp8", "int4"])
     args = parser.parse_args()
     os.environ["KIMI_LINEAR_LIBRARY"] = os.path.abspath(args.library)
     sys.path.insert(0, os.path.join(HERE, "..", "..", "bindings", "python"))
     import kimi_linear
 
-    with kimi_linear.Model(args.model, device=args.device) as model:
+    with kimi_linear.Model(args.model, device=args.device, weights=args.weights) as model:
         items = tasks.examples(EVAL_SEED, args.count)
         score, wrong = accuracy(model, items)
         print("accuracy on %d fresh prompts: %.1f%%" % (len(items), 100 * score))

@@ -27,6 +27,22 @@ namespace KimiLinear
     }
 
     /// <summary>
+    /// The form a model's linear weights take once loaded (<c>kl_weight_format</c>, value for
+    /// value; the library's docs/design/model.md "Quantized weights").
+    /// </summary>
+    public enum WeightFormat
+    {
+        /// <summary>As the checkpoint stores them (bf16, or the FP8 / INT4 of its quantization_config).</summary>
+        Auto = 0,
+        /// <summary>Every weight plain (a quantized checkpoint dequantized).</summary>
+        Bf16,
+        /// <summary>FP8 block-scaled (128x128): a bf16 checkpoint quantized on load.</summary>
+        Fp8,
+        /// <summary>INT4 group-scaled (128) weight-only: a bf16 checkpoint quantized on load.</summary>
+        Int4,
+    }
+
+    /// <summary>
     /// Why a generation ended (<c>kl_end_reason</c>): <see cref="Generation.FinishReason"/>,
     /// <see cref="GeneratedTokens.FinishReason"/>, <see cref="AsyncGeneration.FinishReason"/>.
     /// </summary>

@@ -54,36 +54,40 @@ namespace KimiLinear
         /// results; 0 or 1: each step runs alone. At most 4096 (the library's bound). To step
         /// several sessions from one thread, use <see cref="Batch"/>.</param>
         /// <param name="batchWaitUs">how long (microseconds) a step waits for the others' steps; at most 1000000</param>
+        /// <param name="weights">the linear weights' form once loaded: Auto as the checkpoint stores
+        /// them, Bf16 dequantized, Fp8 or Int4 a bf16 checkpoint quantized on load; another value
+        /// is KimiLinearException.InvalidArgument</param>
         /// <exception cref="KimiLinearException.Io">a file could not be read</exception>
         /// <exception cref="KimiLinearException.Format">a file is malformed</exception>
         /// <exception cref="ArgumentOutOfRangeException">maxBatch or batchWaitUs is negative</exception>
         public static Model Load(string dir, Device device = Device.Auto, int threads = 0, int deviceIndex = 0,
-                                 Func<float, bool> progress = null, int maxBatch = 0, int batchWaitUs = 0)
+                                 Func<float, bool> progress = null, int maxBatch = 0, int batchWaitUs = 0,
+                                 WeightFormat weights = WeightFormat.Auto)
         {
             if (dir == null) throw new ArgumentNullException(nameof(dir));
-            using (kl_model_params p = ModelParams(device, threads, deviceIndex, maxBatch, batchWaitUs))
+            using (kl_model_params p = ModelParams(device, threads, deviceIndex, maxBatch, batchWaitUs, weights))
                 return new Model(LoadProgress.Run(p, progress,
                                                   () => Native.Call(() => kimi_linear_native.klb_model_load(dir, p))));
         }
 
         /// <summary>
         /// A model with deterministic random weights for a config.json text (no files, no
-        /// tokenizer): benchmarks and tests of any shape. progress, maxBatch, batchWaitUs: as in
+        /// tokenizer): benchmarks and tests of any shape. progress, maxBatch, batchWaitUs, weights: as in
         /// <see cref="Load"/>.
         /// </summary>
         public static Model CreateRandom(string configJson, ulong seed, Device device = Device.Auto, int threads = 0,
                                          int deviceIndex = 0, Func<float, bool> progress = null, int maxBatch = 0,
-                                         int batchWaitUs = 0)
+                                         int batchWaitUs = 0, WeightFormat weights = WeightFormat.Auto)
         {
             if (configJson == null) throw new ArgumentNullException(nameof(configJson));
-            using (kl_model_params p = ModelParams(device, threads, deviceIndex, maxBatch, batchWaitUs))
+            using (kl_model_params p = ModelParams(device, threads, deviceIndex, maxBatch, batchWaitUs, weights))
                 return new Model(LoadProgress.Run(p, progress, () => Native.Call(
                                      () => kimi_linear_native.klb_model_create_random(configJson, seed, p))));
         }
 
         // Every way to a model passes here first, before the generated classes are touched.
         private static kl_model_params ModelParams(Device device, int threads, int deviceIndex, int maxBatch,
-                                                   int batchWaitUs)
+                                                   int batchWaitUs, WeightFormat weights)
         {
             // Negative values have no unsigned field to go to; the library checks the upper bounds.
             if (maxBatch < 0) throw new ArgumentOutOfRangeException(nameof(maxBatch), maxBatch, "must be >= 0");
@@ -96,6 +100,7 @@ namespace KimiLinear
             p.device_index = deviceIndex;
             p.max_batch = (uint)maxBatch;
             p.batch_wait_us = (uint)batchWaitUs;
+            p.weight_format = (kl_weight_format)(int)weights; // out of range: the library's error
             return p;
         }
 

@@ -123,6 +123,7 @@ internal static partial class KimiLinearTests
         RunAsyncAndProgressTests(); // tests/AsyncAndProgressTests.cs
         RunChatGenerationTests(); // tests/ChatGenerationTests.cs
         RunBatchTests(); // tests/BatchTests.cs
+        RunWeightFormatTests(); // tests/WeightFormatTests.cs
 
         Console.WriteLine(passed + " passed, " + failed + " failed");
         return failed == 0 ? 0 : 1;

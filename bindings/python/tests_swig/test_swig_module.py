@@ -395,3 +395,40 @@ def test_model_params_carry_max_batch():
     params.max_batch = 5000
     with pytest.raises(n.KimiLinearError, match="max_batch"):
         n.klb_model_load(_env_path("KL_TOKENIZER_MODEL"), params)
+
+
+def _last_logits(m, ids):
+    s = n.klb_session_create(m, None)
+    try:
+        vocab = n.klb_model_info(m).vocab_size
+        logits = array.array("f", bytes(4 * vocab))
+        assert n.klb_session_append(s, ids, n.KL_LOGITS_LAST, logits, vocab) == vocab
+        return list(logits)
+    finally:
+        n.kl_session_free(s)
+
+
+def test_model_params_carry_weight_format():
+    path = _env_path("KL_TINY_MODEL")
+    ids = [1, 5, 9, 2, 7]
+    params = _cpu_params()
+    assert params.weight_format == n.KL_WEIGHTS_AUTO  # kl_model_params_default
+    results = {}
+    for name in ("KL_WEIGHTS_AUTO", "KL_WEIGHTS_BF16", "KL_WEIGHTS_FP8", "KL_WEIGHTS_INT4"):
+        params.weight_format = getattr(n, name)
+        m = n.klb_model_load(path, params)
+        try:
+            results[name] = _last_logits(m, ids)
+        finally:
+            n.kl_model_free(m)
+    stored = results["KL_WEIGHTS_AUTO"]
+    assert results["KL_WEIGHTS_BF16"] == stored  # a bf16 checkpoint as it is
+    scale = sum(abs(x) for x in stored) / len(stored)
+    for name in ("KL_WEIGHTS_FP8", "KL_WEIGHTS_INT4"):
+        quantized = results[name]
+        assert quantized != stored, name
+        assert sum(abs(q - x) for q, x in zip(quantized, stored)) / len(stored) < scale, name
+    params.weight_format = 4
+    with pytest.raises(n.KimiLinearError, match="weight_format") as info:
+        n.klb_model_load(path, params)
+    assert _status_of(info) == n.KL_ERR_INVALID_ARGUMENT

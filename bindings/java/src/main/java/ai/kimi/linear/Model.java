@@ -8,6 +8,7 @@ import ai.kimi.linear.internal.kl_device;
 import ai.kimi.linear.internal.kl_model_info;
 import ai.kimi.linear.internal.kl_model_params;
 import ai.kimi.linear.internal.kl_session_params;
+import ai.kimi.linear.internal.kl_weight_format;
 import java.io.ByteArrayOutputStream;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Path;
@@ -111,6 +112,7 @@ public final class Model extends NativeResource {
         params.setN_threads(options.threads());
         params.setMax_batch(options.maxBatch());
         params.setBatch_wait_us(options.batchWaitUs());
+        params.setWeight_format(kl_weight_format.swigToEnum(options.weights().ordinal()));
         return params;
     }
 

@@ -14,10 +14,16 @@ import java.util.Objects;
  * The library bounds both (at most 4096 and 1000000: beyond, the load throws
  * {@link KimiLinearException.InvalidArgument}). To step several sessions from one thread, use
  * {@link Batch}.
+ *
+ * <p>{@code weights}: the linear weights' form once loaded ({@link WeightFormat}; default
+ * {@link WeightFormat#AUTO}, as the checkpoint stores them): {@code withWeights("fp8")} quantizes
+ * a bf16 checkpoint on load.
  */
-public record ModelOptions(Device device, int deviceIndex, int threads, int maxBatch, int batchWaitUs) {
+public record ModelOptions(Device device, int deviceIndex, int threads, int maxBatch, int batchWaitUs,
+                           WeightFormat weights) {
     public ModelOptions {
         Objects.requireNonNull(device, "device");
+        Objects.requireNonNull(weights, "weights");
         if (deviceIndex < 0) throw new IllegalArgumentException("deviceIndex < 0");
         if (threads < 0) throw new IllegalArgumentException("threads < 0");
         if (maxBatch < 0) throw new IllegalArgumentException("maxBatch < 0");
@@ -29,13 +35,21 @@ public record ModelOptions(Device device, int deviceIndex, int threads, int maxB
         this(device, deviceIndex, threads, 0, 0);
     }
 
-    /** AUTO device, GPU 0, all hardware threads, no batching (as {@code kl_model_params_default}). */
+    /** Weights as the checkpoint stores them (the options before the weight format existed). */
+    public ModelOptions(Device device, int deviceIndex, int threads, int maxBatch, int batchWaitUs) {
+        this(device, deviceIndex, threads, maxBatch, batchWaitUs, WeightFormat.AUTO);
+    }
+
+    /**
+     * AUTO device, GPU 0, all hardware threads, no batching, weights as stored (as
+     * {@code kl_model_params_default}).
+     */
     public static ModelOptions defaults() {
-        return new ModelOptions(Device.AUTO, 0, 0, 0, 0);
+        return new ModelOptions(Device.AUTO, 0, 0, 0, 0, WeightFormat.AUTO);
     }
 
     public ModelOptions withDevice(Device device) {
-        return new ModelOptions(device, deviceIndex, threads, maxBatch, batchWaitUs);
+        return new ModelOptions(device, deviceIndex, threads, maxBatch, batchWaitUs, weights);
     }
 
     /** {@code "auto"}, {@code "cpu"} or {@code "cuda"}. */
@@ -44,18 +58,27 @@ public record ModelOptions(Device device, int deviceIndex, int threads, int maxB
     }
 
     public ModelOptions withDeviceIndex(int deviceIndex) {
-        return new ModelOptions(device, deviceIndex, threads, maxBatch, batchWaitUs);
+        return new ModelOptions(device, deviceIndex, threads, maxBatch, batchWaitUs, weights);
     }
 
     public ModelOptions withThreads(int threads) {
-        return new ModelOptions(device, deviceIndex, threads, maxBatch, batchWaitUs);
+        return new ModelOptions(device, deviceIndex, threads, maxBatch, batchWaitUs, weights);
     }
 
     public ModelOptions withMaxBatch(int maxBatch) {
-        return new ModelOptions(device, deviceIndex, threads, maxBatch, batchWaitUs);
+        return new ModelOptions(device, deviceIndex, threads, maxBatch, batchWaitUs, weights);
     }
 
     public ModelOptions withBatchWaitUs(int batchWaitUs) {
-        return new ModelOptions(device, deviceIndex, threads, maxBatch, batchWaitUs);
+        return new ModelOptions(device, deviceIndex, threads, maxBatch, batchWaitUs, weights);
+    }
+
+    public ModelOptions withWeights(WeightFormat weights) {
+        return new ModelOptions(device, deviceIndex, threads, maxBatch, batchWaitUs, weights);
+    }
+
+    /** {@code "auto"}, {@code "bf16"}, {@code "fp8"} or {@code "int4"}. */
+    public ModelOptions withWeights(String weights) {
+        return withWeights(WeightFormat.parse(weights));
     }
 }
