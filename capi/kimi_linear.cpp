@@ -228,7 +228,9 @@ void kl_model_params_default(kl_model_params* params) {
 
 namespace {
 
-kl::WeightRequest weight_request(kl_weight_format format) {
+// By reference: copying an out-of-range value into a kl_weight_format would already be the
+// undefined load enum_bits avoids.
+kl::WeightRequest weight_request(const kl_weight_format& format) {
     const int value = enum_bits(format);
     if (value < KL_WEIGHTS_AUTO || value > KL_WEIGHTS_INT4)
         kl::fail(kl::Status::InvalidArgument,
