@@ -14,6 +14,39 @@ namespace kl::cuda {
 
 using bf16 = __nv_bfloat16;
 
+// ---- weight formats (docs/design/kernels.md, "Quantized weights") -----------------------
+// How a weight matrix [rows, cols] (PyTorch Linear [out, in], row-major) is held on the
+// device, and the values it stands for (the CPU backend's, core/quantize.h):
+//  - Bf16: bf16 values.
+//  - Fp8:  e4m3 codes (1 byte each) + fp32 scales [ceil(rows/128), ceil(cols/128)], one per
+//          128 x 128 block: value = e4m3(code) * scale.
+//  - Int4: 32-bit words [rows, cols / 8] (value j of a row is nibble j % 8 of word j / 8, held
+//          as q + 8, q in [-8, 7]) + fp32 scales [rows, ceil(cols/128)], one per row and 128
+//          columns: value = q * scale.
+enum class WeightCode : int { Bf16 = 0, Fp8 = 1, Int4 = 2 };
+constexpr int kQuantBlock = 128;  // FP8 block edge and INT4 group length
+inline size_t quant_scale_cols(size_t cols) { return (cols + kQuantBlock - 1) / kQuantBlock; }
+
+// One matrix in any format (scales null for Bf16).
+struct QMatrix {
+    WeightCode code = WeightCode::Bf16;
+    const void* data = nullptr;
+    const float* scales = nullptr;
+};
+
+// The routed experts of one layer: device arrays, indexed by expert id, of each expert's
+// gate (w1 [inter, hidden]), up (w3) and down (w2 [hidden, inter]) matrices and, when
+// quantized, their scales (s1, s3, s2; null for Bf16). One format for all of them.
+struct ExpertWeights {
+    WeightCode code = WeightCode::Bf16;
+    const void* const* w1 = nullptr;
+    const void* const* w3 = nullptr;
+    const void* const* w2 = nullptr;
+    const float* const* s1 = nullptr;
+    const float* const* s3 = nullptr;
+    const float* const* s2 = nullptr;
+};
+
 // ---- elementwise and norms (elementwise.cu) --------------------------------------------
 // x[t, :] = embed[history[pos + t], :] (bf16 -> fp32) for t < n, pos read from pos_device
 // (device memory, so a captured graph replays at any position).
