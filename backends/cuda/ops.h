@@ -248,4 +248,15 @@ void sample_token_on_device(const float* logits, size_t vocab, const SamplingPar
                             const int32_t* history, size_t history_len, uint64_t position,
                             void* workspace, int32_t* token_out, cudaStream_t stream);
 
+// ---- weight quantization (quantize_weights.cu) -------------------------------------------
+// values fp32 [rows, cols] (device) -> the Fp8 or Int4 form that kl::quantize
+// (core/quantize.cpp) makes of them, bit for bit: data Fp8 bytes [rows, cols] or Int4 words
+// [rows, ceil(cols / 8)] (a row's padding nibbles 0), scales as "weight formats" above. For
+// random weights made on the device: one pass over the values, no host sync.
+void quantize_on_device(const float* values, size_t rows, size_t cols, WeightCode code, void* data,
+                        float* scales, cudaStream_t stream);
+// out [rows, cols] = bf16_rn(code value * scale in fp32), the values of kl::dequantize rounded
+// to bf16 (Bf16: a copy): quantized dense linears in prefill run through cuBLASLt on them.
+void dequantize_to_bf16(const QMatrix& w, size_t rows, size_t cols, bf16* out, cudaStream_t stream);
+
 }  // namespace kl::cuda
