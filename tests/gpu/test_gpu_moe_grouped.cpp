@@ -21,7 +21,6 @@
 #include "core/error.h"
 #include "gpu_test_util.h"
 
-
 namespace {
 
 using kl::cuda::bf16;
@@ -59,6 +58,13 @@ struct Experts {
         d1 = std::make_unique<Dev<const bf16*>>(p1);
         d3 = std::make_unique<Dev<const bf16*>>(p3);
         d2 = std::make_unique<Dev<const bf16*>>(p2);
+    }
+    kl::cuda::ExpertWeights weights() const {  // bf16 experts: no scales
+        kl::cuda::ExpertWeights w;
+        w.w1 = reinterpret_cast<const void* const*>(d1->ptr);
+        w.w3 = reinterpret_cast<const void* const*>(d3->ptr);
+        w.w2 = reinterpret_cast<const void* const*>(d2->ptr);
+        return w;
     }
     size_t hidden, inter, sets;
     std::vector<std::vector<float>> w1, w3, w2;  // bf16-rounded values, fp32
@@ -147,9 +153,9 @@ protected:
                 ASSERT_EQ(cudaMemset(ws.ptr, 0xFF, bytes), cudaSuccess);
                 ASSERT_EQ(cudaMemcpy(dout.ptr, out0.data(), n * h * 4, cudaMemcpyHostToDevice),
                           cudaSuccess);
-                kl::cuda::moe_experts_grouped_tuned(
-                    reinterpret_cast<const bf16*>(dx.ptr), n, h, inter, experts, k, dc.ptr, dw.ptr,
-                    ex.d1->ptr, ex.d3->ptr, ex.d2->ptr, ws.ptr, dout.ptr, nullptr, tile_m, 0xFu);
+                kl::cuda::moe_experts_grouped_tuned(reinterpret_cast<const bf16*>(dx.ptr), n, h,
+                                                    inter, experts, k, dc.ptr, dw.ptr, ex.weights(),
+                                                    ws.ptr, dout.ptr, nullptr, tile_m, 0xFu);
                 ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
                 auto got = dout.get();
                 if (rep == 0) {
@@ -211,31 +217,29 @@ TEST_F(GpuMoeGrouped, BadArgumentsFailCleanly) {
     const auto* x = reinterpret_cast<const bf16*>(dx.ptr);
     // The tensor-core path needs dimensions divisible by 8.
     try {
-        kl::cuda::moe_experts_grouped_tuned(x, n, 60, 36, 6, k, dc.ptr, dw.ptr, ex.d1->ptr,
-                                            ex.d3->ptr, ex.d2->ptr, ws.ptr, dout.ptr, nullptr, 32,
-                                            0xFu);
+        kl::cuda::moe_experts_grouped_tuned(x, n, 60, 36, 6, k, dc.ptr, dw.ptr, ex.weights(),
+                                            ws.ptr, dout.ptr, nullptr, 32, 0xFu);
         ADD_FAILURE() << "forced tensor-core tiles on hidden 60 did not fail";
     } catch (const kl::Error& e) {
         EXPECT_EQ(e.status(), kl::Status::Unsupported) << e.what();
     }
     try {
-        kl::cuda::moe_experts_grouped(x, n, 60, 36, 6, k, dc.ptr, dw.ptr, ex.d1->ptr, ex.d3->ptr,
-                                      ex.d2->ptr, nullptr, dout.ptr, nullptr);
+        kl::cuda::moe_experts_grouped(x, n, 60, 36, 6, k, dc.ptr, dw.ptr, ex.weights(), nullptr,
+                                      dout.ptr, nullptr);
         ADD_FAILURE() << "null workspace did not fail";
     } catch (const kl::Error& e) {
         EXPECT_EQ(e.status(), kl::Status::InvalidArgument) << e.what();
     }
     try {
-        kl::cuda::moe_experts_grouped(x, n, 60, 36, 0, k, dc.ptr, dw.ptr, ex.d1->ptr, ex.d3->ptr,
-                                      ex.d2->ptr, ws.ptr, dout.ptr, nullptr);
+        kl::cuda::moe_experts_grouped(x, n, 60, 36, 0, k, dc.ptr, dw.ptr, ex.weights(), ws.ptr,
+                                      dout.ptr, nullptr);
         ADD_FAILURE() << "zero experts did not fail";
     } catch (const kl::Error& e) {
         EXPECT_EQ(e.status(), kl::Status::InvalidArgument) << e.what();
     }
     // No tokens: nothing to do, nothing touched.
-    EXPECT_NO_THROW(kl::cuda::moe_experts_grouped(x, 0, 60, 36, 6, k, dc.ptr, dw.ptr, ex.d1->ptr,
-                                                  ex.d3->ptr, ex.d2->ptr, nullptr, dout.ptr,
-                                                  nullptr));
+    EXPECT_NO_THROW(kl::cuda::moe_experts_grouped(x, 0, 60, 36, 6, k, dc.ptr, dw.ptr, ex.weights(),
+                                                  nullptr, dout.ptr, nullptr));
     EXPECT_EQ(cudaDeviceSynchronize(), cudaSuccess);
 }
 

@@ -231,12 +231,15 @@ int main(int argc, char** argv) {
                 else
                     std::printf("%-6zu %-22s %10.3f\n", n, variant, ms);
             };
+            ExpertWeights experts;
+            experts.w1 = d1.as<const void*>();
+            experts.w3 = d3.as<const void*>();
+            experts.w2 = d2.as<const void*>();
             auto ours = [&](int set, int tile_m, unsigned phases) {
                 const Inputs& in = sets[set];
-                moe_experts_grouped_tuned(
-                    in.x.as<bf16>(), n, kHidden, kInter, kExperts, kTopK, in.chosen.as<int32_t>(),
-                    in.weights.as<float>(), d1.as<const bf16*>(), d3.as<const bf16*>(),
-                    d2.as<const bf16*>(), ws.as<void>(), out.as<float>(), nullptr, tile_m, phases);
+                moe_experts_grouped_tuned(in.x.as<bf16>(), n, kHidden, kInter, kExperts, kTopK,
+                                          in.chosen.as<int32_t>(), in.weights.as<float>(), experts,
+                                          ws.as<void>(), out.as<float>(), nullptr, tile_m, phases);
             };
             const double auto_ms = time_ms([&](int s) { ours(s, 0, 0xF); });
             row("grouped (auto)", auto_ms, true);
