@@ -482,9 +482,13 @@ void CudaBackend::moe(const Layer& L, const bf16* xn, size_t m, Workspace& ws, f
     else
         check(cudaMemsetAsync(out, 0, m * h * sizeof(float), stream_), "zero");
     profile_.section("moe routed experts (grouped)", stream_);
-    moe_experts_grouped(xn, m, h, mi, E, k, ws.chosen.as<int32_t>(), ws.weights.as<float>(),
-                        L.expert_w1.as<const bf16*>(), L.expert_w3.as<const bf16*>(),
-                        L.expert_w2.as<const bf16*>(), ws.moe.as<void>(), out, stream_);
+    ExpertWeights routed;
+    routed.code = WeightCode::Bf16;
+    routed.w1 = L.expert_w1.as<const void*>();
+    routed.w3 = L.expert_w3.as<const void*>();
+    routed.w2 = L.expert_w2.as<const void*>();
+    moe_experts_grouped(xn, m, h, mi, E, k, ws.chosen.as<int32_t>(), ws.weights.as<float>(), routed,
+                        ws.moe.as<void>(), out, stream_);
 }
 
 namespace {

@@ -6,9 +6,17 @@
 // the epilogue (bf16 act), then down with the slot weight in the epilogue (fp32 y, slot
 // order). A per-token combine adds each token's top_k rows in a fixed order: no float atomics,
 // so results do not depend on scheduling.
+// Quantized experts (FP8, INT4) are dequantized to bf16 as their tiles are loaded: the
+// weight tile of the next stage is fetched into registers before the current stage's MMAs
+// and converted into shared memory after them, so the MMAs see the same bf16 tiles as a bf16
+// expert holding those values.
+#include <cuda_fp16.h>
+#include <cuda_fp8.h>
+
 #include <algorithm>
 #include <climits>
 #include <string>
+#include <type_traits>
 
 #include "cuda_util.h"
 #include "moe_grouped_tuning.h"
@@ -165,10 +173,117 @@ __device__ __forceinline__ int swizzle(int row, int chunk) {
     return row * kBK + ((chunk ^ (row & 7)) << 3);
 }
 
+// ---- weight formats ----------------------------------------------------------------------
+
+// Row stride of an INT4 matrix in 32-bit words (the last word of a row padded).
+__host__ __device__ constexpr int int4_row_words(int cols) {
+    return (cols + 7) / 8;
+}
+
+// The fp32 scale of weight (row, col) of a [rows, cols] quantized matrix (ops.h).
+template <WeightCode kCode>
+__device__ __forceinline__ float scale_at(const float* scales, int row, int col, int cols) {
+    const int scale_cols = (cols + kQuantBlock - 1) / kQuantBlock;
+    const int scale_row = kCode == WeightCode::Fp8 ? row / kQuantBlock : row;
+    return __ldg(scales + size_t(scale_row) * scale_cols + col / kQuantBlock);
+}
+
+// The exact float of an INT4 nibble (held as q + 8): 2^23 + nibble has the nibble as its low
+// mantissa bits, and subtracting 2^23 + 8 is exact.
+__device__ __forceinline__ float int4_value(uint32_t word, int shift) {
+    return __uint_as_float(0x4B000000u | ((word >> shift) & 0xFu)) - 8388616.0f;
+}
+
+// Two FP8 e4m3 codes (low byte first) as floats: the hardware conversion to half is exact for
+// every finite e4m3 value, and half to float is exact.
+__device__ __forceinline__ float2 fp8x2_values(uint32_t pair) {
+    const __half2_raw h =
+        __nv_cvt_fp8x2_to_halfraw2(static_cast<__nv_fp8x2_storage_t>(pair & 0xFFFFu), __NV_E4M3);
+    return __half22float2(__half2(h));
+}
+
+// Weight (row, col) of one expert matrix [rows, cols] as bf16: the format's value (code *
+// scale in fp32, ops.h) rounded to nearest, the same bf16 the tensor-core path's tiles hold.
+template <WeightCode kCode>
+__device__ __forceinline__ float weight_at(const void* w, const float* scales, int row, int col,
+                                           int cols) {
+    if constexpr (kCode == WeightCode::Bf16) {
+        return __bfloat162float(static_cast<const bf16*>(w)[size_t(row) * cols + col]);
+    } else if constexpr (kCode == WeightCode::Fp8) {
+        const uint8_t code = static_cast<const uint8_t*>(w)[size_t(row) * cols + col];
+        const float value = fp8x2_values(code).x * scale_at<kCode>(scales, row, col, cols);
+        return __bfloat162float(__float2bfloat16_rn(value));
+    } else {
+        const uint32_t word =
+            static_cast<const uint32_t*>(w)[size_t(row) * int4_row_words(cols) + col / 8];
+        const float value =
+            int4_value(word, 4 * (col % 8)) * scale_at<kCode>(scales, row, col, cols);
+        return __bfloat162float(__float2bfloat16_rn(value));
+    }
+}
+
+// The codes of one 16-byte weight-tile chunk (8 consecutive k of one row) and their scale,
+// held in registers between the global load and the conversion into shared memory. FP8 uses
+// both words (8 codes), INT4 the first (8 nibbles).
+struct QuantChunk {
+    uint32_t lo, hi;
+    float scale;
+};
+
+// Loads chunk (row, k .. k + 7) of a quantized [N, K] matrix, K % 8 == 0. Out-of-range
+// chunks get codes of zero and scale 0, so they convert to +0 as cp.async's zero fill does.
+template <WeightCode kCode>
+__device__ __forceinline__ QuantChunk fetch_chunk(const void* w, const float* scales, int row,
+                                                  int k, int N, int K) {
+    QuantChunk q;
+    if (row < N && k < K) {
+        if constexpr (kCode == WeightCode::Fp8) {
+            const uint2 codes = __ldg(reinterpret_cast<const uint2*>(
+                static_cast<const uint8_t*>(w) + size_t(row) * K + k));
+            q.lo = codes.x, q.hi = codes.y;
+        } else {
+            q.lo = __ldg(static_cast<const uint32_t*>(w) + size_t(row) * (K / 8) + k / 8);
+            q.hi = 0;
+        }
+        q.scale = scale_at<kCode>(scales, row, k, K);
+    } else {
+        q.lo = kCode == WeightCode::Fp8 ? 0u : 0x88888888u;
+        q.hi = 0;
+        q.scale = 0.0f;
+    }
+    return q;
+}
+
+__device__ __forceinline__ uint32_t bf16x2_bits(float a, float b) {
+    const __nv_bfloat162 v = __floats2bfloat162_rn(a, b);
+    return *reinterpret_cast<const uint32_t*>(&v);
+}
+
+// The chunk's 8 values (code * scale, fp32) rounded to bf16, stored as one 16-byte chunk.
+template <WeightCode kCode>
+__device__ __forceinline__ void store_chunk(bf16* dst, const QuantChunk& q) {
+    uint32_t out[4];
+#pragma unroll
+    for (int p = 0; p < 4; ++p) {
+        float v0, v1;
+        if constexpr (kCode == WeightCode::Fp8) {
+            const float2 v = fp8x2_values((p < 2 ? q.lo : q.hi) >> (16 * (p & 1)));
+            v0 = v.x, v1 = v.y;
+        } else {
+            v0 = int4_value(q.lo, 8 * p);
+            v1 = int4_value(q.lo, 8 * p + 4);
+        }
+        out[p] = bf16x2_bits(v0 * q.scale, v1 * q.scale);
+    }
+    *reinterpret_cast<uint4*>(dst) = make_uint4(out[0], out[1], out[2], out[3]);
+}
+
 struct GemmArgs {
-    const bf16* a;            // gate/up: x [n, K] (rows gathered by token); down: act [rows, K]
-    const bf16* const* w;     // gate/up: w1; down: w2 ([N, K] per expert)
-    const bf16* const* w_up;  // gate/up: w3; down: unused
+    const bf16* a;             // gate/up: x [n, K] (rows gathered by token); down: act [rows, K]
+    const void* const* w;      // gate/up: w1; down: w2 ([N, K] per expert, in the kernel's code)
+    const void* const* w_up;   // gate/up: w3; down: unused
+    const float* const* s;     // scales of w (quantized codes only)
+    const float* const* s_up;  // scales of w_up
     int K, N, top_k, col_tiles;
     const int32_t *num_tiles, *tile_expert, *tile_begin, *tile_end, *sorted_slot;
     const float* weights;  // down: per slot
@@ -181,10 +296,15 @@ struct GemmArgs {
 // kGateUp: the B tile interleaves 8-row blocks of w1 and w3 (gate, up, gate, up, ...), so
 // each thread holds gate and up accumulators of the same (row, column) for the epilogue;
 // a CTA then produces BN / 2 act columns.
-template <int BM, int BN, int WARPS_M, int WARPS_N, int STAGES, bool kGateUp>
+// kCode: the weights' format. Bf16 tiles go global -> shared by cp.async like A; quantized
+// tiles go through registers (fetch_chunk before the current stage's MMAs, store_chunk after),
+// which needs K % 8 == 0.
+template <int BM, int BN, int WARPS_M, int WARPS_N, int STAGES, bool kGateUp, WeightCode kCode>
 __global__ void __launch_bounds__(WARPS_M* WARPS_N * 32) grouped_gemm_kernel(const GemmArgs args) {
     constexpr int kThreads = WARPS_M * WARPS_N * 32;
     constexpr int WM = BM / WARPS_M, WN = BN / WARPS_N, MF = WM / 16, NF = WN / 8;
+    constexpr bool kQuant = kCode != WeightCode::Bf16;
+    constexpr int kBChunks = BN * 8 / kThreads;  // B chunks per thread per stage
     static_assert(WM % 16 == 0 && WN % 16 == 0, "warp tile: m16 and pairs of n8 fragments");
     static_assert((BM * 8) % kThreads == 0 && (BN * 8) % kThreads == 0, "whole chunks per thread");
     const int tile = blockIdx.x / args.col_tiles, col_tile = blockIdx.x % args.col_tiles;
@@ -211,10 +331,26 @@ __global__ void __launch_bounds__(WARPS_M* WARPS_N * 32) grouped_gemm_kernel(con
     }
     __syncthreads();
 
-    const bf16* w = args.w[expert];
-    const bf16* w_up = kGateUp ? args.w_up[expert] : nullptr;
+    const void* wq = args.w[expert];  // the codes as they are (quantized B)
+    const void* wq_up = kGateUp ? args.w_up[expert] : nullptr;
+    const bf16* w = static_cast<const bf16*>(wq);
+    const bf16* w_up = static_cast<const bf16*>(wq_up);
+    const float* s = kQuant ? args.s[expert] : nullptr;
+    const float* s_up = kQuant && kGateUp ? args.s_up[expert] : nullptr;
     const int n0 = col_tile * (kGateUp ? BN / 2 : BN);  // first output column
 
+    // B tile row r: its weight row and matrix (gate/up interleaved in 8-row blocks).
+    auto b_row = [&](int r, int& w_row, bool& up) {
+        if (kGateUp) {
+            const int block = r >> 3;
+            w_row = n0 + (block >> 1) * 8 + (r & 7);
+            up = block & 1;
+        } else {
+            w_row = n0 + r;
+            up = false;
+        }
+    };
+    // A always, B too for bf16 weights (cp.async); quantized B goes through fetch_b/store_b.
     auto load_stage = [&](int stage, int kt) {
         const int k0 = kt * kBK;
         bf16* as = a_tiles + stage * BM * kBK;
@@ -226,21 +362,43 @@ __global__ void __launch_bounds__(WARPS_M* WARPS_N * 32) grouped_gemm_kernel(con
             const bool ok = src != nullptr && k < K;
             cp_async16(as + swizzle(r, chunk), ok ? src + k : w, ok);
         }
+        if constexpr (!kQuant) {
 #pragma unroll
-        for (int it = 0; it < BN * 8 / kThreads; ++it) {
-            const int c = tid + it * kThreads, r = c >> 3, chunk = c & 7, k = k0 + chunk * 8;
-            int w_row;
-            const bf16* base;
-            if (kGateUp) {
-                const int block = r >> 3;
-                w_row = n0 + (block >> 1) * 8 + (r & 7);
-                base = (block & 1) ? w_up : w;
-            } else {
-                w_row = n0 + r;
-                base = w;
+            for (int it = 0; it < kBChunks; ++it) {
+                const int c = tid + it * kThreads, r = c >> 3, chunk = c & 7, k = k0 + chunk * 8;
+                int w_row;
+                bool up;
+                b_row(r, w_row, up);
+                const bf16* base = up ? w_up : w;
+                const bool ok = w_row < N && k < K;
+                cp_async16(bs + swizzle(r, chunk), ok ? base + size_t(w_row) * K + k : w, ok);
             }
-            const bool ok = w_row < N && k < K;
-            cp_async16(bs + swizzle(r, chunk), ok ? base + size_t(w_row) * K + k : w, ok);
+        }
+    };
+    // A thread's quantized chunks (tile rows tid / 8 + it * kThreads / 8) are, by b_row, weight
+    // rows q_row0 + it * kRowStep of one matrix: the gate/up blocks alternate every 8 tile
+    // rows, and kThreads / 8 tile rows is an even number of blocks. Stepping from one row
+    // keeps fewer addresses live than resolving each chunk's row.
+    static_assert(!kQuant || kThreads % 128 == 0, "a thread's chunks stay in one matrix");
+    constexpr int kRowStep = kGateUp ? kThreads / 16 : kThreads / 8;
+    int q_row0;
+    bool q_up;
+    b_row(tid >> 3, q_row0, q_up);
+    const void* qw = q_up ? wq_up : wq;
+    const float* qs = q_up ? s_up : s;
+    QuantChunk pending[kQuant ? kBChunks : 1];  // stage `next`'s B codes, between fetch and store
+    auto fetch_b = [&](int kt) {
+        const int k = kt * kBK + (tid & 7) * 8;
+#pragma unroll
+        for (int it = 0; it < kBChunks; ++it)
+            pending[it] = fetch_chunk<kCode>(qw, qs, q_row0 + it * kRowStep, k, N, K);
+    };
+    auto store_b = [&](int stage) {
+        bf16* bs = b_tiles + stage * BN * kBK;
+#pragma unroll
+        for (int it = 0; it < kBChunks; ++it) {
+            const int c = tid + it * kThreads;
+            store_chunk<kCode>(bs + swizzle(c >> 3, c & 7), pending[it]);
         }
     };
 
@@ -254,8 +412,11 @@ __global__ void __launch_bounds__(WARPS_M* WARPS_N * 32) grouped_gemm_kernel(con
 
     const int k_tiles = (K + kBK - 1) / kBK;
 #pragma unroll
-    for (int s = 0; s < STAGES - 1; ++s) {
-        if (s < k_tiles) load_stage(s, s);
+    for (int st = 0; st < STAGES - 1; ++st) {
+        if (st < k_tiles) {
+            load_stage(st, st);
+            if constexpr (kQuant) fetch_b(st), store_b(st);
+        }
         cp_async_commit();  // always commit, so the wait counts below stay aligned
     }
     for (int kt = 0; kt < k_tiles; ++kt) {
@@ -263,8 +424,14 @@ __global__ void __launch_bounds__(WARPS_M* WARPS_N * 32) grouped_gemm_kernel(con
         // Stage kt has landed for every thread, and everyone is done with stage kt - 1,
         // which the prefetch below overwrites.
         __syncthreads();
+        // Quantized B of stage `next` is stored after this stage's MMAs; its slot, stage
+        // kt - 1's, is free (the barrier above), and the barrier at the top of iteration
+        // `next` publishes the stores before anyone reads them.
         const int next = kt + STAGES - 1;
-        if (next < k_tiles) load_stage(next % STAGES, next);
+        if (next < k_tiles) {
+            load_stage(next % STAGES, next);
+            if constexpr (kQuant) fetch_b(next);
+        }
         cp_async_commit();
         const bf16* as = a_tiles + (kt % STAGES) * BM * kBK;
         const bf16* bs = b_tiles + (kt % STAGES) * BN * kBK;
@@ -289,6 +456,8 @@ __global__ void __launch_bounds__(WARPS_M* WARPS_N * 32) grouped_gemm_kernel(con
 #pragma unroll
                 for (int j = 0; j < NF; ++j) mma_bf16(acc[i][j], af[i], bfrag[j][0], bfrag[j][1]);
         }
+        if constexpr (kQuant)
+            if (next < k_tiles) store_b(next % STAGES);
     }
 
     // Accumulator (i, j): rows lane/4 and lane/4 + 8 of the m16 block, columns 2 (lane % 4)
@@ -336,28 +505,51 @@ __device__ float warp_dot(const bf16* a, const bf16* b, int len) {
     return acc;
 }
 
+// Row `row` of weight matrix w [rows, cols] (in kCode) dotted with x [cols] by one warp, the
+// weights dequantized one at a time (weight_at); bf16 weights as warp_dot.
+template <WeightCode kCode>
+__device__ float warp_dot_row(const void* w, const float* scales, int row, int cols,
+                              const bf16* x) {
+    if constexpr (kCode == WeightCode::Bf16) {
+        return warp_dot(static_cast<const bf16*>(w) + size_t(row) * cols, x, cols);
+    } else {
+        float acc = 0.0f;
+        for (int c = threadIdx.x & 31; c < cols; c += 32)
+            acc += weight_at<kCode>(w, scales, row, c, cols) * __bfloat162float(x[c]);
+        for (int offset = 16; offset > 0; offset >>= 1)
+            acc += __shfl_xor_sync(0xffffffffu, acc, offset);
+        return acc;
+    }
+}
+
 // Shapes the tensor-core path does not take (a dimension not a multiple of 8, or x not 16-byte
 // aligned): warp per output, scalar loads, the same bf16 act and fp32 y in slot order.
+// s1/s3/s2: the scale tables (quantized codes only).
+template <WeightCode kCode>
 __global__ void simple_gate_up_kernel(const bf16* x, int hidden, int inter, int top_k, int experts,
-                                      const int32_t* chosen, const bf16* const* w1,
-                                      const bf16* const* w3, bf16* act) {
+                                      const int32_t* chosen, const void* const* w1,
+                                      const void* const* w3, const float* const* s1,
+                                      const float* const* s3, bf16* act) {
     const int slot = blockIdx.x, row = blockIdx.y * 8 + (threadIdx.x >> 5);
     const int e = chosen[slot];
     if (row >= inter || e < 0 || e >= experts) return;
     const bf16* xt = x + size_t(slot / top_k) * hidden;
-    const float g = warp_dot(w1[e] + size_t(row) * hidden, xt, hidden);
-    const float u = warp_dot(w3[e] + size_t(row) * hidden, xt, hidden);
+    constexpr bool kQuant = kCode != WeightCode::Bf16;
+    const float g = warp_dot_row<kCode>(w1[e], kQuant ? s1[e] : nullptr, row, hidden, xt);
+    const float u = warp_dot_row<kCode>(w3[e], kQuant ? s3[e] : nullptr, row, hidden, xt);
     if ((threadIdx.x & 31) == 0)
         act[size_t(slot) * inter + row] = __float2bfloat16(g / (1.0f + __expf(-g)) * u);
 }
 
+template <WeightCode kCode>
 __global__ void simple_down_kernel(const bf16* act, int hidden, int inter, int experts,
                                    const int32_t* chosen, const float* weights,
-                                   const bf16* const* w2, float* y) {
+                                   const void* const* w2, const float* const* s2, float* y) {
     const int slot = blockIdx.x, row = blockIdx.y * 8 + (threadIdx.x >> 5);
     const int e = chosen[slot];
     if (row >= hidden || e < 0 || e >= experts) return;
-    const float v = warp_dot(w2[e] + size_t(row) * inter, act + size_t(slot) * inter, inter);
+    const float* scales = kCode != WeightCode::Bf16 ? s2[e] : nullptr;
+    const float v = warp_dot_row<kCode>(w2[e], scales, row, inter, act + size_t(slot) * inter);
     if ((threadIdx.x & 31) == 0) y[size_t(slot) * hidden + row] = weights[slot] * v;
 }
 
@@ -400,9 +592,9 @@ struct TileConfig {
     static constexpr int kThreads = WARPS_M * WARPS_N * 32;
     static constexpr size_t kSmem = size_t(STAGES) * (BM + BN) * kBK * sizeof(bf16);
 
-    template <bool kGateUp>
+    template <bool kGateUp, WeightCode kCode>
     static void launch(GemmArgs args, size_t max_tiles, cudaStream_t stream) {
-        auto kernel = grouped_gemm_kernel<BM, BN, WARPS_M, WARPS_N, STAGES, kGateUp>;
+        auto kernel = grouped_gemm_kernel<BM, BN, WARPS_M, WARPS_N, STAGES, kGateUp, kCode>;
         check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                    static_cast<int>(kSmem)),
               "moe grouped gemm smem");
@@ -444,14 +636,20 @@ size_t moe_grouped_workspace_bytes(size_t n, size_t hidden, size_t inter, size_t
 // benchmark can time each phase on an already-grouped workspace.
 void moe_experts_grouped_tuned(const bf16* x, size_t n, size_t hidden, size_t inter, size_t experts,
                                size_t top_k, const int32_t* chosen, const float* weights,
-                               const bf16* const* w1, const bf16* const* w3, const bf16* const* w2,
-                               void* workspace, float* out, cudaStream_t stream, int tile_m,
-                               unsigned phases) {
+                               const ExpertWeights& expert_weights, void* workspace, float* out,
+                               cudaStream_t stream, int tile_m, unsigned phases) {
     if (n == 0 || top_k == 0) return;
     if (experts == 0 || hidden == 0 || inter == 0)
         fail(Status::InvalidArgument, "moe_experts_grouped: experts, hidden and inter must be > 0");
-    if (!x || !chosen || !weights || !w1 || !w3 || !w2 || !workspace || !out)
+    const ExpertWeights& ew = expert_weights;
+    if (!x || !chosen || !weights || !ew.w1 || !ew.w3 || !ew.w2 || !workspace || !out)
         fail(Status::InvalidArgument, "moe_experts_grouped: null pointer argument");
+    const WeightCode code = ew.code;
+    if (code != WeightCode::Bf16 && code != WeightCode::Fp8 && code != WeightCode::Int4)
+        fail(Status::InvalidArgument,
+             "moe_experts_grouped: unknown weight code " + std::to_string(static_cast<int>(code)));
+    if (code != WeightCode::Bf16 && (!ew.s1 || !ew.s3 || !ew.s2))
+        fail(Status::InvalidArgument, "moe_experts_grouped: quantized experts need scale tables");
     if (reinterpret_cast<uintptr_t>(workspace) % 16 != 0)
         fail(Status::InvalidArgument, "moe_experts_grouped: workspace must be 16-byte aligned");
     const size_t slots = n * top_k;
@@ -470,6 +668,7 @@ void moe_experts_grouped_tuned(const bf16* x, size_t n, size_t hidden, size_t in
     const int H = static_cast<int>(hidden), I = static_cast<int>(inter);
     const int k = static_cast<int>(top_k), E = static_cast<int>(experts);
 
+    // Also what the quantized tiles need: whole INT4 words and 8-byte FP8 loads per chunk.
     const bool fast_shape =
         hidden % 8 == 0 && inter % 8 == 0 && reinterpret_cast<uintptr_t>(x) % 16 == 0;
     if (tile_m == 0) tile_m = fast_shape ? pick_tile_m(slots, experts) : -1;
@@ -479,30 +678,23 @@ void moe_experts_grouped_tuned(const bf16* x, size_t n, size_t hidden, size_t in
                                       std::to_string(inter) +
                                       ") divisible by 8 and x 16-byte aligned");
 
-    if (tile_m < 0) {
-        if (phases & 2u) {
-            simple_gate_up_kernel<<<dim3(unsigned(slots), unsigned((inter + 7) / 8)), 256, 0,
-                                    stream>>>(x, H, I, k, E, chosen, w1, w3, act);
-            check_launch("moe simple gate_up");
-        }
-        if (phases & 4u) {
-            simple_down_kernel<<<dim3(unsigned(slots), unsigned((hidden + 7) / 8)), 256, 0,
-                                 stream>>>(act, H, I, E, chosen, weights, w2, y);
-            check_launch("moe simple down");
-        }
-    } else {
-        if (phases & 1u) {
-            const size_t plan_smem = experts * sizeof(int32_t);
-            if (plan_smem > 48 * 1024)
-                fail(Status::Unsupported, "moe_experts_grouped: " + std::to_string(experts) +
-                                              " experts exceed the planner's shared memory");
-            plan_kernel<<<1, kPlanThreads, plan_smem, stream>>>(
-                chosen, int(slots), E, tile_m, at(l.expert_count), at(l.expert_begin),
-                at(l.num_tiles), at(l.tile_expert), at(l.tile_begin), at(l.tile_end));
-            check_launch("moe plan");
-            scatter_kernel<<<E, kScatterThreads, 0, stream>>>(
-                chosen, int(slots), at(l.expert_count), at(l.expert_begin), at(l.sorted_slot));
-            check_launch("moe scatter");
+    // The experts' GEMMs for one weight code (a compile-time tag).
+    auto experts_for = [&](auto code_tag) {
+        constexpr WeightCode kCode = decltype(code_tag)::value;
+        if (tile_m < 0) {
+            if (phases & 2u) {
+                simple_gate_up_kernel<kCode>
+                    <<<dim3(unsigned(slots), unsigned((inter + 7) / 8)), 256, 0, stream>>>(
+                        x, H, I, k, E, chosen, ew.w1, ew.w3, ew.s1, ew.s3, act);
+                check_launch("moe simple gate_up");
+            }
+            if (phases & 4u) {
+                simple_down_kernel<kCode>
+                    <<<dim3(unsigned(slots), unsigned((hidden + 7) / 8)), 256, 0, stream>>>(
+                        act, H, I, E, chosen, weights, ew.w2, ew.s2, y);
+                check_launch("moe simple down");
+            }
+            return;
         }
         GemmArgs args{};
         args.top_k = k;
@@ -519,13 +711,14 @@ void moe_experts_grouped_tuned(const bf16* x, size_t n, size_t hidden, size_t in
             using Config = decltype(config);
             if (phases & 2u) {
                 GemmArgs g = args;
-                g.a = x, g.w = w1, g.w_up = w3, g.K = H, g.N = I;
-                Config::template launch<true>(g, max_tiles, stream);
+                g.a = x, g.w = ew.w1, g.w_up = ew.w3, g.s = ew.s1, g.s_up = ew.s3;
+                g.K = H, g.N = I;
+                Config::template launch<true, kCode>(g, max_tiles, stream);
             }
             if (phases & 4u) {
                 GemmArgs d = args;
-                d.a = act, d.w = w2, d.K = I, d.N = H;
-                Config::template launch<false>(d, max_tiles, stream);
+                d.a = act, d.w = ew.w2, d.s = ew.s2, d.K = I, d.N = H;
+                Config::template launch<false, kCode>(d, max_tiles, stream);
             }
         };
         if (tile_m == 32)
@@ -534,7 +727,28 @@ void moe_experts_grouped_tuned(const bf16* x, size_t n, size_t hidden, size_t in
             run(MediumTiles{});
         else
             run(LargeTiles{});
+    };
+
+    if (tile_m > 0 && (phases & 1u)) {  // the tile table of the tensor-core path
+        const size_t plan_smem = experts * sizeof(int32_t);
+        if (plan_smem > 48 * 1024)
+            fail(Status::Unsupported, "moe_experts_grouped: " + std::to_string(experts) +
+                                          " experts exceed the planner's shared memory");
+        plan_kernel<<<1, kPlanThreads, plan_smem, stream>>>(
+            chosen, int(slots), E, tile_m, at(l.expert_count), at(l.expert_begin), at(l.num_tiles),
+            at(l.tile_expert), at(l.tile_begin), at(l.tile_end));
+        check_launch("moe plan");
+        scatter_kernel<<<E, kScatterThreads, 0, stream>>>(chosen, int(slots), at(l.expert_count),
+                                                          at(l.expert_begin), at(l.sorted_slot));
+        check_launch("moe scatter");
     }
+    using Code = WeightCode;
+    if (code == Code::Fp8)
+        experts_for(std::integral_constant<Code, Code::Fp8>{});
+    else if (code == Code::Int4)
+        experts_for(std::integral_constant<Code, Code::Int4>{});
+    else
+        experts_for(std::integral_constant<Code, Code::Bf16>{});
     if (phases & 8u) {
         const unsigned threads = 128;
         const unsigned col_blocks = unsigned((((hidden + 3) / 4) + threads - 1) / threads);
@@ -546,9 +760,9 @@ void moe_experts_grouped_tuned(const bf16* x, size_t n, size_t hidden, size_t in
 
 void moe_experts_grouped(const bf16* x, size_t n, size_t hidden, size_t inter, size_t experts,
                          size_t top_k, const int32_t* chosen, const float* weights,
-                         const bf16* const* w1, const bf16* const* w3, const bf16* const* w2,
-                         void* workspace, float* out, cudaStream_t stream) {
-    moe_experts_grouped_tuned(x, n, hidden, inter, experts, top_k, chosen, weights, w1, w3, w2,
+                         const ExpertWeights& expert_weights, void* workspace, float* out,
+                         cudaStream_t stream) {
+    moe_experts_grouped_tuned(x, n, hidden, inter, experts, top_k, chosen, weights, expert_weights,
                               workspace, out, stream, 0, 0xFu);
 }
 

@@ -9,8 +9,7 @@ namespace kl::cuda {
 
 void moe_experts_grouped_tuned(const bf16* x, size_t n, size_t hidden, size_t inter, size_t experts,
                                size_t top_k, const int32_t* chosen, const float* weights,
-                               const bf16* const* w1, const bf16* const* w3, const bf16* const* w2,
-                               void* workspace, float* out, cudaStream_t stream, int tile_m,
-                               unsigned phases);
+                               const ExpertWeights& expert_weights, void* workspace, float* out,
+                               cudaStream_t stream, int tile_m, unsigned phases);
 
 }  // namespace kl::cuda

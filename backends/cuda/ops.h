@@ -229,14 +229,18 @@ void moe_experts_gemv(const bf16* x, size_t n, size_t hidden, size_t inter, size
 // are grouped by expert on the device and each expert's rows run as one tile of a grouped
 // tensor-core GEMM: act = silu(x W1[e]^T) * (x W3[e]^T), y = act W2[e]^T; then
 // out[t] += sum_i weights[t, i] * y[t, i]. x [n, hidden] bf16; chosen/weights [n, top_k];
-// w1/w3/w2 device arrays of per-expert pointers ([inter, hidden], [inter, hidden],
-// [hidden, inter]). workspace: moe_grouped_workspace_bytes(n, hidden, inter, experts, top_k).
+// expert_weights.w1/w3/w2: device arrays of per-expert matrices ([inter, hidden],
+// [inter, hidden], [hidden, inter]) in any WeightCode, each 16-byte aligned, with their scale
+// tables when quantized: the kernel dequantizes weight tiles to bf16 as it loads them (the
+// format's values, rounded to nearest bf16). The tensor-core path needs hidden and inter
+// multiples of 8; other shapes run a slower simple path.
+// workspace: moe_grouped_workspace_bytes(n, hidden, inter, experts, top_k).
 size_t moe_grouped_workspace_bytes(size_t n, size_t hidden, size_t inter, size_t experts,
                                    size_t top_k);
 void moe_experts_grouped(const bf16* x, size_t n, size_t hidden, size_t inter, size_t experts,
                          size_t top_k, const int32_t* chosen, const float* weights,
-                         const bf16* const* w1, const bf16* const* w3, const bf16* const* w2,
-                         void* workspace, float* out, cudaStream_t stream);
+                         const ExpertWeights& expert_weights, void* workspace, float* out,
+                         cudaStream_t stream);
 
 // ---- sampling (sampling.cu) ---------------------------------------------------------------
 // One token from logits [vocab] (device, fp32), the same token kl::sample_token

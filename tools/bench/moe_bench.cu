@@ -9,6 +9,12 @@
 // with L2 flushed before each call (a decode step streams 26 layers' experts, so none are
 // cached): ms, the slots' weight bytes and GB/s against the H200's 4.3 TB/s copy rate.
 // `moe_bench decode` runs only that part.
+// `--format fp8|int4` runs the grouped kernel on quantized experts (random codes, one scale);
+// the decode experts and the cuBLASLt loop then run on their values dequantized to bf16, so
+// the agreement check still compares equal weights, and the byte floor counts the codes.
+#include <cuda_fp16.h>
+#include <cuda_fp8.h>
+
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -23,7 +29,6 @@
 #include "backends/cuda/moe_grouped_tuning.h"
 #include "backends/cuda/ops.h"
 
-
 namespace {
 
 using namespace kl::cuda;
@@ -32,11 +37,16 @@ constexpr size_t kHidden = 2304, kInter = 1024, kExperts = 256, kTopK = 8;
 constexpr int kSets = 3, kWarmup = 2, kRepeats = 15;
 constexpr double kPeakTflops = 790.0, kCopyTBs = 3.0;
 
+__device__ uint32_t hash_index(size_t i, uint32_t seed) {
+    uint32_t h = uint32_t(i) * 0x9E3779B1u ^ (uint32_t(i >> 32) + seed) * 0x85EBCA77u;
+    h ^= h >> 15, h *= 0x2C1B3C6Du, h ^= h >> 12, h *= 0x297A2D39u, h ^= h >> 15;
+    return h;
+}
+
 __global__ void fill_random_bf16(bf16* p, size_t n, uint32_t seed, float scale) {
     for (size_t i = blockIdx.x * size_t(blockDim.x) + threadIdx.x; i < n;
          i += size_t(gridDim.x) * blockDim.x) {
-        uint32_t h = uint32_t(i) * 0x9E3779B1u ^ (uint32_t(i >> 32) + seed) * 0x85EBCA77u;
-        h ^= h >> 15, h *= 0x2C1B3C6Du, h ^= h >> 12, h *= 0x297A2D39u, h ^= h >> 15;
+        const uint32_t h = hash_index(i, seed);
         p[i] = __float2bfloat16((float(h) * 2.3283064e-10f * 2.0f - 1.0f) * scale);  // uniform
     }
 }
@@ -44,6 +54,96 @@ __global__ void fill_random_bf16(bf16* p, size_t n, uint32_t seed, float scale) 
 void fill(bf16* p, size_t n, uint32_t seed, float scale) {
     fill_random_bf16<<<1024, 256>>>(p, n, seed, scale);
     check_launch("fill");
+}
+
+// Random code bytes; for FP8 the two NaN codes (S.1111.111) become the largest finite ones.
+__global__ void fill_random_codes(uint8_t* p, size_t n, uint32_t seed, bool fp8) {
+    for (size_t i = blockIdx.x * size_t(blockDim.x) + threadIdx.x; i < n;
+         i += size_t(gridDim.x) * blockDim.x) {
+        uint8_t code = uint8_t(hash_index(i, seed) >> 24);
+        if (fp8 && (code & 0x7F) == 0x7F) code ^= 1;
+        p[i] = code;
+    }
+}
+
+__global__ void fill_value(float* p, size_t n, float value) {
+    for (size_t i = blockIdx.x * size_t(blockDim.x) + threadIdx.x; i < n;
+         i += size_t(gridDim.x) * blockDim.x)
+        p[i] = value;
+}
+
+// out = bf16(code * scale) of a quantized [rows, cols] matrix (ops.h's formats, cols % 8 == 0),
+// the values the grouped kernel computes with.
+__global__ void dequantize_bf16(const uint8_t* codes, const float* scales, size_t rows, size_t cols,
+                                WeightCode code, bf16* out) {
+    const size_t scale_cols = (cols + kQuantBlock - 1) / kQuantBlock;
+    for (size_t i = blockIdx.x * size_t(blockDim.x) + threadIdx.x; i < rows * cols;
+         i += size_t(gridDim.x) * blockDim.x) {
+        const size_t r = i / cols, c = i % cols;
+        float value;
+        if (code == WeightCode::Fp8) {
+            const __half_raw h = __nv_cvt_fp8_to_halfraw(codes[i], __NV_E4M3);
+            value =
+                __half2float(__half(h)) * scales[(r / kQuantBlock) * scale_cols + c / kQuantBlock];
+        } else {
+            const uint8_t byte = codes[r * (cols / 2) + c / 2];
+            value = float(int((byte >> (4 * (c % 2))) & 0xF) - 8) *
+                    scales[r * scale_cols + c / kQuantBlock];
+        }
+        out[i] = __float2bfloat16_rn(value);
+    }
+}
+
+// The experts' codes and scales in `code` (random), and their values into bf16 `w` (the
+// [kExperts][w1, w3, w2] buffer the bf16 paths read): the device tables for the grouped kernel.
+struct QuantExperts {
+    DeviceBuffer codes, scales, tables;  // tables: w1, w3, w2, s1, s3, s2 [kExperts] each
+    ExpertWeights weights;
+    size_t code_bytes = 0;  // per expert, all three matrices
+};
+
+QuantExperts quantized_experts(WeightCode code, bf16* w) {
+    QuantExperts q;
+    const size_t elems = kInter * kHidden;
+    const size_t matrix_bytes = code == WeightCode::Fp8 ? elems : elems / 2;
+    // Scales per matrix: [inter, hidden] then [hidden, inter] shapes.
+    auto scale_count = [&](size_t rows, size_t cols) {
+        const size_t scale_rows = code == WeightCode::Fp8 ? quant_scale_cols(rows) : rows;
+        return scale_rows * quant_scale_cols(cols);
+    };
+    const size_t s_in = scale_count(kInter, kHidden), s_out = scale_count(kHidden, kInter);
+    q.code_bytes = 3 * matrix_bytes;
+    q.codes = DeviceBuffer(kExperts * q.code_bytes);
+    q.scales = DeviceBuffer(kExperts * (2 * s_in + s_out) * sizeof(float));
+    fill_random_codes<<<1024, 256>>>(q.codes.as<uint8_t>(), q.codes.bytes(), 91,
+                                     code == WeightCode::Fp8);
+    check_launch("fill codes");
+    // |value| <= 0.03, as the bf16 experts' uniform fill.
+    const float scale = code == WeightCode::Fp8 ? 0.03f / 448.0f : 0.03f / 8.0f;
+    fill_value<<<1024, 256>>>(q.scales.as<float>(), q.scales.bytes() / 4, scale);
+    check_launch("fill scales");
+    std::vector<const void*> tables(6 * kExperts);
+    for (size_t e = 0; e < kExperts; ++e)
+        for (size_t m = 0; m < 3; ++m) {
+            const uint8_t* codes = q.codes.as<uint8_t>() + e * q.code_bytes + m * matrix_bytes;
+            const float* scales = q.scales.as<float>() + e * (2 * s_in + s_out) + m * s_in;
+            const size_t rows = m < 2 ? kInter : kHidden, cols = m < 2 ? kHidden : kInter;
+            dequantize_bf16<<<1024, 256>>>(codes, scales, rows, cols, code,
+                                           w + (e * 3 + m) * elems);
+            check_launch("dequantize");
+            tables[m * kExperts + e] = codes;
+            tables[(3 + m) * kExperts + e] = scales;
+        }
+    q.tables = DeviceBuffer(tables.size() * sizeof(void*));
+    check(cudaMemcpy(q.tables.as<void>(), tables.data(), q.tables.bytes(), cudaMemcpyHostToDevice),
+          "tables");
+    const void** t = q.tables.as<const void*>();
+    q.weights.code = code;
+    q.weights.w1 = t, q.weights.w3 = t + kExperts, q.weights.w2 = t + 2 * kExperts;
+    q.weights.s1 = reinterpret_cast<const float* const*>(t + 3 * kExperts);
+    q.weights.s3 = reinterpret_cast<const float* const*>(t + 4 * kExperts);
+    q.weights.s2 = reinterpret_cast<const float* const*>(t + 5 * kExperts);
+    return q;
 }
 
 struct Inputs {  // one rotation set
@@ -168,9 +268,29 @@ void bench_decode(const std::vector<const bf16*>& p1, const std::vector<const bf
 
 int main(int argc, char** argv) {
     try {
+        bool decode_only = false;
+        WeightCode code = WeightCode::Bf16;
+        for (int i = 1; i < argc; ++i) {
+            const std::string arg = argv[i];
+            const std::string format = arg == "--format" && i + 1 < argc ? argv[++i] : "";
+            if (arg == "decode") {
+                decode_only = true;
+            } else if (format == "fp8" || format == "int4" || format == "bf16") {
+                code = format == "fp8"    ? WeightCode::Fp8
+                       : format == "int4" ? WeightCode::Int4
+                                          : WeightCode::Bf16;
+            } else {
+                std::fprintf(stderr, "usage: moe_bench [decode] [--format bf16|fp8|int4]\n");
+                return 2;
+            }
+        }
+        const char* format_name = code == WeightCode::Fp8    ? "fp8"
+                                  : code == WeightCode::Int4 ? "int4"
+                                                             : "bf16";
         cudaDeviceProp prop{};
         check(cudaGetDeviceProperties(&prop, 0), "properties");
-        std::printf("device: %s, %d SMs\n", prop.name, prop.multiProcessorCount);
+        std::printf("device: %s, %d SMs; grouped experts in %s\n", prop.name,
+                    prop.multiProcessorCount, format_name);
         const size_t w_elems = kInter * kHidden;
         DeviceBuffer w_all(kExperts * 3 * w_elems * sizeof(bf16));
         std::vector<const bf16*> p1, p3, p2;
@@ -179,13 +299,15 @@ int main(int argc, char** argv) {
             fill(base, 3 * w_elems, uint32_t(17 + e), 0.03f);
             p1.push_back(base), p3.push_back(base + w_elems), p2.push_back(base + 2 * w_elems);
         }
+        QuantExperts quant;  // overwrites w_all with its values
+        if (code != WeightCode::Bf16) quant = quantized_experts(code, w_all.as<bf16>());
         DeviceBuffer d1(kExperts * sizeof(bf16*)), d3(kExperts * sizeof(bf16*)),
             d2(kExperts * sizeof(bf16*));
         check(cudaMemcpy(d1.as<void>(), p1.data(), d1.bytes(), cudaMemcpyHostToDevice), "ptrs");
         check(cudaMemcpy(d3.as<void>(), p3.data(), d3.bytes(), cudaMemcpyHostToDevice), "ptrs");
         check(cudaMemcpy(d2.as<void>(), p2.data(), d2.bytes(), cudaMemcpyHostToDevice), "ptrs");
         bench_decode(p1, p3, p2, d1, d3, d2);
-        if (argc > 1 && std::string(argv[1]) == "decode") return 0;
+        if (decode_only) return 0;
         Gemm gemm;
         std::mt19937 rng(5);
 
@@ -223,7 +345,9 @@ int main(int argc, char** argv) {
             DeviceBuffer ws(moe_grouped_workspace_bytes(n, kHidden, kInter, kExperts, kTopK));
             const double flops = 2.0 * slots * 3.0 * kHidden * kInter;
             const double floor_math = flops / (kPeakTflops * 1e12) * 1e3;
-            const double floor_bytes = kExperts * 3.0 * w_elems * 2 / (kCopyTBs * 1e12) * 1e3;
+            const double expert_bytes =
+                code == WeightCode::Bf16 ? 3.0 * w_elems * 2 : double(quant.code_bytes);
+            const double floor_bytes = kExperts * expert_bytes / (kCopyTBs * 1e12) * 1e3;
             auto row = [&](const char* variant, double ms, bool whole) {
                 if (whole)
                     std::printf("%-6zu %-22s %10.3f %9.1f %7.1f%%\n", n, variant, ms,
@@ -231,12 +355,17 @@ int main(int argc, char** argv) {
                 else
                     std::printf("%-6zu %-22s %10.3f\n", n, variant, ms);
             };
+            ExpertWeights experts = quant.weights;
+            if (code == WeightCode::Bf16) {
+                experts.w1 = d1.as<const void*>();
+                experts.w3 = d3.as<const void*>();
+                experts.w2 = d2.as<const void*>();
+            }
             auto ours = [&](int set, int tile_m, unsigned phases) {
                 const Inputs& in = sets[set];
-                moe_experts_grouped_tuned(
-                    in.x.as<bf16>(), n, kHidden, kInter, kExperts, kTopK, in.chosen.as<int32_t>(),
-                    in.weights.as<float>(), d1.as<const bf16*>(), d3.as<const bf16*>(),
-                    d2.as<const bf16*>(), ws.as<void>(), out.as<float>(), nullptr, tile_m, phases);
+                moe_experts_grouped_tuned(in.x.as<bf16>(), n, kHidden, kInter, kExperts, kTopK,
+                                          in.chosen.as<int32_t>(), in.weights.as<float>(), experts,
+                                          ws.as<void>(), out.as<float>(), nullptr, tile_m, phases);
             };
             const double auto_ms = time_ms([&](int s) { ours(s, 0, 0xF); });
             row("grouped (auto)", auto_ms, true);
@@ -331,7 +460,7 @@ int main(int argc, char** argv) {
                 auto_ms, flops / auto_ms * 1e-9, lt_ms, floor_math, floor_bytes);
             summary.push_back(line);
         }
-        std::printf("\nsummary (%s)\n", prop.name);
+        std::printf("\nsummary (%s, grouped experts in %s)\n", prop.name, format_name);
         for (const auto& s : summary) std::printf("%s\n", s.c_str());
         return 0;
     } catch (const std::exception& e) {
