@@ -345,6 +345,8 @@ kl_status kl_model_info(const kl_model* model, struct kl_model_info* out) {
         info.n_params = params.total;
         info.n_active_params = params.active;
         info.n_routed_params = params.routed;
+        info.decode_weight_bytes = params.decode_bytes(b.device());
+        info.routed_weight_bytes = params.routed_bytes(b.device());
         info.eot_token = tokenizer && tokenizer->chat_format().available
                              ? tokenizer->special_id(tokenizer->chat_format().end)
                              : -1;

@@ -161,7 +161,8 @@ std::unique_ptr<Model> Model::load(const std::string& dir, const ModelLoadOption
     model->tokenizer_ = Tokenizer::load(dir, model->config_.vocab_size);
     warn_about_unused_tensors(layout, *weights, *checkpoint);
     model->fingerprint_ = fingerprint_of(model->config_, layout, *weights);
-    model->parameters_ = count_parameters(model->config_, layout);
+    model->parameters_ = count_parameters(model->config_, layout,
+                                          [&](const TensorSpec& s) { return weights->format(s); });
     model->backend_ = create_backend(provider, model->config_, layout, *weights, options, [&] {
         return provider.create(model->config_, layout, *checkpoint, backend_options(options));
     });
@@ -184,8 +185,9 @@ std::unique_ptr<Model> Model::create_random(const ModelConfig& config, uint64_t 
                     (options.weights == WeightRequest::Fp8 ? "fp8" : "int4"));
     model->fingerprint_ = hash.digest();
     const ModelLayout layout(config);
-    model->parameters_ = count_parameters(config, layout);
     const auto weights = WeightStore::random(layout, seed, options.weights);
+    model->parameters_ =
+        count_parameters(config, layout, [&](const TensorSpec& s) { return weights->format(s); });
     model->backend_ = create_backend(provider, config, layout, *weights, options, [&] {
         return provider.create_random(config, layout, seed, backend_options(options));
     });

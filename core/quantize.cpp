@@ -23,8 +23,13 @@ float block_amax(const float* values, int64_t cols, int64_t r0, int64_t r1, int6
     return amax;
 }
 
+// Bytes of q's data: one per FP8 code, 4 per INT4 word.
+int64_t data_bytes(const QuantizedTensor& q) {
+    return q.format == WeightFormat::Fp8 ? q.rows * q.cols : q.rows * int4_words(q.cols) * 4;
+}
+
 void quantize_fp8(const float* values, QuantizedTensor& q) {
-    q.data.resize(static_cast<size_t>(q.rows * q.cols));
+    q.data.resize(static_cast<size_t>(data_bytes(q)));
     for (int64_t br = 0; br < q.scale_rows(); ++br) {
         const int64_t r0 = br * kFp8BlockSize, r1 = std::min(q.rows, r0 + kFp8BlockSize);
         for (int64_t bc = 0; bc < q.scale_cols(); ++bc) {
@@ -42,7 +47,7 @@ void quantize_fp8(const float* values, QuantizedTensor& q) {
 
 void quantize_int4(const float* values, QuantizedTensor& q) {
     const int64_t words = int4_words(q.cols);
-    q.data.assign(static_cast<size_t>(q.rows * words * 4), 0);
+    q.data.assign(static_cast<size_t>(data_bytes(q)), 0);
     for (int64_t r = 0; r < q.rows; ++r) {
         for (int64_t g = 0; g < q.scale_cols(); ++g) {
             const int64_t c0 = g * kInt4GroupSize, c1 = std::min(q.cols, c0 + kInt4GroupSize);
@@ -73,6 +78,15 @@ int64_t QuantizedTensor::scale_rows() const {
 
 int64_t QuantizedTensor::scale_cols() const {
     return ceil_div(cols, format == WeightFormat::Fp8 ? kFp8BlockSize : kInt4GroupSize);
+}
+
+uint64_t quantized_bytes(WeightFormat format, int64_t rows, int64_t cols) {
+    QuantizedTensor shape_only;
+    shape_only.format = format;
+    shape_only.rows = rows;
+    shape_only.cols = cols;
+    return static_cast<uint64_t>(data_bytes(shape_only)) +
+           static_cast<uint64_t>(shape_only.scale_rows() * shape_only.scale_cols()) * sizeof(float);
 }
 
 QuantizedTensor quantize(WeightFormat format, const float* values, int64_t rows, int64_t cols) {

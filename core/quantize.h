@@ -31,6 +31,10 @@ struct QuantizedTensor {
 
 int64_t int4_words(int64_t cols);  // ceil(cols / 8)
 
+// The bytes of a QuantizedTensor of `format` (Fp8 or Int4) and shape [rows, cols]: its data
+// and its fp32 scales, what a backend that holds it as it loads reads of it.
+uint64_t quantized_bytes(WeightFormat format, int64_t rows, int64_t cols);
+
 // Round to nearest (ties to even). Fp8: per block scale = amax / 448 (1 for an all-zero
 // block), codes saturate at ±448. Int4: symmetric, per group scale = bf16(amax / 7.5)
 // (compressed-tensors' symmetric range [-8, 7]; 1 for an all-zero group), q =

@@ -2,9 +2,11 @@
 
 #include <algorithm>
 
+#include "backend.h"
 #include "error.h"
 #include "limits.h"
 #include "message_text.h"
+#include "quantize.h"
 #include "random_init.h"
 
 namespace kl {
@@ -207,9 +209,21 @@ std::vector<TensorSpec> expected_tensors(const ModelConfig& config) {
     return ModelLayout(config).tensors();
 }
 
-ParameterCounts count_parameters(const ModelConfig& c, const ModelLayout& layout) {
+ParameterCounts count_parameters(const ModelConfig& c, const ModelLayout& layout,
+                                 const std::function<WeightFormat(const TensorSpec&)>& format_of) {
     ParameterCounts counts;
-    layout.visit([&](const TensorSpec& spec) { counts.total += spec.numel(); });
+    // Adds `spec` in the form it loads to `plain` (parameters) or `quantized` (bytes).
+    auto add = [&](const TensorSpec& spec, uint64_t& plain, uint64_t& quantized) {
+        const WeightFormat format = format_of ? format_of(spec) : WeightFormat::Plain;
+        if (format == WeightFormat::Plain)
+            plain += spec.numel();
+        else  // only linear weights, [rows, cols], load quantized
+            quantized += quantized_bytes(format, spec.shape[0], spec.shape[1]);
+    };
+    layout.visit([&](const TensorSpec& spec) {
+        counts.total += spec.numel();
+        add(spec, counts.active_plain, counts.active_quantized_bytes);
+    });
     counts.active = counts.total;
     const uint64_t unchosen =
         static_cast<uint64_t>(std::max<int64_t>(0, c.num_experts - c.num_experts_per_token));
@@ -219,9 +233,35 @@ ParameterCounts count_parameters(const ModelConfig& c, const ModelLayout& layout
         const uint64_t expert = e.gate.numel() + e.up.numel() + e.down.numel();
         counts.active -= unchosen * expert;
         counts.routed += l.moe.experts.size() * expert;
+        uint64_t plain = 0, quantized = 0;
+        for (const MlpTensors& x : l.moe.experts)
+            for (const TensorSpec* s : {&x.gate, &x.up, &x.down}) add(*s, plain, quantized);
+        counts.routed_plain += plain;
+        counts.routed_quantized_bytes += quantized;
+        // A token skips `unchosen` of the layer's experts: as many mean experts (exact when
+        // they load in one format; a checkpoint may keep some of them plain).
+        const uint64_t n = l.moe.experts.size();
+        counts.active_plain -= plain / n * unchosen;
+        counts.active_quantized_bytes -= quantized / n * unchosen;
     }
-    if (!layout.tied) counts.active -= layout.embed_tokens.numel();
+    if (!layout.tied) {
+        counts.active -= layout.embed_tokens.numel();
+        uint64_t plain = 0, quantized = 0;
+        add(layout.embed_tokens, plain, quantized);
+        counts.active_plain -= plain;
+        counts.active_quantized_bytes -= quantized;
+    }
     return counts;
+}
+
+uint64_t ParameterCounts::decode_bytes(DeviceKind device) const {
+    return device == DeviceKind::Cpu ? active * sizeof(float)
+                                     : active_plain * 2 + active_quantized_bytes;
+}
+
+uint64_t ParameterCounts::routed_bytes(DeviceKind device) const {
+    return device == DeviceKind::Cpu ? routed * sizeof(float)
+                                     : routed_plain * 2 + routed_quantized_bytes;
 }
 
 void check_tensor_count(const ModelConfig& c, const Checkpoint& checkpoint) {

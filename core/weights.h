@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "config.h"
+#include "quant_config.h"
 #include "safetensors.h"
 
 namespace kl {
@@ -105,13 +106,31 @@ void check_tensor_count(const ModelConfig& config, const Checkpoint& checkpoint)
 // The flat list for a config (tests, make_tiny_model): ModelLayout(config).tensors().
 std::vector<TensorSpec> expected_tensors(const ModelConfig& config);
 
+enum class DeviceKind;  // core/backend.h
+
 // Parameter counts: all weights (a tied lm_head once), and those one decode step reads
 // (all but the routed experts it does not choose and the untied embedding table).
 struct ParameterCounts {
     uint64_t total = 0, active = 0;
     uint64_t routed = 0;  // the routed experts' weights, all experts of all layers
+    // The same sets in the form the weights load (WeightStore::format): the parameters of
+    // the tensors that load plain, and the bytes (quantized_bytes, core/quantize.h) of those
+    // that load FP8 or INT4. A decode step reads k / E of a layer's routed experts: k / E of
+    // their parameters and bytes are active (exact when all of a layer's experts load in one
+    // format, as they do unless a checkpoint keeps only some of them plain).
+    uint64_t active_plain = 0, active_quantized_bytes = 0;
+    uint64_t routed_plain = 0, routed_quantized_bytes = 0;
+
+    // Bytes of weights one decode step reads at least, and of all routed experts, in the form
+    // a backend on `device` holds them: the CPU backend holds every weight as fp32 (quantized
+    // ones dequantized), the CUDA backend plain weights as bf16 and quantized ones as loaded.
+    uint64_t decode_bytes(DeviceKind device) const;
+    uint64_t routed_bytes(DeviceKind device) const;
 };
-ParameterCounts count_parameters(const ModelConfig& config, const ModelLayout& layout);
+// `format_of` gives the form each tensor loads in; empty: every tensor loads plain.
+ParameterCounts count_parameters(
+    const ModelConfig& config, const ModelLayout& layout,
+    const std::function<WeightFormat(const TensorSpec&)>& format_of = {});
 
 // Format: "tensor NAME is missing (config wants shape [..])".
 [[noreturn]] void fail_missing(const TensorSpec& spec);

@@ -18,6 +18,10 @@ b=$("$kimi" run "$dir/m" --prompt-tokens 1,2,3 --max-new 12 --temperature 0.9 --
 bench=$("$kimi" bench "$dir/m" --prompt-len 16 --context 0,40 --decode 4 --repeats 1)
 grep -qE "^ +16 +[0-9.]+ +[0-9.]+ " <<<"$bench" && grep -qE "^ +40 +[0-9.]+ " <<<"$bench" \
   || { echo "FAIL: bench printed '$bench'"; exit 1; }
+# Its decode floor reads the model's 143,630 active weights as the backend holds them: fp32 on
+# the CPU, bf16 on CUDA (kl_model_info's decode_weight_bytes).
+grep -qE "decode reads (561\.1|280\.5) KiB of weights" <<<"$bench" \
+  || { echo "FAIL: bench's decode floor in '$bench'"; exit 1; }
 
 set +e
 "$kimi" run "$dir/m" --prompt-tokens 1,x 2>/dev/null; usage=$?

@@ -351,4 +351,63 @@ TEST(QuantizedCheckpoint, RandomModelsQuantizeLikeTheirFiles) {
     EXPECT_EQ(last, logits(base, WeightRequest::Int4));
 }
 
+TEST(QuantizedCheckpoint, ParameterCountsGiveTheBytesOfTheWeightsAsTheyLoad) {
+    const kl::ModelConfig config = kl::ModelConfig::load(kl::test::tiny_model_dir(kTiny));
+    const kl::ModelLayout layout(config);
+    const kl::ParameterCounts plain = kl::count_parameters(config, layout);
+    EXPECT_EQ(plain.active_plain, plain.active);
+    EXPECT_EQ(plain.routed_plain, plain.routed);
+    EXPECT_EQ(plain.active_quantized_bytes + plain.routed_quantized_bytes, 0u);
+    EXPECT_EQ(plain.decode_bytes(kl::DeviceKind::Cpu), plain.active * 4);
+    EXPECT_EQ(plain.decode_bytes(kl::DeviceKind::Cuda), plain.active * 2);
+    EXPECT_EQ(plain.routed_bytes(kl::DeviceKind::Cuda), plain.routed * 2);
+
+    // The tiny preset's tensors that FP8 and INT4 loads quantize (quantized_by_default: the
+    // linear weights but lm_head and KDA's low-rank f/g/b projections), by shape [rows, cols]:
+    // how many a decode step reads (2 of the 8 routed experts of each of the 3 MoE layers) and
+    // how many are routed experts'.
+    struct Group {
+        int64_t rows, cols;
+        uint64_t active, routed;
+    };
+    const std::vector<Group> groups = {
+        {32, 64, 3 * 3 + 3 + 3 + 3 * 2 * 2, 3 * 8 * 2},  // KDA q/k/v, shared and routed w1, w3
+        {64, 32, 3 + 2 + 3 + 3 * 2, 3 * 8},  // KDA o_proj, MLA kv_b/o_proj, shared, routed w2
+        {48, 64, 1, 0},                      // MLA q_proj
+        {40, 64, 1, 0},                      // MLA kv_a_proj_with_mqa
+        {128, 64, 2, 0},                     // layer 0's dense MLP gate, up
+        {64, 128, 1, 0},                     // and down
+    };
+    // Each is one 128 x 128 FP8 block (one fp32 scale) and one 128-column INT4 group a row
+    // (8 values a 32-bit word, one fp32 scale).
+    auto fp8 = [](const Group& g) { return static_cast<uint64_t>(g.rows * g.cols + 4); };
+    auto int4 = [](const Group& g) { return static_cast<uint64_t>(g.rows * (g.cols / 8 * 4 + 4)); };
+    for (WeightRequest request : {WeightRequest::Fp8, WeightRequest::Int4}) {
+        SCOPED_TRACE(request == WeightRequest::Fp8 ? "fp8" : "int4");
+        const auto store = kl::WeightStore::random(layout, 1, request);
+        const kl::ParameterCounts counts = kl::count_parameters(
+            config, layout, [&](const kl::TensorSpec& s) { return store->format(s); });
+        uint64_t params = 0, active = 0, routed = 0;
+        for (const Group& g : groups) {
+            const uint64_t bytes = request == WeightRequest::Fp8 ? fp8(g) : int4(g);
+            params += g.active * static_cast<uint64_t>(g.rows * g.cols);
+            active += g.active * bytes;
+            routed += g.routed * bytes;
+        }
+        EXPECT_EQ(counts.total, plain.total);
+        EXPECT_EQ(counts.active, plain.active);
+        EXPECT_EQ(counts.routed, plain.routed);
+        EXPECT_EQ(counts.active_plain, plain.active - params);
+        EXPECT_EQ(counts.active_quantized_bytes, active);
+        EXPECT_EQ(counts.routed_plain, 0u);
+        EXPECT_EQ(counts.routed_quantized_bytes, routed);
+        // The CPU backend holds every weight as fp32; the CUDA one plain weights as bf16 and
+        // quantized ones as they load.
+        EXPECT_EQ(counts.decode_bytes(kl::DeviceKind::Cpu), plain.active * 4);
+        EXPECT_EQ(counts.routed_bytes(kl::DeviceKind::Cpu), plain.routed * 4);
+        EXPECT_EQ(counts.decode_bytes(kl::DeviceKind::Cuda), (plain.active - params) * 2 + active);
+        EXPECT_EQ(counts.routed_bytes(kl::DeviceKind::Cuda), routed);
+    }
+}
+
 }  // namespace

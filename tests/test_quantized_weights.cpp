@@ -105,4 +105,18 @@ TEST(Quantize, AllZeroBlocksGiveZeros) {
     }
 }
 
+TEST(Quantize, QuantizedBytesAreTheDataAndTheFp32ScalesOfTheTensor) {
+    const int64_t rows = 130, cols = 260;  // ragged: 2 x 3 FP8 blocks, 33 words and 3 groups a row
+    EXPECT_EQ(kl::quantized_bytes(WeightFormat::Fp8, rows, cols), 130u * 260u + 2u * 3u * 4u);
+    EXPECT_EQ(kl::quantized_bytes(WeightFormat::Int4, rows, cols),
+              130u * 33u * 4u + 130u * 3u * 4u);
+    // What quantize() makes is that size.
+    const std::vector<float> x = ramp(rows, cols);
+    for (WeightFormat f : {WeightFormat::Fp8, WeightFormat::Int4}) {
+        const kl::QuantizedTensor q = kl::quantize(f, x.data(), rows, cols);
+        EXPECT_EQ(kl::quantized_bytes(f, rows, cols), q.data.size() + q.scales.size() * 4)
+            << kl::weight_format_name(f);
+    }
+}
+
 }  // namespace

@@ -757,6 +757,9 @@ typedef struct {
     uint64_t n_params;
     uint64_t n_active_params;
     int32_t eot_token;
+    uint64_t n_routed_params;
+    uint64_t decode_weight_bytes;
+    uint64_t routed_weight_bytes;
 } klb_model_info_t;
 
 /* What the helpers share; not wrapped. */

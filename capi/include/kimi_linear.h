@@ -202,6 +202,13 @@ struct kl_model_info {
      * them; a decode step reads n_experts_active / n_experts of them per token, a batch of B
      * tokens about 1 - (1 - n_experts_active / n_experts)^B of them). */
     uint64_t n_routed_params;
+    /* Added later: weight bytes in the form the backend holds them (quantized weights as they
+     * load). decode_weight_bytes: what one decode step reads at least, its n_active_params
+     * (the CPU backend holds every weight as fp32, 4 bytes, quantized ones dequantized; the
+     * CUDA backend plain weights as bf16, 2 bytes, and FP8 or INT4 ones as loaded, codes plus
+     * their fp32 scales). routed_weight_bytes: its n_routed_params, held the same way. */
+    uint64_t decode_weight_bytes;
+    uint64_t routed_weight_bytes;
 };
 
 /* Fill *out. Set out->struct_size = sizeof(struct kl_model_info) first; fields past an older

@@ -5,6 +5,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstddef>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -565,6 +566,9 @@ TEST_F(CApiSession, ModelInfoDescribesTheModel) {
     // row of the embedding [256, 64].
     EXPECT_EQ(info.n_params - info.n_active_params, 3u * 6u * 3u * 64u * 32u + 256u * 64u);
     EXPECT_EQ(info.n_routed_params, 3u * 8u * 3u * 64u * 32u);  // all 8 experts, 3 layers
+    // In the form the CPU backend holds them: fp32.
+    EXPECT_EQ(info.decode_weight_bytes, info.n_active_params * 4u);
+    EXPECT_EQ(info.routed_weight_bytes, 3u * 8u * 3u * 64u * 32u * 4u);
     kl_model_params params;
     kl_model_params_default(&params);
     params.device = KL_DEVICE_CUDA;
@@ -586,6 +590,37 @@ TEST_F(CApiSession, ModelInfoDescribesTheModel) {
     params.n_threads = -1;
     expect_failure(kl_model_load(kl::test::tiny_model_dir().c_str(), &params, &gpu),
                    KL_ERR_INVALID_ARGUMENT, "n_threads");
+}
+
+TEST_F(CApiSession, WeightBytesAreAsTheBackendHoldsTheWeights) {
+    struct kl_model_info plain = {};
+    plain.struct_size = sizeof(plain);
+    ASSERT_EQ(kl_model_info(model, &plain), KL_OK);
+    // FP8 or INT4 on load: the CPU backend dequantizes them, so a decode step still reads an
+    // fp32 weight for each active parameter.
+    for (kl_weight_format format : {KL_WEIGHTS_FP8, KL_WEIGHTS_INT4}) {
+        SCOPED_TRACE(format);
+        kl_model_params params = kl::test::cpu_params();
+        params.weight_format = format;
+        kl_model* quantized = nullptr;
+        ASSERT_EQ(kl_model_load(kl::test::tiny_model_dir().c_str(), &params, &quantized), KL_OK)
+            << kl_last_error();
+        struct kl_model_info info = {};
+        info.struct_size = sizeof(info);
+        ASSERT_EQ(kl_model_info(quantized, &info), KL_OK);
+        kl_model_free(quantized);
+        EXPECT_EQ(info.n_active_params, plain.n_active_params);
+        EXPECT_EQ(info.decode_weight_bytes, plain.n_active_params * 4u);
+        EXPECT_EQ(info.routed_weight_bytes, plain.n_routed_params * 4u);
+    }
+    // An older caller's struct ends before decode_weight_bytes: neither is written.
+    struct kl_model_info old;
+    std::memset(&old, 0x7f, sizeof(old));
+    old.struct_size = offsetof(struct kl_model_info, decode_weight_bytes);
+    ASSERT_EQ(kl_model_info(model, &old), KL_OK);
+    EXPECT_EQ(old.n_routed_params, plain.n_routed_params);
+    EXPECT_EQ(old.decode_weight_bytes, 0x7f7f7f7f7f7f7f7fu);
+    EXPECT_EQ(old.routed_weight_bytes, 0x7f7f7f7f7f7f7f7fu);
 }
 
 // The tiny preset has no room for a tokenizer (vocab 256): its folder has no tiktoken.model.

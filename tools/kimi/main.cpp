@@ -423,22 +423,20 @@ std::string cpu_model() {
     return "unknown CPU";
 }
 
-// What one token costs at best, from the model's parameter counts: the weights a decode step
-// must read (kl_model_info's n_active_params) and the matrix FLOPs of prefill (the same
-// weights but the lm_head, which prefill runs for the last token only).
+// What one token costs at best: the weight bytes a decode step must read (kl_model_info's
+// decode_weight_bytes, in the form the backend holds them: fp32, bf16, FP8 or INT4) and the
+// matrix FLOPs of prefill (the active parameters but the lm_head, which prefill runs for the
+// last token only).
 struct Floors {
     double decode_weight_bytes = 0;  // per token
     double prefill_flops = 0;        // per token, weight FLOPs (attention not counted)
-    double element = 0;              // bytes per weight
 };
 
 Floors floors(const struct kl_model_info& info) {
-    const double element = info.device == KL_DEVICE_CUDA ? 2.0 : 4.0;  // bf16 or fp32 weights
     const double lm_head = static_cast<double>(info.vocab_size) * info.hidden_size;
     Floors f;
-    f.decode_weight_bytes = static_cast<double>(info.n_active_params) * element;
+    f.decode_weight_bytes = static_cast<double>(info.decode_weight_bytes);
     f.prefill_flops = 2.0 * (static_cast<double>(info.n_active_params) - lm_head);
-    f.element = element;
     return f;
 }
 
@@ -453,16 +451,15 @@ SessionHandle new_session(kl_model* model, uint64_t capacity) {
 
 // The bytes a batched step of `batch` sessions at `context` must read at least: the weights
 // but the routed experts, the distinct experts the batch touches (expected number under
-// uniform routing: E (1 - (1 - k/E)^B) per layer), and every session's state (read and
-// written) and cache.
+// uniform routing: E (1 - (1 - k/E)^B) per layer, a share of routed_weight_bytes), and every
+// session's state (read and written) and cache.
 double batch_floor_bytes(const struct kl_model_info& info, const Floors& floor, int batch,
                          int32_t context) {
-    const double routed = static_cast<double>(info.n_routed_params);
+    const double routed = static_cast<double>(info.routed_weight_bytes);
     const double share =
         info.n_experts ? static_cast<double>(info.n_experts_active) / info.n_experts : 0.0;
     const double touched = 1.0 - std::pow(1.0 - share, batch);
-    const double weights =
-        floor.decode_weight_bytes + floor.element * routed * (touched - share);
+    const double weights = floor.decode_weight_bytes + routed * (touched - share);
     return weights + batch * (2.0 * info.session_fixed_bytes +
                               static_cast<double>(context) * info.kv_bytes_per_token);
 }

@@ -22,6 +22,9 @@ namespace KimiLinear
             Parameters = i.n_params;
             ActiveParameters = i.n_active_params;
             EotToken = i.eot_token;
+            RoutedParameters = i.n_routed_params;
+            DecodeWeightBytes = i.decode_weight_bytes;
+            RoutedWeightBytes = i.routed_weight_bytes;
         }
 
         /// <summary>Vocabulary size: the length of a logits row.</summary>
@@ -59,6 +62,19 @@ namespace KimiLinear
         /// embedding table (one row; whole when it is the tied lm_head).
         /// </summary>
         public ulong ActiveParameters { get; }
+        /// <summary>
+        /// The routed experts' weights, all experts of all layers (a batch of B tokens reads about
+        /// 1 - (1 - ExpertsActive / Experts)^B of them).
+        /// </summary>
+        public ulong RoutedParameters { get; }
+        /// <summary>
+        /// Bytes of weights one decode step reads at least (its <see cref="ActiveParameters"/>), in
+        /// the form the backend holds them: fp32 on the CPU (quantized weights dequantized); bf16,
+        /// or FP8 / INT4 codes and their fp32 scales as loaded, on CUDA.
+        /// </summary>
+        public ulong DecodeWeightBytes { get; }
+        /// <summary>The routed experts' bytes (<see cref="RoutedParameters"/>), held the same way.</summary>
+        public ulong RoutedWeightBytes { get; }
 
         public override string ToString()
         {

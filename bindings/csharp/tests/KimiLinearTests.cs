@@ -296,6 +296,10 @@ internal static partial class KimiLinearTests
             Check.True(info.MaxContext > 0, "max context");
             Check.True(info.Parameters > 0, "parameters");
             Check.True(info.ActiveParameters > 0 && info.ActiveParameters <= info.Parameters, "active parameters");
+            Check.True(info.RoutedParameters > 0 && info.RoutedParameters < info.Parameters, "routed parameters");
+            // The CPU backend holds every weight as fp32.
+            Check.Equal(4 * info.ActiveParameters, info.DecodeWeightBytes, "decode weight bytes");
+            Check.Equal(4 * info.RoutedParameters, info.RoutedWeightBytes, "routed weight bytes");
             Check.True(model.HasTokenizer, "has a tokenizer");
             Check.True(model.ToString().Contains("vocab " + info.VocabSize), "ToString");
         }

@@ -150,6 +150,8 @@ class kl_model_info(Structure):
         ("n_active_params", c_uint64),
         ("eot_token", c_int32),
         ("n_routed_params", c_uint64),
+        ("decode_weight_bytes", c_uint64),  # appended later: bytes as the backend holds them
+        ("routed_weight_bytes", c_uint64),
     ]
 
 

@@ -128,6 +128,12 @@ class ModelInfo:
     #: the routed experts' weights, all experts of all layers (a batch of B tokens reads
     #: about 1 - (1 - n_experts_active / n_experts)^B of them)
     n_routed_params: int = 0
+    #: bytes of weights one decode step reads at least (its n_active_params), in the form the
+    #: backend holds them: fp32 on the CPU (quantized weights dequantized); bf16, or FP8 / INT4
+    #: codes and their fp32 scales as loaded, on CUDA
+    decode_weight_bytes: int = 0
+    #: the routed experts' bytes (n_routed_params), held the same way
+    routed_weight_bytes: int = 0
 
     @classmethod
     def _from_c(cls, info: Any) -> "ModelInfo":
@@ -145,7 +151,9 @@ class ModelInfo:
             eos_token=None if info.eos_token < 0 else info.eos_token,
             n_params=info.n_params, n_active_params=info.n_active_params,
             eot_token=None if info.eot_token < 0 else info.eot_token,
-            n_routed_params=info.n_routed_params)
+            n_routed_params=info.n_routed_params,
+            decode_weight_bytes=info.decode_weight_bytes,
+            routed_weight_bytes=info.routed_weight_bytes)
 
 
 def token_buffer(tokens: Any, what: str = "tokens") -> Tuple[Any, int]:

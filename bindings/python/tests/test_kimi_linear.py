@@ -38,9 +38,11 @@ def test_struct_layouts_match_the_header(kl):
     assert n.kl_model_params.batch_wait_us.offset == 36
     assert n.kl_model_params.weight_format.offset == 40
     assert ctypes.sizeof(n.kl_session_params) == 16
-    assert ctypes.sizeof(n.kl_model_info) == 112
+    assert ctypes.sizeof(n.kl_model_info) == 128
     assert n.kl_model_info.eot_token.offset == 96
     assert n.kl_model_info.n_routed_params.offset == 104
+    assert n.kl_model_info.decode_weight_bytes.offset == 112
+    assert n.kl_model_info.routed_weight_bytes.offset == 120
     assert n.kl_model_info.max_context.offset == 32
     assert n.kl_model_info.device.offset == 40
     assert n.kl_model_info.weight_bytes.offset == 48
@@ -135,6 +137,9 @@ def test_model_info(kl, model):
     assert info.bos_token is not None and info.eos_token is not None
     assert 0 < info.n_active_params <= info.n_params
     assert 0 < info.n_routed_params < info.n_params
+    # The CPU backend holds every weight as fp32.
+    assert info.decode_weight_bytes == 4 * info.n_active_params
+    assert info.routed_weight_bytes == 4 * info.n_routed_params
     assert model.detokenize([info.bos_token, info.eos_token]) == "[BOS][EOS]"
     assert model.has_tokenizer
     with pytest.raises(AttributeError):

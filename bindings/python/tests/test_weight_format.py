@@ -17,6 +17,9 @@ def test_weights_option_reaches_the_library(kl, tiny_model_dir):
     for weights in ("fp8", "int4"):
         with kl.Model(tiny_model_dir, device="cpu", weights=weights) as m:
             quantized = last_logits(m)
+            # The CPU backend dequantizes: a decode step reads fp32 weights all the same.
+            assert m.info.decode_weight_bytes == 4 * m.info.n_active_params > 0, weights
+            assert m.info.routed_weight_bytes == 4 * m.info.n_routed_params > 0, weights
         assert not np.array_equal(quantized, stored), weights
         assert np.abs(quantized - stored).mean() < np.abs(stored).mean(), weights
 

@@ -116,6 +116,10 @@ def test_model_info_and_tokenizer(model):
     assert info.device == n.KL_DEVICE_CPU
     assert info.max_context > 0 and info.weight_bytes > 0 and info.kv_bytes_per_token > 0
     assert info.bos_token >= 0 and info.eos_token >= 0
+    assert 0 < info.n_routed_params < info.n_params
+    # The CPU backend holds every weight as fp32.
+    assert info.decode_weight_bytes == 4 * info.n_active_params
+    assert info.routed_weight_bytes == 4 * info.n_routed_params
     assert n.klb_model_has_tokenizer(model) == 1
     assert _detokenize(model, [info.bos_token, info.eos_token]) == "[BOS][EOS]"
 

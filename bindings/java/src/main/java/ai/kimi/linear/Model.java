@@ -123,7 +123,8 @@ public final class Model extends NativeResource {
                     (int) i.getN_kda_layers(), (int) i.getN_mla_layers(), (int) i.getN_experts(),
                     (int) i.getN_experts_active(), i.getMax_context(), Device.of(i.getDevice().swigValue()),
                     i.getWeight_bytes(), i.getSession_fixed_bytes(), i.getKv_bytes_per_token(),
-                    i.getBos_token(), i.getEos_token(), i.getN_params(), i.getN_active_params(), i.getEot_token());
+                    i.getBos_token(), i.getEos_token(), i.getN_params(), i.getN_active_params(), i.getEot_token(),
+                    i.getN_routed_params(), i.getDecode_weight_bytes(), i.getRouted_weight_bytes());
         } finally {
             i.delete();
         }

@@ -30,7 +30,25 @@ public record ModelInfo(
         /** the chat format's end-of-turn token (<|im_end|>), where an assistant's reply ends; -1
          *  without a tokenizer or chat format. {@link Session#chat} and {@link Conversation} stop
          *  there */
-        int eotToken) {
+        int eotToken,
+        /** the routed experts' weights, all experts of all layers (a batch of B tokens reads about
+         *  1 - (1 - nExpertsActive / nExperts)^B of them) */
+        long nRoutedParams,
+        /** bytes of weights one decode step reads at least (its nActiveParams), in the form the
+         *  backend holds them: fp32 on the CPU (quantized weights dequantized); bf16, or FP8 / INT4
+         *  codes and their fp32 scales as loaded, on CUDA */
+        long decodeWeightBytes,
+        /** the routed experts' bytes (nRoutedParams), held the same way */
+        long routedWeightBytes) {
+    /** The fields before the routed experts' counts (which are 0 then). */
+    public ModelInfo(int vocabSize, int hiddenSize, int nLayers, int nKdaLayers, int nMlaLayers, int nExperts,
+            int nExpertsActive, long maxContext, Device device, long weightBytes, long sessionFixedBytes,
+            long kvBytesPerToken, int bosToken, int eosToken, long nParams, long nActiveParams, int eotToken) {
+        this(vocabSize, hiddenSize, nLayers, nKdaLayers, nMlaLayers, nExperts, nExpertsActive, maxContext, device,
+                weightBytes, sessionFixedBytes, kvBytesPerToken, bosToken, eosToken, nParams, nActiveParams, eotToken,
+                0, 0, 0);
+    }
+
     /** The fields before the end-of-turn token (-1 then). */
     public ModelInfo(int vocabSize, int hiddenSize, int nLayers, int nKdaLayers, int nMlaLayers, int nExperts,
             int nExpertsActive, long maxContext, Device device, long weightBytes, long sessionFixedBytes,

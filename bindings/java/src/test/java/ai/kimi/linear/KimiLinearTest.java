@@ -622,6 +622,10 @@ public class KimiLinearTest {
         assertTrue(i.weightBytes() > 0);
         assertTrue(i.nParams() > 0);
         assertTrue(i.nActiveParams() > 0 && i.nActiveParams() <= i.nParams());
+        assertTrue(i.nRoutedParams() > 0 && i.nRoutedParams() < i.nParams());
+        // The CPU backend holds every weight as fp32.
+        assertEquals(4 * i.nActiveParams(), i.decodeWeightBytes());
+        assertEquals(4 * i.nRoutedParams(), i.routedWeightBytes());
         assertEquals(Model.bindingAbiVersion(), Model.abiVersion());
         assertTrue(Model.libraryVersion().matches("\\d+\\.\\d+\\.\\d+"));
         assertEquals(-1, tiny.info().bosToken());
