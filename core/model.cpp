@@ -124,19 +124,20 @@ std::unique_ptr<DecodeBatcher> batcher_for(const ModelLoadOptions& options,
                                            std::chrono::microseconds(options.batch_wait_us));
 }
 
-// The backend for `weights`: through create_from_store when the backend has it; a backend
-// without it reads only plain weights, so anything quantized is refused before loading.
+// The backend for `weights`: plain weights through the provider's own path when it has one
+// (`plain` null when it has none; the GPU backend's reads the checkpoint's tensors or makes
+// random ones on the device), anything else through create_from_store; a backend without it
+// reads only plain weights, so anything quantized is refused before loading.
 std::unique_ptr<Backend> create_backend(const BackendProvider& provider, const ModelConfig& config,
                                         const ModelLayout& layout, const WeightStore& weights,
                                         const ModelLoadOptions& options,
                                         const std::function<std::unique_ptr<Backend>()>& plain) {
-    if (provider.create_from_store)
-        return provider.create_from_store(config, layout, weights, backend_options(options));
-    if (!weights.all_plain())
+    if (weights.all_plain() && plain) return plain();
+    if (!provider.create_from_store)
         fail(Status::Unsupported,
-             "the GPU backend does not run quantized (FP8 or INT4) weights yet; load on the "
-             "CPU (KL_DEVICE_CPU), or a bf16 checkpoint with weight format AUTO or BF16");
-    return plain();
+             "this backend does not run quantized (FP8 or INT4) weights; load on the CPU "
+             "(KL_DEVICE_CPU), or a bf16 checkpoint with weight format AUTO or BF16");
+    return provider.create_from_store(config, layout, weights, backend_options(options));
 }
 
 void report_done(const ModelLoadOptions& options, const Backend& backend) {
@@ -163,9 +164,12 @@ std::unique_ptr<Model> Model::load(const std::string& dir, const ModelLoadOption
     model->fingerprint_ = fingerprint_of(model->config_, layout, *weights);
     model->parameters_ = count_parameters(model->config_, layout,
                                           [&](const TensorSpec& s) { return weights->format(s); });
-    model->backend_ = create_backend(provider, model->config_, layout, *weights, options, [&] {
-        return provider.create(model->config_, layout, *checkpoint, backend_options(options));
-    });
+    std::function<std::unique_ptr<Backend>()> plain;
+    if (provider.create)
+        plain = [&] {
+            return provider.create(model->config_, layout, *checkpoint, backend_options(options));
+        };
+    model->backend_ = create_backend(provider, model->config_, layout, *weights, options, plain);
     model->batcher_ = batcher_for(options, *model->backend_);
     report_done(options, *model->backend_);
     return model;
@@ -188,9 +192,12 @@ std::unique_ptr<Model> Model::create_random(const ModelConfig& config, uint64_t 
     const auto weights = WeightStore::random(layout, seed, options.weights);
     model->parameters_ =
         count_parameters(config, layout, [&](const TensorSpec& s) { return weights->format(s); });
-    model->backend_ = create_backend(provider, config, layout, *weights, options, [&] {
-        return provider.create_random(config, layout, seed, backend_options(options));
-    });
+    std::function<std::unique_ptr<Backend>()> plain;
+    if (provider.create_random)
+        plain = [&] {
+            return provider.create_random(config, layout, seed, backend_options(options));
+        };
+    model->backend_ = create_backend(provider, config, layout, *weights, options, plain);
     model->batcher_ = batcher_for(options, *model->backend_);
     report_done(options, *model->backend_);
     return model;

@@ -157,6 +157,7 @@ std::unique_ptr<WeightStore> WeightStore::random(const ModelLayout& layout, uint
                                                  WeightRequest request) {
     auto store = std::unique_ptr<WeightStore>(new WeightStore());
     store->random_ = random_tensor_source(seed);
+    store->random_seed_ = seed;
     layout.visit([&](const TensorSpec& spec) { store->tensors_.emplace(spec.name, Stored{}); });
     store->choose_loaded_formats(layout, request);
     return store;

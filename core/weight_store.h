@@ -12,6 +12,7 @@
 
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -52,6 +53,10 @@ public:
     QuantizedTensor quantized(const TensorSpec& spec) const;     // format(spec) != Plain
     // dequantized() as a TensorSource (core/weights.h).
     TensorSource source() const;
+    // The seed of random weights (WeightStore::random), so that a GPU backend can make them
+    // on the device: dequantized() of a random store is core/random_init.h's values for it,
+    // quantized() their kl::quantize form. Empty for a checkpoint.
+    std::optional<uint64_t> random_seed() const { return random_seed_; }
 
     // Every tensor loads plain and the checkpoint stores every tensor plain (a backend
     // that reads the checkpoint's TensorViews directly gets the right values).
@@ -79,6 +84,7 @@ private:
 
     std::unordered_map<std::string, Stored> tensors_;
     TensorSource random_;  // set for random weights
+    std::optional<uint64_t> random_seed_;
     bool all_plain_ = true;
 };
 

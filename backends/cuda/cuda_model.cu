@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "core/safetensors.h"
+#include "core/weight_store.h"
 #include "cuda_backend.h"
 #include "cuda_model.h"
 
@@ -17,16 +18,18 @@ CudaBackend::CudaBackend(const ModelConfig& config, const ModelLayout& layout,
     for (cudaEvent_t& event : layer_done_)
         check(cudaEventCreateWithFlags(&event, cudaEventDisableTiming), "cudaEventCreate");
     gemm_ = std::make_unique<Gemm>();
-    auto get = [&](const TensorSpec& spec, bool f32 = false) {
-        Weight w = source(spec, f32);
-        weight_bytes_ += w.buffer->bytes();
+    auto get = [&](const TensorSpec& spec, Form form = Form::Bf16) {
+        Weight w = source(spec, form);
+        weight_bytes_ += w.bytes();
         return w;
     };
-    auto mlp = [&](const MlpTensors& t) { return Mlp{get(t.gate), get(t.up), get(t.down)}; };
+    auto mlp = [&](const MlpTensors& t) {
+        return Mlp{get(t.gate, Form::Any), get(t.up, Form::Any), get(t.down, Form::Any)};
+    };
     embed_ = get(layout.embed_tokens);
     final_norm_ = get(layout.final_norm);
     tied_ = layout.tied;
-    if (!tied_) lm_head_ = get(layout.lm_head);
+    if (!tied_) lm_head_ = get(layout.lm_head, Form::Any);
     size_t mla_layers = 0;
     for (const LayerTensors& t : layout.layers) {
         Layer L;
@@ -36,17 +39,17 @@ CudaBackend::CudaBackend(const ModelConfig& config, const ModelLayout& layout,
         if (L.is_kda) {
             load_kda(L, t.kda, get);
         } else {
-            L.mq = get(t.mla.q_proj), L.kv_a = get(t.mla.kv_a_proj_with_mqa);
+            L.mq = get(t.mla.q_proj, Form::Any), L.kv_a = get(t.mla.kv_a_proj_with_mqa, Form::Any);
             L.kv_norm = get(t.mla.kv_a_layernorm), L.kv_b = get(t.mla.kv_b_proj);
-            L.mo = get(t.mla.o_proj);
+            L.mo = get(t.mla.o_proj, Form::Any);
             L.mla_slot = mla_layers++;
         }
         L.is_moe = t.is_moe;
         if (L.is_moe) {
             L.router = get(t.moe.router);
-            L.router_bias = get(t.moe.router_bias, true);
+            L.router_bias = get(t.moe.router_bias, Form::F32);
             load_experts(L, t.moe.experts, get);
-            upload_expert_pointers(L);
+            upload_expert_tables(L);
             L.has_shared = t.moe.has_shared;
             if (L.has_shared) L.shared = mlp(t.moe.shared);
         } else {
@@ -55,26 +58,58 @@ CudaBackend::CudaBackend(const ModelConfig& config, const ModelLayout& layout,
         layers_.push_back(std::move(L));
     }
     workspace_ = std::make_unique<Workspace>(config);
+    reserve_gemm_buffers();
+}
+
+// Prefill and batches run quantized linears through cuBLASLt on their bf16 values, expanded
+// into one scratch buffer of the largest such weight's size (Gemm::reserve_dequantized).
+void CudaBackend::reserve_gemm_buffers() {
+    size_t largest = 0;
+    auto take = [&](const Weight& w) {
+        if (w.code != WeightCode::Bf16) largest = std::max(largest, w.rows * w.cols);
+    };
+    if (!tied_) take(lm_head_);
+    for (const Layer& L : layers_) {
+        for (const Weight* w : {&L.x_proj, &L.o, &L.mq, &L.kv_a, &L.mo, &L.mlp.gate, &L.mlp.up,
+                                &L.mlp.down, &L.shared.gate, &L.shared.up, &L.shared.down})
+            take(*w);
+    }
+    gemm_->reserve_dequantized(largest);
 }
 
 template <typename Get>
 void CudaBackend::load_kda(Layer& L, const KdaTensors& t, Get& get) {
     const size_t H = config_.kda_num_heads, D = config_.kda_head_dim, HD = H * D;
     {
-        const Weight q = get(t.q_proj), k = get(t.k_proj), v = get(t.v_proj), f_a = get(t.f_a_proj),
-                     g_a = get(t.g_a_proj), b = get(t.b_proj);
-        L.x_proj = stack_rows({&q, &k, &v, &f_a, &g_a, &b});
+        Weight q = get(t.q_proj, Form::Any), k = get(t.k_proj, Form::Any),
+               v = get(t.v_proj, Form::Any);
+        const Weight f_a = get(t.f_a_proj), g_a = get(t.g_a_proj), b = get(t.b_proj);
+        if (!stackable({&q, &k, &v})) {  // formats differ (a checkpoint's choice): all bf16
+            for (Weight* w : {&q, &k, &v}) {
+                weight_bytes_ -= w->bytes();
+                *w = to_bf16(*w);
+                weight_bytes_ += w->bytes();
+            }
+        }
+        if (q.code == WeightCode::Bf16) {
+            L.x_proj = stack_rows({&q, &k, &v, &f_a, &g_a, &b});
+        } else {
+            L.x_proj = stack_rows({&q, &k, &v});
+            L.x_low = stack_rows({&f_a, &g_a, &b});
+        }
     }  // the separate copies are freed here
     size_t row = 0;
     for (Weight* part : {&L.q, &L.k, &L.v}) *part = row_view(L.x_proj, row, HD), row += HD;
-    L.f_a = row_view(L.x_proj, row, D), row += D;
-    L.g_a = row_view(L.x_proj, row, D), row += D;
-    L.b = row_view(L.x_proj, row, H);
+    const Weight& low = L.x_low.rows ? L.x_low : L.x_proj;
+    if (L.x_low.rows) row = 0;
+    L.f_a = row_view(low, row, D), row += D;
+    L.g_a = row_view(low, row, D), row += D;
+    L.b = row_view(low, row, H);
     L.q_conv = get(t.q_conv), L.k_conv = get(t.k_conv), L.v_conv = get(t.v_conv);
     L.f_b = get(t.f_b_proj);
-    L.a_log = get(t.a_log, true), L.dt_bias = get(t.dt_bias, true);
+    L.a_log = get(t.a_log, Form::F32), L.dt_bias = get(t.dt_bias, Form::F32);
     L.g_b = get(t.g_b_proj);
-    L.o_norm = get(t.o_norm), L.o = get(t.o_proj);
+    L.o_norm = get(t.o_norm), L.o = get(t.o_proj, Form::Any);
 }
 
 // The routed experts of a layer in three buffers (every expert's gate, up, down), each
@@ -92,31 +127,44 @@ void CudaBackend::load_experts(Layer& L, const std::vector<MlpTensors>& experts,
     for (int kind = 0; kind < 3; ++kind) {
         std::vector<Weight> parts;
         parts.reserve(experts.size());
-        for (const MlpTensors& e : experts) parts.push_back(get(e.*specs[kind]));
+        for (const MlpTensors& e : experts) parts.push_back(get(e.*specs[kind], Form::Any));
         std::vector<const Weight*> order;
         for (const Weight& w : parts) order.push_back(&w);
+        if (!stackable(order)) {  // formats differ (a checkpoint's choice): all bf16
+            for (Weight& w : parts) {
+                weight_bytes_ -= w.bytes();
+                w = to_bf16(w);
+                weight_bytes_ += w.bytes();
+            }
+        }
         const Weight all = stack_rows(order);
         for (size_t i = 0; i < experts.size(); ++i)
             L.experts[i].*kinds[kind] = row_view(all, i * parts[i].rows, parts[i].rows);
     }
 }
 
-void CudaBackend::upload_expert_pointers(Layer& L) {
-    std::vector<const bf16*> w1, w3, w2;
-    for (const Mlp& e : L.experts) {
-        w1.push_back(e.gate.bf());
-        w3.push_back(e.up.bf());
-        w2.push_back(e.down.bf());
+// One buffer of six tables: the experts' w1, w3, w2 matrices, then their scales (quantized).
+void CudaBackend::upload_expert_tables(Layer& L) {
+    const size_t E = L.experts.size();
+    std::vector<const void*> tables;
+    tables.reserve(6 * E);
+    for (Weight Mlp::*kind : {&Mlp::gate, &Mlp::up, &Mlp::down})
+        for (const Mlp& e : L.experts) tables.push_back((e.*kind).data);
+    for (Weight Mlp::*kind : {&Mlp::gate, &Mlp::up, &Mlp::down})
+        for (const Mlp& e : L.experts) tables.push_back((e.*kind).scales);
+    L.expert_tables = DeviceBuffer(tables.size() * sizeof(const void*));
+    check(cudaMemcpy(L.expert_tables.as<void>(), tables.data(), tables.size() * sizeof(const void*),
+                     cudaMemcpyHostToDevice),
+          "expert tables");
+    const void* const* t = L.expert_tables.as<const void*>();
+    ExpertWeights& w = L.expert_weights;
+    w.code = E ? L.experts[0].gate.code : WeightCode::Bf16;
+    w.w1 = t, w.w3 = t + E, w.w2 = t + 2 * E;
+    if (w.code != WeightCode::Bf16) {
+        w.s1 = reinterpret_cast<const float* const*>(t + 3 * E);
+        w.s3 = reinterpret_cast<const float* const*>(t + 4 * E);
+        w.s2 = reinterpret_cast<const float* const*>(t + 5 * E);
     }
-    const size_t bytes = w1.size() * sizeof(const bf16*);
-    L.expert_w1 = DeviceBuffer(bytes), L.expert_w3 = DeviceBuffer(bytes),
-    L.expert_w2 = DeviceBuffer(bytes);
-    check(cudaMemcpy(L.expert_w1.as<void>(), w1.data(), bytes, cudaMemcpyHostToDevice),
-          "expert table");
-    check(cudaMemcpy(L.expert_w3.as<void>(), w3.data(), bytes, cudaMemcpyHostToDevice),
-          "expert table");
-    check(cudaMemcpy(L.expert_w2.as<void>(), w2.data(), bytes, cudaMemcpyHostToDevice),
-          "expert table");
 }
 
 CudaBackend::~CudaBackend() {
@@ -244,8 +292,8 @@ cudaGraphExec_t CudaBackend::capture(const std::function<void()>& work) const {
     return exec;
 }
 
-void CudaBackend::linear(const bf16* x, size_t n, const Weight& w, float* y) const {
-    gemm_->run(x, n, w.cols, w.bf(), w.rows, y, stream_);
+void CudaBackend::linear(const bf16* x, size_t n, const Weight& w, float* y, size_t ldy) const {
+    gemm_->run(x, n, w.cols, w.matrix(), w.rows, y, ldy ? ldy : w.rows, stream_);
 }
 
 void CudaBackend::mlp(const Mlp& w, const bf16* x, size_t n, Workspace& ws, float* out) const {
@@ -341,6 +389,14 @@ KdaDecodeWeights CudaBackend::decode_weights(const Layer& L) const {
                             L.o_norm.bf(), config_.rms_norm_eps};
 }
 
+// ws.proj[m, proj_rows] = xn · [q k v f_a g_a b]^T: one GEMV, two with quantized q, k, v.
+void CudaBackend::kda_projections(const Layer& L, size_t m) const {
+    const bf16* xn = workspace_->xn.as<bf16>();
+    float* proj = workspace_->proj.as<float>();
+    linear(xn, m, L.x_proj, proj, L.proj_rows());
+    if (L.x_low.rows) linear(xn, m, L.x_low, proj + L.x_proj.rows, L.proj_rows());
+}
+
 void CudaBackend::kda_layer(const Layer& L, const Pass& pass, size_t l, float* out) const {
     const ModelConfig& c = config_;
     Workspace& ws = *workspace_;
@@ -351,18 +407,18 @@ void CudaBackend::kda_layer(const Layer& L, const Pass& pass, size_t l, float* o
     const size_t offset = (*pass.rec_offset)[l];
     if (!pass.st) {  // a batch: one token of each of m sessions, each its own state
         profile_.section("kda projections (batch)", stream_);
-        linear(xn, m, L.x_proj, ws.proj.as<float>());
+        kda_projections(L, m);
         profile_.section("kda fused decode step (batch)", stream_);
-        kda_decode_step_batch(ws.proj.as<float>(), L.x_proj.rows, m, H, D, scale, decode_weights(L),
+        kda_decode_step_batch(ws.proj.as<float>(), L.proj_rows(), m, H, D, scale, decode_weights(L),
                               pass.batch_rec_in, pass.batch_rec_out, offset,
                               offset + c.kda_state_floats(), ws.o_bf.as<bf16>(), 0, stream_);
     } else if (m <= kDecodeTokens && kda_decode_supported(D)) {
         const float* rec_in = pass.rec_in + offset;
         float* rec_out = pass.rec_out + offset;
         profile_.section("kda projections (1 GEMV)", stream_);
-        linear(xn, m, L.x_proj, ws.proj.as<float>());
+        kda_projections(L, m);
         profile_.section("kda fused decode step", stream_);
-        kda_decode_step(ws.proj.as<float>(), L.x_proj.rows, m, H, D, scale, decode_weights(L),
+        kda_decode_step(ws.proj.as<float>(), L.proj_rows(), m, H, D, scale, decode_weights(L),
                         rec_in, rec_in + c.kda_state_floats(), rec_out,
                         rec_out + c.kda_state_floats(), ws.o_bf.as<bf16>(), stream_);
     } else {
@@ -466,13 +522,13 @@ void CudaBackend::moe(const Layer& L, const bf16* xn, size_t m, Workspace& ws, f
     if (m <= kDecodeTokens) {
         // The shared expert joins the chosen ones' GEMVs when it has their shape.
         profile_.section("moe experts (GEMVs)", stream_);
-        const bool fuse_shared = L.has_shared && L.shared.gate.rows == mi;
+        const bool fuse_shared = fuses_shared(L);
         DecodeSharedExpert shared;
-        if (fuse_shared) shared = {L.shared.gate.bf(), L.shared.up.bf(), L.shared.down.bf()};
+        if (fuse_shared)
+            shared = {L.shared.gate.matrix(), L.shared.up.matrix(), L.shared.down.matrix()};
         if (L.has_shared && !fuse_shared) mlp(L.shared, xn, m, ws, out);
         moe_experts_gemv(xn, m, h, mi, k, ws.chosen.as<int32_t>(), ws.weights.as<float>(),
-                         L.expert_w1.as<const bf16*>(), L.expert_w3.as<const bf16*>(),
-                         L.expert_w2.as<const bf16*>(), shared, L.has_shared && !fuse_shared,
+                         L.expert_weights, shared, L.has_shared && !fuse_shared,
                          ws.e_act.as<float>(), out, stream_);
         return;
     }
@@ -482,13 +538,8 @@ void CudaBackend::moe(const Layer& L, const bf16* xn, size_t m, Workspace& ws, f
     else
         check(cudaMemsetAsync(out, 0, m * h * sizeof(float), stream_), "zero");
     profile_.section("moe routed experts (grouped)", stream_);
-    ExpertWeights routed;
-    routed.code = WeightCode::Bf16;
-    routed.w1 = L.expert_w1.as<const void*>();
-    routed.w3 = L.expert_w3.as<const void*>();
-    routed.w2 = L.expert_w2.as<const void*>();
-    moe_experts_grouped(xn, m, h, mi, E, k, ws.chosen.as<int32_t>(), ws.weights.as<float>(), routed,
-                        ws.moe.as<void>(), out, stream_);
+    moe_experts_grouped(xn, m, h, mi, E, k, ws.chosen.as<int32_t>(), ws.weights.as<float>(),
+                        L.expert_weights, ws.moe.as<void>(), out, stream_);
 }
 
 namespace {
@@ -507,8 +558,8 @@ std::unique_ptr<Backend> create(const ModelConfig& config, const ModelLayout& la
     DeviceGuard guard(options.device_index);
     return std::make_unique<CudaBackend>(
         config, layout,
-        [&](const TensorSpec& spec, bool as_f32) {
-            return upload_weight(*checkpoint.find(spec.name), as_f32);
+        [&](const TensorSpec& spec, Form form) {
+            return upload_weight(*checkpoint.find(spec.name), form == Form::F32);
         },
         options.device_index);
 }
@@ -518,16 +569,55 @@ std::unique_ptr<Backend> create_random(const ModelConfig& config, const ModelLay
     DeviceGuard guard(options.device_index);
     auto backend = std::make_unique<CudaBackend>(
         config, layout,
-        [&](const TensorSpec& spec, bool as_f32) { return random_weight(spec, seed, as_f32); },
+        [&](const TensorSpec& spec, Form form) {
+            return random_weight(spec, seed, form == Form::F32);
+        },
         options.device_index);
     check(cudaDeviceSynchronize(), "random weights");
+    return backend;
+}
+
+// A tensor of a quantized load (core/weight_store.h): in the stored quantized form where the
+// kernel reading it takes that form and its shape (Form::Any, device_reads), else bf16 (or
+// fp32) of exactly the values the CPU backend runs. Random weights are made and quantized on
+// the device (the 48B model's would take the host many minutes), bit-identical to the host's.
+Weight store_weight(const WeightStore& store, const TensorSpec& spec, Form form) {
+    const size_t n = static_cast<size_t>(spec.numel());
+    const size_t rows = spec.shape.empty() ? 1 : static_cast<size_t>(spec.shape[0]);
+    const size_t cols = rows ? n / rows : 0;
+    const WeightFormat format = store.format(spec);
+    const bool as_stored = form == Form::Any && format != WeightFormat::Plain &&
+                           spec.shape.size() == 2 && device_reads(format, cols);
+    if (const auto seed = store.random_seed()) {
+        if (format == WeightFormat::Plain || form == Form::F32)
+            return random_weight(spec, *seed, form == Form::F32);
+        const Weight values = random_values_f32(spec, *seed);
+        const Weight q = quantize_device_values(values.f32(), rows, cols, format);
+        return as_stored ? q : to_bf16(q);
+    }
+    if (as_stored) return upload_quantized(store.quantized(spec));
+    std::vector<float> values(n);
+    store.dequantized(spec, values.data());
+    return upload_values(values, rows, cols, form == Form::F32);
+}
+
+std::unique_ptr<Backend> create_from_store(const ModelConfig& config, const ModelLayout& layout,
+                                           const WeightStore& store,
+                                           const BackendOptions& options) {
+    DeviceGuard guard(options.device_index);
+    auto backend = std::make_unique<CudaBackend>(
+        config, layout,
+        [&](const TensorSpec& spec, Form form) { return store_weight(store, spec, form); },
+        options.device_index);
+    check(cudaDeviceSynchronize(), "weights");
     return backend;
 }
 
 }  // namespace
 
 const BackendProvider& backend_provider() {
-    static const BackendProvider provider{&device_count, &create, &create_random};
+    static const BackendProvider provider{&device_count, &create, &create_random,
+                                          &create_from_store};
     return provider;
 }
 

@@ -39,8 +39,12 @@ constexpr size_t kDecodeTokens = 4;  // up to this many tokens: fused decode ker
 constexpr size_t kMaxBatch = 256;
 constexpr size_t kBatchLogitsRows = 64;
 
+// The form a kernel reads a tensor in: bf16, fp32, or any format of ops.h (a linear weight
+// run through CudaBackend::linear or the experts' kernels: FP8 or INT4 when the tensor
+// loads quantized and device_reads() its shape, bf16 otherwise).
+enum class Form { Bf16, F32, Any };
 // Where the backend's weights come from: a checkpoint's tensor or random values.
-using WeightSource = std::function<Weight(const TensorSpec& spec, bool as_f32)>;
+using WeightSource = std::function<Weight(const TensorSpec& spec, Form form)>;
 
 struct Mlp {
     Weight gate, up, down;
@@ -49,8 +53,11 @@ struct Layer {
     Weight input_norm, post_norm;
     bool is_kda = false, is_moe = false;
     // KDA. x_proj stacks the projections of the normed input (q, k, v, f_a, g_a, b) so a
-    // decode step reads them in one GEMV; q ... b are views of its rows.
-    Weight x_proj, q, k, v, f_a, g_a, b;
+    // decode step reads them in one GEMV; q ... b are views of its rows. With quantized
+    // q, k, v, x_proj holds those three and x_low the plain low-rank rest (f_a, g_a, b), run
+    // as a second GEMV into the same rows of outputs.
+    Weight x_proj, x_low, q, k, v, f_a, g_a, b;
+    size_t proj_rows() const { return x_proj.rows + x_low.rows; }
     Weight q_conv, k_conv, v_conv, f_b, a_log, dt_bias, g_b, o_norm, o;
     // MLA; mla_slot: this layer's index among the MLA layers (a batch's cache tables)
     Weight mq, kv_a, kv_norm, kv_b, mo;
@@ -59,7 +66,9 @@ struct Layer {
     Mlp mlp;
     Weight router, router_bias;
     std::vector<Mlp> experts;
-    DeviceBuffer expert_w1, expert_w3, expert_w2;  // device arrays of the experts' pointers
+    // Device arrays of the experts' matrices and scales (ExpertWeights), in one buffer.
+    DeviceBuffer expert_tables;
+    ExpertWeights expert_weights;
     bool has_shared = false;
     Mlp shared;
 };
@@ -219,7 +228,8 @@ private:
     void load_kda(Layer& L, const KdaTensors& t, Get& get);
     template <typename Get>
     void load_experts(Layer& L, const std::vector<MlpTensors>& experts, Get& get);
-    static void upload_expert_pointers(Layer& L);
+    static void upload_expert_tables(Layer& L);
+    void reserve_gemm_buffers();
 
     // The fused decode path needs the fused KDA kernel for this head size.
     bool decode_fused() const {
@@ -227,7 +237,7 @@ private:
     }
     void set_position(uint64_t position) const;
     void capture_decode_graphs(CudaState& st) const;
-    void linear(const bf16* x, size_t n, const Weight& w, float* y) const;
+    void linear(const bf16* x, size_t n, const Weight& w, float* y, size_t ldy = 0) const;
     void mlp(const Mlp& w, const bf16* x, size_t n, Workspace& ws, float* out) const;
     void run_piece(CudaState& st, size_t m, const float* rec_in, float* rec_out, float* logits_out,
                    float* all_logits, const std::atomic<bool>& cancel) const;
@@ -239,7 +249,17 @@ private:
     cudaGraphExec_t capture(const std::function<void()>& work) const;
     void upload_history(const CudaState& st, const int32_t* history, size_t history_len) const;
     KdaDecodeWeights decode_weights(const Layer& L) const;
+    void kda_projections(const Layer& L, size_t m) const;
     void kda_layer(const Layer& L, const Pass& pass, size_t l, float* out) const;
+    // The decode experts' kernels run the shared expert as one more slot when it has the
+    // routed experts' shape and format.
+    bool fuses_shared(const Layer& L) const {
+        return L.has_shared &&
+               L.shared.gate.rows == static_cast<size_t>(config_.moe_intermediate_size) &&
+               L.shared.gate.code == L.expert_weights.code &&
+               L.shared.up.code == L.expert_weights.code &&
+               L.shared.down.code == L.expert_weights.code;
+    }
     void mla_layer(const Layer& L, const Pass& pass, size_t l, float* out) const;
     const Weight& head() const { return tied_ ? embed_ : lm_head_; }
     void moe(const Layer& L, const bf16* xn, size_t m, Workspace& ws, float* out) const;

@@ -1,3 +1,4 @@
+#include <algorithm>
 #include <string>
 
 #include "gemm.h"
@@ -29,10 +30,11 @@ Gemm::~Gemm() {
     if (handle_) cublasLtDestroy(handle_);
 }
 
-// Column-major view: Y^T [out, n] = W (col-major [in, out], transposed) · X^T [in, n].
-const Gemm::Plan& Gemm::plan(size_t n, size_t in, size_t out) {
+// Column-major view: Y^T [out, n] (columns ldy apart) = W (col-major [in, out], transposed)
+// · X^T [in, n].
+const Gemm::Plan& Gemm::plan(size_t n, size_t in, size_t out, size_t ldy) {
     std::lock_guard<std::mutex> lock(mutex_);
-    const auto key = std::make_tuple(n, in, out);
+    const auto key = std::make_tuple(n, in, out, ldy);
     auto found = plans_.find(key);
     if (found != plans_.end()) return found->second;
     Plan p;
@@ -43,7 +45,7 @@ const Gemm::Plan& Gemm::plan(size_t n, size_t in, size_t out) {
              "set TRANSA");
     check_lt(cublasLtMatrixLayoutCreate(&p.a, CUDA_R_16BF, in, out, in), "layout A");
     check_lt(cublasLtMatrixLayoutCreate(&p.b, CUDA_R_16BF, in, n, in), "layout B");
-    check_lt(cublasLtMatrixLayoutCreate(&p.c, CUDA_R_32F, out, n, out), "layout C");
+    check_lt(cublasLtMatrixLayoutCreate(&p.c, CUDA_R_32F, out, n, ldy), "layout C");
     cublasLtMatmulPreference_t preference;
     check_lt(cublasLtMatmulPreferenceCreate(&preference), "PreferenceCreate");
     const size_t workspace = kWorkspaceBytes;
@@ -65,17 +67,29 @@ const Gemm::Plan& Gemm::plan(size_t n, size_t in, size_t out) {
     return plans_.emplace(key, p).first->second;
 }
 
-void Gemm::run(const bf16* x, size_t n, size_t in, const bf16* w, size_t out, float* y,
-               cudaStream_t stream) {
+void Gemm::reserve_dequantized(size_t values) {
+    if (values * sizeof(bf16) > dequantized_.bytes())
+        dequantized_ = DeviceBuffer(values * sizeof(bf16));
+}
+
+void Gemm::run(const bf16* x, size_t n, size_t in, const QMatrix& w, size_t out, float* y,
+               size_t ldy, cudaStream_t stream) {
     if (n == 0) return;
-    if (gemv_supported(n, in)) {  // decode: bandwidth-bound, cuBLASLt's n = 1 paths are slower
-        gemv_bf16(x, n, in, w, out, y, stream);
+    if (gemv_supported(n, in, w.code)) {  // decode: bandwidth-bound; cuBLASLt's n = 1 is slower
+        gemv(x, n, in, w, out, y, ldy, stream);
         return;
     }
-    const Plan& p = plan(n, in, out);
+    const void* values = w.data;
+    if (w.code != WeightCode::Bf16) {
+        if (out * in * sizeof(bf16) > dequantized_.bytes())
+            fail(Status::Internal, "Gemm: no room reserved for a quantized weight's values");
+        dequantize_to_bf16(w, out, in, dequantized_.as<bf16>(), stream);
+        values = dequantized_.as<void>();
+    }
+    const Plan& p = plan(n, in, out, ldy);
     const float alpha = 1.0f, beta = 0.0f;
-    check_lt(cublasLtMatmul(handle_, p.op, &alpha, w, p.a, x, p.b, &beta, y, p.c, y, p.c, &p.algo,
-                            workspace_.as<void>(), workspace_.bytes(), stream),
+    check_lt(cublasLtMatmul(handle_, p.op, &alpha, values, p.a, x, p.b, &beta, y, p.c, y, p.c,
+                            &p.algo, workspace_.as<void>(), workspace_.bytes(), stream),
              "cublasLtMatmul");
 }
 

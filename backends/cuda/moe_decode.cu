@@ -9,9 +9,12 @@
 // read past L1 (read once); x and act are small and re-read by every warp, so they stay cached.
 // Expert ids are read on the device, so the step stays graph-capturable. The shared expert,
 // when it has the experts' shape, is one more slot per token (weight 1).
+#include <string>
+
 #include "chained_launch.cuh"
 #include "cuda_util.h"
 #include "ops.h"
+#include "quant_row.cuh"
 
 namespace kl::cuda {
 namespace {
@@ -67,12 +70,8 @@ __device__ __forceinline__ float warp_sum(float v) {
 struct Experts {
     const int32_t* chosen;  // [n, top_k]
     const float* weights;   // [n, top_k]
-    const bf16* const* w1;
-    const bf16* const* w3;
-    const bf16* const* w2;
-    const bf16* shared_w1;  // null: no shared slot
-    const bf16* shared_w3;
-    const bf16* shared_w2;
+    ExpertWeights w;
+    DecodeSharedExpert shared;  // shared.w1.data null: no shared slot
     int top_k;
     int per_token;  // top_k, + 1 with the shared slot
 
@@ -80,17 +79,21 @@ struct Experts {
     __device__ int chosen_index(int slot) const {
         return slot / per_token * top_k + slot % per_token;
     }
-    __device__ const bf16* gate(int slot) const {
-        return is_shared(slot) ? shared_w1 : w1[chosen[chosen_index(slot)]];
+    __device__ int expert(int slot) const { return chosen[chosen_index(slot)]; }
+    __device__ QMatrix gate(int slot) const {
+        return is_shared(slot) ? shared.w1 : matrix(w.w1, w.s1, expert(slot));
     }
-    __device__ const bf16* up(int slot) const {
-        return is_shared(slot) ? shared_w3 : w3[chosen[chosen_index(slot)]];
+    __device__ QMatrix up(int slot) const {
+        return is_shared(slot) ? shared.w3 : matrix(w.w3, w.s3, expert(slot));
     }
-    __device__ const bf16* down(int slot) const {
-        return is_shared(slot) ? shared_w2 : w2[chosen[chosen_index(slot)]];
+    __device__ QMatrix down(int slot) const {
+        return is_shared(slot) ? shared.w2 : matrix(w.w2, w.s2, expert(slot));
     }
     __device__ float weight(int slot) const {
         return is_shared(slot) ? 1.0f : weights[chosen_index(slot)];
+    }
+    __device__ QMatrix matrix(const void* const* data, const float* const* scales, int e) const {
+        return QMatrix{w.code, data[e], scales ? scales[e] : nullptr};
     }
 };
 
@@ -104,8 +107,10 @@ __global__ void __launch_bounds__(kWarps * 32)
     release_next();
     const int slot = task / inter, row = task % inter, lane = threadIdx.x & 31;
     const bf16* xt = x + static_cast<size_t>(slot / experts.per_token) * hidden;
-    const bf16* g = experts.gate(slot) + static_cast<size_t>(row) * hidden;
-    const bf16* u = experts.up(slot) + static_cast<size_t>(row) * hidden;
+    const bf16* g =
+        static_cast<const bf16*>(experts.gate(slot).data) + static_cast<size_t>(row) * hidden;
+    const bf16* u =
+        static_cast<const bf16*>(experts.up(slot).data) + static_cast<size_t>(row) * hidden;
     float ga = 0.0f, ua = 0.0f;
     for (int base = lane * 8; base < hidden; base += kGateLoads * kChunk) {
         uint4 gw[kGateLoads], uw[kGateLoads];
@@ -145,11 +150,12 @@ __global__ void __launch_bounds__(kWarps * 32)
     const bf16* lane_down = nullptr;
     float lane_weight = 0.0f;
     if (lane < experts.per_token)
-        lane_down = experts.down(first_slot + lane), lane_weight = experts.weight(first_slot + lane);
+        lane_down = static_cast<const bf16*>(experts.down(first_slot + lane).data),
+        lane_weight = experts.weight(first_slot + lane);
     auto down_row = [&](int i) {  // slot first_slot + i's down row (warp-uniform i)
         const bf16* m = i < 32 ? reinterpret_cast<const bf16*>(__shfl_sync(
                                      0xffffffffu, reinterpret_cast<uintptr_t>(lane_down), i))
-                               : experts.down(first_slot + i);
+                               : static_cast<const bf16*>(experts.down(first_slot + i).data);
         return m + static_cast<size_t>(row) * inter;
     };
     auto slot_weight = [&](int i) {
@@ -203,32 +209,212 @@ __global__ void __launch_bounds__(kWarps * 32)
     if (lane == 0) out[task] = total;
 }
 
+// The quantized forms of the two kernels (quant_row.cuh): the same summation order by
+// slot, kQRows<C> consecutive rows per warp (a quantized row holds half or a quarter of a
+// bf16 row's bytes: several rows keep as many bytes in flight per warp as the bf16 kernels,
+// and each chunk of x or act is converted once for all of them). Each lane takes 16-value
+// chunks (16 l, 16 l + 512, ...) and scales each chunk's dot product by its block's scale;
+// all of a row's chunks (2304 wide: 5 per lane) are loaded before the first multiply.
+template <WeightCode C>
+constexpr int kQRows = C == WeightCode::Fp8 ? 2 : 4;
+constexpr int kQGateLoads = 5;  // 2304 = 4.5 * 512
+constexpr int kQDownLoads = 2;  // 1024 = 2 * 512
+constexpr int kQDownSlots = 3;  // slots whose down rows a lane loads at once
+constexpr int kQStride = 32 * kChunkValues;
+
+template <WeightCode C>
+__device__ __forceinline__ float qchunk_dot(const QChunk<C>& q, const float (&xv)[kChunkValues],
+                                            const float* scale_row, int c) {
+    float v[kChunkValues];
+    qchunk_values<C>(q, v);
+    return dot16(v, xv) * __ldg(scale_row + c / kQuantBlock);
+}
+
+template <WeightCode C>
+__global__ void __launch_bounds__(kWarps * 32)
+    gate_up_quantized_kernel(const bf16* x, int hidden, int inter, int slots, Experts experts,
+                             float* act) {
+    constexpr int R = kQRows<C>;
+    const int groups = inter / R;  // inter % 16 == 0
+    const int task = blockIdx.x * kWarps + (threadIdx.x >> 5);
+    if (task >= slots * groups) return;
+    wait_for_previous();  // the chosen experts and x come from the kernels before
+    release_next();
+    const int slot = task / groups, row0 = task % groups * R, lane = threadIdx.x & 31;
+    const bf16* xt = x + static_cast<size_t>(slot / experts.per_token) * hidden;
+    const QMatrix g = experts.gate(slot), u = experts.up(slot);
+    const char* grow = static_cast<const char*>(g.data) + size_t(row0) * qrow_bytes<C>(hidden);
+    const char* urow = static_cast<const char*>(u.data) + size_t(row0) * qrow_bytes<C>(hidden);
+    const float* gs[R];
+    const float* us[R];
+#pragma unroll
+    for (int r = 0; r < R; ++r)
+        gs[r] = qscale_row<C>(g.scales, row0 + r, hidden), us[r] = qscale_row<C>(u.scales, row0 + r, hidden);
+    float ga[R] = {}, ua[R] = {};
+    for (int base = lane * kChunkValues; base < hidden; base += kQGateLoads * kQStride) {
+        QChunk<C> gq[R][kQGateLoads], uq[R][kQGateLoads];
+#pragma unroll
+        for (int i = 0; i < kQGateLoads; ++i) {
+            const int c = base + i * kQStride;
+#pragma unroll
+            for (int r = 0; r < R; ++r)
+                if (c < hidden) {
+                    gq[r][i] = load_qchunk<C>(grow + r * qrow_bytes<C>(hidden), c);
+                    uq[r][i] = load_qchunk<C>(urow + r * qrow_bytes<C>(hidden), c);
+                }
+        }
+#pragma unroll
+        for (int i = 0; i < kQGateLoads; ++i) {
+            const int c = base + i * kQStride;
+            if (c < hidden) {
+                float xv[kChunkValues];
+                load_x16_bf16(xt + c, xv);
+#pragma unroll
+                for (int r = 0; r < R; ++r) {
+                    ga[r] += qchunk_dot<C>(gq[r][i], xv, gs[r], c);
+                    ua[r] += qchunk_dot<C>(uq[r][i], xv, us[r], c);
+                }
+            }
+        }
+    }
+#pragma unroll
+    for (int r = 0; r < R; ++r) {
+        const float gr = warp_sum(ga[r]), ur = warp_sum(ua[r]);
+        if (lane == 0)
+            act[static_cast<size_t>(slot) * inter + row0 + r] = gr / (1.0f + __expf(-gr)) * ur;
+    }
+}
+
+template <WeightCode C>
+__global__ void __launch_bounds__(kWarps * 32)
+    down_combine_quantized_kernel(const float* act, int hidden, int inter, int n, Experts experts,
+                                  bool accumulate, float* out) {
+    constexpr int R = kQRows<C>;
+    const int groups = hidden / R;  // hidden % 16 == 0
+    const int task = blockIdx.x * kWarps + (threadIdx.x >> 5);
+    if (task >= n * groups) return;
+    const int t = task / groups, row0 = task % groups * R, lane = threadIdx.x & 31;
+    float* dst = out + static_cast<size_t>(t) * hidden + row0;
+    const int first_slot = t * experts.per_token;
+    // The chosen experts come from the router, two kernels back: complete when a chained
+    // launch starts (chained_launch.cuh), so the first down rows load before the wait for act.
+    float total[R] = {};
+    bool waited = false;
+    for (int first = 0; first < experts.per_token; first += kQDownSlots) {
+        const int count = min(kQDownSlots, experts.per_token - first);
+        QMatrix m[kQDownSlots];
+        const char* rows[kQDownSlots];
+#pragma unroll
+        for (int s = 0; s < kQDownSlots; ++s) {
+            m[s] = experts.down(first_slot + min(first + s, experts.per_token - 1));
+            rows[s] = static_cast<const char*>(m[s].data) + size_t(row0) * qrow_bytes<C>(inter);
+        }
+        float dot[kQDownSlots][R] = {};
+        for (int base = lane * kChunkValues; base < inter; base += kQDownLoads * kQStride) {
+            QChunk<C> q[kQDownSlots][R][kQDownLoads];
+#pragma unroll
+            for (int s = 0; s < kQDownSlots; ++s)
+#pragma unroll
+                for (int r = 0; r < R; ++r)
+#pragma unroll
+                    for (int i = 0; i < kQDownLoads; ++i)
+                        if (s < count && base + i * kQStride < inter)
+                            q[s][r][i] = load_qchunk<C>(rows[s] + r * qrow_bytes<C>(inter),
+                                                        base + i * kQStride);
+            if (!waited) {
+                wait_for_previous();
+                release_next();
+                if (accumulate)
+#pragma unroll
+                    for (int r = 0; r < R; ++r) total[r] = dst[r];
+                waited = true;
+            }
+#pragma unroll
+            for (int s = 0; s < kQDownSlots; ++s) {
+                const float* a = act + static_cast<size_t>(first_slot + first + s) * inter;
+#pragma unroll
+                for (int i = 0; i < kQDownLoads; ++i) {
+                    const int c = base + i * kQStride;
+                    if (s < count && c < inter) {
+                        float av[kChunkValues];
+                        load_x16_f32(a + c, av);
+#pragma unroll
+                        for (int r = 0; r < R; ++r)
+                            dot[s][r] += qchunk_dot<C>(q[s][r][i], av,
+                                                       qscale_row<C>(m[s].scales, row0 + r, inter), c);
+                    }
+                }
+            }
+        }
+#pragma unroll
+        for (int s = 0; s < kQDownSlots; ++s) {
+            const float weight = experts.weight(first_slot + min(first + s, experts.per_token - 1));
+#pragma unroll
+            for (int r = 0; r < R; ++r) {
+                const float sum = warp_sum(dot[s][r]);
+                if (s < count) total[r] += weight * sum;
+            }
+        }
+    }
+    if (!waited) wait_for_previous();  // lanes past inter's end (lane 0 always waited above)
+    if (lane == 0)
+#pragma unroll
+        for (int r = 0; r < R; ++r) dst[r] = total[r];
+}
+
 unsigned blocks_for_warps(size_t warps) {
     return static_cast<unsigned>((warps + kWarps - 1) / kWarps);
+}
+
+template <WeightCode C>
+void launch_quantized(const bf16* x, size_t n, int h, int i, int slots, const Experts& experts,
+                      bool accumulate, float* act, float* out, cudaStream_t stream) {
+    constexpr int R = kQRows<C>;
+    launch_chained("moe gate_up (quantized)", gate_up_quantized_kernel<C>,
+                   blocks_for_warps(static_cast<size_t>(slots) * (i / R)), kWarps * 32, 0, stream,
+                   x, h, i, slots, experts, act);
+    launch_chained("moe down_combine (quantized)", down_combine_quantized_kernel<C>,
+                   blocks_for_warps(n * (h / R)), kWarps * 32, 0, stream, act, h, i,
+                   static_cast<int>(n), experts, accumulate, out);
 }
 
 }  // namespace
 
 void moe_experts_gemv(const bf16* x, size_t n, size_t hidden, size_t inter, size_t top_k,
-                      const int32_t* chosen, const float* weights, const bf16* const* w1,
-                      const bf16* const* w3, const bf16* const* w2, const DecodeSharedExpert& shared,
-                      bool accumulate, float* act, float* out, cudaStream_t stream) {
+                      const int32_t* chosen, const float* weights, const ExpertWeights& w,
+                      const DecodeSharedExpert& shared, bool accumulate, float* act, float* out,
+                      cudaStream_t stream) {
     if (n == 0) return;
-    if (hidden % 8 != 0 || inter % 8 != 0)
+    const size_t multiple = w.code == WeightCode::Bf16 ? 8 : kChunkValues;
+    if (hidden % multiple != 0 || inter % multiple != 0)
         fail(Status::Unsupported,
              "decode MoE GEMV needs hidden and moe_intermediate_size "
-             "divisible by 8 (16-byte rows)");
+             "divisible by " +
+                 std::to_string(multiple));
+    if (shared.w1.data && shared.w1.code != w.code)
+        fail(Status::Internal, "decode MoE GEMV: the shared expert's format differs");
     const int k = static_cast<int>(top_k);
-    const Experts experts{chosen, weights, w1, w3, w2, shared.w1, shared.w3, shared.w2, k,
-                          shared.w1 ? k + 1 : k};
+    const Experts experts{chosen, weights, w, shared, k, shared.w1.data ? k + 1 : k};
     const int slots = static_cast<int>(n) * experts.per_token;
     const int h = static_cast<int>(hidden), i = static_cast<int>(inter);
-    launch_chained("moe gate_up", gate_up_kernel,
-                   blocks_for_warps(static_cast<size_t>(slots) * inter), kWarps * 32, 0, stream, x,
-                   h, i, slots, experts, act);
-    launch_chained("moe down_combine", down_combine_kernel, blocks_for_warps(n * hidden),
-                   kWarps * 32, 0, stream, act, h, i, static_cast<int>(n), experts, accumulate,
-                   out);
+    const unsigned gate_blocks = blocks_for_warps(static_cast<size_t>(slots) * inter);
+    const unsigned down_blocks = blocks_for_warps(n * hidden);
+    switch (w.code) {
+        case WeightCode::Bf16:
+            launch_chained("moe gate_up", gate_up_kernel, gate_blocks, kWarps * 32, 0, stream, x, h,
+                           i, slots, experts, act);
+            launch_chained("moe down_combine", down_combine_kernel, down_blocks, kWarps * 32, 0,
+                           stream, act, h, i, static_cast<int>(n), experts, accumulate, out);
+            break;
+        case WeightCode::Fp8:
+            launch_quantized<WeightCode::Fp8>(x, n, h, i, slots, experts, accumulate, act, out,
+                                              stream);
+            break;
+        case WeightCode::Int4:
+            launch_quantized<WeightCode::Int4>(x, n, h, i, slots, experts, accumulate, act, out,
+                                               stream);
+            break;
+    }
 }
 
 }  // namespace kl::cuda

@@ -182,10 +182,14 @@ void mla_attention_batch(const float* q, size_t sessions, const int32_t* positio
                          void* workspace, float* out, cudaStream_t stream);
 
 // ---- few-token GEMM (gemv.cu) ------------------------------------------------------------
-// y[n, out] = x[n, in] · W^T for n <= 4 and in % 8 == 0 (16-byte rows): gemv_supported().
+// y[n, out] = x[n, in] · W^T for n <= 4 and in % 8 == 0 (16-byte rows): gemv_supported();
+// a quantized W also needs in % 16 == 0. y's rows are ldy apart (>= out).
 bool gemv_supported(size_t n, size_t in);
+bool gemv_supported(size_t n, size_t in, WeightCode code);
+void gemv(const bf16* x, size_t n, size_t in, const QMatrix& w, size_t out, float* y, size_t ldy,
+          cudaStream_t stream);
 void gemv_bf16(const bf16* x, size_t n, size_t in, const bf16* w, size_t out, float* y,
-               cudaStream_t stream);
+               cudaStream_t stream);  // gemv of a bf16 W, ldy = out
 
 // ---- MoE (moe.cu) ---------------------------------------------------------------------------
 // Per token: sigmoid scores, biased (grouped) top-k, weights renormalised and scaled.
@@ -212,18 +216,17 @@ void scatter_add_weighted(const float* y, const int32_t* rows, const float* weig
 // Decode-time experts (moe_decode.cu): for each of the n * top_k (token, chosen expert)
 // slots, act = silu(w1[e] x) * (w3[e] x) and y = w2[e] act as GEMVs that read each chosen
 // expert once; then out[t] = (accumulate ? out[t] : 0) + shared(x_t) + sum_i weights[t, i] *
-// y[t, i], summed in slot order. w1/w3/w2 are device arrays of per-expert weight pointers;
-// the shared expert (its weights, or nulls for none) must have the experts' shape and runs
-// as one more slot per token. act [n*(top_k+1), inter] is scratch. Two launches.
+// y[t, i], summed in slot order. The experts in any format (ExpertWeights; a quantized
+// format needs hidden and inter multiples of 16); the shared expert (its matrices, or null
+// data for none) must have the experts' shape and format and runs as one more slot per
+// token. act [n*(top_k+1), inter] is scratch. Two launches.
 struct DecodeSharedExpert {
-    const bf16* w1 = nullptr;
-    const bf16* w3 = nullptr;
-    const bf16* w2 = nullptr;
+    QMatrix w1, w3, w2;
 };
 void moe_experts_gemv(const bf16* x, size_t n, size_t hidden, size_t inter, size_t top_k,
-                      const int32_t* chosen, const float* weights, const bf16* const* w1,
-                      const bf16* const* w3, const bf16* const* w2, const DecodeSharedExpert& shared,
-                      bool accumulate, float* act, float* out, cudaStream_t stream);
+                      const int32_t* chosen, const float* weights, const ExpertWeights& experts,
+                      const DecodeSharedExpert& shared, bool accumulate, float* act, float* out,
+                      cudaStream_t stream);
 
 // Prefill experts (moe_grouped.cu), no host round trip: the n * top_k (token, expert) slots
 // are grouped by expert on the device and each expert's rows run as one tile of a grouped

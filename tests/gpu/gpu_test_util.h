@@ -4,14 +4,18 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <cstring>
 #include <fstream>
 #include <iterator>
+#include <memory>
 #include <random>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include "backends/cuda/cuda_backend.h"
+#include "backends/cuda/ops.h"
+#include "core/quantize.h"
 #include "core/safetensors.h"
 #include "tiny_model.h"
 
@@ -53,6 +57,40 @@ inline std::vector<uint16_t> to_bf16(std::vector<float>& v) {  // rounds v in pl
         v[i] = kl::bf16_to_f32(b[i]);
     }
     return b;
+}
+
+// A weight [rows, cols] on the device in `code` (backends/cuda/ops.h "weight formats"),
+// made from v, which becomes the values the device weight stands for (bf16-rounded, or
+// kl::dequantize of kl::quantize): the CPU reference then uses exactly those.
+struct DevWeight {
+    DevWeight(std::vector<float>& v, size_t rows, size_t cols, kl::cuda::WeightCode code)
+        : code(code) {
+        if (code == kl::cuda::WeightCode::Bf16) {
+            const std::vector<uint16_t> b = to_bf16(v);
+            std::vector<uint8_t> bytes(b.size() * 2);
+            std::memcpy(bytes.data(), b.data(), bytes.size());
+            data = std::make_unique<Dev<uint8_t>>(bytes);
+            return;
+        }
+        const kl::QuantizedTensor q = kl::quantize(
+            code == kl::cuda::WeightCode::Fp8 ? kl::WeightFormat::Fp8 : kl::WeightFormat::Int4,
+            v.data(), int64_t(rows), int64_t(cols));
+        kl::dequantize(q, v.data());
+        data = std::make_unique<Dev<uint8_t>>(q.data);
+        scales = std::make_unique<Dev<float>>(q.scales);
+    }
+    kl::cuda::QMatrix matrix() const {
+        return kl::cuda::QMatrix{code, data->ptr, scales ? scales->ptr : nullptr};
+    }
+    kl::cuda::WeightCode code;
+    std::unique_ptr<Dev<uint8_t>> data;
+    std::unique_ptr<Dev<float>> scales;
+};
+
+inline const char* code_name(kl::cuda::WeightCode code) {
+    return code == kl::cuda::WeightCode::Bf16  ? "bf16"
+           : code == kl::cuda::WeightCode::Fp8 ? "fp8"
+                                               : "int4";
 }
 
 // A tiny model of make_tiny_model's `preset` whose first `dense_layers` layers have a dense

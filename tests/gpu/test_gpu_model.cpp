@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <filesystem>
 #include <fstream>
 #include <iterator>
 #include <random>
@@ -12,6 +13,7 @@
 
 #include "backends/cuda/cuda_backend.h"
 #include "compare.h"
+#include "core/checkpoint_writer.h"
 #include "core/error.h"
 #include "core/model.h"
 #include "core/sampler.h"
@@ -28,12 +30,23 @@ constexpr double kDenseWorstTolerance = 5e-2;
 // GPU prefill vs GPU decode: the same kernels, GEMMs of other shapes (cuBLASLt may pick
 // other algorithms), bf16 rounding of activations in other places.
 constexpr double kGpuSelfTolerance = 1e-2;
+// The same with quantized weights, where decode's GEMVs multiply their exact values and
+// prefill's tensor cores their bf16 rounding (2^-9 more per weight).
+constexpr double kQuantizedSelfTolerance = 3e-2;
 
-std::unique_ptr<kl::Model> load(const std::string& dir, bool gpu) {
+std::unique_ptr<kl::Model> load(const std::string& dir, bool gpu,
+                                kl::WeightRequest weights = kl::WeightRequest::AsStored) {
     kl::ModelLoadOptions options;
     options.device = gpu ? kl::DeviceRequest::Cuda : kl::DeviceRequest::Cpu;
     options.n_threads = 4;
+    options.weights = weights;
     return kl::Model::load(dir, options);
+}
+
+const char* request_name(kl::WeightRequest w) {
+    return w == kl::WeightRequest::Fp8    ? "fp8"
+           : w == kl::WeightRequest::Int4 ? "int4"
+                                          : "as stored";
 }
 
 // Per position: max |diff| over the row / max |want| over the row, sorted ascending.
@@ -62,13 +75,27 @@ std::vector<int32_t> random_tokens(size_t n, int64_t vocab, uint32_t seed) {
     return t;
 }
 
+// The logits after each token, appended one at a time to a new session (decode steps).
+std::vector<float> decode_each(const kl::Model& model, const std::vector<int32_t>& tokens) {
+    kl::Session stepwise(model, 0);
+    std::vector<float> decoded;
+    for (int32_t t : tokens) {
+        stepwise.append(&t, 1, nullptr);
+        const std::vector<float> step = stepwise.last_logits();
+        decoded.insert(decoded.end(), step.begin(), step.end());
+    }
+    return decoded;
+}
+
 struct GpuCase {
     const char* model_args;
     size_t n_tokens;
+    kl::WeightRequest weights = kl::WeightRequest::AsStored;  // both backends load this form
 };
 
 std::ostream& operator<<(std::ostream& os, const GpuCase& c) {
-    return os << "{" << c.model_args << ", T=" << c.n_tokens << "}";
+    return os << "{" << c.model_args << ", T=" << c.n_tokens << ", " << request_name(c.weights)
+              << "}";
 }
 
 class GpuModel : public ::testing::TestWithParam<GpuCase> {
@@ -81,8 +108,8 @@ protected:
 TEST_P(GpuModel, LogitsMatchTheCpuBackendAndTheIdentityHolds) {
     const GpuCase c = GetParam();
     const std::string dir = kl::test::tiny_model_dir(c.model_args);
-    auto cpu = load(dir, false);
-    auto gpu = load(dir, true);
+    auto cpu = load(dir, false, c.weights);
+    auto gpu = load(dir, true, c.weights);
     ASSERT_EQ(gpu->backend().device(), kl::DeviceKind::Cuda);
     const size_t vocab = cpu->config().vocab_size;
     const auto tokens = random_tokens(c.n_tokens, cpu->config().vocab_size, 7);
@@ -99,15 +126,11 @@ TEST_P(GpuModel, LogitsMatchTheCpuBackendAndTheIdentityHolds) {
     EXPECT_LE(rows[rows.size() / 2], kBf16Tolerance) << "GPU prefill vs CPU, median position";
 
     // Token by token on the GPU == the GPU prefill; and a 3-way split.
-    kl::Session stepwise(*gpu, 0);
-    std::vector<float> decoded;
-    for (int32_t t : tokens) {
-        stepwise.append(&t, 1, nullptr);
-        const std::vector<float> step = stepwise.last_logits();
-        decoded.insert(decoded.end(), step.begin(), step.end());
-    }
-    const auto decode_rows = row_errors(decoded, got, vocab);
-    EXPECT_LE(decode_rows[decode_rows.size() / 2], kGpuSelfTolerance) << "GPU decode vs prefill";
+    const auto decode_rows = row_errors(decode_each(*gpu, tokens), got, vocab);
+    // Quantized: decode reads the weights' exact values, prefill their bf16 rounding.
+    const double self_tolerance =
+        c.weights == kl::WeightRequest::AsStored ? kGpuSelfTolerance : kQuantizedSelfTolerance;
+    EXPECT_LE(decode_rows[decode_rows.size() / 2], self_tolerance) << "GPU decode vs prefill";
     kl::Session split(*gpu, 0);
     std::vector<float> pieces(c.n_tokens * vocab);
     const size_t a = c.n_tokens / 3, b = 2 * c.n_tokens / 3;
@@ -118,7 +141,7 @@ TEST_P(GpuModel, LogitsMatchTheCpuBackendAndTheIdentityHolds) {
     if (c.n_tokens > done2)
         split.append(tokens.data() + done2, c.n_tokens - done2, pieces.data() + done2 * vocab);
     const auto split_rows = row_errors(pieces, got, vocab);
-    EXPECT_LE(split_rows[split_rows.size() / 2], kGpuSelfTolerance) << "GPU split vs prefill";
+    EXPECT_LE(split_rows[split_rows.size() / 2], self_tolerance) << "GPU split vs prefill";
 
     // Greedy choices agree with the CPU on nearly every position.
     size_t agree = 0;
@@ -130,10 +153,10 @@ TEST_P(GpuModel, LogitsMatchTheCpuBackendAndTheIdentityHolds) {
     }
     EXPECT_GE(double(agree) / c.n_tokens, 0.9);
     std::printf(
-        "[ gpu parity ] %s T=%zu: max rel err %.2e, per-row median %.2e p90 %.2e max %.2e, "
+        "[ gpu parity ] %s %s T=%zu: max rel err %.2e, per-row median %.2e p90 %.2e max %.2e, "
         "argmax agreement %zu/%zu\n",
-        c.model_args, c.n_tokens, prefill_error, rows[rows.size() / 2], rows[rows.size() * 9 / 10],
-        rows.back(), agree, c.n_tokens);
+        c.model_args, request_name(c.weights), c.n_tokens, prefill_error, rows[rows.size() / 2],
+        rows[rows.size() * 9 / 10], rows.back(), agree, c.n_tokens);
     std::printf(
         "[ gpu identity ] decode vs prefill median %.2e max %.2e; split median %.2e max %.2e\n",
         decode_rows[decode_rows.size() / 2], decode_rows.back(), split_rows[split_rows.size() / 2],
@@ -146,6 +169,17 @@ INSTANTIATE_TEST_SUITE_P(Configs, GpuModel,
                                            GpuCase{"--preset small --seed 3", 100},
                                            GpuCase{"--preset 100m --seed 4", 64},
                                            GpuCase{"--preset 100m --seed 5", 1100}));
+
+// Quantized on load, both backends running the same quantized values: the GPU reads them as
+// stored where its kernels take the shape (the 100m preset: every linear; tiny and small:
+// FP8 experts under 128 rows run as bf16 of their values).
+INSTANTIATE_TEST_SUITE_P(
+    Quantized, GpuModel,
+    ::testing::Values(GpuCase{"--preset tiny --seed 1", 40, kl::WeightRequest::Fp8},
+                      GpuCase{"--preset small --seed 3", 100, kl::WeightRequest::Int4},
+                      GpuCase{"--preset 100m --seed 4", 64, kl::WeightRequest::Fp8},
+                      GpuCase{"--preset 100m --seed 4", 64, kl::WeightRequest::Int4},
+                      GpuCase{"--preset 100m --seed 5", 1100, kl::WeightRequest::Fp8}));
 
 // The tiny preset with every layer dense (first_k_dense_replace = 4) and a 16K context.
 std::string dense_tiny_dir() {
@@ -169,6 +203,71 @@ TEST(GpuDense, EveryPositionMatchesTheCpuBackend) {
     std::printf("[ gpu dense ] per-row median %.2e p90 %.2e max %.2e\n", rows[rows.size() / 2],
                 rows[rows.size() * 9 / 10], rows.back());
     EXPECT_LE(rows.back(), kDenseWorstTolerance);
+}
+
+// The same with the dense MLPs and projections quantized on load (prefill: cuBLASLt on their
+// expanded values; decode: the quantized GEMVs), and from a checkpoint written quantized
+// (uploaded as stored): every position within the bf16 tolerance of the CPU on those values.
+TEST(GpuDense, QuantizedWeightsMatchTheCpuBackendEverywhere) {
+    if (!have_gpu()) GTEST_SKIP() << "no CUDA device";
+    const std::string dir = dense_tiny_dir();
+    for (auto weights : {kl::WeightRequest::Fp8, kl::WeightRequest::Int4}) {
+        const std::string stored =
+            kl::test::temp_dir() + "/dense_quantized_" + request_name(weights);
+        std::filesystem::remove_all(stored);
+        kl::write_checkpoint(dir, stored, weights, 1u << 20);
+        for (const auto& [from, request] :
+             {std::pair{dir, weights}, std::pair{stored, kl::WeightRequest::AsStored}}) {
+            auto cpu = load(from, false, request);
+            auto gpu = load(from, true, request);
+            EXPECT_LT(gpu->backend().weight_bytes(), load(dir, true)->backend().weight_bytes());
+            const size_t vocab = cpu->config().vocab_size;
+            const auto tokens = random_tokens(100, cpu->config().vocab_size, 9);
+            std::vector<float> want(tokens.size() * vocab), got(want.size());
+            kl::Session a(*cpu, 0), b(*gpu, 0);
+            a.append(tokens.data(), tokens.size(), want.data());
+            b.append(tokens.data(), tokens.size(), got.data());
+            const auto rows = row_errors(got, want, vocab);
+            // Decode (the quantized GEMVs) against the prefill, position by position.
+            const auto decode_rows = row_errors(decode_each(*gpu, tokens), want, vocab);
+            std::printf("[ gpu dense %s%s ] per-row median %.2e max %.2e; decode max %.2e\n",
+                        request_name(weights), from == stored ? " (stored)" : "",
+                        rows[rows.size() / 2], rows.back(), decode_rows.back());
+            EXPECT_LE(rows.back(), kDenseWorstTolerance) << request_name(weights) << " " << from;
+            EXPECT_LE(decode_rows.back(), kDenseWorstTolerance)
+                << request_name(weights) << " " << from;
+        }
+    }
+}
+
+// Random weights quantized on load: the GPU makes and quantizes them on the device
+// (quantize_on_device, exact against kl::quantize in test_gpu_quantize.cpp). Against the
+// same random model written by make_tiny_model and quantized on load by the host: the device
+// generator's values differ from the host's in the last bits (the bf16 models' logits differ
+// too, printed for scale), so the quantized models must agree as the plain ones do: the
+// typical position within the bf16 tolerance.
+TEST(GpuRandom, QuantizedRandomWeightsMatchTheQuantizedCheckpoints) {
+    if (!have_gpu()) GTEST_SKIP() << "no CUDA device";
+    const std::string dir = kl::test::tiny_model_dir("--preset 100m --seed 4");
+    const kl::ModelConfig config = kl::ModelConfig::load(dir);
+    for (auto weights : {kl::WeightRequest::Bf16, kl::WeightRequest::Fp8, kl::WeightRequest::Int4}) {
+        kl::ModelLoadOptions options;
+        options.weights = weights;
+        options.device = kl::DeviceRequest::Cuda;
+        auto random = kl::Model::create_random(config, 4, options);
+        auto loaded = load(dir, true, weights);
+        EXPECT_EQ(random->backend().weight_bytes(), loaded->backend().weight_bytes());
+        const size_t vocab = config.vocab_size;
+        const auto tokens = random_tokens(48, int64_t(vocab), 5);
+        std::vector<float> want(tokens.size() * vocab), got(want.size());
+        kl::Session a(*loaded, 0), b(*random, 0);
+        a.append(tokens.data(), tokens.size(), want.data());
+        b.append(tokens.data(), tokens.size(), got.data());
+        const auto rows = row_errors(got, want, vocab);
+        std::printf("[ gpu random %s ] vs the checkpoint: per-row median %.2e max %.2e\n",
+                    request_name(weights), rows[rows.size() / 2], rows.back());
+        EXPECT_LE(rows[rows.size() / 2], kBf16Tolerance) << request_name(weights);
+    }
 }
 
 TEST(GpuSnapshot, StateMovesBetweenBackends) {

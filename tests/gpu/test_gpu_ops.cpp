@@ -11,6 +11,7 @@
 
 #include "backends/cpu/ops.h"
 #include "backends/cuda/cuda_backend.h"
+#include "backends/cuda/gemm.h"
 #include "backends/cuda/ops.h"
 #include "compare.h"
 #include "core/safetensors.h"
@@ -220,22 +221,28 @@ TEST_F(GpuOps, DecodeRouterEqualsGemvThenRoute) {
 }
 
 // One decode-experts call against the CPU experts: n tokens x top-k of E random distinct
-// experts (+ the shared expert as one more slot), random slot weights of either sign.
-void check_decode_experts(size_t n, size_t k, size_t E, size_t h, size_t inter, uint32_t seed) {
+// experts (+ the shared expert as one more slot), random slot weights of either sign, the
+// experts' weights in `code` (the CPU runs the values they stand for).
+void check_decode_experts(size_t n, size_t k, size_t E, size_t h, size_t inter, uint32_t seed,
+                          kl::cuda::WeightCode code = kl::cuda::WeightCode::Bf16) {
     auto x = randn(n * h, seed);
     const auto x_b = to_bf16(x);
     std::vector<std::vector<float>> w1(E + 1), w3(E + 1), w2(E + 1);  // [E]: the shared one
-    std::vector<std::unique_ptr<Dev<uint16_t>>> dev;
-    std::vector<const kl::cuda::bf16*> p1, p3, p2;
+    std::vector<std::unique_ptr<DevWeight>> dev;
+    std::vector<const void*> p1, p3, p2;
+    std::vector<const float*> s1, s3, s2;
     for (size_t e = 0; e <= E; ++e) {
         const float scale_in = 2.0f / std::sqrt(float(h)), scale_down = 2.0f / std::sqrt(float(inter));
         w1[e] = randn(inter * h, seed + 10 + e, scale_in);
         w3[e] = randn(inter * h, seed + 1000 + e, scale_in);
         w2[e] = randn(h * inter, seed + 2000 + e, scale_down);
         for (auto* w : {&w1[e], &w3[e], &w2[e]}) {
-            dev.push_back(std::make_unique<Dev<uint16_t>>(to_bf16(*w)));
-            (w == &w1[e] ? p1 : w == &w3[e] ? p3 : p2)
-                .push_back(reinterpret_cast<const kl::cuda::bf16*>(dev.back()->ptr));
+            const bool down = w == &w2[e];
+            dev.push_back(
+                std::make_unique<DevWeight>(*w, down ? h : inter, down ? inter : h, code));
+            const kl::cuda::QMatrix m = dev.back()->matrix();
+            (w == &w1[e] ? p1 : w == &w3[e] ? p3 : p2).push_back(m.data);
+            (w == &w1[e] ? s1 : w == &w3[e] ? s3 : s2).push_back(m.scales);
         }
     }
     std::mt19937 rng(seed);
@@ -269,15 +276,19 @@ void check_decode_experts(size_t n, size_t k, size_t E, size_t h, size_t inter, 
     Dev<uint16_t> dx(x_b);
     Dev<int32_t> dc(chosen);
     Dev<float> dw(weights), act(n * (k + 1) * inter);
-    Dev<const kl::cuda::bf16*> d1(p1), d3(p3), d2(p2);
+    Dev<const void*> d1(p1), d3(p3), d2(p2);
+    Dev<const float*> ds1(s1), ds3(s3), ds2(s2);
+    kl::cuda::ExpertWeights experts{code, d1.ptr, d3.ptr, d2.ptr, nullptr, nullptr, nullptr};
+    if (code != kl::cuda::WeightCode::Bf16)
+        experts.s1 = ds1.ptr, experts.s3 = ds3.ptr, experts.s2 = ds2.ptr;
     for (bool with_shared : {false, true}) {
         // Without the shared slot the sum is added to out; with it, out is overwritten.
         Dev<float> dout(out0);
         kl::cuda::DecodeSharedExpert s;
-        if (with_shared) s = {p1[E], p3[E], p2[E]};
+        if (with_shared) s = {{code, p1[E], s1[E]}, {code, p3[E], s3[E]}, {code, p2[E], s2[E]}};
         kl::cuda::moe_experts_gemv(reinterpret_cast<const kl::cuda::bf16*>(dx.ptr), n, h, inter, k,
-                                   dc.ptr, dw.ptr, d1.ptr, d3.ptr, d2.ptr, s, !with_shared,
-                                   act.ptr, dout.ptr, nullptr);
+                                   dc.ptr, dw.ptr, experts, s, !with_shared, act.ptr, dout.ptr,
+                                   nullptr);
         cudaDeviceSynchronize();
         std::vector<float> want(n * h);
         for (size_t i = 0; i < want.size(); ++i)
@@ -285,7 +296,7 @@ void check_decode_experts(size_t n, size_t k, size_t E, size_t h, size_t inter, 
         // fp32 sums of bf16 products in another order than the CPU's: 1e-4.
         EXPECT_LE(rel_error(dout.get(), want), 1e-4)
             << "n=" << n << " k=" << k << " h=" << h << " inter=" << inter
-            << " with_shared=" << with_shared;
+            << " with_shared=" << with_shared << " " << code_name(code);
     }
 }
 
@@ -297,6 +308,18 @@ TEST_F(GpuOps, DecodeExpertGemvMatchesCpuExperts) {
     for (size_t n : {1, 4}) check_decode_experts(n, 8, 9, 2304, 1024, 2 + uint32_t(n));
     check_decode_experts(3, 8, 9, 2312, 1032, 9);
     check_decode_experts(1, 1, 3, 2304 + 2304, 2048 + 8, 10);
+}
+
+// The same over FP8 and INT4 experts: the real shapes (5 chunks of 16 per lane per 2304-long
+// row, 2 per 1024-long row, 9 slots in two groups of 5), a row tail in a partial 128-column
+// block, and tiny rows where most lanes are idle.
+TEST_F(GpuOps, DecodeExpertGemvReadsQuantizedExperts) {
+    for (auto code : {kl::cuda::WeightCode::Fp8, kl::cuda::WeightCode::Int4}) {
+        for (size_t n : {1, 4}) check_decode_experts(n, 8, 9, 2304, 1024, 20 + uint32_t(n), code);
+        check_decode_experts(3, 8, 9, 2320, 1040, 29, code);
+        check_decode_experts(2, 3, 5, 64, 48, 31, code);
+        check_decode_experts(1, 1, 3, 2304 * 2 + 16, 2048 + 16, 37, code);
+    }
 }
 
 TEST_F(GpuOps, FewTokenGemvMatchesCpuMatmul) {
@@ -320,6 +343,84 @@ TEST_F(GpuOps, FewTokenGemvMatchesCpuMatmul) {
             }
     EXPECT_FALSE(kl::cuda::gemv_supported(5, 64));
     EXPECT_FALSE(kl::cuda::gemv_supported(1, 63));
+}
+
+// The few-token GEMV over FP8 and INT4 weights against the CPU on their values: rows within
+// one 128-row block and across several, columns in whole and partial 128-column blocks, one
+// and two batches of 8 chunks per lane, outputs written ldy apart.
+TEST_F(GpuOps, FewTokenGemvReadsQuantizedWeights) {
+    kl::ThreadPool pool(2);
+    for (auto code : {kl::cuda::WeightCode::Fp8, kl::cuda::WeightCode::Int4})
+        for (size_t n : {1, 2, 3, 4})
+            for (size_t in : {16, 112, 2304, 4096, 6000})
+                for (size_t out : {7, 130, 1000}) {
+                    auto x = randn(n * in, 3), w = randn(out * in, 4, 0.05f);
+                    // Blocks of different magnitudes: scales that differ by row and column.
+                    for (size_t r = 0; r < out; ++r)
+                        for (size_t c = 0; c < in; ++c)
+                            w[r * in + c] *= float(1 + r / 128 % 3) * float(1 + c / 128 % 2);
+                    const auto xb = to_bf16(x);
+                    DevWeight dw(w, out, in, code);
+                    ASSERT_TRUE(kl::cuda::gemv_supported(n, in, code));
+                    const size_t ldy = out + 3;
+                    std::vector<float> want(n * out);
+                    kl::cpu::matmul_wt(pool, x.data(), n, in, w.data(), out, want.data());
+                    Dev<uint16_t> dx(xb);
+                    Dev<float> dy(std::vector<float>(n * ldy, -1.0f));
+                    kl::cuda::gemv(reinterpret_cast<const kl::cuda::bf16*>(dx.ptr), n, in,
+                                   dw.matrix(), out, dy.ptr, ldy, nullptr);
+                    ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+                    const std::vector<float> y = dy.get();
+                    std::vector<float> got(n * out);
+                    for (size_t t = 0; t < n; ++t)
+                        for (size_t r = 0; r < out; ++r) got[t * out + r] = y[t * ldy + r];
+                    for (size_t t = 0; t < n; ++t)
+                        for (size_t r = out; r < ldy; ++r) EXPECT_EQ(y[t * ldy + r], -1.0f);
+                    // fp32 sums in another order than the CPU's, per-chunk scaling: 1e-5.
+                    EXPECT_LE(rel_error(got, want), 1e-5)
+                        << code_name(code) << " " << n << "x" << in << "->" << out;
+                }
+    EXPECT_FALSE(kl::cuda::gemv_supported(1, 24, kl::cuda::WeightCode::Fp8));
+    EXPECT_TRUE(kl::cuda::gemv_supported(1, 24, kl::cuda::WeightCode::Bf16));
+}
+
+// Prefill GEMMs over quantized weights (Gemm): the weights expanded to bf16, then cuBLASLt,
+// against the CPU on the bf16 of the weights' values. Shapes of the 48B model (q/k/v, the
+// stacked KDA projections, o_proj, MLA kv_a with 576 rows, dense MLP) and odd ones; outputs
+// packed and ldy apart.
+TEST_F(GpuOps, PrefillGemmReadsQuantizedWeights) {
+    kl::ThreadPool pool(2);
+    struct Shape {
+        size_t n, in, out, pad;
+    };
+    for (auto code : {kl::cuda::WeightCode::Fp8, kl::cuda::WeightCode::Int4})
+        for (const Shape& s : {Shape{5, 2304, 4096, 0}, Shape{300, 4096, 2304, 8},
+                               Shape{64, 2304, 576, 0}, Shape{1000, 2304, 9216, 0},
+                               Shape{17, 160, 48, 5}, Shape{4096, 2304, 12576, 0}}) {
+            auto x = randn(s.n * s.in, 5), w = randn(s.out * s.in, 6, 0.03f);
+            const auto xb = to_bf16(x);
+            DevWeight dw(w, s.out, s.in, code);
+            std::vector<float> wb = w;
+            to_bf16(wb);  // the expansion's bf16 weights
+            std::vector<float> want(s.n * s.out);
+            kl::cpu::matmul_wt(pool, x.data(), s.n, s.in, wb.data(), s.out, want.data());
+            kl::cuda::Gemm gemm;
+            gemm.reserve_dequantized(s.out * s.in);
+            const size_t ldy = s.out + s.pad;
+            Dev<uint16_t> dx(xb);
+            Dev<float> dy(std::vector<float>(s.n * ldy, -1.0f));
+            gemm.run(reinterpret_cast<const kl::cuda::bf16*>(dx.ptr), s.n, s.in, dw.matrix(), s.out,
+                     dy.ptr, ldy, nullptr);
+            ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+            const std::vector<float> y = dy.get();
+            std::vector<float> got(s.n * s.out);
+            for (size_t t = 0; t < s.n; ++t)
+                for (size_t r = 0; r < s.out; ++r) got[t * s.out + r] = y[t * ldy + r];
+            if (s.pad) EXPECT_EQ(y[s.out], -1.0f);
+            // fp32 sums of the same products in another order: 1e-5.
+            EXPECT_LE(rel_error(got, want), 1e-5)
+                << code_name(code) << " " << s.n << "x" << s.in << "->" << s.out;
+        }
 }
 
 }  // namespace

@@ -221,7 +221,12 @@ void bench_decode(const std::vector<const bf16*>& p1, const std::vector<const bf
     std::printf("\n%-6s %-22s %10s %10s %9s %7s\n", "n", "decode experts", "ms", "MB", "GB/s",
                 "%4.3TB");
     std::mt19937 rng(11);
-    const DecodeSharedExpert shared{p1[kExperts - 1], p3[kExperts - 1], p2[kExperts - 1]};
+    const DecodeSharedExpert shared{{WeightCode::Bf16, p1[kExperts - 1], nullptr},
+                                    {WeightCode::Bf16, p3[kExperts - 1], nullptr},
+                                    {WeightCode::Bf16, p2[kExperts - 1], nullptr}};
+    ExpertWeights experts;
+    experts.w1 = d1.as<const void*>(), experts.w3 = d3.as<const void*>();
+    experts.w2 = d2.as<const void*>();
     for (size_t n : {1, 4}) {
         const size_t slots = n * (kTopK + 1);
         std::vector<Inputs> sets(kSets);
@@ -251,8 +256,7 @@ void bench_decode(const std::vector<const bf16*>& p1, const std::vector<const bf
         const double ms = time_ms([&](int s) {
             const Inputs& in = sets[s];
             moe_experts_gemv(in.x.as<bf16>(), n, kHidden, kInter, kTopK, in.chosen.as<int32_t>(),
-                             in.weights.as<float>(), d1.as<const bf16*>(), d3.as<const bf16*>(),
-                             d2.as<const bf16*>(), shared, false, act.as<float>(),
+                             in.weights.as<float>(), experts, shared, false, act.as<float>(),
                              out.as<float>(), nullptr);
         }, true);
         // Bytes every slot streams (at n = 4 the shared expert's repeats may hit L2).
@@ -415,13 +419,16 @@ int main(int argc, char** argv) {
                     const int32_t* idx = d_rows[s].as<int32_t>() + begin[s][e];
                     gather_rows_bf16(in.x.as<bf16>(), idx, count, kHidden, gathered.as<bf16>(),
                                      nullptr);
-                    gemm.run(gathered.as<bf16>(), count, kHidden, p1[e], kInter, e_gate.as<float>(),
+                    gemm.run(gathered.as<bf16>(), count, kHidden, QMatrix{WeightCode::Bf16, p1[e], nullptr}, kInter,
+                             e_gate.as<float>(), kInter,
                              nullptr);
-                    gemm.run(gathered.as<bf16>(), count, kHidden, p3[e], kInter, e_up.as<float>(),
+                    gemm.run(gathered.as<bf16>(), count, kHidden, QMatrix{WeightCode::Bf16, p3[e], nullptr}, kInter,
+                             e_up.as<float>(), kInter,
                              nullptr);
                     silu_mul_to_bf16(e_gate.as<float>(), e_up.as<float>(), count * kInter,
                                      e_act.as<bf16>(), nullptr);
-                    gemm.run(e_act.as<bf16>(), count, kInter, p2[e], kHidden, e_out.as<float>(),
+                    gemm.run(e_act.as<bf16>(), count, kInter, QMatrix{WeightCode::Bf16, p2[e], nullptr}, kHidden,
+                             e_out.as<float>(), kHidden,
                              nullptr);
                     scatter_add_weighted(e_out.as<float>(), idx,
                                          d_roww[s].as<float>() + begin[s][e], count, kHidden, dst,
