@@ -22,7 +22,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 binaries=(libkimi_linear.so.0.1.0 libkimi_linear_cuda.so.1 tools/kimi tools/bench_host_sampling tools/make_tiny_model tests/kl_gpu_tests
           tools/kda_chunk_bench tools/kda_decode_bench tools/mla_bench tools/moe_bench
-          tools/sampling_bench tools/cancel_latency tools/norm_bench tools/batch_decode_bench)
+          tools/sampling_bench tools/cancel_latency tools/norm_bench tools/batch_decode_bench
+          tools/gemm_bench)
 case "${1:-}" in
   build)
     cmake -S . -B build-cuda -DKL_CUDA=ON -DCMAKE_BUILD_TYPE=Release >/dev/null
@@ -51,7 +52,8 @@ case "${1:-}" in
         grep -E "^\[ (gpu|kda|mla|moe|sampl)|Failure|FAILED|PASSED|tests ran" || true
     fi
     if [[ $parts == *ops* ]]; then
-      for b in kda_chunk_bench kda_decode_bench mla_bench moe_bench sampling_bench batch_decode_bench; do
+      for b in kda_chunk_bench kda_decode_bench mla_bench moe_bench gemm_bench sampling_bench \
+               batch_decode_bench; do
         echo "== $b"; "$bin/$b"
       done 2>&1 | tee "$OUT/ops_bench.log"
       if ls .whl/fla_core-*.whl >/dev/null 2>&1; then

@@ -61,20 +61,31 @@ CudaBackend::CudaBackend(const ModelConfig& config, const ModelLayout& layout,
     reserve_gemm_buffers();
 }
 
-// Prefill and batches run quantized linears through cuBLASLt on their bf16 values, expanded
-// into one scratch buffer of the largest such weight's size (Gemm::reserve_dequantized).
+// Prefill and batches (more rows than the GEMVs take) run FP8 linears on the FP8 tensor cores
+// (their scales padded for cuBLASLt, x quantized into a scratch buffer of kPiece rows) and
+// INT4 ones through cuBLASLt on their bf16 values, expanded into one scratch buffer of the
+// largest such weight's size, which also serves FP8 shapes cuBLASLt has no FP8 algorithm
+// for (gemm.h).
 void CudaBackend::reserve_gemm_buffers() {
-    size_t largest = 0;
+    size_t largest = 0, fp8_in = 0, fp8_out = 0;
     auto take = [&](const Weight& w) {
-        if (w.code != WeightCode::Bf16) largest = std::max(largest, w.rows * w.cols);
+        if (w.code == WeightCode::Bf16) return;
+        largest = std::max(largest, w.rows * w.cols);
+        if (w.code == WeightCode::Fp8 && Gemm::fp8_tensor_cores(w.rows, w.cols)) {
+            gemm_->prepare_fp8(w.matrix(), w.rows, w.cols);
+            fp8_in = std::max(fp8_in, w.cols);
+            fp8_out = std::max(fp8_out, w.rows);
+        }
     };
     if (!tied_) take(lm_head_);
     for (const Layer& L : layers_) {
-        for (const Weight* w : {&L.x_proj, &L.o, &L.mq, &L.kv_a, &L.mo, &L.mlp.gate, &L.mlp.up,
-                                &L.mlp.down, &L.shared.gate, &L.shared.up, &L.shared.down})
+        for (const Weight* w :
+             {&L.x_proj, &L.q, &L.k, &L.v, &L.o, &L.mq, &L.kv_a, &L.mo, &L.mlp.gate, &L.mlp.up,
+              &L.mlp.down, &L.shared.gate, &L.shared.up, &L.shared.down})
             take(*w);
     }
     gemm_->reserve_dequantized(largest);
+    if (fp8_in) gemm_->reserve_fp8_activations(std::max(kPiece, kMaxBatch), fp8_in, fp8_out);
 }
 
 template <typename Get>

@@ -6,10 +6,13 @@
 // the epilogue (bf16 act), then down with the slot weight in the epilogue (fp32 y, slot
 // order). A per-token combine adds each token's top_k rows in a fixed order: no float atomics,
 // so results do not depend on scheduling.
-// Quantized experts (FP8, INT4) are dequantized to bf16 as their tiles are loaded: the
-// weight tile of the next stage is fetched into registers before the current stage's MMAs
-// and converted into shared memory after them, so the MMAs see the same bf16 tiles as a bf16
-// expert holding those values.
+// FP8 experts run W8A8 on the FP8 tensor cores (mma.sync m16n8k32 e4m3): x and act are
+// quantized per row and 128 columns (quantize_activations_fp8), a pipeline stage covers one
+// 128-column scale block, and each stage's fp32 partial sums are scaled by the row's and the
+// weight block's scales before they join the accumulators. INT4 experts are dequantized to
+// bf16 as their tiles are loaded: the weight tile of the next stage is fetched into registers
+// before the current stage's MMAs and converted into shared memory after them, so the MMAs
+// see the same bf16 tiles as a bf16 expert holding those values.
 #include <cuda_fp16.h>
 #include <cuda_fp8.h>
 
@@ -34,7 +37,7 @@ constexpr int kScatterThreads = 1024;
 // Device views into the caller's workspace.
 struct Layout {
     size_t expert_count, expert_begin, num_tiles, tile_expert, tile_begin, tile_end, sorted_slot,
-        act, y, total;
+        act, y, x_codes, x_scales, act_codes, act_scales, total;
 };
 
 size_t align_up(size_t bytes) {
@@ -64,6 +67,11 @@ Layout layout(size_t n, size_t hidden, size_t inter, size_t experts, size_t top_
     l.sorted_slot = take(slots * 4);
     l.act = take(slots * inter * sizeof(bf16));
     l.y = take(slots * hidden * sizeof(float));
+    // FP8 experts' activations (W8A8): codes and per-row scales of x and of act.
+    l.x_codes = take(n * hidden);
+    l.x_scales = take(n * quant_scale_cols(hidden) * sizeof(float));
+    l.act_codes = take(slots * inter);
+    l.act_scales = take(slots * quant_scale_cols(inter) * sizeof(float));
     l.total = at;
     return l;
 }
@@ -222,33 +230,24 @@ __device__ __forceinline__ float weight_at(const void* w, const float* scales, i
     }
 }
 
-// The codes of one 16-byte weight-tile chunk (8 consecutive k of one row) and their scale,
-// held in registers between the global load and the conversion into shared memory. FP8 uses
-// both words (8 codes), INT4 the first (8 nibbles).
+// The codes of one 16-byte weight-tile chunk (8 consecutive k of one row: one word of INT4
+// nibbles) and their scale, held in registers between the global load and the conversion
+// into shared memory.
 struct QuantChunk {
-    uint32_t lo, hi;
+    uint32_t codes;
     float scale;
 };
 
-// Loads chunk (row, k .. k + 7) of a quantized [N, K] matrix, K % 8 == 0. Out-of-range
-// chunks get codes of zero and scale 0, so they convert to +0 as cp.async's zero fill does.
-template <WeightCode kCode>
+// Loads chunk (row, k .. k + 7) of an INT4 [N, K] matrix, K % 8 == 0. Out-of-range chunks
+// get codes of zero and scale 0, so they convert to +0 as cp.async's zero fill does.
 __device__ __forceinline__ QuantChunk fetch_chunk(const void* w, const float* scales, int row,
                                                   int k, int N, int K) {
     QuantChunk q;
     if (row < N && k < K) {
-        if constexpr (kCode == WeightCode::Fp8) {
-            const uint2 codes = __ldg(reinterpret_cast<const uint2*>(
-                static_cast<const uint8_t*>(w) + size_t(row) * K + k));
-            q.lo = codes.x, q.hi = codes.y;
-        } else {
-            q.lo = __ldg(static_cast<const uint32_t*>(w) + size_t(row) * (K / 8) + k / 8);
-            q.hi = 0;
-        }
-        q.scale = scale_at<kCode>(scales, row, k, K);
+        q.codes = __ldg(static_cast<const uint32_t*>(w) + size_t(row) * (K / 8) + k / 8);
+        q.scale = scale_at<WeightCode::Int4>(scales, row, k, K);
     } else {
-        q.lo = kCode == WeightCode::Fp8 ? 0u : 0x88888888u;
-        q.hi = 0;
+        q.codes = 0x88888888u;
         q.scale = 0.0f;
     }
     return q;
@@ -260,26 +259,18 @@ __device__ __forceinline__ uint32_t bf16x2_bits(float a, float b) {
 }
 
 // The chunk's 8 values (code * scale, fp32) rounded to bf16, stored as one 16-byte chunk.
-template <WeightCode kCode>
 __device__ __forceinline__ void store_chunk(bf16* dst, const QuantChunk& q) {
     uint32_t out[4];
 #pragma unroll
-    for (int p = 0; p < 4; ++p) {
-        float v0, v1;
-        if constexpr (kCode == WeightCode::Fp8) {
-            const float2 v = fp8x2_values((p < 2 ? q.lo : q.hi) >> (16 * (p & 1)));
-            v0 = v.x, v1 = v.y;
-        } else {
-            v0 = int4_value(q.lo, 8 * p);
-            v1 = int4_value(q.lo, 8 * p + 4);
-        }
-        out[p] = bf16x2_bits(v0 * q.scale, v1 * q.scale);
-    }
+    for (int p = 0; p < 4; ++p)
+        out[p] = bf16x2_bits(int4_value(q.codes, 8 * p) * q.scale,
+                             int4_value(q.codes, 8 * p + 4) * q.scale);
     *reinterpret_cast<uint4*>(dst) = make_uint4(out[0], out[1], out[2], out[3]);
 }
 
 struct GemmArgs {
-    const bf16* a;             // gate/up: x [n, K] (rows gathered by token); down: act [rows, K]
+    const void* a;             // gate/up: x [n, K] (rows gathered by token); down: act [rows, K]
+    const float* a_scales;     // FP8: a's scales [rows of a, ceil(K / 128)] (W8A8)
     const void* const* w;      // gate/up: w1; down: w2 ([N, K] per expert, in the kernel's code)
     const void* const* w_up;   // gate/up: w3; down: unused
     const float* const* s;     // scales of w (quantized codes only)
@@ -296,24 +287,32 @@ struct GemmArgs {
 // kGateUp: the B tile interleaves 8-row blocks of w1 and w3 (gate, up, gate, up, ...), so
 // each thread holds gate and up accumulators of the same (row, column) for the epilogue;
 // a CTA then produces BN / 2 act columns.
-// kCode: the weights' format. Bf16 tiles go global -> shared by cp.async like A; quantized
-// tiles go through registers (fetch_chunk before the current stage's MMAs, store_chunk after),
-// which needs K % 8 == 0.
+// kCode: the weights' format. Bf16: A and B tiles go global -> shared by cp.async. Fp8 (W8A8):
+// so do A's and B's e4m3 codes, 128 of K per stage (the same 128-byte smem rows), and each
+// stage's MMAs sum into `part`, which joins `acc` scaled by the row's and the weight block's
+// scales; needs K % 16 == 0. Int4: B goes through registers (fetch_chunk before the current
+// stage's MMAs, store_chunk after), which needs K % 8 == 0.
 template <int BM, int BN, int WARPS_M, int WARPS_N, int STAGES, bool kGateUp, WeightCode kCode>
 __global__ void __launch_bounds__(WARPS_M* WARPS_N * 32) grouped_gemm_kernel(const GemmArgs args) {
     constexpr int kThreads = WARPS_M * WARPS_N * 32;
     constexpr int WM = BM / WARPS_M, WN = BN / WARPS_N, MF = WM / 16, NF = WN / 8;
-    constexpr bool kQuant = kCode != WeightCode::Bf16;
-    constexpr int kBChunks = BN * 8 / kThreads;  // B chunks per thread per stage
+    constexpr bool kW8A8 = kCode == WeightCode::Fp8;
+    constexpr bool kQuant = kCode == WeightCode::Int4;  // B dequantized through registers
+    constexpr int kBytes = kW8A8 ? 1 : 2;               // per element of A and of bf16/FP8 B
+    constexpr int kStageK = kBK * 2 / kBytes;           // K per stage: 64 bf16 or 128 FP8
+    constexpr int kChunkK = kStageK / 8;                // K per 16-byte chunk
+    constexpr int kBChunks = BN * 8 / kThreads;         // B chunks per thread per stage
     static_assert(WM % 16 == 0 && WN % 16 == 0, "warp tile: m16 and pairs of n8 fragments");
     static_assert((BM * 8) % kThreads == 0 && (BN * 8) % kThreads == 0, "whole chunks per thread");
+    static_assert(!kW8A8 || kStageK == kQuantBlock, "an FP8 stage is one scale block of K");
     const int tile = blockIdx.x / args.col_tiles, col_tile = blockIdx.x % args.col_tiles;
     if (tile >= *args.num_tiles) return;  // the grid is sized for the worst case
 
     extern __shared__ uint4 smem[];
-    bf16* a_tiles = reinterpret_cast<bf16*>(smem);
+    bf16* a_tiles = reinterpret_cast<bf16*>(smem);  // FP8 tiles: the same bytes, 2 codes each
     bf16* b_tiles = a_tiles + STAGES * BM * kBK;
-    __shared__ const bf16* a_rows[BM];  // source row of each tile row, null for padding
+    __shared__ const char* a_rows[BM];  // source row of each tile row, null for padding
+    __shared__ const float* a_scale_rows[kW8A8 ? BM : 1];  // W8A8: each row's scales
     __shared__ int row_slot[BM];
 
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
@@ -321,22 +320,25 @@ __global__ void __launch_bounds__(WARPS_M* WARPS_N * 32) grouped_gemm_kernel(con
     const int expert = args.tile_expert[tile];
     const int row_begin = args.tile_begin[tile], row_end = args.tile_end[tile];
     const int K = args.K, N = args.N;
+    const int scale_cols = (K + kQuantBlock - 1) / kQuantBlock;
     for (int r = tid; r < BM; r += kThreads) {
         const int p = row_begin + r;
         const bool real = p < row_end;
         const int slot = real ? args.sorted_slot[p] : -1;
         row_slot[r] = slot;
         const size_t src_row = kGateUp ? size_t(slot / args.top_k) : size_t(p);
-        a_rows[r] = real ? args.a + src_row * K : nullptr;
+        a_rows[r] = real ? static_cast<const char*>(args.a) + src_row * K * kBytes : nullptr;
+        if constexpr (kW8A8)
+            a_scale_rows[r] = real ? args.a_scales + src_row * scale_cols : nullptr;
     }
     __syncthreads();
 
-    const void* wq = args.w[expert];  // the codes as they are (quantized B)
+    const void* wq = args.w[expert];  // the weights as stored
     const void* wq_up = kGateUp ? args.w_up[expert] : nullptr;
-    const bf16* w = static_cast<const bf16*>(wq);
-    const bf16* w_up = static_cast<const bf16*>(wq_up);
-    const float* s = kQuant ? args.s[expert] : nullptr;
-    const float* s_up = kQuant && kGateUp ? args.s_up[expert] : nullptr;
+    const char* w = static_cast<const char*>(wq);
+    const char* w_up = static_cast<const char*>(wq_up);
+    const float* s = kCode != WeightCode::Bf16 ? args.s[expert] : nullptr;
+    const float* s_up = kCode != WeightCode::Bf16 && kGateUp ? args.s_up[expert] : nullptr;
     const int n0 = col_tile * (kGateUp ? BN / 2 : BN);  // first output column
 
     // B tile row r: its weight row and matrix (gate/up interleaved in 8-row blocks).
@@ -350,32 +352,34 @@ __global__ void __launch_bounds__(WARPS_M* WARPS_N * 32) grouped_gemm_kernel(con
             up = false;
         }
     };
-    // A always, B too for bf16 weights (cp.async); quantized B goes through fetch_b/store_b.
+    // A always, B too for bf16 and FP8 weights (cp.async); INT4 B goes through fetch_b/store_b.
     auto load_stage = [&](int stage, int kt) {
-        const int k0 = kt * kBK;
+        const int k0 = kt * kStageK;
         bf16* as = a_tiles + stage * BM * kBK;
         bf16* bs = b_tiles + stage * BN * kBK;
 #pragma unroll
         for (int it = 0; it < BM * 8 / kThreads; ++it) {
-            const int c = tid + it * kThreads, r = c >> 3, chunk = c & 7, k = k0 + chunk * 8;
-            const bf16* src = a_rows[r];
+            const int c = tid + it * kThreads, r = c >> 3, chunk = c & 7, k = k0 + chunk * kChunkK;
+            const char* src = a_rows[r];
             const bool ok = src != nullptr && k < K;
-            cp_async16(as + swizzle(r, chunk), ok ? src + k : w, ok);
+            cp_async16(as + swizzle(r, chunk), ok ? src + size_t(k) * kBytes : w, ok);
         }
         if constexpr (!kQuant) {
 #pragma unroll
             for (int it = 0; it < kBChunks; ++it) {
-                const int c = tid + it * kThreads, r = c >> 3, chunk = c & 7, k = k0 + chunk * 8;
+                const int c = tid + it * kThreads, r = c >> 3, chunk = c & 7;
+                const int k = k0 + chunk * kChunkK;
                 int w_row;
                 bool up;
                 b_row(r, w_row, up);
-                const bf16* base = up ? w_up : w;
+                const char* base = up ? w_up : w;
                 const bool ok = w_row < N && k < K;
-                cp_async16(bs + swizzle(r, chunk), ok ? base + size_t(w_row) * K + k : w, ok);
+                cp_async16(bs + swizzle(r, chunk), ok ? base + (size_t(w_row) * K + k) * kBytes : w,
+                           ok);
             }
         }
     };
-    // A thread's quantized chunks (tile rows tid / 8 + it * kThreads / 8) are, by b_row, weight
+    // A thread's INT4 chunks (tile rows tid / 8 + it * kThreads / 8) are, by b_row, weight
     // rows q_row0 + it * kRowStep of one matrix: the gate/up blocks alternate every 8 tile
     // rows, and kThreads / 8 tile rows is an even number of blocks. Stepping from one row
     // keeps fewer addresses live than resolving each chunk's row.
@@ -388,29 +392,34 @@ __global__ void __launch_bounds__(WARPS_M* WARPS_N * 32) grouped_gemm_kernel(con
     const float* qs = q_up ? s_up : s;
     QuantChunk pending[kQuant ? kBChunks : 1];  // stage `next`'s B codes, between fetch and store
     auto fetch_b = [&](int kt) {
-        const int k = kt * kBK + (tid & 7) * 8;
+        const int k = kt * kStageK + (tid & 7) * 8;
 #pragma unroll
         for (int it = 0; it < kBChunks; ++it)
-            pending[it] = fetch_chunk<kCode>(qw, qs, q_row0 + it * kRowStep, k, N, K);
+            pending[it] = fetch_chunk(qw, qs, q_row0 + it * kRowStep, k, N, K);
     };
     auto store_b = [&](int stage) {
         bf16* bs = b_tiles + stage * BN * kBK;
 #pragma unroll
         for (int it = 0; it < kBChunks; ++it) {
             const int c = tid + it * kThreads;
-            store_chunk<kCode>(bs + swizzle(c >> 3, c & 7), pending[it]);
+            store_chunk(bs + swizzle(c >> 3, c & 7), pending[it]);
         }
     };
 
     float acc[MF][NF][4];
+    float part[kW8A8 ? MF : 1][kW8A8 ? NF : 1][4];  // W8A8: this stage's sums, unscaled
 #pragma unroll
     for (int i = 0; i < MF; ++i)
 #pragma unroll
         for (int j = 0; j < NF; ++j)
 #pragma unroll
             for (int v = 0; v < 4; ++v) acc[i][j][v] = 0.0f;
+    // W8A8: the weight scales of this CTA's columns, one 128-row block of w (and of w_up).
+    const float* s_block = kW8A8 ? s + size_t(n0 / kQuantBlock) * scale_cols : nullptr;
+    const float* s_up_block =
+        kW8A8 && kGateUp ? s_up + size_t(n0 / kQuantBlock) * scale_cols : nullptr;
 
-    const int k_tiles = (K + kBK - 1) / kBK;
+    const int k_tiles = (K + kStageK - 1) / kStageK;
 #pragma unroll
     for (int st = 0; st < STAGES - 1; ++st) {
         if (st < k_tiles) {
@@ -424,19 +433,38 @@ __global__ void __launch_bounds__(WARPS_M* WARPS_N * 32) grouped_gemm_kernel(con
         // Stage kt has landed for every thread, and everyone is done with stage kt - 1,
         // which the prefetch below overwrites.
         __syncthreads();
-        // Quantized B of stage `next` is stored after this stage's MMAs; its slot, stage
-        // kt - 1's, is free (the barrier above), and the barrier at the top of iteration
-        // `next` publishes the stores before anyone reads them.
+        // INT4 B of stage `next` is stored after this stage's MMAs; its slot, stage kt - 1's,
+        // is free (the barrier above), and the barrier at the top of iteration `next`
+        // publishes the stores before anyone reads them.
         const int next = kt + STAGES - 1;
         if (next < k_tiles) {
             load_stage(next % STAGES, next);
             if constexpr (kQuant) fetch_b(next);
         }
         cp_async_commit();
+        // W8A8: this stage's scales, loaded before the MMAs so that their latency hides.
+        float row_scale[kW8A8 ? MF : 1][2], w_scale = 0.0f, w_up_scale = 0.0f;
+        if constexpr (kW8A8) {
+#pragma unroll
+            for (int i = 0; i < MF; ++i)
+#pragma unroll
+                for (int half = 0; half < 2; ++half) {
+                    const float* rs = a_scale_rows[warp_m * WM + i * 16 + (lane >> 2) + half * 8];
+                    row_scale[i][half] = rs ? __ldg(rs + kt) : 0.0f;
+                }
+            w_scale = __ldg(s_block + kt);
+            w_up_scale = kGateUp ? __ldg(s_up_block + kt) : w_scale;
+#pragma unroll
+            for (int i = 0; i < MF; ++i)
+#pragma unroll
+                for (int j = 0; j < NF; ++j)
+#pragma unroll
+                    for (int v = 0; v < 4; ++v) part[i][j][v] = 0.0f;
+        }
         const bf16* as = a_tiles + (kt % STAGES) * BM * kBK;
         const bf16* bs = b_tiles + (kt % STAGES) * BN * kBK;
 #pragma unroll
-        for (int kk = 0; kk < kBK / 16; ++kk) {
+        for (int kk = 0; kk < kBK / 16; ++kk) {  // 32 bytes of K per step
             uint32_t af[MF][4], bfrag[NF][2];
 #pragma unroll
             for (int i = 0; i < MF; ++i) {
@@ -454,7 +482,25 @@ __global__ void __launch_bounds__(WARPS_M* WARPS_N * 32) grouped_gemm_kernel(con
 #pragma unroll
             for (int i = 0; i < MF; ++i)
 #pragma unroll
-                for (int j = 0; j < NF; ++j) mma_bf16(acc[i][j], af[i], bfrag[j][0], bfrag[j][1]);
+                for (int j = 0; j < NF; ++j) {
+                    if constexpr (kW8A8)
+                        mma_e4m3(part[i][j], af[i], bfrag[j][0], bfrag[j][1]);
+                    else
+                        mma_bf16(acc[i][j], af[i], bfrag[j][0], bfrag[j][1]);
+                }
+        }
+        if constexpr (kW8A8) {
+            // Fragment j is weight rows of block warp_n * WN / 8 + j: gate for even j, up
+            // for odd (WN / 8 is even).
+#pragma unroll
+            for (int i = 0; i < MF; ++i)
+#pragma unroll
+                for (int j = 0; j < NF; ++j) {
+                    const float ws = kGateUp && (j & 1) ? w_up_scale : w_scale;
+#pragma unroll
+                    for (int v = 0; v < 4; ++v)
+                        acc[i][j][v] += part[i][j][v] * (row_scale[i][v >> 1] * ws);
+                }
         }
         if constexpr (kQuant)
             if (next < k_tiles) store_b(next % STAGES);
@@ -615,11 +661,15 @@ struct TileConfig {
 using SmallTiles = TileConfig<32, 128, 1, 4, 4>;
 using MediumTiles = TileConfig<64, 128, 2, 2, 4>;
 using LargeTiles = TileConfig<128, 128, 2, 2, 3>;
+// W8A8 holds each stage's sums beside the accumulators: 32 x 64 warp tiles keep both in
+// registers. Slower than 64-row tiles at every size measured (moe_bench on the H200, 4096
+// tokens: 3.05 vs 2.72 ms), so only taken when asked for.
+using LargeTilesW8A8 = TileConfig<128, 128, 4, 2, 3>;
 
-int pick_tile_m(size_t slots, size_t experts) {
+int pick_tile_m(size_t slots, size_t experts, bool w8a8) {
     const size_t rows_per_expert = slots / std::max<size_t>(1, experts);
     if (rows_per_expert <= 24) return 32;
-    if (rows_per_expert <= 96) return 64;
+    if (rows_per_expert <= 96 || w8a8) return 64;
     return 128;
 }
 
@@ -668,15 +718,20 @@ void moe_experts_grouped_tuned(const bf16* x, size_t n, size_t hidden, size_t in
     const int H = static_cast<int>(hidden), I = static_cast<int>(inter);
     const int k = static_cast<int>(top_k), E = static_cast<int>(experts);
 
-    // Also what the quantized tiles need: whole INT4 words and 8-byte FP8 loads per chunk.
-    const bool fast_shape =
-        hidden % 8 == 0 && inter % 8 == 0 && reinterpret_cast<uintptr_t>(x) % 16 == 0;
-    if (tile_m == 0) tile_m = fast_shape ? pick_tile_m(slots, experts) : -1;
+    // Also what INT4 tiles need (whole words per chunk). W8A8 needs whole 16-byte chunks of
+    // codes (dimensions divisible by 16) and FP8 tensor cores.
+    const bool w8a8 = code == WeightCode::Fp8;
+    const size_t multiple = w8a8 ? 16 : 8;
+    const bool fast_shape = hidden % multiple == 0 && inter % multiple == 0 &&
+                            reinterpret_cast<uintptr_t>(x) % 16 == 0 &&
+                            (!w8a8 || fp8_tensor_cores_available());
+    if (tile_m == 0) tile_m = fast_shape ? pick_tile_m(slots, experts, w8a8) : -1;
     if (tile_m > 0 && !fast_shape)
-        fail(Status::Unsupported, "moe_experts_grouped: the tensor-core path needs hidden (" +
-                                      std::to_string(hidden) + ") and inter (" +
-                                      std::to_string(inter) +
-                                      ") divisible by 8 and x 16-byte aligned");
+        fail(Status::Unsupported,
+             "moe_experts_grouped: the tensor-core path needs hidden (" + std::to_string(hidden) +
+                 ") and inter (" + std::to_string(inter) + ") divisible by " +
+                 std::to_string(multiple) + " and x 16-byte aligned" +
+                 (w8a8 ? ", and FP8 experts a device with FP8 tensor cores" : ""));
 
     // The experts' GEMMs for one weight code (a compile-time tag).
     auto experts_for = [&](auto code_tag) {
@@ -707,17 +762,32 @@ void moe_experts_grouped_tuned(const bf16* x, size_t n, size_t hidden, size_t in
         args.act = act;
         args.y = y;
         const size_t max_tiles = max_row_tiles(slots, experts, size_t(tile_m));
+        constexpr bool kW8A8 = kCode == WeightCode::Fp8;
+        auto* x_codes = reinterpret_cast<uint8_t*>(base + l.x_codes);
+        auto* act_codes = reinterpret_cast<uint8_t*>(base + l.act_codes);
+        auto* x_scales = reinterpret_cast<float*>(base + l.x_scales);
+        auto* act_scales = reinterpret_cast<float*>(base + l.act_scales);
         auto run = [&](auto config) {
             using Config = decltype(config);
             if (phases & 2u) {
                 GemmArgs g = args;
                 g.a = x, g.w = ew.w1, g.w_up = ew.w3, g.s = ew.s1, g.s_up = ew.s3;
                 g.K = H, g.N = I;
+                if (kW8A8) {
+                    quantize_activations_fp8(x, n, hidden, x_codes, x_scales,
+                                             quant_scale_cols(hidden), 1, stream);
+                    g.a = x_codes, g.a_scales = x_scales;
+                }
                 Config::template launch<true, kCode>(g, max_tiles, stream);
             }
             if (phases & 4u) {
                 GemmArgs d = args;
                 d.a = act, d.w = ew.w2, d.s = ew.s2, d.K = I, d.N = H;
+                if (kW8A8) {  // every grouped row; those past the routed ones are never read
+                    quantize_activations_fp8(act, slots, inter, act_codes, act_scales,
+                                             quant_scale_cols(inter), 1, stream);
+                    d.a = act_codes, d.a_scales = act_scales;
+                }
                 Config::template launch<false, kCode>(d, max_tiles, stream);
             }
         };
@@ -725,6 +795,8 @@ void moe_experts_grouped_tuned(const bf16* x, size_t n, size_t hidden, size_t in
             run(SmallTiles{});
         else if (tile_m == 64)
             run(MediumTiles{});
+        else if (kW8A8)
+            run(LargeTilesW8A8{});
         else
             run(LargeTiles{});
     };

@@ -234,9 +234,12 @@ void moe_experts_gemv(const bf16* x, size_t n, size_t hidden, size_t inter, size
 // out[t] += sum_i weights[t, i] * y[t, i]. x [n, hidden] bf16; chosen/weights [n, top_k];
 // expert_weights.w1/w3/w2: device arrays of per-expert matrices ([inter, hidden],
 // [inter, hidden], [hidden, inter]) in any WeightCode, each 16-byte aligned, with their scale
-// tables when quantized: the kernel dequantizes weight tiles to bf16 as it loads them (the
-// format's values, rounded to nearest bf16). The tensor-core path needs hidden and inter
-// multiples of 8; other shapes run a slower simple path.
+// tables when quantized. FP8 experts run W8A8 (x and act quantized per row and 128 columns
+// as quantize_activations_fp8 does, e4m3 tensor cores, fp32 sums scaled per 128-column
+// block); INT4 weight tiles are dequantized to bf16 as they load (the format's values,
+// rounded to nearest bf16). The tensor-core path needs hidden and inter multiples of 8 (16
+// and a device with FP8 tensor cores for FP8); other shapes run a slower simple path, which
+// multiplies the weights' values with x and act as they are.
 // workspace: moe_grouped_workspace_bytes(n, hidden, inter, experts, top_k).
 size_t moe_grouped_workspace_bytes(size_t n, size_t hidden, size_t inter, size_t experts,
                                    size_t top_k);
@@ -265,5 +268,17 @@ void quantize_on_device(const float* values, size_t rows, size_t cols, WeightCod
 // out [rows, cols] = bf16_rn(code value * scale in fp32), the values of kl::dequantize rounded
 // to bf16 (Bf16: a copy): quantized dense linears in prefill run through cuBLASLt on them.
 void dequantize_to_bf16(const QMatrix& w, size_t rows, size_t cols, bf16* out, cudaStream_t stream);
+
+// ---- FP8 activations (activation_quant.cu) ------------------------------------------------
+// x [n, in] bf16 (in % 16 == 0) -> e4m3 codes [n, in] and one fp32 scale per token and 128
+// columns (value = e4m3(code) * scale; scale = the group's max |x| / 448, codes rounded to
+// nearest and saturated: kl::quantize of each row as a [1, in] FP8 tensor), the scale of
+// (token t, group g) at scales[t * token_stride + g * group_stride]: token-major for our
+// grouped experts, group-major for cuBLASLt.
+void quantize_activations_fp8(const bf16* x, size_t n, size_t in, uint8_t* codes, float* scales,
+                              size_t token_stride, size_t group_stride, cudaStream_t stream);
+// Whether the current device has FP8 tensor cores (compute capability 8.9 or later): W8A8
+// prefill needs them; elsewhere FP8 weights are expanded to bf16 as INT4 ones are.
+bool fp8_tensor_cores_available();
 
 }  // namespace kl::cuda

@@ -59,6 +59,17 @@ inline std::vector<uint16_t> to_bf16(std::vector<float>& v) {  // rounds v in pl
     return b;
 }
 
+// x [n, in] (bf16 values) -> what W8A8 multiplies in its place: each row quantized to FP8 in
+// groups of 128 columns as kl::quantize does a [1, in] tensor, then dequantized
+// (kl::cuda::quantize_activations_fp8's rule).
+inline void w8a8_activations(std::vector<float>& x, size_t n, size_t in) {
+    for (size_t t = 0; t < n; ++t) {
+        const kl::QuantizedTensor q =
+            kl::quantize(kl::WeightFormat::Fp8, x.data() + t * in, 1, int64_t(in));
+        kl::dequantize(q, x.data() + t * in);
+    }
+}
+
 // A weight [rows, cols] on the device in `code` (backends/cuda/ops.h "weight formats"),
 // made from v, which becomes the values the device weight stands for (bf16-rounded, or
 // kl::dequantize of kl::quantize): the CPU reference then uses exactly those.

@@ -33,6 +33,15 @@ constexpr double kGpuSelfTolerance = 1e-2;
 // The same with quantized weights, where decode's GEMVs multiply their exact values and
 // prefill's tensor cores their bf16 rounding (2^-9 more per weight).
 constexpr double kQuantizedSelfTolerance = 3e-2;
+// FP8 prefill runs W8A8 (docs/design/kernels.md, "FP8 prefill"; in these models the routed
+// experts, whose dimensions are multiples of 16; their dense linears are too small for it):
+// x and act quantized to e4m3 per row and 128 columns (3 mantissa bits: up to 6% of a value)
+// where the CPU, and the GPU's decode, multiply them as they are. Random weights compound it
+// over the layers: measured per-row medians up to 0.111 (100m preset, 1100 tokens), argmax
+// agreement with the CPU down to 71% (the trained demo model: mean KL 0.024 to bf16, every
+// answer of its evaluation right; docs/perf/quantized-gpu.md).
+constexpr double kW8A8Tolerance = 0.15;
+constexpr double kW8A8Agreement = 0.65;
 
 std::unique_ptr<kl::Model> load(const std::string& dir, bool gpu,
                                 kl::WeightRequest weights = kl::WeightRequest::AsStored) {
@@ -123,14 +132,23 @@ TEST_P(GpuModel, LogitsMatchTheCpuBackendAndTheIdentityHolds) {
     // position then differs by far more than rounding (GpuDense shows the kernels match
     // everywhere without a router). So: the typical position within bf16 tolerance.
     const auto rows = row_errors(got, want, vocab);
-    EXPECT_LE(rows[rows.size() / 2], kBf16Tolerance) << "GPU prefill vs CPU, median position";
+    const bool w8a8 = c.weights == kl::WeightRequest::Fp8;
+    EXPECT_LE(rows[rows.size() / 2], w8a8 ? kW8A8Tolerance : kBf16Tolerance)
+        << "GPU prefill vs CPU, median position";
 
     // Token by token on the GPU == the GPU prefill; and a 3-way split.
-    const auto decode_rows = row_errors(decode_each(*gpu, tokens), got, vocab);
-    // Quantized: decode reads the weights' exact values, prefill their bf16 rounding.
-    const double self_tolerance =
-        c.weights == kl::WeightRequest::AsStored ? kGpuSelfTolerance : kQuantizedSelfTolerance;
+    const auto decoded = decode_each(*gpu, tokens);
+    const auto decode_rows = row_errors(decoded, got, vocab);
+    // Quantized: decode reads the weights' exact values, prefill their bf16 rounding (INT4)
+    // or runs W8A8 (FP8), whose decode then matches the CPU as bf16 does.
+    const double self_tolerance = c.weights == kl::WeightRequest::AsStored ? kGpuSelfTolerance
+                                  : w8a8                                   ? kW8A8Tolerance
+                                         : kQuantizedSelfTolerance;
     EXPECT_LE(decode_rows[decode_rows.size() / 2], self_tolerance) << "GPU decode vs prefill";
+    if (w8a8) {
+        const auto decode_cpu = row_errors(decoded, want, vocab);
+        EXPECT_LE(decode_cpu[decode_cpu.size() / 2], kBf16Tolerance) << "GPU decode vs CPU";
+    }
     kl::Session split(*gpu, 0);
     std::vector<float> pieces(c.n_tokens * vocab);
     const size_t a = c.n_tokens / 3, b = 2 * c.n_tokens / 3;
@@ -151,7 +169,7 @@ TEST_P(GpuModel, LogitsMatchTheCpuBackendAndTheIdentityHolds) {
         };
         agree += row(got) == row(want);
     }
-    EXPECT_GE(double(agree) / c.n_tokens, 0.9);
+    EXPECT_GE(double(agree) / c.n_tokens, w8a8 ? kW8A8Agreement : 0.9);
     std::printf(
         "[ gpu parity ] %s %s T=%zu: max rel err %.2e, per-row median %.2e p90 %.2e max %.2e, "
         "argmax agreement %zu/%zu\n",
@@ -206,8 +224,9 @@ TEST(GpuDense, EveryPositionMatchesTheCpuBackend) {
 }
 
 // The same with the dense MLPs and projections quantized on load (prefill: cuBLASLt on their
-// expanded values; decode: the quantized GEMVs), and from a checkpoint written quantized
-// (uploaded as stored): every position within the bf16 tolerance of the CPU on those values.
+// expanded values, too small for W8A8; decode: the quantized GEMVs), and from a checkpoint
+// written quantized (uploaded as stored): every position within the bf16 tolerance of the
+// CPU on those values.
 TEST(GpuDense, QuantizedWeightsMatchTheCpuBackendEverywhere) {
     if (!have_gpu()) GTEST_SKIP() << "no CUDA device";
     const std::string dir = dense_tiny_dir();
@@ -266,7 +285,10 @@ TEST(GpuRandom, QuantizedRandomWeightsMatchTheQuantizedCheckpoints) {
         const auto rows = row_errors(got, want, vocab);
         std::printf("[ gpu random %s ] vs the checkpoint: per-row median %.2e max %.2e\n",
                     request_name(weights), rows[rows.size() / 2], rows.back());
-        EXPECT_LE(rows[rows.size() / 2], kBf16Tolerance) << request_name(weights);
+        // FP8: both run W8A8 prefill, which magnifies the generators' last-bit differences.
+        EXPECT_LE(rows[rows.size() / 2],
+                  weights == kl::WeightRequest::Fp8 ? kW8A8Tolerance : kBf16Tolerance)
+            << request_name(weights);
     }
 }
 

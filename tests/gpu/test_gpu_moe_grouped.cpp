@@ -134,10 +134,12 @@ std::vector<int32_t> route(size_t n, size_t k, size_t experts, Routing routing, 
 }
 
 // The MoE contribution sum_i weights[t,i] * Expert_{chosen[t,i]}(x_t), in fp32 on the CPU,
-// one batched matmul_wt per weight set over the rows routed to it.
+// one batched matmul_wt per weight set over the rows routed to it. w8a8: as FP8 experts on
+// the tensor cores compute it, x and act (rounded to bf16) replaced by their per-row FP8
+// values (w8a8_activations).
 std::vector<float> reference(kl::ThreadPool& pool, const Experts& ex, const std::vector<float>& x,
                              size_t n, size_t k, const std::vector<int32_t>& chosen,
-                             const std::vector<float>& weights) {
+                             const std::vector<float>& weights, bool w8a8 = false) {
     const size_t h = ex.hidden, inter = ex.inter;
     std::vector<float> delta(n * h, 0.0f);
     for (size_t s = 0; s < ex.sets; ++s) {
@@ -148,9 +150,14 @@ std::vector<float> reference(kl::ThreadPool& pool, const Experts& ex, const std:
         const size_t m = slots.size();
         std::vector<float> xs(m * h), g(m * inter), u(m * inter), y(m * h);
         for (size_t r = 0; r < m; ++r) std::copy_n(&x[(slots[r] / k) * h], h, &xs[r * h]);
+        if (w8a8) w8a8_activations(xs, m, h);
         kl::cpu::matmul_wt(pool, xs.data(), m, h, ex.w1[s].data(), inter, g.data());
         kl::cpu::matmul_wt(pool, xs.data(), m, h, ex.w3[s].data(), inter, u.data());
         for (size_t i = 0; i < m * inter; ++i) g[i] = kl::cpu::silu(g[i]) * u[i];
+        if (w8a8) {
+            to_bf16(g);
+            w8a8_activations(g, m, inter);
+        }
         kl::cpu::matmul_wt(pool, g.data(), m, inter, ex.w2[s].data(), h, y.data());
         for (size_t r = 0; r < m; ++r)
             for (size_t c = 0; c < h; ++c)
@@ -183,6 +190,10 @@ protected:
         auto weights = randn(n * k, seed + 2, 0.5f);
         const auto out0 = randn(n * h, seed + 3);
         const auto want = reference(pool, ex, x, n, k, chosen, weights);
+        // FP8 experts run W8A8 on the tensor-core path (shapes in multiples of 16).
+        const bool w8a8_shape = ex.code == WeightCode::Fp8 && h % 16 == 0 && inter % 16 == 0;
+        const auto want_w8a8 =
+            w8a8_shape ? reference(pool, ex, x, n, k, chosen, weights, true) : want;
         Dev<uint16_t> dx(xb);
         Dev<int32_t> dc(chosen);
         Dev<float> dw(weights), dout(out0);
@@ -203,7 +214,7 @@ protected:
                 if (rep == 0) {
                     first = got;
                     for (size_t i = 0; i < got.size(); ++i) got[i] -= out0[i];
-                    const double err = rel_error(got, want);
+                    const double err = rel_error(got, tile_m != -1 ? want_w8a8 : want);
                     EXPECT_LE(err, kTolerance)
                         << "n " << n << " hidden " << h << " inter " << inter << " experts "
                         << experts << " top_k " << k << " " << name(routing) << " tile_m " << tile_m
@@ -319,8 +330,13 @@ TEST_F(GpuMoeGrouped, QuantizedTinyShapesEveryTileHeightMatchCpu) {
         for (Shape s : {Shape{64, 32, 8, 2}, Shape{768, 128, 16, 4}, Shape{136, 40, 12, 3}}) {
             SCOPED_TRACE(name(f));
             Experts ex(s.hidden, s.inter, s.experts, s.experts, seed++, f);
+            // FP8's tensor-core path needs multiples of 16: 136 and 40 take the simple one.
+            const bool fp8_simple =
+                f == WeightFormat::Fp8 && (s.hidden % 16 != 0 || s.inter % 16 != 0);
+            const std::vector<int> tiles =
+                fp8_simple ? std::vector<int>{0, -1} : std::vector<int>{0, 32, 64, 128, -1};
             for (size_t n : {1, 7, 64, 300})
-                check(ex, s.experts, n, s.top_k, Routing::Random, {0, 32, 64, 128, -1}, seed += 10);
+                check(ex, s.experts, n, s.top_k, Routing::Random, tiles, seed += 10);
         }
 }
 
@@ -355,8 +371,9 @@ TEST_F(GpuMoeGrouped, QuantizedOddDimensionsTakeTheSimplePath) {
     }
 }
 
-// The kernel dequantizes each weight to exactly bf16(code * scale): a quantized run equals,
-// bit for bit, a run on bf16 experts holding bf16(kl::dequantize()), on every path.
+// The kernel dequantizes each INT4 weight to exactly bf16(code * scale): a quantized run
+// equals, bit for bit, a run on bf16 experts holding bf16(kl::dequantize()), on every path;
+// so does an FP8 one on the simple path (its tensor-core path is W8A8, checked above).
 TEST_F(GpuMoeGrouped, QuantizedEqualsBf16OfDequantizedBitForBit) {
     struct Case {
         size_t hidden, inter, experts, sets, top_k, n;
@@ -384,6 +401,7 @@ TEST_F(GpuMoeGrouped, QuantizedEqualsBf16OfDequantizedBitForBit) {
             const size_t bytes = kl::cuda::moe_grouped_workspace_bytes(n, h, c.inter, c.experts, k);
             Dev<uint8_t> ws(bytes);
             for (int tile_m : c.tiles) {
+                if (f == WeightFormat::Fp8 && tile_m != -1) continue;
                 std::vector<float> got[2];
                 for (int which = 0; which < 2; ++which) {
                     const Experts& ex = which == 0 ? quantized : rounded;

@@ -18,6 +18,7 @@
 
 #include "backends/cuda/ops.h"
 #include "core/e4m3.h"
+#include "core/error.h"
 #include "core/quantize.h"
 #include "core/safetensors.h"
 #include "gpu_test_util.h"
@@ -226,6 +227,84 @@ TEST_F(GpuQuantize, Fp8OnDeviceEqualsCpuQuantizeAndDequantize) {
 
 TEST_F(GpuQuantize, Int4OnDeviceEqualsCpuQuantizeAndDequantize) {
     check_format(kl::WeightFormat::Int4);
+}
+
+// FP8 activations for W8A8 prefill: each row in groups of 128 columns, codes and scales
+// equal to kl::quantize of the row as a [1, in] FP8 tensor, byte for byte, with the scales
+// at the strides asked (token-major and group-major). Rows of normal, tiny, large, zero,
+// bf16-subnormal and wide-ranging values; in from one group to a partial last group.
+TEST_F(GpuQuantize, ActivationsFp8EqualCpuQuantizeOfEachRow) {
+    std::mt19937 rng(77);
+    std::normal_distribution<float> normal(0.0f, 1.0f);
+    std::uniform_real_distribution<float> exponent(-10.0f, 10.0f);
+    for (size_t in : {16, 128, 144, 2304, 4096})
+        for (size_t n : {1, 7, 300}) {
+            std::vector<float> x(n * in);
+            for (size_t t = 0; t < n; ++t)
+                for (size_t c = 0; c < in; ++c) {
+                    float v = normal(rng);
+                    switch ((t + c / kl::cuda::kQuantBlock) % 6) {
+                        case 1:
+                            v *= 1e-3f;
+                            break;
+                        case 2:
+                            v *= 3e4f;
+                            break;
+                        case 3:
+                            v = c % 2 ? 0.0f : -0.0f;
+                            break;
+                        case 4:
+                            v *= 1e-39f;
+                            break;
+                        case 5:
+                            v *= std::pow(10.0f, exponent(rng));
+                            break;
+                        default:
+                            break;
+                    }
+                    x[t * in + c] = v;
+                }
+            const std::vector<uint16_t> xb = to_bf16(x);  // x now holds the bf16 values
+            const size_t groups = kl::cuda::quant_scale_cols(in);
+            Dev<uint16_t> dx(xb);
+            Dev<uint8_t> codes(n * in);
+            Dev<float> scales(n * groups);
+            for (bool token_major : {true, false}) {
+                const size_t token_stride = token_major ? groups : 1;
+                const size_t group_stride = token_major ? 1 : n;
+                kl::cuda::quantize_activations_fp8(reinterpret_cast<const kl::cuda::bf16*>(dx.ptr),
+                                                   n, in, codes.ptr, scales.ptr, token_stride,
+                                                   group_stride, nullptr);
+                ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+                const std::vector<uint8_t> got_codes = codes.get();
+                const std::vector<float> got_scales = scales.get();
+                for (size_t t = 0; t < n; ++t) {
+                    const kl::QuantizedTensor q =
+                        kl::quantize(kl::WeightFormat::Fp8, x.data() + t * in, 1, int64_t(in));
+                    ASSERT_EQ(0, std::memcmp(q.data.data(), got_codes.data() + t * in, in))
+                        << "codes of row " << t << ", in " << in << ", n " << n;
+                    for (size_t g = 0; g < groups; ++g) {
+                        const float got = got_scales[t * token_stride + g * group_stride];
+                        ASSERT_EQ(0, std::memcmp(&got, &q.scales[g], sizeof(float)))
+                            << "scale of row " << t << " group " << g << ": " << got
+                            << ", expected " << q.scales[g] << " (in " << in << ")";
+                    }
+                }
+            }
+        }
+}
+
+TEST_F(GpuQuantize, ActivationsFp8RejectWidthsNotAMultipleOf16) {
+    Dev<uint16_t> dx(std::vector<uint16_t>(2 * 40, 0));
+    Dev<uint8_t> codes(2 * 40);
+    Dev<float> scales(2);
+    try {
+        kl::cuda::quantize_activations_fp8(reinterpret_cast<const kl::cuda::bf16*>(dx.ptr), 2, 40,
+                                           codes.ptr, scales.ptr, 1, 2, nullptr);
+        ADD_FAILURE() << "in = 40 was accepted";
+    } catch (const kl::Error& e) {
+        EXPECT_EQ(e.status(), kl::Status::InvalidArgument) << e.what();
+    }
 }
 
 TEST_F(GpuQuantize, DequantizeBf16IsACopy) {
