@@ -33,15 +33,15 @@ constexpr double kGpuSelfTolerance = 1e-2;
 // The same with quantized weights, where decode's GEMVs multiply their exact values and
 // prefill's tensor cores their bf16 rounding (2^-9 more per weight).
 constexpr double kQuantizedSelfTolerance = 3e-2;
-// FP8 prefill runs W8A8 (docs/design/kernels.md, "FP8 prefill"; in these models the routed
-// experts, whose dimensions are multiples of 16; their dense linears are too small for it):
-// x and act quantized to e4m3 per row and 128 columns (3 mantissa bits: up to 6% of a value)
-// where the CPU, and the GPU's decode, multiply them as they are. Random weights compound it
-// over the layers: measured per-row medians up to 0.111 (100m preset, 1100 tokens), argmax
-// agreement with the CPU down to 71% (the trained demo model: mean KL 0.024 to bf16, every
-// answer of its evaluation right; docs/perf/quantized-gpu.md).
-constexpr double kW8A8Tolerance = 0.15;
-constexpr double kW8A8Agreement = 0.65;
+// FP8 prefill runs W8A8 (docs/design/kernels.md, "FP8 prefill"; in these models only the
+// routed experts of the 100m preset: the dense linears are too small for it, the tiny
+// presets' experts too short to stay FP8): x and act quantized to e4m3 per row and 128
+// columns (3 mantissa bits: up to 6% of a value) where the CPU, and the GPU's decode,
+// multiply them as they are. Random weights compound it over the layers: measured per-row
+// medians 0.041 and 0.047, argmax agreement with the CPU 84% and 78% (100m preset, 64 and
+// 1100 tokens; the trained demo model's figures are in docs/perf/quantized-gpu.md).
+constexpr double kW8A8Tolerance = 0.08;
+constexpr double kW8A8Agreement = 0.7;
 
 std::unique_ptr<kl::Model> load(const std::string& dir, bool gpu,
                                 kl::WeightRequest weights = kl::WeightRequest::AsStored) {
