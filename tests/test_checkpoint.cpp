@@ -18,6 +18,7 @@
 #include "core/safetensors.h"
 #include "core/weights.h"
 #include "expect_error.h"
+#include "tiny_config.h"
 #include "tiny_model.h"
 
 namespace {
@@ -27,24 +28,11 @@ using kl::DType;
 using kl::Status;
 using kl::test::expect_error;
 using kl::test::read_file;
+using kl::test::tiny_config;
 using kl::test::write_file;
 using nlohmann::json;
 
 // The tiny preset, spelled out so these tests do not depend on the tool's presets.
-kl::ModelConfig tiny_config() {
-    kl::ModelConfig c;
-    c.hidden_size = 64, c.num_hidden_layers = 4, c.vocab_size = 256, c.intermediate_size = 128;
-    c.num_attention_heads = 2, c.kv_lora_rank = 32, c.qk_nope_head_dim = 16;
-    c.qk_rope_head_dim = 8, c.v_head_dim = 16;
-    c.kda_num_heads = 2, c.kda_head_dim = 16, c.short_conv_kernel_size = 4;
-    c.kda_layers = {1, 2, 3}, c.full_attn_layers = {4};
-    c.num_experts = 8, c.num_experts_per_token = 2, c.num_shared_experts = 1;
-    c.moe_intermediate_size = 32, c.routed_scaling_factor = 2.446f;
-    c.first_k_dense_replace = 1, c.max_context = 4096;
-    c.validate("tiny");
-    return c;
-}
-
 const kl::TensorSpec* find_spec(const std::vector<kl::TensorSpec>& specs, const std::string& name) {
     auto it = std::find_if(specs.begin(), specs.end(),
                            [&](const kl::TensorSpec& s) { return s.name == name; });
