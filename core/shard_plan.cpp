@@ -41,6 +41,7 @@ ShardPlan::ShardPlan(const ModelConfig& config, const ModelLayout& layout, int s
         Rule rule;
         rule.axis = axis;
         rule.unit = unit;
+        rule.whole = spec;
         if (axis >= 0) {
             if (axis >= static_cast<int>(spec.shape.size()) ||
                 (unit >= 0 && spec.shape[static_cast<size_t>(axis)] != unit * shards))
@@ -139,6 +140,68 @@ std::vector<int64_t> ShardPlan::shape(const TensorSpec& spec, int shard) const {
     std::vector<int64_t> shape = spec.shape;
     if (s.axis >= 0) shape[static_cast<size_t>(s.axis)] = s.count;
     return shape;
+}
+
+ModelConfig ShardPlan::config(const ModelConfig& full, int shard) const {
+    check_shard(shard);
+    ModelConfig c = full;
+    if (kda_heads_) c.kda_num_heads = kda_heads_;
+    if (mla_heads_) c.num_attention_heads = mla_heads_;
+    return c;  // MLP widths come from the weights' shapes; experts and vocabulary stay whole
+}
+
+ModelLayout ShardPlan::layout(const ModelLayout& full, int shard) const {
+    check_shard(shard);
+    ModelLayout cut = full;
+    auto apply = [&](TensorSpec& spec) {
+        const ShardSlice s = slice(spec.name, shard);
+        if (s.axis >= 0)
+            spec.shape[static_cast<size_t>(s.axis)] = s.count;
+        else if (!s.held)
+            spec.shape[0] = 0;  // another shard's expert: nothing to hold
+    };
+    auto mlp = [&](MlpTensors& m) { apply(m.gate), apply(m.up), apply(m.down); };
+    apply(cut.embed_tokens), apply(cut.final_norm);
+    if (!cut.tied) apply(cut.lm_head);
+    for (LayerTensors& L : cut.layers) {
+        apply(L.input_layernorm), apply(L.post_attention_layernorm);
+        KdaTensors& k = L.kda;
+        MlaTensors& m = L.mla;
+        if (L.is_kda)
+            for (TensorSpec* t : {&k.q_proj, &k.k_proj, &k.v_proj, &k.q_conv, &k.k_conv, &k.v_conv,
+                                  &k.f_a_proj, &k.f_b_proj, &k.b_proj, &k.a_log, &k.dt_bias,
+                                  &k.g_a_proj, &k.g_b_proj, &k.o_norm, &k.o_proj})
+                apply(*t);
+        else
+            for (TensorSpec* t :
+                 {&m.q_proj, &m.kv_a_proj_with_mqa, &m.kv_a_layernorm, &m.kv_b_proj, &m.o_proj})
+                apply(*t);
+        if (L.is_moe) {
+            apply(L.moe.router), apply(L.moe.router_bias);
+            for (MlpTensors& e : L.moe.experts) mlp(e);
+            if (L.moe.has_shared) mlp(L.moe.shared);
+        } else {
+            mlp(L.mlp);
+        }
+    }
+    return cut;
+}
+
+TensorSource ShardPlan::source(const TensorSource& whole, int shard) const {
+    check_shard(shard);
+    return [this, whole, shard](const TensorSpec& spec, float* out) {
+        const ShardSlice s = slice(spec.name, shard);
+        if (!s.held) return;  // an empty tensor
+        const Rule& rule = rules_.at(spec.name);
+        if (s.axis < 0) {
+            whole(rule.whole, out);
+            return;
+        }
+        std::vector<float> all(static_cast<size_t>(rule.whole.numel()));
+        whole(rule.whole, all.data());
+        const std::vector<float> part = take_slice(all.data(), rule.whole.shape, s);
+        std::copy(part.begin(), part.end(), out);
+    };
 }
 
 std::vector<float> take_slice(const float* full, const std::vector<int64_t>& shape,

@@ -49,6 +49,14 @@ public:
     std::pair<int64_t, int64_t> experts(int shard) const;  // [begin, end)
     std::pair<int64_t, int64_t> vocab(int shard) const;    // [begin, end)
 
+    // What a backend running shard `shard` builds from: the config with its heads, and the
+    // layout with each tensor's shape cut to the shard's part (routed experts another shard
+    // owns: no rows), ...
+    ModelConfig config(const ModelConfig& full, int shard) const;
+    ModelLayout layout(const ModelLayout& full, int shard) const;
+    // ... whose tensors `source(whole, shard)` gives: each read whole from `whole`, then cut.
+    TensorSource source(const TensorSource& whole, int shard) const;
+
 private:
     // How a tensor splits: `unit` elements of `axis` per shard (the vocabulary's last shard
     // holds the rest), or whole (axis -1), or only on the owner of routed expert `expert`.
@@ -56,6 +64,7 @@ private:
         int axis = -1;
         int64_t unit = 0, size = 0;
         int64_t expert = -1;
+        TensorSpec whole;  // the tensor as the unsplit layout describes it
     };
     void check_shard(int shard) const;
 

@@ -55,8 +55,8 @@ if [[ "${KL_SKIP_SANITIZERS:-0}" != 1 ]]; then
     ctest --test-dir build-asan --output-on-failure -j"$JOBS"
 fi
 
-# ThreadSanitizer: the C API tests, the thread pool and session tests and the multi-threaded
-# stress tests (tests/stress/), in their own build. clang, because GCC's target_clones
+# ThreadSanitizer: the C API tests, the thread pool and session tests, the multi-threaded
+# stress tests (tests/stress/) and the split model's shards on their threads, in their own build. clang, because GCC's target_clones
 # resolvers (backends/cpu/simd.h) run before the TSan runtime is initialised.
 if [[ "${KL_SKIP_SANITIZERS:-0}" != 1 && "${KL_SKIP_TSAN:-0}" != 1 ]]; then
   echo "== ThreadSanitizer build (clang)"
@@ -64,7 +64,7 @@ if [[ "${KL_SKIP_SANITIZERS:-0}" != 1 && "${KL_SKIP_TSAN:-0}" != 1 ]]; then
         -DKL_CUDA=OFF -DKL_BINDINGS=OFF >/dev/null
   cmake --build build-tsan -j"$JOBS" --target kl_capi_tests kl_stress_tests kl_core_tests
   TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
-    ctest --test-dir build-tsan --output-on-failure -j"$JOBS" -R '^(CApi|Stress|ThreadPool|Session)'
+    ctest --test-dir build-tsan --output-on-failure -j"$JOBS" -R '^(CApi|Stress|ThreadPool|Session|ShardCpu)'
 fi
 
 if [[ "${KL_FUZZ_SECONDS:-60}" != 0 ]]; then

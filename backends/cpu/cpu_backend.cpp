@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstring>
 #include <new>
+#include <utility>
 
 #include "core/config.h"
 #include "core/error.h"
@@ -75,7 +76,19 @@ struct Segment {
 class CpuBackend final : public Backend {
 public:
     CpuBackend(const ModelConfig& config, ModelWeights weights, int n_threads)
-        : config_(config), weights_(std::move(weights)), pool_(n_threads) {}
+        : config_(config),
+          weights_(std::move(weights)),
+          pool_(n_threads),
+          vocab_end_(config.vocab_size) {}
+    // One shard of a split model (cpu_backend.h): its vocabulary rows [vocab.first,
+    // vocab.second) of the embedding and lm_head, its blocks' outputs summed through links.
+    CpuBackend(const ModelConfig& config, ModelWeights weights, int n_threads,
+               std::pair<int64_t, int64_t> vocab, cpu::ShardLinks links)
+        : CpuBackend(config, std::move(weights), n_threads) {
+        vocab_begin_ = vocab.first, vocab_end_ = vocab.second;
+        links_ = std::move(links);
+        sharded_ = true;
+    }
 
     DeviceKind device() const override { return DeviceKind::Cpu; }
     uint64_t weight_bytes() const override { return weights_.bytes(); }
@@ -151,9 +164,17 @@ private:
     void mlp(const MlpWeights& w, const float* x, size_t n, float* out) const;
     void moe(const MoeWeights& w, const float* x, size_t n, float* out) const;
 
+    // A shard's partial block output summed over the shards (a no-op unsplit).
+    void sum_over_shards(std::vector<float>& values) const {
+        if (sharded_) links_.sum(values.data(), values.size());
+    }
+
     ModelConfig config_;
     ModelWeights weights_;
     mutable ThreadPool pool_;
+    bool sharded_ = false;
+    int64_t vocab_begin_ = 0, vocab_end_;  // the embedding's and lm_head's rows held
+    cpu::ShardLinks links_;
 };
 
 void CpuBackend::reset_state(BackendState& state_base) const {
@@ -369,7 +390,7 @@ void CpuBackend::moe(const MoeWeights& w, const float* x, size_t n, float* out) 
     std::vector<float> gathered, expert_out;
     for (size_t e = 0; e < E; ++e) {
         const auto& slots = slots_of_expert[e];
-        if (slots.empty()) continue;
+        if (slots.empty() || w.experts[e].gate.rows == 0) continue;  // none, or another shard's
         gathered.resize(slots.size() * hidden);
         expert_out.resize(slots.size() * hidden);
         for (size_t i = 0; i < slots.size(); ++i)
@@ -392,11 +413,16 @@ std::vector<float> CpuBackend::run_layers(std::vector<Segment>& segments, const 
         if (cancel && cancel->load(std::memory_order_relaxed)) fail(Status::Cancelled, "cancelled");
     };
 
+    // A shard holds the embedding rows of its vocabulary: the others' tokens are zeros here,
+    // their rows on their shards, and the sum gives every token its row.
     std::vector<float> x(n * hidden), normed(n * hidden), branch(n * hidden);
     for (size_t t = 0; t < n; ++t)
-        std::memcpy(&x[t * hidden],
-                    weights_.embed_tokens.data.data() + static_cast<size_t>(tokens[t]) * hidden,
-                    hidden * sizeof(float));
+        if (tokens[t] >= vocab_begin_ && tokens[t] < vocab_end_)
+            std::memcpy(&x[t * hidden],
+                        weights_.embed_tokens.data.data() +
+                            static_cast<size_t>(tokens[t] - vocab_begin_) * hidden,
+                        hidden * sizeof(float));
+    sum_over_shards(x);
 
     for (size_t layer = 0; layer < weights_.layers.size(); ++layer) {
         check_cancel();
@@ -407,6 +433,7 @@ std::vector<float> CpuBackend::run_layers(std::vector<Segment>& segments, const 
             kda_layer(lw.kda, layer, normed.data(), n, segments, branch.data());
         else
             mla_layer(lw.mla, layer, normed.data(), n, segments, branch.data(), cancel);
+        sum_over_shards(branch);
         for (size_t i = 0; i < x.size(); ++i) x[i] += branch[i];
         // Between the halves too: a long prefill's layer takes seconds on a CPU.
         check_cancel();
@@ -416,6 +443,7 @@ std::vector<float> CpuBackend::run_layers(std::vector<Segment>& segments, const 
             moe(lw.moe, normed.data(), n, branch.data());
         else
             mlp(lw.mlp, normed.data(), n, branch.data());
+        sum_over_shards(branch);
         for (size_t i = 0; i < x.size(); ++i) x[i] += branch[i];
     }
     check_cancel();
@@ -425,7 +453,13 @@ std::vector<float> CpuBackend::run_layers(std::vector<Segment>& segments, const 
 void CpuBackend::output_logits(const float* x, size_t rows, float* logits) const {
     std::vector<float> normed(rows * static_cast<size_t>(config_.hidden_size));
     rms_norm_rows(x, rows, weights_.final_norm, normed.data());
-    linear(normed.data(), rows, weights_.lm_head, logits);
+    if (!sharded_) {
+        linear(normed.data(), rows, weights_.lm_head, logits);
+        return;
+    }
+    std::vector<float> part(rows * static_cast<size_t>(weights_.lm_head.rows));
+    linear(normed.data(), rows, weights_.lm_head, part.data());
+    links_.gather(part.data(), rows, logits);
 }
 
 void CpuBackend::forward(BackendState& state, uint64_t position, const int32_t* tokens, size_t n,
@@ -491,6 +525,16 @@ std::unique_ptr<Backend> create_from_store(const ModelConfig& config, const Mode
 }  // namespace
 
 namespace cpu {
+
+std::unique_ptr<Backend> create_shard(const ModelConfig& config, const ModelLayout& layout,
+                                      const ShardPlan& plan, int shard, const TensorSource& whole,
+                                      ShardLinks links, int n_threads) {
+    const ModelLayout part = plan.layout(layout, shard);
+    require_memory_for_weights(part);
+    ModelWeights weights = build_weights_f32(part, plan.source(whole, shard), {});
+    return std::make_unique<CpuBackend>(plan.config(config, shard), std::move(weights), n_threads,
+                                        plan.vocab(shard), std::move(links));
+}
 
 const BackendProvider& backend_provider() {
     // Plain checkpoints and random weights reach it through the store too.
