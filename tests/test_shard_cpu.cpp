@@ -6,18 +6,19 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
-#include <condition_variable>
+#include <exception>
 #include <memory>
-#include <mutex>
 #include <random>
 #include <thread>
 #include <vector>
 
 #include "backends/cpu/cpu_backend.h"
 #include "compare.h"
+#include "core/error.h"
 #include "core/model.h"
 #include "core/session.h"
 #include "core/shard_plan.h"
+#include "core/shard_rendezvous.h"
 #include "core/weights.h"
 #include "tiny_config.h"
 
@@ -37,91 +38,89 @@ kl::ModelConfig split_config(bool tied) {
     return c;
 }
 
-// G threads in lockstep: each sum and gather is two barriers, every shard adding the parts
-// in shard order, so all of them hold the same bits afterwards.
-class InProcessLinks {
-public:
-    InProcessLinks(const kl::ShardPlan& plan, size_t vocab)
-        : plan_(plan), vocab_(vocab), parts_(static_cast<size_t>(plan.shards())) {}
-
-    kl::cpu::ShardLinks links(int shard) {
-        kl::cpu::ShardLinks l;
-        l.sum = [this, shard](float* values, size_t count) {
-            parts_[size_t(shard)] = values;
-            arrive();
-            std::vector<float> total(count, 0.0f);
-            for (const float* part : parts_)
-                for (size_t i = 0; i < count; ++i) total[i] += part[i];
-            arrive();  // every shard has read every part: each may overwrite its own
-            std::copy(total.begin(), total.end(), values);
-        };
-        l.gather = [this, shard](const float* part, size_t rows, float* whole) {
-            parts_[size_t(shard)] = part;
-            arrive();
-            for (int g = 0; g < plan_.shards(); ++g) {
-                const auto [begin, end] = plan_.vocab(g);
-                const size_t width = size_t(end - begin);
-                for (size_t r = 0; r < rows; ++r)
-                    std::copy(parts_[size_t(g)] + r * width, parts_[size_t(g)] + (r + 1) * width,
-                              whole + r * vocab_ + size_t(begin));
-            }
-            arrive();
-        };
-        return l;
-    }
-
-private:
-    void arrive() {
-        std::unique_lock<std::mutex> lock(mutex_);
-        const uint64_t generation = generation_;
-        if (++waiting_ == plan_.shards()) {
-            waiting_ = 0;
-            ++generation_;
-            cv_.notify_all();
-        } else {
-            cv_.wait(lock, [&] { return generation_ != generation; });
+// G shard backends of `config` meeting at `rendezvous`; shard `failing` (if any) fails at
+// its `fail_at`-th sum with an Internal error.
+struct SplitModel {
+    SplitModel(const kl::ModelConfig& config, int shards, int failing = -1, int fail_at = 0)
+        : layout(config), plan(config, layout, shards), rendezvous(vocab_parts(plan)) {
+        for (int g = 0; g < shards; ++g) {
+            kl::cpu::ShardLinks links;
+            links.sum = [this, g, failing, fail_at, calls = 0](float* v, size_t n) mutable {
+                if (g == failing && ++calls == fail_at)
+                    kl::fail(kl::Status::Internal, "shard failure injected by the test");
+                rendezvous.sum(g, v, n);
+            };
+            links.gather = [this, g](const float* part, size_t rows, float* whole) {
+                rendezvous.gather(g, part, rows, whole);
+            };
+            backends.push_back(kl::cpu::create_shard(
+                config, layout, plan, g, kl::random_tensor_source(kSeed), std::move(links), 1));
         }
     }
+    static std::vector<std::pair<int64_t, int64_t>> vocab_parts(const kl::ShardPlan& plan) {
+        std::vector<std::pair<int64_t, int64_t>> parts;
+        for (int g = 0; g < plan.shards(); ++g) parts.push_back(plan.vocab(g));
+        return parts;
+    }
+    // step(g) on every shard, each on its own thread; a shard that throws aborts the
+    // rendezvous. The errors by shard (null where it returned).
+    template <typename Step>
+    std::vector<std::exception_ptr> run(const Step& step) {
+        std::vector<std::exception_ptr> errors(backends.size());
+        std::vector<std::thread> threads;
+        for (size_t g = 0; g < backends.size(); ++g)
+            threads.emplace_back([&, g] {
+                try {
+                    step(int(g));
+                } catch (...) {
+                    errors[g] = std::current_exception();
+                    rendezvous.abort();
+                }
+            });
+        for (std::thread& t : threads) t.join();
+        rendezvous.reset();
+        return errors;
+    }
 
-    const kl::ShardPlan& plan_;
-    size_t vocab_;
-    std::vector<const float*> parts_;
-    std::mutex mutex_;
-    std::condition_variable cv_;
-    int waiting_ = 0;
-    uint64_t generation_ = 0;
+    kl::ModelLayout layout;
+    kl::ShardPlan plan;
+    kl::ShardRendezvous rendezvous;
+    std::vector<std::unique_ptr<kl::Backend>> backends;
 };
+
+kl::Status status_of(const std::exception_ptr& e) {
+    try {
+        std::rethrow_exception(e);
+    } catch (const kl::Error& error) {
+        return error.status();
+    } catch (...) {
+        return kl::Status::Internal;
+    }
+}
 
 // The split model's logits for `tokens` (every position) and then for `steps` one at a time:
 // [tokens.size() + steps.size(), vocab], as the unsplit session's below.
 std::vector<float> run_split(const kl::ModelConfig& config, int shards,
                              const std::vector<int32_t>& tokens,
                              const std::vector<int32_t>& steps) {
-    const kl::ModelLayout layout(config);
-    const kl::ShardPlan plan(config, layout, shards);
+    SplitModel model(config, shards);
     const size_t vocab = size_t(config.vocab_size);
-    InProcessLinks links(plan, vocab);
-    std::vector<std::unique_ptr<kl::Backend>> backends;
-    for (int g = 0; g < shards; ++g)
-        backends.push_back(kl::cpu::create_shard(
-            config, layout, plan, g, kl::random_tensor_source(kSeed), links.links(g), 1));
     std::vector<std::vector<float>> logits(static_cast<size_t>(shards));
-    std::vector<std::thread> threads;
-    for (int g = 0; g < shards; ++g)
-        threads.emplace_back([&, g] {
-            const kl::Backend& backend = *backends[size_t(g)];
-            const std::atomic<bool> cancel{false};
-            auto state = backend.create_state(tokens.size() + steps.size() + 1);
-            std::vector<float>& out = logits[size_t(g)];
-            out.resize((tokens.size() + steps.size()) * vocab);
-            backend.forward(*state, 0, tokens.data(), tokens.size(), nullptr, out.data(), cancel);
-            for (size_t i = 0; i < steps.size(); ++i)
-                backend.forward(*state, tokens.size() + i, &steps[i], 1,
-                                out.data() + (tokens.size() + i) * vocab, nullptr, cancel);
-        });
-    for (std::thread& t : threads) t.join();
-    for (int g = 1; g < shards; ++g)
+    const auto errors = model.run([&](int g) {
+        const kl::Backend& backend = *model.backends[size_t(g)];
+        const std::atomic<bool> cancel{false};
+        auto state = backend.create_state(tokens.size() + steps.size() + 1);
+        std::vector<float>& out = logits[size_t(g)];
+        out.resize((tokens.size() + steps.size()) * vocab);
+        backend.forward(*state, 0, tokens.data(), tokens.size(), nullptr, out.data(), cancel);
+        for (size_t i = 0; i < steps.size(); ++i)
+            backend.forward(*state, tokens.size() + i, &steps[i], 1,
+                            out.data() + (tokens.size() + i) * vocab, nullptr, cancel);
+    });
+    for (int g = 0; g < shards; ++g) {
+        EXPECT_FALSE(errors[size_t(g)]) << "shard " << g << " failed";
         EXPECT_EQ(logits[size_t(g)], logits[0]) << "shard " << g << " differs from shard 0";
+    }
     return logits[0];
 }
 
@@ -164,6 +163,53 @@ TEST(ShardCpu, SplitModelLogitsEqualTheWholeModel) {
             std::printf("[ shards ] %d shards%s: max rel error %.2e\n", shards,
                         tied ? " (tied)" : "", err);
         }
+    }
+}
+
+// A shard that fails mid-step, or a cancel that the shards see at different layers, unwinds
+// every shard (none waits forever at a rendezvous) and leaves every shard's state as it was:
+// the same states then give the whole model's logits.
+TEST(ShardCpu, AFailedOrCancelledStepUnwindsEveryShardAndChangesNoState) {
+    const kl::ModelConfig config = split_config(false);
+    const auto tokens = random_tokens(40, config.vocab_size, 5);
+    const auto more = random_tokens(9, config.vocab_size, 6);
+    const size_t vocab = size_t(config.vocab_size);
+    std::vector<int32_t> all = tokens;
+    all.insert(all.end(), more.begin(), more.end());
+    const std::vector<float> want = run_whole(config, all, {});
+    for (int fail_at : {1, 3, 8}) {  // the embedding's sum, a KDA block's, a later one's
+        SplitModel model(config, 4, /*failing=*/2, fail_at);
+        std::vector<std::unique_ptr<kl::BackendState>> states;
+        for (const auto& b : model.backends) states.push_back(b->create_state(64));
+        std::vector<std::vector<float>> logits(4, std::vector<float>(all.size() * vocab));
+        auto prefill = [&](const std::vector<int32_t>& t, size_t position, size_t row,
+                           const std::atomic<bool>& cancel) {
+            return model.run([&](int g) {
+                model.backends[size_t(g)]->forward(*states[size_t(g)], position, t.data(), t.size(),
+                                                   nullptr, logits[size_t(g)].data() + row * vocab,
+                                                   cancel);
+            });
+        };
+        const std::atomic<bool> go{false}, stop{true};
+        // The first step fails on shard 2 at its fail_at-th sum: every shard fails.
+        auto errors = prefill(tokens, 0, 0, go);
+        for (int g = 0; g < 4; ++g) {
+            ASSERT_TRUE(errors[size_t(g)]) << "shard " << g << " did not fail, fail_at " << fail_at;
+            EXPECT_EQ(status_of(errors[size_t(g)]),
+                      g == 2 ? kl::Status::Internal : kl::Status::Cancelled);
+        }
+        // A cancelled step: every shard stops.
+        errors = prefill(tokens, 0, 0, stop);
+        for (int g = 0; g < 4; ++g)
+            EXPECT_EQ(status_of(errors[size_t(g)]), kl::Status::Cancelled) << "shard " << g;
+        // The failure was injected once (shard 2 counts its sums): the same states now take
+        // the prompt and then more, as if nothing had happened.
+        errors = prefill(tokens, 0, 0, go);
+        for (const auto& e : errors) EXPECT_FALSE(e);
+        errors = prefill(more, tokens.size(), tokens.size(), go);
+        for (const auto& e : errors) EXPECT_FALSE(e);
+        EXPECT_LE(kl::test::rel_error(logits[0], want), kTolerance) << "fail_at " << fail_at;
+        for (int g = 1; g < 4; ++g) EXPECT_EQ(logits[size_t(g)], logits[0]);
     }
 }
 
