@@ -9,10 +9,12 @@
 #include <string>
 
 #include "backend.h"
+#include "shard_rendezvous.h"
 
 namespace kl {
 
 class Checkpoint;
+class ShardPlan;
 class WeightStore;
 struct ModelConfig;
 struct ModelLayout;
@@ -43,6 +45,13 @@ struct BackendProvider {
                                                   const ModelLayout& layout,
                                                   const WeightStore& weights,
                                                   const BackendOptions& options) = nullptr;
+    // Shard `shard` of a model split by `plan` (core/sharded_backend.h): its parts of the
+    // weights, meeting the other shards through `links`. Null for a backend that cannot run
+    // a split model (Model then refuses one, Unsupported).
+    std::unique_ptr<Backend> (*create_shard)(const ModelConfig& config, const ModelLayout& layout,
+                                             const WeightStore& weights, const ShardPlan& plan,
+                                             int shard, ShardLinks links,
+                                             const BackendOptions& options) = nullptr;
 };
 
 const BackendProvider& cpu_backend_provider();

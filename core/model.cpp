@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <mutex>
 #include <set>
+#include <thread>
 #include <vector>
 
 #include "backend_registry.h"
@@ -11,6 +12,8 @@
 #include "limits.h"
 #include "log.h"
 #include "safetensors.h"
+#include "shard_plan.h"
+#include "sharded_backend.h"
 #include "weight_store.h"
 #include "weights.h"
 
@@ -132,6 +135,22 @@ std::unique_ptr<Backend> create_backend(const BackendProvider& provider, const M
                                         const ModelLayout& layout, const WeightStore& weights,
                                         const ModelLoadOptions& options,
                                         const std::function<std::unique_ptr<Backend>()>& plain) {
+    if (options.shards != 1) {
+        const ShardPlan plan(config, layout, options.shards);
+        if (!provider.create_shard)
+            fail(Status::Unsupported, "this backend cannot run a model split over " +
+                                          std::to_string(options.shards) + " shards");
+        // The threads split between the shards, which run at once.
+        BackendOptions per_shard = backend_options(options);
+        const int threads = per_shard.n_threads > 0
+                                ? per_shard.n_threads
+                                : static_cast<int>(std::thread::hardware_concurrency());
+        per_shard.n_threads = std::max(1, threads / options.shards);
+        return std::make_unique<ShardedBackend>(config, plan, [&](int shard, ShardLinks links) {
+            return provider.create_shard(config, layout, weights, plan, shard, std::move(links),
+                                         per_shard);
+        });
+    }
     if (weights.all_plain() && plain) return plain();
     if (!provider.create_from_store)
         fail(Status::Unsupported,

@@ -28,6 +28,9 @@ struct ModelLoadOptions {
     uint32_t batch_wait_us = 0;
     // The weights' form once loaded (core/quant_config.h): as stored, plain, FP8 or INT4.
     WeightRequest weights = WeightRequest::AsStored;
+    // Split the model over this many shards (docs/design/sharding.md); 1 = whole. The CPU
+    // backend runs the shards on threads of one process (a check of the split; no faster).
+    int shards = 1;
 };
 
 class Model {

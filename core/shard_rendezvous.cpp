@@ -60,4 +60,13 @@ void ShardRendezvous::gather(int shard, const float* part, size_t rows, float* w
     arrive();  // every shard has copied every part before any part changes
 }
 
+ShardLinks ShardRendezvous::links(int shard) {
+    ShardLinks l;
+    l.sum = [this, shard](float* values, size_t count) { sum(shard, values, count); };
+    l.gather = [this, shard](const float* part, size_t rows, float* whole) {
+        gather(shard, part, rows, whole);
+    };
+    return l;
+}
+
 }  // namespace kl

@@ -10,11 +10,21 @@
 #include <condition_variable>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <mutex>
 #include <utility>
 #include <vector>
 
 namespace kl {
+
+// What a shard's backend calls where the shards meet: `sum` adds a block's partial output
+// (`count` floats) over the shards in place, every shard ending with the same total;
+// `gather` puts every shard's logits ([rows, its vocabulary part]) into the whole rows
+// ([rows, vocab]).
+struct ShardLinks {
+    std::function<void(float* values, size_t count)> sum;
+    std::function<void(const float* part, size_t rows, float* whole)> gather;
+};
 
 class ShardRendezvous {
 public:
@@ -29,6 +39,8 @@ public:
     void gather(int shard, const float* part, size_t rows, float* whole);
     void abort();
     void reset();
+    // The links of shard `shard` to this rendezvous.
+    ShardLinks links(int shard);
 
 private:
     void arrive();  // throws Cancelled once aborted

@@ -44,7 +44,7 @@ struct SplitModel {
     SplitModel(const kl::ModelConfig& config, int shards, int failing = -1, int fail_at = 0)
         : layout(config), plan(config, layout, shards), rendezvous(vocab_parts(plan)) {
         for (int g = 0; g < shards; ++g) {
-            kl::cpu::ShardLinks links;
+            kl::ShardLinks links;
             links.sum = [this, g, failing, fail_at, calls = 0](float* v, size_t n) mutable {
                 if (g == failing && ++calls == fail_at)
                     kl::fail(kl::Status::Internal, "shard failure injected by the test");
@@ -210,6 +210,85 @@ TEST(ShardCpu, AFailedOrCancelledStepUnwindsEveryShardAndChangesNoState) {
         for (const auto& e : errors) EXPECT_FALSE(e);
         EXPECT_LE(kl::test::rel_error(logits[0], want), kTolerance) << "fail_at " << fail_at;
         for (int g = 1; g < 4; ++g) EXPECT_EQ(logits[size_t(g)], logits[0]);
+    }
+}
+
+}  // namespace
+
+namespace {
+
+std::unique_ptr<kl::Model> random_model(const kl::ModelConfig& config, int shards) {
+    kl::ModelLoadOptions options;
+    options.device = kl::DeviceRequest::Cpu;
+    options.n_threads = 2;
+    options.shards = shards;
+    return kl::Model::create_random(config, kSeed, options);
+}
+
+// Sessions of a model loaded split (ModelLoadOptions::shards, core/sharded_backend.h) against
+// the whole model: prefill and decode, a fork, batched decode of three sessions, snapshots
+// moved both ways between the split and the whole model; all to 1e-5.
+TEST(ShardCpu, SessionsOfASplitModelKeepEveryContract) {
+    const kl::ModelConfig config = split_config(false);
+    const auto whole = random_model(config, 1);
+    const size_t vocab = size_t(config.vocab_size);
+    const auto prompt = random_tokens(70, config.vocab_size, 8);
+    const auto steps = random_tokens(3, config.vocab_size, 9);
+    for (int shards : {2, 4}) {
+        SCOPED_TRACE(std::to_string(shards) + " shards");
+        const auto split = random_model(config, shards);
+        EXPECT_EQ(split->fingerprint(), whole->fingerprint());  // the same weights
+        kl::Session a(*whole, 0), b(*split, 0);
+        std::vector<float> want(prompt.size() * vocab), got(want.size());
+        a.append(prompt.data(), prompt.size(), want.data());
+        b.append(prompt.data(), prompt.size(), got.data());
+        EXPECT_LE(kl::test::rel_error(got, want), kTolerance) << "prefill";
+        // A fork of each, then decode steps on the originals and batched on the forks.
+        auto a2 = a.fork(), b2 = b.fork();
+        for (int32_t t : steps) {
+            a.append(&t, 1, nullptr);
+            b.append(&t, 1, nullptr);
+            EXPECT_LE(kl::test::rel_error(b.last_logits(), a.last_logits()), kTolerance);
+        }
+        kl::Session a3(*whole, 0), b3(*split, 0);
+        a3.append(prompt.data(), 10, nullptr);
+        b3.append(prompt.data(), 10, nullptr);
+        kl::Session* as[] = {a2.get(), &a3, &a};
+        kl::Session* bs[] = {b2.get(), &b3, &b};
+        const int32_t batch_tokens[] = {steps[0], steps[1], steps[2]};
+        kl::Session::append_batch(as, batch_tokens, 3);
+        kl::Session::append_batch(bs, batch_tokens, 3);
+        for (int i = 0; i < 3; ++i)
+            EXPECT_LE(kl::test::rel_error(bs[i]->last_logits(), as[i]->last_logits()), kTolerance)
+                << "batched row " << i;
+        // Snapshots: the split session's into a whole-model session and the whole's into a
+        // split one; the next step then matches in both.
+        std::vector<uint8_t> from_split(b.snapshot_size()), from_whole(a.snapshot_size());
+        ASSERT_EQ(from_split.size(), from_whole.size());
+        b.save_snapshot(from_split.data());
+        a.save_snapshot(from_whole.data());
+        kl::Session a4(*whole, 0), b4(*split, 0);
+        a4.load_snapshot(from_split.data(), from_split.size());
+        b4.load_snapshot(from_whole.data(), from_whole.size());
+        const int32_t next = steps[0];
+        for (kl::Session* s : {&a, &b, &a4, &b4}) s->append(&next, 1, nullptr);
+        EXPECT_LE(kl::test::rel_error(a4.last_logits(), a.last_logits()), kTolerance)
+            << "split -> whole";
+        EXPECT_LE(kl::test::rel_error(b4.last_logits(), a.last_logits()), kTolerance)
+            << "whole -> split";
+    }
+}
+
+TEST(ShardCpu, ASplitThatDoesNotDivideIsRefused) {
+    kl::ModelConfig config = split_config(false);
+    try {
+        random_model(config, 3);
+        ADD_FAILURE() << "3 shards of 4 heads loaded";
+    } catch (const kl::Error& e) {
+        EXPECT_EQ(e.status(), kl::Status::Unsupported) << e.what();
+        EXPECT_NE(std::string(e.what()).find("kda_num_heads (4) is not a multiple of 3"),
+                  std::string::npos)
+            << e.what();
     }
 }
 

@@ -83,7 +83,7 @@ public:
     // One shard of a split model (cpu_backend.h): its vocabulary rows [vocab.first,
     // vocab.second) of the embedding and lm_head, its blocks' outputs summed through links.
     CpuBackend(const ModelConfig& config, ModelWeights weights, int n_threads,
-               std::pair<int64_t, int64_t> vocab, cpu::ShardLinks links)
+               std::pair<int64_t, int64_t> vocab, ShardLinks links)
         : CpuBackend(config, std::move(weights), n_threads) {
         vocab_begin_ = vocab.first, vocab_end_ = vocab.second;
         links_ = std::move(links);
@@ -174,7 +174,7 @@ private:
     mutable ThreadPool pool_;
     bool sharded_ = false;
     int64_t vocab_begin_ = 0, vocab_end_;  // the embedding's and lm_head's rows held
-    cpu::ShardLinks links_;
+    ShardLinks links_;
 };
 
 void CpuBackend::reset_state(BackendState& state_base) const {
@@ -512,6 +512,15 @@ void require_memory_for_weights(const ModelLayout& layout) {
     require_host_memory(floats * sizeof(float), "the model's fp32 weights");
 }
 
+std::unique_ptr<Backend> create_shard_from_store(const ModelConfig& config,
+                                                 const ModelLayout& layout,
+                                                 const WeightStore& store, const ShardPlan& plan,
+                                                 int shard, ShardLinks links,
+                                                 const BackendOptions& options) {
+    return cpu::create_shard(config, layout, plan, shard, store.source(), std::move(links),
+                             options.n_threads);
+}
+
 // Every tensor dequantized to fp32 (core/weight_store.h): the CPU runs exactly the values
 // a quantized tensor stands for, which makes it the reference for GPU kernels reading it.
 std::unique_ptr<Backend> create_from_store(const ModelConfig& config, const ModelLayout& layout,
@@ -538,7 +547,8 @@ std::unique_ptr<Backend> create_shard(const ModelConfig& config, const ModelLayo
 
 const BackendProvider& backend_provider() {
     // Plain checkpoints and random weights reach it through the store too.
-    static const BackendProvider provider{&device_count, nullptr, nullptr, &create_from_store};
+    static const BackendProvider provider{&device_count, nullptr, nullptr, &create_from_store,
+                                          &create_shard_from_store};
     return provider;
 }
 

@@ -2,23 +2,13 @@
 // the ops in ops.h. It is the executable specification the CUDA backend is tested against.
 #pragma once
 
-#include <cstddef>
-#include <functional>
 #include <memory>
 
 #include "core/backend_registry.h"
 #include "core/shard_plan.h"
+#include "core/shard_rendezvous.h"
 
 namespace kl::cpu {
-
-// Where the shards of a model split over several devices meet (docs/design/sharding.md):
-// `sum` adds a block's partial output (`count` floats) over the shards in place, every shard
-// ending with the same total; `gather` puts every shard's logits ([rows, its vocabulary
-// part]) into the whole rows ([rows, vocab]).
-struct ShardLinks {
-    std::function<void(float* values, size_t count)> sum;
-    std::function<void(const float* part, size_t rows, float* whole)> gather;
-};
 
 // The CPU backend of shard `shard` of `plan`: its parts of the weights `whole` gives, its
 // heads, experts and vocabulary; run in lockstep with the other shards, whose `links` meet.
