@@ -71,6 +71,11 @@ static_assert(KL_MAX_TOP_LOGPROBS == kl::limits::kTopLogprobs, "two limits on to
 // caller's struct_size from then is accepted, the rest read as defaults or left unwritten.
 constexpr size_t kGenerateParamsFirstSize = offsetof(kl_generate_params, logprobs);
 constexpr size_t kModelParamsFirstSize = offsetof(kl_model_params, max_batch);
+// The device list counts only when the caller's struct holds all of it: the struct before
+// it ended in tail padding (on LP64 its sizeof was 48) where n_devices now lies (offset 44),
+// bytes an older caller never set.
+constexpr size_t kModelParamsDevicesEnd =
+    offsetof(kl_model_params, devices) + sizeof(kl_model_params::devices);
 static_assert(static_cast<int>(kl::WeightRequest::AsStored) == KL_WEIGHTS_AUTO &&
                   static_cast<int>(kl::WeightRequest::Bf16) == KL_WEIGHTS_BF16 &&
                   static_cast<int>(kl::WeightRequest::Fp8) == KL_WEIGHTS_FP8 &&
@@ -246,8 +251,13 @@ kl::ModelLoadOptions load_options(const kl_model_params* params) {
         // An older caller's struct ends before the batching fields: they keep their defaults.
         check_struct_size(params->struct_size, kModelParamsFirstSize, "kl_model_params");
         std::memcpy(&p, params, std::min<size_t>(params->struct_size, sizeof(p)));
+        if (params->struct_size < kModelParamsDevicesEnd) p.n_devices = 0;
         p.struct_size = sizeof(p);
     }
+    if (p.n_devices > KL_MAX_DEVICES)
+        kl::fail(kl::Status::InvalidArgument, "n_devices is " + std::to_string(p.n_devices) +
+                                                  ", at most KL_MAX_DEVICES (" +
+                                                  std::to_string(KL_MAX_DEVICES) + ")");
     const int device = enum_bits(p.device);
     if (device != KL_DEVICE_AUTO && device != KL_DEVICE_CPU && device != KL_DEVICE_CUDA)
         kl::fail(kl::Status::InvalidArgument,
@@ -256,6 +266,7 @@ kl::ModelLoadOptions load_options(const kl_model_params* params) {
     options.weights = weight_request(p.weight_format);
     options.device = static_cast<kl::DeviceRequest>(device);
     options.device_index = p.device_index;
+    options.devices.assign(p.devices, p.devices + p.n_devices);  // checked by Model
     options.n_threads = p.n_threads;
     options.max_batch = p.max_batch;
     options.batch_wait_us = p.batch_wait_us;
@@ -347,6 +358,7 @@ kl_status kl_model_info(const kl_model* model, struct kl_model_info* out) {
         info.n_routed_params = params.routed;
         info.decode_weight_bytes = params.decode_bytes(b.device());
         info.routed_weight_bytes = params.routed_bytes(b.device());
+        info.n_devices = static_cast<uint32_t>(model->model->shards());
         info.eot_token = tokenizer && tokenizer->chat_format().available
                              ? tokenizer->special_id(tokenizer->chat_format().end)
                              : -1;

@@ -67,6 +67,37 @@ void warn_about_unused_tensors(const ModelLayout& layout, const WeightStore& wei
                             " tensor(s) in the checkpoint are not used by the config: " + names);
 }
 
+// ModelLoadOptions::devices: distinct ordinals >= 0 (checked first, alike on every device);
+// on a GPU each a usable device, on the CPU (whose shards are threads) the shards' numbers
+// 0..n-1 in order.
+void check_devices(const std::vector<int>& devices, bool use_gpu, int gpus) {
+    if (devices.size() > static_cast<size_t>(ShardPlan::kMaxShards))
+        fail(Status::InvalidArgument, std::to_string(devices.size()) +
+                                          " devices listed: a model splits over at most " +
+                                          std::to_string(ShardPlan::kMaxShards));
+    auto entry = [&](size_t i) {
+        return "devices[" + std::to_string(i) + "] is " + std::to_string(devices[i]);
+    };
+    for (size_t i = 0; i < devices.size(); ++i) {
+        if (devices[i] < 0) fail(Status::InvalidArgument, entry(i) + ": an ordinal is >= 0");
+        for (size_t j = 0; j < i; ++j)
+            if (devices[j] == devices[i])
+                fail(Status::InvalidArgument, entry(i) + ", as devices[" + std::to_string(j) +
+                                                  "] is: a device holds one shard, list it once");
+    }
+    for (size_t i = 0; i < devices.size(); ++i) {
+        if (use_gpu && devices[i] >= gpus)
+            fail(Status::Device, "CUDA device " + std::to_string(devices[i]) + " (devices[" +
+                                     std::to_string(i) + "]) requested, but " +
+                                     std::to_string(gpus) + " device(s) are usable");
+        if (!use_gpu && devices[i] != static_cast<int>(i))
+            fail(Status::InvalidArgument,
+                 entry(i) +
+                     ": on the CPU the shards run on threads of this process and the "
+                     "devices are their numbers, 0..n-1 in order");
+    }
+}
+
 // Checks the options and picks the backend: the GPU one when asked for, or for Auto when a
 // device is usable; the CPU one otherwise.
 const BackendProvider& choose_backend(const ModelLoadOptions& options) {
@@ -93,10 +124,18 @@ const BackendProvider& choose_backend(const ModelLoadOptions& options) {
     }
     const bool use_gpu = options.device == DeviceRequest::Cuda ||
                          (options.device == DeviceRequest::Auto && gpus > 0);
-    if (use_gpu && (options.device_index < 0 || options.device_index >= gpus))
+    if (use_gpu && options.devices.empty() &&
+        (options.device_index < 0 || options.device_index >= gpus))
         fail(Status::Device, "CUDA device " + std::to_string(options.device_index) +
                                  " requested, but " + std::to_string(gpus) +
                                  " device(s) are usable");
+    const BackendProvider& provider = use_gpu ? *gpu : cpu_backend_provider();
+    check_devices(options.devices, use_gpu, gpus);
+    if (options.devices.size() > 1 && !provider.create_shard)
+        fail(Status::Unsupported,
+             "a model split over " + std::to_string(options.devices.size()) +
+                 " devices: the GPU backend cannot run shards yet (CUDA shards over NCCL are "
+                 "not built, docs/design/sharding.md); list one device, or use KL_DEVICE_CPU");
     // The bound keeps a typo (100000) from starting threads until the process runs out of
     // them; 1024 is far more than any machine's cores (kl_model_params.n_threads).
     constexpr int kMaxThreads = 1024;
@@ -111,11 +150,18 @@ const BackendProvider& choose_backend(const ModelLoadOptions& options) {
         fail(Status::InvalidArgument,
              "batch_wait_us is " + std::to_string(options.batch_wait_us) + ", must be at most " +
                  std::to_string(limits::kBatchWaitMicroseconds));
-    return use_gpu ? *gpu : cpu_backend_provider();
+    return provider;
 }
 
+// The shards a model is split over: one per listed device, 1 when none is listed.
+int shard_count(const ModelLoadOptions& options) {
+    return std::max(1, static_cast<int>(options.devices.size()));
+}
+
+// A listed device replaces device_index (the unsplit model's device is the first).
 BackendOptions backend_options(const ModelLoadOptions& options) {
-    return BackendOptions{options.device_index, options.n_threads, options.progress};
+    const int device = options.devices.empty() ? options.device_index : options.devices[0];
+    return BackendOptions{device, options.n_threads, options.progress};
 }
 
 // A GPU backend uploads without reporting progress: say when it is done. (The CPU backend
@@ -135,20 +181,23 @@ std::unique_ptr<Backend> create_backend(const BackendProvider& provider, const M
                                         const ModelLayout& layout, const WeightStore& weights,
                                         const ModelLoadOptions& options,
                                         const std::function<std::unique_ptr<Backend>()>& plain) {
-    if (options.shards != 1) {
-        const ShardPlan plan(config, layout, options.shards);
-        if (!provider.create_shard)
+    const int shards = shard_count(options);
+    if (shards != 1) {
+        const ShardPlan plan(config, layout, shards);
+        if (!provider.create_shard)  // choose_backend refused the split already
             fail(Status::Unsupported, "this backend cannot run a model split over " +
-                                          std::to_string(options.shards) + " shards");
-        // The threads split between the shards, which run at once.
+                                          std::to_string(shards) + " shards");
+        // The threads split between the shards, which run at once; shard g on devices[g].
         BackendOptions per_shard = backend_options(options);
         const int threads = per_shard.n_threads > 0
                                 ? per_shard.n_threads
                                 : static_cast<int>(std::thread::hardware_concurrency());
-        per_shard.n_threads = std::max(1, threads / options.shards);
+        per_shard.n_threads = std::max(1, threads / shards);
         return std::make_unique<ShardedBackend>(config, plan, [&](int shard, ShardLinks links) {
+            BackendOptions on_device = per_shard;
+            on_device.device_index = options.devices[static_cast<size_t>(shard)];
             return provider.create_shard(config, layout, weights, plan, shard, std::move(links),
-                                         per_shard);
+                                         on_device);
         });
     }
     if (weights.all_plain() && plain) return plain();
@@ -189,6 +238,7 @@ std::unique_ptr<Model> Model::load(const std::string& dir, const ModelLoadOption
             return provider.create(model->config_, layout, *checkpoint, backend_options(options));
         };
     model->backend_ = create_backend(provider, model->config_, layout, *weights, options, plain);
+    model->shards_ = shard_count(options);
     model->batcher_ = batcher_for(options, *model->backend_);
     report_done(options, *model->backend_);
     return model;
@@ -217,6 +267,7 @@ std::unique_ptr<Model> Model::create_random(const ModelConfig& config, uint64_t 
             return provider.create_random(config, layout, seed, backend_options(options));
         };
     model->backend_ = create_backend(provider, config, layout, *weights, options, plain);
+    model->shards_ = shard_count(options);
     model->batcher_ = batcher_for(options, *model->backend_);
     report_done(options, *model->backend_);
     return model;

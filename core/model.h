@@ -6,6 +6,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "backend.h"
 #include "config.h"
@@ -28,9 +29,13 @@ struct ModelLoadOptions {
     uint32_t batch_wait_us = 0;
     // The weights' form once loaded (core/quant_config.h): as stored, plain, FP8 or INT4.
     WeightRequest weights = WeightRequest::AsStored;
-    // Split the model over this many shards (docs/design/sharding.md); 1 = whole. The CPU
-    // backend runs the shards on threads of one process (a check of the split; no faster).
-    int shards = 1;
+    // The devices the model is split over, one shard each (docs/design/sharding.md); empty =
+    // the whole model on device_index (which a list replaces; one entry: the whole model on
+    // that device). On a GPU the entries are distinct device ordinals; the CPU backend runs
+    // the shards on threads of one process (a check of the split; no faster), and its
+    // entries are the shards' numbers, 0..n-1 in order. Checked at load: InvalidArgument
+    // for a negative or repeated entry or other CPU entries, Device for a GPU not there.
+    std::vector<int> devices;
 };
 
 class Model {
@@ -52,12 +57,15 @@ public:
     // Batches concurrent one-token steps of this model's sessions; null when the model was
     // loaded without (max_batch <= 1). Thread-safe.
     DecodeBatcher* batcher() const { return batcher_.get(); }
+    // The shards (devices) the model is split over; 1 for a model on one device.
+    int shards() const { return shards_; }
 
 private:
     ModelConfig config_;
     ParameterCounts parameters_;
     std::unique_ptr<Backend> backend_;
     uint64_t fingerprint_ = 0;
+    int shards_ = 1;
     std::unique_ptr<Tokenizer> tokenizer_;
     std::unique_ptr<DecodeBatcher> batcher_;  // after backend_: destroyed before it
 };

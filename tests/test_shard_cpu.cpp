@@ -221,11 +221,11 @@ std::unique_ptr<kl::Model> random_model(const kl::ModelConfig& config, int shard
     kl::ModelLoadOptions options;
     options.device = kl::DeviceRequest::Cpu;
     options.n_threads = 2;
-    options.shards = shards;
+    for (int g = 0; g < shards; ++g) options.devices.push_back(g);
     return kl::Model::create_random(config, kSeed, options);
 }
 
-// Sessions of a model loaded split (ModelLoadOptions::shards, core/sharded_backend.h) against
+// Sessions of a model loaded split (ModelLoadOptions::devices, core/sharded_backend.h) against
 // the whole model: prefill and decode, a fork, batched decode of three sessions, snapshots
 // moved both ways between the split and the whole model; all to 1e-5.
 TEST(ShardCpu, SessionsOfASplitModelKeepEveryContract) {

@@ -114,11 +114,14 @@ typedef enum {
     KL_WEIGHTS_INT4 = 3
 } kl_weight_format;
 
+/* The most devices kl_model_params lists: the GPUs of one 8-GPU host. */
+#define KL_MAX_DEVICES 8
+
 typedef struct {
     uint32_t struct_size;
     kl_device device;                 /* AUTO: CUDA when built with it and a GPU, its driver
                                          and the CUDA runtime are present; else the CPU */
-    int32_t device_index;             /* GPU ordinal for KL_DEVICE_CUDA */
+    int32_t device_index;             /* GPU ordinal for KL_DEVICE_CUDA (n_devices 0) */
     int32_t n_threads;                /* CPU worker threads; 0 = all hardware threads; at most
                                          1024 (more is KL_ERR_INVALID_ARGUMENT); threads the
                                          system refuses to start: KL_ERR_OUT_OF_MEMORY */
@@ -139,6 +142,20 @@ typedef struct {
     /* Added later (an older caller's struct ends before it: KL_WEIGHTS_AUTO). The weights'
      * form once loaded (kl_weight_format above); another value is KL_ERR_INVALID_ARGUMENT. */
     kl_weight_format weight_format;
+    /* Added later (an older caller's struct ends before them: n_devices 0). The devices the
+     * model is split over, one shard each (docs/design/sharding.md): 0 = one device
+     * (device_index, as before); n >= 1 = devices[0..n-1], which replace device_index. AUTO
+     * picks CUDA or the CPU first, as always. KL_DEVICE_CUDA: GPU ordinals, the weights split
+     * over them and every session running on all of them; one ordinal is the whole model on
+     * that GPU, more than one is KL_ERR_UNSUPPORTED for now (CUDA shards are not built yet).
+     * KL_DEVICE_CPU: n shards on threads of this process (a check of the split, no faster),
+     * the entries their numbers 0, 1, ..., n-1 in that order. KL_ERR_INVALID_ARGUMENT for
+     * n_devices above KL_MAX_DEVICES, a negative or repeated ordinal, CPU entries other than
+     * 0..n-1; KL_ERR_DEVICE for a GPU ordinal the machine lacks; KL_ERR_UNSUPPORTED for a
+     * count that does not divide the model's heads, MLP widths or routed experts (the
+     * message names which). kl_model_info's n_devices reports the split. */
+    uint32_t n_devices;
+    int32_t devices[KL_MAX_DEVICES];
 } kl_model_params;
 
 KL_API void kl_model_params_default(kl_model_params* params);
@@ -209,6 +226,9 @@ struct kl_model_info {
      * their fp32 scales). routed_weight_bytes: its n_routed_params, held the same way. */
     uint64_t decode_weight_bytes;
     uint64_t routed_weight_bytes;
+    /* Added later: the devices the model is split over (kl_model_params n_devices), 1 for a
+     * model on one device. */
+    uint32_t n_devices;
 };
 
 /* Fill *out. Set out->struct_size = sizeof(struct kl_model_info) first; fields past an older
