@@ -157,6 +157,9 @@ kl_status kl_session_reset, kl_status kl_session_fill_synthetic, kl_status kl_se
  * kimi_linear.h has fields of these names. */
 %ignore progress_cb;
 %ignore progress_user;
+/* The device list, a fixed array (SWIG would give a pointer type no language can fill): set
+ * by klb_model_params_set_devices from the language's own array.  n_devices stays wrapped. */
+%ignore devices;
 /* Replaced by the klb_* helpers (out-parameters and caller-sized buffers). */
 %ignore kl_status_string;
 %ignore kl_model_load;
@@ -440,6 +443,7 @@ KLB_JAVA_COPY_OUT(float, jfloatArray, float[], SetFloatArrayRegion, jfloat, (flo
 %enddef
 
 KLB_JAVA_COPY_IN(int32_t, jintArray, int[], GetIntArrayRegion, jint, (const int32_t* stop_tokens, size_t n_stop_tokens))
+KLB_JAVA_COPY_IN(int32_t, jintArray, int[], GetIntArrayRegion, jint, (const int32_t* devices, size_t n_devices))
 KLB_JAVA_COPY_IN(int32_t, jintArray, int[], GetIntArrayRegion, jint, (const int32_t* bias_tokens, size_t n_bias_tokens))
 KLB_JAVA_COPY_IN(float, jfloatArray, float[], GetFloatArrayRegion, jfloat, (const float* bias_values, size_t n_bias_values))
 KLB_JAVA_COPY_IN(char, jbyteArray, byte[], GetByteArrayRegion, jbyte, (const char* stop_strings, size_t stop_strings_len))
@@ -523,6 +527,7 @@ static void klb_cs_raise_pending(void) {
 KLB_CS_FIXED(int, int, const int32_t* tokens)
 KLB_CS_FIXED(int, int, const int32_t* ids)
 KLB_CS_FIXED(int, int, const int32_t* stop_tokens)
+KLB_CS_FIXED(int, int, const int32_t* devices)
 KLB_CS_FIXED(int, int, const int32_t* bias_tokens)
 KLB_CS_FIXED(float, float, const float* bias_values)
 KLB_CS_FIXED(float, float, float* out_logprobs)
@@ -549,6 +554,7 @@ KLB_CS_FIXED(unsigned char, byte, const void* buf)
 %csmethodmodifiers klb_session_tokens "public unsafe";
 %csmethodmodifiers klb_batch_append "public unsafe";
 %csmethodmodifiers klb_batch_piece "public unsafe";
+%csmethodmodifiers klb_model_params_set_devices "public unsafe";
 
 %apply int *OUTPUT { int32_t* token };
 
@@ -665,7 +671,8 @@ KimiLinearError = _kimi_linear_native.KimiLinearError
 }
 %apply (const int32_t* tokens, size_t n) { (const int32_t* ids, size_t n_ids),
                                            (const int32_t* stop_tokens, size_t n_stop_tokens),
-                                           (const int32_t* bias_tokens, size_t n_bias_tokens) };
+                                           (const int32_t* bias_tokens, size_t n_bias_tokens),
+                                           (const int32_t* devices, size_t n_devices) };
 
 /* Writable buffers used in place; None: no buffer (NULL, capacity 0). */
 %define KLB_PY_OUT_BUFFER(CTYPE, ITEMSIZE, FORMATS, PATTERN)
@@ -760,6 +767,7 @@ typedef struct {
     uint64_t n_routed_params;
     uint64_t decode_weight_bytes;
     uint64_t routed_weight_bytes;
+    uint32_t n_devices;
 } klb_model_info_t;
 
 /* What the helpers share; not wrapped. */
@@ -901,6 +909,21 @@ kl_model* klb_model_create_random(const char* config_json, uint64_t seed,
         return NULL;
     }
     return model;
+}
+
+/* kl_model_params' device list (n_devices, devices) from the language's array: n_devices
+ * entries, the first KL_MAX_DEVICES of them copied and the rest of the array zeroed (a longer
+ * list keeps its count, which the load refuses: KL_ERR_INVALID_ARGUMENT).  Empty: one device
+ * (device_index). */
+void klb_model_params_set_devices(kl_model_params* params, const int32_t* devices,
+                                  size_t n_devices) {
+    size_t i;
+    if (!params) {
+        klb_fail_with(KL_ERR_INVALID_ARGUMENT, "params must not be null");
+        return;
+    }
+    params->n_devices = n_devices > UINT32_MAX ? UINT32_MAX : (uint32_t)n_devices;
+    for (i = 0; i < KL_MAX_DEVICES; ++i) params->devices[i] = i < n_devices ? devices[i] : 0;
 }
 
 /* kl_model_info: the whole struct (struct_size set here), or raises. */

@@ -57,37 +57,45 @@ namespace KimiLinear
         /// <param name="weights">the linear weights' form once loaded: Auto as the checkpoint stores
         /// them, Bf16 dequantized, Fp8 or Int4 a bf16 checkpoint quantized on load; another value
         /// is KimiLinearException.InvalidArgument</param>
+        /// <param name="devices">the devices the model is split over, one shard each (at most 8;
+        /// <see cref="ModelInfo.Devices"/> reports it); null or empty: one device, deviceIndex. On
+        /// the CPU { 0, 1, ..., n-1 } runs n shards on threads (a check of the split, no faster); on
+        /// CUDA the entries are GPU ordinals, and more than one is KimiLinearException.Unsupported
+        /// for now (CUDA shards are not built yet). More than 8, a negative or repeated ordinal:
+        /// KimiLinearException.InvalidArgument; a count that does not divide the model's heads,
+        /// widths or experts: KimiLinearException.Unsupported</param>
         /// <exception cref="KimiLinearException.Io">a file could not be read</exception>
         /// <exception cref="KimiLinearException.Format">a file is malformed</exception>
         /// <exception cref="ArgumentOutOfRangeException">maxBatch or batchWaitUs is negative</exception>
         public static Model Load(string dir, Device device = Device.Auto, int threads = 0, int deviceIndex = 0,
                                  Func<float, bool> progress = null, int maxBatch = 0, int batchWaitUs = 0,
-                                 WeightFormat weights = WeightFormat.Auto)
+                                 WeightFormat weights = WeightFormat.Auto, int[] devices = null)
         {
             if (dir == null) throw new ArgumentNullException(nameof(dir));
-            using (kl_model_params p = ModelParams(device, threads, deviceIndex, maxBatch, batchWaitUs, weights))
+            using (kl_model_params p = ModelParams(device, threads, deviceIndex, maxBatch, batchWaitUs, weights, devices))
                 return new Model(LoadProgress.Run(p, progress,
                                                   () => Native.Call(() => kimi_linear_native.klb_model_load(dir, p))));
         }
 
         /// <summary>
         /// A model with deterministic random weights for a config.json text (no files, no
-        /// tokenizer): benchmarks and tests of any shape. progress, maxBatch, batchWaitUs, weights: as in
+        /// tokenizer): benchmarks and tests of any shape. progress, maxBatch, batchWaitUs, weights, devices: as in
         /// <see cref="Load"/>.
         /// </summary>
         public static Model CreateRandom(string configJson, ulong seed, Device device = Device.Auto, int threads = 0,
                                          int deviceIndex = 0, Func<float, bool> progress = null, int maxBatch = 0,
-                                         int batchWaitUs = 0, WeightFormat weights = WeightFormat.Auto)
+                                         int batchWaitUs = 0, WeightFormat weights = WeightFormat.Auto,
+                                         int[] devices = null)
         {
             if (configJson == null) throw new ArgumentNullException(nameof(configJson));
-            using (kl_model_params p = ModelParams(device, threads, deviceIndex, maxBatch, batchWaitUs, weights))
+            using (kl_model_params p = ModelParams(device, threads, deviceIndex, maxBatch, batchWaitUs, weights, devices))
                 return new Model(LoadProgress.Run(p, progress, () => Native.Call(
                                      () => kimi_linear_native.klb_model_create_random(configJson, seed, p))));
         }
 
         // Every way to a model passes here first, before the generated classes are touched.
         private static kl_model_params ModelParams(Device device, int threads, int deviceIndex, int maxBatch,
-                                                   int batchWaitUs, WeightFormat weights)
+                                                   int batchWaitUs, WeightFormat weights, int[] devices)
         {
             // Negative values have no unsigned field to go to; the library checks the upper bounds.
             if (maxBatch < 0) throw new ArgumentOutOfRangeException(nameof(maxBatch), maxBatch, "must be >= 0");
@@ -101,6 +109,9 @@ namespace KimiLinear
             p.max_batch = (uint)maxBatch;
             p.batch_wait_us = (uint)batchWaitUs;
             p.weight_format = (kl_weight_format)(int)weights; // out of range: the library's error
+            // The library checks the list (a longer one than it holds keeps its count, refused).
+            int[] list = devices ?? new int[0];
+            kimi_linear_native.klb_model_params_set_devices(p, list, (ulong)list.Length);
             return p;
         }
 

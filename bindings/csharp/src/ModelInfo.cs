@@ -25,6 +25,7 @@ namespace KimiLinear
             RoutedParameters = i.n_routed_params;
             DecodeWeightBytes = i.decode_weight_bytes;
             RoutedWeightBytes = i.routed_weight_bytes;
+            Devices = checked((int)i.n_devices);
         }
 
         /// <summary>Vocabulary size: the length of a logits row.</summary>
@@ -75,6 +76,8 @@ namespace KimiLinear
         public ulong DecodeWeightBytes { get; }
         /// <summary>The routed experts' bytes (<see cref="RoutedParameters"/>), held the same way.</summary>
         public ulong RoutedWeightBytes { get; }
+        /// <summary>The devices the model is split over (<c>Model.Load</c>'s devices), 1 for a model on one device.</summary>
+        public int Devices { get; }
 
         public override string ToString()
         {

@@ -124,6 +124,7 @@ internal static partial class KimiLinearTests
         RunChatGenerationTests(); // tests/ChatGenerationTests.cs
         RunBatchTests(); // tests/BatchTests.cs
         RunWeightFormatTests(); // tests/WeightFormatTests.cs
+        RunDevicesTests(); // tests/DevicesTests.cs
 
         Console.WriteLine(passed + " passed, " + failed + " failed");
         return failed == 0 ? 0 : 1;

@@ -99,6 +99,16 @@ def _text_call(call, guess: int) -> str:
 _WEIGHT_FORMATS = {"auto": 0, "bf16": 1, "fp8": 2, "int4": 3}  # kl_weight_format
 
 
+def _device_list(devices: Optional[Sequence[int]]) -> List[int]:
+    """The ordinals of devices= (None: none); the library checks the list itself."""
+    if devices is None:
+        return []
+    if isinstance(devices, (str, bytes)) or not isinstance(devices, Iterable):
+        raise TypeError(f"devices must be a sequence of ints or None, not "
+                        f"{type(devices).__name__}")
+    return [_check_int(f"devices[{i}]", d, -2 ** 31, 2 ** 31 - 1) for i, d in enumerate(devices)]
+
+
 def _weight_format_code(weights: str) -> int:
     if not isinstance(weights, str):
         raise TypeError(f"weights must be a str, not {type(weights).__name__}")
@@ -111,10 +121,10 @@ class Model:
     """A loaded Kimi Linear checkpoint (weights + tokenizer), immutable after loading.
 
     ``Model(path, device="auto", device_index=0, threads=0, progress=None, max_batch=0,
-    batch_wait_us=0, weights="auto")`` loads a Hugging Face style folder (config.json, *.safetensors,
-    tokenizer files if present). ``threads=0`` uses all hardware threads. ``progress(fraction)``
-    is called during the load; returning False cancels it (CancelledError); an exception
-    raised in it cancels the load and is re-raised.
+    batch_wait_us=0, weights="auto", devices=None)`` loads a Hugging Face style folder
+    (config.json, *.safetensors, tokenizer files if present). ``threads=0`` uses all hardware
+    threads. ``progress(fraction)`` is called during the load; returning False cancels it
+    (CancelledError); an exception raised in it cancels the load and is re-raised.
 
     ``max_batch > 1`` batches decode steps across threads (kl_model_params): one-token steps
     of this model's sessions that run at the same time on different threads (next(),
@@ -127,6 +137,14 @@ class Model:
     checkpoint stores them, "bf16" (dequantized), "fp8" or "int4" (a bf16 checkpoint
     quantized on load; docs/design/model.md "Quantized weights").
 
+    ``devices`` lists the devices the model is split over, one shard each (kl_model_params
+    devices, at most 8; ``info.n_devices`` reports it): None (the default) = one device,
+    ``device_index``. On the CPU, ``[0, 1, ..., n-1]`` runs n shards on threads (a check of
+    the split, no faster); on CUDA the entries are GPU ordinals, and more than one raises
+    UnsupportedError for now (CUDA shards are not built yet). A bad list (more than 8, a
+    negative or repeated ordinal) raises InvalidArgumentError; a count that does not divide
+    the model's heads, widths or experts UnsupportedError.
+
     A model is safe to share between threads and sessions. Use it as a context manager or
     call close(); sessions made from it stay usable after it is closed.
     """
@@ -134,7 +152,8 @@ class Model:
     def __init__(self, path: Union[str, "os.PathLike[str]"], device: str = "auto",
                  device_index: int = 0, threads: int = 0,
                  progress: Optional[Callable[[float], Any]] = None, max_batch: int = 0,
-                 batch_wait_us: int = 0, weights: str = "auto") -> None:
+                 batch_wait_us: int = 0, weights: str = "auto",
+                 devices: Optional[Sequence[int]] = None) -> None:
         self._handle: Optional[ModelHandle] = None
         if isinstance(path, (str, bytes)) or hasattr(path, "__fspath__"):
             raw = os.fsencode(path)
@@ -144,13 +163,15 @@ class Model:
             raise ValueError("path contains a NUL character")
         self._path: Optional[str] = os.fsdecode(raw)
         self._create(lambda lib, params, out: lib.kl_model_load(raw, params, out),
-                     device, device_index, threads, progress, max_batch, batch_wait_us, weights)
+                     device, device_index, threads, progress, max_batch, batch_wait_us, weights,
+                     devices)
 
     @classmethod
     def random(cls, config_json: Union[str, bytes, Mapping[str, Any]], seed: int = 0,
                device: str = "auto", device_index: int = 0, threads: int = 0,
                progress: Optional[Callable[[float], Any]] = None, max_batch: int = 0,
-               batch_wait_us: int = 0, weights: str = "auto") -> "Model":
+               batch_wait_us: int = 0, weights: str = "auto",
+               devices: Optional[Sequence[int]] = None) -> "Model":
         """A model with deterministic random weights for a config.json text (or a dict).
 
         Built directly in the backend's memory, no files; the values are those
@@ -164,11 +185,12 @@ class Model:
         self._handle = None
         self._path = None
         self._create(lambda lib, params, out: lib.kl_model_create_random(text, seed, params, out),
-                     device, device_index, threads, progress, max_batch, batch_wait_us, weights)
+                     device, device_index, threads, progress, max_batch, batch_wait_us, weights,
+                     devices)
         return self
 
     def _create(self, call, device, device_index, threads, progress, max_batch,
-                batch_wait_us, weights) -> None:
+                batch_wait_us, weights, devices) -> None:
         """call(lib, kl_model_params, kl_model**) -> kl_status: load or create the model."""
         code = _device_code(device)
         device_index = _check_int("device_index", device_index, 0, 2 ** 31 - 1)
@@ -177,6 +199,7 @@ class Model:
         max_batch = _check_int("max_batch", max_batch, 0, 2 ** 32 - 1)
         batch_wait_us = _check_int("batch_wait_us", batch_wait_us, 0, 2 ** 32 - 1)
         weight_format = _weight_format_code(weights)
+        device_list = _device_list(devices)
         if progress is not None and not callable(progress):
             raise TypeError("progress must be callable or None")
         lib = _native.lib()
@@ -188,6 +211,10 @@ class Model:
         params.max_batch = max_batch
         params.batch_wait_us = batch_wait_us
         params.weight_format = weight_format
+        # More than KL_MAX_DEVICES: the count goes as it is, the library refuses it.
+        params.n_devices = len(device_list)
+        for i, d in enumerate(device_list[:_native.KL_MAX_DEVICES]):
+            params.devices[i] = d
         raised: List[BaseException] = []
         if progress is not None:
             def on_progress(fraction: float, _user) -> int:  # non-zero: abort the load

@@ -68,6 +68,7 @@ KL_END_CANCELLED = 5
 KL_END_ERROR = 6
 
 KL_MAX_TOP_LOGPROBS = 20
+KL_MAX_DEVICES = 8  # kl_model_params.devices
 
 # log levels
 KL_LOG_ERROR = 0
@@ -126,6 +127,8 @@ class kl_model_params(Structure):
         ("max_batch", c_uint32),  # appended fields (decode batching across threads)
         ("batch_wait_us", c_uint32),
         ("weight_format", c_int),  # appended later: kl_weight_format
+        ("n_devices", c_uint32),  # appended later: the devices the model is split over
+        ("devices", c_int32 * KL_MAX_DEVICES),
     ]
 
 
@@ -152,6 +155,7 @@ class kl_model_info(Structure):
         ("n_routed_params", c_uint64),
         ("decode_weight_bytes", c_uint64),  # appended later: bytes as the backend holds them
         ("routed_weight_bytes", c_uint64),
+        ("n_devices", c_uint32),  # appended later: 1 for a model on one device
     ]
 
 

@@ -134,6 +134,8 @@ class ModelInfo:
     decode_weight_bytes: int = 0
     #: the routed experts' bytes (n_routed_params), held the same way
     routed_weight_bytes: int = 0
+    #: the devices the model is split over (Model(devices=...)), 1 for a model on one device
+    n_devices: int = 1
 
     @classmethod
     def _from_c(cls, info: Any) -> "ModelInfo":
@@ -153,7 +155,7 @@ class ModelInfo:
             eot_token=None if info.eot_token < 0 else info.eot_token,
             n_routed_params=info.n_routed_params,
             decode_weight_bytes=info.decode_weight_bytes,
-            routed_weight_bytes=info.routed_weight_bytes)
+            routed_weight_bytes=info.routed_weight_bytes, n_devices=info.n_devices)
 
 
 def token_buffer(tokens: Any, what: str = "tokens") -> Tuple[Any, int]:

@@ -33,12 +33,15 @@ def test_struct_layouts_match_the_header(kl):
     # Sizes and offsets from kimi_linear.h on LP64 (x86_64/aarch64 Linux).
     from kimi_linear import _native as n
 
-    assert ctypes.sizeof(n.kl_model_params) == 48
+    assert ctypes.sizeof(n.kl_model_params) == 80
     assert n.kl_model_params.max_batch.offset == 32  # the first release's size
     assert n.kl_model_params.batch_wait_us.offset == 36
     assert n.kl_model_params.weight_format.offset == 40
+    assert n.kl_model_params.n_devices.offset == 44  # in the older struct's tail padding
+    assert n.kl_model_params.devices.offset == 48
     assert ctypes.sizeof(n.kl_session_params) == 16
-    assert ctypes.sizeof(n.kl_model_info) == 128
+    assert ctypes.sizeof(n.kl_model_info) == 136
+    assert n.kl_model_info.n_devices.offset == 128
     assert n.kl_model_info.eot_token.offset == 96
     assert n.kl_model_info.n_routed_params.offset == 104
     assert n.kl_model_info.decode_weight_bytes.offset == 112

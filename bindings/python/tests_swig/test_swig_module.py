@@ -436,3 +436,30 @@ def test_model_params_carry_weight_format():
     with pytest.raises(n.KimiLinearError, match="weight_format") as info:
         n.klb_model_load(path, params)
     assert _status_of(info) == n.KL_ERR_INVALID_ARGUMENT
+
+
+def test_model_params_carry_devices():
+    path = _env_path("KL_TINY_MODEL")
+    ids = [1, 5, 9, 2, 7]
+    params = _cpu_params()
+    assert params.n_devices == 0  # kl_model_params_default: one device
+    results = {}
+    for devices in ([], [0, 1]):
+        n.klb_model_params_set_devices(params, devices)
+        assert params.n_devices == len(devices)
+        m = n.klb_model_load(path, params)
+        try:
+            assert n.klb_model_info(m).n_devices == max(1, len(devices))
+            results[len(devices)] = _last_logits(m, ids)
+        finally:
+            n.kl_model_free(m)
+    whole, split = results[0], results[2]
+    scale = max(abs(x) for x in whole)
+    assert max(abs(a - b) for a, b in zip(split, whole)) <= 1e-5 * scale
+    for devices, status, fragment in (([0, 0], n.KL_ERR_INVALID_ARGUMENT, r"devices\[1\] is 0"),
+                                      (list(range(9)), n.KL_ERR_INVALID_ARGUMENT, "n_devices is 9"),
+                                      ([0, 1, 2], n.KL_ERR_UNSUPPORTED, "kda_num_heads")):
+        n.klb_model_params_set_devices(params, array.array(I32, devices))  # a buffer in place
+        with pytest.raises(n.KimiLinearError, match=fragment) as info:
+            n.klb_model_load(path, params)
+        assert _status_of(info) == status

@@ -113,6 +113,8 @@ public final class Model extends NativeResource {
         params.setMax_batch(options.maxBatch());
         params.setBatch_wait_us(options.batchWaitUs());
         params.setWeight_format(kl_weight_format.swigToEnum(options.weights().ordinal()));
+        kimi_linear_native.klb_model_params_set_devices(
+                params, options.devices().stream().mapToInt(Integer::intValue).toArray());
         return params;
     }
 
@@ -124,7 +126,8 @@ public final class Model extends NativeResource {
                     (int) i.getN_experts_active(), i.getMax_context(), Device.of(i.getDevice().swigValue()),
                     i.getWeight_bytes(), i.getSession_fixed_bytes(), i.getKv_bytes_per_token(),
                     i.getBos_token(), i.getEos_token(), i.getN_params(), i.getN_active_params(), i.getEot_token(),
-                    i.getN_routed_params(), i.getDecode_weight_bytes(), i.getRouted_weight_bytes());
+                    i.getN_routed_params(), i.getDecode_weight_bytes(), i.getRouted_weight_bytes(),
+                    (int) i.getN_devices());
         } finally {
             i.delete();
         }

@@ -39,7 +39,20 @@ public record ModelInfo(
          *  codes and their fp32 scales as loaded, on CUDA */
         long decodeWeightBytes,
         /** the routed experts' bytes (nRoutedParams), held the same way */
-        long routedWeightBytes) {
+        long routedWeightBytes,
+        /** the devices the model is split over ({@link ModelOptions#devices()}), 1 for a model on one
+         *  device */
+        int nDevices) {
+    /** The fields before the device count (one device then). */
+    public ModelInfo(int vocabSize, int hiddenSize, int nLayers, int nKdaLayers, int nMlaLayers, int nExperts,
+            int nExpertsActive, long maxContext, Device device, long weightBytes, long sessionFixedBytes,
+            long kvBytesPerToken, int bosToken, int eosToken, long nParams, long nActiveParams, int eotToken,
+            long nRoutedParams, long decodeWeightBytes, long routedWeightBytes) {
+        this(vocabSize, hiddenSize, nLayers, nKdaLayers, nMlaLayers, nExperts, nExpertsActive, maxContext, device,
+                weightBytes, sessionFixedBytes, kvBytesPerToken, bosToken, eosToken, nParams, nActiveParams, eotToken,
+                nRoutedParams, decodeWeightBytes, routedWeightBytes, 1);
+    }
+
     /** The fields before the routed experts' counts (which are 0 then). */
     public ModelInfo(int vocabSize, int hiddenSize, int nLayers, int nKdaLayers, int nMlaLayers, int nExperts,
             int nExpertsActive, long maxContext, Device device, long weightBytes, long sessionFixedBytes,

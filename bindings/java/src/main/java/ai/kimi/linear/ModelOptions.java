@@ -1,5 +1,7 @@
 package ai.kimi.linear;
 
+import java.util.Arrays;
+import java.util.List;
 import java.util.Objects;
 
 /**
@@ -18,12 +20,22 @@ import java.util.Objects;
  * <p>{@code weights}: the linear weights' form once loaded ({@link WeightFormat}; default
  * {@link WeightFormat#AUTO}, as the checkpoint stores them): {@code withWeights("fp8")} quantizes
  * a bf16 checkpoint on load.
+ *
+ * <p>{@code devices}: the devices the model is split over, one shard each ({@code
+ * kl_model_params.devices}, at most 8; {@link ModelInfo#nDevices()} reports it); empty (the
+ * default) = one device, {@code deviceIndex}. On the CPU {@code withDevices(0, 1, ..., n - 1)}
+ * runs n shards on threads (a check of the split, no faster); on CUDA the entries are GPU
+ * ordinals, and more than one throws {@link KimiLinearException.Unsupported} for now (CUDA shards
+ * are not built yet). The library checks the list at load: more than 8, a negative or repeated
+ * ordinal throw {@link KimiLinearException.InvalidArgument}; a count that does not divide the
+ * model's heads, widths or experts {@link KimiLinearException.Unsupported}.
  */
 public record ModelOptions(Device device, int deviceIndex, int threads, int maxBatch, int batchWaitUs,
-                           WeightFormat weights) {
+                           WeightFormat weights, List<Integer> devices) {
     public ModelOptions {
         Objects.requireNonNull(device, "device");
         Objects.requireNonNull(weights, "weights");
+        devices = List.copyOf(Objects.requireNonNull(devices, "devices")); // no null entries
         if (deviceIndex < 0) throw new IllegalArgumentException("deviceIndex < 0");
         if (threads < 0) throw new IllegalArgumentException("threads < 0");
         if (maxBatch < 0) throw new IllegalArgumentException("maxBatch < 0");
@@ -35,21 +47,27 @@ public record ModelOptions(Device device, int deviceIndex, int threads, int maxB
         this(device, deviceIndex, threads, 0, 0);
     }
 
+    /** One device (the options before the device list existed). */
+    public ModelOptions(Device device, int deviceIndex, int threads, int maxBatch, int batchWaitUs,
+                        WeightFormat weights) {
+        this(device, deviceIndex, threads, maxBatch, batchWaitUs, weights, List.of());
+    }
+
     /** Weights as the checkpoint stores them (the options before the weight format existed). */
     public ModelOptions(Device device, int deviceIndex, int threads, int maxBatch, int batchWaitUs) {
         this(device, deviceIndex, threads, maxBatch, batchWaitUs, WeightFormat.AUTO);
     }
 
     /**
-     * AUTO device, GPU 0, all hardware threads, no batching, weights as stored (as
+     * AUTO device, GPU 0, all hardware threads, no batching, weights as stored, one device (as
      * {@code kl_model_params_default}).
      */
     public static ModelOptions defaults() {
-        return new ModelOptions(Device.AUTO, 0, 0, 0, 0, WeightFormat.AUTO);
+        return new ModelOptions(Device.AUTO, 0, 0, 0, 0, WeightFormat.AUTO, List.of());
     }
 
     public ModelOptions withDevice(Device device) {
-        return new ModelOptions(device, deviceIndex, threads, maxBatch, batchWaitUs, weights);
+        return new ModelOptions(device, deviceIndex, threads, maxBatch, batchWaitUs, weights, devices);
     }
 
     /** {@code "auto"}, {@code "cpu"} or {@code "cuda"}. */
@@ -58,27 +76,37 @@ public record ModelOptions(Device device, int deviceIndex, int threads, int maxB
     }
 
     public ModelOptions withDeviceIndex(int deviceIndex) {
-        return new ModelOptions(device, deviceIndex, threads, maxBatch, batchWaitUs, weights);
+        return new ModelOptions(device, deviceIndex, threads, maxBatch, batchWaitUs, weights, devices);
     }
 
     public ModelOptions withThreads(int threads) {
-        return new ModelOptions(device, deviceIndex, threads, maxBatch, batchWaitUs, weights);
+        return new ModelOptions(device, deviceIndex, threads, maxBatch, batchWaitUs, weights, devices);
     }
 
     public ModelOptions withMaxBatch(int maxBatch) {
-        return new ModelOptions(device, deviceIndex, threads, maxBatch, batchWaitUs, weights);
+        return new ModelOptions(device, deviceIndex, threads, maxBatch, batchWaitUs, weights, devices);
     }
 
     public ModelOptions withBatchWaitUs(int batchWaitUs) {
-        return new ModelOptions(device, deviceIndex, threads, maxBatch, batchWaitUs, weights);
+        return new ModelOptions(device, deviceIndex, threads, maxBatch, batchWaitUs, weights, devices);
     }
 
     public ModelOptions withWeights(WeightFormat weights) {
-        return new ModelOptions(device, deviceIndex, threads, maxBatch, batchWaitUs, weights);
+        return new ModelOptions(device, deviceIndex, threads, maxBatch, batchWaitUs, weights, devices);
     }
 
     /** {@code "auto"}, {@code "bf16"}, {@code "fp8"} or {@code "int4"}. */
     public ModelOptions withWeights(String weights) {
         return withWeights(WeightFormat.parse(weights));
+    }
+
+    /** The devices the model is split over (empty: one device, {@code deviceIndex}). */
+    public ModelOptions withDevices(List<Integer> devices) {
+        return new ModelOptions(device, deviceIndex, threads, maxBatch, batchWaitUs, weights, devices);
+    }
+
+    /** {@code withDevices(0, 1)}: the model split over two devices. */
+    public ModelOptions withDevices(int... devices) {
+        return withDevices(List.of(Arrays.stream(devices).boxed().toArray(Integer[]::new)));
     }
 }
