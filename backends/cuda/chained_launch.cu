@@ -6,6 +6,17 @@
 
 namespace kl::cuda {
 
+namespace {
+thread_local bool t_dropped = false;
+}  // namespace
+
+void drop_chained_launches(bool drop) {
+    t_dropped = drop;
+}
+bool chained_launches_dropped() {
+    return t_dropped;
+}
+
 bool chained_launches() {
     static const bool allowed = [] {
         const char* flag = std::getenv("KL_CUDA_PDL");

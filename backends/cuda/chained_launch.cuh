@@ -37,9 +37,15 @@ __device__ __forceinline__ void release_next() {
 // KL_CUDA_PDL not "0". Host code (chained_launch.cu).
 bool chained_launches();
 
+// Profiling by ablation (op_profile.h, KL_CUDA_PROFILE=without:...): while set on this thread,
+// launch_chained() launches nothing, so a graph captured meanwhile lacks those kernels.
+void drop_chained_launches(bool drop);
+bool chained_launches_dropped();
+
 template <typename... Params, typename... Args>
 void launch_chained(const char* name, void (*kernel)(Params...), dim3 grid, dim3 block,
                     size_t shared_bytes, cudaStream_t stream, Args&&... args) {
+    if (chained_launches_dropped()) return;
     cudaLaunchAttribute chain[1];
     chain[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
     chain[0].val.programmaticStreamSerializationAllowed = 1;

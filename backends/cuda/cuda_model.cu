@@ -289,6 +289,7 @@ cudaGraphExec_t CudaBackend::capture(const std::function<void()>& work) const {
         work();
         profile_.section(nullptr, stream_);  // the closing mark (KL_CUDA_PROFILE=graph)
     } catch (...) {
+        drop_chained_launches(false);  // KL_CUDA_PROFILE=without: a section left open
         cudaStreamEndCapture(stream_, &graph);
         if (graph) cudaGraphDestroy(graph);
         cudaGetLastError();

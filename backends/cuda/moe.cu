@@ -7,12 +7,18 @@
 namespace kl::cuda {
 namespace {
 
-// One block per token.
+// One block per token (its first warp alone when route_fits_warp).
 __global__ void route_kernel(const float* logits, const float* bias, int experts, int top_k,
                              bool renormalize, float scaling, int groups, int topk_groups,
                              int32_t* chosen, float* weights) {
     extern __shared__ float shared[];
     const size_t t = blockIdx.x;
+    if (route_fits_warp(experts, groups, top_k)) {
+        if (threadIdx.x < 32)
+            route_token_warp(logits + t * experts, bias, experts, top_k, renormalize, scaling,
+                             chosen + t * top_k, weights + t * top_k);
+        return;
+    }
     route_token(logits + t * experts, bias, experts, top_k, renormalize, scaling, groups,
                 topk_groups, shared, chosen + t * top_k, weights + t * top_k);
 }

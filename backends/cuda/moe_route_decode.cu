@@ -1,9 +1,9 @@
 // The decode router (up to 4 tokens) as one launch: the router GEMV over the experts' rows
 // spread over E / 8 blocks (a warp per row, gemv_row.cuh: the same logits, bit for bit, as
 // gemv_bf16), then the last block to finish routes every token (moe_route.cuh: the same
-// choices as moe_route). Blocks count themselves on a device counter that the last one
-// resets, so the launch replays in a graph. Replaces a GEMV launch and a route launch whose
-// latencies, not their 1.2 MB, made the router cost.
+// choices as moe_route; one warp per token when route_fits_warp). Blocks count themselves on a
+// device counter that the last one resets, so the launch replays in a graph. Replaces a GEMV launch
+// and a route launch whose latencies, not their 1.2 MB, made the router cost.
 #include "cuda_util.h"
 #include "gemv_row.cuh"
 #include "moe_route.cuh"
@@ -41,6 +41,13 @@ __global__ void __launch_bounds__(kRouteThreads)
     if (!last) return;
     __threadfence();  // the other blocks' logits are visible from here on
     if (threadIdx.x == 0) *blocks_done = 0;  // every block has counted: ready for the next call
+    if (route_fits_warp(experts, groups, top_k)) {  // warp t routes token t
+        const int t = threadIdx.x >> 5;
+        if (t < N)
+            route_token_warp(logits + static_cast<size_t>(t) * experts, bias, experts, top_k,
+                             renormalize, scaling, chosen + t * top_k, weights + t * top_k);
+        return;
+    }
     for (int t = 0; t < N; ++t) {
         route_token(logits + static_cast<size_t>(t) * experts, bias, experts, top_k, renormalize,
                     scaling, groups, topk_groups, shared, chosen + t * top_k, weights + t * top_k);

@@ -4,7 +4,10 @@
 // slower than a normal one. KL_CUDA_PROFILE=graph: the decode graphs are captured with a
 // timing event at each section boundary and every replay adds the times between them: what
 // each section costs inside the graph a decode step really runs (the event nodes cost a few
-// microseconds per step in all).
+// microseconds per step in all). KL_CUDA_PROFILE=without:NAME[,NAME...]: profiling by
+// ablation, the decode graphs are captured without the chained kernels of the named sections
+// (chained_launch.cuh), so a step's time against a normal run's is what those sections cost
+// in the chain, overlap included (the results are wrong; only the times mean something).
 #pragma once
 
 #include <cuda_runtime.h>
@@ -19,6 +22,8 @@
 #include <utility>
 #include <vector>
 
+#include "chained_launch.cuh"
+
 namespace kl::cuda {
 
 class OpProfile {
@@ -29,6 +34,15 @@ public:
             mode_ = Mode::Graph;
         else if (env && env[0] == '1')
             mode_ = Mode::Eager;
+        else if (env && std::strncmp(env, "without:", 8) == 0) {
+            mode_ = Mode::Without;
+            std::string names = env + 8;
+            for (size_t start = 0; start <= names.size();) {
+                const size_t end = std::min(names.find(',', start), names.size());
+                without_.push_back(names.substr(start, end - start));
+                start = end + 1;
+            }
+        }
     }
     ~OpProfile() {
         if (!totals_.empty()) {
@@ -51,7 +65,7 @@ public:
         for (auto& mark : capturing_) cudaEventDestroy(mark.second);
     }
 
-    bool enabled() const { return mode_ != Mode::Off; }
+    bool enabled() const { return mode_ != Mode::Off && mode_ != Mode::Without; }
     // Eager profiling runs decode steps outside graphs (a capture cannot wait per section).
     bool eager() const { return mode_ == Mode::Eager; }
 
@@ -62,6 +76,12 @@ public:
         if (mode_ == Mode::Off) return;
         cudaStreamCaptureStatus capture = cudaStreamCaptureStatusNone;
         cudaStreamIsCapturing(stream, &capture);
+        if (mode_ == Mode::Without) {
+            drop_chained_launches(capture == cudaStreamCaptureStatusActive && name &&
+                                  std::find(without_.begin(), without_.end(), name) !=
+                                      without_.end());
+            return;
+        }
         if (capture == cudaStreamCaptureStatusActive) {
             if (mode_ != Mode::Graph) return;
             cudaEvent_t mark = nullptr;
@@ -119,7 +139,7 @@ public:
     }
 
 private:
-    enum class Mode { Off, Eager, Graph };
+    enum class Mode { Off, Eager, Graph, Without };
     struct Total {
         double ms = 0.0;
         long calls = 0;
@@ -127,6 +147,7 @@ private:
     Mode mode_ = Mode::Off;
     bool warned_ = false;
     std::map<std::string, Total> totals_;
+    std::vector<std::string> without_;  // Mode::Without: the sections left out of graphs
     std::string current_;
     std::chrono::steady_clock::time_point started_;
     // Graph mode: the marks of the capture under way and of each captured graph, in order,

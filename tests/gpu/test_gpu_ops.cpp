@@ -119,15 +119,16 @@ TEST_F(GpuOps, RmsNormsMatchCpu) {
 }
 
 TEST_F(GpuOps, MoeRouteMatchesCpu) {
-    // Plain and grouped, the released shape (256 experts, 8 chosen) with tied logits and
-    // biases (ties go to the lower index), and more experts than the block has threads.
+    // Plain (one warp routes) and grouped (a block), the released shape (256 experts, 8
+    // chosen) with tied logits and biases (ties go to the lower index), more experts than the
+    // block has threads, and a count that leaves lanes without an expert (100).
     struct Case {
         size_t E, k, groups, kept;
         bool ties;
     };
-    for (const Case& c : {Case{16, 4, 1, 1, false}, Case{16, 4, 4, 2, false},
-                          Case{256, 8, 1, 1, true}, Case{256, 8, 8, 4, true},
-                          Case{1024, 8, 1, 1, false}}) {
+    for (const Case& c :
+         {Case{16, 4, 1, 1, false}, Case{16, 4, 4, 2, false}, Case{256, 8, 1, 1, true},
+          Case{256, 8, 8, 4, true}, Case{1024, 8, 1, 1, false}, Case{100, 5, 1, 1, true}}) {
         const size_t n = 50, E = c.E, k = c.k;
         const bool grouped = c.groups > 1;
         auto logits = randn(n * E, 1), bias = randn(E, 2, 0.1f);
@@ -180,8 +181,9 @@ TEST_F(GpuOps, DecodeRouterEqualsGemvThenRoute) {
     struct Case {
         size_t E, k, groups, kept, hidden;
     };
-    for (const Case& c : {Case{256, 8, 1, 1, 2304}, Case{256, 8, 8, 4, 2304},
-                          Case{64, 6, 4, 2, 64}, Case{100, 3, 5, 2, 2312}, Case{16, 4, 1, 1, 64}})
+    for (const Case& c :
+         {Case{256, 8, 1, 1, 2304}, Case{256, 8, 8, 4, 2304}, Case{64, 6, 4, 2, 64},
+          Case{100, 3, 5, 2, 2312}, Case{16, 4, 1, 1, 64}, Case{100, 7, 1, 1, 2312}})
         for (size_t n : {1, 2, 3, 4}) {
             const uint32_t seed = uint32_t(c.E * 10 + n);
             auto x = randn(n * c.hidden, seed), w = randn(c.E * c.hidden, seed + 1, 0.05f);
