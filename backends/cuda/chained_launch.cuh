@@ -27,6 +27,13 @@ __device__ __forceinline__ void wait_for_previous() {
 #endif
 }
 
+// Asks L2 for the line holding p without waiting for it (no register holds the data): for
+// weights a chained kernel reads only after wait_for_previous(), too many to load into
+// registers first; the previous kernel's time then covers their trip from memory.
+__device__ __forceinline__ void prefetch_l2(const void* p) {
+    asm volatile("prefetch.global.L2 [%0];" ::"l"(p));
+}
+
 __device__ __forceinline__ void release_next() {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
     asm volatile("griddepcontrol.launch_dependents;" ::: "memory");

@@ -98,20 +98,24 @@ size_t absorb_shared_bytes(size_t nope) {
 __global__ void __launch_bounds__(kAbsorbWarps * 32)
     mla_absorb_query(const float* q, int T, int heads, int nope, int rope, int v_dim, int rank,
                      float scale, const bf16* kv_b, bf16* q_lat) {
-    wait_for_previous();  // chained_launch.cuh
-    release_next();
     extern __shared__ float absorb_shared[];
     float* q_nope = absorb_shared;                            // [kTokensPerBlock][nope]
     float* sums = q_nope + kTokensPerBlock * nope;            // [warps][tokens][kAbsorbCols]
     const int h = blockIdx.x, t0 = blockIdx.z * kTokensPerBlock;
     const int n_tok = min(kTokensPerBlock, T - t0), qk = nope + rope, width = rank + rope;
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    const int c = blockIdx.y * kAbsorbCols + lane * 8;
+    // W_uk is a weight: on its way to L2 while the kernels before finish (chained_launch.cuh).
+    if (c < rank)
+        for (int d = warp; d < nope; d += kAbsorbWarps)
+            prefetch_l2(kv_b + (size_t(h) * (nope + v_dim) + d) * rank + c);
+    wait_for_previous();
+    release_next();
     for (int i = threadIdx.x; i < kTokensPerBlock * nope; i += blockDim.x) {
         const int g = i / nope, d = i - g * nope;
         q_nope[i] = g < n_tok ? q[(size_t(t0 + g) * heads + h) * qk + d] : 0.0f;
     }
     __syncthreads();
-    const int c = blockIdx.y * kAbsorbCols + lane * 8;
     float acc[kTokensPerBlock][8] = {};
     if (c < rank) {
         const bf16* w = kv_b + size_t(h) * (nope + v_dim) * rank + c;
@@ -249,12 +253,17 @@ constexpr int kProjectRows = kProjectWarps * kProjectRowsPerWarp;
 __global__ void __launch_bounds__(kProjectWarps * 32)
     mla_project(const float* o_lat, size_t token_stride, int T, int heads, int nope, int v_dim,
                 int rank, const bf16* kv_b, float* out) {
-    wait_for_previous();  // chained_launch.cuh
-    release_next();
     extern __shared__ float o_shared[];  // [kTokensPerBlock][rank]
     const int h = blockIdx.x, t0 = blockIdx.z * kTokensPerBlock;
     const int n_tok = min(kTokensPerBlock, T - t0);
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    const int d0 = blockIdx.y * kProjectRows + warp * kProjectRowsPerWarp;
+    const bf16* w_uv = kv_b + (size_t(h) * (nope + v_dim) + nope) * rank;
+    // W_uv on its way to L2 while the kernels before finish (chained_launch.cuh).
+    for (int r = 0; r < kProjectRowsPerWarp && d0 + r < v_dim; ++r)
+        for (int c = lane * 8; c < rank; c += 256) prefetch_l2(w_uv + size_t(d0 + r) * rank + c);
+    wait_for_previous();
+    release_next();
     for (int i = threadIdx.x * 4; i < kTokensPerBlock * rank; i += blockDim.x * 4) {
         const int g = i / rank, c = i - g * rank;
         *reinterpret_cast<float4*>(o_shared + i) =
@@ -264,8 +273,6 @@ __global__ void __launch_bounds__(kProjectWarps * 32)
     }
     __syncthreads();
 
-    const int d0 = blockIdx.y * kProjectRows + warp * kProjectRowsPerWarp;
-    const bf16* w_uv = kv_b + (size_t(h) * (nope + v_dim) + nope) * rank;
     float acc[kProjectRowsPerWarp][kTokensPerBlock] = {};
     for (int c = lane * 8; c < rank; c += 256) {
         uint4 raw[kProjectRowsPerWarp];
