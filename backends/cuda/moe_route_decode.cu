@@ -1,9 +1,9 @@
 // The decode router (up to 4 tokens) as one launch: the router GEMV over the experts' rows
 // spread over E / 8 blocks (a warp per row, gemv_row.cuh: the same logits, bit for bit, as
 // gemv_bf16), then the last block to finish routes every token (moe_route.cuh: the same
-// choices as moe_route; one warp per token when route_fits_warp). Blocks count themselves on a
-// device counter that the last one resets, so the launch replays in a graph. Replaces a GEMV launch
-// and a route launch whose latencies, not their 1.2 MB, made the router cost.
+// choices as moe_route; one warp per token when route_fits_warp). Blocks count themselves
+// on a device counter that the last one resets, so the launch replays in a graph. Replaces a
+// GEMV launch and a route launch whose latencies, not their 1.2 MB, made the router cost.
 #include "cuda_util.h"
 #include "gemv_row.cuh"
 #include "moe_route.cuh"
