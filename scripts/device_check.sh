@@ -12,8 +12,11 @@
 # sanitize_<tool>.log), KL_SANITIZE_TOOLS and KL_SANITIZE_FILTER (a gtest filter) narrow it,
 # KL_SANITIZE_SECONDS bounds each tool (default 240). initcheck is left out by default: it does
 # not see cuBLASLt's stores on sm_90 and flags every element of a GEMM output as uninitialized
-# (docs/perf/hardening.md); "cancel" measures
-# cancel-to-return latency of a long prefill (tools/bench/cancel_latency; cancel.log);
+# (docs/perf/hardening.md); "ablation" profiles batch-1 decode of the 48B shapes by leaving
+# each section's chained kernels out of the decode graph (KL_CUDA_PROFILE=without:SECTION;
+# ablation.log: TPOT without it and what it costs; KL_WEIGHTS, KL_ABLATION_CONTEXT);
+# "cancel" measures cancel-to-return latency of a long prefill (tools/bench/cancel_latency;
+# cancel.log);
 # "plugin" checks the C API's CUDA plugin on the device (plugin.log): AUTO picks the GPU, the
 # greedy tokens of a tiny model match the CPU's, a device out-of-memory raised inside the
 # plugin reaches the caller as KL_ERR_OUT_OF_MEMORY, and with the plugin's cuBLASLt hidden or
@@ -81,6 +84,21 @@ case "${1:-}" in
         KL_CUDA_PROFILE=1 "$bin/kimi" bench --random $config --layers ${layers_list##* } \
           --device cuda --prompt-len 8192 --context 0 --decode 1 --repeats 1; } 2>&1 |
         tee "$OUT/profile.log"
+    fi
+    if [[ $parts == *ablation* ]]; then  # each section's cost inside the chained decode graph
+      export CUDA_MODULE_LOADING=EAGER
+      step() { "$bin/kimi" bench --random $config --device cuda --weights "${KL_WEIGHTS:-bf16}" \
+                 --prompt-len 8 --context "${KL_ABLATION_CONTEXT:-512}" --decode 64 --repeats 2 \
+                 --bandwidth-gbs 4300 | awk '/TPOT ms p50/ { getline; print $2 }'; }
+      { base=$(step); echo "baseline: TPOT $base ms"
+        for section in "moe experts (GEMVs)" "kda projections (1 GEMV)" "norms + residual" \
+                       "mla attention" "moe router" "kda fused decode step" "kda o_proj" \
+                       "mla q/kv proj + cache" "mla o_proj" "dense mlp" "embedding"; do
+          tpot=$(KL_CUDA_PROFILE="without:$section" step)
+          awk -v s="$section" -v b="$base" -v t="$tpot" \
+            'BEGIN { printf "without %-26s TPOT %s ms, costs %.3f ms\n", s, t, b - t }'
+        done
+        echo "baseline again: TPOT $(step) ms"; } 2>&1 | tee "$OUT/ablation.log"
     fi
     if [[ $parts == *sanitize* ]]; then
       cs=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
