@@ -130,7 +130,8 @@ static const char* klb_name_of(int status) {
  * they return nothing.  A kl_status function added to the header and not listed here still
  * throws on failure, but returns the (always KL_OK) status as an enum. */
 %define KLB_STATUS_RETURNS
-kl_status kl_session_reset, kl_status kl_session_fill_synthetic, kl_status kl_session_state_load
+kl_status kl_session_reset, kl_status kl_session_fill_synthetic, kl_status kl_session_state_load,
+kl_status kl_checkpoint_quantize
 %enddef
 
 /* ---- what is hidden -------------------------------------------------------------------- */
@@ -317,7 +318,8 @@ static void klb_java_raise_pending(JNIEnv* jenv) {
   }
 %}
 %typemap(freearg) const char* KLB_UTF8Z %{ free(copy$argnum); %}
-%apply const char* KLB_UTF8Z { const char* dir, const char* config_json };
+%apply const char* KLB_UTF8Z { const char* dir, const char* config_json, const char* in_dir,
+                               const char* out_dir };
 
 /* A pinned primitive array: (pointer, length) from a Java array, held with
  * GetPrimitiveArrayCritical only around the call.  MODE: JNI_ABORT for inputs, 0 to write

@@ -125,6 +125,7 @@ internal static partial class KimiLinearTests
         RunBatchTests(); // tests/BatchTests.cs
         RunWeightFormatTests(); // tests/WeightFormatTests.cs
         RunDevicesTests(); // tests/DevicesTests.cs
+        RunCheckpointTests(); // tests/CheckpointTests.cs
 
         Console.WriteLine(passed + " passed, " + failed + " failed");
         return failed == 0 ? 0 : 1;

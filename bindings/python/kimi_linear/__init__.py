@@ -18,7 +18,7 @@ from . import _native
 from ._batch import Batch, BatchStep
 from ._conversation import Conversation
 from ._generation import Generation, TokenLogprob
-from ._model import Model
+from ._model import Model, quantize_checkpoint
 from ._native import KL_LOG_DEBUG, KL_LOG_ERROR, KL_LOG_INFO, KL_LOG_WARN, KL_NO_TOKEN
 from ._session import Session
 from ._types import ChatMessage, ModelInfo, SamplingParams
@@ -30,7 +30,7 @@ __version__ = "0.1.0"  # of these bindings; version() is the library's
 
 __all__ = [
     "Model", "Session", "SamplingParams", "ChatMessage", "ModelInfo", "Conversation",
-    "Generation", "TokenLogprob", "Batch", "BatchStep",
+    "Generation", "TokenLogprob", "Batch", "BatchStep", "quantize_checkpoint",
     "KimiLinearError", "InvalidArgumentError", "IoError", "FormatError", "UnsupportedError",
     "OutOfMemoryError", "ContextFullError", "CancelledError", "DeviceError", "InternalError",
     "BusyError", "LibraryError",

@@ -96,7 +96,19 @@ def _text_call(call, guess: int) -> str:
     raise AssertionError("the library kept asking for a larger buffer")  # pragma: no cover
 
 
-_WEIGHT_FORMATS = {"auto": 0, "bf16": 1, "fp8": 2, "int4": 3}  # kl_weight_format
+_WEIGHT_FORMATS = {"auto": _native.KL_WEIGHTS_AUTO, "bf16": _native.KL_WEIGHTS_BF16,
+                   "fp8": _native.KL_WEIGHTS_FP8, "int4": _native.KL_WEIGHTS_INT4}
+
+
+def _path_bytes(path: Any, what: str) -> bytes:
+    """The file system bytes of a str / bytes / os.PathLike argument (no NUL)."""
+    if isinstance(path, (str, bytes)) or hasattr(path, "__fspath__"):
+        raw = os.fsencode(path)
+    else:
+        raise TypeError(f"{what} must be a str or os.PathLike, not {type(path).__name__}")
+    if b"\0" in raw:
+        raise ValueError(f"{what} contains a NUL character")
+    return raw
 
 
 def _device_list(devices: Optional[Sequence[int]]) -> List[int]:
@@ -109,12 +121,40 @@ def _device_list(devices: Optional[Sequence[int]]) -> List[int]:
     return [_check_int(f"devices[{i}]", d, -2 ** 31, 2 ** 31 - 1) for i, d in enumerate(devices)]
 
 
-def _weight_format_code(weights: str) -> int:
+def _weight_format_code(weights: str, what: str = "weights") -> int:
     if not isinstance(weights, str):
-        raise TypeError(f"weights must be a str, not {type(weights).__name__}")
+        raise TypeError(f"{what} must be a str, not {type(weights).__name__}")
     if weights not in _WEIGHT_FORMATS:
-        raise ValueError(f"weights must be one of {', '.join(_WEIGHT_FORMATS)}, not {weights!r}")
+        raise ValueError(f"{what} must be one of {', '.join(_WEIGHT_FORMATS)}, not {weights!r}")
     return _WEIGHT_FORMATS[weights]
+
+
+def quantize_checkpoint(in_dir: Union[str, "os.PathLike[str]"],
+                        out_dir: Union[str, "os.PathLike[str]"], format: str,
+                        shard_bytes: int = 0) -> None:
+    """Write the bf16 checkpoint folder ``in_dir`` to ``out_dir`` with its linear weights
+    quantized (kl_checkpoint_quantize; the CLI's ``kimi quantize``).
+
+    ``format`` is "fp8" (Hugging Face fine-grained FP8, 128x128 block scales) or "int4"
+    (compressed-tensors pack-quantized, group 128): the weights as a load with
+    ``weights=format`` holds them, so ``Model(out_dir)`` (``weights="auto"``) runs the same
+    logits as ``Model(in_dir, weights=format)``. The tensors go to shards of at most
+    ``shard_bytes`` bytes (0: 4 GiB) with model.safetensors.index.json; config.json gets its
+    quantization_config and the other files are copied. ``out_dir`` is created, or must be
+    empty.
+
+    Raises the library's error with its status: InvalidArgumentError for a non-empty
+    ``out_dir``, ``out_dir`` equal to ``in_dir``, or a format other than "fp8" and "int4";
+    IoError (an ``OSError``) for an ``in_dir`` that is not a model folder (no config.json) or
+    an ``out_dir`` that cannot be written; FormatError for a malformed checkpoint. A failed
+    call leaves nothing behind (the files it wrote, and ``out_dir`` if it made it, are
+    removed). The GIL is released while it runs.
+    """
+    src = _path_bytes(in_dir, "in_dir")
+    dst = _path_bytes(out_dir, "out_dir")
+    code = _weight_format_code(format, "format")  # "auto", "bf16": the library refuses them
+    shard_bytes = _check_int("shard_bytes", shard_bytes, 0, 2 ** 64 - 1)
+    check(_native.lib().kl_checkpoint_quantize(src, dst, code, shard_bytes))
 
 
 class Model:
@@ -155,12 +195,7 @@ class Model:
                  batch_wait_us: int = 0, weights: str = "auto",
                  devices: Optional[Sequence[int]] = None) -> None:
         self._handle: Optional[ModelHandle] = None
-        if isinstance(path, (str, bytes)) or hasattr(path, "__fspath__"):
-            raw = os.fsencode(path)
-        else:
-            raise TypeError(f"path must be a str or os.PathLike, not {type(path).__name__}")
-        if b"\0" in raw:
-            raise ValueError("path contains a NUL character")
+        raw = _path_bytes(path, "path")
         self._path: Optional[str] = os.fsdecode(raw)
         self._create(lambda lib, params, out: lib.kl_model_load(raw, params, out),
                      device, device_index, threads, progress, max_batch, batch_wait_us, weights,

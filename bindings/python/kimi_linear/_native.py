@@ -53,6 +53,12 @@ KL_DEVICE_AUTO = 0
 KL_DEVICE_CPU = 1
 KL_DEVICE_CUDA = 2
 
+# kl_weight_format
+KL_WEIGHTS_AUTO = 0
+KL_WEIGHTS_BF16 = 1
+KL_WEIGHTS_FP8 = 2
+KL_WEIGHTS_INT4 = 3
+
 # kl_logits
 KL_LOGITS_NONE = 0
 KL_LOGITS_LAST = 1
@@ -236,6 +242,7 @@ _SIGNATURES = {
     "kl_set_log_callback": (None, [kl_log_callback, c_void_p]),
     # model
     "kl_model_params_default": (None, [POINTER(kl_model_params)]),
+    "kl_checkpoint_quantize": (kl_status, [c_char_p, c_char_p, c_int, c_uint64]),
     "kl_model_load": (kl_status, [c_char_p, POINTER(kl_model_params), POINTER(kl_model_p)]),
     "kl_model_create_random": (kl_status, [c_char_p, c_uint64, POINTER(kl_model_params),
                                            POINTER(kl_model_p)]),

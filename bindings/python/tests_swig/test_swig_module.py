@@ -438,6 +438,42 @@ def test_model_params_carry_weight_format():
     assert _status_of(info) == n.KL_ERR_INVALID_ARGUMENT
 
 
+def test_checkpoint_quantize(tmp_path):
+    """kl_checkpoint_quantize as it is (returns None, raises with the status): the tiny model
+    written as FP8 and INT4 loads (AUTO) with the logits of the original loaded as FP8 / INT4."""
+    path = _env_path("KL_TINY_MODEL")
+    ids = [1, 5, 9, 2, 7]
+    params = _cpu_params()
+    for format, method in ((n.KL_WEIGHTS_FP8, "fp8"), (n.KL_WEIGHTS_INT4, "compressed-tensors")):
+        out = str(tmp_path / f"q{format}")
+        assert n.kl_checkpoint_quantize(path, out, format, 0) is None
+        with open(os.path.join(out, "config.json")) as f:
+            assert json.load(f)["quantization_config"]["quant_method"] == method
+        results = []
+        for folder, weights in ((path, format), (out, n.KL_WEIGHTS_AUTO)):
+            params.weight_format = weights
+            m = n.klb_model_load(folder, params)
+            try:
+                results.append(_last_logits(m, ids))
+            finally:
+                n.kl_model_free(m)
+        assert results[0] == results[1], method
+    used = tmp_path / "used"
+    used.mkdir()
+    (used / "notes.txt").write_text("mine")
+    with pytest.raises(n.KimiLinearError, match="not empty") as info:
+        n.kl_checkpoint_quantize(path, str(used), n.KL_WEIGHTS_INT4, 0)
+    assert _status_of(info) == n.KL_ERR_INVALID_ARGUMENT
+    never = str(tmp_path / "never")
+    with pytest.raises(n.KimiLinearError, match="config.json") as info:
+        n.kl_checkpoint_quantize(str(tmp_path / "missing"), never, n.KL_WEIGHTS_FP8, 0)
+    assert _status_of(info) == n.KL_ERR_IO
+    with pytest.raises(n.KimiLinearError, match="KL_WEIGHTS_FP8 or KL_WEIGHTS_INT4") as info:
+        n.kl_checkpoint_quantize(path, never, n.KL_WEIGHTS_BF16, 0)
+    assert _status_of(info) == n.KL_ERR_INVALID_ARGUMENT
+    assert not os.path.exists(never)
+
+
 def test_model_params_carry_devices():
     path = _env_path("KL_TINY_MODEL")
     ids = [1, 5, 9, 2, 7]
