@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The kimi CLI end to end on a tiny model: info, run (streamed ids, reproducible by seed),
-# usage and load errors with their exit codes; quantize (FP8 and INT4 round trips) and accuracy
-# with their usage errors; then the text commands (tokenize, run --prompt, chat) on a model
-# folder with a tokenizer.
+# usage and load errors with their exit codes, --devices (two CPU shards); quantize (FP8 and
+# INT4 round trips) and accuracy with their usage errors; then the text commands (tokenize,
+# run --prompt, chat) on a model folder with a tokenizer.
 set -euo pipefail
 kimi=$1
 make_tiny_model=$2
@@ -32,6 +32,21 @@ set -e
 [[ $bad_token -eq 1 ]] && grep -q "KL_ERR_INVALID_ARGUMENT: token 999" "$dir/err" \
   || { echo "FAIL: out-of-range token exited $bad_token: $(cat "$dir/err")"; exit 1; }
 [[ $missing -eq 1 ]] || { echo "FAIL: missing model exited $missing"; exit 1; }
+
+# --devices: the model split over two CPU shards greedily generates the tokens of the whole
+# one, info reports the split; the library's refusal of a list (a repeated entry) comes back
+# as its message, exit 1.
+whole=$("$kimi" run "$dir/m" --device cpu --prompt-tokens 1,2,3 --max-new 12 2>/dev/null)
+split=$("$kimi" run "$dir/m" --device cpu --devices 0,1 --prompt-tokens 1,2,3 --max-new 12 2>/dev/null)
+[[ $(echo $whole | wc -w) -eq 12 && $split == "$whole" ]] \
+  || { echo "FAIL: --devices 0,1 generated '$split', the whole model '$whole'"; exit 1; }
+"$kimi" info "$dir/m" --device cpu --devices 0,1 | grep -qx "n_devices: 2" \
+  || { echo "FAIL: info --devices 0,1 does not report n_devices: 2"; exit 1; }
+set +e
+"$kimi" run "$dir/m" --device cpu --devices 0,0 --prompt-tokens 1,2,3 2>"$dir/err"; repeated=$?
+set -e
+[[ $repeated -eq 1 ]] && grep -q "KL_ERR_INVALID_ARGUMENT: devices\[1\] is 0, as devices\[0\] is" "$dir/err" \
+  || { echo "FAIL: --devices 0,0 exited $repeated: $(cat "$dir/err")"; exit 1; }
 
 # quantize: the written checkpoint (sharded, its quantization_config) runs the tokens of the
 # bf16 one quantized on load, and rewriting it in its own format gives identical files.
@@ -67,6 +82,8 @@ expect_usage() {  # expect_usage FRAGMENT ARGS...
   [[ $status -eq 2 ]] && grep -qF -- "$fragment" "$dir/err" \
     || { echo "FAIL: kimi $* exited $status: $(head -1 "$dir/err")"; exit 1; }
 }
+expect_usage "--devices needs comma-separated integers" run "$dir/m" --devices 0,x --prompt-tokens 1
+expect_usage "--devices lists 9 devices, at most 8" info "$dir/m" --devices 0,1,2,3,4,5,6,7,8
 expect_usage "needs an input and an output folder" quantize "$dir/m"
 expect_usage "needs --format fp8|int4" quantize "$dir/m" "$dir/q"
 expect_usage "--format must be fp8 or int4" quantize "$dir/m" "$dir/q" --format bf16

@@ -9,7 +9,9 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
+#include <climits>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -54,6 +56,8 @@ const char* kUsage =
     "           [--text FILE] [--seed S]  (logits of the format against bf16: mean KL divergence\n"
     "           and top-1 agreement; tokens of FILE, else random ids)\n"
     "common options: --threads N (0 = all cores), --device auto|cpu|cuda, --device-index I,\n"
+    "                --devices 0,1,... (the model split over these devices, one shard each;\n"
+    "                at most 8; on the CPU the shards 0..n-1, run on threads),\n"
     "                --max-batch N --batch-wait-us U (decode batching across threads),\n"
     "                --weights auto|bf16|fp8|int4 (the weights' form once loaded)\n";
 
@@ -93,8 +97,9 @@ struct Options {
             if (comma == std::string::npos) comma = text.size();
             const std::string item = text.substr(pos, comma - pos);
             char* end = nullptr;
+            errno = 0;
             const long v = std::strtol(item.c_str(), &end, 10);
-            if (item.empty() || *end != '\0')
+            if (item.empty() || *end != '\0' || errno == ERANGE || v < INT32_MIN || v > INT32_MAX)
                 throw UsageError{"--" + key + " needs comma-separated integers, got \"" + text +
                                  "\""};
             out.push_back(static_cast<int32_t>(v));
@@ -192,6 +197,15 @@ ModelHandle load(const Options& o) {
     else if (device != "auto")
         throw UsageError{"--device must be auto, cpu or cuda"};
     params.device_index = static_cast<int32_t>(o.number("device-index", 0));
+    if (o.has("devices")) {  // the entries themselves (repeated, negative...) the library checks
+        const std::vector<int32_t> devices = o.ints("devices", "");
+        if (devices.empty()) throw UsageError{"--devices needs a list, e.g. 0,1"};
+        if (devices.size() > KL_MAX_DEVICES)
+            throw UsageError{"--devices lists " + std::to_string(devices.size()) +
+                             " devices, at most " + std::to_string(KL_MAX_DEVICES)};
+        params.n_devices = static_cast<uint32_t>(devices.size());
+        std::copy(devices.begin(), devices.end(), params.devices);
+    }
     // Decode batching across threads: bench --batch turns it on for its threaded runs.
     params.max_batch = static_cast<uint32_t>(o.number("max-batch", 0));
     params.batch_wait_us = static_cast<uint32_t>(o.number("batch-wait-us", 0));
@@ -245,6 +259,7 @@ int cmd_info(const Options& o) {
         i.n_experts_active, static_cast<unsigned long long>(i.max_context),
         i.device == KL_DEVICE_CUDA ? "cuda" : "cpu", human_bytes(i.weight_bytes).c_str(),
         human_bytes(i.session_fixed_bytes).c_str(), human_bytes(i.kv_bytes_per_token).c_str());
+    if (i.n_devices > 1) std::printf("n_devices: %u\n", i.n_devices);  // split, one shard each
     return 0;
 }
 
@@ -559,11 +574,13 @@ int cmd_bench(const Options& o) {
         std::printf("machine: %s, %u hardware threads, %d worker threads\n", cpu_model().c_str(),
                     std::thread::hardware_concurrency(),
                     threads > 0 ? threads : static_cast<int>(std::thread::hardware_concurrency()));
-    std::printf("model: %s (%u layers, hidden %u, vocab %u, weights %s, %s)\n",
+    const std::string split =
+        info.n_devices > 1 ? " x " + std::to_string(info.n_devices) + " devices" : "";
+    std::printf("model: %s (%u layers, hidden %u, vocab %u, weights %s, %s%s)\n",
                 o.has("random") ? ("random " + o.get("random", "")).c_str() : o.dir.c_str(),
                 info.n_layers, info.hidden_size, info.vocab_size,
                 human_bytes(info.weight_bytes).c_str(),
-                info.device == KL_DEVICE_CUDA ? "cuda" : "cpu");
+                info.device == KL_DEVICE_CUDA ? "cuda" : "cpu", split.c_str());
     std::printf("floors: %.0f GB/s copy, %.0f TFLOP/s matrix; decode reads %s of weights + "
                 "2 x %s of KDA state per token; prefill %.2f GFLOP per token\n",
                 bandwidth / 1e9, matrix_rate / 1e12,
