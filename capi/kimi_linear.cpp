@@ -222,11 +222,26 @@ void kl_set_log_callback(kl_log_callback cb, void* user) {
 
 // ---- model --------------------------------------------------------------------------------
 
-void kl_model_params_default(kl_model_params* params) {
-    if (!params) return;
-    std::memset(params, 0, sizeof(*params));
-    params->struct_size = sizeof(*params);
-    params->device = KL_DEVICE_AUTO;
+kl_status kl_model_params_init(kl_model_params* params, size_t struct_size) {
+    return guarded([&] {
+        require(params != nullptr, "params is NULL");
+        if (struct_size < kModelParamsFirstSize)
+            kl::fail(kl::Status::InvalidArgument,
+                     "struct_size is " + std::to_string(struct_size) +
+                         ", below the first release's kl_model_params (" +
+                         std::to_string(kModelParamsFirstSize) + ")");
+        kl_model_params p;
+        std::memset(&p, 0, sizeof(p));
+        const size_t size = std::min(struct_size, sizeof(p));
+        p.struct_size = static_cast<uint32_t>(size);
+        p.device = KL_DEVICE_AUTO;
+        std::memcpy(params, &p, size);  // the appended fields' defaults are all zero
+    });
+}
+
+// Parenthesised: the header makes the name a macro for callers compiled against it.
+void(kl_model_params_default)(kl_model_params* params) {
+    if (params) kl_model_params_init(params, kModelParamsFirstSize);
 }
 
 }  // extern "C"

@@ -146,6 +146,9 @@ kl_status kl_checkpoint_quantize
 %ignore kl_generate_params;
 %ignore kl_generate_params_init;
 %ignore kl_generate_params_default;
+/* The wrapper's call of kl_model_params_default compiles to the header's macro,
+ * kl_model_params_init with the full sizeof: the defaults of every field. */
+%ignore kl_model_params_init;
 /* The generator: its step's text is a pointer valid until the next call, and its parameters
  * hold arrays of pointers; klb_generator_* take plain values and copy the text out. */
 %ignore kl_generator_create;

@@ -158,7 +158,17 @@ typedef struct {
     int32_t devices[KL_MAX_DEVICES];
 } kl_model_params;
 
+/* Defaults for a struct of struct_size bytes (sizeof what the caller compiled against): the
+ * fields it holds are set, struct_size included; nothing past it is written (every field
+ * appended after the first release defaults to zero). KL_ERR_INVALID_ARGUMENT for NULL or a
+ * size below the first release's. */
+KL_API kl_status kl_model_params_init(kl_model_params* params, size_t struct_size);
+/* The library's kl_model_params_default writes the first release's fields only, so an older
+ * caller's smaller struct is never overrun; compiled against this header the name is
+ * kl_model_params_init with the caller's sizeof, which defaults every field. A binding that
+ * declares the struct itself calls kl_model_params_init with its struct's size. */
 KL_API void kl_model_params_default(kl_model_params* params);
+#define kl_model_params_default(params) ((void)kl_model_params_init((params), sizeof *(params)))
 
 /* Writes the checkpoint folder in_dir to out_dir with its linear weights in `format`
  * (KL_WEIGHTS_FP8: Hugging Face fine-grained FP8; KL_WEIGHTS_INT4: compressed-tensors

@@ -437,6 +437,37 @@ TEST_F(CApiChatGeneration, TheDefaultsFunctionNeverOverrunsAnOlderCallersStruct)
     expect_failure(kl_generate_params_init(nullptr, sizeof(p)), KL_ERR_INVALID_ARGUMENT, "NULL");
 }
 
+TEST_F(CApiChatGeneration, TheModelDefaultsFunctionNeverOverrunsAnOlderCallersStruct) {
+    const size_t first = offsetof(kl_model_params, max_batch);
+    // The exported symbol, as a binary built against the first release calls it.
+    kl_model_params p;
+    std::memset(&p, 0x6b, sizeof(p));
+    (kl_model_params_default)(&p);
+    EXPECT_EQ(p.struct_size, first);
+    EXPECT_EQ(p.device, KL_DEVICE_AUTO);
+    EXPECT_EQ(p.progress_cb, nullptr);
+    const unsigned char* tail = reinterpret_cast<const unsigned char*>(&p) + first;
+    for (size_t b = 0; b < sizeof(p) - first; ++b) ASSERT_EQ(tail[b], 0x6b) << "byte " << b;
+    // The header's name: every field, the appended ones zero (one device, as stored).
+    std::memset(&p, 0x6b, sizeof(p));
+    kl_model_params_default(&p);
+    EXPECT_EQ(p.struct_size, sizeof(p));
+    EXPECT_EQ(p.max_batch, 0u);
+    EXPECT_EQ(p.weight_format, KL_WEIGHTS_AUTO);
+    EXPECT_EQ(p.n_devices, 0u);
+    EXPECT_EQ(p.devices[KL_MAX_DEVICES - 1], 0);
+    // A struct of an intermediate release (up to weight_format): filled to its size only.
+    const size_t middle = offsetof(kl_model_params, n_devices);
+    std::memset(&p, 0x6b, sizeof(p));
+    ASSERT_EQ(kl_model_params_init(&p, middle), KL_OK);
+    EXPECT_EQ(p.struct_size, middle);
+    EXPECT_EQ(p.weight_format, KL_WEIGHTS_AUTO);
+    tail = reinterpret_cast<const unsigned char*>(&p) + middle;
+    for (size_t b = 0; b < sizeof(p) - middle; ++b) ASSERT_EQ(tail[b], 0x6b) << "byte " << b;
+    expect_failure(kl_model_params_init(&p, first - 1), KL_ERR_INVALID_ARGUMENT, "struct_size");
+    expect_failure(kl_model_params_init(nullptr, sizeof(p)), KL_ERR_INVALID_ARGUMENT, "NULL");
+}
+
 TEST_F(CApiChatGeneration, TheTokenHistoryIsKeptByForkAndSnapshots) {
     const std::vector<int32_t> ids = prompt();
     kl_session* s = session_with(ids);

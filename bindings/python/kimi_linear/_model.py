@@ -239,7 +239,7 @@ class Model:
             raise TypeError("progress must be callable or None")
         lib = _native.lib()
         params = _native.kl_model_params()
-        lib.kl_model_params_default(params)
+        check(lib.kl_model_params_init(params, sizeof(params)))
         params.device = code
         params.device_index = device_index
         params.n_threads = threads

@@ -242,6 +242,7 @@ _SIGNATURES = {
     "kl_set_log_callback": (None, [kl_log_callback, c_void_p]),
     # model
     "kl_model_params_default": (None, [POINTER(kl_model_params)]),
+    "kl_model_params_init": (kl_status, [POINTER(kl_model_params), c_size_t]),
     "kl_checkpoint_quantize": (kl_status, [c_char_p, c_char_p, c_int, c_uint64]),
     "kl_model_load": (kl_status, [c_char_p, POINTER(kl_model_params), POINTER(kl_model_p)]),
     "kl_model_create_random": (kl_status, [c_char_p, c_uint64, POINTER(kl_model_params),

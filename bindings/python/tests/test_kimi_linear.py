@@ -73,7 +73,8 @@ def test_struct_layouts_match_the_header(kl):
     assert ctypes.sizeof(n.kl_chat_message) == 16
     # The *_default functions write exactly these sizes into struct_size.
     lib = n.lib()
-    for struct, fill in ((n.kl_model_params, lib.kl_model_params_default),
+    for struct, fill in ((n.kl_model_params,
+                          lambda p: lib.kl_model_params_init(p, ctypes.sizeof(p))),
                          (n.kl_session_params, lib.kl_session_params_default),
                          (n.kl_sampling_params, lib.kl_sampling_params_default),
                          (n.kl_generate_params,
@@ -86,6 +87,11 @@ def test_struct_layouts_match_the_header(kl):
     value.logprobs = 7
     lib.kl_generate_params_default(value)
     assert (value.struct_size, value.logprobs) == (80, 7)
+    # So does the exported kl_model_params_default (the first release's 32 bytes).
+    value = n.kl_model_params()
+    value.max_batch = 7
+    lib.kl_model_params_default(value)
+    assert (value.struct_size, value.max_batch, value.device) == (32, 7, n.KL_DEVICE_AUTO)
 
 
 def test_sampling_defaults_are_the_c_defaults(kl):
