@@ -130,6 +130,26 @@ void require(bool ok, const char* message) {
     if (!ok) kl::fail(kl::Status::InvalidArgument, message);
 }
 
+// A grown struct's *_init: the defaults (`fill` sets those that are not zero) written up to
+// the caller's struct_size, which is at least the first release's (`first`).
+template <typename Params, typename Fill>
+kl_status init_params(Params* params, size_t struct_size, size_t first, const char* name,
+                      Fill&& fill) {
+    return guarded([&] {
+        require(params != nullptr, "params is NULL");
+        if (struct_size < first)
+            kl::fail(kl::Status::InvalidArgument, "struct_size is " + std::to_string(struct_size) +
+                                                      ", below the first release's " + name + " (" +
+                                                      std::to_string(first) + ")");
+        Params p;
+        std::memset(&p, 0, sizeof(p));
+        const size_t size = std::min(struct_size, sizeof(p));
+        p.struct_size = static_cast<uint32_t>(size);
+        fill(p);
+        std::memcpy(params, &p, size);  // the appended fields' defaults are all zero
+    });
+}
+
 // The size protocol of output buffers (docs/design/capi.md "Buffers: the size protocol"):
 // reports `needed` in *n, and says whether to write: false for a size query (out NULL, cap
 // 0); InvalidArgument for a NULL out with cap > 0 or a buffer too small.
@@ -223,20 +243,8 @@ void kl_set_log_callback(kl_log_callback cb, void* user) {
 // ---- model --------------------------------------------------------------------------------
 
 kl_status kl_model_params_init(kl_model_params* params, size_t struct_size) {
-    return guarded([&] {
-        require(params != nullptr, "params is NULL");
-        if (struct_size < kModelParamsFirstSize)
-            kl::fail(kl::Status::InvalidArgument,
-                     "struct_size is " + std::to_string(struct_size) +
-                         ", below the first release's kl_model_params (" +
-                         std::to_string(kModelParamsFirstSize) + ")");
-        kl_model_params p;
-        std::memset(&p, 0, sizeof(p));
-        const size_t size = std::min(struct_size, sizeof(p));
-        p.struct_size = static_cast<uint32_t>(size);
-        p.device = KL_DEVICE_AUTO;
-        std::memcpy(params, &p, size);  // the appended fields' defaults are all zero
-    });
+    return init_params(params, struct_size, kModelParamsFirstSize, "kl_model_params",
+                       [](kl_model_params& p) { p.device = KL_DEVICE_AUTO; });
 }
 
 // Parenthesised: the header makes the name a macro for callers compiled against it.
@@ -554,21 +562,11 @@ kl_status kl_session_sample(kl_session* session, const kl_sampling_params* param
 }
 
 kl_status kl_generate_params_init(kl_generate_params* params, size_t struct_size) {
-    return guarded([&] {
-        require(params != nullptr, "params is NULL");
-        if (struct_size < kGenerateParamsFirstSize)
-            kl::fail(kl::Status::InvalidArgument,
-                     "struct_size is " + std::to_string(struct_size) +
-                         ", below the first release's kl_generate_params (" +
-                         std::to_string(kGenerateParamsFirstSize) + ")");
-        kl_generate_params p;
-        std::memset(&p, 0, sizeof(p));
-        const size_t size = std::min(struct_size, sizeof(p));
-        p.struct_size = static_cast<uint32_t>(size);
-        p.max_new_tokens = 128;
-        kl_sampling_params_default(&p.sampling);
-        std::memcpy(params, &p, size);  // the appended fields' defaults are all zero
-    });
+    return init_params(params, struct_size, kGenerateParamsFirstSize, "kl_generate_params",
+                       [](kl_generate_params& p) {
+                           p.max_new_tokens = 128;
+                           kl_sampling_params_default(&p.sampling);
+                       });
 }
 
 // Parenthesised: the header makes the name a macro for callers compiled against it.
