@@ -7,6 +7,7 @@
 #include <atomic>
 #include <cstddef>
 #include <cstring>
+#include <functional>
 #include <memory>
 #include <new>
 #include <stdexcept>
@@ -266,6 +267,12 @@ kl::WeightRequest weight_request(const kl_weight_format& format) {
     return static_cast<kl::WeightRequest>(value);
 }
 
+// A C progress callback as the core takes one (false aborts); empty for NULL.
+std::function<bool(float)> core_progress(kl_progress_callback cb, void* user) {
+    if (!cb) return {};
+    return [cb, user](float fraction) { return cb(fraction, user) == 0; };
+}
+
 // kl_model_params -> ModelLoadOptions, validated.
 kl::ModelLoadOptions load_options(const kl_model_params* params) {
     kl_model_params p;
@@ -293,11 +300,7 @@ kl::ModelLoadOptions load_options(const kl_model_params* params) {
     options.n_threads = p.n_threads;
     options.max_batch = p.max_batch;
     options.batch_wait_us = p.batch_wait_us;
-    if (p.progress_cb) {
-        const kl_progress_callback cb = p.progress_cb;
-        void* user = p.progress_user;
-        options.progress = [cb, user](float fraction) { return cb(fraction, user) == 0; };
-    }
+    options.progress = core_progress(p.progress_cb, p.progress_user);
     return options;
 }
 
@@ -333,6 +336,14 @@ kl_status kl_model_create_random(const char* config_json, uint64_t seed,
 
 kl_status kl_checkpoint_quantize(const char* in_dir, const char* out_dir, kl_weight_format format,
                                  uint64_t shard_bytes) {
+    return kl_checkpoint_quantize_with_progress(in_dir, out_dir, format, shard_bytes, nullptr,
+                                                nullptr);
+}
+
+kl_status kl_checkpoint_quantize_with_progress(const char* in_dir, const char* out_dir,
+                                               kl_weight_format format, uint64_t shard_bytes,
+                                               kl_progress_callback progress_cb,
+                                               void* progress_user) {
     return guarded([&] {
         require(in_dir != nullptr, "in_dir is NULL");
         require(out_dir != nullptr, "out_dir is NULL");
@@ -340,7 +351,8 @@ kl_status kl_checkpoint_quantize(const char* in_dir, const char* out_dir, kl_wei
         require(request == kl::WeightRequest::Fp8 || request == kl::WeightRequest::Int4,
                 "format must be KL_WEIGHTS_FP8 or KL_WEIGHTS_INT4");
         kl::write_checkpoint(in_dir, out_dir, request,
-                             shard_bytes ? shard_bytes : uint64_t(4) << 30);
+                             shard_bytes ? shard_bytes : uint64_t(4) << 30,
+                             core_progress(progress_cb, progress_user));
     });
 }
 

@@ -17,6 +17,7 @@
 #include "safetensors.h"
 #include "weight_store.h"
 #include "weights.h"
+#include "work_progress.h"
 
 namespace kl {
 namespace fs = std::filesystem;
@@ -215,7 +216,8 @@ bool prepare_out_dir(const std::string& in_dir, const std::string& out_dir) {
 }  // namespace
 
 CheckpointWriteSummary write_checkpoint(const std::string& in_dir, const std::string& out_dir,
-                                        WeightRequest request, uint64_t shard_bytes) {
+                                        WeightRequest request, uint64_t shard_bytes,
+                                        const std::function<bool(float)>& progress) {
     const std::string config_path = in_dir + "/config.json";
     json config_json =
         parse_json(read_input_file(config_path, limits::kConfigFileBytes), config_path);
@@ -239,12 +241,19 @@ CheckpointWriteSummary write_checkpoint(const std::string& in_dir, const std::st
     });
 
     std::vector<std::vector<const Piece*>> shards(1);
-    uint64_t in_shard = 0;
+    uint64_t in_shard = 0, tensor_bytes = 0;
     for (const Piece& p : pieces) {
+        tensor_bytes += p.bytes;
         if (in_shard > 0 && in_shard + p.bytes > shard_bytes) shards.emplace_back(), in_shard = 0;
         shards.back().push_back(&p);
         in_shard += p.bytes;
     }
+    // Each tensor's bytes count twice, once made (read, quantized where its form changes) and
+    // once written, so the fraction moves through both halves of a shard; the index and the
+    // copied files after them are small.
+    WorkProgress work(progress, 2 * tensor_bytes,
+                      "checkpoint write cancelled by the progress callback");
+    const auto on_written = [&work](uint64_t bytes) { work.advance(bytes); };
     QuantizedOnce quantized;
     json weight_map = json::object();
     for (size_t s = 0; s < shards.size(); ++s) {
@@ -254,8 +263,9 @@ CheckpointWriteSummary write_checkpoint(const std::string& in_dir, const std::st
             tensors.push_back(data_of(*p, *store, quantized));
             weight_map[p->name] = name;
             summary.bytes += p->bytes;
+            work.advance(p->bytes);
         }
-        write_safetensors(out.add(name), tensors);
+        write_safetensors(out.add(name), tensors, on_written);
         summary.tensors += tensors.size();
     }
     summary.shards = shards.size();
@@ -270,6 +280,7 @@ CheckpointWriteSummary write_checkpoint(const std::string& in_dir, const std::st
         config_json["quantization_config"] =
             quantization_config_json(written, store->plain_linear_modules(layout));
     write_text(out.add("config.json"), config_json.dump(2) + "\n");
+    work.finish();
     out.complete();
     return summary;
 }

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 
 #include "quant_config.h"
@@ -24,8 +25,13 @@ struct CheckpointWriteSummary {
 // tensors up to shard_bytes (a larger tensor gets a shard of its own). `request` as for a
 // load: a tensor that loads plain but was stored quantized is written dequantized as F32
 // (exact). Throws kl::Error; a failed write removes every file it wrote, and OUT_DIR when
-// it created it (config.json is written last, so no partial folder ever loads).
+// it created it (config.json is written last, so no partial folder ever loads). `progress`
+// (may be empty) gets the fraction of the work done, the tensors' bytes made (read, and
+// quantized where they change form) and written, rising after each tensor and ending with
+// exactly 1.0 once every file is there; false stops the write as a failure does
+// (Status::Cancelled), a false at 1.0 too.
 CheckpointWriteSummary write_checkpoint(const std::string& in_dir, const std::string& out_dir,
-                                        WeightRequest request, uint64_t shard_bytes);
+                                        WeightRequest request, uint64_t shard_bytes,
+                                        const std::function<bool(float)>& progress = {});
 
 }  // namespace kl

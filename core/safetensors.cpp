@@ -367,7 +367,8 @@ uint64_t Checkpoint::total_bytes() const {
     return total;
 }
 
-void write_safetensors(const std::string& path, const std::vector<TensorToWrite>& tensors) {
+void write_safetensors(const std::string& path, const std::vector<TensorToWrite>& tensors,
+                       const std::function<void(uint64_t bytes)>& written) {
     json header = json::object();
     uint64_t offset = 0;
     for (const TensorToWrite& t : tensors) {
@@ -408,6 +409,7 @@ void write_safetensors(const std::string& path, const std::vector<TensorToWrite>
         if (!t.bytes.empty()) {
             out.write(reinterpret_cast<const char*>(t.bytes.data()),
                       static_cast<std::streamsize>(t.bytes.size()));
+            if (written) written(t.bytes.size());
             continue;
         }
         buffer.resize(t.values.size() * dtype_size(t.dtype));
@@ -422,6 +424,7 @@ void write_safetensors(const std::string& path, const std::vector<TensorToWrite>
         }
         out.write(reinterpret_cast<const char*>(buffer.data()),
                   static_cast<std::streamsize>(buffer.size()));
+        if (written) written(buffer.size());
     }
     if (!out) fail(Status::Io, "cannot write " + path);
 }

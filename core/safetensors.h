@@ -4,6 +4,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -93,6 +94,9 @@ struct TensorToWrite {
 };
 
 // Writes one .safetensors file (tensors in the given order; header padded to 8 bytes).
-void write_safetensors(const std::string& path, const std::vector<TensorToWrite>& tensors);
+// `written` (may be empty) is told each tensor's data bytes once they are written, so that a
+// long write can report progress, and stop it by throwing (the file is left partial).
+void write_safetensors(const std::string& path, const std::vector<TensorToWrite>& tensors,
+                       const std::function<void(uint64_t bytes)>& written = {});
 
 }  // namespace kl

@@ -17,7 +17,7 @@ for fn in kl_version kl_abi_version kl_last_error kl_status_string kl_set_log_ca
           kl_session_sample kl_generate_params_default kl_session_generate kl_session_next \
           kl_session_cancel kl_session_clear_cancel kl_tokenize kl_detokenize kl_chat_template_apply \
           kl_session_tokens kl_session_generate_with_result kl_generate_params_init \
-          kl_model_params_init \
+          kl_model_params_init kl_checkpoint_quantize kl_checkpoint_quantize_with_progress \
           kl_batch_next kl_batch_append; do
   nm -D --defined-only "$lib" | awk '{print $3}' | grep -qx "$fn" || { echo "FAIL: $fn missing"; exit 1; }
 done

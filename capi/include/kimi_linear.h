@@ -60,7 +60,8 @@ typedef enum {
     KL_ERR_OUT_OF_MEMORY,    /* host or device memory could not be allocated */
     KL_ERR_CONTEXT_FULL,     /* the session's MLA cache cannot hold the tokens (max_context) */
     KL_ERR_CANCELLED,        /* stopped by kl_session_cancel or a progress callback; the
-                                session is as it was before the call (or step) */
+                                session is as it was before the call (or step), a stopped
+                                checkpoint write left none of its files */
     KL_ERR_DEVICE,           /* the GPU failed or the requested device is not there (for
                                 KL_DEVICE_CUDA also: the CUDA backend's plugin, or the CUDA
                                 runtime it needs, could not be loaded; the message says which) */
@@ -97,7 +98,8 @@ KL_API void kl_set_log_callback(kl_log_callback cb, void* user);
 
 /* ---- model -------------------------------------------------------------------------- */
 
-/* Load progress: fraction in [0, 1]; return non-zero to abort the load (KL_ERR_CANCELLED). */
+/* Progress of a load or a checkpoint write: fraction in [0, 1]; return non-zero to abort
+ * (KL_ERR_CANCELLED). */
 typedef int (*kl_progress_callback)(float fraction, void* user);
 
 /* The form a model's linear weights take once loaded (docs/design/model.md "Quantized
@@ -182,6 +184,16 @@ KL_API void kl_model_params_default(kl_model_params* params);
  * loads. */
 KL_API kl_status kl_checkpoint_quantize(const char* in_dir, const char* out_dir,
                                         kl_weight_format format, uint64_t shard_bytes);
+/* kl_checkpoint_quantize reporting progress (progress_cb may be NULL: then it is that call).
+ * Added later. progress_cb runs on the calling thread with the fraction of the tensors' bytes
+ * read and written, rising after each tensor, and exactly 1.0 once out_dir is complete; a
+ * non-zero return stops the write with KL_ERR_CANCELLED and the clean-up of any failure
+ * (every file it wrote removed, out_dir too when it created it), a non-zero return at 1.0
+ * included. */
+KL_API kl_status kl_checkpoint_quantize_with_progress(const char* in_dir, const char* out_dir,
+                                                      kl_weight_format format, uint64_t shard_bytes,
+                                                      kl_progress_callback progress_cb,
+                                                      void* progress_user);
 
 /* Load a Hugging Face style checkpoint folder: config.json, *.safetensors (sharded through
  * model.safetensors.index.json), tokenizer files if present. Every tensor is checked by

@@ -16,6 +16,7 @@
 
 #include "capi_test_support.h"
 #include "kimi_linear.h"
+#include "quantized_checkpoint_support.h"
 #include "tiny_model.h"
 
 namespace {
@@ -23,47 +24,14 @@ namespace {
 namespace fs = std::filesystem;
 using kl::test::cpu_params;
 using kl::test::expect_failure;
-
-const std::vector<int32_t> kPrompt = {1, 5, 9, 2, 7};
-
-// The last position's logits of kPrompt on the model at dir loaded with mp; empty (and a
-// test failure) when the load fails.
-std::vector<float> last_logits(const std::string& dir, const kl_model_params& mp) {
-    kl_model* model = nullptr;
-    EXPECT_EQ(kl_model_load(dir.c_str(), &mp, &model), KL_OK) << kl_last_error();
-    if (!model) return {};
-    struct kl_model_info info = {};
-    info.struct_size = sizeof(info);
-    EXPECT_EQ(kl_model_info(model, &info), KL_OK) << kl_last_error();
-    std::vector<float> logits(info.vocab_size);
-    kl_session* s = nullptr;
-    EXPECT_EQ(kl_session_create(model, nullptr, &s), KL_OK) << kl_last_error();
-    EXPECT_EQ(kl_session_append(s, kPrompt.data(), kPrompt.size(), KL_LOGITS_LAST, logits.data()),
-              KL_OK)
-        << kl_last_error();
-    kl_session_free(s);
-    kl_model_free(model);
-    return logits;
-}
-
-std::vector<float> last_logits(const std::string& dir, kl_weight_format format) {
-    kl_model_params mp = cpu_params();
-    mp.weight_format = format;
-    return last_logits(dir, mp);
-}
+using kl::test::last_logits;
+using kl::test::names_in;
 
 // What a C caller could store in the enum: any int.
 kl_weight_format weight_format_of(int value) {
     kl_weight_format format;
     std::memcpy(&format, &value, sizeof(value));
     return format;
-}
-
-std::vector<std::string> names_in(const std::string& dir) {
-    std::vector<std::string> names;
-    for (const auto& entry : fs::directory_iterator(dir))
-        names.push_back(entry.path().filename().string());
-    return names;
 }
 
 TEST(CApiWeightFormat, AnOlderStructSizeLoadsTheWeightsAsStored) {
@@ -221,7 +189,8 @@ TEST(CApiCheckpointQuantize, AQuantizedCheckpointOnTheCudaBackendRunsOrIsRefused
         if (status == KL_OK) {
             kl_session* s = nullptr;
             EXPECT_EQ(kl_session_create(model, nullptr, &s), KL_OK) << kl_last_error();
-            EXPECT_EQ(kl_session_append(s, kPrompt.data(), kPrompt.size(), KL_LOGITS_NONE, nullptr),
+            EXPECT_EQ(kl_session_append(s, kl::test::kQuantizedPrompt.data(),
+                                        kl::test::kQuantizedPrompt.size(), KL_LOGITS_NONE, nullptr),
                       KL_OK)
                 << kl_last_error();
             kl_session_free(s);
