@@ -11,6 +11,7 @@ from typing import Any, Callable, Iterable, List, Mapping, Optional, Sequence, T
 
 from . import _native
 from ._handle import ModelHandle, Share, read_ids
+from ._progress import ProgressRelay
 from ._session import Session
 from ._types import ChatMessage, ModelInfo, text_bytes, token_buffer, token_pointer
 from .errors import KL_ERR_INVALID_ARGUMENT, KL_ERR_UNSUPPORTED, KL_OK, check
@@ -131,7 +132,8 @@ def _weight_format_code(weights: str, what: str = "weights") -> int:
 
 def quantize_checkpoint(in_dir: Union[str, "os.PathLike[str]"],
                         out_dir: Union[str, "os.PathLike[str]"], format: str,
-                        shard_bytes: int = 0) -> None:
+                        shard_bytes: int = 0,
+                        progress: Optional[Callable[[float], Any]] = None) -> None:
     """Write the bf16 checkpoint folder ``in_dir`` to ``out_dir`` with its linear weights
     quantized (kl_checkpoint_quantize; the CLI's ``kimi quantize``).
 
@@ -142,6 +144,11 @@ def quantize_checkpoint(in_dir: Union[str, "os.PathLike[str]"],
     ``shard_bytes`` bytes (0: 4 GiB) with model.safetensors.index.json; config.json gets its
     quantization_config and the other files are copied. ``out_dir`` is created, or must be
     empty.
+
+    ``progress(fraction)`` is called on this thread during the write (kl_progress_callback:
+    the share of the tensors' bytes read and written, rising after each tensor, exactly 1.0
+    once ``out_dir`` is complete); returning False cancels it (CancelledError); an exception
+    raised in it cancels it and is re-raised. A cancelled write is a failed one, below.
 
     Raises the library's error with its status: InvalidArgumentError for a non-empty
     ``out_dir``, ``out_dir`` equal to ``in_dir``, or a format other than "fp8" and "int4";
@@ -154,7 +161,11 @@ def quantize_checkpoint(in_dir: Union[str, "os.PathLike[str]"],
     dst = _path_bytes(out_dir, "out_dir")
     code = _weight_format_code(format, "format")  # "auto", "bf16": the library refuses them
     shard_bytes = _check_int("shard_bytes", shard_bytes, 0, 2 ** 64 - 1)
-    check(_native.lib().kl_checkpoint_quantize(src, dst, code, shard_bytes))
+    relay = ProgressRelay(progress)
+    status = _native.lib().kl_checkpoint_quantize_with_progress(src, dst, code, shard_bytes,
+                                                                relay.callback, None)
+    relay.reraise()
+    check(status)
 
 
 class Model:
@@ -235,8 +246,7 @@ class Model:
         batch_wait_us = _check_int("batch_wait_us", batch_wait_us, 0, 2 ** 32 - 1)
         weight_format = _weight_format_code(weights)
         device_list = _device_list(devices)
-        if progress is not None and not callable(progress):
-            raise TypeError("progress must be callable or None")
+        relay = ProgressRelay(progress)
         lib = _native.lib()
         params = _native.kl_model_params()
         check(lib.kl_model_params_init(params, sizeof(params)))
@@ -250,24 +260,13 @@ class Model:
         params.n_devices = len(device_list)
         for i, d in enumerate(device_list[:_native.KL_MAX_DEVICES]):
             params.devices[i] = d
-        raised: List[BaseException] = []
-        if progress is not None:
-            def on_progress(fraction: float, _user) -> int:  # non-zero: abort the load
-                if raised:
-                    return 1
-                try:
-                    return 1 if progress(float(fraction)) is False else 0
-                except BaseException as e:  # noqa: B902 - re-raised after the C call
-                    raised.append(e)
-                    return 1
-
-            params.progress_cb = _native.kl_progress_callback(on_progress)  # lives in params
+        params.progress_cb = relay.callback  # the relay outlives the call
         ptr = _native.kl_model_p()
         status = call(lib, params, byref(ptr))
-        if raised:
+        if relay.raised:
             if ptr:
                 lib.kl_model_free(ptr)
-            raise raised[0]
+            relay.reraise()
         check(status)
         self._handle = ModelHandle(ptr)
         self._finalizer = weakref.finalize(self, self._handle.release)

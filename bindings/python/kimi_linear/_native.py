@@ -244,6 +244,8 @@ _SIGNATURES = {
     "kl_model_params_default": (None, [POINTER(kl_model_params)]),
     "kl_model_params_init": (kl_status, [POINTER(kl_model_params), c_size_t]),
     "kl_checkpoint_quantize": (kl_status, [c_char_p, c_char_p, c_int, c_uint64]),
+    "kl_checkpoint_quantize_with_progress": (kl_status, [c_char_p, c_char_p, c_int, c_uint64,
+                                                         kl_progress_callback, c_void_p]),
     "kl_model_load": (kl_status, [c_char_p, POINTER(kl_model_params), POINTER(kl_model_p)]),
     "kl_model_create_random": (kl_status, [c_char_p, c_uint64, POINTER(kl_model_params),
                                            POINTER(kl_model_p)]),

@@ -125,7 +125,8 @@ class ContextFullError(KimiLinearError):
 
 
 class CancelledError(KimiLinearError):
-    """KL_ERR_CANCELLED: stopped by Session.cancel() or by a load progress callback."""
+    """KL_ERR_CANCELLED: stopped by Session.cancel() or by a progress callback (a load, a
+    checkpoint write)."""
 
     default_status = KL_ERR_CANCELLED
 

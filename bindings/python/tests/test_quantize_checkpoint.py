@@ -1,7 +1,8 @@
 """quantize_checkpoint (kl_checkpoint_quantize, issue 15): the tiny bf16 model written as FP8
 and INT4 checkpoints loads with weights="auto" as the original loads with weights="fp8" /
 "int4" (the header's promise: the weights as that load holds them, so the same logits bit for
-bit and the same greedy tokens); refused calls raise the library's status and leave nothing."""
+bit and the same greedy tokens); refused calls raise the library's status and leave nothing;
+progress= rises to 1.0, and a False or an exception from it cancels the write, leaving nothing."""
 import json
 import os
 
@@ -85,4 +86,68 @@ def test_bad_arguments_are_refused_before_the_call(kl, tiny_model_dir, tmp_path)
         kl.quantize_checkpoint(tiny_model_dir, "a\0b", "fp8")
     with pytest.raises(ValueError, match="shard_bytes"):
         kl.quantize_checkpoint(tiny_model_dir, out, "fp8", shard_bytes=-1)
+    assert not out.exists()
+
+
+def test_progress_rises_to_exactly_one(kl, tiny_model_dir, tmp_path):
+    seen = []
+    kl.quantize_checkpoint(tiny_model_dir, tmp_path / "q", "fp8", shard_bytes=1000,
+                           progress=seen.append)  # None: go on
+    assert len(seen) > 3, seen
+    assert all(0.0 <= f <= 1.0 for f in seen), seen
+    assert seen == sorted(seen), seen
+    assert seen[-1] == 1.0 and seen[-2] < 1.0, seen[-2:]
+    with kl.Model(tiny_model_dir, device="cpu", weights="fp8") as m:
+        want = run(m)
+    with kl.Model(tmp_path / "q", device="cpu") as m:
+        got = run(m)
+    assert np.array_equal(got[0], want[0]) and got[1] == want[1]
+
+
+@pytest.mark.parametrize("stop_at", ["first", "middle"])
+def test_false_cancels_and_leaves_nothing(kl, tiny_model_dir, tmp_path, stop_at):
+    calls = []
+    kl.quantize_checkpoint(tiny_model_dir, tmp_path / "whole", "int4", shard_bytes=1000,
+                           progress=calls.append)
+    stop = 1 if stop_at == "first" else len(calls) // 2
+    seen = []
+
+    def progress(fraction):
+        seen.append(fraction)
+        return len(seen) < stop
+
+    out = tmp_path / "q"  # made by the call
+    with pytest.raises(kl.CancelledError, match="cancelled") as info:
+        kl.quantize_checkpoint(tiny_model_dir, out, "int4", shard_bytes=1000, progress=progress)
+    assert info.value.status_name == "KL_ERR_CANCELLED"
+    assert len(seen) == stop
+    assert not out.exists()
+    empty = tmp_path / "empty"  # there before, left empty
+    empty.mkdir()
+    seen.clear()
+    with pytest.raises(kl.CancelledError):
+        kl.quantize_checkpoint(tiny_model_dir, empty, "int4", shard_bytes=1000, progress=progress)
+    assert os.listdir(empty) == []
+    kl.quantize_checkpoint(tiny_model_dir, out, "int4", shard_bytes=1000)  # then a whole write
+    assert sorted(os.listdir(out)) == sorted(os.listdir(tmp_path / "whole"))
+
+
+def test_an_exception_in_progress_cancels_and_is_reraised(kl, tiny_model_dir, tmp_path):
+    class Boom(Exception):
+        pass
+
+    seen = []
+
+    def progress(fraction):
+        seen.append(fraction)
+        if len(seen) == 3:
+            raise Boom("stop here")
+
+    out = tmp_path / "q"
+    with pytest.raises(Boom, match="stop here"):
+        kl.quantize_checkpoint(tiny_model_dir, out, "fp8", shard_bytes=1000, progress=progress)
+    assert len(seen) == 3  # not called after it raised
+    assert not out.exists()
+    with pytest.raises(TypeError, match="progress"):
+        kl.quantize_checkpoint(tiny_model_dir, out, "fp8", progress=1)
     assert not out.exists()
