@@ -44,6 +44,12 @@ case "${1:-}" in
     ln -sf libkimi_linear.so.0.1.0 "$bin/libkimi_linear.so.1"
     export LD_LIBRARY_PATH=$bin:/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}
     export KL_MAKE_TINY_MODEL=$bin/make_tiny_model
+    # NCCL for the CUDA shards' tests (the device machine reaches no package index): one
+    # already there, else the wheel's libnccl.so.2 (199 MB, over one call's 64 MiB carry)
+    # brought in pieces to .scratch/nccl/ by earlier calls of a warm machine.
+    nccl=$(ldconfig -p | awk '/libnccl.so.2 /{print $NF; exit}')
+    [[ -z $nccl && -f .scratch/nccl/libnccl.so.2 ]] && nccl=$PWD/.scratch/nccl/libnccl.so.2
+    [[ -n $nccl ]] && export KL_NCCL_LIBRARY=$nccl
     parts=${KL_RUN_PARTS:-tests ops model profile demo}
     nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader |
       tee "$OUT/device.txt"
