@@ -7,6 +7,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "backend.h"
 #include "shard_rendezvous.h"
@@ -52,6 +53,10 @@ struct BackendProvider {
                                              const WeightStore& weights, const ShardPlan& plan,
                                              int shard, ShardLinks links,
                                              const BackendOptions& options) = nullptr;
+    // The ShardGroup (core/shard_rendezvous.h) of a model split over `devices`, made before
+    // its shards and handed to each in ShardLinks::group. Null for a backend whose shards
+    // meet only at the host rendezvous (the CPU's).
+    std::unique_ptr<ShardGroup> (*create_shard_group)(const std::vector<int>& devices) = nullptr;
 };
 
 const BackendProvider& cpu_backend_provider();

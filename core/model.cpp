@@ -193,12 +193,17 @@ std::unique_ptr<Backend> create_backend(const BackendProvider& provider, const M
                                 ? per_shard.n_threads
                                 : static_cast<int>(std::thread::hardware_concurrency());
         per_shard.n_threads = std::max(1, threads / shards);
-        return std::make_unique<ShardedBackend>(config, plan, [&](int shard, ShardLinks links) {
-            BackendOptions on_device = per_shard;
-            on_device.device_index = options.devices[static_cast<size_t>(shard)];
-            return provider.create_shard(config, layout, weights, plan, shard, std::move(links),
-                                         on_device);
-        });
+        std::unique_ptr<ShardGroup> group;
+        if (provider.create_shard_group) group = provider.create_shard_group(options.devices);
+        return std::make_unique<ShardedBackend>(
+            config, plan,
+            [&](int shard, ShardLinks links) {
+                BackendOptions on_device = per_shard;
+                on_device.device_index = options.devices[static_cast<size_t>(shard)];
+                return provider.create_shard(config, layout, weights, plan, shard, std::move(links),
+                                             on_device);
+            },
+            std::move(group));
     }
     if (weights.all_plain() && plain) return plain();
     if (!provider.create_from_store)

@@ -17,13 +17,28 @@
 
 namespace kl {
 
+// The device-side links of a split model's shards when their backend has its own (a GPU
+// backend's communicators, made once per load by BackendProvider::create_shard_group).
+// The ShardedBackend aborts it with the rendezvous when a shard fails, so that shards
+// waiting in a device collective the failed one never reaches return, and resets it once
+// every shard has left the step.
+class ShardGroup {
+public:
+    virtual ~ShardGroup() = default;
+    virtual void abort() = 0;
+    virtual void reset() = 0;
+};
+
 // What a shard's backend calls where the shards meet: `sum` adds a block's partial output
-// (`count` floats) over the shards in place, every shard ending with the same total;
-// `gather` puts every shard's logits ([rows, its vocabulary part]) into the whole rows
-// ([rows, vocab]).
+// (`count` floats, host memory) over the shards in place, every shard ending with the same
+// total; `gather` puts every shard's logits ([rows, its vocabulary part]) into the whole
+// rows ([rows, vocab]). `group` is the shards' ShardGroup, null when the backend has none: a
+// backend that has one sums device memory through it, and uses `sum` only to decide things
+// alike on every shard (a cancel).
 struct ShardLinks {
     std::function<void(float* values, size_t count)> sum;
     std::function<void(const float* part, size_t rows, float* whole)> gather;
+    ShardGroup* group = nullptr;
 };
 
 class ShardRendezvous {

@@ -1,7 +1,9 @@
 #include "sharded_backend.h"
 
+#include <atomic>
 #include <cstring>
 #include <exception>
+#include <mutex>
 #include <system_error>
 #include <thread>
 
@@ -25,15 +27,23 @@ const ShardedState& parts_of(const BackendState& state) {
 }  // namespace
 
 ShardedBackend::ShardedBackend(const ModelConfig& config, const ShardPlan& plan,
-                               const MakeShard& make)
-    : config_(config) {
+                               const MakeShard& make, std::unique_ptr<ShardGroup> group)
+    : config_(config), group_(std::move(group)) {
     std::vector<std::pair<int64_t, int64_t>> vocab;
     for (int g = 0; g < plan.shards(); ++g) {
         vocab.push_back(plan.vocab(g));
         shard_configs_.push_back(plan.config(config, g));
     }
     rendezvous_ = std::make_unique<ShardRendezvous>(std::move(vocab));
-    for (int g = 0; g < plan.shards(); ++g) shards_.push_back(make(g, rendezvous_->links(g)));
+    for (int g = 0; g < plan.shards(); ++g) {
+        ShardLinks links = rendezvous_->links(g);
+        links.group = group_.get();
+        shards_.push_back(make(g, std::move(links)));
+    }
+}
+
+ShardedBackend::~ShardedBackend() {
+    shards_.clear();  // before the group they use
 }
 
 uint64_t ShardedBackend::weight_bytes() const {
@@ -142,26 +152,41 @@ void ShardedBackend::run_shards(const std::function<void(int)>& step) const {
     std::lock_guard<std::mutex> lock(run_mutex_);
     const size_t G = shards_.size();
     std::vector<std::exception_ptr> errors(G);
+    // A failed shard releases the others from the host rendezvous and from the device
+    // group's collectives; both are re-armed once every shard has left the step.
+    std::once_flag abort_once;
+    std::atomic<bool> aborted{false};
+    auto abort = [&] {
+        std::call_once(abort_once, [&] {
+            aborted.store(true);
+            rendezvous_->abort();
+            if (group_) group_->abort();
+        });
+    };
+    auto reset = [&] {
+        rendezvous_->reset();
+        if (group_ && aborted.load()) group_->reset();
+    };
     auto guarded = [&](size_t g) {
         try {
             step(static_cast<int>(g));
         } catch (...) {
             errors[g] = std::current_exception();
-            rendezvous_->abort();
+            abort();
         }
     };
     std::vector<std::thread> threads;
     try {
         for (size_t g = 1; g < G; ++g) threads.emplace_back(guarded, g);
     } catch (const std::system_error&) {  // a thread the system would not start
-        rendezvous_->abort();
+        abort();
         for (std::thread& t : threads) t.join();
-        rendezvous_->reset();
+        reset();
         fail(Status::OutOfMemory, "cannot start the threads of a split model's shards");
     }
     guarded(0);
     for (std::thread& t : threads) t.join();
-    rendezvous_->reset();
+    reset();
     // The root cause first: the shards released by the abort report Cancelled.
     std::exception_ptr first;
     for (const std::exception_ptr& e : errors) {
@@ -208,6 +233,20 @@ void ShardedBackend::forward_batch(BackendState* const* states, const uint64_t* 
         shards_[static_cast<size_t>(g)]->forward_batch(parts[static_cast<size_t>(g)].data(),
                                                        positions, tokens, n);
     });
+}
+
+int32_t ShardedBackend::sample(const BackendState& state, const SamplingParams& params,
+                               const int32_t* history, size_t history_len,
+                               uint64_t position) const {
+    return shards_[0]->sample(*parts_of(state).parts[0], params, history, history_len, position);
+}
+
+void ShardedBackend::sample_batch(const BackendState* const* states, const SamplingParams* params,
+                                  const int32_t* const* histories, const size_t* history_lens,
+                                  const uint64_t* positions, size_t n, int32_t* out) const {
+    std::vector<const BackendState*> parts(n);
+    for (size_t i = 0; i < n; ++i) parts[i] = parts_of(*states[i]).parts[0].get();
+    shards_[0]->sample_batch(parts.data(), params, histories, history_lens, positions, n, out);
 }
 
 }  // namespace kl

@@ -25,7 +25,10 @@ class ShardedBackend final : public Backend {
 public:
     // make(g, links) builds shard g's backend, whose links meet the others'.
     using MakeShard = std::function<std::unique_ptr<Backend>(int shard, ShardLinks links)>;
-    ShardedBackend(const ModelConfig& config, const ShardPlan& plan, const MakeShard& make);
+    // `group`: the shards' device links (ShardLinks::group), null when their backend has none.
+    ShardedBackend(const ModelConfig& config, const ShardPlan& plan, const MakeShard& make,
+                   std::unique_ptr<ShardGroup> group = nullptr);
+    ~ShardedBackend() override;
 
     DeviceKind device() const override { return shards_[0]->device(); }
     uint64_t weight_bytes() const override;
@@ -47,6 +50,12 @@ public:
                  const std::atomic<bool>& cancel) const override;
     void forward_batch(BackendState* const* states, const uint64_t* positions,
                        const int32_t* tokens, size_t n) const override;
+    // Shard 0 samples (every shard holds the whole logits): a GPU shard on its device.
+    int32_t sample(const BackendState& state, const SamplingParams& params, const int32_t* history,
+                   size_t history_len, uint64_t position) const override;
+    void sample_batch(const BackendState* const* states, const SamplingParams* params,
+                      const int32_t* const* histories, const size_t* history_lens,
+                      const uint64_t* positions, size_t n, int32_t* out) const override;
 
 private:
     // step(g) for every shard, each on its own thread (shard 0 on the caller's); the first
@@ -63,6 +72,7 @@ private:
     ModelConfig config_;
     std::vector<ModelConfig> shard_configs_;
     std::unique_ptr<ShardRendezvous> rendezvous_;
+    std::unique_ptr<ShardGroup> group_;  // outlives the shards, which use it
     std::vector<std::unique_ptr<Backend>> shards_;
     mutable std::mutex run_mutex_;
 };

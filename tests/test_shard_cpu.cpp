@@ -19,6 +19,7 @@
 #include "core/session.h"
 #include "core/shard_plan.h"
 #include "core/shard_rendezvous.h"
+#include "core/sharded_backend.h"
 #include "core/weights.h"
 #include "tiny_config.h"
 
@@ -290,6 +291,74 @@ TEST(ShardCpu, ASplitThatDoesNotDivideIsRefused) {
                   std::string::npos)
             << e.what();
     }
+}
+
+// The device group a GPU backend's shards share (ShardLinks::group): the ShardedBackend hands
+// it to every shard, aborts it once when a shard fails (so that shards blocked in a device
+// collective return) and resets it once every shard has left the failed step; a step that
+// succeeds touches it not. Shard 0 samples for the split model.
+struct CountingGroup final : kl::ShardGroup {
+    void abort() override { ++aborts; }
+    void reset() override { ++resets; }
+    std::atomic<int> aborts{0}, resets{0};
+};
+
+TEST(ShardCpu, TheDeviceGroupIsAbortedOnceByAFailedStepAndResetAfterIt) {
+    const kl::ModelConfig config = split_config(false);
+    const kl::ModelLayout layout(config);
+    const kl::ShardPlan plan(config, layout, 2);
+    auto owned = std::make_unique<CountingGroup>();
+    CountingGroup* group = owned.get();
+    std::atomic<bool> fail_next{false};
+    kl::ShardedBackend split(
+        config, plan,
+        [&](int g, kl::ShardLinks links) {
+            EXPECT_EQ(links.group, group) << "shard " << g;
+            auto sum = links.sum;
+            links.sum = [g, sum, &fail_next](float* v, size_t n) {
+                if (g == 1 && fail_next.exchange(false))
+                    kl::fail(kl::Status::Internal, "shard failure injected by the test");
+                sum(v, n);
+            };
+            return kl::cpu::create_shard(config, layout, plan, g, kl::random_tensor_source(kSeed),
+                                         std::move(links), 1);
+        },
+        std::move(owned));
+    const auto whole = random_model(config, 1);
+    const auto prompt = random_tokens(9, config.vocab_size, 3);
+    const std::atomic<bool> cancel{false};
+    auto state = split.create_state(32);
+    split.forward(*state, 0, prompt.data(), prompt.size(), nullptr, nullptr, cancel);
+    EXPECT_EQ(group->aborts, 0);
+    EXPECT_EQ(group->resets, 0);
+
+    fail_next = true;
+    try {
+        split.forward(*state, prompt.size(), prompt.data(), 1, nullptr, nullptr, cancel);
+        ADD_FAILURE() << "the injected failure did not fail the step";
+    } catch (const kl::Error& e) {
+        EXPECT_EQ(e.status(), kl::Status::Internal) << "the root cause, not the others' Cancelled";
+    }
+    EXPECT_EQ(group->aborts, 1);
+    EXPECT_EQ(group->resets, 1);
+
+    // Shard 0 samples: greedy picks the whole model's argmax for the same prompt.
+    kl::Session session(*whole, 0);
+    session.append(prompt.data(), prompt.size(), nullptr);
+    const std::vector<float> want = session.last_logits();
+    kl::SamplingParams greedy;
+    greedy.temperature = 0.0f;
+    const int32_t token = split.sample(*state, greedy, prompt.data(), prompt.size(), prompt.size());
+    EXPECT_EQ(token, std::max_element(want.begin(), want.end()) - want.begin());
+    int32_t batch[2] = {-1, -1};
+    const kl::BackendState* states[2] = {state.get(), state.get()};
+    const kl::SamplingParams params[2] = {greedy, greedy};
+    const int32_t* histories[2] = {prompt.data(), prompt.data()};
+    const size_t lens[2] = {prompt.size(), prompt.size()};
+    const uint64_t positions[2] = {prompt.size(), prompt.size()};
+    split.sample_batch(states, params, histories, lens, positions, 2, batch);
+    EXPECT_EQ(batch[0], token);
+    EXPECT_EQ(batch[1], token);
 }
 
 }  // namespace
