@@ -28,13 +28,14 @@
  *    kl_session_cancel and kl_session_clear_cancel are wrapped as they are (any thread).
  *    Functions returning kl_status return nothing in the target language.
  *  - Raw callbacks are hidden (kl_set_log_callback, kl_session_generate, the progress
- *    callback of kl_model_params): generation is pull-style through the C API's generator
- *    (kl_generator_*), wrapped as klb_generator_* (create with the options as plain values,
- *    then one step per klb_generator_next, its token, end reason, text and log-probabilities
- *    read back from the generator); load progress is set by klb_model_params_set_progress and
- *    the logits processor passed to klb_generator_create, both their own per language (Java:
- *    a JNI callback to an object's report(float) / process(ByteBuffer, int[]); C#: a
- *    delegate), at the end of this file; no directors are needed.
+ *    callback of kl_model_params and of kl_checkpoint_quantize_with_progress): generation is
+ *    pull-style through the C API's generator (kl_generator_*), wrapped as klb_generator_*
+ *    (create with the options as plain values, then one step per klb_generator_next, its
+ *    token, end reason, text and log-probabilities read back from the generator); load
+ *    progress is set by klb_model_params_set_progress, a checkpoint write's passed to
+ *    klb_checkpoint_quantize and the logits processor to klb_generator_create, each their own
+ *    per language (Java: a JNI callback to an object's report(float) / process(ByteBuffer,
+ *    int[]); C#: a delegate), at the end of this file; no directors are needed.
  *  - Arrays cross without per-element copies:
  *      Java   calls that only copy memory (tokenize, detokenize, chat template, state
  *             save/load) pin the Java array (Get/ReleasePrimitiveArrayCritical); calls that
@@ -135,8 +136,11 @@ kl_status kl_checkpoint_quantize
 %enddef
 
 /* ---- what is hidden -------------------------------------------------------------------- */
-/* Raw callbacks: generation is pull-style (klb_generator_*). */
+/* Raw callbacks: generation is pull-style (klb_generator_*); a checkpoint write's progress
+ * crosses as klb_checkpoint_quantize's argument, the language's own (below, with load
+ * progress). */
 %ignore kl_set_log_callback;
+%ignore kl_checkpoint_quantize_with_progress;
 %ignore kl_session_generate;
 %ignore kl_session_generate_with_result;
 %ignore kl_generate_result;
@@ -1359,12 +1363,14 @@ int64_t klb_batch_piece(const klb_batch* batch, size_t i, char* out_text, size_t
 
 %}
 
-/* ---- callbacks, one helper per language: load progress (kl_model_params' callback) and
- * klb_generator_create (the logits processor) ---------------------------------------------
+/* ---- callbacks, one helper per language: load progress (kl_model_params' callback), a
+ * checkpoint write's (klb_checkpoint_quantize) and klb_generator_create (the logits
+ * processor) ------------------------------------------------------------------------------
  * progress_cb/progress_user stay hidden (a C function pointer means nothing to Java or C#);
  * each language sets them through klb_model_params_set_progress before klb_model_load or
- * klb_model_create_random.  The callback runs on the thread that loads, during that call.
- * Python's SWIG module has none (the kimi_linear package passes a ctypes callback). */
+ * klb_model_create_random, and passes its own to klb_checkpoint_quantize.  The callback runs
+ * on the thread that loads or writes, during that call.  Python's SWIG module has none (the
+ * kimi_linear package passes a ctypes callback). */
 #if defined(SWIGJAVA)
 /* Java: the callback calls relay.report(float) -> boolean (false aborts the load:
  * KL_ERR_CANCELLED) on the object given, which the public package makes catch everything it
@@ -1409,6 +1415,32 @@ static int klb_java_progress_call(float fraction, void* user) {
     }
     if (attached) KLB_JVM_DETACH(progress->vm);
     return abort_load;
+}
+
+/* The callback's state for relay (an object with boolean report(float)), or NULL after
+ * klb_fail_with.  Free it with klb_java_progress_free once the call it served has returned. */
+static klb_java_progress* klb_java_progress_new(JNIEnv* jenv, jobject relay) {
+    klb_java_progress* progress;
+    jclass cls = KLB_JNI(GetObjectClass, relay);
+    progress = (klb_java_progress*)calloc(1, sizeof(*progress));
+    if (!progress) {
+        klb_fail_with(KL_ERR_OUT_OF_MEMORY, "out of memory for the progress callback");
+        return NULL;
+    }
+    progress->report = KLB_JNI(GetMethodID, cls, "report", "(F)Z");
+    if (!progress->report || KLB_JNI(GetJavaVM, &progress->vm) != JNI_OK) {
+        KLB_JNI0(ExceptionClear);
+        free(progress);
+        klb_fail_with(KL_ERR_INVALID_ARGUMENT, "relay has no method boolean report(float)");
+        return NULL;
+    }
+    progress->relay = KLB_JNI(NewGlobalRef, relay);
+    return progress;
+}
+
+static void klb_java_progress_free(JNIEnv* jenv, klb_java_progress* progress) {
+    KLB_JNI(DeleteGlobalRef, progress->relay);
+    free(progress);
 }
 
 /* The logits processor: relay.process(ByteBuffer, int[]) -> boolean (true ends the
@@ -1476,29 +1508,32 @@ static void klb_java_processor_free(void* user) {
 /* Sets params' progress callback to relay.report(float) -> boolean.  Pair each call with
  * klb_model_params_free_progress once the load has returned. */
 void klb_model_params_set_progress(JNIEnv* jenv_, kl_model_params* params, jobject relay) {
-    JNIEnv* jenv = jenv_;
     klb_java_progress* progress;
-    jclass cls;
     if (!params || !relay) {
         klb_fail_with(KL_ERR_INVALID_ARGUMENT, "params and relay must not be null");
         return;
     }
-    cls = KLB_JNI(GetObjectClass, relay);
-    progress = (klb_java_progress*)calloc(1, sizeof(*progress));
-    if (!progress) {
-        klb_fail_with(KL_ERR_OUT_OF_MEMORY, "out of memory for the progress callback");
-        return;
-    }
-    progress->report = KLB_JNI(GetMethodID, cls, "report", "(F)Z");
-    if (!progress->report || KLB_JNI(GetJavaVM, &progress->vm) != JNI_OK) {
-        KLB_JNI0(ExceptionClear);
-        free(progress);
-        klb_fail_with(KL_ERR_INVALID_ARGUMENT, "relay has no method boolean report(float)");
-        return;
-    }
-    progress->relay = KLB_JNI(NewGlobalRef, relay);
+    progress = klb_java_progress_new(jenv_, relay);
+    if (!progress) return;
     params->progress_cb = klb_java_progress_call;
     params->progress_user = progress;
+}
+
+/* kl_checkpoint_quantize_with_progress, raising on failure; relay (may be null: no progress)
+ * as klb_model_params_set_progress's, called during the write on this thread. */
+void klb_checkpoint_quantize(JNIEnv* jenv_, const char* in_dir, const char* out_dir,
+                             kl_weight_format format, uint64_t shard_bytes, jobject relay) {
+    klb_java_progress* progress = NULL;
+    kl_status status;
+    if (relay) {
+        progress = klb_java_progress_new(jenv_, relay);
+        if (!progress) return;
+    }
+    status = kl_checkpoint_quantize_with_progress(in_dir, out_dir, format, shard_bytes,
+                                                  progress ? klb_java_progress_call : NULL,
+                                                  progress);
+    if (progress) klb_java_progress_free(jenv_, progress);
+    if (status != KL_OK) klb_fail(status);
 }
 
 /* klb_generator_open's arguments: see there.  processor (may be null): an object with a method
@@ -1541,14 +1576,12 @@ klb_generator* klb_generator_create(JNIEnv* jenv_, kl_session* session, uint32_t
 
 /* Frees what klb_model_params_set_progress set (nothing if it set nothing). */
 void klb_model_params_free_progress(JNIEnv* jenv_, kl_model_params* params) {
-    JNIEnv* jenv = jenv_;
     klb_java_progress* progress;
     if (!params || params->progress_cb != klb_java_progress_call) return;
     progress = (klb_java_progress*)params->progress_user;
     params->progress_cb = NULL;
     params->progress_user = NULL;
-    KLB_JNI(DeleteGlobalRef, progress->relay);
-    free(progress);
+    klb_java_progress_free(jenv_, progress);
 }
 %}
 #elif defined(SWIGCSHARP)
@@ -1603,6 +1636,15 @@ void klb_model_params_set_progress(kl_model_params* params, kl_progress_callback
     }
     params->progress_cb = callback;
     params->progress_user = NULL;
+}
+
+/* kl_checkpoint_quantize_with_progress, raising on failure; callback (may be null: no
+ * progress) as klb_model_params_set_progress's, called during the write on this thread. */
+void klb_checkpoint_quantize(const char* in_dir, const char* out_dir, kl_weight_format format,
+                             uint64_t shard_bytes, kl_progress_callback callback) {
+    kl_status status =
+        kl_checkpoint_quantize_with_progress(in_dir, out_dir, format, shard_bytes, callback, NULL);
+    if (status != KL_OK) klb_fail(status);
 }
 %}
 #elif defined(SWIGPYTHON)

@@ -5,7 +5,8 @@ namespace KimiLinear
 {
     /// <summary>
     /// Checkpoint folders on disk. <see cref="Quantize"/> writes a bf16 checkpoint with its linear
-    /// weights quantized (<c>kl_checkpoint_quantize</c>; the CLI's <c>kimi quantize</c>).
+    /// weights quantized (<c>kl_checkpoint_quantize</c>; the CLI's <c>kimi quantize</c>), reporting
+    /// progress on request.
     /// </summary>
     public static class Checkpoint
     {
@@ -19,20 +20,27 @@ namespace KimiLinear
         /// model.safetensors.index.json; config.json gets its quantization_config, the other files
         /// are copied. <paramref name="outDir"/> is created, or must be empty. A failed call leaves
         /// nothing behind (the files it wrote, and outDir if it made it, are removed).
+        /// <paramref name="progress"/> (null: none; <c>kl_checkpoint_quantize_with_progress</c>) is
+        /// called on this thread with the fraction of the tensors' bytes read and written, rising
+        /// after each tensor, exactly 1 once outDir is complete; returning false stops the write
+        /// (KimiLinearException.Cancelled, a failed call); an exception it throws stops it too and
+        /// is rethrown.
         /// </summary>
         /// <exception cref="KimiLinearException.InvalidArgument">outDir is not empty or is inDir, or
         /// format is neither Fp8 nor Int4</exception>
         /// <exception cref="KimiLinearException.Io">inDir is not a model folder (no config.json), or
         /// outDir cannot be written</exception>
         /// <exception cref="KimiLinearException.Format">a file of inDir is malformed</exception>
+        /// <exception cref="KimiLinearException.Cancelled">progress returned false</exception>
         /// <exception cref="ArgumentNullException">inDir or outDir is null</exception>
-        public static void Quantize(string inDir, string outDir, WeightFormat format, ulong shardBytes = 0)
+        public static void Quantize(string inDir, string outDir, WeightFormat format, ulong shardBytes = 0,
+                                    Func<float, bool> progress = null)
         {
             if (inDir == null) throw new ArgumentNullException(nameof(inDir));
             if (outDir == null) throw new ArgumentNullException(nameof(outDir));
             NativeLibraryLoader.EnsureLoaded();
-            Native.Call(() => kimi_linear_native.kl_checkpoint_quantize(
-                inDir, outDir, (kl_weight_format)(int)format, shardBytes)); // out of range: the library's error
+            LoadProgress.Run(progress, callback => Native.Call(() => kimi_linear_native.klb_checkpoint_quantize(
+                inDir, outDir, (kl_weight_format)(int)format, shardBytes, callback))); // out of range: the library's error
         }
     }
 }

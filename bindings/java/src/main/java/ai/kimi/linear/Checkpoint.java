@@ -7,7 +7,8 @@ import java.util.Objects;
 
 /**
  * Checkpoint folders on disk. {@link #quantize} writes a bf16 checkpoint with its linear weights
- * quantized ({@code kl_checkpoint_quantize}; the CLI's {@code kimi quantize}).
+ * quantized ({@code kl_checkpoint_quantize}; the CLI's {@code kimi quantize}), reporting progress
+ * on request.
  */
 public final class Checkpoint {
     private Checkpoint() {}
@@ -39,11 +40,23 @@ public final class Checkpoint {
      * @throws NullPointerException an argument is null
      */
     public static void quantize(Path in, Path out, WeightFormat format, long shardBytes) {
+        quantize(in, out, format, shardBytes, null);
+    }
+
+    /**
+     * {@link #quantize(Path, Path, WeightFormat, long)} reporting progress (null: none;
+     * {@code kl_checkpoint_quantize_with_progress}): called on this thread with the fraction of
+     * the tensors' bytes read and written, rising after each tensor, exactly 1.0 once {@code out}
+     * is complete. Returning false stops the write with {@link KimiLinearException.Cancelled}; an
+     * exception thrown there stops it too and is rethrown. A stopped write is a failed one:
+     * nothing is left behind.
+     */
+    public static void quantize(Path in, Path out, WeightFormat format, long shardBytes, LoadProgress progress) {
         Objects.requireNonNull(in, "in");
         Objects.requireNonNull(out, "out");
         Objects.requireNonNull(format, "format");
         if (shardBytes < 0) throw new IllegalArgumentException("shardBytes is " + shardBytes + ", must be >= 0");
-        kimi_linear_native.kl_checkpoint_quantize(in.toString(), out.toString(),
-                kl_weight_format.swigToEnum(format.ordinal()), shardBytes);
+        ProgressRelay.run(progress, relay -> kimi_linear_native.klb_checkpoint_quantize(in.toString(),
+                out.toString(), kl_weight_format.swigToEnum(format.ordinal()), shardBytes, relay));
     }
 }

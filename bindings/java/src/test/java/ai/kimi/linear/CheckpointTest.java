@@ -13,6 +13,7 @@ import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.nio.file.Paths;
+import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.Comparator;
 import java.util.List;
@@ -26,7 +27,8 @@ import org.junit.Test;
  * {@link Checkpoint#quantize} (kl_checkpoint_quantize, issue 15): the tiny bf16 model written as
  * FP8 and INT4 checkpoints loads with {@link WeightFormat#AUTO} as the original loads with FP8 /
  * INT4 (the header's promise: the weights as that load holds them, so the same logits bit for
- * bit and the same greedy tokens); refused calls throw the library's status and leave nothing.
+ * bit and the same greedy tokens); refused calls throw the library's status and leave nothing;
+ * progress rises to 1.0, and false or an exception from it cancels the write, leaving nothing.
  * Environment as KimiLinearTest's (KL_TINY_MODEL).
  */
 public class CheckpointTest {
@@ -47,9 +49,7 @@ public class CheckpointTest {
 
     @After
     public void removeTemp() throws IOException {
-        try (Stream<Path> paths = Files.walk(temp)) {
-            for (Path p : paths.sorted(Comparator.reverseOrder()).collect(Collectors.toList())) Files.delete(p);
-        }
+        removeTree(temp);
     }
 
     /** The prompt's logits at every position, then 8 greedy tokens. */
@@ -128,5 +128,64 @@ public class CheckpointTest {
         assertThrows(IllegalArgumentException.class, () -> Checkpoint.quantize(tinyModel(), never, WeightFormat.FP8, -1));
         assertThrows(NullPointerException.class, () -> Checkpoint.quantize(tinyModel(), never, null));
         assertFalse("a refused call made no folder", Files.exists(never));
+    }
+
+    @Test
+    public void progressRisesToExactlyOne() {
+        List<Float> seen = new ArrayList<>();
+        Path out = temp.resolve("q");
+        Checkpoint.quantize(tinyModel(), out, WeightFormat.FP8, 1000, f -> seen.add(f));
+        assertTrue(seen.size() + " calls", seen.size() > 3);
+        for (int i = 0; i < seen.size(); ++i) {
+            assertTrue(seen.toString(), seen.get(i) >= 0f && seen.get(i) <= 1f);
+            if (i > 0) assertTrue("call " + i + " went back: " + seen, seen.get(i) >= seen.get(i - 1));
+        }
+        assertEquals(1f, seen.get(seen.size() - 1), 0f);
+        assertTrue("1.0 only at the end", seen.get(seen.size() - 2) < 1f);
+        assertArrayEquals(run(tinyModel(), WeightFormat.FP8).logits(), run(out, WeightFormat.AUTO).logits(), 0f);
+    }
+
+    @Test
+    public void falseFromProgressCancelsAndLeavesNothing() throws IOException {
+        List<Float> whole = new ArrayList<>();
+        Checkpoint.quantize(tinyModel(), temp.resolve("whole"), WeightFormat.INT4, 1000, f -> whole.add(f));
+        for (int stop : new int[] {1, whole.size() / 2}) {
+            int[] calls = {0};
+            Path out = temp.resolve("q"); // made by the call
+            KimiLinearException e = assertThrows(KimiLinearException.Cancelled.class,
+                    () -> Checkpoint.quantize(tinyModel(), out, WeightFormat.INT4, 1000, f -> ++calls[0] < stop));
+            assertEquals(Status.CANCELLED, e.status());
+            assertTrue(e.getMessage(), e.getMessage().contains("cancelled"));
+            assertEquals("no call after the stop", stop, calls[0]);
+            assertFalse("stop at " + stop + " left " + out, Files.exists(out));
+            Path empty = Files.createDirectory(temp.resolve("empty" + stop)); // there before: left empty
+            calls[0] = 0;
+            assertThrows(KimiLinearException.Cancelled.class,
+                    () -> Checkpoint.quantize(tinyModel(), empty, WeightFormat.INT4, 1000, f -> ++calls[0] < stop));
+            assertEquals(List.of(), names(empty));
+            Checkpoint.quantize(tinyModel(), out, WeightFormat.INT4, 1000, null); // then a whole write
+            assertEquals(names(temp.resolve("whole")), names(out));
+            removeTree(out);
+        }
+    }
+
+    @Test
+    public void anExceptionFromProgressCancelsAndIsRethrown() {
+        IllegalStateException boom = new IllegalStateException("stop here");
+        Path out = temp.resolve("q");
+        IllegalStateException e = assertThrows(IllegalStateException.class,
+                () -> Checkpoint.quantize(tinyModel(), out, WeightFormat.FP8, 1000, f -> {
+                    throw boom;
+                }));
+        assertTrue(e == boom);
+        assertTrue("the library's Cancelled is kept as suppressed",
+                e.getSuppressed().length == 1 && e.getSuppressed()[0] instanceof KimiLinearException.Cancelled);
+        assertFalse(Files.exists(out));
+    }
+
+    private static void removeTree(Path dir) throws IOException {
+        try (Stream<Path> paths = Files.walk(dir)) {
+            for (Path p : paths.sorted(Comparator.reverseOrder()).collect(Collectors.toList())) Files.delete(p);
+        }
     }
 }
