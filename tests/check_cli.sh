@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The kimi CLI end to end on a tiny model: info, run (streamed ids, reproducible by seed),
 # usage and load errors with their exit codes, --devices (two CPU shards); quantize (FP8 and
-# INT4 round trips) and accuracy with their usage errors; then the text commands (tokenize,
-# run --prompt, chat) on a model folder with a tokenizer.
+# INT4 round trips, its progress bar on a terminal only) and accuracy with their usage errors;
+# then the text commands (tokenize, run --prompt, chat) on a model folder with a tokenizer.
 set -euo pipefail
 kimi=$1
 make_tiny_model=$2
@@ -65,6 +65,14 @@ for format in fp8 int4; do
   diff -r "$dir/$format" "$dir/$format-again" >/dev/null \
     || { echo "FAIL: rewriting the $format checkpoint changed files"; exit 1; }
 done
+# quantize's progress bar goes to stderr only when it is a terminal (script(1) makes one).
+"$kimi" quantize "$dir/m" "$dir/quiet" --format fp8 2>"$dir/err" >/dev/null
+[[ ! -s $dir/err ]] || { echo "FAIL: quantize wrote to a stderr that is no terminal: $(cat "$dir/err")"; exit 1; }
+if command -v script >/dev/null; then
+  bar=$(script -qec "'$kimi' quantize '$dir/m' '$dir/bar' --format int4 >/dev/null" /dev/null | tr '\r' '\n')
+  grep -qE "^quantizing \[#+\] 100%$" <<<"$bar" \
+    || { echo "FAIL: quantize on a terminal showed no bar ending at 100%: '$bar'"; exit 1; }
+fi
 # accuracy: its figures, a KL divergence above zero and an agreement out of the positions.
 acc=$("$kimi" accuracy "$dir/m" --device cpu --weights int4 --positions 48 --seq 16)
 grep -qE "^mean KL\(bf16 \|\| int4\): [0-9.]+ nats$" <<<"$acc" \

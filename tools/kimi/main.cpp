@@ -27,6 +27,7 @@
 #include <vector>
 
 #include "kimi_linear.h"
+#include "progress_bar.h"
 #include "truncated_config.h"
 
 namespace {
@@ -148,15 +149,6 @@ void check(kl_status status) {
     if (status != KL_OK) throw Failure{status};
 }
 
-int progress_bar(float fraction, void*) {
-    const int width = 30;
-    const int filled = static_cast<int>(fraction * width + 0.5f);
-    std::fprintf(stderr, "\rloading [%s%s] %3d%%", std::string(filled, '#').c_str(),
-                 std::string(width - filled, ' ').c_str(), static_cast<int>(fraction * 100 + 0.5f));
-    if (fraction >= 1.0f) std::fprintf(stderr, "\n");
-    return 0;
-}
-
 // Handles freed on every path, errors included.
 using ModelHandle = std::unique_ptr<kl_model, decltype(&kl_model_free)>;
 using SessionHandle = std::unique_ptr<kl_session, decltype(&kl_session_free)>;
@@ -214,7 +206,11 @@ ModelHandle load(const Options& o) {
         const std::vector<int32_t> batches = o.ints("batch", "1");
         params.max_batch = static_cast<uint32_t>(*std::max_element(batches.begin(), batches.end()));
     }
-    if (isatty(STDERR_FILENO)) params.progress_cb = progress_bar;
+    kimi::ProgressBar bar{"loading"};
+    if (isatty(STDERR_FILENO)) {
+        params.progress_cb = kimi::progress_bar;
+        params.progress_user = &bar;
+    }
     kl_model* model = nullptr;
     if (o.has("random")) {
         std::ifstream in(o.get("random", ""));
@@ -744,8 +740,11 @@ int cmd_quantize(const Options& o) {
     const kl_weight_format format = weight_format(o.get("format", ""), "--format", false);
     const double shard_mb = o.number("shard-mb", 4096);
     if (!(shard_mb > 0)) throw UsageError{"--shard-mb must be positive"};
-    check(kl_checkpoint_quantize(o.dir.c_str(), o.out_dir.c_str(), format,
-                                 static_cast<uint64_t>(shard_mb * 1024 * 1024)));
+    kimi::ProgressBar bar{"quantizing"};
+    const bool terminal = isatty(STDERR_FILENO);
+    check(kl_checkpoint_quantize_with_progress(o.dir.c_str(), o.out_dir.c_str(), format,
+                                               static_cast<uint64_t>(shard_mb * 1024 * 1024),
+                                               terminal ? kimi::progress_bar : nullptr, &bar));
     std::printf("wrote %s (%s weights) from %s\n", o.out_dir.c_str(), o.get("format", "").c_str(),
                 o.dir.c_str());
     return 0;
