@@ -21,6 +21,7 @@
 #include "core/shard_rendezvous.h"
 #include "core/sharded_backend.h"
 #include "core/weights.h"
+#include "random_tokens.h"
 #include "tiny_config.h"
 
 namespace {
@@ -143,13 +144,7 @@ std::vector<float> run_whole(const kl::ModelConfig& config, const std::vector<in
     return out;
 }
 
-std::vector<int32_t> random_tokens(size_t n, int64_t vocab, uint32_t seed) {
-    std::mt19937 rng(seed);
-    std::uniform_int_distribution<int32_t> pick(0, int32_t(vocab - 1));
-    std::vector<int32_t> t(n);
-    for (int32_t& v : t) v = pick(rng);
-    return t;
-}
+using kl::test::random_tokens;
 
 TEST(ShardCpu, SplitModelLogitsEqualTheWholeModel) {
     for (bool tied : {false, true}) {

@@ -66,7 +66,7 @@ void CudaBackend::run_batch_group(CudaState* const* states, const uint64_t* posi
           "upload batch tables");
     // One config: every state's KDA layers sit at the same offsets.
     const std::vector<size_t>& rec_offset = states[0]->recurrent_offset_;
-    if (profile_.eager()) {
+    if (!uses_graphs()) {
         enqueue_batch(n, rec_offset);
         return;
     }
@@ -112,7 +112,7 @@ void CudaBackend::enqueue_batch(size_t n, const std::vector<size_t>& rec_offset)
     float* const* logits_out = reinterpret_cast<float* const*>(d + t.logits);
     for (size_t r = 0; r < n; r += kBatchLogitsRows) {
         const size_t rows = std::min(kBatchLogitsRows, n - r);
-        linear(ws.xn.as<bf16>() + r * hidden, rows, head(), ws.logits.as<float>());
+        head_rows(ws.xn.as<bf16>() + r * hidden, rows, ws.logits.as<float>());
         scatter_rows(ws.logits.as<float>(), rows, vocab, logits_out + r, stream_);
     }
 }

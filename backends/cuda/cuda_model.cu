@@ -139,18 +139,27 @@ void CudaBackend::load_experts(Layer& L, const std::vector<MlpTensors>& experts,
         std::vector<Weight> parts;
         parts.reserve(experts.size());
         for (const MlpTensors& e : experts) parts.push_back(get(e.*specs[kind], Form::Any));
-        std::vector<const Weight*> order;
-        for (const Weight& w : parts) order.push_back(&w);
+        // A shard of a split model holds its own experts only: the others' have no rows
+        // and stay null (their slots are masked out: keep_owned_experts).
+        std::vector<Weight*> held;
+        for (Weight& w : parts)
+            if (w.rows) held.push_back(&w);
+        if (held.empty()) continue;
+        std::vector<const Weight*> order(held.begin(), held.end());
         if (!stackable(order)) {  // formats differ (a checkpoint's choice): all bf16
-            for (Weight& w : parts) {
-                weight_bytes_ -= w.bytes();
-                w = to_bf16(w);
-                weight_bytes_ += w.bytes();
+            for (Weight* w : held) {
+                weight_bytes_ -= w->bytes();
+                *w = to_bf16(*w);
+                weight_bytes_ += w->bytes();
             }
         }
         const Weight all = stack_rows(order);
-        for (size_t i = 0; i < experts.size(); ++i)
-            L.experts[i].*kinds[kind] = row_view(all, i * parts[i].rows, parts[i].rows);
+        size_t row = 0;
+        for (size_t i = 0; i < experts.size(); ++i) {
+            if (!parts[i].rows) continue;
+            L.experts[i].*kinds[kind] = row_view(all, row, parts[i].rows);
+            row += parts[i].rows;
+        }
     }
 }
 
@@ -169,7 +178,12 @@ void CudaBackend::upload_expert_tables(Layer& L) {
           "expert tables");
     const void* const* t = L.expert_tables.as<const void*>();
     ExpertWeights& w = L.expert_weights;
-    w.code = E ? L.experts[0].gate.code : WeightCode::Bf16;
+    w.code = WeightCode::Bf16;
+    for (const Mlp& e : L.experts)  // the first held expert's (a shard may hold none)
+        if (e.gate.data) {
+            w.code = e.gate.code;
+            break;
+        }
     w.w1 = t, w.w3 = t + E, w.w2 = t + 2 * E;
     if (w.code != WeightCode::Bf16) {
         w.s1 = reinterpret_cast<const float* const*>(t + 3 * E);
@@ -194,6 +208,9 @@ void CudaBackend::forward(BackendState& base, uint64_t position, const int32_t* 
     auto& st = static_cast<CudaState&>(base);
     const int in = st.current_, out = 1 - in;
     try {
+        // A shard decides with the others (a decode step's one decision; prefill's before
+        // each layer too).
+        if (shard_ && stop_for_cancel(cancel)) fail(Status::Cancelled, "cancelled");
         check(cudaMemcpyAsync(st.history_.as<int32_t>() + position, tokens, n * sizeof(int32_t),
                               cudaMemcpyHostToDevice, stream_),
               "upload tokens");
@@ -338,13 +355,13 @@ void CudaBackend::run_piece(CudaState& st, size_t m, const float* rec_in, float*
         float* rows_out = ws.logits.as<float>();
         for (size_t r = 0; r < m; r += kLogitsRows) {
             const size_t rows = std::min(kLogitsRows, m - r);
-            linear(xn + r * h, rows, head(), rows_out);
+            head_rows(xn + r * h, rows, rows_out);
             check(cudaMemcpyAsync(all_logits + r * vocab, rows_out, rows * vocab * sizeof(float),
                                   cudaMemcpyDeviceToHost, stream_),
                   "copy logits");
         }
     }
-    if (logits_out) linear(xn + (m - 1) * h, 1, head(), logits_out);
+    if (logits_out) head_rows(xn + (m - 1) * h, 1, logits_out);
 }
 
 // Embedding, every layer and the final norm for the pass's rows: ws.xn holds the normed
@@ -358,7 +375,10 @@ void CudaBackend::run_layers(const Pass& pass, const std::atomic<bool>& cancel) 
     float* branch = ws.branch.as<float>();
     bf16* xn = ws.xn.as<bf16>();
     profile_.section("embedding", stream_);
-    embedding_gather(embed_.bf(), pass.ids, pass.ids_at, m, h, x, stream_);
+    const int64_t vocab_begin = shard_ ? shard_->vocab[size_t(shard_->rank)].first : 0;
+    embedding_gather(embed_.bf(), vocab_begin, static_cast<int64_t>(embed_.rows), pass.ids,
+                     pass.ids_at, m, h, x, stream_);
+    shard_sum(x, m * h);
     profile_.section("norms + residual", stream_);
     rms_norm_to_bf16(x, h, layers_[0].input_norm.bf(), m, h, eps, xn, h, stream_);
 
@@ -371,12 +391,13 @@ void CudaBackend::run_layers(const Pass& pass, const std::atomic<bool>& cancel) 
     for (size_t l = 0; l < layers_.size(); ++l) {
         if (paced && l >= 2)
             check(cudaEventSynchronize(layer_done_[l % 2]), "prefill layer");  // layer l-2
-        if (cancel.load(std::memory_order_relaxed)) fail(Status::Cancelled, "cancelled");
+        if ((paced || !shard_) && stop_for_cancel(cancel)) fail(Status::Cancelled, "cancelled");
         const Layer& L = layers_[l];
         if (L.is_kda)
             kda_layer(L, pass, l, branch);
         else
             mla_layer(L, pass, l, branch);
+        shard_sum(branch, m * h);
         profile_.section("norms + residual", stream_);
         add_rms_norm_to_bf16(x, branch, L.post_norm.bf(), m, h, eps, xn, stream_);
         if (L.is_moe) {
@@ -385,12 +406,13 @@ void CudaBackend::run_layers(const Pass& pass, const std::atomic<bool>& cancel) 
             profile_.section("dense mlp", stream_);
             mlp(L.mlp, xn, m, ws, branch);
         }
+        shard_sum(branch, m * h);
         profile_.section("norms + residual", stream_);
         const Weight& next_norm = l + 1 < layers_.size() ? layers_[l + 1].input_norm : final_norm_;
         add_rms_norm_to_bf16(x, branch, next_norm.bf(), m, h, eps, xn, stream_);
         if (paced) check(cudaEventRecord(layer_done_[l % 2], stream_), "prefill layer event");
     }
-    if (cancel.load(std::memory_order_relaxed)) fail(Status::Cancelled, "cancelled");
+    if ((paced || !shard_) && stop_for_cancel(cancel)) fail(Status::Cancelled, "cancelled");
 }
 
 KdaDecodeWeights CudaBackend::decode_weights(const Layer& L) const {
@@ -531,6 +553,9 @@ void CudaBackend::moe(const Layer& L, const bf16* xn, size_t m, Workspace& ws, f
                   c.routed_scaling_factor, groups, kept_groups, ws.chosen.as<int32_t>(),
                   ws.weights.as<float>(), stream_);
     }
+    if (shard_)  // the experts other shards own add nothing here
+        keep_owned_experts(ws.chosen.as<int32_t>(), m * k, shard_->experts.first,
+                           shard_->experts.second, stream_);
     if (m <= kDecodeTokens) {
         // The shared expert joins the chosen ones' GEMVs when it has their shape.
         profile_.section("moe experts (GEMVs)", stream_);
@@ -589,6 +614,8 @@ std::unique_ptr<Backend> create_random(const ModelConfig& config, const ModelLay
     return backend;
 }
 
+}  // namespace
+
 // A tensor of a quantized load (core/weight_store.h): in the stored quantized form where the
 // kernel reading it takes that form and its shape (Form::Any, device_reads), else bf16 (or
 // fp32) of exactly the values the CPU backend runs. Random weights are made and quantized on
@@ -613,6 +640,8 @@ Weight store_weight(const WeightStore& store, const TensorSpec& spec, Form form)
     return upload_values(values, rows, cols, form == Form::F32);
 }
 
+namespace {
+
 std::unique_ptr<Backend> create_from_store(const ModelConfig& config, const ModelLayout& layout,
                                            const WeightStore& store,
                                            const BackendOptions& options) {
@@ -628,8 +657,8 @@ std::unique_ptr<Backend> create_from_store(const ModelConfig& config, const Mode
 }  // namespace
 
 const BackendProvider& backend_provider() {
-    static const BackendProvider provider{&device_count, &create, &create_random,
-                                          &create_from_store};
+    static const BackendProvider provider{&device_count,      &create,       &create_random,
+                                          &create_from_store, &create_shard, &create_shard_group};
     return provider;
 }
 

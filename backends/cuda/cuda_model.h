@@ -18,11 +18,14 @@
 #include <vector>
 
 #include "core/backend.h"
+#include "core/backend_registry.h"
 #include "core/config.h"
+#include "core/shard_rendezvous.h"
 #include "core/weights.h"
 #include "cuda_util.h"
 #include "device_weights.h"
 #include "gemm.h"
+#include "nccl_group.h"
 #include "op_profile.h"
 #include "ops.h"
 
@@ -45,6 +48,13 @@ constexpr size_t kBatchLogitsRows = 64;
 enum class Form { Bf16, F32, Any };
 // Where the backend's weights come from: a checkpoint's tensor or random values.
 using WeightSource = std::function<Weight(const TensorSpec& spec, Form form)>;
+// cuda_model.cu: tensor `spec` of a WeightStore in the form `form` asks for.
+Weight store_weight(const WeightStore& store, const TensorSpec& spec, Form form);
+// cuda_shard.cu: the provider's split-model functions (core/backend_registry.h).
+std::unique_ptr<ShardGroup> create_shard_group(const std::vector<int>& devices);
+std::unique_ptr<Backend> create_shard(const ModelConfig& config, const ModelLayout& layout,
+                                      const WeightStore& weights, const ShardPlan& plan, int shard,
+                                      ShardLinks links, const BackendOptions& options);
 
 struct Mlp {
     Weight gate, up, down;
@@ -74,6 +84,18 @@ struct Layer {
 };
 
 struct CudaState;
+
+// What makes a CudaBackend one shard of a model split over GPUs (docs/design/sharding.md,
+// cuda_shard.cu): its rank in the NCCL group that sums the blocks' partial outputs and
+// gathers the logits, the routed experts it owns, every shard's vocabulary part (its own
+// embedding and lm_head rows), and the host links through which the shards agree to stop.
+struct ShardRole {
+    const NcclGroup* nccl = nullptr;
+    int rank = 0;
+    std::pair<int64_t, int64_t> experts;             // [begin, end)
+    std::vector<std::pair<int64_t, int64_t>> vocab;  // by rank, [begin, end)
+    ShardLinks links;
+};
 
 // The per-row tables of a batched pass (kMaxBatch rows at most), in one workspace area
 // filled by one upload: byte offsets of each table for `rows` rows. Pointers first (8-byte
@@ -217,6 +239,11 @@ public:
     void load_layer(BackendState& base, size_t layer, uint64_t position,
                     const uint8_t* in) const override;
 
+    // cuda_shard.cu: makes this backend shard role.rank of a split model, before any state.
+    // A shard runs without CUDA graphs for now (a graph would hold communicators that an
+    // aborted step replaces).
+    void become_shard(ShardRole role);
+
 private:
     // Runs `work(stream)` under the model's lock on its stream and waits for it (`what`
     // names the wait in an error): how a session's state is touched outside forward(), so
@@ -236,6 +263,14 @@ private:
         return config_.n_kda_layers() == 0 || kda_decode_supported(config_.kda_head_dim);
     }
     void set_position(uint64_t position) const;
+    // cuda_shard.cu. A block's partial output summed over the shards (nothing unsplit); the
+    // logits of `rows` normed rows into out [rows, vocab] (a shard: its part, then every
+    // shard's gathered); whether to stop at a cancel, which a shard decides with the others
+    // through the host links (else one could stop while the rest wait in its all-reduce).
+    void shard_sum(float* values, size_t count) const;
+    void head_rows(const bf16* xn, size_t rows, float* out) const;
+    bool stop_for_cancel(const std::atomic<bool>& cancel) const;
+    bool uses_graphs() const { return !profile_.eager() && !shard_; }
     void capture_decode_graphs(CudaState& st) const;
     void linear(const bf16* x, size_t n, const Weight& w, float* y, size_t ldy = 0) const;
     void mlp(const Mlp& w, const bf16* x, size_t n, Workspace& ws, float* out) const;
@@ -278,6 +313,11 @@ private:
     // [n]: the batched pass of n rows, captured at its first use (guarded by mutex_).
     mutable std::vector<cudaGraphExec_t> batch_graphs_;
     uint64_t weight_bytes_ = 0;
+    // Set by become_shard; head_part_ [rows, widest vocabulary part] and head_gathered_
+    // (every rank's) are the lm_head's gather buffers.
+    std::unique_ptr<ShardRole> shard_;
+    size_t head_width_ = 0;
+    DeviceBuffer head_part_, head_gathered_;
     bool tied_ = false;
     Weight embed_, final_norm_, lm_head_;
     std::vector<Layer> layers_;

@@ -65,7 +65,7 @@ std::unique_ptr<BackendState> CudaBackend::create_state(uint64_t max_context) co
                                       " exceeds 2147483647, the CUDA backend's limit");
     auto state = std::make_unique<CudaState>(config_, device_, max_context);
     reset_state(*state);
-    if (!profile_.eager()) capture_decode_graphs(*state);
+    if (uses_graphs()) capture_decode_graphs(*state);
     return state;
 }
 

@@ -17,15 +17,20 @@ unsigned blocks_for(size_t n) {
     return static_cast<unsigned>((n + kThreads - 1) / kThreads);
 }
 
-__global__ void embedding_kernel(const bf16* embed, const int32_t* history,
-                                 const int32_t* pos_device, size_t hidden, float* x) {
+__global__ void embedding_kernel(const bf16* embed, int32_t vocab_begin, int32_t vocab_rows,
+                                 const int32_t* history, const int32_t* pos_device, size_t hidden,
+                                 float* x) {
     wait_for_previous();
     release_next();
     const size_t t = blockIdx.x;
-    const int32_t token = history[static_cast<size_t>(*pos_device) + t];
-    const bf16* row = embed + static_cast<size_t>(token) * hidden;
-    for (size_t c = threadIdx.x; c < hidden; c += blockDim.x)
-        x[t * hidden + c] = __bfloat162float(row[c]);
+    const int32_t row_index = history[static_cast<size_t>(*pos_device) + t] - vocab_begin;
+    float* out = x + t * hidden;
+    if (row_index < 0 || row_index >= vocab_rows) {  // another shard's token: its row there
+        for (size_t c = threadIdx.x; c < hidden; c += blockDim.x) out[c] = 0.0f;
+        return;
+    }
+    const bf16* row = embed + static_cast<size_t>(row_index) * hidden;
+    for (size_t c = threadIdx.x; c < hidden; c += blockDim.x) out[c] = __bfloat162float(row[c]);
 }
 
 // RMSNorm of one row per block, optionally with the residual add fused (x += branch first):
@@ -122,11 +127,13 @@ __global__ void silu_mul_kernel(const float* gate, const float* up, size_t n, bf
 
 }  // namespace
 
-void embedding_gather(const bf16* embed, const int32_t* history, const int32_t* pos_device,
-                      size_t n, size_t hidden, float* x, cudaStream_t stream) {
+void embedding_gather(const bf16* embed, int64_t vocab_begin, int64_t vocab_rows,
+                      const int32_t* history, const int32_t* pos_device, size_t n, size_t hidden,
+                      float* x, cudaStream_t stream) {
     if (n == 0) return;
     launch_chained("embedding_gather", embedding_kernel, static_cast<unsigned>(n), kThreads, 0,
-                   stream, embed, history, pos_device, hidden, x);
+                   stream, embed, static_cast<int32_t>(vocab_begin),
+                   static_cast<int32_t>(vocab_rows), history, pos_device, hidden, x);
 }
 
 void rms_norm_to_bf16(const float* x, size_t x_stride, const bf16* w, size_t rows, size_t dim,

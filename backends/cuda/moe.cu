@@ -37,7 +37,22 @@ __global__ void scatter_add_kernel(const float* y, const int32_t* rows, const fl
     for (size_t c = threadIdx.x; c < dim; c += blockDim.x) to[c] += w * from[c];
 }
 
+__global__ void keep_owned_kernel(int32_t* chosen, size_t slots, int32_t begin, int32_t end) {
+    const size_t i = blockIdx.x * size_t(blockDim.x) + threadIdx.x;
+    if (i < slots && (chosen[i] < begin || chosen[i] >= end)) chosen[i] = -1;
+}
+
 }  // namespace
+
+void keep_owned_experts(int32_t* chosen, size_t slots, int64_t begin, int64_t end,
+                        cudaStream_t stream) {
+    if (slots == 0) return;
+    constexpr unsigned kThreads = 256;
+    keep_owned_kernel<<<static_cast<unsigned>((slots + kThreads - 1) / kThreads), kThreads, 0,
+                        stream>>>(chosen, slots, static_cast<int32_t>(begin),
+                                  static_cast<int32_t>(end));
+    check_launch("keep_owned_experts");
+}
 
 void moe_route(const float* logits, const float* bias, size_t n, size_t experts, size_t top_k,
                bool renormalize, float scaling, size_t groups, size_t topk_groups, int32_t* chosen,

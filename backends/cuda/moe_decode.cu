@@ -8,7 +8,9 @@
 // once) before using any, so a warp keeps 4-9 KB in flight instead of 512 bytes. Weights are
 // read past L1 (read once); x and act are small and re-read by every warp, so they stay cached.
 // Expert ids are read on the device, so the step stays graph-capturable. The shared expert,
-// when it has the experts' shape, is one more slot per token (weight 1).
+// when it has the experts' shape, is one more slot per token (weight 1). A slot whose expert
+// id is negative adds nothing (a shard of a split model, whose experts other shards own:
+// keep_owned_experts).
 #include <string>
 
 #include "chained_launch.cuh"
@@ -80,6 +82,7 @@ struct Experts {
         return slot / per_token * top_k + slot % per_token;
     }
     __device__ int expert(int slot) const { return chosen[chosen_index(slot)]; }
+    __device__ bool present(int slot) const { return is_shared(slot) || expert(slot) >= 0; }
     __device__ QMatrix gate(int slot) const {
         return is_shared(slot) ? shared.w1 : matrix(w.w1, w.s1, expert(slot));
     }
@@ -106,6 +109,7 @@ __global__ void __launch_bounds__(kWarps * 32)
     wait_for_previous();  // the chosen experts and x come from the kernels before
     release_next();
     const int slot = task / inter, row = task % inter, lane = threadIdx.x & 31;
+    if (!experts.present(slot)) return;
     const bf16* xt = x + static_cast<size_t>(slot / experts.per_token) * hidden;
     const bf16* g =
         static_cast<const bf16*>(experts.gate(slot).data) + static_cast<size_t>(row) * hidden;
@@ -149,14 +153,16 @@ __global__ void __launch_bounds__(kWarps * 32)
     const int first_slot = t * experts.per_token;
     const bf16* lane_down = nullptr;
     float lane_weight = 0.0f;
-    if (lane < experts.per_token)
+    if (lane < experts.per_token && experts.present(first_slot + lane))
         lane_down = static_cast<const bf16*>(experts.down(first_slot + lane).data),
         lane_weight = experts.weight(first_slot + lane);
-    auto down_row = [&](int i) {  // slot first_slot + i's down row (warp-uniform i)
+    auto down_row = [&](int i) -> const bf16* {  // slot first_slot + i's (warp-uniform i)
         const bf16* m = i < 32 ? reinterpret_cast<const bf16*>(__shfl_sync(
                                      0xffffffffu, reinterpret_cast<uintptr_t>(lane_down), i))
-                               : static_cast<const bf16*>(experts.down(first_slot + i).data);
-        return m + static_cast<size_t>(row) * inter;
+                        : experts.present(first_slot + i)
+                            ? static_cast<const bf16*>(experts.down(first_slot + i).data)
+                            : nullptr;
+        return m ? m + static_cast<size_t>(row) * inter : nullptr;  // null: an absent slot
     };
     auto slot_weight = [&](int i) {
         return i < 32 ? __shfl_sync(0xffffffffu, lane_weight, i) : experts.weight(first_slot + i);
@@ -168,8 +174,12 @@ __global__ void __launch_bounds__(kWarps * 32)
     for (int first = 0; first < experts.per_token; first += kDownSlots) {
         const int count = min(kDownSlots, experts.per_token - first);
         const bf16* rows[kDownSlots];
+        bool live[kDownSlots];
 #pragma unroll
-        for (int s = 0; s < kDownSlots; ++s) rows[s] = down_row(min(first + s, experts.per_token - 1));
+        for (int s = 0; s < kDownSlots; ++s) {
+            rows[s] = down_row(min(first + s, experts.per_token - 1));
+            live[s] = s < count && rows[s];
+        }
         float dot[kDownSlots] = {};
         for (int base = lane * 8; base < inter; base += kDownLoads * kChunk) {
             uint4 w[kDownSlots][kDownLoads];
@@ -177,7 +187,7 @@ __global__ void __launch_bounds__(kWarps * 32)
             for (int s = 0; s < kDownSlots; ++s)
 #pragma unroll
                 for (int i = 0; i < kDownLoads; ++i)
-                    if (s < count && base + i * kChunk < inter)
+                    if (live[s] && base + i * kChunk < inter)
                         w[s][i] = load_stream(rows[s] + base + i * kChunk);
             if (first == 0 && base == lane * 8) {
                 wait_for_previous();
@@ -190,7 +200,7 @@ __global__ void __launch_bounds__(kWarps * 32)
 #pragma unroll
                 for (int i = 0; i < kDownLoads; ++i) {
                     const int c = base + i * kChunk;
-                    if (s < count && c < inter) {
+                    if (live[s] && c < inter) {
                         float av[8];
                         load_x_f32(a + c, av);
                         dot[s] = dot8(dot[s], w[s][i], av);
@@ -202,7 +212,7 @@ __global__ void __launch_bounds__(kWarps * 32)
         for (int s = 0; s < kDownSlots; ++s) {
             const float sum = warp_sum(dot[s]);
             const float weight = slot_weight(min(first + s, experts.per_token - 1));
-            if (s < count) total += weight * sum;
+            if (live[s]) total += weight * sum;
         }
     }
     wait_for_previous();  // lanes past inter's end: before the store
@@ -241,6 +251,7 @@ __global__ void __launch_bounds__(kWarps * 32)
     wait_for_previous();  // the chosen experts and x come from the kernels before
     release_next();
     const int slot = task / groups, row0 = task % groups * R, lane = threadIdx.x & 31;
+    if (!experts.present(slot)) return;
     const bf16* xt = x + static_cast<size_t>(slot / experts.per_token) * hidden;
     const QMatrix g = experts.gate(slot), u = experts.up(slot);
     const char* grow = static_cast<const char*>(g.data) + size_t(row0) * qrow_bytes<C>(hidden);
@@ -304,10 +315,15 @@ __global__ void __launch_bounds__(kWarps * 32)
         const int count = min(kQDownSlots, experts.per_token - first);
         QMatrix m[kQDownSlots];
         const char* rows[kQDownSlots];
+        bool live[kQDownSlots];
 #pragma unroll
         for (int s = 0; s < kQDownSlots; ++s) {
-            m[s] = experts.down(first_slot + min(first + s, experts.per_token - 1));
-            rows[s] = static_cast<const char*>(m[s].data) + size_t(row0) * qrow_bytes<C>(inter);
+            const int slot = first_slot + min(first + s, experts.per_token - 1);
+            live[s] = s < count && experts.present(slot);
+            m[s] = live[s] ? experts.down(slot) : QMatrix{};
+            rows[s] =
+                live[s] ? static_cast<const char*>(m[s].data) + size_t(row0) * qrow_bytes<C>(inter)
+                        : nullptr;
         }
         float dot[kQDownSlots][R] = {};
         for (int base = lane * kChunkValues; base < inter; base += kQDownLoads * kQStride) {
@@ -318,7 +334,7 @@ __global__ void __launch_bounds__(kWarps * 32)
                 for (int r = 0; r < R; ++r)
 #pragma unroll
                     for (int i = 0; i < kQDownLoads; ++i)
-                        if (s < count && base + i * kQStride < inter)
+                        if (live[s] && base + i * kQStride < inter)
                             q[s][r][i] = load_qchunk<C>(rows[s] + r * qrow_bytes<C>(inter),
                                                         base + i * kQStride);
             if (!waited) {
@@ -335,7 +351,7 @@ __global__ void __launch_bounds__(kWarps * 32)
 #pragma unroll
                 for (int i = 0; i < kQDownLoads; ++i) {
                     const int c = base + i * kQStride;
-                    if (s < count && c < inter) {
+                    if (live[s] && c < inter) {
                         float av[kChunkValues];
                         load_x16_f32(a + c, av);
 #pragma unroll
@@ -352,7 +368,7 @@ __global__ void __launch_bounds__(kWarps * 32)
 #pragma unroll
             for (int r = 0; r < R; ++r) {
                 const float sum = warp_sum(dot[s][r]);
-                if (s < count) total[r] += weight * sum;
+                if (live[s]) total[r] += weight * sum;
             }
         }
     }

@@ -48,10 +48,13 @@ struct ExpertWeights {
 };
 
 // ---- elementwise and norms (elementwise.cu) --------------------------------------------
-// x[t, :] = embed[history[pos + t], :] (bf16 -> fp32) for t < n, pos read from pos_device
-// (device memory, so a captured graph replays at any position).
-void embedding_gather(const bf16* embed, const int32_t* history, const int32_t* pos_device,
-                      size_t n, size_t hidden, float* x, cudaStream_t stream);
+// x[t, :] = embed[history[pos + t] - vocab_begin, :] (bf16 -> fp32) for t < n, pos read from
+// pos_device (device memory, so a captured graph replays at any position); embed holds the
+// vocab_rows rows from vocab_begin (the whole vocabulary, or a shard's part: a token outside
+// it gets zeros, its row coming from the shard that holds it).
+void embedding_gather(const bf16* embed, int64_t vocab_begin, int64_t vocab_rows,
+                      const int32_t* history, const int32_t* pos_device, size_t n, size_t hidden,
+                      float* x, cudaStream_t stream);
 // y_bf16[r, :] = x[r, :] * rsqrt(mean(x^2) + eps) * w  for `rows` rows of `dim` (strides
 // in elements: x_stride, y_stride).
 void rms_norm_to_bf16(const float* x, size_t x_stride, const bf16* w, size_t rows, size_t dim,
@@ -206,6 +209,10 @@ void moe_route_decode(const bf16* x, size_t n, size_t hidden, const bf16* router
                       float scaling, size_t groups, size_t topk_groups, float* logits,
                       unsigned* blocks_done, int32_t* chosen, float* weights,
                       cudaStream_t stream);
+// A shard of a split model (docs/design/sharding.md) runs the experts [begin, end) it owns:
+// every other chosen id of the slots becomes -1, which the experts' kernels skip.
+void keep_owned_experts(int32_t* chosen, size_t slots, int64_t begin, int64_t end,
+                        cudaStream_t stream);
 // dst[rows_of[i], :] (bf16) gathered from src rows
 void gather_rows_bf16(const bf16* src, const int32_t* rows, size_t n, size_t dim, bf16* dst,
                       cudaStream_t stream);

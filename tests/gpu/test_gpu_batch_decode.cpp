@@ -33,6 +33,7 @@
 #include "core/model.h"
 #include "core/sampler.h"
 #include "gpu_test_util.h"
+#include "random_tokens.h"
 #include "tiny_model.h"
 
 namespace {
@@ -48,13 +49,7 @@ std::unique_ptr<kl::Model> load_gpu(const std::string& dir) {
     return kl::Model::load(dir, options);
 }
 
-std::vector<int32_t> random_tokens(size_t n, int64_t vocab, uint32_t seed) {
-    std::mt19937 rng(seed);
-    std::uniform_int_distribution<int32_t> pick(0, static_cast<int32_t>(vocab - 1));
-    std::vector<int32_t> t(n);
-    for (auto& x : t) x = pick(rng);
-    return t;
-}
+using kl::test::random_tokens;
 
 std::vector<float> logits_of(const kl::Backend& b, const kl::BackendState& st, size_t vocab) {
     std::vector<float> out(vocab);

@@ -19,6 +19,7 @@
 #include "core/sampler.h"
 #include "core/session.h"
 #include "gpu_test_util.h"
+#include "random_tokens.h"
 #include "tiny_model.h"
 
 namespace {
@@ -76,13 +77,7 @@ std::vector<double> row_errors(const std::vector<float>& got, const std::vector<
 
 using kl::test::rel_error;
 
-std::vector<int32_t> random_tokens(size_t n, int64_t vocab, uint32_t seed) {
-    std::mt19937 rng(seed);
-    std::uniform_int_distribution<int32_t> pick(0, static_cast<int32_t>(vocab - 1));
-    std::vector<int32_t> t(n);
-    for (auto& x : t) x = pick(rng);
-    return t;
-}
+using kl::test::random_tokens;
 
 // The logits after each token, appended one at a time to a new session (decode steps).
 std::vector<float> decode_each(const kl::Model& model, const std::vector<int32_t>& tokens) {

@@ -224,9 +224,14 @@ TEST_F(GpuOps, DecodeRouterEqualsGemvThenRoute) {
 
 // One decode-experts call against the CPU experts: n tokens x top-k of E random distinct
 // experts (+ the shared expert as one more slot), random slot weights of either sign, the
-// experts' weights in `code` (the CPU runs the values they stand for).
+// experts' weights in `code` (the CPU runs the values they stand for). With `owned` narrower
+// than [0, E), as on a shard of a split model: the other experts' tables are null and
+// keep_owned_experts masks their slots, which then add nothing.
 void check_decode_experts(size_t n, size_t k, size_t E, size_t h, size_t inter, uint32_t seed,
-                          kl::cuda::WeightCode code = kl::cuda::WeightCode::Bf16) {
+                          kl::cuda::WeightCode code = kl::cuda::WeightCode::Bf16,
+                          std::pair<int32_t, int32_t> owned = {0, INT32_MAX}) {
+    owned.second = std::min<int32_t>(owned.second, int32_t(E));
+    auto is_owned = [&](int32_t e) { return e >= owned.first && e < owned.second; };
     auto x = randn(n * h, seed);
     const auto x_b = to_bf16(x);
     std::vector<std::vector<float>> w1(E + 1), w3(E + 1), w2(E + 1);  // [E]: the shared one
@@ -243,8 +248,9 @@ void check_decode_experts(size_t n, size_t k, size_t E, size_t h, size_t inter, 
             dev.push_back(
                 std::make_unique<DevWeight>(*w, down ? h : inter, down ? inter : h, code));
             const kl::cuda::QMatrix m = dev.back()->matrix();
-            (w == &w1[e] ? p1 : w == &w3[e] ? p3 : p2).push_back(m.data);
-            (w == &w1[e] ? s1 : w == &w3[e] ? s3 : s2).push_back(m.scales);
+            const bool held = e == E || is_owned(int32_t(e));  // [E] is the shared expert
+            (w == &w1[e] ? p1 : w == &w3[e] ? p3 : p2).push_back(held ? m.data : nullptr);
+            (w == &w1[e] ? s1 : w == &w3[e] ? s3 : s2).push_back(held ? m.scales : nullptr);
         }
     }
     std::mt19937 rng(seed);
@@ -268,6 +274,7 @@ void check_decode_experts(size_t n, size_t k, size_t E, size_t h, size_t inter, 
     const std::vector<float> out0 = randn(n * h, seed + 7);
     std::vector<float> routed(n * h, 0.0f), shared(n * h, 0.0f);
     for (size_t slot = 0; slot < n * k; ++slot) {
+        if (!is_owned(chosen[slot])) continue;
         const auto y = expert(slot / k, chosen[slot]);
         for (size_t c = 0; c < h; ++c) routed[slot / k * h + c] += weights[slot] * y[c];
     }
@@ -277,6 +284,13 @@ void check_decode_experts(size_t n, size_t k, size_t E, size_t h, size_t inter, 
     }
     Dev<uint16_t> dx(x_b);
     Dev<int32_t> dc(chosen);
+    if (owned != std::pair<int32_t, int32_t>{0, int32_t(E)}) {
+        kl::cuda::keep_owned_experts(dc.ptr, n * k, owned.first, owned.second, nullptr);
+        std::vector<int32_t> masked = chosen;
+        for (int32_t& e : masked)
+            if (!is_owned(e)) e = -1;
+        ASSERT_EQ(dc.get(), masked);
+    }
     Dev<float> dw(weights), act(n * (k + 1) * inter);
     Dev<const void*> d1(p1), d3(p3), d2(p2);
     Dev<const float*> ds1(s1), ds3(s3), ds2(s2);
@@ -298,7 +312,8 @@ void check_decode_experts(size_t n, size_t k, size_t E, size_t h, size_t inter, 
         // fp32 sums of bf16 products in another order than the CPU's: 1e-4.
         EXPECT_LE(rel_error(dout.get(), want), 1e-4)
             << "n=" << n << " k=" << k << " h=" << h << " inter=" << inter
-            << " with_shared=" << with_shared << " " << code_name(code);
+            << " with_shared=" << with_shared << " " << code_name(code) << " owned [" << owned.first
+            << ", " << owned.second << ")";
     }
 }
 
@@ -310,6 +325,9 @@ TEST_F(GpuOps, DecodeExpertGemvMatchesCpuExperts) {
     for (size_t n : {1, 4}) check_decode_experts(n, 8, 9, 2304, 1024, 2 + uint32_t(n));
     check_decode_experts(3, 8, 9, 2312, 1032, 9);
     check_decode_experts(1, 1, 3, 2304 + 2304, 2048 + 8, 10);
+    // A shard's experts: 4 of 9 owned, so most tokens have absent slots; none owned.
+    check_decode_experts(4, 8, 9, 2304, 1024, 11, kl::cuda::WeightCode::Bf16, {3, 7});
+    check_decode_experts(2, 8, 9, 2304, 1024, 12, kl::cuda::WeightCode::Bf16, {9, 9});
 }
 
 // The same over FP8 and INT4 experts: the real shapes (5 chunks of 16 per lane per 2304-long
@@ -321,6 +339,7 @@ TEST_F(GpuOps, DecodeExpertGemvReadsQuantizedExperts) {
         check_decode_experts(3, 8, 9, 2320, 1040, 29, code);
         check_decode_experts(2, 3, 5, 64, 48, 31, code);
         check_decode_experts(1, 1, 3, 2304 * 2 + 16, 2048 + 16, 37, code);
+        check_decode_experts(4, 8, 9, 2304, 1024, 38, code, {3, 7});  // a shard's experts
     }
 }
 

@@ -61,7 +61,8 @@ namespace KimiLinear
         /// <see cref="ModelInfo.Devices"/> reports it); null or empty: one device, deviceIndex. On
         /// the CPU { 0, 1, ..., n-1 } runs n shards on threads (a check of the split, no faster); on
         /// CUDA the entries are GPU ordinals, and more than one is KimiLinearException.Unsupported
-        /// for now (CUDA shards are not built yet). More than 8, a negative or repeated ordinal:
+        /// unless the environment has KL_CUDA_SHARDS=1 (CUDA shards over NCCL are built but not
+        /// yet verified on several GPUs). More than 8, a negative or repeated ordinal:
         /// KimiLinearException.InvalidArgument; a count that does not divide the model's heads,
         /// widths or experts: KimiLinearException.Unsupported</param>
         /// <exception cref="KimiLinearException.Io">a file could not be read</exception>

@@ -192,7 +192,8 @@ class Model:
     devices, at most 8; ``info.n_devices`` reports it): None (the default) = one device,
     ``device_index``. On the CPU, ``[0, 1, ..., n-1]`` runs n shards on threads (a check of
     the split, no faster); on CUDA the entries are GPU ordinals, and more than one raises
-    UnsupportedError for now (CUDA shards are not built yet). A bad list (more than 8, a
+    UnsupportedError unless the environment has KL_CUDA_SHARDS=1 (CUDA shards over NCCL are
+    built but not yet verified on several GPUs). A bad list (more than 8, a
     negative or repeated ordinal) raises InvalidArgumentError; a count that does not divide
     the model's heads, widths or experts UnsupportedError.
 

@@ -25,8 +25,9 @@ import java.util.Objects;
  * kl_model_params.devices}, at most 8; {@link ModelInfo#nDevices()} reports it); empty (the
  * default) = one device, {@code deviceIndex}. On the CPU {@code withDevices(0, 1, ..., n - 1)}
  * runs n shards on threads (a check of the split, no faster); on CUDA the entries are GPU
- * ordinals, and more than one throws {@link KimiLinearException.Unsupported} for now (CUDA shards
- * are not built yet). The library checks the list at load: more than 8, a negative or repeated
+ * ordinals, and more than one throws {@link KimiLinearException.Unsupported} unless the
+ * environment has KL_CUDA_SHARDS=1 (CUDA shards over NCCL are built but not yet verified on
+ * several GPUs). The library checks the list at load: more than 8, a negative or repeated
  * ordinal throw {@link KimiLinearException.InvalidArgument}; a count that does not divide the
  * model's heads, widths or experts {@link KimiLinearException.Unsupported}.
  */
