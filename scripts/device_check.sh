@@ -15,6 +15,9 @@
 # (docs/perf/hardening.md); "ablation" profiles batch-1 decode of the 48B shapes by leaving
 # each section's chained kernels out of the decode graph (KL_CUDA_PROFILE=without:SECTION;
 # ablation.log: TPOT without it and what it costs; KL_WEIGHTS, KL_ABLATION_CONTEXT);
+# "shards" runs the NCCL and CUDA-shard GPU tests and, with two GPUs or more, the 48B
+# shapes' bench on one GPU and split over two (shards.log; KL_CUDA_SHARDS=1, NCCL from
+# KL_NCCL_LIBRARY, the system, or build-nccl/ as below);
 # "cancel" measures cancel-to-return latency of a long prefill (tools/bench/cancel_latency;
 # cancel.log);
 # "plugin" checks the C API's CUDA plugin on the device (plugin.log): AUTO picks the GPU, the
@@ -45,10 +48,15 @@ case "${1:-}" in
     export LD_LIBRARY_PATH=$bin:/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}
     export KL_MAKE_TINY_MODEL=$bin/make_tiny_model
     # NCCL for the CUDA shards' tests (the device machine reaches no package index): one
-    # already there, else the wheel's libnccl.so.2 (199 MB, over one call's 64 MiB carry)
-    # brought in pieces to .scratch/nccl/ by earlier calls of a warm machine.
+    # already there, else the wheel's libnccl.so.2 (199 MB, over one call's 64 MiB carry),
+    # split into build-nccl/part-NN (split -b 60M -d) and brought one piece per call of a
+    # warm machine (a carried path stays there while later calls name other paths).
     nccl=$(ldconfig -p | awk '/libnccl.so.2 /{print $NF; exit}')
-    [[ -z $nccl && -f .scratch/nccl/libnccl.so.2 ]] && nccl=$PWD/.scratch/nccl/libnccl.so.2
+    if [[ -z $nccl && ! -f build-nccl/libnccl.so.2 ]] && ls build-nccl/part-* > /dev/null 2>&1; then
+      cat build-nccl/part-* > build-nccl/libnccl.so.2
+      (cd build-nccl && sha256sum -c SHA256) || rm -f build-nccl/libnccl.so.2
+    fi
+    [[ -z $nccl && -f build-nccl/libnccl.so.2 ]] && nccl=$PWD/build-nccl/libnccl.so.2
     [[ -n $nccl ]] && export KL_NCCL_LIBRARY=$nccl
     parts=${KL_RUN_PARTS:-tests ops model profile demo}
     nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader |
@@ -105,6 +113,18 @@ case "${1:-}" in
             'BEGIN { printf "without %-26s TPOT %s ms, costs %.3f ms\n", s, t, b - t }'
         done
         echo "baseline again: TPOT $(step) ms"; } 2>&1 | tee "$OUT/ablation.log"
+    fi
+    if [[ $parts == *shards* ]]; then  # CUDA shards over NCCL: tests, then 1 GPU against 2
+      echo "NCCL: ${KL_NCCL_LIBRARY:-none found}" | tee "$OUT/shards.log"
+      "$bin/kl_gpu_tests" --gtest_filter='Nccl*:GpuShards*' 2>&1 |
+        tee -a "$OUT/shards.log" | grep -E "^\[  (SKIPPED|FAILED) |Failure|PASSED|tests ran" || true
+      if (( $(nvidia-smi -L | wc -l) >= 2 )); then
+        for devices in 0 0,1; do
+          KL_CUDA_SHARDS=1 NCCL_NVLS_ENABLE=0 "$bin/kimi" bench --random $config --device cuda \
+            --devices $devices --prompt-len 8,8192 --context 512,32768,131072 --decode 64 \
+            --repeats 2 --bandwidth-gbs 4300
+        done 2>&1 | tee -a "$OUT/shards.log"
+      fi
     fi
     if [[ $parts == *sanitize* ]]; then
       cs=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
