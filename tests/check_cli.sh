@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The kimi CLI end to end on a tiny model: info, run (streamed ids, reproducible by seed),
 # usage and load errors with their exit codes, --devices (two CPU shards); quantize (FP8 and
-# INT4 round trips, its progress bar on a terminal only) and accuracy with their usage errors;
+# INT4 round trips, its progress bar on a terminal only, SIGINT and SIGTERM cancelling it) and
+# accuracy with their usage errors, empty entries of comma lists refused;
 # then the text commands (tokenize, run --prompt, chat) on a model folder with a tokenizer.
 set -euo pipefail
 kimi=$1
@@ -73,6 +74,49 @@ if command -v script >/dev/null; then
   grep -qE "^quantizing \[#+\] 100%$" <<<"$bar" \
     || { echo "FAIL: quantize on a terminal showed no bar ending at 100%: '$bar'"; exit 1; }
 fi
+# quantize stopped by a signal mid-write (KIMI_TEST_HOLD_QUANTIZE=0.5 holds it at half way,
+# shards written, until one comes): the library removes what it wrote, kimi says "cancelled"
+# and exits 128 + the signal. SIGINT to a foreground kimi, as Ctrl-C sends it (env restores
+# the default action where the test itself started with SIGINT ignored): the folder it made is
+# gone, and a re-run into it succeeds.
+reset_int=()
+if env --default-signal=INT true 2>/dev/null; then reset_int=(env --default-signal=INT); fi
+signal_when_held() {  # signal_when_held PID_FILE OUT SIGNAL...: once kimi is held, OUT listed
+  local pid_file=$1 out=$2 sig
+  shift 2
+  for _ in $(seq 600); do grep -q "held at" "$dir/err" 2>/dev/null && break; sleep 0.05; done
+  ls "$out" >"$dir/held"
+  for sig in "$@"; do kill -"$sig" "$(cat "$pid_file")"; done
+}
+rm -f "$dir/err"
+signal_when_held "$dir/pid" "$dir/cut" INT &
+set +e
+(echo $BASHPID >"$dir/pid"
+ KIMI_TEST_HOLD_QUANTIZE=0.5 exec ${reset_int[@]+"${reset_int[@]}"} "$kimi" quantize "$dir/m" "$dir/cut" \
+   --format fp8 --shard-mb 0.02 >/dev/null 2>"$dir/err"); cut=$?
+set -e
+wait
+grep -q '^model-.*\.safetensors$' "$dir/held" || { echo "FAIL: no shard written when held"; exit 1; }
+[[ $cut -eq 130 ]] && grep -qx "kimi: cancelled by SIGINT" "$dir/err" && [[ ! -e $dir/cut ]] \
+  || { echo "FAIL: quantize at SIGINT exited $cut, left '$(ls "$dir/cut" 2>&1)': $(cat "$dir/err")"; exit 1; }
+"$kimi" quantize "$dir/m" "$dir/cut" --format fp8 --shard-mb 0.02 >/dev/null \
+  && diff -r "$dir/fp8" "$dir/cut" >/dev/null \
+  || { echo "FAIL: quantize into the folder of a cancelled one"; exit 1; }
+# A background job of a script has SIGINT ignored, and kimi leaves it so; SIGTERM stops it. An
+# output folder that was there (empty) stays, emptied again.
+mkdir "$dir/cut-term"
+rm -f "$dir/err"
+KIMI_TEST_HOLD_QUANTIZE=0.5 "$kimi" quantize "$dir/m" "$dir/cut-term" --format int4 \
+  --shard-mb 0.02 >/dev/null 2>"$dir/err" &
+echo $! >"$dir/pid-term"
+signal_when_held "$dir/pid-term" "$dir/cut-term" INT TERM
+set +e
+wait "$(cat "$dir/pid-term")"; cut=$?
+set -e
+grep -q '^model-.*\.safetensors$' "$dir/held" || { echo "FAIL: no int4 shard written when held"; exit 1; }
+[[ $cut -eq 143 ]] && grep -qx "kimi: cancelled by SIGTERM" "$dir/err" && [[ -d $dir/cut-term ]] \
+  && [[ -z $(ls -A "$dir/cut-term") ]] \
+  || { echo "FAIL: quantize at SIGTERM exited $cut, left '$(ls -A "$dir/cut-term" 2>&1)': $(cat "$dir/err")"; exit 1; }
 # accuracy: its figures, a KL divergence above zero and an agreement out of the positions.
 acc=$("$kimi" accuracy "$dir/m" --device cpu --weights int4 --positions 48 --seq 16)
 grep -qE "^mean KL\(bf16 \|\| int4\): [0-9.]+ nats$" <<<"$acc" \
@@ -92,6 +136,21 @@ expect_usage() {  # expect_usage FRAGMENT ARGS...
 }
 expect_usage "--devices needs comma-separated integers" run "$dir/m" --devices 0,x --prompt-tokens 1
 expect_usage "--devices lists 9 devices, at most 8" info "$dir/m" --devices 0,1,2,3,4,5,6,7,8
+# Lists: an empty entry is no entry (a trailing comma, two commas, a given "").
+expect_usage '--devices needs comma-separated integers, got "0,1," (an empty entry)' \
+  info "$dir/m" --devices 0,1,
+expect_usage '--prompt-tokens needs comma-separated integers, got "1,,2" (an empty entry)' \
+  run "$dir/m" --prompt-tokens 1,,2
+expect_usage '--prompt-tokens needs comma-separated integers, got ",1" (an empty entry)' \
+  run "$dir/m" --prompt-tokens ,1
+expect_usage '--stop-tokens needs comma-separated integers, got "" (an empty entry)' \
+  run "$dir/m" --prompt-tokens 1 --stop-tokens ""
+expect_usage '--prompt-len needs comma-separated integers, got "8," (an empty entry)' \
+  bench "$dir/m" --prompt-len 8,
+expect_usage '--context needs comma-separated integers, got "0,,40" (an empty entry)' \
+  bench "$dir/m" --context 0,,40
+expect_usage '--batch needs comma-separated integers, got "" (an empty entry)' \
+  bench "$dir/m" --batch ""
 expect_usage "needs an input and an output folder" quantize "$dir/m"
 expect_usage "needs --format fp8|int4" quantize "$dir/m" "$dir/q"
 expect_usage "--format must be fp8 or int4" quantize "$dir/m" "$dir/q" --format bf16

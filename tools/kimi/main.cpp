@@ -28,6 +28,7 @@
 
 #include "kimi_linear.h"
 #include "progress_bar.h"
+#include "signal_stop.h"
 #include "truncated_config.h"
 
 namespace {
@@ -52,7 +53,8 @@ const char* kUsage =
     "  kimi bench --random CONFIG.json [--layers N] [--seed S] [...]  (random weights, no files;\n"
     "           --layers keeps the first N layers of the config's pattern)\n"
     "  kimi quantize IN_DIR OUT_DIR --format fp8|int4 [--shard-mb 4096]  (writes a sharded\n"
-    "           FP8 block-scaled or INT4 pack-quantized checkpoint)\n"
+    "           FP8 block-scaled or INT4 pack-quantized checkpoint; Ctrl-C stops it and removes\n"
+    "           what it wrote, exit 130)\n"
     "  kimi accuracy DIR|--random CONFIG.json --weights fp8|int4 [--positions 2000] [--seq 256]\n"
     "           [--text FILE] [--seed S]  (logits of the format against bf16: mean KL divergence\n"
     "           and top-1 agreement; tokens of FILE, else random ids)\n"
@@ -89,11 +91,13 @@ struct Options {
             throw UsageError{"--" + key + " needs a number, got \"" + values.at(key) + "\""};
         return v;
     }
+    // A list given or defaulted: its comma-separated entries, each an integer (an empty one
+    // too is an error: "0,1," or "1,,2", and a given "" has one); not given and no default: {}.
     std::vector<int32_t> ints(const std::string& key, const std::string& fallback) const {
         std::vector<int32_t> out;
+        if (!has(key) && fallback.empty()) return out;
         const std::string text = get(key, fallback);
-        size_t pos = 0;
-        while (pos < text.size()) {
+        for (size_t pos = 0;;) {
             size_t comma = text.find(',', pos);
             if (comma == std::string::npos) comma = text.size();
             const std::string item = text.substr(pos, comma - pos);
@@ -102,11 +106,11 @@ struct Options {
             const long v = std::strtol(item.c_str(), &end, 10);
             if (item.empty() || *end != '\0' || errno == ERANGE || v < INT32_MIN || v > INT32_MAX)
                 throw UsageError{"--" + key + " needs comma-separated integers, got \"" + text +
-                                 "\""};
+                                 "\"" + (item.empty() ? " (an empty entry)" : "")};
             out.push_back(static_cast<int32_t>(v));
+            if (comma == text.size()) return out;
             pos = comma + 1;
         }
-        return out;
     }
 };
 
@@ -191,7 +195,6 @@ ModelHandle load(const Options& o) {
     params.device_index = static_cast<int32_t>(o.number("device-index", 0));
     if (o.has("devices")) {  // the entries themselves (repeated, negative...) the library checks
         const std::vector<int32_t> devices = o.ints("devices", "");
-        if (devices.empty()) throw UsageError{"--devices needs a list, e.g. 0,1"};
         if (devices.size() > KL_MAX_DEVICES)
             throw UsageError{"--devices lists " + std::to_string(devices.size()) +
                              " devices, at most " + std::to_string(KL_MAX_DEVICES)};
@@ -735,16 +738,44 @@ int cmd_accuracy(const Options& o) {
     return 0;
 }
 
+// quantize's progress: the bar on a terminal, and a stop once SIGINT or SIGTERM came
+// (signal_stop.h), which the library answers by removing what it wrote. KIMI_TEST_HOLD_QUANTIZE
+// (a fraction, for tests/check_cli.sh) holds the write at its first report at or past it,
+// until a signal comes (a minute at most), so that a test's signal lands mid-write.
+struct QuantizeProgress {
+    kimi::ProgressBar bar{"quantizing"};
+    bool terminal = false;
+    const char* hold_at = std::getenv("KIMI_TEST_HOLD_QUANTIZE");
+};
+
+int quantize_progress(float fraction, void* user) {
+    auto* progress = static_cast<QuantizeProgress*>(user);
+    if (progress->hold_at && fraction >= std::strtof(progress->hold_at, nullptr)) {
+        progress->hold_at = nullptr;
+        if (progress->bar.shown >= 0) std::fputc('\n', stderr), progress->bar.shown = -1;
+        std::fprintf(stderr, "kimi: KIMI_TEST_HOLD_QUANTIZE: held at %.0f%% for a signal\n",
+                     100.0 * fraction);
+        for (int i = 0; i < 6000 && !kimi::stop_signal(); ++i)
+            std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    if (kimi::stop_signal()) {
+        if (progress->bar.shown >= 0) std::fputc('\n', stderr);  // end the bar's line
+        return 1;
+    }
+    return progress->terminal ? kimi::progress_bar(fraction, &progress->bar) : 0;
+}
+
 int cmd_quantize(const Options& o) {
     if (!o.has("format")) throw UsageError{"quantize needs --format fp8|int4"};
     const kl_weight_format format = weight_format(o.get("format", ""), "--format", false);
     const double shard_mb = o.number("shard-mb", 4096);
     if (!(shard_mb > 0)) throw UsageError{"--shard-mb must be positive"};
-    kimi::ProgressBar bar{"quantizing"};
-    const bool terminal = isatty(STDERR_FILENO);
+    QuantizeProgress progress;
+    progress.terminal = isatty(STDERR_FILENO);
+    const kimi::SignalStop stop;
     check(kl_checkpoint_quantize_with_progress(o.dir.c_str(), o.out_dir.c_str(), format,
                                                static_cast<uint64_t>(shard_mb * 1024 * 1024),
-                                               terminal ? kimi::progress_bar : nullptr, &bar));
+                                               quantize_progress, &progress));
     std::printf("wrote %s (%s weights) from %s\n", o.out_dir.c_str(), o.get("format", "").c_str(),
                 o.dir.c_str());
     return 0;
@@ -773,6 +804,11 @@ int main(int argc, char** argv) {
         std::fprintf(stderr, "kimi: %s\n%s", e.message.c_str(), kUsage);
         return 2;
     } catch (const Failure& f) {
+        // A signal stopped it (signal_stop.h): 128 + the signal, as a shell reports its kill.
+        if (const int sig = kimi::stop_signal(); f.status == KL_ERR_CANCELLED && sig) {
+            std::fprintf(stderr, "kimi: cancelled by %s\n", sig == SIGINT ? "SIGINT" : "SIGTERM");
+            return 128 + sig;
+        }
         std::fprintf(stderr, "error: %s: %s\n", kl_status_string(f.status), kl_last_error());
         return 1;
     }
