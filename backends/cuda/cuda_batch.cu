@@ -79,6 +79,13 @@ void CudaBackend::run_batch_group(CudaState* const* states, const uint64_t* posi
 }
 
 cudaGraphExec_t CudaBackend::batch_graph(size_t n, const std::vector<size_t>& rec_offset) const {
+    if (batch_graphs_generation_ != graph_generation()) {  // a shard's, after an aborted step
+        for (cudaGraphExec_t& graph : batch_graphs_) {
+            if (graph) cudaGraphExecDestroy(graph);
+            graph = nullptr;
+        }
+        batch_graphs_generation_ = graph_generation();
+    }
     if (batch_graphs_.empty()) batch_graphs_.assign(kMaxBatch + 1, nullptr);
     if (!batch_graphs_[n]) batch_graphs_[n] = capture([&] { enqueue_batch(n, rec_offset); });
     return batch_graphs_[n];

@@ -211,11 +211,14 @@ void CudaBackend::forward(BackendState& base, uint64_t position, const int32_t* 
         // A shard decides with the others (a decode step's one decision; prefill's before
         // each layer too).
         if (shard_ && stop_for_cancel(cancel)) fail(Status::Cancelled, "cancelled");
+        if (n == 1 && st.decode_graph_[in] && st.graph_generation_ != graph_generation())
+            capture_decode_graphs(st, /*locked=*/true);
         check(cudaMemcpyAsync(st.history_.as<int32_t>() + position, tokens, n * sizeof(int32_t),
                               cudaMemcpyHostToDevice, stream_),
               "upload tokens");
         if (n == 1 && st.decode_graph_[in]) {
-            if (cancel.load(std::memory_order_relaxed)) fail(Status::Cancelled, "cancelled");
+            if (!shard_ && cancel.load(std::memory_order_relaxed))  // a shard voted above
+                fail(Status::Cancelled, "cancelled");
             set_position(position);
             check(cudaGraphLaunch(st.decode_graph_[in], stream_), "decode graph");
         } else {
@@ -285,11 +288,17 @@ void CudaBackend::set_position(uint64_t position) const {
 // One graph per buffer parity: the decode step of one token whose id sits in the
 // history at the position held in the workspace, reading state buffer p and writing
 // 1 - p. Captured once per session; replays need no host work but two tiny uploads.
-void CudaBackend::capture_decode_graphs(CudaState& st) const {
+void CudaBackend::capture_decode_graphs(CudaState& st, bool locked) const {
     if (!decode_fused()) return;
-    std::lock_guard<std::mutex> lock(mutex_);
+    std::unique_lock<std::mutex> lock(mutex_, std::defer_lock);
+    if (!locked) lock.lock();
     DeviceGuard guard(device_);
     const std::atomic<bool> never(false);
+    for (cudaGraphExec_t& graph : st.decode_graph_) {
+        if (graph) cudaGraphExecDestroy(graph);
+        graph = nullptr;
+    }
+    st.graph_generation_ = graph_generation();
     for (int p = 0; p < 2; ++p)
         st.decode_graph_[p] = capture([&] {
             run_piece(st, 1, st.recurrent(p), st.recurrent(1 - p), st.logits(1 - p), nullptr,

@@ -198,6 +198,7 @@ struct CudaState final : BackendState {
     DeviceBuffer history_;               // int32 [capacity]: tokens by position
     mutable size_t history_synced_ = 0;  // leading history_ entries known to be the session's
     cudaGraphExec_t decode_graph_[2] = {nullptr, nullptr};  // one token, from buffer [i]
+    uint64_t graph_generation_ = 0;  // CudaBackend::graph_generation() they captured
 };
 
 class CudaBackend final : public Backend {
@@ -240,8 +241,6 @@ public:
                     const uint8_t* in) const override;
 
     // cuda_shard.cu: makes this backend shard role.rank of a split model, before any state.
-    // A shard runs without CUDA graphs for now (a graph would hold communicators that an
-    // aborted step replaces).
     void become_shard(ShardRole role);
 
 private:
@@ -270,8 +269,12 @@ private:
     void shard_sum(float* values, size_t count) const;
     void head_rows(const bf16* xn, size_t rows, float* out) const;
     bool stop_for_cancel(const std::atomic<bool>& cancel) const;
-    bool uses_graphs() const { return !profile_.eager() && !shard_; }
-    void capture_decode_graphs(CudaState& st) const;
+    bool uses_graphs() const { return !profile_.eager(); }
+    // The state's decode graphs; `locked`: the caller holds mutex_ and the device guard.
+    void capture_decode_graphs(CudaState& st, bool locked = false) const;
+    // A shard's graphs hold the communicators they captured: after an aborted step made new
+    // ones (NcclGroup::generation), they are captured again before their next replay.
+    uint64_t graph_generation() const { return shard_ ? shard_->nccl->generation() : 0; }
     void linear(const bf16* x, size_t n, const Weight& w, float* y, size_t ldy = 0) const;
     void mlp(const Mlp& w, const bf16* x, size_t n, Workspace& ws, float* out) const;
     void run_piece(CudaState& st, size_t m, const float* rec_in, float* rec_out, float* logits_out,
@@ -312,6 +315,7 @@ private:
     std::unique_ptr<Workspace> workspace_;  // guarded by mutex_
     // [n]: the batched pass of n rows, captured at its first use (guarded by mutex_).
     mutable std::vector<cudaGraphExec_t> batch_graphs_;
+    mutable uint64_t batch_graphs_generation_ = 0;  // graph_generation() they captured
     uint64_t weight_bytes_ = 0;
     // Set by become_shard; head_part_ [rows, widest vocabulary part] and head_gathered_
     // (every rank's) are the lm_head's gather buffers.

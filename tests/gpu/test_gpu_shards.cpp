@@ -1,7 +1,8 @@
 // CUDA shards (backends/cuda/cuda_shard.cu, docs/design/sharding.md "CUDA shards") against
 // the unsplit CUDA model. On one GPU, a group of one: the shard's path (its weights through
-// the plan, the NCCL sums and the logits' gather, the experts' mask, the cancel vote, an
-// aborted step and the communicators made again) must give the unsplit model's logits.
+// the plan, the NCCL sums and the logits' gather captured in the graphs, the experts' mask,
+// the cancel vote, an aborted step, the communicators and graphs made again) must give the
+// unsplit model's logits.
 // On two GPUs or more, the model split over two: logits within bf16 tolerance of the one-GPU
 // model, the same greedy tokens, batched decode and a cancelled step. Skipped without a GPU
 // or without NCCL (KL_NCCL_LIBRARY), saying which.
@@ -105,12 +106,12 @@ TEST(GpuShards, AGroupOfOneRunsAsTheUnsplitModel) {
     const auto prompt = random_tokens(37, config.vocab_size, 1);
     const auto steps = random_tokens(3, config.vocab_size, 2);
     const std::vector<float> want = run(*whole, vocab, prompt, steps);
-    // The same kernels on the same values (eager instead of graphs, a sum over one rank, the
-    // logits through the gather buffers): equal but for the order of nothing.
+    // The same kernels on the same values (the sums over one rank copies, the logits through
+    // the gather's buffers): equal.
     EXPECT_LE(kl::test::rel_error(run(split, vocab, prompt, steps), want), 1e-6);
 
     // A cancelled step fails on the shard's vote, aborts the communicators (made again after
-    // it) and leaves the state as it was.
+    // it, so the decode graphs are captured again) and leaves the state as it was.
     auto state = split.create_state(64);
     const std::atomic<bool> go{false}, stop{true};
     split.forward(*state, 0, prompt.data(), prompt.size(), nullptr, nullptr, go);
