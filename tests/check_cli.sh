@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The kimi CLI end to end on a tiny model: info, run (streamed ids, reproducible by seed),
 # usage and load errors with their exit codes, --devices (two CPU shards); quantize (FP8 and
-# INT4 round trips, its progress bar on a terminal only, SIGINT and SIGTERM cancelling it) and
-# accuracy with their usage errors, empty entries of comma lists refused;
-# then the text commands (tokenize, run --prompt, chat) on a model folder with a tokenizer.
+# INT4 round trips, its progress bar on a terminal only, SIGINT and SIGTERM cancelling it), run
+# and a load stopped by them, and accuracy with their usage errors, empty entries of comma
+# lists refused; then the text commands (tokenize, run --prompt, chat, a chat reply stopped by
+# SIGINT) on a model folder with a tokenizer.
 set -euo pipefail
 kimi=$1
 make_tiny_model=$2
@@ -117,6 +118,45 @@ grep -q '^model-.*\.safetensors$' "$dir/held" || { echo "FAIL: no int4 shard wri
 [[ $cut -eq 143 ]] && grep -qx "kimi: cancelled by SIGTERM" "$dir/err" && [[ -d $dir/cut-term ]] \
   && [[ -z $(ls -A "$dir/cut-term") ]] \
   || { echo "FAIL: quantize at SIGTERM exited $cut, left '$(ls -A "$dir/cut-term" 2>&1)': $(cat "$dir/err")"; exit 1; }
+# run stopped by a signal mid-generation (KIMI_TEST_HOLD_GENERATE=3 holds it once it printed
+# its third token, until one comes): what it printed stays, "cancelled", exit 128 + the signal.
+# SIGINT to a foreground kimi, as Ctrl-C sends it; SIGTERM to a background job, whose SIGINT
+# (ignored) kimi leaves ignored.
+rm -f "$dir/err"
+signal_when_held "$dir/pid" "$dir" INT &
+set +e
+(echo $BASHPID >"$dir/pid"
+ KIMI_TEST_HOLD_GENERATE=3 exec ${reset_int[@]+"${reset_int[@]}"} "$kimi" run "$dir/m" \
+   --prompt-tokens 1,2,3 --max-new 12 --temperature 0.9 --seed 8 >"$dir/out" 2>"$dir/err"); stopped=$?
+set -e
+wait
+first3=$(echo $a | cut -d' ' -f1-3)
+[[ $stopped -eq 130 ]] && grep -qx "kimi: cancelled by SIGINT" "$dir/err" \
+  && [[ $(echo $(cat "$dir/out")) == "$first3" ]] \
+  || { echo "FAIL: run at SIGINT exited $stopped, printed '$(cat "$dir/out")' (not '$first3'): $(cat "$dir/err")"; exit 1; }
+rm -f "$dir/err"
+KIMI_TEST_HOLD_GENERATE=3 "$kimi" run "$dir/m" --prompt-tokens 1,2,3 --max-new 12 --temperature 0.9 \
+  --seed 8 >"$dir/out" 2>"$dir/err" &
+echo $! >"$dir/pid-term"
+signal_when_held "$dir/pid-term" "$dir" INT TERM
+set +e
+wait "$(cat "$dir/pid-term")"; stopped=$?
+set -e
+[[ $stopped -eq 143 ]] && grep -qx "kimi: cancelled by SIGTERM" "$dir/err" \
+  && [[ $(echo $(cat "$dir/out")) == "$first3" ]] \
+  || { echo "FAIL: run at SIGTERM exited $stopped, printed '$(cat "$dir/out")': $(cat "$dir/err")"; exit 1; }
+# A load stopped by SIGINT (KIMI_TEST_HOLD_LOAD=0.5 holds it at half the tensors read) is
+# cancelled through its progress callback: "cancelled", exit 130, nothing printed.
+rm -f "$dir/err"
+signal_when_held "$dir/pid" "$dir" INT &
+set +e
+(echo $BASHPID >"$dir/pid"
+ KIMI_TEST_HOLD_LOAD=0.5 exec ${reset_int[@]+"${reset_int[@]}"} "$kimi" info "$dir/m" \
+   >"$dir/out" 2>"$dir/err"); stopped=$?
+set -e
+wait
+[[ $stopped -eq 130 ]] && grep -qx "kimi: cancelled by SIGINT" "$dir/err" && [[ ! -s $dir/out ]] \
+  || { echo "FAIL: info at SIGINT during the load exited $stopped: $(cat "$dir/out") $(cat "$dir/err")"; exit 1; }
 # accuracy: its figures, a KL divergence above zero and an agreement out of the positions.
 acc=$("$kimi" accuracy "$dir/m" --device cpu --weights int4 --positions 48 --seq 16)
 grep -qE "^mean KL\(bf16 \|\| int4\): [0-9.]+ nats$" <<<"$acc" \
@@ -177,6 +217,22 @@ b=$("$kimi" run "$dir/t" --prompt "Once upon a time" --max-new 12 --temperature 
 "$kimi" run "$dir/t" --prompt "Hi" --chat --max-new 6 >/dev/null 2>&1 || { echo "FAIL: run --chat"; exit 1; }
 chat=$(printf 'hello\nhow are you?\n' | "$kimi" chat "$dir/t" --max-new 6 --temperature 0.8 --seed 2)
 [[ -n $chat ]] || { echo "FAIL: chat printed nothing"; exit 1; }
+# chat: SIGINT during a reply (held after its second token) ends that reply and the next
+# message is answered, exit 0. The reply keeps its two tokens and is closed as a cut-off one:
+# the conversation goes on as with --max-new 2, whose output the stopped chat's starts with.
+cut2=$(printf 'hello\nhow are you?\n' | "$kimi" chat "$dir/t" --max-new 2 --temperature 0.8 --seed 2)
+rm -f "$dir/err"
+signal_when_held "$dir/pid" "$dir" INT &
+set +e
+printf 'hello\nhow are you?\n' | (echo $BASHPID >"$dir/pid"
+  KIMI_TEST_HOLD_GENERATE=2 exec ${reset_int[@]+"${reset_int[@]}"} "$kimi" chat "$dir/t" \
+    --max-new 6 --temperature 0.8 --seed 2 >"$dir/out" 2>"$dir/err"); stopped=$?
+set -e
+wait
+stopped_chat=$(cat "$dir/out")
+[[ $stopped -eq 0 ]] && grep -qx "kimi: reply stopped by SIGINT" "$dir/err" \
+  && [[ $stopped_chat == "$cut2"* && $stopped_chat != "$cut2" ]] \
+  || { echo "FAIL: chat at SIGINT exited $stopped, printed '$stopped_chat' (cut at 2: '$cut2'): $(cat "$dir/err")"; exit 1; }
 set +e
 "$kimi" run "$dir/m" --prompt "Hi" 2>"$dir/err"; no_tokenizer=$?
 set -e

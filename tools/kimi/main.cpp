@@ -9,10 +9,12 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <chrono>
 #include <climits>
 #include <cmath>
+#include <condition_variable>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
@@ -20,6 +22,7 @@
 #include <iterator>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <nlohmann/json.hpp>
 #include <random>
 #include <string>
@@ -40,8 +43,12 @@ const char* kUsage =
     "           [--temperature T] [--top-k K] [--top-p P] [--min-p M] [--repeat-penalty R]\n"
     "           [--seed S] [--stop-tokens a,b] [--stop TEXT]\n"
     "           --prompt text may hold chat tokens; --chat sends it as a user message in\n"
-    "           the model's chat format and stops at the end of the answer\n"
-    "  kimi chat DIR [--system TEXT] [--max-new N] [sampling options]  (one message a line)\n"
+    "           the model's chat format and stops at the end of the answer. Ctrl-C (SIGINT)\n"
+    "           or SIGTERM stops the generation, what it printed kept: exit 130 or 143\n"
+    "  kimi chat DIR [--system TEXT] [--max-new N] [sampling options]  (one message a line;\n"
+    "           Ctrl-C during a reply ends the reply there, the conversation keeping what it\n"
+    "           said (during the message's prefill: the message dropped); at the prompt, or\n"
+    "           SIGTERM, it ends kimi)\n"
     "  kimi tokenize DIR [--parse-special]  (reads stdin, prints the token ids)\n"
     "  kimi bench DIR [--prompt-len 128,512] [--context 0,1024] [--decode N] [--repeats N]\n"
     "             [--logprobs K]  (decode through a generator reporting logprobs + K "
@@ -62,7 +69,8 @@ const char* kUsage =
     "                --devices 0,1,... (the model split over these devices, one shard each;\n"
     "                at most 8; on the CPU the shards 0..n-1, run on threads),\n"
     "                --max-batch N --batch-wait-us U (decode batching across threads),\n"
-    "                --weights auto|bf16|fp8|int4 (the weights' form once loaded)\n";
+    "                --weights auto|bf16|fp8|int4 (the weights' form once loaded)\n"
+    "Ctrl-C (SIGINT) or SIGTERM during a model load cancels it: exit 130 or 143\n";
 
 using Clock = std::chrono::steady_clock;
 
@@ -153,6 +161,82 @@ void check(kl_status status) {
     if (status != KL_OK) throw Failure{status};
 }
 
+// Once SIGINT or SIGTERM came during the last SignalStop (signal_stop.h): main reports
+// "cancelled" and exits 128 + the signal.
+void check_signal() {
+    if (kimi::stop_signal()) throw Failure{KL_ERR_CANCELLED};
+}
+
+// Holds until a signal comes (a minute at most), for the test hooks (KIMI_TEST_HOLD_*, used
+// by tests/check_cli.sh) that make a test's real signal land mid-work; never sends one.
+void hold_for_signal(const char* hook, const std::string& where) {
+    std::fprintf(stderr, "kimi: %s: held at %s for a signal\n", hook, where.c_str());
+    for (int i = 0; i < 6000 && !kimi::stop_signal(); ++i)
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+}
+
+// A load's or a checkpoint write's progress: the bar on a terminal, and a stop once SIGINT or
+// SIGTERM came (signal_stop.h), which the library answers by cleaning up (a load frees what it
+// read, a write removes what it wrote). hold_env names a test hook: a fraction at whose first
+// report at or past it the work is held until a signal comes.
+struct StopProgress {
+    StopProgress(const char* label, const char* hold_env)
+        : bar{label}, hold_env(hold_env), hold_at(std::getenv(hold_env)) {}
+    kimi::ProgressBar bar;
+    const bool terminal = isatty(STDERR_FILENO);
+    const char* hold_env;
+    const char* hold_at;
+    std::atomic<bool> held{false};  // a split model's shards may report from their threads
+};
+
+int stop_progress(float fraction, void* user) {
+    auto* progress = static_cast<StopProgress*>(user);
+    if (progress->hold_at && fraction >= std::strtof(progress->hold_at, nullptr) &&
+        !progress->held.exchange(true)) {
+        if (progress->bar.shown >= 0) std::fputc('\n', stderr), progress->bar.shown = -1;
+        hold_for_signal(progress->hold_env, std::to_string(static_cast<int>(100 * fraction)) + "%");
+    }
+    if (kimi::stop_signal()) {
+        if (progress->bar.shown >= 0) std::fputc('\n', stderr);  // end the bar's line
+        return 1;
+    }
+    return progress->terminal ? kimi::progress_bar(fraction, &progress->bar) : 0;
+}
+
+// Cancels a session's running call (or its next one) once SIGINT or SIGTERM came during a
+// SignalStop: kl_session_cancel is not documented async-signal-safe, so the handler only sets
+// the flag and this thread, looking at it every 10 ms, makes the call. It stops a prompt's
+// prefill or a long decode step at a layer boundary; a generation's callback stops between
+// tokens itself. The cancel it made may still be pending once it is gone (the call it aimed at
+// had ended): kl_session_clear_cancel before the session's next call.
+class CancelOnSignal {
+public:
+    explicit CancelOnSignal(kl_session* session)
+        : thread_([this, session] {
+              std::unique_lock<std::mutex> lock(mutex_);
+              while (!done_) {
+                  if (kimi::stop_signal()) return kl_session_cancel(session);
+                  wake_.wait_for(lock, std::chrono::milliseconds(10));
+              }
+          }) {}
+    ~CancelOnSignal() {
+        {
+            const std::lock_guard<std::mutex> lock(mutex_);
+            done_ = true;
+        }
+        wake_.notify_one();
+        thread_.join();
+    }
+    CancelOnSignal(const CancelOnSignal&) = delete;
+    CancelOnSignal& operator=(const CancelOnSignal&) = delete;
+
+private:
+    std::mutex mutex_;
+    std::condition_variable wake_;
+    bool done_ = false;
+    std::thread thread_;  // last: started once the others exist
+};
+
 // Handles freed on every path, errors included.
 using ModelHandle = std::unique_ptr<kl_model, decltype(&kl_model_free)>;
 using SessionHandle = std::unique_ptr<kl_session, decltype(&kl_session_free)>;
@@ -209,25 +293,31 @@ ModelHandle load(const Options& o) {
         const std::vector<int32_t> batches = o.ints("batch", "1");
         params.max_batch = static_cast<uint32_t>(*std::max_element(batches.begin(), batches.end()));
     }
-    kimi::ProgressBar bar{"loading"};
-    if (isatty(STDERR_FILENO)) {
-        params.progress_cb = kimi::progress_bar;
-        params.progress_user = &bar;
-    }
-    kl_model* model = nullptr;
+    // The bar on a terminal; SIGINT or SIGTERM cancel the load (KIMI_TEST_HOLD_LOAD: its hook).
+    StopProgress progress("loading", "KIMI_TEST_HOLD_LOAD");
+    params.progress_cb = stop_progress;
+    params.progress_user = &progress;
+    std::string text;
     if (o.has("random")) {
         std::ifstream in(o.get("random", ""));
         if (!in) throw UsageError{"cannot read " + o.get("random", "")};
-        std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+        text.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
         if (o.has("layers"))
             text = truncate_layers(text, static_cast<int64_t>(o.number("layers", 0)));
-        check(kl_model_create_random(text.c_str(), static_cast<uint64_t>(o.number("seed", 0)),
-                                     &params, &model));
-    } else {
-        if (o.dir.empty()) throw UsageError{o.command + " needs a model folder"};
-        check(kl_model_load(o.dir.c_str(), &params, &model));
+    } else if (o.dir.empty()) {
+        throw UsageError{o.command + " needs a model folder"};
     }
-    return ModelHandle(model, &kl_model_free);
+    kl_model* model = nullptr;
+    const kimi::SignalStop stop;
+    const kl_status status =
+        o.has("random")
+            ? kl_model_create_random(text.c_str(), static_cast<uint64_t>(o.number("seed", 0)),
+                                     &params, &model)
+            : kl_model_load(o.dir.c_str(), &params, &model);
+    ModelHandle handle(model, &kl_model_free);
+    check(status);
+    check_signal();  // one that came after the last report
+    return handle;
 }
 
 std::string human_bytes(uint64_t bytes) {
@@ -312,6 +402,16 @@ struct Stream {
     size_t tokens = 0;
 };
 
+// KIMI_TEST_HOLD_GENERATE=N, a test hook: the first generation to stream N tokens is held
+// once it printed the Nth, until a signal comes.
+void hold_generation(size_t tokens) {
+    static const char* const at = std::getenv("KIMI_TEST_HOLD_GENERATE");
+    static std::atomic<bool> held{false};
+    if (at && tokens == std::strtoul(at, nullptr, 10) && !held.exchange(true))
+        hold_for_signal("KIMI_TEST_HOLD_GENERATE", "token " + std::to_string(tokens));
+}
+
+// Prints what a generation streams; stops it (between tokens) once SIGINT or SIGTERM came.
 int print_piece(void* user, int32_t token, const char* piece, size_t piece_len) {
     auto* stream = static_cast<Stream*>(user);
     if (token != KL_NO_TOKEN) ++stream->tokens;
@@ -322,7 +422,8 @@ int print_piece(void* user, int32_t token, const char* piece, size_t piece_len) 
         stream->text.append(piece, piece_len);
     }
     std::fflush(stdout);
-    return 0;
+    if (token != KL_NO_TOKEN) hold_generation(stream->tokens);
+    return kimi::stop_signal() ? 1 : 0;
 }
 
 int cmd_run(const Options& o) {
@@ -349,15 +450,19 @@ int cmd_run(const Options& o) {
     const std::string stop_text = o.get("stop", "");
     const char* stop_strings[] = {stop_text.c_str()};
 
-    const SessionHandle session = new_session(model.get());
-    const auto prefill_start = Clock::now();
-    check(kl_session_append(session.get(), prompt.data(), prompt.size(), KL_LOGITS_NONE, nullptr));
-    const double prefill_s = seconds_since(prefill_start);
-
     kl_generate_params gen = generate_params(o);
     gen.stop_tokens = stops.data();
     gen.n_stop_tokens = stops.size();
     if (o.has("stop")) gen.stop_strings = stop_strings, gen.n_stop_strings = 1;
+
+    // SIGINT or SIGTERM stop the prefill or the generation (what was printed stays): main
+    // reports "cancelled", exit 128 + the signal.
+    const SessionHandle session = new_session(model.get());
+    const kimi::SignalStop stop;
+    const CancelOnSignal cancel(session.get());
+    const auto prefill_start = Clock::now();
+    check(kl_session_append(session.get(), prompt.data(), prompt.size(), KL_LOGITS_NONE, nullptr));
+    const double prefill_s = seconds_since(prefill_start);
 
     size_t generated = 0;
     const auto decode_start = Clock::now();
@@ -370,11 +475,17 @@ int cmd_run(const Options& o) {
                  prompt.size(), prompt.size() / prefill_s, generated,
                  generated ? 1000.0 * decode_s / generated : 0.0);
     check(status);
+    check_signal();  // the callback stopped it, or it came once the generation had ended
     return 0;
 }
 
 // Interactive chat: a line of stdin is a user message; the answer streams until the model
 // ends its turn. The session keeps the conversation: each turn appends only its new text.
+// SIGINT during a turn ends it (the handler is installed per turn: SA_RESETHAND took it away):
+// stopped in the message's prefill, the message is dropped (a cancelled append appended
+// nothing); in the reply, the reply keeps the tokens streamed (kl_session_generate's contract),
+// closed as a cut-off one is. SIGTERM ends kimi as it does elsewhere; SIGINT at the prompt
+// too, by its default action.
 int cmd_chat(const Options& o) {
     const ModelHandle model = load(o);
     const int32_t im_end = special_token(model.get(), "<|im_end|>");
@@ -404,17 +515,34 @@ int cmd_chat(const Options& o) {
         // follows it), so the new ids are those after the previous turns'.
         const std::vector<int32_t> whole = chat_ids(model.get(), messages, true);
         const size_t before = said == 0 ? 0 : chat_ids(model.get(), {messages.begin(), messages.end() - 1}, false).size();
-        check(kl_session_append(session.get(), whole.data() + before, whole.size() - before,
-                                KL_LOGITS_NONE, nullptr));
-        said = whole.size();
+        const kimi::SignalStop stop;  // this turn's
         Stream stream;
         size_t generated = 0;
-        check(kl_session_generate(session.get(), &gen, print_piece, &stream, &generated));
-        std::printf("\n");
-        std::fflush(stdout);
-        if (generated == stream.tokens && im_end >= 0)  // cut off: close the turn ourselves
-            check(kl_session_append(session.get(), &im_end, 1, KL_LOGITS_NONE, nullptr));
-        roles.push_back("assistant"), contents.push_back(stream.text);
+        kl_status sent = KL_OK, replied = KL_OK;
+        {
+            const CancelOnSignal cancel(session.get());
+            sent = kl_session_append(session.get(), whole.data() + before, whole.size() - before,
+                                     KL_LOGITS_NONE, nullptr);
+            if (sent == KL_OK)
+                replied =
+                    kl_session_generate(session.get(), &gen, print_piece, &stream, &generated);
+        }
+        kl_session_clear_cancel(session.get());  // one made after the call it aimed at ended
+        const int sig = kimi::stop_signal();
+        if (sent == KL_ERR_CANCELLED && sig) {  // nothing appended: the message is not said
+            roles.pop_back(), contents.pop_back();
+        } else {
+            check(sent);
+            said = whole.size();
+            std::printf("\n");
+            std::fflush(stdout);
+            if (replied != KL_ERR_CANCELLED || !sig) check(replied);
+            if (generated == stream.tokens && im_end >= 0)  // cut off: close the turn ourselves
+                check(kl_session_append(session.get(), &im_end, 1, KL_LOGITS_NONE, nullptr));
+            roles.push_back("assistant"), contents.push_back(stream.text);
+        }
+        if (sig == SIGTERM) check_signal();
+        if (sig) std::fprintf(stderr, "kimi: reply stopped by SIGINT\n");
     }
     return 0;
 }
@@ -738,44 +866,18 @@ int cmd_accuracy(const Options& o) {
     return 0;
 }
 
-// quantize's progress: the bar on a terminal, and a stop once SIGINT or SIGTERM came
-// (signal_stop.h), which the library answers by removing what it wrote. KIMI_TEST_HOLD_QUANTIZE
-// (a fraction, for tests/check_cli.sh) holds the write at its first report at or past it,
-// until a signal comes (a minute at most), so that a test's signal lands mid-write.
-struct QuantizeProgress {
-    kimi::ProgressBar bar{"quantizing"};
-    bool terminal = false;
-    const char* hold_at = std::getenv("KIMI_TEST_HOLD_QUANTIZE");
-};
-
-int quantize_progress(float fraction, void* user) {
-    auto* progress = static_cast<QuantizeProgress*>(user);
-    if (progress->hold_at && fraction >= std::strtof(progress->hold_at, nullptr)) {
-        progress->hold_at = nullptr;
-        if (progress->bar.shown >= 0) std::fputc('\n', stderr), progress->bar.shown = -1;
-        std::fprintf(stderr, "kimi: KIMI_TEST_HOLD_QUANTIZE: held at %.0f%% for a signal\n",
-                     100.0 * fraction);
-        for (int i = 0; i < 6000 && !kimi::stop_signal(); ++i)
-            std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    }
-    if (kimi::stop_signal()) {
-        if (progress->bar.shown >= 0) std::fputc('\n', stderr);  // end the bar's line
-        return 1;
-    }
-    return progress->terminal ? kimi::progress_bar(fraction, &progress->bar) : 0;
-}
-
 int cmd_quantize(const Options& o) {
     if (!o.has("format")) throw UsageError{"quantize needs --format fp8|int4"};
     const kl_weight_format format = weight_format(o.get("format", ""), "--format", false);
     const double shard_mb = o.number("shard-mb", 4096);
     if (!(shard_mb > 0)) throw UsageError{"--shard-mb must be positive"};
-    QuantizeProgress progress;
-    progress.terminal = isatty(STDERR_FILENO);
+    // The bar on a terminal; SIGINT or SIGTERM stop the write, which the library answers by
+    // removing what it wrote (KIMI_TEST_HOLD_QUANTIZE: its hook).
+    StopProgress progress("quantizing", "KIMI_TEST_HOLD_QUANTIZE");
     const kimi::SignalStop stop;
     check(kl_checkpoint_quantize_with_progress(o.dir.c_str(), o.out_dir.c_str(), format,
                                                static_cast<uint64_t>(shard_mb * 1024 * 1024),
-                                               quantize_progress, &progress));
+                                               stop_progress, &progress));
     std::printf("wrote %s (%s weights) from %s\n", o.out_dir.c_str(), o.get("format", "").c_str(),
                 o.dir.c_str());
     return 0;
