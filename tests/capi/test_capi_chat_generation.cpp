@@ -416,6 +416,14 @@ TEST_F(CApiChatGeneration, OlderCallersStructsStillWork) {
     kl_session_free(s);
 }
 
+// Bytes [from, sizeof p) of a struct the test filled with 0x6b still hold it: the call under
+// test wrote nothing past `from`.
+template <typename Params>
+void expect_untouched_past(const Params& p, size_t from) {
+    const unsigned char* bytes = reinterpret_cast<const unsigned char*>(&p);
+    for (size_t b = from; b < sizeof(p); ++b) ASSERT_EQ(bytes[b], 0x6b) << "byte " << b;
+}
+
 TEST_F(CApiChatGeneration, TheDefaultsFunctionNeverOverrunsAnOlderCallersStruct) {
     const size_t first = offsetof(kl_generate_params, logprobs);
     // The exported symbol, as a binary built against the first release calls it.
@@ -424,8 +432,7 @@ TEST_F(CApiChatGeneration, TheDefaultsFunctionNeverOverrunsAnOlderCallersStruct)
     (kl_generate_params_default)(&p);
     EXPECT_EQ(p.struct_size, first);
     EXPECT_EQ(p.max_new_tokens, 128u);
-    const unsigned char* tail = reinterpret_cast<const unsigned char*>(&p) + first;
-    for (size_t b = 0; b < sizeof(p) - first; ++b) ASSERT_EQ(tail[b], 0x6b) << "byte " << b;
+    expect_untouched_past(p, first);
     // The header's name: every field, the appended ones zero (generation as before).
     std::memset(&p, 0x6b, sizeof(p));
     kl_generate_params_default(&p);
@@ -446,8 +453,7 @@ TEST_F(CApiChatGeneration, TheModelDefaultsFunctionNeverOverrunsAnOlderCallersSt
     EXPECT_EQ(p.struct_size, first);
     EXPECT_EQ(p.device, KL_DEVICE_AUTO);
     EXPECT_EQ(p.progress_cb, nullptr);
-    const unsigned char* tail = reinterpret_cast<const unsigned char*>(&p) + first;
-    for (size_t b = 0; b < sizeof(p) - first; ++b) ASSERT_EQ(tail[b], 0x6b) << "byte " << b;
+    expect_untouched_past(p, first);
     // The header's name: every field, the appended ones zero (one device, as stored).
     std::memset(&p, 0x6b, sizeof(p));
     kl_model_params_default(&p);
@@ -462,8 +468,7 @@ TEST_F(CApiChatGeneration, TheModelDefaultsFunctionNeverOverrunsAnOlderCallersSt
     ASSERT_EQ(kl_model_params_init(&p, middle), KL_OK);
     EXPECT_EQ(p.struct_size, middle);
     EXPECT_EQ(p.weight_format, KL_WEIGHTS_AUTO);
-    tail = reinterpret_cast<const unsigned char*>(&p) + middle;
-    for (size_t b = 0; b < sizeof(p) - middle; ++b) ASSERT_EQ(tail[b], 0x6b) << "byte " << b;
+    expect_untouched_past(p, middle);
     expect_failure(kl_model_params_init(&p, first - 1), KL_ERR_INVALID_ARGUMENT, "struct_size");
     expect_failure(kl_model_params_init(nullptr, sizeof(p)), KL_ERR_INVALID_ARGUMENT, "NULL");
 }

@@ -12,8 +12,6 @@ using KimiLinear;
 
 internal static partial class KimiLinearTests
 {
-    private static readonly int[] CheckpointPrompt = { 1, 5, 9, 2, 7, 11, 3 };
-
     private static void RunCheckpointTests()
     {
         Run("Checkpoint.Quantize: loads as the on-load quantization", "KL_TINY_MODEL", AQuantizedCheckpointLoadsAsOnLoad);
@@ -39,17 +37,10 @@ internal static partial class KimiLinearTests
         }
     }
 
-    // The prompt's logits at every position, then 8 greedy tokens.
     private static float[] QuantizedRun(string dir, WeightFormat weights, out int[] tokens)
     {
         using (Model m = Model.Load(dir, Device.Cpu, threads: 2, weights: weights))
-        using (Session s = m.CreateSession())
-        {
-            float[] logits = s.AppendWithAllLogits(CheckpointPrompt);
-            tokens = new int[8];
-            for (int i = 0; i < tokens.Length; ++i) tokens[i] = s.Next().Token;
-            return logits;
-        }
+            return PromptLogitsAndGreedyTokens(m, out tokens);
     }
 
     private static void AQuantizedCheckpointLoadsAsOnLoad()

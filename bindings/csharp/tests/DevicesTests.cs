@@ -7,25 +7,19 @@ using KimiLinear;
 
 internal static partial class KimiLinearTests
 {
-    private static readonly int[] DevicesPrompt = { 1, 5, 9, 2, 7, 11, 3 };
-
     private static void RunDevicesTests()
     {
         Run("Load's devices: two CPU shards equal the whole model", "KL_TINY_MODEL", TwoCpuDevicesEqualTheWholeModel);
         Run("Load's devices: a bad list -> the library's status", "KL_TINY_MODEL", BadDeviceLists);
     }
 
-    // The prompt's logits at every position, then 8 greedy tokens; the model's device count.
+    // PromptLogitsAndGreedyTokens of the model split over `devices`; its device count.
     private static float[] SplitRun(int[] devices, out int[] tokens, out int nDevices)
     {
         using (Model m = Model.Load(tinyModel, Device.Cpu, threads: 2, devices: devices))
-        using (Session s = m.CreateSession())
         {
             nDevices = m.Info.Devices;
-            float[] logits = s.AppendWithAllLogits(DevicesPrompt);
-            tokens = new int[8];
-            for (int i = 0; i < tokens.Length; ++i) tokens[i] = s.Next().Token;
-            return logits;
+            return PromptLogitsAndGreedyTokens(m, out tokens);
         }
     }
 

@@ -166,6 +166,22 @@ internal static partial class KimiLinearTests
         return Model.Load(tokenizerModel, Device.Cpu);
     }
 
+    // A short prompt of the tiny model's ids, and what the tests that compare two loads of it
+    // (quantized checkpoints, split models) compare: its logits at every position, then 8
+    // greedy tokens.
+    private static readonly int[] TinyPrompt = { 1, 5, 9, 2, 7, 11, 3 };
+
+    private static float[] PromptLogitsAndGreedyTokens(Model m, out int[] tokens)
+    {
+        using (Session s = m.CreateSession())
+        {
+            float[] logits = s.AppendWithAllLogits(TinyPrompt);
+            tokens = new int[8];
+            for (int i = 0; i < tokens.Length; ++i) tokens[i] = s.Next().Token;
+            return logits;
+        }
+    }
+
     private static void ReadGreedyIds(out int[] prompt, out int[] generated)
     {
         string line = File.ReadAllText(greedyIdsFile).Trim();
