@@ -191,6 +191,12 @@ expect_usage '--context needs comma-separated integers, got "0,,40" (an empty en
   bench "$dir/m" --context 0,,40
 expect_usage '--batch needs comma-separated integers, got "" (an empty entry)' \
   bench "$dir/m" --batch ""
+# Numbers: strtod's and strtol's leading space and '+' are malformed here too.
+expect_usage '--max-new needs a number, got " 5"' run "$dir/m" --prompt-tokens 1 --max-new " 5"
+expect_usage '--max-new needs a number, got "+5"' run "$dir/m" --prompt-tokens 1 --max-new +5
+expect_usage '--temperature needs a number, got "+0.5"' run "$dir/m" --prompt-tokens 1 --temperature +0.5
+expect_usage '--prompt-tokens needs comma-separated integers, got "1, 2"' run "$dir/m" --prompt-tokens "1, 2"
+expect_usage '--prompt-tokens needs comma-separated integers, got "+1"' run "$dir/m" --prompt-tokens +1
 expect_usage "needs an input and an output folder" quantize "$dir/m"
 expect_usage "needs --format fp8|int4" quantize "$dir/m" "$dir/q"
 expect_usage "--format must be fp8 or int4" quantize "$dir/m" "$dir/q" --format bf16

@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cctype>
 #include <cerrno>
 #include <chrono>
 #include <climits>
@@ -82,6 +83,12 @@ struct UsageError {
     std::string message;
 };
 
+// strtod and strtol skip leading white space and take a '+': a value given as " 5" or "+5"
+// is malformed all the same (a stray quote or sign in a script), so it must not get that far.
+bool starts_as_number(const std::string& text) {
+    return !text.empty() && !std::isspace(static_cast<unsigned char>(text[0])) && text[0] != '+';
+}
+
 struct Options {
     std::string command, dir, out_dir;
     std::map<std::string, std::string> values;
@@ -93,10 +100,11 @@ struct Options {
     }
     double number(const std::string& key, double fallback) const {
         if (!has(key)) return fallback;
+        const std::string& text = values.at(key);
         char* end = nullptr;
-        const double v = std::strtod(values.at(key).c_str(), &end);
-        if (end == values.at(key).c_str() || *end != '\0')
-            throw UsageError{"--" + key + " needs a number, got \"" + values.at(key) + "\""};
+        const double v = std::strtod(text.c_str(), &end);
+        if (!starts_as_number(text) || end == text.c_str() || *end != '\0')
+            throw UsageError{"--" + key + " needs a number, got \"" + text + "\""};
         return v;
     }
     // A list given or defaulted: its comma-separated entries, each an integer (an empty one
@@ -112,7 +120,8 @@ struct Options {
             char* end = nullptr;
             errno = 0;
             const long v = std::strtol(item.c_str(), &end, 10);
-            if (item.empty() || *end != '\0' || errno == ERANGE || v < INT32_MIN || v > INT32_MAX)
+            if (item.empty() || !starts_as_number(item) || *end != '\0' || errno == ERANGE ||
+                v < INT32_MIN || v > INT32_MAX)
                 throw UsageError{"--" + key + " needs comma-separated integers, got \"" + text +
                                  "\"" + (item.empty() ? " (an empty entry)" : "")};
             out.push_back(static_cast<int32_t>(v));
