@@ -10,32 +10,28 @@
 
 #include <algorithm>
 #include <atomic>
-#include <cctype>
-#include <cerrno>
 #include <chrono>
-#include <climits>
 #include <cmath>
-#include <condition_variable>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
 #include <iostream>
 #include <iterator>
-#include <map>
 #include <memory>
-#include <mutex>
 #include <nlohmann/json.hpp>
 #include <random>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "cancel_on_signal.h"
+#include "cli.h"
 #include "kimi_linear.h"
 #include "progress_bar.h"
 #include "signal_stop.h"
 #include "truncated_config.h"
 
-namespace {
+namespace kimi {
 
 const char* kUsage =
     "usage:\n"
@@ -79,58 +75,6 @@ double seconds_since(Clock::time_point start) {
     return std::chrono::duration<double>(Clock::now() - start).count();
 }
 
-struct UsageError {
-    std::string message;
-};
-
-// strtod and strtol skip leading white space and take a '+': a value given as " 5" or "+5"
-// is malformed all the same (a stray quote or sign in a script), so it must not get that far.
-bool starts_as_number(const std::string& text) {
-    return !text.empty() && !std::isspace(static_cast<unsigned char>(text[0])) && text[0] != '+';
-}
-
-struct Options {
-    std::string command, dir, out_dir;
-    std::map<std::string, std::string> values;
-
-    bool has(const std::string& key) const { return values.count(key) != 0; }
-    std::string get(const std::string& key, const std::string& fallback) const {
-        auto it = values.find(key);
-        return it == values.end() ? fallback : it->second;
-    }
-    double number(const std::string& key, double fallback) const {
-        if (!has(key)) return fallback;
-        const std::string& text = values.at(key);
-        char* end = nullptr;
-        const double v = std::strtod(text.c_str(), &end);
-        if (!starts_as_number(text) || end == text.c_str() || *end != '\0')
-            throw UsageError{"--" + key + " needs a number, got \"" + text + "\""};
-        return v;
-    }
-    // A list given or defaulted: its comma-separated entries, each an integer (an empty one
-    // too is an error: "0,1," or "1,,2", and a given "" has one); not given and no default: {}.
-    std::vector<int32_t> ints(const std::string& key, const std::string& fallback) const {
-        std::vector<int32_t> out;
-        if (!has(key) && fallback.empty()) return out;
-        const std::string text = get(key, fallback);
-        for (size_t pos = 0;;) {
-            size_t comma = text.find(',', pos);
-            if (comma == std::string::npos) comma = text.size();
-            const std::string item = text.substr(pos, comma - pos);
-            char* end = nullptr;
-            errno = 0;
-            const long v = std::strtol(item.c_str(), &end, 10);
-            if (item.empty() || !starts_as_number(item) || *end != '\0' || errno == ERANGE ||
-                v < INT32_MIN || v > INT32_MAX)
-                throw UsageError{"--" + key + " needs comma-separated integers, got \"" + text +
-                                 "\"" + (item.empty() ? " (an empty entry)" : "")};
-            out.push_back(static_cast<int32_t>(v));
-            if (comma == text.size()) return out;
-            pos = comma + 1;
-        }
-    }
-};
-
 Options parse(int argc, char** argv) {
     if (argc < 2) throw UsageError{"no command"};
     Options o;
@@ -160,20 +104,6 @@ Options parse(int argc, char** argv) {
         o.values[flag.substr(2)] = argv[++i];
     }
     return o;
-}
-
-struct Failure {
-    kl_status status;
-};
-
-void check(kl_status status) {
-    if (status != KL_OK) throw Failure{status};
-}
-
-// Once SIGINT or SIGTERM came during the last SignalStop (signal_stop.h): main reports
-// "cancelled" and exits 128 + the signal.
-void check_signal() {
-    if (kimi::stop_signal()) throw Failure{KL_ERR_CANCELLED};
 }
 
 // Holds until a signal comes (a minute at most), for the test hooks (KIMI_TEST_HOLD_*, used
@@ -211,44 +141,6 @@ int stop_progress(float fraction, void* user) {
     }
     return progress->terminal ? kimi::progress_bar(fraction, &progress->bar) : 0;
 }
-
-// Cancels a session's running call (or its next one) once SIGINT or SIGTERM came during a
-// SignalStop: kl_session_cancel is not documented async-signal-safe, so the handler only sets
-// the flag and this thread, looking at it every 10 ms, makes the call. It stops a prompt's
-// prefill or a long decode step at a layer boundary; a generation's callback stops between
-// tokens itself. The cancel it made may still be pending once it is gone (the call it aimed at
-// had ended): kl_session_clear_cancel before the session's next call.
-class CancelOnSignal {
-public:
-    explicit CancelOnSignal(kl_session* session)
-        : thread_([this, session] {
-              std::unique_lock<std::mutex> lock(mutex_);
-              while (!done_) {
-                  if (kimi::stop_signal()) return kl_session_cancel(session);
-                  wake_.wait_for(lock, std::chrono::milliseconds(10));
-              }
-          }) {}
-    ~CancelOnSignal() {
-        {
-            const std::lock_guard<std::mutex> lock(mutex_);
-            done_ = true;
-        }
-        wake_.notify_one();
-        thread_.join();
-    }
-    CancelOnSignal(const CancelOnSignal&) = delete;
-    CancelOnSignal& operator=(const CancelOnSignal&) = delete;
-
-private:
-    std::mutex mutex_;
-    std::condition_variable wake_;
-    bool done_ = false;
-    std::thread thread_;  // last: started once the others exist
-};
-
-// Handles freed on every path, errors included.
-using ModelHandle = std::unique_ptr<kl_model, decltype(&kl_model_free)>;
-using SessionHandle = std::unique_ptr<kl_session, decltype(&kl_session_free)>;
 
 SessionHandle new_session(kl_model* model) {
     kl_session* session = nullptr;
@@ -363,8 +255,7 @@ int cmd_info(const Options& o) {
 
 // One tokenizer pass: kl_tokenize never needs more than 3 ids a byte (kimi_linear.h), so
 // the buffer is sized up front instead of asking first (a paste can be megabytes).
-std::vector<int32_t> tokenize(const kl_model* model, const std::string& text,
-                              int parse_special = 1) {
+std::vector<int32_t> tokenize(const kl_model* model, const std::string& text, int parse_special) {
     size_t n = 0;
     std::vector<int32_t> ids(3 * text.size() + 1);
     check(kl_tokenize(model, text.data(), text.size(), parse_special, ids.data(), ids.size(), &n));
@@ -372,8 +263,6 @@ std::vector<int32_t> tokenize(const kl_model* model, const std::string& text,
     return ids;
 }
 
-// The conversation's ids: the chat format's markup as special tokens, each message's content
-// as plain text (kl_chat_tokenize), so a typed "<|im_end|>" stays text.
 std::vector<int32_t> chat_ids(const kl_model* model, const std::vector<kl_chat_message>& messages,
                               bool add_generation_prompt) {
     size_t n = 0;  // the size query (a NULL buffer): KL_OK with the count
@@ -385,7 +274,6 @@ std::vector<int32_t> chat_ids(const kl_model* model, const std::vector<kl_chat_m
     return ids;
 }
 
-// The id of an added token, or -1 when the model's tokenizer lacks it.
 int32_t special_token(const kl_model* model, const char* text) {
     const std::vector<int32_t> ids = tokenize(model, text);
     return ids.size() == 1 ? ids[0] : -1;
@@ -404,13 +292,6 @@ kl_generate_params generate_params(const Options& o) {
     return gen;
 }
 
-// What a generation streamed: its text, and how many tokens reached the callback.
-struct Stream {
-    bool text_mode = true;  // print pieces (else token ids)
-    std::string text;
-    size_t tokens = 0;
-};
-
 // KIMI_TEST_HOLD_GENERATE=N, a test hook: the first generation to stream N tokens is held
 // once it printed the Nth, until a signal comes.
 void hold_generation(size_t tokens) {
@@ -420,7 +301,6 @@ void hold_generation(size_t tokens) {
         hold_for_signal("KIMI_TEST_HOLD_GENERATE", "token " + std::to_string(tokens));
 }
 
-// Prints what a generation streams; stops it (between tokens) once SIGINT or SIGTERM came.
 int print_piece(void* user, int32_t token, const char* piece, size_t piece_len) {
     auto* stream = static_cast<Stream*>(user);
     if (token != KL_NO_TOKEN) ++stream->tokens;
@@ -485,74 +365,6 @@ int cmd_run(const Options& o) {
                  generated ? 1000.0 * decode_s / generated : 0.0);
     check(status);
     check_signal();  // the callback stopped it, or it came once the generation had ended
-    return 0;
-}
-
-// Interactive chat: a line of stdin is a user message; the answer streams until the model
-// ends its turn. The session keeps the conversation: each turn appends only its new text.
-// SIGINT during a turn ends it (the handler is installed per turn: SA_RESETHAND took it away):
-// stopped in the message's prefill, the message is dropped (a cancelled append appended
-// nothing); in the reply, the reply keeps the tokens streamed (kl_session_generate's contract),
-// closed as a cut-off one is. SIGTERM ends kimi as it does elsewhere; SIGINT at the prompt
-// too, by its default action.
-int cmd_chat(const Options& o) {
-    const ModelHandle model = load(o);
-    const int32_t im_end = special_token(model.get(), "<|im_end|>");
-    std::vector<int32_t> stops = {im_end};
-    const int32_t eos = model_info(model.get()).eos_token;
-    if (eos >= 0) stops.push_back(eos);
-    const SessionHandle session = new_session(model.get());
-    kl_generate_params gen = generate_params(o);
-    if (!o.has("max-new")) gen.max_new_tokens = 256;
-    gen.stop_tokens = stops.data();
-    gen.n_stop_tokens = stops.size();
-
-    std::vector<std::string> roles, contents;  // the conversation so far
-    if (o.has("system")) roles.push_back("system"), contents.push_back(o.get("system", ""));
-    const bool interactive = isatty(STDIN_FILENO);
-    size_t said = 0;  // ids of the conversation appended so far
-    for (;;) {
-        if (interactive) std::fputs("> ", stdout), std::fflush(stdout);
-        std::string line;
-        if (!std::getline(std::cin, line)) break;
-        if (line.empty()) continue;
-        roles.push_back("user"), contents.push_back(line);
-        std::vector<kl_chat_message> messages;
-        for (size_t i = 0; i < roles.size(); ++i)
-            messages.push_back({roles[i].c_str(), contents[i].c_str()});
-        // The conversation's ids grow at their end (each message's ids do not depend on what
-        // follows it), so the new ids are those after the previous turns'.
-        const std::vector<int32_t> whole = chat_ids(model.get(), messages, true);
-        const size_t before = said == 0 ? 0 : chat_ids(model.get(), {messages.begin(), messages.end() - 1}, false).size();
-        const kimi::SignalStop stop;  // this turn's
-        Stream stream;
-        size_t generated = 0;
-        kl_status sent = KL_OK, replied = KL_OK;
-        {
-            const CancelOnSignal cancel(session.get());
-            sent = kl_session_append(session.get(), whole.data() + before, whole.size() - before,
-                                     KL_LOGITS_NONE, nullptr);
-            if (sent == KL_OK)
-                replied =
-                    kl_session_generate(session.get(), &gen, print_piece, &stream, &generated);
-        }
-        kl_session_clear_cancel(session.get());  // one made after the call it aimed at ended
-        const int sig = kimi::stop_signal();
-        if (sent == KL_ERR_CANCELLED && sig) {  // nothing appended: the message is not said
-            roles.pop_back(), contents.pop_back();
-        } else {
-            check(sent);
-            said = whole.size();
-            std::printf("\n");
-            std::fflush(stdout);
-            if (replied != KL_ERR_CANCELLED || !sig) check(replied);
-            if (generated == stream.tokens && im_end >= 0)  // cut off: close the turn ourselves
-                check(kl_session_append(session.get(), &im_end, 1, KL_LOGITS_NONE, nullptr));
-            roles.push_back("assistant"), contents.push_back(stream.text);
-        }
-        if (sig == SIGTERM) check_signal();
-        if (sig) std::fprintf(stderr, "kimi: reply stopped by SIGINT\n");
-    }
     return 0;
 }
 
@@ -799,7 +611,9 @@ int cmd_bench(const Options& o) {
     return 0;
 }
 
-}  // namespace
+}  // namespace kimi
+
+using namespace kimi;
 
 // KL(p || q) of two logit rows, in nats, and whether their argmax agrees.
 std::pair<double, bool> compare_logits(const float* p_logits, const float* q_logits, size_t n) {
