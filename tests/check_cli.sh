@@ -4,7 +4,8 @@
 # INT4 round trips, its progress bar on a terminal only, SIGINT and SIGTERM cancelling it), run
 # and a load stopped by them, and accuracy with their usage errors, empty entries of comma
 # lists refused; then the text commands (tokenize, run --prompt, chat, a chat reply stopped by
-# SIGINT) on a model folder with a tokenizer.
+# SIGINT, a chat message or reply that does not fit the context) on a model folder with a
+# tokenizer.
 set -euo pipefail
 kimi=$1
 make_tiny_model=$2
@@ -239,6 +240,24 @@ stopped_chat=$(cat "$dir/out")
 [[ $stopped -eq 0 ]] && grep -qx "kimi: reply stopped by SIGINT" "$dir/err" \
   && [[ $stopped_chat == "$cut2"* && $stopped_chat != "$cut2" ]] \
   || { echo "FAIL: chat at SIGINT exited $stopped, printed '$stopped_chat' (cut at 2: '$cut2'): $(cat "$dir/err")"; exit 1; }
+# chat: a message longer than the context left (4096 tokens a session here) is refused, named,
+# and dropped, the session unchanged: the next message is answered as if it had not been
+# typed, exit 0. A reply that fills the context stops there and the chat goes on, its next
+# message refused in turn (4066 words: 4092 ids with the markup, 4 left for the reply).
+set +e
+dropped=$(printf 'hello\n%s\nhow are you?\n' "$(printf 'word %.0s' $(seq 5000))" \
+  | "$kimi" chat "$dir/t" --max-new 6 --temperature 0.8 --seed 2 2>"$dir/err"); status=$?
+set -e
+[[ $status -eq 0 && $dropped == "$chat" ]] \
+  && grep -q "^kimi: message dropped (KL_ERR_CONTEXT_FULL: context full: " "$dir/err" \
+  || { echo "FAIL: chat with a message too long exited $status, printed '$dropped' (not '$chat'): $(cat "$dir/err")"; exit 1; }
+set +e
+printf '%s\nhello\n' "$(printf 'word %.0s' $(seq 4066))" \
+  | "$kimi" chat "$dir/t" --max-new 64 --temperature 0.8 --seed 2 >/dev/null 2>"$dir/err"; status=$?
+set -e
+[[ $status -eq 0 ]] && grep -q "^kimi: reply stopped (KL_ERR_CONTEXT_FULL: " "$dir/err" \
+  && grep -q "^kimi: message dropped (KL_ERR_CONTEXT_FULL: " "$dir/err" \
+  || { echo "FAIL: chat whose reply fills the context exited $status: $(cat "$dir/err")"; exit 1; }
 set +e
 "$kimi" run "$dir/m" --prompt "Hi" 2>"$dir/err"; no_tokenizer=$?
 set -e
