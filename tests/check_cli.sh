@@ -4,8 +4,8 @@
 # INT4 round trips, its progress bar on a terminal only, SIGINT and SIGTERM cancelling it), run
 # and a load stopped by them, and accuracy with their usage errors, empty entries of comma
 # lists refused; then the text commands (tokenize, run --prompt, chat, a chat reply stopped by
-# SIGINT, a chat message or reply that does not fit the context) on a model folder with a
-# tokenizer.
+# SIGINT, a chat message or reply that does not fit the context, the ids a chat feeds turn by
+# turn) on a model folder with a tokenizer.
 set -euo pipefail
 kimi=$1
 make_tiny_model=$2
@@ -258,6 +258,22 @@ set -e
 [[ $status -eq 0 ]] && grep -q "^kimi: reply stopped (KL_ERR_CONTEXT_FULL: " "$dir/err" \
   && grep -q "^kimi: message dropped (KL_ERR_CONTEXT_FULL: " "$dir/err" \
   || { echo "FAIL: chat whose reply fills the context exited $status: $(cat "$dir/err")"; exit 1; }
+# chat tokenizes each message alone: the ids the session holds after three turns (replies
+# empty, --max-new 0, each closed by kimi with <|im_end|>; a refused message between) are
+# those of the whole conversation tokenized at once, with the default system message or the
+# --system one (the format with its added tokens parsed, which kimi_linear.h says is
+# kl_chat_tokenize's result for messages without added-token text).
+turn() { printf '<|im_user|>user<|im_middle|>%s<|im_end|><|im_assistant|>assistant<|im_middle|><|im_end|>' "$1"; }
+for system in "" "Be brief."; do
+  printf 'hello\n%s\nhow are you?\nbye now\n' "$(printf 'word %.0s' $(seq 5000))" \
+    | KIMI_TEST_CHAT_TOKENS="$dir/fed" "$kimi" chat "$dir/t" ${system:+--system "$system"} \
+      --max-new 0 >/dev/null 2>&1
+  whole=$(printf '<|im_system|>system<|im_middle|>%s<|im_end|>%s%s%s' \
+    "${system:-You are a helpful assistant}" "$(turn hello)" "$(turn 'how are you?')" "$(turn 'bye now')" \
+    | "$kimi" tokenize "$dir/t" --parse-special)
+  [[ -s $dir/fed && $(cat "$dir/fed") == "$whole" ]] \
+    || { echo "FAIL: chat (system '$system') fed '$(cat "$dir/fed" 2>&1)', the whole conversation is '$whole'"; exit 1; }
+done
 set +e
 "$kimi" run "$dir/m" --prompt "Hi" 2>"$dir/err"; no_tokenizer=$?
 set -e

@@ -1,7 +1,10 @@
 // kimi chat: the interactive conversation.
 #include <unistd.h>
 
+#include <cstddef>
 #include <cstdio>
+#include <cstdlib>
+#include <fstream>
 #include <iostream>
 #include <string>
 #include <vector>
@@ -25,6 +28,43 @@ void report_refusal(const char* what, kl_status status, const std::string& why) 
     std::fprintf(stderr, "kimi: %s (%s: %s)\n", what, kl_status_string(status), why.c_str());
 }
 
+// The ids a user message appends to the session: the markup opening the user's turn, the
+// message, its end and the assistant's opening, as kl_chat_tokenize gives them within the
+// whole conversation, but tokenizing this turn only (the conversation again each turn is
+// quadratic over a long chat). Exact because every message in the Kimi format is opened by a
+// role token and closed by <|im_end|>, added tokens at which kl_tokenize cuts the text, each
+// piece tokenized on its own (no merge reaches across one), and kl_chat_tokenize tokenizes
+// each content alone: a message's ids do not depend on the messages around it. What does is
+// the format's default system message, put before a first message that is not a system one,
+// so a first message comes after `system` (the --system message, or none: the default comes
+// in), all ids the turn's; a later one after an empty system message, which keeps the default
+// out and whose ids are cut off.
+std::vector<int32_t> user_turn_ids(const kl_model* model,
+                                   const std::vector<kl_chat_message>& system, bool first,
+                                   const std::string& message) {
+    std::vector<kl_chat_message> messages =
+        first ? system : std::vector<kl_chat_message>{{"system", ""}};
+    const size_t before = first ? 0 : chat_ids(model, messages, false).size();
+    messages.push_back({"user", message.c_str()});
+    std::vector<int32_t> ids = chat_ids(model, messages, true);
+    ids.erase(ids.begin(), ids.begin() + static_cast<std::ptrdiff_t>(before));
+    return ids;
+}
+
+// KIMI_TEST_CHAT_TOKENS=FILE, a test hook: the session's token ids when the chat ends, written
+// to FILE for tests/check_cli.sh to compare with the whole conversation tokenized at once.
+void write_test_tokens(const kl_session* session) {
+    const char* path = std::getenv("KIMI_TEST_CHAT_TOKENS");
+    if (!path) return;
+    size_t n = 0;
+    check(kl_session_tokens(session, nullptr, 0, &n));
+    std::vector<int32_t> ids(n);
+    check(kl_session_tokens(session, ids.data(), ids.size(), &n));
+    std::ofstream out(path);
+    for (size_t i = 0; i < n; ++i) out << (i ? " " : "") << ids[i];
+    out << "\n";
+}
+
 // Interactive chat: a line of stdin is a user message; the answer streams until the model
 // ends its turn. The session keeps the conversation: each turn appends only its new text.
 // SIGINT during a turn ends it (the handler is installed per turn: SA_RESETHAND took it away):
@@ -45,25 +85,17 @@ int cmd_chat(const Options& o) {
     gen.stop_tokens = stops.data();
     gen.n_stop_tokens = stops.size();
 
-    std::vector<std::string> roles, contents;  // the conversation so far
-    if (o.has("system")) roles.push_back("system"), contents.push_back(o.get("system", ""));
+    const std::string system_text = o.get("system", "");
+    std::vector<kl_chat_message> system;  // the conversation's opening, the format's default
+    if (o.has("system")) system.push_back({"system", system_text.c_str()});  // without one
     const bool interactive = isatty(STDIN_FILENO);
-    size_t said = 0;  // ids of the conversation appended so far
+    bool opened = false;  // the conversation's first message is in the session
     for (;;) {
         if (interactive) std::fputs("> ", stdout), std::fflush(stdout);
         std::string line;
         if (!std::getline(std::cin, line)) break;
         if (line.empty()) continue;
-        roles.push_back("user"), contents.push_back(line);
-        std::vector<kl_chat_message> messages;
-        for (size_t i = 0; i < roles.size(); ++i)
-            messages.push_back({roles[i].c_str(), contents[i].c_str()});
-        // The conversation's ids grow at their end (each message's ids do not depend on what
-        // follows it), so the new ids are those after the previous turns'.
-        const std::vector<int32_t> whole = chat_ids(model.get(), messages, true);
-        const size_t before =
-            said == 0 ? 0
-                      : chat_ids(model.get(), {messages.begin(), messages.end() - 1}, false).size();
+        const std::vector<int32_t> turn = user_turn_ids(model.get(), system, !opened, line);
         const kimi::SignalStop stop;  // this turn's
         Stream stream;
         size_t generated = 0;
@@ -71,8 +103,8 @@ int cmd_chat(const Options& o) {
         std::string why;  // the failed call's message
         {
             const CancelOnSignal cancel(session.get());
-            sent = kl_session_append(session.get(), whole.data() + before, whole.size() - before,
-                                     KL_LOGITS_NONE, nullptr);
+            sent =
+                kl_session_append(session.get(), turn.data(), turn.size(), KL_LOGITS_NONE, nullptr);
             if (sent == KL_OK)
                 replied =
                     kl_session_generate(session.get(), &gen, print_piece, &stream, &generated);
@@ -81,11 +113,10 @@ int cmd_chat(const Options& o) {
         kl_session_clear_cancel(session.get());  // one made after the call it aimed at ended
         const int sig = kimi::stop_signal();
         if ((sent == KL_ERR_CANCELLED && sig) || refused(sent)) {  // the message is not said
-            roles.pop_back(), contents.pop_back();
             if (refused(sent)) report_refusal("message dropped", sent, why);
         } else {
             check(sent);
-            said = whole.size();
+            opened = true;
             std::printf("\n");
             std::fflush(stdout);
             if (refused(replied))
@@ -98,11 +129,11 @@ int cmd_chat(const Options& o) {
                     kl_session_append(session.get(), &im_end, 1, KL_LOGITS_NONE, nullptr);
                 if (closed != KL_ERR_CONTEXT_FULL) check(closed);
             }
-            roles.push_back("assistant"), contents.push_back(stream.text);
         }
         if (sig == SIGTERM) check_signal();
         if (sig) std::fprintf(stderr, "kimi: reply stopped by SIGINT\n");
     }
+    write_test_tokens(session.get());
     return 0;
 }
 

@@ -55,12 +55,13 @@ int32_t special_token(const kl_model* model, const char* text);
 
 // --max-new and the sampling options.
 kl_generate_params generate_params(const Options& o);
-// What a generation streamed: its text, and how many tokens reached the callback.
+// A generation being printed: how, and how many tokens reached the callback (a chat tells a
+// reply cut off from one ended by a stop token, which is appended but not passed on).
 struct Stream {
     bool text_mode = true;  // print pieces (else token ids)
-    std::string text;
     size_t tokens = 0;
 };
+
 // A kl_token_callback, user a Stream: prints what a generation streams; stops it (between
 // tokens) once SIGINT or SIGTERM came.
 int print_piece(void* user, int32_t token, const char* piece, size_t piece_len);

@@ -309,7 +309,6 @@ int print_piece(void* user, int32_t token, const char* piece, size_t piece_len) 
         std::printf("%d ", token);
     } else if (piece_len) {
         std::fwrite(piece, 1, piece_len, stdout);
-        stream->text.append(piece, piece_len);
     }
     std::fflush(stdout);
     if (token != KL_NO_TOKEN) hold_generation(stream->tokens);
