@@ -2,6 +2,7 @@
 // load every command starts with, tokenizing and streaming a generation.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -12,6 +13,15 @@
 #include "signal_stop.h"
 
 namespace kimi {
+
+using Clock = std::chrono::steady_clock;
+
+inline double seconds_since(Clock::time_point start) {
+    return std::chrono::duration<double>(Clock::now() - start).count();
+}
+
+// "1.5 MiB": a size in bytes for people.
+std::string human_bytes(uint64_t bytes);
 
 // A library call that failed: main prints kl_last_error() and exits 1 (128 + the signal for
 // KL_ERR_CANCELLED after a signal).
@@ -67,5 +77,7 @@ struct Stream {
 int print_piece(void* user, int32_t token, const char* piece, size_t piece_len);
 
 int cmd_chat(const Options& o);
+int cmd_bench(const Options& o);
+int cmd_accuracy(const Options& o);
 
 }  // namespace kimi
