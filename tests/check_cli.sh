@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # The kimi CLI end to end on a tiny model: info, run (streamed ids, reproducible by seed),
 # usage and load errors with their exit codes, --devices (two CPU shards); quantize (FP8 and
-# INT4 round trips, its progress bar on a terminal only, SIGINT and SIGTERM cancelling it), run
-# and a load stopped by them, and accuracy with their usage errors, empty entries of comma
-# lists refused; then the text commands (tokenize, run --prompt, chat, a chat reply stopped by
+# INT4 round trips, its progress bar on a terminal only, SIGINT and SIGTERM cancelling it), run,
+# a load, bench and accuracy stopped by them, and accuracy with their usage errors, empty
+# entries of comma lists refused; then the text commands (tokenize, run --prompt, chat, a chat reply stopped by
 # SIGINT, a chat message or reply that does not fit the context, the ids a chat feeds turn by
 # turn) on a model folder with a tokenizer.
 set -euo pipefail
@@ -158,6 +158,31 @@ set -e
 wait
 [[ $stopped -eq 130 ]] && grep -qx "kimi: cancelled by SIGINT" "$dir/err" && [[ ! -s $dir/out ]] \
   || { echo "FAIL: info at SIGINT during the load exited $stopped: $(cat "$dir/out") $(cat "$dir/err")"; exit 1; }
+# bench stopped by SIGINT in a measured call (KIMI_TEST_HOLD_MEASURE=1 holds its first, the
+# prefill of 16 tokens, until one comes, then lets the watcher's kl_session_cancel land): that
+# prefill is cancelled (no row for it, no decode table), "cancelled", exit 130. accuracy by
+# SIGTERM in the quantized model's first sequence (the second measured call): 143, no figures.
+rm -f "$dir/err"
+signal_when_held "$dir/pid" "$dir" INT &
+set +e
+(echo $BASHPID >"$dir/pid"
+ KIMI_TEST_HOLD_MEASURE=1 exec ${reset_int[@]+"${reset_int[@]}"} "$kimi" bench "$dir/m" \
+   --prompt-len 16 --context 0 --decode 4 --repeats 1 >"$dir/out" 2>"$dir/err"); stopped=$?
+set -e
+wait
+[[ $stopped -eq 130 ]] && grep -qx "kimi: cancelled by SIGINT" "$dir/err" \
+  && grep -qE "^ +prompt +prefill ms" "$dir/out" && ! grep -qE "^ +16 |TPOT" "$dir/out" \
+  || { echo "FAIL: bench at SIGINT exited $stopped: $(cat "$dir/out") $(cat "$dir/err")"; exit 1; }
+rm -f "$dir/err"
+KIMI_TEST_HOLD_MEASURE=2 "$kimi" accuracy "$dir/m" --device cpu --weights int4 --positions 48 \
+  --seq 16 >"$dir/out" 2>"$dir/err" &
+echo $! >"$dir/pid-term"
+signal_when_held "$dir/pid-term" "$dir" TERM
+set +e
+wait "$(cat "$dir/pid-term")"; stopped=$?
+set -e
+[[ $stopped -eq 143 ]] && grep -qx "kimi: cancelled by SIGTERM" "$dir/err" && [[ ! -s $dir/out ]] \
+  || { echo "FAIL: accuracy at SIGTERM exited $stopped: $(cat "$dir/out") $(cat "$dir/err")"; exit 1; }
 # accuracy: its figures, a KL divergence above zero and an agreement out of the positions.
 acc=$("$kimi" accuracy "$dir/m" --device cpu --weights int4 --positions 48 --seq 16)
 grep -qE "^mean KL\(bf16 \|\| int4\): [0-9.]+ nats$" <<<"$acc" \

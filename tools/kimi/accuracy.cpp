@@ -9,6 +9,7 @@
 #include <utility>
 #include <vector>
 
+#include "cancel_on_signal.h"
 #include "cli.h"
 #include "kimi_linear.h"
 
@@ -33,6 +34,9 @@ std::pair<double, bool> compare_logits(const float* p_logits, const float* q_log
     return {kl, argmax(p_logits) == argmax(q_logits)};
 }
 
+// The logits of each position of --positions tokens, sequences of --seq read from fresh
+// sessions, of the model in bf16 and in the format of --weights. SIGINT or SIGTERM stop it
+// between two sequences, or in one through kl_session_cancel.
 int cmd_accuracy(const Options& o) {
     if (!o.has("weights") || o.get("weights", "") == "auto" || o.get("weights", "") == "bf16")
         throw UsageError{"accuracy needs --weights fp8|int4"};
@@ -40,6 +44,7 @@ int cmd_accuracy(const Options& o) {
     reference.values["weights"] = "bf16";
     const ModelHandle base = load(reference);
     const ModelHandle quantized = load(o);
+    const SignalStop stop;  // the measurements' (see before_measurement)
     const size_t vocab = model_info(base.get()).vocab_size;
     const size_t positions = static_cast<size_t>(std::max(1.0, o.number("positions", 2000)));
     const size_t seq = static_cast<size_t>(std::max(2.0, o.number("seq", 256)));
@@ -69,6 +74,8 @@ int cmd_accuracy(const Options& o) {
         p.resize(n * vocab), q.resize(n * vocab);
         for (auto [model, out] : {std::pair{base.get(), &p}, {quantized.get(), &q}}) {
             const SessionHandle session = new_session(model);
+            const CancelOnSignal cancel(session.get());
+            before_measurement();
             check(kl_session_append(session.get(), tokens.data() + done, n, KL_LOGITS_ALL,
                                     out->data()));
         }

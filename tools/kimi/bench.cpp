@@ -10,6 +10,7 @@
 #include <thread>
 #include <vector>
 
+#include "cancel_on_signal.h"
 #include "cli.h"
 #include "kimi_linear.h"
 
@@ -99,7 +100,9 @@ void bench_batches(kl_model* model, const struct kl_model_info& info, const Floo
             for (auto& p : params) kl_sampling_params_default(&p);
             std::vector<int32_t> tokens(batch);
             std::vector<double> step_ms;
+            const CancelOnSignal cancel(raw[0]);  // a cancel pending on one stops the batch
             for (int s = 0; s < steps; ++s) {
+                before_measurement();
                 const auto start = Clock::now();
                 check(kl_batch_next(raw.data(), raw.size(), params.data(), tokens.data(), nullptr,
                                     0, nullptr));
@@ -115,7 +118,7 @@ void bench_batches(kl_model* model, const struct kl_model_info& info, const Floo
             const auto start = Clock::now();
             for (int32_t i = 0; i < batch; ++i)
                 threads.emplace_back([&, i] {
-                    for (int s = 0; s < steps && status[i] == KL_OK; ++s) {
+                    for (int s = 0; s < steps && status[i] == KL_OK && !stop_signal(); ++s) {
                         int32_t token = 0;
                         status[i] =
                             kl_session_next(raw[i], &params[i], &token, nullptr, 0, nullptr);
@@ -124,6 +127,7 @@ void bench_batches(kl_model* model, const struct kl_model_info& info, const Floo
             for (auto& t : threads) t.join();
             const double threaded = batch * steps / seconds_since(start);
             for (kl_status st : status) check(st);
+            check_signal();  // the threads stopped early
             std::printf("%8d %6d %12.3f %14.1f %12.3f %14.1f %7.0f%% %14.1f\n", context, batch, p50,
                         batch * 1e3 / p50, floor_ms, batch * 1e3 / floor_ms, 100.0 * floor_ms / p50,
                         threaded);
@@ -136,7 +140,8 @@ void bench_batches(kl_model* model, const struct kl_model_info& info, const Floo
 // generated token (kl_session_next: sample from the last logits, append it), after a
 // synthetic context of the given length (kl_session_fill_synthetic). Floors: bytes over the
 // copy bandwidth, FLOPs over the matrix rate (--bandwidth-gbs, --matrix-tflops: the H100's
-// measured 3000 GB/s and 794 TFLOP/s by default, docs/design/kernels.md).
+// measured 3000 GB/s and 794 TFLOP/s by default, docs/design/kernels.md). SIGINT or SIGTERM
+// stop it between two measured calls, or in one through kl_session_cancel (a long prefill).
 int cmd_bench(const Options& o) {
     const std::vector<int32_t> lengths = o.ints("prompt-len", "128,512");
     const std::vector<int32_t> contexts = o.ints("context", "0");
@@ -150,6 +155,7 @@ int cmd_bench(const Options& o) {
     const double bandwidth = o.number("bandwidth-gbs", 3000.0) * 1e9;
     const double matrix_rate = o.number("matrix-tflops", 794.0) * 1e12;
     const ModelHandle model = load(o);
+    const SignalStop stop;  // the measurements' (see before_measurement)
     const struct kl_model_info info = model_info(model.get());
     const Floors floor = floors(info);
     std::mt19937 rng(1234);
@@ -183,6 +189,8 @@ int cmd_bench(const Options& o) {
             double best = 1e30;
             for (int r = 0; r < repeats; ++r) {
                 SessionHandle session = new_session(model.get(), prompt.size() + 1);
+                const CancelOnSignal cancel(session.get());
+                before_measurement();
                 const auto start = Clock::now();
                 check(kl_session_append(session.get(), prompt.data(), prompt.size(), KL_LOGITS_LAST,
                                         logits.data()));
@@ -200,6 +208,7 @@ int cmd_bench(const Options& o) {
         for (int32_t context : contexts) {
             SessionHandle session =
                 new_session(model.get(), static_cast<uint64_t>(context) + decode_steps + 2);
+            const CancelOnSignal cancel(session.get());
             if (context > 0) {
                 check(kl_session_fill_synthetic(session.get(), static_cast<uint64_t>(context), 7));
             } else {
@@ -222,6 +231,7 @@ int cmd_bench(const Options& o) {
                 for (int s = 0; s < decode_steps; ++s) {
                     kl_generation_step step;
                     step.struct_size = sizeof step;
+                    before_measurement();
                     const auto start = Clock::now();
                     check(kl_generator_next(generator, &step));
                     step_ms.push_back(1000.0 * seconds_since(start));
@@ -229,6 +239,7 @@ int cmd_bench(const Options& o) {
             } else {
                 for (int s = 0; s < decode_steps; ++s) {
                     int32_t token = 0;
+                    before_measurement();
                     const auto start = Clock::now();
                     check(kl_session_next(session.get(), &greedy, &token, nullptr, 0, nullptr));
                     step_ms.push_back(1000.0 * seconds_since(start));

@@ -43,6 +43,13 @@ inline void check_signal() {
 // by tests/check_cli.sh) that make a test's real signal land mid-work; never sends one.
 void hold_for_signal(const char* hook, const std::string& where);
 
+// Before each measured call of bench and accuracy, which run in a SignalStop with a
+// CancelOnSignal on the session measured: ends the command once SIGINT or SIGTERM came (main:
+// "cancelled", 128 + the signal), a signal during a call cancelling that call.
+// KIMI_TEST_HOLD_MEASURE=N, a test hook: the Nth call is held before it runs until a signal
+// comes, then long enough for the watcher's kl_session_cancel, so that the call is cancelled.
+void before_measurement();
+
 // Handles freed on every path, errors included.
 using ModelHandle = std::unique_ptr<kl_model, decltype(&kl_model_free)>;
 using SessionHandle = std::unique_ptr<kl_session, decltype(&kl_session_free)>;

@@ -65,7 +65,8 @@ const char* kUsage =
     "                at most 8; on the CPU the shards 0..n-1, run on threads),\n"
     "                --max-batch N --batch-wait-us U (decode batching across threads),\n"
     "                --weights auto|bf16|fp8|int4 (the weights' form once loaded)\n"
-    "Ctrl-C (SIGINT) or SIGTERM during a model load cancels it: exit 130 or 143\n";
+    "Ctrl-C (SIGINT) or SIGTERM during a model load, bench or accuracy cancels it: exit 130\n"
+    "or 143\n";
 
 Options parse(int argc, char** argv) {
     if (argc < 2) throw UsageError{"no command"};
@@ -104,6 +105,16 @@ void hold_for_signal(const char* hook, const std::string& where) {
     std::fprintf(stderr, "kimi: %s: held at %s for a signal\n", hook, where.c_str());
     for (int i = 0; i < 6000 && !kimi::stop_signal(); ++i)
         std::this_thread::sleep_for(std::chrono::milliseconds(10));
+}
+
+void before_measurement() {
+    check_signal();
+    static const char* const at = std::getenv("KIMI_TEST_HOLD_MEASURE");
+    static unsigned long measured = 0;  // bench and accuracy measure on one thread
+    if (at && ++measured == std::strtoul(at, nullptr, 10)) {
+        hold_for_signal("KIMI_TEST_HOLD_MEASURE", "measurement " + std::to_string(measured));
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));  // CancelOnSignal: 10 ms
+    }
 }
 
 // A load's or a checkpoint write's progress: the bar on a terminal, and a stop once SIGINT or
