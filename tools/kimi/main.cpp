@@ -99,8 +99,6 @@ Options parse(int argc, char** argv) {
     return o;
 }
 
-// Holds until a signal comes (a minute at most), for the test hooks (KIMI_TEST_HOLD_*, used
-// by tests/check_cli.sh) that make a test's real signal land mid-work; never sends one.
 void hold_for_signal(const char* hook, const std::string& where) {
     std::fprintf(stderr, "kimi: %s: held at %s for a signal\n", hook, where.c_str());
     for (int i = 0; i < 6000 && !kimi::stop_signal(); ++i)
