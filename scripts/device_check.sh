@@ -18,6 +18,8 @@
 # "shards" runs the NCCL and CUDA-shard GPU tests and, with two GPUs or more, the 48B
 # shapes' bench on one GPU and split over two (shards.log; KL_CUDA_SHARDS=1, NCCL from
 # KL_NCCL_LIBRARY, the system, or build-nccl/ as below);
+# "mla" runs the expanded MLA prefill's tests and compares it with the absorbed form
+# (KL_CUDA_MLA_PREFILL=expanded|absorbed): mla_bench and the 48B shapes' prefill (mla.log);
 # "cancel" measures cancel-to-return latency of a long prefill (tools/bench/cancel_latency;
 # cancel.log);
 # "plugin" checks the C API's CUDA plugin on the device (plugin.log): AUTO picks the GPU, the
@@ -125,6 +127,20 @@ case "${1:-}" in
             --repeats 2 --bandwidth-gbs 4300
         done 2>&1 | tee -a "$OUT/shards.log"
       fi
+    fi
+    if [[ $parts == *mla* ]]; then  # MLA prefill, expanded form vs absorbed
+      { "$bin/kl_gpu_tests" --gtest_filter='*MlaPrefill*:*ExpandedMla*:GpuMla*' 2>&1 |
+          grep -E "^\[ (gpu|mla)|Failure|FAILED|PASSED|tests ran"
+        "$bin/mla_bench"
+        for form in absorbed expanded; do
+          echo "== KL_CUDA_MLA_PREFILL=$form"
+          KL_CUDA_MLA_PREFILL=$form "$bin/kimi" bench --random $config --device cuda \
+            --prompt-len 4096,16384 --context 512 --decode 16 --repeats 2 --bandwidth-gbs 4300
+        done
+        echo "== prefill of 8192 tokens, expanded (eager profile)"
+        CUDA_MODULE_LOADING=EAGER KL_CUDA_MLA_PREFILL=expanded KL_CUDA_PROFILE=1 "$bin/kimi" bench \
+          --random $config --layers ${layers_list##* } --device cuda --prompt-len 8192 \
+          --context 0 --decode 1 --repeats 1; } 2>&1 | tee "$OUT/mla.log"
     fi
     if [[ $parts == *sanitize* ]]; then
       cs=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)

@@ -2,6 +2,8 @@
 // forward pass; the provider backends/registry.cpp hands to Model. Session state is in
 // cuda_state.cu.
 #include <cmath>
+#include <cstdlib>
+#include <string>
 
 #include "core/safetensors.h"
 #include "core/weight_store.h"
@@ -59,6 +61,8 @@ CudaBackend::CudaBackend(const ModelConfig& config, const ModelLayout& layout,
     }
     workspace_ = std::make_unique<Workspace>(config);
     reserve_gemm_buffers();
+    const char* mla_prefill = std::getenv("KL_CUDA_MLA_PREFILL");
+    mla_prefill_expanded_ = mla_prefill && std::string(mla_prefill) == "expanded";
 }
 
 // Prefill and batches (more rows than the GEMVs take) run FP8 linears on the FP8 tensor cores
@@ -233,7 +237,7 @@ void CudaBackend::forward(BackendState& base, uint64_t position, const int32_t* 
             for (size_t start = 0; start < n; start += kPiece) {
                 const size_t m = std::min(kPiece, n - start);
                 set_position(position + start);
-                run_piece(st, m, source, st.recurrent(out),
+                run_piece(st, position + start, m, source, st.recurrent(out),
                           start + m == n ? st.logits(out) : nullptr,
                           all_logits ? all_logits + start * config_.vocab_size : nullptr, cancel);
                 source = st.recurrent(out);
@@ -301,7 +305,8 @@ void CudaBackend::capture_decode_graphs(CudaState& st, bool locked) const {
     st.graph_generation_ = graph_generation();
     for (int p = 0; p < 2; ++p)
         st.decode_graph_[p] = capture([&] {
-            run_piece(st, 1, st.recurrent(p), st.recurrent(1 - p), st.logits(1 - p), nullptr,
+            // Position 0: a replayed step reads its position from the workspace.
+            run_piece(st, 0, 1, st.recurrent(p), st.recurrent(1 - p), st.logits(1 - p), nullptr,
                       never);
         });
 }
@@ -347,14 +352,14 @@ void CudaBackend::mlp(const Mlp& w, const bf16* x, size_t n, Workspace& ws, floa
 // layers: the KDA state is read from rec_in and written to rec_out (equal buffers: in
 // place), the last token's logits go to logits_out (device) when not null, all rows to
 // all_logits (host) when not null.
-void CudaBackend::run_piece(CudaState& st, size_t m, const float* rec_in, float* rec_out,
-                            float* logits_out, float* all_logits,
+void CudaBackend::run_piece(CudaState& st, uint64_t position, size_t m, const float* rec_in,
+                            float* rec_out, float* logits_out, float* all_logits,
                             const std::atomic<bool>& cancel) const {
     Workspace& ws = *workspace_;
     Pass pass;
     pass.m = m, pass.ids = st.history_.as<int32_t>(), pass.ids_at = ws.position.as<int32_t>();
     pass.rec_offset = &st.recurrent_offset_;
-    pass.st = &st, pass.rec_in = rec_in, pass.rec_out = rec_out;
+    pass.st = &st, pass.position = position, pass.rec_in = rec_in, pass.rec_out = rec_out;
     run_layers(pass, cancel);
 
     profile_.section("lm_head", stream_);
@@ -523,9 +528,12 @@ void CudaBackend::mla_layer(const Layer& L, const Pass& pass, size_t l, float* o
         latent_to_cache(ws.kv.as<float>(), m, c.kv_lora_rank, width, L.kv_norm.bf(), c.rms_norm_eps,
                         pos, cache, stream_);
         profile_.section("mla attention", stream_);
-        mla_attention(ws.mq.as<float>(), m, pos, pass.st->capacity(), cache, L.kv_b.bf(), Hm,
-                      c.qk_nope_head_dim, c.qk_rope_head_dim, c.v_head_dim, c.kv_lora_rank,
-                      ws.mla.as<void>(), ws.attn.as<float>(), stream_);
+        if (expanded_mla(m))
+            mla_prefill(L, pass, cache);
+        else
+            mla_attention(ws.mq.as<float>(), m, pos, pass.st->capacity(), cache, L.kv_b.bf(), Hm,
+                          c.qk_nope_head_dim, c.qk_rope_head_dim, c.v_head_dim, c.kv_lora_rank,
+                          ws.mla.as<void>(), ws.attn.as<float>(), stream_);
     } else {  // a batch: each row's cache row and attention in its own session's cache
         bf16* const* caches = pass.batch_caches + L.mla_slot * m;
         latent_to_cache_batch(ws.kv.as<float>(), m, c.kv_lora_rank, width, L.kv_norm.bf(),
@@ -540,6 +548,40 @@ void CudaBackend::mla_layer(const Layer& L, const Pass& pass, size_t l, float* o
     profile_.section("mla o_proj", stream_);
     cast_to_bf16(ws.attn.as<float>(), m * Hm * c.v_head_dim, ws.attn_bf.as<bf16>(), stream_);
     linear(ws.attn_bf.as<bf16>(), m, L.mo, out);
+}
+
+bool CudaBackend::expanded_mla(size_t m) const {
+    const ModelConfig& c = config_;
+    return mla_prefill_expanded_ &&
+           mla_prefill_supported(m, c.num_attention_heads, c.qk_nope_head_dim, c.qk_rope_head_dim,
+                                 c.v_head_dim, c.kv_lora_rank);
+}
+
+// The cache's latents of keys [0, position + m) are decompressed through kv_b one chunk at a
+// time (gathered out of the cache rows, a GEMM, bf16), and each chunk attended in turn.
+void CudaBackend::mla_prefill(const Layer& L, const Pass& pass, const bf16* cache) const {
+    const ModelConfig& c = config_;
+    Workspace& ws = *workspace_;
+    const size_t Hm = c.num_attention_heads, m = pass.m, rank = c.kv_lora_rank;
+    const size_t width = c.mla_cache_width();
+    const MlaPrefillBuffers b =
+        mla_prefill_buffers(ws.mla.as<void>(), m, Hm, c.qk_nope_head_dim, c.v_head_dim, rank);
+    const uint64_t keys_total = pass.position + m;
+    for (uint64_t k0 = 0; k0 < keys_total; k0 += kMlaPrefillChunkKeys) {
+        const size_t keys =
+            static_cast<size_t>(std::min<uint64_t>(kMlaPrefillChunkKeys, keys_total - k0));
+        profile_.section("mla kv decompress", stream_);
+        check(cudaMemcpy2DAsync(b.latent, rank * sizeof(bf16), cache + k0 * width,
+                                width * sizeof(bf16), rank * sizeof(bf16), keys,
+                                cudaMemcpyDeviceToDevice, stream_),
+              "gather latents");
+        linear(b.latent, keys, L.kv_b, b.kv_f32);
+        cast_to_bf16(b.kv_f32, keys * L.kv_b.rows, b.kv, stream_);
+        profile_.section("mla attention", stream_);
+        mla_prefill_chunk(ws.mq.as<float>(), m, pass.position, cache, b.kv, k0, keys, k0 == 0,
+                          k0 + keys == keys_total, Hm, c.qk_nope_head_dim, c.qk_rope_head_dim,
+                          c.v_head_dim, rank, b.state, ws.attn.as<float>(), stream_);
+    }
 }
 
 // Routing on the device; the shared expert, then the chosen experts: GEMVs that read

@@ -121,6 +121,7 @@ struct Pass {
     const std::vector<size_t>* rec_offset = nullptr;  // KDA state offsets per layer (floats)
     // One session: its state, KDA state read from rec_in and written to rec_out.
     CudaState* st = nullptr;
+    uint64_t position = 0;  // of its first token (a prefill piece; graphs read the workspace's)
     const float* rec_in = nullptr;
     float* rec_out = nullptr;
     // A batch (st null): device tables of m entries (BatchTables).
@@ -157,10 +158,16 @@ struct Workspace {
         // Sized for any session capacity (the split over the context is capped by the SMs).
         mla = DeviceBuffer(
             c.n_mla_layers()
-                ? std::max(mla_workspace_bytes(P, Hm, c.kv_lora_rank, c.qk_rope_head_dim,
-                                               c.v_head_dim, INT32_MAX),
-                           mla_batch_workspace_bytes(kMaxBatch, Hm, c.kv_lora_rank,
-                                                     c.qk_rope_head_dim, c.v_head_dim, INT32_MAX))
+                ? std::max({mla_workspace_bytes(P, Hm, c.kv_lora_rank, c.qk_rope_head_dim,
+                                                c.v_head_dim, INT32_MAX),
+                            mla_batch_workspace_bytes(kMaxBatch, Hm, c.kv_lora_rank,
+                                                      c.qk_rope_head_dim, c.v_head_dim, INT32_MAX),
+                            mla_prefill_supported(P, Hm, c.qk_nope_head_dim, c.qk_rope_head_dim,
+                                                  c.v_head_dim, c.kv_lora_rank)
+                                ? mla_prefill_buffers(nullptr, P, Hm, c.qk_nope_head_dim,
+                                                      c.v_head_dim, c.kv_lora_rank)
+                                      .bytes
+                                : size_t(0)})
                 : 0);
         ffn_gate = f(P * inter), ffn_up = f(P * inter), ffn_act = b(P * inter);
         router = f(P * E), chosen = DeviceBuffer(P * k * sizeof(int32_t)), weights = f(P * k);
@@ -277,8 +284,8 @@ private:
     uint64_t graph_generation() const { return shard_ ? shard_->nccl->generation() : 0; }
     void linear(const bf16* x, size_t n, const Weight& w, float* y, size_t ldy = 0) const;
     void mlp(const Mlp& w, const bf16* x, size_t n, Workspace& ws, float* out) const;
-    void run_piece(CudaState& st, size_t m, const float* rec_in, float* rec_out, float* logits_out,
-                   float* all_logits, const std::atomic<bool>& cancel) const;
+    void run_piece(CudaState& st, uint64_t position, size_t m, const float* rec_in, float* rec_out,
+                   float* logits_out, float* all_logits, const std::atomic<bool>& cancel) const;
     void run_layers(const Pass& pass, const std::atomic<bool>& cancel) const;
     void run_batch_group(CudaState* const* states, const uint64_t* positions, const int32_t* tokens,
                          size_t n) const;
@@ -299,6 +306,9 @@ private:
                L.shared.down.code == L.expert_weights.code;
     }
     void mla_layer(const Layer& L, const Pass& pass, size_t l, float* out) const;
+    // A prefill piece's MLA attention in the expanded form (mla_prefill.cu), where it runs.
+    bool expanded_mla(size_t m) const;
+    void mla_prefill(const Layer& L, const Pass& pass, const bf16* cache) const;
     const Weight& head() const { return tied_ ? embed_ : lm_head_; }
     void moe(const Layer& L, const bf16* xn, size_t m, Workspace& ws, float* out) const;
 
@@ -323,6 +333,9 @@ private:
     size_t head_width_ = 0;
     DeviceBuffer head_part_, head_gathered_;
     bool tied_ = false;
+    // KL_CUDA_MLA_PREFILL=expanded: prefill pieces take mla_prefill.cu (not yet the default:
+    // written without a GPU at hand, it waits for its device tests).
+    bool mla_prefill_expanded_ = false;
     Weight embed_, final_norm_, lm_head_;
     std::vector<Layer> layers_;
 };

@@ -7,6 +7,7 @@
 // The absorbed form costs 2 * heads * (width + rank) FLOPs per (query, row) pair (69.6 K at
 // the real shapes, ~3.4x the expanded form's 2 * heads * (192 + 128)), but needs no
 // decompression of the cache, which the expanded form would redo for every 256-token piece.
+// Prefill pieces of many queries can take the expanded form instead (mla_prefill.cu).
 // Shapes the tensor-core kernel does not take (rank not 64/128/256/512, shared memory over
 // the limit, misaligned pointers) run mla_simple_kernel: fp32, one block per (query, head).
 #include <algorithm>

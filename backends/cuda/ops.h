@@ -184,6 +184,33 @@ void mla_attention_batch(const float* q, size_t sessions, const int32_t* positio
                          size_t heads, size_t nope, size_t rope, size_t v_dim, size_t rank,
                          void* workspace, float* out, cudaStream_t stream);
 
+// ---- MLA prefill, expanded form (mla_prefill.cu) --------------------------------------------
+// For a piece of at least kMlaPrefillMinTokens queries: the caller decompresses the cache's
+// latents in chunks of up to kMlaPrefillChunkKeys keys (kv = c · kv_b^T, bf16 [keys, heads,
+// nope + v]) and calls mla_prefill_chunk per chunk, in order from key 0 (first) to key pos+T-1
+// (last); the result is mla_attention's. q, pos, cache, heads... as for mla_attention (pos a
+// host value here: prefill is never captured in a graph); out is the running unnormalised
+// output until the last chunk; state holds the rows' running (max, sum), [T * heads].
+constexpr size_t kMlaPrefillMinTokens = 256;   // below it, the decompression costs more
+constexpr size_t kMlaPrefillChunkKeys = 4096;  // keys decompressed at once
+bool mla_prefill_supported(size_t T, size_t heads, size_t nope, size_t rope, size_t v_dim,
+                           size_t rank);
+// Its workspace for pieces of up to T queries, carved into parts (workspace null: only
+// the size, .bytes).
+struct MlaPrefillBuffers {
+    bf16* latent = nullptr;   // [chunk keys, rank]: the chunk's latents, contiguous
+    float* kv_f32 = nullptr;  // [chunk keys, heads * (nope + v)]: the GEMM's product
+    bf16* kv = nullptr;       // the same in bf16, what the kernel reads
+    float2* state = nullptr;  // [T, heads]
+    size_t bytes = 0;
+};
+MlaPrefillBuffers mla_prefill_buffers(void* workspace, size_t T, size_t heads, size_t nope,
+                                      size_t v_dim, size_t rank);
+void mla_prefill_chunk(const float* q, size_t T, uint64_t pos, const bf16* cache, const bf16* kv,
+                       uint64_t key_begin, size_t keys, bool first, bool last, size_t heads,
+                       size_t nope, size_t rope, size_t v_dim, size_t rank, float2* state,
+                       float* out, cudaStream_t stream);
+
 // ---- few-token GEMM (gemv.cu) ------------------------------------------------------------
 // y[n, out] = x[n, in] · W^T for n <= 4 and in % 8 == 0 (16-byte rows): gemv_supported();
 // a quantized W also needs in % 16 == 0. y's rows are ldy apart (>= out).

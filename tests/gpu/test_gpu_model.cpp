@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
@@ -380,6 +381,61 @@ TEST(GpuSession, PrefillAcrossPiecesMatchesSplitsAndCpu) {
     std::printf("[ gpu pieces ] T=9000: split vs one call %.2e, vs CPU %.2e\n", self, vs_cpu);
     EXPECT_LE(self, kGpuSelfTolerance);
     EXPECT_LE(vs_cpu, kDenseWorstTolerance);
+}
+
+// The expanded MLA prefill (mla_prefill.cu; opt-in through KL_CUDA_MLA_PREFILL=expanded,
+// read when a model loads) against the absorbed form and the CPU: 9000 tokens in pieces of
+// 4096, 4096 and 808, so the pieces attend over one, two and three chunks of keys; and a
+// 300-token prompt of the 100m preset (the MoE hybrid) position by position.
+class EnvVar {
+public:
+    EnvVar(const char* name, const char* value) : name_(name) { setenv(name, value, 1); }
+    ~EnvVar() { unsetenv(name_); }
+
+private:
+    const char* name_;
+};
+
+TEST(GpuSession, ExpandedMlaPrefillMatchesTheAbsorbedFormAndCpu) {
+    if (!have_gpu()) GTEST_SKIP() << "no CUDA device";
+    {
+        const std::string dir = dense_tiny_dir();
+        auto cpu = load(dir, false);
+        auto absorbed = load(dir, true);
+        std::unique_ptr<kl::Model> expanded;
+        {
+            EnvVar opt_in("KL_CUDA_MLA_PREFILL", "expanded");
+            expanded = load(dir, true);
+        }
+        const auto tokens = random_tokens(9000, cpu->config().vocab_size, 21);
+        kl::Session a(*absorbed, 0), e(*expanded, 0), reference(*cpu, 0);
+        a.append(tokens.data(), tokens.size(), nullptr);
+        e.append(tokens.data(), tokens.size(), nullptr);
+        reference.append(tokens.data(), tokens.size(), nullptr);
+        const double self = rel_error(e.last_logits(), a.last_logits());
+        const double vs_cpu = rel_error(e.last_logits(), reference.last_logits());
+        std::printf("[ gpu mla prefill ] T=9000: expanded vs absorbed %.2e, vs CPU %.2e\n", self,
+                    vs_cpu);
+        EXPECT_LE(self, kGpuSelfTolerance);
+        EXPECT_LE(vs_cpu, kDenseWorstTolerance);
+    }
+    const std::string dir = kl::test::tiny_model_dir("--preset 100m --seed 6");
+    auto absorbed = load(dir, true);
+    std::unique_ptr<kl::Model> expanded;
+    {
+        EnvVar opt_in("KL_CUDA_MLA_PREFILL", "expanded");
+        expanded = load(dir, true);
+    }
+    const size_t n = 300, vocab = absorbed->config().vocab_size;
+    const auto tokens = random_tokens(n, vocab, 22);
+    std::vector<float> want(n * vocab), got(n * vocab);
+    kl::Session a(*absorbed, 0), e(*expanded, 0);
+    a.append(tokens.data(), n, want.data());
+    e.append(tokens.data(), n, got.data());
+    const auto rows = row_errors(got, want, vocab);
+    std::printf("[ gpu mla prefill ] 100m T=300: per-row median %.2e max %.2e\n",
+                rows[rows.size() / 2], rows.back());
+    EXPECT_LE(rows[rows.size() / 2], kGpuSelfTolerance);
 }
 
 // A session the device cannot hold is KL_ERR_OUT_OF_MEMORY (nothing half-made stays behind);

@@ -2,7 +2,10 @@
 // decode T=1 at 1K..1M cache rows (GB/s on the cache bytes, rows * 576 * 2, against the
 // 3.0 TB/s copy ceiling of kernels.md) and prefill pieces of 256 queries (TFLOP/s on the
 // absorbed form's 2 * heads * (576 + 512) FLOPs per visible (query, row) pair), plus a whole
-// 32K-token prefill as 128 pieces. cudaEvent timing, warmup, median of repeats; contexts
+// 32K-token prefill as 128 pieces; then the expanded form's kernel (mla_prefill.cu) on a
+// 4096-query piece against the absorbed form on the same piece (TFLOP/s on the FLOPs each
+// form does: 2 * heads * (qk + v) per pair expanded, without the keys' decompression GEMM,
+// which gemm_bench covers). cudaEvent timing, warmup, median of repeats; contexts
 // that fit in L2 rotate over 4 cache regions 300 MB apart.
 #include <cuda_runtime.h>
 
@@ -26,6 +29,7 @@ constexpr size_t kWidth = kRank + kRope;
 constexpr size_t kRegionRows = size_t(1) << 18;  // 302 MB per rotation region
 constexpr size_t kTotalRows = (size_t(1) << 20) + 256;
 constexpr double kCopyTBs = 3.0;
+constexpr size_t kPrefillT = 4096;  // the backend's prefill piece (kPiece)
 
 __global__ void fill_random_bf16(bf16* x, size_t n, uint32_t seed, float scale) {
     for (size_t i = blockIdx.x * size_t(blockDim.x) + threadIdx.x; i < n;
@@ -48,21 +52,32 @@ __global__ void fill_random_f32(float* x, size_t n, uint32_t seed) {
 struct Bench {
     kl::cuda::DeviceBuffer cache{kTotalRows * kWidth * sizeof(bf16)};
     kl::cuda::DeviceBuffer kv_b{kHeads * (kNope + kV) * kRank * sizeof(bf16)};
-    kl::cuda::DeviceBuffer q{256 * kHeads * (kNope + kRope) * sizeof(float)};
-    kl::cuda::DeviceBuffer out{256 * kHeads * kV * sizeof(float)};
+    kl::cuda::DeviceBuffer q{kPrefillT * kHeads * (kNope + kRope) * sizeof(float)};
+    kl::cuda::DeviceBuffer out{kPrefillT * kHeads * kV * sizeof(float)};
+    kl::cuda::DeviceBuffer kv{kl::cuda::kMlaPrefillChunkKeys * kHeads * (kNope + kV) *
+                              sizeof(bf16)};
+    kl::cuda::DeviceBuffer state{kPrefillT * kHeads * sizeof(float2)};
     kl::cuda::DeviceBuffer pos{64 * sizeof(int32_t)};  // one slot per call in flight
-    kl::cuda::DeviceBuffer work{kl::cuda::mla_workspace_bytes(256, kHeads, kRank, kRope, kV,
-                                                              kTotalRows)};
+    kl::cuda::DeviceBuffer work{
+        kl::cuda::mla_workspace_bytes(kPrefillT, kHeads, kRank, kRope, kV, kTotalRows)};
     Bench() {
         fill_random_bf16<<<1024, 256>>>(cache.as<bf16>(), kTotalRows * kWidth, 1, 2.0f);
         fill_random_bf16<<<1024, 256>>>(kv_b.as<bf16>(), kHeads * (kNope + kV) * kRank, 2, 0.2f);
-        fill_random_f32<<<1024, 256>>>(q.as<float>(), 256 * kHeads * (kNope + kRope), 3);
+        fill_random_f32<<<1024, 256>>>(q.as<float>(), kPrefillT * kHeads * (kNope + kRope), 3);
+        fill_random_bf16<<<1024, 256>>>(
+            kv.as<bf16>(), kl::cuda::kMlaPrefillChunkKeys * kHeads * (kNope + kV), 4, 2.0f);
         check(cudaDeviceSynchronize(), "fill");
     }
     void set_positions(const std::vector<int32_t>& values) {
         check(cudaMemcpy(pos.as<int32_t>(), values.data(), values.size() * sizeof(int32_t),
                          cudaMemcpyHostToDevice),
               "pos");
+    }
+    // One chunk of the expanded form: T queries at pos over the keys [key_begin, +keys).
+    void chunk(size_t T, size_t pos, size_t key_begin, size_t keys, bool first, bool last) {
+        kl::cuda::mla_prefill_chunk(q.as<float>(), T, pos, cache.as<bf16>(), kv.as<bf16>(),
+                                    key_begin, keys, first, last, kHeads, kNope, kRope, kV, kRank,
+                                    state.as<float2>(), out.as<float>(), nullptr);
     }
     void call(size_t T, int slot, size_t region, size_t max_rows, cudaStream_t stream = nullptr) {
         kl::cuda::mla_attention(q.as<float>(), T, pos.as<int32_t>() + slot, max_rows,
@@ -131,5 +146,24 @@ int main() {
     }
     std::printf("\n32K-token prefill (128 x 256): %.1f ms of MLA attention per layer, %.1f TFLOP/s\n",
                 total_ms, total_pairs * per_pair / (total_ms * 1e-3) / 1e12);
+
+    // A 4096-query piece at position 0 (causal, one chunk), and a chunk of 4096 keys that
+    // every query of a piece at 4096 sees whole (a middle chunk of a long prompt).
+    const double expanded_pair = 2.0 * kHeads * (kNope + kRope + kV);
+    const double causal = kPrefillT * (kPrefillT + 1.0) / 2.0,
+                 whole = double(kPrefillT) * kPrefillT;
+    b.set_positions(std::vector<int32_t>(64, 0));
+    const double absorbed_ms = median_ms(2, 9, [&](int) { b.call(kPrefillT, 0, 0, kTotalRows); });
+    const double causal_ms =
+        median_ms(2, 9, [&](int) { b.chunk(kPrefillT, 0, 0, kPrefillT, true, true); });
+    const double whole_ms =
+        median_ms(2, 9, [&](int) { b.chunk(kPrefillT, kPrefillT, 0, kPrefillT, true, false); });
+    std::printf("\n%-34s %10s %10s\n", "4096-query piece", "ms", "TFLOP/s");
+    std::printf("%-34s %10.3f %10.1f\n", "absorbed, pos 0", absorbed_ms,
+                causal * per_pair / (absorbed_ms * 1e-3) / 1e12);
+    std::printf("%-34s %10.3f %10.1f\n", "expanded kernel, pos 0", causal_ms,
+                causal * expanded_pair / (causal_ms * 1e-3) / 1e12);
+    std::printf("%-34s %10.3f %10.1f\n", "expanded kernel, 4096 keys all seen", whole_ms,
+                whole * expanded_pair / (whole_ms * 1e-3) / 1e12);
     return 0;
 }
