@@ -9,7 +9,6 @@
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
 #include <nlohmann/json.hpp>
 #include <set>
 
@@ -365,68 +364,6 @@ uint64_t Checkpoint::total_bytes() const {
     uint64_t total = 0;
     for (const auto& entry : tensors_) total += entry.second.nbytes;
     return total;
-}
-
-void write_safetensors(const std::string& path, const std::vector<TensorToWrite>& tensors,
-                       const std::function<void(uint64_t bytes)>& written) {
-    json header = json::object();
-    uint64_t offset = 0;
-    for (const TensorToWrite& t : tensors) {
-        if (t.bytes.empty() && !is_float_dtype(t.dtype))
-            fail(Status::InvalidArgument,
-                 "tensor " + t.name + ": " + dtype_name(t.dtype) + " is written from its bytes");
-        uint64_t numel = 1;
-        for (int64_t d : t.shape) {
-            if (d < 0)
-                fail(Status::InvalidArgument,
-                     "tensor " + t.name + " has a negative dim in " + shape_string(t.shape));
-            numel *= static_cast<uint64_t>(d);
-        }
-        const uint64_t bytes = numel * dtype_size(t.dtype);
-        if (t.bytes.empty() ? numel != t.values.size() : bytes != t.bytes.size())
-            fail(Status::InvalidArgument,
-                 "tensor " + t.name + " has " +
-                     std::to_string(t.bytes.empty() ? t.values.size() : t.bytes.size()) +
-                     (t.bytes.empty() ? " values" : " bytes") + " for " + dtype_name(t.dtype) +
-                     " " + shape_string(t.shape));
-        header[t.name] = {{"dtype", dtype_name(t.dtype)},
-                          {"shape", t.shape},
-                          {"data_offsets", {offset, offset + bytes}}};
-        offset += bytes;
-    }
-    header["__metadata__"] = {{"format", "pt"}};
-    std::string text = header.dump();
-    text.append((8 - text.size() % 8) % 8, ' ');
-
-    std::ofstream out(path, std::ios::binary | std::ios::trunc);
-    if (!out) fail(Status::Io, "cannot create " + path);
-    uint8_t length[8];
-    for (int i = 0; i < 8; ++i) length[i] = static_cast<uint8_t>(text.size() >> (8 * i));
-    out.write(reinterpret_cast<const char*>(length), 8);
-    out.write(text.data(), static_cast<std::streamsize>(text.size()));
-    std::vector<uint8_t> buffer;
-    for (const TensorToWrite& t : tensors) {
-        if (!t.bytes.empty()) {
-            out.write(reinterpret_cast<const char*>(t.bytes.data()),
-                      static_cast<std::streamsize>(t.bytes.size()));
-            if (written) written(t.bytes.size());
-            continue;
-        }
-        buffer.resize(t.values.size() * dtype_size(t.dtype));
-        for (size_t i = 0; i < t.values.size(); ++i) {
-            if (t.dtype == DType::F32) {
-                std::memcpy(&buffer[4 * i], &t.values[i], 4);
-            } else {
-                const uint16_t bits =
-                    t.dtype == DType::BF16 ? f32_to_bf16(t.values[i]) : f32_to_f16(t.values[i]);
-                std::memcpy(&buffer[2 * i], &bits, 2);
-            }
-        }
-        out.write(reinterpret_cast<const char*>(buffer.data()),
-                  static_cast<std::streamsize>(buffer.size()));
-        if (written) written(buffer.size());
-    }
-    if (!out) fail(Status::Io, "cannot write " + path);
 }
 
 }  // namespace kl

@@ -1,10 +1,12 @@
 // Bounds-checked, memory-mapped safetensors reading (single file or sharded through
-// model.safetensors.index.json) and writing (for make_tiny_model and tests).
+// model.safetensors.index.json) and writing (the checkpoint writer, make_tiny_model, tests;
+// core/safetensors_writer.cpp).
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <iosfwd>
 #include <map>
 #include <memory>
 #include <string>
@@ -93,9 +95,43 @@ struct TensorToWrite {
     std::vector<uint8_t> bytes = {};
 };
 
-// Writes one .safetensors file (tensors in the given order; header padded to 8 bytes).
-// `written` (may be empty) is told each tensor's data bytes once they are written, so that a
-// long write can report progress, and stop it by throwing (the file is left partial).
+// A tensor's entry in a safetensors header: all of it that is known before its data.
+struct SafetensorsEntry {
+    std::string name;
+    DType dtype = DType::BF16;
+    std::vector<int64_t> shape;
+};
+
+// Writes one .safetensors file a tensor at a time, so that only the tensor being written need
+// be in memory: the header (padded to 8 bytes) when made, from every entry, then each
+// entry's data in the entries' order. The one safetensors writer: write_safetensors is it
+// with every tensor at hand. A write that throws or is never finished leaves the file partial.
+class SafetensorsWriter {
+public:
+    // Creates `path` and writes the header (throws InvalidArgument for a negative dim, before
+    // the file is created, and Io).
+    SafetensorsWriter(const std::string& path, std::vector<SafetensorsEntry> entries);
+    ~SafetensorsWriter();
+    SafetensorsWriter(const SafetensorsWriter&) = delete;
+    SafetensorsWriter& operator=(const SafetensorsWriter&) = delete;
+
+    // Writes the next entry's data from `t`, whose name, dtype and shape must be the entry's;
+    // returns the bytes written. Values are converted to the dtype a bounded chunk at a time.
+    uint64_t write(const TensorToWrite& t);
+    // Every entry written: checks that the file is complete (throws Io otherwise).
+    void finish();
+
+private:
+    std::string path_;
+    std::vector<SafetensorsEntry> entries_;
+    size_t next_ = 0;  // the entry write() takes next
+    std::unique_ptr<std::ofstream> out_;
+};
+
+// Writes one .safetensors file (tensors in the given order), every tensor checked before the
+// file is created. `written` (may be empty) is told each tensor's data bytes once they are
+// written, so that a long write can report progress, and stop it by throwing (the file is
+// left partial).
 void write_safetensors(const std::string& path, const std::vector<TensorToWrite>& tensors,
                        const std::function<void(uint64_t bytes)>& written = {});
 

@@ -114,6 +114,42 @@ TEST(Safetensors, WriterRejectsAValueCountThatIsNotTheShape) {
         Status::InvalidArgument, {"tensor t", "[2,3]"});
 }
 
+// SafetensorsWriter, a tensor at a time: values past one conversion chunk (65536) arrive
+// whole, a tensor out of the header's order and an unfinished file are refused, and a
+// negative dim is refused before the file is created.
+TEST(Safetensors, WriterTakesTheHeadersTensorsInOrder) {
+    const std::string path = kl::test::temp_dir() + "/w.safetensors";
+    const std::vector<float> values = normal_values(65536 * 2 + 3, 4, 3.0f);
+    {
+        kl::SafetensorsWriter file(path,
+                                   {{"big", DType::F32, {65536 * 2 + 3}}, {"i", DType::I32, {1}}});
+        EXPECT_EQ(file.write({"big", DType::F32, {65536 * 2 + 3}, values}), values.size() * 4);
+        expect_error([&] { file.finish(); }, Status::InvalidArgument, {"1 of the header's 2"});
+        expect_error(
+            [&] {
+                file.write({"j", DType::I32, {1}, {}, {1, 0, 0, 0}});
+            },
+            Status::InvalidArgument, {"j (I32 [1])", "the header has i (I32 [1])"});
+        EXPECT_EQ(file.write({"i", DType::I32, {1}, {}, {1, 0, 0, 0}}), 4u);
+        file.finish();
+    }
+    kl::MappedFile mapped(path);
+    const std::vector<kl::TensorView> views = kl::parse_safetensors(mapped);
+    ASSERT_EQ(views.size(), 2u);
+    const kl::TensorView& big = views[0].name == "big" ? views[0] : views[1];
+    std::vector<float> read(values.size());
+    big.to_f32(read.data());
+    EXPECT_EQ(read, values);
+
+    const std::string never = kl::test::temp_dir() + "/never.safetensors";
+    expect_error(
+        [&] {
+            kl::SafetensorsWriter file(never, {{"t", DType::F32, {2, -1}}});
+        },
+        Status::InvalidArgument, {"tensor t", "negative"});
+    EXPECT_FALSE(std::filesystem::exists(never));
+}
+
 TEST(Safetensors, Bf16RoundsToNearestEven) {
     EXPECT_EQ(kl::f32_to_bf16(1.0f), 0x3f80);
     EXPECT_EQ(kl::bf16_to_f32(0x3f80), 1.0f);
