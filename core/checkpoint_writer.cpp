@@ -28,9 +28,7 @@ namespace {
 // One safetensors entry to write, known (name, dtype, shape, size) before its data is made.
 struct Piece {
     const TensorSpec* spec = nullptr;
-    std::string name;
-    DType dtype = DType::F32;
-    std::vector<int64_t> shape;
+    SafetensorsEntry entry;
     uint64_t bytes = 0;
     int part = 0;  // which entry of the spec's form: 0 weight / packed, 1 scale, 2 shape
 };
@@ -44,7 +42,7 @@ uint64_t piece_bytes(DType dtype, const std::vector<int64_t>& shape) {
 void add(std::vector<Piece>& out, const TensorSpec& spec, std::string name, DType dtype,
          std::vector<int64_t> shape, int part) {
     const uint64_t bytes = piece_bytes(dtype, shape);
-    out.push_back({&spec, std::move(name), dtype, std::move(shape), bytes, part});
+    out.push_back({&spec, {std::move(name), dtype, std::move(shape)}, bytes, part});
 }
 
 // The entries `spec` is written as. A tensor kept as stored copies the stored views (their
@@ -109,13 +107,13 @@ private:
 
 TensorToWrite data_of(const Piece& p, const WeightStore& store, QuantizedOnce& quantized) {
     TensorToWrite t;
-    t.name = p.name;
-    t.dtype = p.dtype;
-    t.shape = p.shape;
+    t.name = p.entry.name;
+    t.dtype = p.entry.dtype;
+    t.shape = p.entry.shape;
     const std::vector<const TensorView*> views = store.views(*p.spec);
     const bool from_view = static_cast<size_t>(p.part) < views.size() &&
-                           views[static_cast<size_t>(p.part)]->name == p.name &&
-                           views[static_cast<size_t>(p.part)]->dtype == p.dtype;
+                           views[static_cast<size_t>(p.part)]->name == p.entry.name &&
+                           views[static_cast<size_t>(p.part)]->dtype == p.entry.dtype;
     if (from_view) {
         const TensorView& v = *views[static_cast<size_t>(p.part)];
         t.bytes.assign(v.data, v.data + v.nbytes);
@@ -249,24 +247,28 @@ CheckpointWriteSummary write_checkpoint(const std::string& in_dir, const std::st
         in_shard += p.bytes;
     }
     // Each tensor's bytes count twice, once made (read, quantized where its form changes) and
-    // once written, so the fraction moves through both halves of a shard; the index and the
-    // copied files after them are small.
+    // once written; the index and the copied files after them are small.
     WorkProgress work(progress, 2 * tensor_bytes,
                       "checkpoint write cancelled by the progress callback");
-    const auto on_written = [&work](uint64_t bytes) { work.advance(bytes); };
     QuantizedOnce quantized;
     json weight_map = json::object();
     for (size_t s = 0; s < shards.size(); ++s) {
         const std::string name = shard_name(s, shards.size());
-        std::vector<TensorToWrite> tensors;
+        std::vector<SafetensorsEntry> entries;
+        for (const Piece* p : shards[s]) entries.push_back(p->entry);
+        SafetensorsWriter file(out.add(name), std::move(entries));
+        // The header is out, as every entry is known beforehand: each tensor's data is made,
+        // written and released before the next is made, so the write holds one tensor, not a
+        // shard.
         for (const Piece* p : shards[s]) {
-            tensors.push_back(data_of(*p, *store, quantized));
-            weight_map[p->name] = name;
-            summary.bytes += p->bytes;
+            const TensorToWrite data = data_of(*p, *store, quantized);
             work.advance(p->bytes);
+            work.advance(file.write(data));
+            weight_map[p->entry.name] = name;
+            summary.bytes += p->bytes;
         }
-        write_safetensors(out.add(name), tensors, on_written);
-        summary.tensors += tensors.size();
+        file.finish();
+        summary.tensors += shards[s].size();
     }
     summary.shards = shards.size();
     const json index = {{"metadata", {{"total_size", summary.bytes}}}, {"weight_map", weight_map}};

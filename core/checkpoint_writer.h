@@ -3,6 +3,13 @@
 // checkpoint (model-0000N-of-0000M.safetensors, model.safetensors.index.json, config.json
 // with its quantization_config, the other files copied). Tensors that keep their stored form
 // are copied byte for byte, so rewriting a checkpoint in its own format gives identical files.
+//
+// Memory: about one tensor, whatever the shard size. The input is memory-mapped, and each
+// shard's header is written first (every entry's dtype, shape and size are known before its
+// data), then each tensor is made (copied, quantized, or dequantized to F32), written and
+// released before the next is made: the most held at once is one tensor's written form, with
+// the scales of the quantized tensor being written (and a 256 KiB conversion buffer), never a
+// shard's gigabytes.
 #pragma once
 
 #include <cstdint>
