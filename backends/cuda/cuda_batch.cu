@@ -80,10 +80,7 @@ void CudaBackend::run_batch_group(CudaState* const* states, const uint64_t* posi
 
 cudaGraphExec_t CudaBackend::batch_graph(size_t n, const std::vector<size_t>& rec_offset) const {
     if (batch_graphs_generation_ != graph_generation()) {  // a shard's, after an aborted step
-        for (cudaGraphExec_t& graph : batch_graphs_) {
-            if (graph) cudaGraphExecDestroy(graph);
-            graph = nullptr;
-        }
+        destroy_graphs(batch_graphs_);
         batch_graphs_generation_ = graph_generation();
     }
     if (batch_graphs_.empty()) batch_graphs_.assign(kMaxBatch + 1, nullptr);

@@ -197,8 +197,7 @@ void CudaBackend::upload_expert_tables(Layer& L) {
 }
 
 CudaBackend::~CudaBackend() {
-    for (cudaGraphExec_t graph : batch_graphs_)
-        if (graph) cudaGraphExecDestroy(graph);
+    destroy_graphs(batch_graphs_);
     for (cudaEvent_t event : layer_done_)
         if (event) cudaEventDestroy(event);
     if (stream_) cudaStreamDestroy(stream_);
@@ -298,10 +297,7 @@ void CudaBackend::capture_decode_graphs(CudaState& st, bool locked) const {
     if (!locked) lock.lock();
     DeviceGuard guard(device_);
     const std::atomic<bool> never(false);
-    for (cudaGraphExec_t& graph : st.decode_graph_) {
-        if (graph) cudaGraphExecDestroy(graph);
-        graph = nullptr;
-    }
+    destroy_graphs(st.decode_graph_);
     st.graph_generation_ = graph_generation();
     for (int p = 0; p < 2; ++p)
         st.decode_graph_[p] = capture([&] {

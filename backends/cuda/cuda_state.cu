@@ -42,8 +42,7 @@ CudaState::CudaState(const ModelConfig& c, int device, uint64_t capacity)
 }
 
 CudaState::~CudaState() {
-    for (cudaGraphExec_t& graph : decode_graph_)
-        if (graph) cudaGraphExecDestroy(graph);
+    destroy_graphs(decode_graph_);
 }
 
 void CudaBackend::on_stream(const std::function<void(cudaStream_t)>& work, const char* what) const {

@@ -23,6 +23,16 @@ inline void check_launch(const char* kernel) {
     check(cudaGetLastError(), kernel);
 }
 
+// Destroys each instantiated graph of `graphs` (an array or container of cudaGraphExec_t),
+// leaving null in its place.
+template <typename Graphs>
+void destroy_graphs(Graphs& graphs) {
+    for (cudaGraphExec_t& graph : graphs) {
+        if (graph) cudaGraphExecDestroy(graph);
+        graph = nullptr;
+    }
+}
+
 // One device allocation, freed on destruction.
 class DeviceBuffer {
 public:
