@@ -58,6 +58,10 @@ __device__ __forceinline__ uint32_t pack_bf16(float lo, float hi) {
     return *reinterpret_cast<const uint32_t*>(&v);
 }
 
+__device__ __forceinline__ float bf16_round(float x) {
+    return __bfloat162float(__float2bfloat16(x));
+}
+
 // QK: nope + rope rounded up to 16 (zero columns past it); V: the value width.
 template <int QK, int V>
 __global__ void __launch_bounds__(kThreads) mla_prefill_kernel(PrefillParams p) {
@@ -201,10 +205,11 @@ __global__ void __launch_bounds__(kThreads) mla_prefill_kernel(PrefillParams p) 
             const float m_use = m_new == -INFINITY ? 0.0f : m_new;  // a row with no key yet
             scale_old[i] = exp2f(row_max[i] - m_use);
             row_max[i] = m_new;
+            // The sum adds the bf16 probabilities that P·V multiplies (as mla_flash.cuh does).
             float sum = 0.0f;
             for (int n = 0; n < NT; ++n) {
-                s[n][2 * i] = exp2f(s[n][2 * i] - m_use);
-                s[n][2 * i + 1] = exp2f(s[n][2 * i + 1] - m_use);
+                s[n][2 * i] = bf16_round(exp2f(s[n][2 * i] - m_use));
+                s[n][2 * i + 1] = bf16_round(exp2f(s[n][2 * i + 1] - m_use));
                 sum += s[n][2 * i] + s[n][2 * i + 1];
             }
             row_sum[i] = row_sum[i] * scale_old[i] + sum;
