@@ -218,8 +218,25 @@ expect_usage '--context needs comma-separated integers, got "0,,40" (an empty en
 expect_usage '--batch needs comma-separated integers, got "" (an empty entry)' \
   bench "$dir/m" --batch ""
 # Numbers: strtod's and strtol's leading space and '+' are malformed here too.
-expect_usage '--max-new needs a number, got " 5"' run "$dir/m" --prompt-tokens 1 --max-new " 5"
-expect_usage '--max-new needs a number, got "+5"' run "$dir/m" --prompt-tokens 1 --max-new +5
+expect_usage '--max-new needs a whole number from 0 to 4294967295, got " 5"' \
+  run "$dir/m" --prompt-tokens 1 --max-new " 5"
+expect_usage '--max-new needs a whole number from 0 to 4294967295, got "+5"' \
+  run "$dir/m" --prompt-tokens 1 --max-new +5
+# Counts are whole numbers in range (a negative one used to become a huge count); reals are
+# decimal (strtod's nan, inf and hexadecimal forms are not); a seed is any unsigned 64-bit.
+expect_usage '--max-new needs a whole number from 0 to 4294967295, got "-1"' \
+  run "$dir/m" --prompt-tokens 1 --max-new -1
+expect_usage '--max-new needs a whole number from 0 to 4294967295, got "1.5"' \
+  run "$dir/m" --prompt-tokens 1 --max-new 1.5
+expect_usage '--top-k needs a whole number from 0 to 2147483647, got "0x10"' \
+  run "$dir/m" --prompt-tokens 1 --top-k 0x10
+expect_usage '--repeats needs a whole number from 1 to 2147483647, got "0"' bench "$dir/m" --repeats 0
+expect_usage '--temperature needs a number, got "nan"' run "$dir/m" --prompt-tokens 1 --temperature nan
+expect_usage '--top-p needs a number, got "inf"' run "$dir/m" --prompt-tokens 1 --top-p inf
+expect_usage '--seed needs a whole number from 0 to 2^64-1, got "-3"' \
+  run "$dir/m" --prompt-tokens 1 --seed -3
+[[ $("$kimi" run "$dir/m" --prompt-tokens 1 --max-new 2 --temperature 1 --seed 18446744073709551615) ]] \
+  || { echo "FAIL: --seed 2^64-1 refused"; exit 1; }
 expect_usage '--temperature needs a number, got "+0.5"' run "$dir/m" --prompt-tokens 1 --temperature +0.5
 expect_usage '--prompt-tokens needs comma-separated integers, got "1, 2"' run "$dir/m" --prompt-tokens "1, 2"
 expect_usage '--prompt-tokens needs comma-separated integers, got "+1"' run "$dir/m" --prompt-tokens +1

@@ -46,8 +46,8 @@ int cmd_accuracy(const Options& o) {
     const ModelHandle quantized = load(o);
     const SignalStop stop;  // the measurements' (see before_measurement)
     const size_t vocab = model_info(base.get()).vocab_size;
-    const size_t positions = static_cast<size_t>(std::max(1.0, o.number("positions", 2000)));
-    const size_t seq = static_cast<size_t>(std::max(2.0, o.number("seq", 256)));
+    const size_t positions = static_cast<size_t>(o.integer("positions", 2000, 1, INT32_MAX));
+    const size_t seq = static_cast<size_t>(o.integer("seq", 256, 2, INT32_MAX));
     std::vector<int32_t> tokens;
     if (o.has("text")) {
         std::ifstream in(o.get("text", ""), std::ios::binary);
@@ -62,7 +62,7 @@ int cmd_accuracy(const Options& o) {
             throw UsageError{"--text holds " + std::to_string(tokens.size()) +
                              " tokens, fewer than --positions"};
     } else {
-        std::mt19937_64 rng(static_cast<uint64_t>(o.number("seed", 0)));
+        std::mt19937_64 rng(o.seed("seed"));
         tokens.resize(positions);
         for (int32_t& t : tokens) t = static_cast<int32_t>(rng() % vocab);
     }

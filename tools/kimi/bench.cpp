@@ -145,13 +145,13 @@ void bench_batches(kl_model* model, const struct kl_model_info& info, const Floo
 int cmd_bench(const Options& o) {
     const std::vector<int32_t> lengths = o.ints("prompt-len", "128,512");
     const std::vector<int32_t> contexts = o.ints("context", "0");
-    const int decode_steps = std::max(1, static_cast<int>(o.number("decode", 64)));
-    const int repeats = std::max(1, static_cast<int>(o.number("repeats", 3)));
+    const int decode_steps = static_cast<int>(o.integer("decode", 64, 1, INT32_MAX));
+    const int repeats = static_cast<int>(o.integer("repeats", 3, 1, INT32_MAX));
     // --logprobs N: decode steps also report log-probabilities and N alternatives (-1: off).
-    const int top_logprobs = static_cast<int>(o.number("logprobs", -1));
+    const int top_logprobs = static_cast<int>(o.integer("logprobs", -1, -1, INT32_MAX));
     if (top_logprobs > KL_MAX_TOP_LOGPROBS)
         throw UsageError{"--logprobs must be at most " + std::to_string(KL_MAX_TOP_LOGPROBS)};
-    const int threads = static_cast<int>(o.number("threads", 0));
+    const int threads = static_cast<int>(o.integer("threads", 0, 0, INT32_MAX));
     const double bandwidth = o.number("bandwidth-gbs", 3000.0) * 1e9;
     const double matrix_rate = o.number("matrix-tflops", 794.0) * 1e12;
     const ModelHandle model = load(o);

@@ -170,7 +170,7 @@ kl_weight_format weight_format(const std::string& name, const char* flag, bool a
 ModelHandle load(const Options& o) {
     kl_model_params params;
     kl_model_params_default(&params);
-    params.n_threads = static_cast<int32_t>(o.number("threads", 0));
+    params.n_threads = static_cast<int32_t>(o.integer("threads", 0, 0, INT32_MAX));
     const std::string device = o.get("device", "auto");
     if (device == "cpu")
         params.device = KL_DEVICE_CPU;
@@ -178,7 +178,7 @@ ModelHandle load(const Options& o) {
         params.device = KL_DEVICE_CUDA;
     else if (device != "auto")
         throw UsageError{"--device must be auto, cpu or cuda"};
-    params.device_index = static_cast<int32_t>(o.number("device-index", 0));
+    params.device_index = static_cast<int32_t>(o.integer("device-index", 0, 0, INT32_MAX));
     if (o.has("devices")) {  // the entries themselves (repeated, negative...) the library checks
         const std::vector<int32_t> devices = o.ints("devices", "");
         if (devices.size() > KL_MAX_DEVICES)
@@ -188,8 +188,8 @@ ModelHandle load(const Options& o) {
         std::copy(devices.begin(), devices.end(), params.devices);
     }
     // Decode batching across threads: bench --batch turns it on for its threaded runs.
-    params.max_batch = static_cast<uint32_t>(o.number("max-batch", 0));
-    params.batch_wait_us = static_cast<uint32_t>(o.number("batch-wait-us", 0));
+    params.max_batch = static_cast<uint32_t>(o.integer("max-batch", 0, 0, UINT32_MAX));
+    params.batch_wait_us = static_cast<uint32_t>(o.integer("batch-wait-us", 0, 0, UINT32_MAX));
     params.weight_format = weight_format(o.get("weights", "auto"), "--weights", true);
     if (o.has("batch") && !o.has("max-batch")) {
         const std::vector<int32_t> batches = o.ints("batch", "1");
@@ -204,18 +204,15 @@ ModelHandle load(const Options& o) {
         std::ifstream in(o.get("random", ""));
         if (!in) throw UsageError{"cannot read " + o.get("random", "")};
         text.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
-        if (o.has("layers"))
-            text = truncate_layers(text, static_cast<int64_t>(o.number("layers", 0)));
+        if (o.has("layers")) text = truncate_layers(text, o.integer("layers", 0, 0, INT32_MAX));
     } else if (o.dir.empty()) {
         throw UsageError{o.command + " needs a model folder"};
     }
     kl_model* model = nullptr;
     const kimi::SignalStop stop;
     const kl_status status =
-        o.has("random")
-            ? kl_model_create_random(text.c_str(), static_cast<uint64_t>(o.number("seed", 0)),
-                                     &params, &model)
-            : kl_model_load(o.dir.c_str(), &params, &model);
+        o.has("random") ? kl_model_create_random(text.c_str(), o.seed("seed"), &params, &model)
+                        : kl_model_load(o.dir.c_str(), &params, &model);
     ModelHandle handle(model, &kl_model_free);
     check(status);
     check_signal();  // one that came after the last report
@@ -283,13 +280,13 @@ int32_t special_token(const kl_model* model, const char* text) {
 kl_generate_params generate_params(const Options& o) {
     kl_generate_params gen;
     kl_generate_params_default(&gen);
-    gen.max_new_tokens = static_cast<uint32_t>(o.number("max-new", 32));
+    gen.max_new_tokens = static_cast<uint32_t>(o.integer("max-new", 32, 0, UINT32_MAX));
     gen.sampling.temperature = static_cast<float>(o.number("temperature", 0.0));
-    gen.sampling.top_k = static_cast<int32_t>(o.number("top-k", 0));
+    gen.sampling.top_k = static_cast<int32_t>(o.integer("top-k", 0, 0, INT32_MAX));
     gen.sampling.top_p = static_cast<float>(o.number("top-p", 1.0));
     gen.sampling.min_p = static_cast<float>(o.number("min-p", 0.0));
     gen.sampling.repetition_penalty = static_cast<float>(o.number("repeat-penalty", 1.0));
-    gen.sampling.seed = static_cast<uint64_t>(o.number("seed", 0));
+    gen.sampling.seed = o.seed("seed");
     return gen;
 }
 

@@ -32,13 +32,43 @@ struct Options {
         auto it = values.find(key);
         return it == values.end() ? fallback : it->second;
     }
+    // A real number in decimal ("0.5", "-1", "2e3"): strtod's nan, inf and hexadecimal
+    // forms are malformed here, as its leading space and '+'.
     double number(const std::string& key, double fallback) const {
         if (!has(key)) return fallback;
         const std::string& text = values.at(key);
         char* end = nullptr;
         const double v = std::strtod(text.c_str(), &end);
-        if (!starts_as_number(text) || end == text.c_str() || *end != '\0')
+        if (!starts_as_number(text) || end == text.c_str() || *end != '\0' ||
+            text.find_first_of("xXnNiI") != std::string::npos)
             throw UsageError{"--" + key + " needs a number, got \"" + text + "\""};
+        return v;
+    }
+    // A whole number in [lo, hi], in decimal digits (a '-' first only where lo < 0): a count
+    // given as -1 or 1.5 is an error, not a huge or truncated count.
+    int64_t integer(const std::string& key, int64_t fallback, int64_t lo, int64_t hi) const {
+        if (!has(key)) return fallback;
+        const std::string& text = values.at(key);
+        char* end = nullptr;
+        errno = 0;
+        const long long v = std::strtoll(text.c_str(), &end, 10);
+        if (!starts_as_number(text) || end == text.c_str() || *end != '\0' || errno == ERANGE ||
+            v < lo || v > hi)
+            throw UsageError{"--" + key + " needs a whole number from " + std::to_string(lo) +
+                             " to " + std::to_string(hi) + ", got \"" + text + "\""};
+        return v;
+    }
+    // A seed: any 64-bit unsigned value, in decimal digits.
+    uint64_t seed(const std::string& key) const {
+        if (!has(key)) return 0;
+        const std::string& text = values.at(key);
+        char* end = nullptr;
+        errno = 0;
+        const unsigned long long v = std::strtoull(text.c_str(), &end, 10);
+        if (!starts_as_number(text) || text[0] == '-' || end == text.c_str() || *end != '\0' ||
+            errno == ERANGE)
+            throw UsageError{"--" + key + " needs a whole number from 0 to 2^64-1, got \"" + text +
+                             "\""};
         return v;
     }
     // A list given or defaulted: its comma-separated entries, each an integer (an empty one
