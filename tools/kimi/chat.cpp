@@ -115,14 +115,14 @@ int cmd_chat(const Options& o) {
         if ((sent == KL_ERR_CANCELLED && sig) || refused(sent)) {  // the message is not said
             if (refused(sent)) report_refusal("message dropped", sent, why);
         } else {
-            check(sent);
+            check(sent, why);
             opened = true;
             std::printf("\n");
             std::fflush(stdout);
             if (refused(replied))
                 report_refusal("reply stopped", replied, why);
             else if (replied != KL_ERR_CANCELLED || !sig)
-                check(replied);
+                check(replied, why);
             if (generated == stream.tokens && im_end >= 0) {  // cut off: close the turn ourselves
                 // Unless the reply filled the context: the next message is refused as too long.
                 const kl_status closed =

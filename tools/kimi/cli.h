@@ -23,20 +23,26 @@ inline double seconds_since(Clock::time_point start) {
 // "1.5 MiB": a size in bytes for people.
 std::string human_bytes(uint64_t bytes);
 
-// A library call that failed: main prints kl_last_error() and exits 1 (128 + the signal for
-// KL_ERR_CANCELLED after a signal).
+// A library call that failed: main prints its message and exits 1 (128 + the signal for
+// KL_ERR_CANCELLED after a signal). The message is taken when the failure is seen:
+// kl_last_error() describes only the thread's latest call.
 struct Failure {
     kl_status status;
+    std::string message;
 };
 
 inline void check(kl_status status) {
-    if (status != KL_OK) throw Failure{status};
+    if (status != KL_OK) throw Failure{status, kl_last_error()};
+}
+// A failure seen earlier, after other calls: with the message taken then.
+inline void check(kl_status status, const std::string& message) {
+    if (status != KL_OK) throw Failure{status, message};
 }
 
 // Once SIGINT or SIGTERM came during the last SignalStop (signal_stop.h): main reports
 // "cancelled" and exits 128 + the signal.
 inline void check_signal() {
-    if (kimi::stop_signal()) throw Failure{KL_ERR_CANCELLED};
+    if (kimi::stop_signal()) throw Failure{KL_ERR_CANCELLED, "cancelled"};
 }
 
 // Holds until a signal comes (a minute at most), for the test hooks (KIMI_TEST_HOLD_*, used

@@ -424,7 +424,7 @@ int main(int argc, char** argv) {
             std::fprintf(stderr, "kimi: cancelled by %s\n", sig == SIGINT ? "SIGINT" : "SIGTERM");
             return 128 + sig;
         }
-        std::fprintf(stderr, "error: %s: %s\n", kl_status_string(f.status), kl_last_error());
+        std::fprintf(stderr, "error: %s: %s\n", kl_status_string(f.status), f.message.c_str());
         return 1;
     }
 }
