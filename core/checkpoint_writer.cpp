@@ -105,20 +105,21 @@ private:
     QuantizedTensor tensor_;
 };
 
-TensorToWrite data_of(const Piece& p, const WeightStore& store, QuantizedOnce& quantized) {
+// The stored tensor that is piece `p` as it is (a kept tensor, or a kept part of one), or
+// nullptr when the piece is made here.
+const TensorView* kept_view(const Piece& p, const WeightStore& store) {
+    const std::vector<const TensorView*> views = store.views(*p.spec);
+    if (static_cast<size_t>(p.part) >= views.size()) return nullptr;
+    const TensorView* v = views[static_cast<size_t>(p.part)];
+    return v->name == p.entry.name && v->dtype == p.entry.dtype ? v : nullptr;
+}
+
+// The data of a piece made here: quantized, dequantized to F32, or an INT4 weight_shape.
+TensorToWrite made_data(const Piece& p, const WeightStore& store, QuantizedOnce& quantized) {
     TensorToWrite t;
     t.name = p.entry.name;
     t.dtype = p.entry.dtype;
     t.shape = p.entry.shape;
-    const std::vector<const TensorView*> views = store.views(*p.spec);
-    const bool from_view = static_cast<size_t>(p.part) < views.size() &&
-                           views[static_cast<size_t>(p.part)]->name == p.entry.name &&
-                           views[static_cast<size_t>(p.part)]->dtype == p.entry.dtype;
-    if (from_view) {
-        const TensorView& v = *views[static_cast<size_t>(p.part)];
-        t.bytes.assign(v.data, v.data + v.nbytes);
-        return t;
-    }
     const TensorSpec& spec = *p.spec;
     if (store.format(spec) == WeightFormat::Plain) {
         t.values.resize(spec.numel());
@@ -140,6 +141,22 @@ TensorToWrite data_of(const Piece& p, const WeightStore& store, QuantizedOnce& q
         t.values = std::move(q.scales);  // F32 as they are; BF16: already bf16 values
     }
     return t;
+}
+
+// Writes piece `p` as the next entry of `file`, its bytes counted made, then written. A kept
+// tensor goes from the input's mapping straight to the file, so the heap a write holds is
+// bounded by the largest tensor that changes form, not by the largest tensor (a 755 MB
+// embedding kept in bf16).
+void write_piece(const Piece& p, const WeightStore& store, QuantizedOnce& quantized,
+                 SafetensorsWriter& file, WorkProgress& work) {
+    if (const TensorView* kept = kept_view(p, store)) {
+        work.advance(p.bytes);  // read as it is written
+        work.advance(file.write(*kept));
+        return;
+    }
+    const TensorToWrite data = made_data(p, store, quantized);
+    work.advance(p.bytes);
+    work.advance(file.write(data));
 }
 
 // The files this call writes into the output folder, removed again (and the folder, when
@@ -261,9 +278,7 @@ CheckpointWriteSummary write_checkpoint(const std::string& in_dir, const std::st
         // written and released before the next is made, so the write holds one tensor, not a
         // shard.
         for (const Piece* p : shards[s]) {
-            const TensorToWrite data = data_of(*p, *store, quantized);
-            work.advance(p->bytes);
-            work.advance(file.write(data));
+            write_piece(*p, *store, quantized, file, work);
             weight_map[p->entry.name] = name;
             summary.bytes += p->bytes;
         }

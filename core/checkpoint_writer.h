@@ -4,12 +4,14 @@
 // with its quantization_config, the other files copied). Tensors that keep their stored form
 // are copied byte for byte, so rewriting a checkpoint in its own format gives identical files.
 //
-// Memory: about one tensor, whatever the shard size. The input is memory-mapped, and each
-// shard's header is written first (every entry's dtype, shape and size are known before its
-// data), then each tensor is made (copied, quantized, or dequantized to F32), written and
-// released before the next is made: the most held at once is one tensor's written form, with
-// the scales of the quantized tensor being written (and a 256 KiB conversion buffer), never a
-// shard's gigabytes.
+// Memory: about one tensor that changes form, whatever the shard size. The input is
+// memory-mapped, and each shard's header is written first (every entry's dtype, shape and
+// size are known before its data). A tensor kept as stored is written from the mapping
+// straight to the file, taking no heap (a 755 MB bf16 embedding included); a tensor made here
+// (quantized, or dequantized to F32) is made, written and released before the next: the most
+// held at once is the written form of the largest tensor that changes form, with the scales
+// of the quantized tensor being written (and a 256 KiB conversion buffer), besides the
+// headers' and the index's metadata, never a shard's gigabytes.
 #pragma once
 
 #include <cstdint>

@@ -118,10 +118,17 @@ public:
     // Writes the next entry's data from `t`, whose name, dtype and shape must be the entry's;
     // returns the bytes written. Values are converted to the dtype a bounded chunk at a time.
     uint64_t write(const TensorToWrite& t);
+    // Writes the next entry's data as `stored`'s bytes, straight from where they lie (a
+    // mapped input file), so that a tensor kept as it is takes no heap; the same checks.
+    uint64_t write(const TensorView& stored);
     // Every entry written: checks that the file is complete (throws Io otherwise).
     void finish();
 
 private:
+    // Checks that the next entry is `name` `dtype` `shape` (throws InvalidArgument).
+    void check_next(const std::string& name, DType dtype, const std::vector<int64_t>& shape) const;
+    uint64_t write_bytes(const uint8_t* data, uint64_t size);
+
     std::string path_;
     std::vector<SafetensorsEntry> entries_;
     size_t next_ = 0;  // the entry write() takes next

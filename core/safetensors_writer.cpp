@@ -29,19 +29,23 @@ uint64_t checked_numel(const std::string& name, const std::vector<int64_t>& shap
     return numel;
 }
 
+// Checks that `count` values (or bytes, when from_bytes) are what `dtype` and `shape` need.
+void check_size(const std::string& name, DType dtype, const std::vector<int64_t>& shape,
+                bool from_bytes, uint64_t count) {
+    if (!from_bytes && !is_float_dtype(dtype))
+        fail(Status::InvalidArgument,
+             "tensor " + name + ": " + dtype_name(dtype) + " is written from its bytes");
+    const uint64_t numel = checked_numel(name, shape);
+    if (count != (from_bytes ? numel * dtype_size(dtype) : numel))
+        fail(Status::InvalidArgument, "tensor " + name + " has " + std::to_string(count) +
+                                          (from_bytes ? " bytes" : " values") + " for " +
+                                          dtype_name(dtype) + " " + shape_string(shape));
+}
+
 // Checks that `t`'s values or bytes are what its dtype and shape need.
 void check_data(const TensorToWrite& t) {
-    if (t.bytes.empty() && !is_float_dtype(t.dtype))
-        fail(Status::InvalidArgument,
-             "tensor " + t.name + ": " + dtype_name(t.dtype) + " is written from its bytes");
-    const uint64_t numel = checked_numel(t.name, t.shape);
-    const uint64_t bytes = numel * dtype_size(t.dtype);
-    if (t.bytes.empty() ? numel != t.values.size() : bytes != t.bytes.size())
-        fail(Status::InvalidArgument,
-             "tensor " + t.name + " has " +
-                 std::to_string(t.bytes.empty() ? t.values.size() : t.bytes.size()) +
-                 (t.bytes.empty() ? " values" : " bytes") + " for " + dtype_name(t.dtype) + " " +
-                 shape_string(t.shape));
+    const bool from_bytes = !t.bytes.empty();
+    check_size(t.name, t.dtype, t.shape, from_bytes, from_bytes ? t.bytes.size() : t.values.size());
 }
 
 // Writes fp32 `values` as `dtype` (F32, BF16 or F16); returns the bytes written.
@@ -100,27 +104,42 @@ SafetensorsWriter::SafetensorsWriter(const std::string& path, std::vector<Safete
 
 SafetensorsWriter::~SafetensorsWriter() = default;
 
-uint64_t SafetensorsWriter::write(const TensorToWrite& t) {
+void SafetensorsWriter::check_next(const std::string& name, DType dtype,
+                                   const std::vector<int64_t>& shape) const {
     if (next_ == entries_.size())
-        fail(Status::InvalidArgument, path_ + ": tensor " + t.name + " is past the " +
+        fail(Status::InvalidArgument, path_ + ": tensor " + name + " is past the " +
                                           std::to_string(entries_.size()) +
                                           " entries of the header");
     const SafetensorsEntry& e = entries_[next_];
-    if (t.name != e.name || t.dtype != e.dtype || t.shape != e.shape)
-        fail(Status::InvalidArgument, path_ + ": tensor " + entry_text(t.name, t.dtype, t.shape) +
+    if (name != e.name || dtype != e.dtype || shape != e.shape)
+        fail(Status::InvalidArgument, path_ + ": tensor " + entry_text(name, dtype, shape) +
                                           " is written where the header has " +
                                           entry_text(e.name, e.dtype, e.shape));
+}
+
+uint64_t SafetensorsWriter::write_bytes(const uint8_t* data, uint64_t size) {
+    out_->write(reinterpret_cast<const char*>(data), static_cast<std::streamsize>(size));
+    if (!*out_) fail(Status::Io, "cannot write " + path_);
+    return size;
+}
+
+uint64_t SafetensorsWriter::write(const TensorToWrite& t) {
+    check_next(t.name, t.dtype, t.shape);
     check_data(t);
     ++next_;
-    std::ofstream& out = *out_;
-    uint64_t bytes = t.bytes.size();
-    if (t.bytes.empty())
-        bytes = write_values(out, t.values, t.dtype);
-    else
-        out.write(reinterpret_cast<const char*>(t.bytes.data()),
-                  static_cast<std::streamsize>(t.bytes.size()));
-    if (!out) fail(Status::Io, "cannot write " + path_);
+    if (!t.bytes.empty()) return write_bytes(t.bytes.data(), t.bytes.size());
+    const uint64_t bytes = write_values(*out_, t.values, t.dtype);
+    if (!*out_) fail(Status::Io, "cannot write " + path_);
     return bytes;
+}
+
+uint64_t SafetensorsWriter::write(const TensorView& stored) {
+    check_next(stored.name, stored.dtype, stored.shape);
+    check_size(stored.name, stored.dtype, stored.shape, true, stored.nbytes);
+    ++next_;
+    // One write from the mapping: a stream passes a write past its buffer's size straight
+    // to the file, so no copy of the tensor is made on the heap.
+    return write_bytes(stored.data, stored.nbytes);
 }
 
 void SafetensorsWriter::finish() {

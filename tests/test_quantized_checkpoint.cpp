@@ -144,38 +144,87 @@ TEST(QuantizedCheckpoint, RewritingInItsOwnFormatGivesIdenticalFiles) {
     }
 }
 
+// What a write into a single shard (of many tensors) held on the heap at its peak, and its
+// largest tensor.
+struct HeldByAWrite {
+    uint64_t heap = 0;
+    uint64_t largest = 0;
+    uint64_t shard = 0;  // the shard's data bytes
+};
+
+// A checkpoint to write, and the weights to write it with.
+struct WriteCase {
+    const char* what;
+    std::string in;
+    WeightRequest format;
+};
+
+// `bf16` written as FP8 (in shards of 1 MB), an input whose tensors are stored quantized.
+std::string fp8_of(const std::string& bf16) {
+    const std::string fp8 = kl::test::temp_dir() + "/fp8";
+    kl::write_checkpoint(bf16, fp8, WeightRequest::Fp8, 1u << 20);
+    return fp8;
+}
+
+HeldByAWrite write_into_one_shard(const std::string& in, WeightRequest format) {
+    const std::string out = kl::test::temp_dir() + "/out";
+    kl::test::HeapPeak peak;
+    const kl::CheckpointWriteSummary summary =
+        kl::write_checkpoint(in, out, format, uint64_t(1) << 40);
+    HeldByAWrite held;
+    held.heap = peak.bytes();
+    held.shard = summary.bytes;
+    const auto written = kl::Checkpoint::open(out);
+    for (const auto& entry : written->tensors())
+        held.largest = std::max<uint64_t>(held.largest, entry.second.nbytes);
+    EXPECT_EQ(summary.shards, 1u);
+    return held;
+}
+
 // The writer holds one tensor at a time, not a shard: the most heap a write into a single
 // shard of hundreds of tensors holds at once stays under twice its largest tensor, for each
-// way a tensor is made (copied, quantized, dequantized to F32), where holding the shard's
-// tensors together would take the shard's bytes. Measured: 2.9-3.4 MB held for a 2 MB largest
-// tensor in shards of 8-34 MB; the writer that made a shard whole in memory held 11-35 MB.
+// way a tensor is made (quantized, dequantized to F32), where holding the shard's tensors
+// together would take the shard's bytes. Measured: 1.4-2.2 MB held for a 2 MB largest tensor
+// in shards of 8-34 MB (2.9-3.4 MB while kept tensors were copied onto the heap); the writer
+// that made a shard whole in memory held 11-35 MB.
 TEST(QuantizedCheckpoint, AShardIsWrittenATensorAtATime) {
     if (!kl::test::HeapPeak::available()) GTEST_SKIP() << "operator new is not ours to count";
     const std::string bf16 = kl::test::tiny_model_dir("--preset small --seed 3");
-    const std::string fp8 = kl::test::temp_dir() + "/fp8";
-    kl::write_checkpoint(bf16, fp8, WeightRequest::Fp8, 1u << 20);
-    const uint64_t one_shard = uint64_t(1) << 40;
-    struct Case {
-        const char* what;
-        std::string in;
-        WeightRequest format;
-    };
-    for (const Case& c : {Case{"bf16 to fp8", bf16, WeightRequest::Fp8},
-                          Case{"bf16 to int4", bf16, WeightRequest::Int4},
-                          Case{"fp8 to f32", fp8, WeightRequest::Bf16}}) {
+    const std::string fp8 = fp8_of(bf16);
+    for (const WriteCase& c : {WriteCase{"bf16 to fp8", bf16, WeightRequest::Fp8},
+                               WriteCase{"bf16 to int4", bf16, WeightRequest::Int4},
+                               WriteCase{"fp8 to f32", fp8, WeightRequest::Bf16}}) {
         SCOPED_TRACE(c.what);
-        const std::string out = kl::test::temp_dir() + "/out";
-        kl::test::HeapPeak peak;
-        const kl::CheckpointWriteSummary summary =
-            kl::write_checkpoint(c.in, out, c.format, one_shard);
-        const uint64_t held = peak.bytes();
-        const auto written = kl::Checkpoint::open(out);
-        uint64_t largest = 0;
-        for (const auto& entry : written->tensors())
-            largest = std::max(largest, entry.second.nbytes);
-        ASSERT_EQ(summary.shards, 1u);
-        ASSERT_GT(summary.bytes, 3 * largest) << "the shard is not many tensors";
-        EXPECT_LT(held, 2 * largest) << "of a " << summary.bytes << "-byte shard";
+        const HeldByAWrite held = write_into_one_shard(c.in, c.format);
+        ASSERT_GT(held.shard, 3 * held.largest) << "the shard is not many tensors";
+        EXPECT_LT(held.heap, 2 * held.largest) << "of a " << held.shard << "-byte shard";
+    }
+}
+
+// A tensor kept in its stored form goes from the input's mapping to the file, never onto the
+// heap: a write holds about the largest tensor that changes form, not the largest tensor. A
+// tiny model with a 32768-token vocabulary has a 4 MB embedding and lm_head (kept bf16 in
+// every format) and no other tensor over 32 kB; written as stored, quantized, and its FP8 form
+// rewritten as FP8 and as stored (every tensor kept), it holds a small part of its largest
+// tensor. Measured: 0.32-0.59 MB (the headers, index and checks) for a 4 MB largest tensor;
+// copying each kept tensor onto the heap held 4.4-4.6 MB.
+TEST(QuantizedCheckpoint, AKeptTensorIsWrittenFromTheMappedInput) {
+    if (!kl::test::HeapPeak::available()) GTEST_SKIP() << "operator new is not ours to count";
+    nlohmann::json config = config_of(kl::test::tiny_model_dir(kTiny));
+    config["vocab_size"] = 32768;
+    const std::string config_path = kl::test::temp_dir() + "/config.json";
+    kl::test::write_file(config_path, config.dump());
+    const std::string bf16 = kl::test::tiny_model_dir("--config " + config_path + " --seed 3");
+    const std::string fp8 = fp8_of(bf16);
+    for (const WriteCase& c : {WriteCase{"bf16 as stored", bf16, WeightRequest::AsStored},
+                               WriteCase{"bf16 to fp8", bf16, WeightRequest::Fp8},
+                               WriteCase{"bf16 to int4", bf16, WeightRequest::Int4},
+                               WriteCase{"fp8 as fp8", fp8, WeightRequest::Fp8},
+                               WriteCase{"fp8 as stored", fp8, WeightRequest::AsStored}}) {
+        SCOPED_TRACE(c.what);
+        const HeldByAWrite held = write_into_one_shard(c.in, c.format);
+        EXPECT_EQ(held.largest, 32768u * 64 * 2);  // the embedding and lm_head
+        EXPECT_LT(held.heap, held.largest / 4) << "of a " << held.shard << "-byte shard";
     }
 }
 

@@ -150,6 +150,29 @@ TEST(Safetensors, WriterTakesTheHeadersTensorsInOrder) {
     EXPECT_FALSE(std::filesystem::exists(never));
 }
 
+// SafetensorsWriter from a mapped tensor (what the checkpoint writer does with a tensor it
+// keeps): the file it writes is the same bytes, and a view that is not the next entry is
+// refused as a TensorToWrite would be.
+TEST(Safetensors, WriterTakesAMappedTensorAsItIs) {
+    const std::string in = kl::test::temp_dir() + "/in.safetensors";
+    kl::write_safetensors(in, {{"a", DType::BF16, {3, 2}, {1, 2, 3, 4, 5, 6}},
+                               {"b", DType::I32, {1}, {}, {7, 0, 0, 0}}});
+    kl::MappedFile mapped(in);
+    std::vector<kl::TensorView> views = kl::parse_safetensors(mapped);
+    std::sort(views.begin(), views.end(),
+              [](const kl::TensorView& x, const kl::TensorView& y) { return x.name < y.name; });
+    const std::string out = kl::test::temp_dir() + "/out.safetensors";
+    {
+        kl::SafetensorsWriter file(out, {{"a", DType::BF16, {3, 2}}, {"b", DType::I32, {1}}});
+        expect_error([&] { file.write(views[1]); }, Status::InvalidArgument,
+                     {"b (I32 [1])", "the header has a (BF16 [3,2])"});
+        EXPECT_EQ(file.write(views[0]), 12u);
+        EXPECT_EQ(file.write(views[1]), 4u);
+        file.finish();
+    }
+    EXPECT_EQ(kl::test::read_file(out), kl::test::read_file(in));
+}
+
 TEST(Safetensors, Bf16RoundsToNearestEven) {
     EXPECT_EQ(kl::f32_to_bf16(1.0f), 0x3f80);
     EXPECT_EQ(kl::bf16_to_f32(0x3f80), 1.0f);
