@@ -121,7 +121,8 @@ public:
     // Writes the next entry's data as `stored`'s bytes, straight from where they lie (a
     // mapped input file), so that a tensor kept as it is takes no heap; the same checks.
     uint64_t write(const TensorView& stored);
-    // Every entry written: checks that the file is complete (throws Io otherwise).
+    // Closes the file once every entry is written: InvalidArgument while some are not, Io if
+    // the close fails.
     void finish();
 
 private:
