@@ -5,6 +5,8 @@
 #include <cuda_runtime.h>
 
 #include <cstddef>
+#include <map>
+#include <mutex>
 #include <string>
 #include <utility>
 
@@ -21,6 +23,23 @@ inline void check(cudaError_t status, const char* what) {
 // Checks the last launch (configuration errors surface here; faults at the next sync).
 inline void check_launch(const char* kernel) {
     check(cudaGetLastError(), kernel);
+}
+
+// Lets `kernel` launch on the current device with `bytes` of dynamic shared memory. Above the
+// default 48 KB the attribute is required, and it belongs to each device's context, so it is
+// set once per (device, kernel) at the largest size asked so far; later calls are a lookup.
+inline void allow_dynamic_shared(const void* kernel, size_t bytes, const char* what) {
+    static std::mutex mutex;
+    static std::map<std::pair<int, const void*>, size_t> allowed;
+    int device = 0;
+    check(cudaGetDevice(&device), "cudaGetDevice");
+    std::lock_guard<std::mutex> lock(mutex);
+    size_t& have = allowed[{device, kernel}];
+    if (have >= bytes) return;
+    check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                               static_cast<int>(bytes)),
+          what);
+    have = bytes;
 }
 
 // Destroys each instantiated graph of `graphs` (an array or container of cudaGraphExec_t),

@@ -445,10 +445,8 @@ void launch(const float* q, const float* k, const float* v, const float* g, cons
     check_launch("kda_chunk_prep");
 
     const size_t smem = Tl::kStages * sizeof(typename Tl::Stage);
-    static const cudaError_t attr =
-        cudaFuncSetAttribute(kda_chunk_recurrence_kernel<D>,
-                             cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
-    check(attr, "cudaFuncSetAttribute(kda_chunk_recurrence)");
+    allow_dynamic_shared(reinterpret_cast<const void*>(kda_chunk_recurrence_kernel<D>), smem,
+                         "cudaFuncSetAttribute(kda_chunk_recurrence)");
     kda_chunk_recurrence_kernel<D>
         <<<dim3(D / Tl::kCols, static_cast<unsigned>(H)), Tl::kThreads, smem, stream>>>(
             v, T, H, chunks, tensors, state, o);

@@ -380,10 +380,8 @@ void launch(const Args& a, size_t rows, cudaStream_t stream) {
     const size_t dynamic = (a.kernel - 1 + a.n) * (2 * D + L::Vc) * sizeof(float);
     constexpr size_t kDefaultLimit = 48 * 1024;
     if (sizeof(Shared<D, CS>) + dynamic > kDefaultLimit)
-        check(cudaFuncSetAttribute(kda_decode_kernel<D, CS>,
-                                   cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                   static_cast<int>(dynamic)),
-              "kda_decode shared memory");
+        allow_dynamic_shared(reinterpret_cast<const void*>(kda_decode_kernel<D, CS>), dynamic,
+                             "kda_decode shared memory");
     const dim3 grid(static_cast<unsigned>(a.H * CS), static_cast<unsigned>(rows));
     launch_chained("kda_decode_step", kda_decode_kernel<D, CS>, grid, L::NT, dynamic, stream, a);
 }

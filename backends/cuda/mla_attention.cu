@@ -33,7 +33,6 @@ constexpr size_t kTargetCtas = 132;
 constexpr int kBlockRows = 32;            // cache rows per pipeline block (BN)
 constexpr int kTokensPerBlock = 8;        // tokens sharing one read of W_uk / W_uv
 constexpr size_t kMaxSharedBytes = 227 * 1024;  // sm_90 opt-in limit per block
-constexpr int kMaxDevices = 64;
 constexpr float kLog2e = 1.4426950408889634f;
 
 // Decode tiles hold 32 query rows (one token of 32 heads) and keep 3 blocks in flight;
@@ -407,17 +406,9 @@ __global__ void mla_simple_kernel(const float* q, const int32_t* pos_device, siz
 template <int RANK, int BM, int STAGES, int SMT>
 void launch_flash(const Plan& plan, const FlashParams& params, cudaStream_t stream) {
     auto kernel = mla_flash_kernel<RANK, BM, kBlockRows, STAGES, SMT, 2, kScoreSlices>;
-    // Once per device (the attribute belongs to the current device's context), at the
-    // largest size any shape needs; a repeat from a racing thread is harmless.
-    static bool configured[kMaxDevices] = {};
-    int device = 0;
-    check(cudaGetDevice(&device), "cudaGetDevice");
-    if (device >= kMaxDevices || !configured[device]) {
-        check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                   static_cast<int>(kMaxSharedBytes)),
-              "cudaFuncSetAttribute(mla_flash_kernel)");
-        if (device < kMaxDevices) configured[device] = true;
-    }
+    // The largest size any shape needs, so that the attribute is set once per device.
+    allow_dynamic_shared(reinterpret_cast<const void*>(kernel), kMaxSharedBytes,
+                         "cudaFuncSetAttribute(mla_flash_kernel)");
     launch_chained("mla_flash_kernel", kernel,
                    dim3(unsigned(plan.tiles), unsigned(plan.splits), unsigned(plan.sessions)),
                    BM * 8, plan.smem, stream, params);

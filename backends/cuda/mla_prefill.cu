@@ -260,15 +260,8 @@ template <int QK, int V>
 void launch_prefill(const PrefillParams& params, cudaStream_t stream) {
     auto kernel = mla_prefill_kernel<QK, V>;
     constexpr size_t smem = prefill_smem_bytes<QK, V>();
-    // Once per device, as launch_flash in mla_attention.cu; a racing repeat is harmless.
-    static bool configured[64] = {};
-    int device = 0;
-    check(cudaGetDevice(&device), "cudaGetDevice");
-    if (device >= 64 || !configured[device]) {
-        check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)),
-              "cudaFuncSetAttribute(mla_prefill_kernel)");
-        if (device < 64) configured[device] = true;
-    }
+    allow_dynamic_shared(reinterpret_cast<const void*>(kernel), smem,
+                         "cudaFuncSetAttribute(mla_prefill_kernel)");
     const unsigned tiles = unsigned((params.T + kBM - 1) / kBM);
     launch_chained("mla_prefill_kernel", kernel, dim3(tiles, unsigned(params.heads)), kThreads,
                    smem, stream, params);

@@ -641,9 +641,7 @@ struct TileConfig {
     template <bool kGateUp, WeightCode kCode>
     static void launch(GemmArgs args, size_t max_tiles, cudaStream_t stream) {
         auto kernel = grouped_gemm_kernel<BM, BN, WARPS_M, WARPS_N, STAGES, kGateUp, kCode>;
-        check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                   static_cast<int>(kSmem)),
-              "moe grouped gemm smem");
+        allow_dynamic_shared(reinterpret_cast<const void*>(kernel), kSmem, "moe grouped gemm smem");
         const int out_cols = kGateUp ? BN / 2 : BN;
         args.col_tiles = (args.N + out_cols - 1) / out_cols;
         const size_t grid = max_tiles * size_t(args.col_tiles);
