@@ -70,7 +70,7 @@ private:
 
     int shards_;
     int64_t kda_heads_ = 0, mla_heads_ = 0, dense_inter_ = 0, shared_inter_ = 0;
-    int64_t experts_per_shard_ = 0, vocab_per_shard_ = 0, vocab_size_ = 0;
+    int64_t experts_per_shard_ = 0, vocab_size_ = 0;
     std::unordered_map<std::string, Rule> rules_;
 };
 

@@ -29,7 +29,9 @@ TEST(E4m3, EveryCodeRoundTripsAndPositiveCodesIncrease) {
         const float value = kl::e4m3_to_f32(static_cast<uint8_t>(code));
         EXPECT_EQ(kl::f32_to_e4m3(value), code) << "code " << code << " value " << value;
         // The negative code is the positive one with the sign bit.
-        if (code < 0x80) EXPECT_EQ(kl::e4m3_to_f32(static_cast<uint8_t>(code | 0x80)), -value);
+        if (code < 0x80) {
+            EXPECT_EQ(kl::e4m3_to_f32(static_cast<uint8_t>(code | 0x80)), -value);
+        }
     }
     for (int code = 1; code <= 0x7e; ++code)
         EXPECT_LT(kl::e4m3_to_f32(static_cast<uint8_t>(code - 1)),

@@ -38,10 +38,11 @@ kl_session* prompted(kl_model* model, const std::vector<int32_t>& prompt,
     sp.max_context = max_context;
     kl_session* s = nullptr;
     EXPECT_EQ(kl_session_create(model, &sp, &s), KL_OK) << kl_last_error();
-    if (!prompt.empty())
+    if (!prompt.empty()) {
         EXPECT_EQ(kl_session_append(s, prompt.data(), prompt.size(), KL_LOGITS_NONE, nullptr),
                   KL_OK)
             << kl_last_error();
+    }
     return s;
 }
 

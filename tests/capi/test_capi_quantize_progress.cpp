@@ -59,7 +59,9 @@ TEST(CApiQuantizeProgress, FractionsRiseWithinZeroToOneAndEndAtExactlyOne) {
         for (size_t i = 0; i < f.size(); ++i) {
             EXPECT_GE(f[i], 0.0f) << i;
             EXPECT_LE(f[i], 1.0f) << i;
-            if (i > 0) EXPECT_GE(f[i], f[i - 1]) << "call " << i << " went back";
+            if (i > 0) {
+                EXPECT_GE(f[i], f[i - 1]) << "call " << i << " went back";
+            }
         }
         EXPECT_EQ(f.back(), 1.0f);
         EXPECT_LT(f[f.size() - 2], 1.0f) << "1.0 before the folder was complete";

@@ -451,7 +451,9 @@ TEST_F(GpuOps, PrefillGemmReadsQuantizedWeights) {
             std::vector<float> got(s.n * s.out);
             for (size_t t = 0; t < s.n; ++t)
                 for (size_t r = 0; r < s.out; ++r) got[t * s.out + r] = y[t * ldy + r];
-            if (s.pad) EXPECT_EQ(y[s.out], -1.0f);
+            if (s.pad) {
+                EXPECT_EQ(y[s.out], -1.0f);
+            }
             // fp32 sums of the same products in another order: 1e-5. The FP8 tensor cores
             // sum with fewer bits (a cuBLASLt probe on the H200 measured 1.2-2.6e-4 against
             // fp64 sums of the same FP8 products): 1e-3.

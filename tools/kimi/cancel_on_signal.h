@@ -22,7 +22,10 @@ public:
         : thread_([this, session] {
               std::unique_lock<std::mutex> lock(mutex_);
               while (!done_) {
-                  if (kimi::stop_signal()) return kl_session_cancel(session);
+                  if (kimi::stop_signal()) {
+                      kl_session_cancel(session);
+                      return;
+                  }
                   wake_.wait_for(lock, std::chrono::milliseconds(10));
               }
           }) {}
