@@ -58,7 +58,10 @@ void quantize_int4(const float* values, QuantizedTensor& q) {
             q.scales[static_cast<size_t>(r * q.scale_cols() + g)] = scale;
             for (int64_t c = c0; c < c1; ++c) {
                 const float level = std::nearbyint(values[r * q.cols + c] / scale);
-                const int value = static_cast<int>(std::clamp(level, -8.0f, 7.0f)) + 8;
+                // A NaN level (a NaN weight, or an infinite one over its infinite scale) is 0,
+                // as the device's float-to-int conversion makes it: casting NaN is undefined.
+                const int value =
+                    (std::isnan(level) ? 0 : static_cast<int>(std::clamp(level, -8.0f, 7.0f))) + 8;
                 const size_t byte = static_cast<size_t>((r * words + c / 8) * 4 + (c % 8) / 2);
                 q.data[byte] |= static_cast<uint8_t>(value << (4 * (c % 2)));
             }

@@ -105,6 +105,29 @@ TEST(Quantize, AllZeroBlocksGiveZeros) {
     }
 }
 
+// Weights a checkpoint may hold but no model should (found by fuzz_model_folder: a NaN cast to
+// int): quantizing them is defined. INT4: a NaN weight, and every weight of a group with an
+// infinite one (its scale is infinite), quantize to level 0; the other groups as usual.
+TEST(Quantize, NanAndInfiniteWeightsQuantizeWithoutUndefinedCasts) {
+    std::vector<float> x(3 * 128, 0.5f);
+    x[5] = std::nanf("");
+    x[128 + 7] = INFINITY;
+    x[256 + 9] = -INFINITY;
+    const kl::QuantizedTensor q = kl::quantize(WeightFormat::Int4, x.data(), 3, 128);
+    std::vector<float> y(x.size());
+    kl::dequantize(q, y.data());
+    EXPECT_EQ(y[5], 0.0f);
+    // The NaN adds nothing to its group's amax: its other weights are those of a clean row.
+    const std::vector<float> clean(128, 0.5f);
+    std::vector<float> want(128);
+    kl::dequantize(kl::quantize(WeightFormat::Int4, clean.data(), 1, 128), want.data());
+    EXPECT_EQ(y[4], want[4]);
+    for (size_t i = 128; i < x.size(); ++i) EXPECT_TRUE(std::isnan(y[i]) || y[i] == 0.0f) << i;
+    const kl::QuantizedTensor f = kl::quantize(WeightFormat::Fp8, x.data(), 3, 128);
+    kl::dequantize(f, y.data());  // defined; its NaN codes dequantize to NaN
+    EXPECT_TRUE(std::isnan(y[5]));
+}
+
 TEST(Quantize, QuantizedBytesAreTheDataAndTheFp32ScalesOfTheTensor) {
     const int64_t rows = 130, cols = 260;  // ragged: 2 x 3 FP8 blocks, 33 words and 3 groups a row
     EXPECT_EQ(kl::quantized_bytes(WeightFormat::Fp8, rows, cols), 130u * 260u + 2u * 3u * 4u);
