@@ -20,6 +20,9 @@
 # KL_NCCL_LIBRARY, the system, or build-nccl/ as below);
 # "mla" runs the expanded MLA prefill's tests and compares it with the absorbed form
 # (KL_CUDA_MLA_PREFILL=expanded|absorbed): mla_bench and the 48B shapes' prefill (mla.log);
+# "wgmma" runs the wgmma tiles' and the grouped experts' tests with the wgmma mainloop
+# (KL_CUDA_WGMMA=1, opt-in until verified) and moe_bench in bf16 and FP8 with it off and on
+# (wgmma.log);
 # "cancel" measures cancel-to-return latency of a long prefill (tools/bench/cancel_latency;
 # cancel.log);
 # "plugin" checks the C API's CUDA plugin on the device (plugin.log): AUTO picks the GPU, the
@@ -141,6 +144,16 @@ case "${1:-}" in
         CUDA_MODULE_LOADING=EAGER KL_CUDA_MLA_PREFILL=expanded KL_CUDA_PROFILE=1 "$bin/kimi" bench \
           --random $config --layers ${layers_list##* } --device cuda --prompt-len 8192 \
           --context 0 --decode 1 --repeats 1; } 2>&1 | tee "$OUT/mla.log"
+    fi
+    if [[ $parts == *wgmma* ]]; then  # the grouped experts' wgmma mainloop against mma.sync
+      { KL_CUDA_WGMMA=1 "$bin/kl_gpu_tests" --gtest_filter='GpuWgmma*:GpuMoeGrouped*' 2>&1 |
+          grep -E "^\[ +(OK|FAILED|SKIPPED) |wgmma \]|worst rel|Failure|PASSED|tests ran"
+        for format in bf16 fp8; do
+          for on in 0 1; do
+            echo "== moe_bench --format $format, KL_CUDA_WGMMA=$on"
+            KL_CUDA_WGMMA=$on "$bin/moe_bench" --format $format
+          done
+        done; } 2>&1 | tee "$OUT/wgmma.log"
     fi
     if [[ $parts == *sanitize* ]]; then
       cs=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)

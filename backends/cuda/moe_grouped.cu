@@ -18,6 +18,7 @@
 
 #include <algorithm>
 #include <climits>
+#include <cstdlib>
 #include <string>
 #include <type_traits>
 
@@ -25,6 +26,7 @@
 #include "moe_grouped_tuning.h"
 #include "ops.h"
 #include "tensor_core.cuh"
+#include "wgmma.cuh"
 
 namespace kl::cuda {
 namespace {
@@ -292,7 +294,13 @@ struct GemmArgs {
 // stage's MMAs sum into `part`, which joins `acc` scaled by the row's and the weight block's
 // scales; needs K % 16 == 0. Int4: B goes through registers (fetch_chunk before the current
 // stage's MMAs, store_chunk after), which needs K % 8 == 0.
-template <int BM, int BN, int WARPS_M, int WARPS_N, int STAGES, bool kGateUp, WeightCode kCode>
+// kWgmma (bf16 or W8A8 on sm_90a): each warpgroup's 64 rows x the 128 B rows of a stage run as
+// four wgmma (m64n128k16 bf16 / k32 e4m3) from the stage's tiles as they are (the swizzle above
+// is wgmma's 128-byte swizzle once the tiles start 1024-byte aligned), into `acc` (bf16) or
+// `part` (W8A8), whose registers are the mma.sync path's [0][0..15][4] for a 16 x 128 warp
+// tile (wgmma.cuh): the scaling and the epilogue are the same code.
+template <int BM, int BN, int WARPS_M, int WARPS_N, int STAGES, bool kGateUp, WeightCode kCode,
+          bool kWgmma>
 __global__ void __launch_bounds__(WARPS_M* WARPS_N * 32) grouped_gemm_kernel(const GemmArgs args) {
     constexpr int kThreads = WARPS_M * WARPS_N * 32;
     constexpr int WM = BM / WARPS_M, WN = BN / WARPS_N, MF = WM / 16, NF = WN / 8;
@@ -305,11 +313,16 @@ __global__ void __launch_bounds__(WARPS_M* WARPS_N * 32) grouped_gemm_kernel(con
     static_assert(WM % 16 == 0 && WN % 16 == 0, "warp tile: m16 and pairs of n8 fragments");
     static_assert((BM * 8) % kThreads == 0 && (BN * 8) % kThreads == 0, "whole chunks per thread");
     static_assert(!kW8A8 || kStageK == kQuantBlock, "an FP8 stage is one scale block of K");
+    static_assert(!kWgmma || (!kQuant && BN == 128 && WARPS_N == 1 && WM == 16 && BM % 64 == 0),
+                  "wgmma: bf16 or FP8, warpgroups of 64 rows by 128 columns");
     const int tile = blockIdx.x / args.col_tiles, col_tile = blockIdx.x % args.col_tiles;
     if (tile >= *args.num_tiles) return;  // the grid is sized for the worst case
 
     extern __shared__ uint4 smem[];
-    bf16* a_tiles = reinterpret_cast<bf16*>(smem);  // FP8 tiles: the same bytes, 2 codes each
+    // wgmma reads whole swizzle atoms: the tiles start 1024-byte aligned (1 KB of slack).
+    const uint32_t misalign = kWgmma ? (1024 - (smem_u32(smem) & 1023)) & 1023 : 0;
+    // FP8 tiles: the same bytes, 2 codes each.
+    bf16* a_tiles = reinterpret_cast<bf16*>(reinterpret_cast<char*>(smem) + misalign);
     bf16* b_tiles = a_tiles + STAGES * BM * kBK;
     __shared__ const char* a_rows[BM];  // source row of each tile row, null for padding
     __shared__ const float* a_scale_rows[kW8A8 ? BM : 1];  // W8A8: each row's scales
@@ -430,6 +443,7 @@ __global__ void __launch_bounds__(WARPS_M* WARPS_N * 32) grouped_gemm_kernel(con
     }
     for (int kt = 0; kt < k_tiles; ++kt) {
         cp_async_wait<STAGES - 2>();
+        if constexpr (kWgmma) fence_async_shared();  // this thread's copies, to wgmma's proxy
         // Stage kt has landed for every thread, and everyone is done with stage kt - 1,
         // which the prefetch below overwrites.
         __syncthreads();
@@ -454,15 +468,33 @@ __global__ void __launch_bounds__(WARPS_M* WARPS_N * 32) grouped_gemm_kernel(con
                 }
             w_scale = __ldg(s_block + kt);
             w_up_scale = kGateUp ? __ldg(s_up_block + kt) : w_scale;
+            if constexpr (!kWgmma) {  // wgmma's first k-step overwrites part
 #pragma unroll
-            for (int i = 0; i < MF; ++i)
+                for (int i = 0; i < MF; ++i)
 #pragma unroll
-                for (int j = 0; j < NF; ++j)
+                    for (int j = 0; j < NF; ++j)
 #pragma unroll
-                    for (int v = 0; v < 4; ++v) part[i][j][v] = 0.0f;
+                        for (int v = 0; v < 4; ++v) part[i][j][v] = 0.0f;
+            }
         }
         const bf16* as = a_tiles + (kt % STAGES) * BM * kBK;
         const bf16* bs = b_tiles + (kt % STAGES) * BN * kBK;
+        if constexpr (kWgmma) {
+            float(&d)[64] = *reinterpret_cast<float(*)[64]>(kW8A8 ? &part[0][0][0] : &acc[0][0][0]);
+            const bf16* as_group = as + (warp_m / 4) * 64 * kBK;  // this warpgroup's 64 rows
+            wgmma_fence();
+#pragma unroll
+            for (int step = 0; step < 4; ++step) {  // 32 bytes of K per step
+                const uint64_t da = wgmma_desc_sw128(as_group, step * 32);
+                const uint64_t db = wgmma_desc_sw128(bs, step * 32);
+                if constexpr (kW8A8)
+                    wgmma_m64n128k32_e4m3(d, da, db, step > 0);
+                else  // acc starts at zero: accumulating from the first step is exact
+                    wgmma_m64n128k16_bf16(d, da, db, true);
+            }
+            wgmma_commit();
+            wgmma_wait<0>();
+        } else {
 #pragma unroll
         for (int kk = 0; kk < kBK / 16; ++kk) {  // 32 bytes of K per step
             uint32_t af[MF][4], bfrag[NF][2];
@@ -488,6 +520,7 @@ __global__ void __launch_bounds__(WARPS_M* WARPS_N * 32) grouped_gemm_kernel(con
                     else
                         mma_bf16(acc[i][j], af[i], bfrag[j][0], bfrag[j][1]);
                 }
+        }
         }
         if constexpr (kW8A8) {
             // Fragment j is weight rows of block warp_n * WN / 8 + j: gate for even j, up
@@ -633,14 +666,15 @@ __global__ void combine_kernel(const float* y, const int32_t* chosen, int hidden
 
 // ---- launch ---------------------------------------------------------------------------------
 
-template <int BM, int BN, int WARPS_M, int WARPS_N, int STAGES>
+template <int BM, int BN, int WARPS_M, int WARPS_N, int STAGES, bool kWgmma = false>
 struct TileConfig {
     static constexpr int kThreads = WARPS_M * WARPS_N * 32;
-    static constexpr size_t kSmem = size_t(STAGES) * (BM + BN) * kBK * sizeof(bf16);
+    static constexpr size_t kSmem =
+        size_t(STAGES) * (BM + BN) * kBK * sizeof(bf16) + (kWgmma ? 1024 : 0);
 
     template <bool kGateUp, WeightCode kCode>
     static void launch(GemmArgs args, size_t max_tiles, cudaStream_t stream) {
-        auto kernel = grouped_gemm_kernel<BM, BN, WARPS_M, WARPS_N, STAGES, kGateUp, kCode>;
+        auto kernel = grouped_gemm_kernel<BM, BN, WARPS_M, WARPS_N, STAGES, kGateUp, kCode, kWgmma>;
         allow_dynamic_shared(reinterpret_cast<const void*>(kernel), kSmem, "moe grouped gemm smem");
         const int out_cols = kGateUp ? BN / 2 : BN;
         args.col_tiles = (args.N + out_cols - 1) / out_cols;
@@ -663,6 +697,32 @@ using LargeTiles = TileConfig<128, 128, 2, 2, 3>;
 // registers. Slower than 64-row tiles at every size measured (moe_bench on the H200, 4096
 // tokens: 3.05 vs 2.72 ms), so only taken when asked for.
 using LargeTilesW8A8 = TileConfig<128, 128, 4, 2, 3>;
+// bf16 and W8A8 on sm_90a: wgmma, one warpgroup per 64 rows of the tile.
+using MediumTilesWgmma = TileConfig<64, 128, 4, 1, 4, true>;
+using LargeTilesWgmma = TileConfig<128, 128, 8, 1, 4, true>;
+
+// wgmma runs on compute capability 9.0 only, from this build's sm_90a code (KL_CUDA_SM90A:
+// "90a" among KL_CUDA_ARCHITECTURES; the portable PTX has no wgmma). Written without a GPU at
+// hand, it is opt-in (KL_CUDA_WGMMA=1) until its tests have passed on one; then it becomes
+// the default and KL_CUDA_WGMMA=0 the switch for A/B runs against the mma.sync kernels.
+bool wgmma_usable() {
+#if defined(KL_CUDA_SM90A)
+    static const bool enabled = [] {
+        const char* v = std::getenv("KL_CUDA_WGMMA");
+        return v && std::string(v) == "1";
+    }();
+    if (!enabled) return false;
+    int device = 0, major = 0, minor = 0;
+    check(cudaGetDevice(&device), "cudaGetDevice");
+    check(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device),
+          "cudaDeviceGetAttribute");
+    check(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device),
+          "cudaDeviceGetAttribute");
+    return major == 9 && minor == 0;
+#else
+    return false;
+#endif
+}
 
 int pick_tile_m(size_t slots, size_t experts, bool w8a8) {
     const size_t rows_per_expert = slots / std::max<size_t>(1, experts);
@@ -789,14 +849,18 @@ void moe_experts_grouped_tuned(const bf16* x, size_t n, size_t hidden, size_t in
                 Config::template launch<false, kCode>(d, max_tiles, stream);
             }
         };
-        if (tile_m == 32)
+        if (tile_m == 32) {
             run(SmallTiles{});
-        else if (tile_m == 64)
-            run(MediumTiles{});
-        else if (kW8A8)
-            run(LargeTilesW8A8{});
-        else
-            run(LargeTiles{});
+        } else if constexpr (kCode != WeightCode::Int4) {
+            if (wgmma_usable())
+                tile_m == 64 ? run(MediumTilesWgmma{}) : run(LargeTilesWgmma{});
+            else if (kW8A8)
+                tile_m == 64 ? run(MediumTiles{}) : run(LargeTilesW8A8{});
+            else
+                tile_m == 64 ? run(MediumTiles{}) : run(LargeTiles{});
+        } else {
+            tile_m == 64 ? run(MediumTiles{}) : run(LargeTiles{});
+        }
     };
 
     if (tile_m > 0 && (phases & 1u)) {  // the tile table of the tensor-core path
