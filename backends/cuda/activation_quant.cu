@@ -55,13 +55,7 @@ __global__ void __launch_bounds__(kWarpsPerBlock * 32)
 }  // namespace
 
 bool fp8_tensor_cores_available() {
-    int device = 0, major = 0, minor = 0;
-    check(cudaGetDevice(&device), "cudaGetDevice");
-    check(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device),
-          "cudaDeviceGetAttribute");
-    check(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device),
-          "cudaDeviceGetAttribute");
-    return major * 10 + minor >= 89;
+    return compute_capability() >= 89;
 }
 
 void quantize_activations_fp8(const bf16* x, size_t n, size_t in, uint8_t* codes, float* scales,

@@ -32,11 +32,9 @@ bool chained_launches() {
         const int seen = known[device].load(std::memory_order_relaxed);
         if (seen != 0) return seen == 2;
     }
-    int major = 0;
-    check(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device),
-          "cudaDeviceGetAttribute");
-    if (device < kDevices) known[device].store(major >= 9 ? 2 : 1, std::memory_order_relaxed);
-    return major >= 9;
+    const bool hopper = compute_capability() >= 90;
+    if (device < kDevices) known[device].store(hopper ? 2 : 1, std::memory_order_relaxed);
+    return hopper;
 }
 
 }  // namespace kl::cuda

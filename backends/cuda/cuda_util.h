@@ -25,6 +25,17 @@ inline void check_launch(const char* kernel) {
     check(cudaGetLastError(), kernel);
 }
 
+// The current device's compute capability as 10 * major + minor (90 for Hopper).
+inline int compute_capability() {
+    int device = 0, major = 0, minor = 0;
+    check(cudaGetDevice(&device), "cudaGetDevice");
+    check(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device),
+          "cudaDeviceGetAttribute");
+    check(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device),
+          "cudaDeviceGetAttribute");
+    return 10 * major + minor;
+}
+
 // Lets `kernel` launch on the current device with `bytes` of dynamic shared memory. Above the
 // default 48 KB the attribute is required, and it belongs to each device's context, so it is
 // set once per (device, kernel) at the largest size asked so far; later calls are a lookup.

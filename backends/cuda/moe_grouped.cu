@@ -711,14 +711,7 @@ bool wgmma_usable() {
         const char* v = std::getenv("KL_CUDA_WGMMA");
         return v && std::string(v) == "1";
     }();
-    if (!enabled) return false;
-    int device = 0, major = 0, minor = 0;
-    check(cudaGetDevice(&device), "cudaGetDevice");
-    check(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device),
-          "cudaDeviceGetAttribute");
-    check(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device),
-          "cudaDeviceGetAttribute");
-    return major == 9 && minor == 0;
+    return enabled && compute_capability() == 90;
 #else
     return false;
 #endif
