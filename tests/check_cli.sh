@@ -300,6 +300,17 @@ set -e
 [[ $status -eq 0 ]] && grep -q "^kimi: reply stopped (KL_ERR_CONTEXT_FULL: " "$dir/err" \
   && grep -q "^kimi: message dropped (KL_ERR_CONTEXT_FULL: " "$dir/err" \
   || { echo "FAIL: chat whose reply fills the context exited $status: $(cat "$dir/err")"; exit 1; }
+# chat: /reset after a conversation that filled the context starts a new one; its first
+# message is answered as a new chat's is (greedy).
+fresh=$(printf 'hello\n' | "$kimi" chat "$dir/t" --max-new 64 --temperature 0)
+set +e
+after=$(printf '%s\n/reset\nhello\n' "$(printf 'word %.0s' $(seq 4066))" \
+  | "$kimi" chat "$dir/t" --max-new 64 --temperature 0 2>"$dir/err"); status=$?
+set -e
+[[ $status -eq 0 && -n $fresh && $after == *"$fresh" ]] \
+  && grep -q "^kimi: the context is full: /reset starts a new conversation" "$dir/err" \
+  && grep -q "^kimi: new conversation" "$dir/err" \
+  || { echo "FAIL: chat /reset exited $status, printed '$after' (want it to end with '$fresh'): $(cat "$dir/err")"; exit 1; }
 # chat tokenizes each message alone: the ids the session holds after three turns (replies
 # empty, --max-new 0, each closed by kimi with <|im_end|>; a refused message between) are
 # those of the whole conversation tokenized at once, with the default system message or the

@@ -26,7 +26,12 @@ bool refused(kl_status status) {
 
 void report_refusal(const char* what, kl_status status, const std::string& why) {
     std::fprintf(stderr, "kimi: %s (%s: %s)\n", what, kl_status_string(status), why.c_str());
+    if (status == KL_ERR_CONTEXT_FULL)
+        std::fputs("kimi: the context is full: /reset starts a new conversation\n", stderr);
 }
+
+// The chat's one command: a line of exactly this starts the conversation over.
+constexpr const char* kResetCommand = "/reset";
 
 // The ids a user message appends to the session: the markup opening the user's turn, the
 // message, its end and the assistant's opening, as kl_chat_tokenize gives them within the
@@ -72,7 +77,8 @@ void write_test_tokens(const kl_session* session) {
 // nothing); in the reply, the reply keeps the tokens streamed (kl_session_generate's contract),
 // closed as a cut-off one is. A message or reply the library refuses (refused()) is reported
 // and the prompt comes back. SIGTERM ends kimi as it does elsewhere; SIGINT at the prompt
-// too, by its default action.
+// too, by its default action. A line "/reset" starts a new conversation in the same session
+// (kl_session_reset): the way on once a conversation has filled the context.
 int cmd_chat(const Options& o) {
     const ModelHandle model = load(o);
     const int32_t im_end = special_token(model.get(), "<|im_end|>");
@@ -95,6 +101,12 @@ int cmd_chat(const Options& o) {
         std::string line;
         if (!std::getline(std::cin, line)) break;
         if (line.empty()) continue;
+        if (line == kResetCommand) {
+            check(kl_session_reset(session.get()));
+            opened = false;
+            std::fputs("kimi: new conversation\n", stderr);
+            continue;
+        }
         const std::vector<int32_t> turn = user_turn_ids(model.get(), system, !opened, line);
         const kimi::SignalStop stop;  // this turn's
         Stream stream;
