@@ -100,15 +100,38 @@ struct Experts {
     }
 };
 
+// The gate/up kernels' task order: the shared expert's slots first, then the chosen ones.
+// The shared expert needs no routing and x is complete when the kernel starts (the norm that
+// writes it ran before the router, the kernel before this one: chained_launch.cuh), so its
+// warps, in the first blocks, stream their weights and compute while the router still runs,
+// and wait only before writing; the chosen experts' warps wait for the router first.
+struct GateTask {
+    int slot, row;  // row: the first of the task's rows
+    bool shared;
+};
+__device__ __forceinline__ GateTask gate_task(const Experts& e, int task, int tasks_per_slot,
+                                              int slots) {
+    const int tokens = slots / e.per_token;
+    const int shared_tasks = e.per_token > e.top_k ? tokens * tasks_per_slot : 0;
+    if (task < shared_tasks)
+        return {task / tasks_per_slot * e.per_token + e.top_k, task % tasks_per_slot, true};
+    task -= shared_tasks;
+    const int routed = task / tasks_per_slot;
+    return {routed / e.top_k * e.per_token + routed % e.top_k, task % tasks_per_slot, false};
+}
+
 // Warp (slot, row): act[slot][row] = silu(w1[e] row . x_t) * (w3[e] row . x_t). Each lane
 // loads kGateLoads 16-byte pieces of both rows before the first multiply.
 __global__ void __launch_bounds__(kWarps * 32)
     gate_up_kernel(const bf16* x, int hidden, int inter, int slots, Experts experts, float* act) {
     const int task = blockIdx.x * kWarps + (threadIdx.x >> 5);
     if (task >= slots * inter) return;
-    wait_for_previous();  // the chosen experts and x come from the kernels before
-    release_next();
-    const int slot = task / inter, row = task % inter, lane = threadIdx.x & 31;
+    const GateTask at = gate_task(experts, task, inter, slots);
+    if (!at.shared) {
+        wait_for_previous();  // the chosen experts come from the router
+        release_next();
+    }
+    const int slot = at.slot, row = at.row, lane = threadIdx.x & 31;
     if (!experts.present(slot)) return;
     const bf16* xt = x + static_cast<size_t>(slot / experts.per_token) * hidden;
     const bf16* g =
@@ -136,6 +159,10 @@ __global__ void __launch_bounds__(kWarps * 32)
     }
     ga = warp_sum(ga);
     ua = warp_sum(ua);
+    if (at.shared) {  // nothing written before the wait
+        wait_for_previous();
+        release_next();
+    }
     if (lane == 0) act[static_cast<size_t>(slot) * inter + row] = ga / (1.0f + __expf(-ga)) * ua;
 }
 
@@ -248,9 +275,12 @@ __global__ void __launch_bounds__(kWarps * 32)
     const int groups = inter / R;  // inter % 16 == 0
     const int task = blockIdx.x * kWarps + (threadIdx.x >> 5);
     if (task >= slots * groups) return;
-    wait_for_previous();  // the chosen experts and x come from the kernels before
-    release_next();
-    const int slot = task / groups, row0 = task % groups * R, lane = threadIdx.x & 31;
+    const GateTask at = gate_task(experts, task, groups, slots);
+    if (!at.shared) {
+        wait_for_previous();  // the chosen experts come from the router
+        release_next();
+    }
+    const int slot = at.slot, row0 = at.row * R, lane = threadIdx.x & 31;
     if (!experts.present(slot)) return;
     const bf16* xt = x + static_cast<size_t>(slot / experts.per_token) * hidden;
     const QMatrix g = experts.gate(slot), u = experts.up(slot);
@@ -287,6 +317,10 @@ __global__ void __launch_bounds__(kWarps * 32)
                 }
             }
         }
+    }
+    if (at.shared) {  // nothing written before the wait
+        wait_for_previous();
+        release_next();
     }
 #pragma unroll
     for (int r = 0; r < R; ++r) {
