@@ -62,7 +62,7 @@ CudaBackend::CudaBackend(const ModelConfig& config, const ModelLayout& layout,
     workspace_ = std::make_unique<Workspace>(config);
     reserve_gemm_buffers();
     const char* mla_prefill = std::getenv("KL_CUDA_MLA_PREFILL");
-    mla_prefill_expanded_ = mla_prefill && std::string(mla_prefill) == "expanded";
+    mla_prefill_expanded_ = !(mla_prefill && std::string(mla_prefill) == "absorbed");
 }
 
 // Prefill and batches (more rows than the GEMVs take) run FP8 linears on the FP8 tensor cores

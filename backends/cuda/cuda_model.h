@@ -333,9 +333,9 @@ private:
     size_t head_width_ = 0;
     DeviceBuffer head_part_, head_gathered_;
     bool tied_ = false;
-    // KL_CUDA_MLA_PREFILL=expanded: prefill pieces take mla_prefill.cu (not yet the default:
-    // written without a GPU at hand, it waits for its device tests).
-    bool mla_prefill_expanded_ = false;
+    // Prefill pieces of many queries take mla_prefill.cu's expanded form;
+    // KL_CUDA_MLA_PREFILL=absorbed keeps them on the absorbed form (A/B runs, tests).
+    bool mla_prefill_expanded_ = true;
     Weight embed_, final_norm_, lm_head_;
     std::vector<Layer> layers_;
 };

@@ -383,10 +383,10 @@ TEST(GpuSession, PrefillAcrossPiecesMatchesSplitsAndCpu) {
     EXPECT_LE(vs_cpu, kDenseWorstTolerance);
 }
 
-// The expanded MLA prefill (mla_prefill.cu; opt-in through KL_CUDA_MLA_PREFILL=expanded,
-// read when a model loads) against the absorbed form and the CPU: 9000 tokens in pieces of
-// 4096, 4096 and 808, so the pieces attend over one, two and three chunks of keys; and a
-// 300-token prompt of the 100m preset (the MoE hybrid) position by position.
+// The expanded MLA prefill (mla_prefill.cu, the default; KL_CUDA_MLA_PREFILL=absorbed, read
+// when a model loads, keeps the absorbed form) against the absorbed form and the CPU: 9000 tokens
+// in pieces of 4096, 4096 and 808, so the pieces attend over one, two and three chunks of keys; and
+// a 300-token prompt of the 100m preset (the MoE hybrid) position by position.
 class EnvVar {
 public:
     EnvVar(const char* name, const char* value) : name_(name) { setenv(name, value, 1); }
@@ -401,11 +401,11 @@ TEST(GpuSession, ExpandedMlaPrefillMatchesTheAbsorbedFormAndCpu) {
     {
         const std::string dir = dense_tiny_dir();
         auto cpu = load(dir, false);
-        auto absorbed = load(dir, true);
-        std::unique_ptr<kl::Model> expanded;
+        auto expanded = load(dir, true);
+        std::unique_ptr<kl::Model> absorbed;
         {
-            EnvVar opt_in("KL_CUDA_MLA_PREFILL", "expanded");
-            expanded = load(dir, true);
+            EnvVar form("KL_CUDA_MLA_PREFILL", "absorbed");
+            absorbed = load(dir, true);
         }
         const auto tokens = random_tokens(9000, cpu->config().vocab_size, 21);
         kl::Session a(*absorbed, 0), e(*expanded, 0), reference(*cpu, 0);
@@ -420,11 +420,11 @@ TEST(GpuSession, ExpandedMlaPrefillMatchesTheAbsorbedFormAndCpu) {
         EXPECT_LE(vs_cpu, kDenseWorstTolerance);
     }
     const std::string dir = kl::test::tiny_model_dir("--preset 100m --seed 6");
-    auto absorbed = load(dir, true);
-    std::unique_ptr<kl::Model> expanded;
+    auto expanded = load(dir, true);
+    std::unique_ptr<kl::Model> absorbed;
     {
-        EnvVar opt_in("KL_CUDA_MLA_PREFILL", "expanded");
-        expanded = load(dir, true);
+        EnvVar form("KL_CUDA_MLA_PREFILL", "absorbed");
+        absorbed = load(dir, true);
     }
     const size_t n = 300, vocab = absorbed->config().vocab_size;
     const auto tokens = random_tokens(n, vocab, 22);
