@@ -35,6 +35,12 @@ using kl::test::rel_error;
 // bf16 activations between the two GEMMs (rounding 2^-9) against an fp32 reference; for
 // quantized experts also the weights' rounding to bf16 in the kernel (2^-9 each).
 constexpr double kTolerance = 1e-2;
+// W8A8 on Hopper's wgmma: its FP8 sums keep fewer bits than fp32 (a 64x128x512 tile without
+// promotion: 9.2e-4 relative, test_gpu_wgmma.cu), and where one lands act on the other side of
+// an e4m3 rounding boundary from the reference's, that element of act moves by a whole code
+// step (2^-3 relative) into the down GEMM. Measured worst on the H200: 2.1e-2 (all slots on
+// one expert), 1.1e-2 at the real shapes.
+constexpr double kW8A8Tolerance = 3e-2;
 
 enum class Routing { Random, OneExpert, FewExperts };
 
@@ -174,7 +180,8 @@ protected:
     // The error figures go to the log, so a passing run still says how close it was.
     void TearDown() override {
         if (worst_ >= 0.0)
-            std::printf("[ moe      ] worst rel error %.3g (tolerance %.0e)\n", worst_, kTolerance);
+            std::printf("[ moe      ] worst rel error %.3g (tolerance %.0e, W8A8 %.0e)\n", worst_,
+                        kTolerance, kW8A8Tolerance);
     }
     kl::ThreadPool pool{int(std::max(1u, std::thread::hardware_concurrency()))};
     double worst_ = -1.0;
@@ -214,8 +221,9 @@ protected:
                 if (rep == 0) {
                     first = got;
                     for (size_t i = 0; i < got.size(); ++i) got[i] -= out0[i];
-                    const double err = rel_error(got, tile_m != -1 ? want_w8a8 : want);
-                    EXPECT_LE(err, kTolerance)
+                    const bool w8a8 = w8a8_shape && tile_m != -1;
+                    const double err = rel_error(got, w8a8 ? want_w8a8 : want);
+                    EXPECT_LE(err, w8a8 ? kW8A8Tolerance : kTolerance)
                         << "n " << n << " hidden " << h << " inter " << inter << " experts "
                         << experts << " top_k " << k << " " << name(routing) << " tile_m " << tile_m
                         << " code " << int(ex.code);

@@ -2,8 +2,8 @@
 // A · B^T over K = 256 (bf16, 16 k-steps) or K = 512 (e4m3, 16 k-steps) from 128-byte-
 // swizzled K-major slabs, against the host's fp64 sums of the same values. It checks the
 // descriptor fields, the swizzle, the k-step advance inside a slab and the accumulator layout
-// that the wgmma kernels will rely on. Tolerance: 1e-5 relative to the largest |C| (fp32
-// accumulation of exact products).
+// that the wgmma kernels will rely on. Tolerance relative to the largest |C|: bf16 1e-5 (fp32
+// accumulation of exact products), e4m3 3e-3 (the FP8 tensor cores' shorter sums).
 #include <cuda_bf16.h>
 #include <cuda_fp8.h>
 #include <cuda_runtime.h>
@@ -127,22 +127,24 @@ bool sm90() {
 
 // Skips off compute capability 9.0; fails where the sm_90a code did not run.
 template <bool kFp8>
-void check_tile(int K, uint32_t seed, const char* name) {
+void check_tile(int K, uint32_t seed, const char* name, double tolerance) {
     if (!have_gpu()) GTEST_SKIP() << "no CUDA device";
     if (!sm90()) GTEST_SKIP() << "wgmma needs a compute capability 9.0 device";
     bool ran = false;
     const double err = tile_error<kFp8>(K, seed, ran);
     ASSERT_TRUE(ran) << "the sm_90a code did not run (KL_CUDA_ARCHITECTURES without 90a?)";
     std::printf("[ wgmma ] %s 64x128x%d: rel error %.2e\n", name, K, err);
-    EXPECT_LE(err, 1e-5);
+    EXPECT_LE(err, tolerance);
 }
 
 TEST(GpuWgmma, Bf16TileMatchesTheHost) {
-    check_tile<false>(256, 1, "bf16");
+    check_tile<false>(256, 1, "bf16", 1e-5);
 }
 
 TEST(GpuWgmma, E4m3TileMatchesTheHost) {
-    check_tile<true>(512, 2, "e4m3");
+    // The FP8 tensor cores' sums keep fewer bits than fp32 (H200: 9.2e-4 over 16 k-steps);
+    // a wrong layout or descriptor gives errors of order 1.
+    check_tile<true>(512, 2, "e4m3", 3e-3);
 }
 
 }  // namespace
