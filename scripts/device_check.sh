@@ -20,9 +20,8 @@
 # KL_NCCL_LIBRARY, the system, or build-nccl/ as below);
 # "mla" runs the expanded MLA prefill's tests and compares it with the absorbed form
 # (KL_CUDA_MLA_PREFILL=expanded|absorbed): mla_bench and the 48B shapes' prefill (mla.log);
-# "wgmma" runs the wgmma tiles' and the grouped experts' tests with the wgmma mainloop
-# (KL_CUDA_WGMMA=1, opt-in until verified) and moe_bench in bf16 and FP8 with it off and on
-# (wgmma.log);
+# "wgmma" runs the wgmma tiles' and the grouped experts' tests and moe_bench in bf16 and FP8
+# with the wgmma mainloop off and on (KL_CUDA_WGMMA=0|1; wgmma.log);
 # "cancel" measures cancel-to-return latency of a long prefill (tools/bench/cancel_latency;
 # cancel.log);
 # "plugin" checks the C API's CUDA plugin on the device (plugin.log): AUTO picks the GPU, the
@@ -146,8 +145,10 @@ case "${1:-}" in
           --context 0 --decode 1 --repeats 1; } 2>&1 | tee "$OUT/mla.log"
     fi
     if [[ $parts == *wgmma* ]]; then  # the grouped experts' wgmma mainloop against mma.sync
-      { KL_CUDA_WGMMA=1 "$bin/kl_gpu_tests" --gtest_filter='GpuWgmma*:GpuMoeGrouped*' 2>&1 |
-          grep -E "^\[ +(OK|FAILED|SKIPPED) |wgmma \]|worst rel|Failure|PASSED|tests ran"
+      { for on in 0 1; do
+          KL_CUDA_WGMMA=$on "$bin/kl_gpu_tests" --gtest_filter='GpuWgmma*:GpuMoeGrouped*' 2>&1 |
+            grep -E "^\[ +(OK|FAILED|SKIPPED) |wgmma \]|worst rel|Failure|PASSED|tests ran" || true
+        done
         for format in bf16 fp8; do
           for on in 0 1; do
             echo "== moe_bench --format $format, KL_CUDA_WGMMA=$on"
