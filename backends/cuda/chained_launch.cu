@@ -1,4 +1,3 @@
-#include <atomic>
 #include <cstdlib>
 #include <cstring>
 
@@ -22,19 +21,7 @@ bool chained_launches() {
         const char* flag = std::getenv("KL_CUDA_PDL");
         return !(flag && std::strcmp(flag, "0") == 0);
     }();
-    if (!allowed) return false;
-    // Per device, asked once: 0 unknown, 1 no, 2 yes.
-    constexpr int kDevices = 64;
-    static std::atomic<int> known[kDevices];
-    int device = 0;
-    check(cudaGetDevice(&device), "cudaGetDevice");
-    if (device < kDevices) {
-        const int seen = known[device].load(std::memory_order_relaxed);
-        if (seen != 0) return seen == 2;
-    }
-    const bool hopper = compute_capability() >= 90;
-    if (device < kDevices) known[device].store(hopper ? 2 : 1, std::memory_order_relaxed);
-    return hopper;
+    return allowed && compute_capability() >= 90;
 }
 
 }  // namespace kl::cuda

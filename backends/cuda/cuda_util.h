@@ -4,6 +4,7 @@
 
 #include <cuda_runtime.h>
 
+#include <atomic>
 #include <cstddef>
 #include <map>
 #include <mutex>
@@ -25,15 +26,23 @@ inline void check_launch(const char* kernel) {
     check(cudaGetLastError(), kernel);
 }
 
-// The current device's compute capability as 10 * major + minor (90 for Hopper).
+// The current device's compute capability as 10 * major + minor (90 for Hopper), asked once
+// per device: the launch paths that choose a kernel by it call this on every launch.
 inline int compute_capability() {
-    int device = 0, major = 0, minor = 0;
+    constexpr int kDevices = 64;
+    static std::atomic<int> known[kDevices];  // 0: not asked yet
+    int device = 0;
     check(cudaGetDevice(&device), "cudaGetDevice");
+    if (device < kDevices)
+        if (const int seen = known[device].load(std::memory_order_relaxed)) return seen;
+    int major = 0, minor = 0;
     check(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device),
           "cudaDeviceGetAttribute");
     check(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device),
           "cudaDeviceGetAttribute");
-    return 10 * major + minor;
+    const int capability = 10 * major + minor;
+    if (device < kDevices) known[device].store(capability, std::memory_order_relaxed);
+    return capability;
 }
 
 // Lets `kernel` launch on the current device with `bytes` of dynamic shared memory. Above the
