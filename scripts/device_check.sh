@@ -20,8 +20,9 @@
 # KL_NCCL_LIBRARY, the system, or build-nccl/ as below);
 # "mla" runs the expanded MLA prefill's tests and compares it with the absorbed form
 # (KL_CUDA_MLA_PREFILL=expanded|absorbed): mla_bench and the 48B shapes' prefill (mla.log);
-# "wgmma" runs the wgmma tiles' and the grouped experts' tests and moe_bench in bf16 and FP8
-# with the wgmma mainloop off and on (KL_CUDA_WGMMA=0|1; wgmma.log);
+# "wgmma" runs the wgmma tiles' and the grouped experts' tests, moe_bench and the 48B shapes'
+# prefill in bf16 and FP8 with each experts' mainloop: mma.sync, wgmma stage by stage and
+# warp-specialized wgmma (KL_CUDA_WGMMA=0|1|specialized, or KL_WGMMA_MODES; wgmma.log);
 # "cancel" measures cancel-to-return latency of a long prefill (tools/bench/cancel_latency;
 # cancel.log);
 # "plugin" checks the C API's CUDA plugin on the device (plugin.log): AUTO picks the GPU, the
@@ -144,15 +145,24 @@ case "${1:-}" in
           --random $config --layers ${layers_list##* } --device cuda --prompt-len 8192 \
           --context 0 --decode 1 --repeats 1; } 2>&1 | tee "$OUT/mla.log"
     fi
-    if [[ $parts == *wgmma* ]]; then  # the grouped experts' wgmma mainloop against mma.sync
-      { for on in 0 1; do
+    if [[ $parts == *wgmma* ]]; then  # the grouped experts' wgmma mainloops against mma.sync
+      modes=${KL_WGMMA_MODES:-0 1 specialized}
+      { for on in $modes; do
+          echo "== kl_gpu_tests, KL_CUDA_WGMMA=$on"
           KL_CUDA_WGMMA=$on "$bin/kl_gpu_tests" --gtest_filter='GpuWgmma*:GpuMoeGrouped*' 2>&1 |
             grep -E "^\[ +(OK|FAILED|SKIPPED) |wgmma \]|worst rel|Failure|PASSED|tests ran" || true
         done
         for format in bf16 fp8; do
-          for on in 0 1; do
+          for on in $modes; do
             echo "== moe_bench --format $format, KL_CUDA_WGMMA=$on"
             KL_CUDA_WGMMA=$on "$bin/moe_bench" --format $format
+          done
+        done
+        for weights in bf16 fp8; do  # the whole model's prefill with each mainloop
+          for on in $modes; do
+            echo "== prefill, --weights $weights, KL_CUDA_WGMMA=$on"
+            KL_CUDA_WGMMA=$on "$bin/kimi" bench --random $config --device cuda --weights $weights \
+              --prompt-len 4096,16384 --context 512 --decode 16 --repeats 2 --bandwidth-gbs 4300
           done
         done; } 2>&1 | tee "$OUT/wgmma.log"
     fi

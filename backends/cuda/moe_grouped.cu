@@ -299,22 +299,31 @@ struct GemmArgs {
 // is wgmma's 128-byte swizzle once the tiles start 1024-byte aligned), into `acc` (bf16) or
 // `part` (W8A8), whose registers are the mma.sync path's [0][0..15][4] for a 16 x 128 warp
 // tile (wgmma.cuh): the scaling and the epilogue are the same code.
+// kProducerWarps > 0 (with kWgmma): warp-specialized. That many more warps only load the
+// stages (cp.async, each stage's landing signalled on an mbarrier) while the warpgroups only
+// multiply, each at its own pace: no barrier of the whole CTA per stage (the mainloop below).
+// Otherwise every thread loads and multiplies, and each stage ends in a CTA barrier.
 template <int BM, int BN, int WARPS_M, int WARPS_N, int STAGES, bool kGateUp, WeightCode kCode,
-          bool kWgmma>
-__global__ void __launch_bounds__(WARPS_M* WARPS_N * 32) grouped_gemm_kernel(const GemmArgs args) {
-    constexpr int kThreads = WARPS_M * WARPS_N * 32;
+          bool kWgmma, int kProducerWarps>
+__global__ void __launch_bounds__((WARPS_M * WARPS_N + kProducerWarps) * 32)
+    grouped_gemm_kernel(const GemmArgs args) {
+    constexpr int kMathThreads = WARPS_M * WARPS_N * 32;
+    constexpr int kBlockThreads = kMathThreads + kProducerWarps * 32;
+    constexpr bool kSpecialized = kProducerWarps > 0;
+    constexpr int kLoaders = kSpecialized ? kProducerWarps * 32 : kMathThreads;  // load a stage
     constexpr int WM = BM / WARPS_M, WN = BN / WARPS_N, MF = WM / 16, NF = WN / 8;
     constexpr bool kW8A8 = kCode == WeightCode::Fp8;
     constexpr bool kQuant = kCode == WeightCode::Int4;  // B dequantized through registers
     constexpr int kBytes = kW8A8 ? 1 : 2;               // per element of A and of bf16/FP8 B
     constexpr int kStageK = kBK * 2 / kBytes;           // K per stage: 64 bf16 or 128 FP8
     constexpr int kChunkK = kStageK / 8;                // K per 16-byte chunk
-    constexpr int kBChunks = BN * 8 / kThreads;         // B chunks per thread per stage
+    constexpr int kBChunks = BN * 8 / kLoaders;         // B chunks per loader per stage
     static_assert(WM % 16 == 0 && WN % 16 == 0, "warp tile: m16 and pairs of n8 fragments");
-    static_assert((BM * 8) % kThreads == 0 && (BN * 8) % kThreads == 0, "whole chunks per thread");
+    static_assert((BM * 8) % kLoaders == 0 && (BN * 8) % kLoaders == 0, "whole chunks per loader");
     static_assert(!kW8A8 || kStageK == kQuantBlock, "an FP8 stage is one scale block of K");
     static_assert(!kWgmma || (!kQuant && BN == 128 && WARPS_N == 1 && WM == 16 && BM % 64 == 0),
                   "wgmma: bf16 or FP8, warpgroups of 64 rows by 128 columns");
+    static_assert(!kSpecialized || kWgmma, "the warp-specialized mainloop is wgmma's");
     const int tile = blockIdx.x / args.col_tiles, col_tile = blockIdx.x % args.col_tiles;
     if (tile >= *args.num_tiles) return;  // the grid is sized for the worst case
 
@@ -334,7 +343,7 @@ __global__ void __launch_bounds__(WARPS_M* WARPS_N * 32) grouped_gemm_kernel(con
     const int row_begin = args.tile_begin[tile], row_end = args.tile_end[tile];
     const int K = args.K, N = args.N;
     const int scale_cols = (K + kQuantBlock - 1) / kQuantBlock;
-    for (int r = tid; r < BM; r += kThreads) {
+    for (int r = tid; r < BM; r += kBlockThreads) {
         const int p = row_begin + r;
         const bool real = p < row_end;
         const int slot = real ? args.sorted_slot[p] : -1;
@@ -366,13 +375,15 @@ __global__ void __launch_bounds__(WARPS_M* WARPS_N * 32) grouped_gemm_kernel(con
         }
     };
     // A always, B too for bf16 and FP8 weights (cp.async); INT4 B goes through fetch_b/store_b.
-    auto load_stage = [&](int stage, int kt) {
+    // `loader`: this thread's index among the kLoaders threads that load.
+    auto load_stage = [&](int stage, int kt, int loader) {
         const int k0 = kt * kStageK;
         bf16* as = a_tiles + stage * BM * kBK;
         bf16* bs = b_tiles + stage * BN * kBK;
 #pragma unroll
-        for (int it = 0; it < BM * 8 / kThreads; ++it) {
-            const int c = tid + it * kThreads, r = c >> 3, chunk = c & 7, k = k0 + chunk * kChunkK;
+        for (int it = 0; it < BM * 8 / kLoaders; ++it) {
+            const int c = loader + it * kLoaders, r = c >> 3, chunk = c & 7;
+            const int k = k0 + chunk * kChunkK;
             const char* src = a_rows[r];
             const bool ok = src != nullptr && k < K;
             cp_async16(as + swizzle(r, chunk), ok ? src + size_t(k) * kBytes : w, ok);
@@ -380,7 +391,7 @@ __global__ void __launch_bounds__(WARPS_M* WARPS_N * 32) grouped_gemm_kernel(con
         if constexpr (!kQuant) {
 #pragma unroll
             for (int it = 0; it < kBChunks; ++it) {
-                const int c = tid + it * kThreads, r = c >> 3, chunk = c & 7;
+                const int c = loader + it * kLoaders, r = c >> 3, chunk = c & 7;
                 const int k = k0 + chunk * kChunkK;
                 int w_row;
                 bool up;
@@ -392,12 +403,13 @@ __global__ void __launch_bounds__(WARPS_M* WARPS_N * 32) grouped_gemm_kernel(con
             }
         }
     };
-    // A thread's INT4 chunks (tile rows tid / 8 + it * kThreads / 8) are, by b_row, weight
+    // A thread's INT4 chunks (tile rows tid / 8 + it * kLoaders / 8) are, by b_row, weight
     // rows q_row0 + it * kRowStep of one matrix: the gate/up blocks alternate every 8 tile
-    // rows, and kThreads / 8 tile rows is an even number of blocks. Stepping from one row
+    // rows, and kLoaders / 8 tile rows is an even number of blocks. Stepping from one row
     // keeps fewer addresses live than resolving each chunk's row.
-    static_assert(!kQuant || kThreads % 128 == 0, "a thread's chunks stay in one matrix");
-    constexpr int kRowStep = kGateUp ? kThreads / 16 : kThreads / 8;
+    static_assert(!kQuant || (!kSpecialized && kLoaders % 128 == 0),
+                  "a thread's chunks stay in one matrix");
+    constexpr int kRowStep = kGateUp ? kLoaders / 16 : kLoaders / 8;
     int q_row0;
     bool q_up;
     b_row(tid >> 3, q_row0, q_up);
@@ -414,13 +426,13 @@ __global__ void __launch_bounds__(WARPS_M* WARPS_N * 32) grouped_gemm_kernel(con
         bf16* bs = b_tiles + stage * BN * kBK;
 #pragma unroll
         for (int it = 0; it < kBChunks; ++it) {
-            const int c = tid + it * kThreads;
+            const int c = tid + it * kLoaders;
             store_chunk(bs + swizzle(c >> 3, c & 7), pending[it]);
         }
     };
 
     float acc[MF][NF][4];
-    float part[kW8A8 ? MF : 1][kW8A8 ? NF : 1][4];  // W8A8: this stage's sums, unscaled
+    float part[kW8A8 ? MF : 1][kW8A8 ? NF : 1][4];  // W8A8: a stage's sums, unscaled
 #pragma unroll
     for (int i = 0; i < MF; ++i)
 #pragma unroll
@@ -432,111 +444,195 @@ __global__ void __launch_bounds__(WARPS_M* WARPS_N * 32) grouped_gemm_kernel(con
     const float* s_up_block =
         kW8A8 && kGateUp ? s_up + size_t(n0 / kQuantBlock) * scale_cols : nullptr;
 
-    const int k_tiles = (K + kStageK - 1) / kStageK;
-#pragma unroll
-    for (int st = 0; st < STAGES - 1; ++st) {
-        if (st < k_tiles) {
-            load_stage(st, st);
-            if constexpr (kQuant) fetch_b(st), store_b(st);
-        }
-        cp_async_commit();  // always commit, so the wait counts below stay aligned
-    }
-    for (int kt = 0; kt < k_tiles; ++kt) {
-        cp_async_wait<STAGES - 2>();
-        if constexpr (kWgmma) fence_async_shared();  // this thread's copies, to wgmma's proxy
-        // Stage kt has landed for every thread, and everyone is done with stage kt - 1,
-        // which the prefetch below overwrites.
-        __syncthreads();
-        // INT4 B of stage `next` is stored after this stage's MMAs; its slot, stage kt - 1's,
-        // is free (the barrier above), and the barrier at the top of iteration `next`
-        // publishes the stores before anyone reads them.
-        const int next = kt + STAGES - 1;
-        if (next < k_tiles) {
-            load_stage(next % STAGES, next);
-            if constexpr (kQuant) fetch_b(next);
-        }
-        cp_async_commit();
-        // W8A8: this stage's scales, loaded before the MMAs so that their latency hides.
-        float row_scale[kW8A8 ? MF : 1][2], w_scale = 0.0f, w_up_scale = 0.0f;
+    // W8A8: stage kt's scales, loaded before its MMAs so that their latency hides.
+    struct StageScales {
+        float row[kW8A8 ? MF : 1][2];
+        float w, w_up;
+    };
+    auto stage_scales = [&](int kt) {
+        StageScales sc{};
         if constexpr (kW8A8) {
 #pragma unroll
             for (int i = 0; i < MF; ++i)
 #pragma unroll
                 for (int half = 0; half < 2; ++half) {
                     const float* rs = a_scale_rows[warp_m * WM + i * 16 + (lane >> 2) + half * 8];
-                    row_scale[i][half] = rs ? __ldg(rs + kt) : 0.0f;
+                    sc.row[i][half] = rs ? __ldg(rs + kt) : 0.0f;
                 }
-            w_scale = __ldg(s_block + kt);
-            w_up_scale = kGateUp ? __ldg(s_up_block + kt) : w_scale;
-            if constexpr (!kWgmma) {  // wgmma's first k-step overwrites part
-#pragma unroll
-                for (int i = 0; i < MF; ++i)
-#pragma unroll
-                    for (int j = 0; j < NF; ++j)
-#pragma unroll
-                        for (int v = 0; v < 4; ++v) part[i][j][v] = 0.0f;
-            }
+            sc.w = __ldg(s_block + kt);
+            sc.w_up = kGateUp ? __ldg(s_up_block + kt) : sc.w;
         }
-        const bf16* as = a_tiles + (kt % STAGES) * BM * kBK;
-        const bf16* bs = b_tiles + (kt % STAGES) * BN * kBK;
-        if constexpr (kWgmma) {
-            float(&d)[64] = *reinterpret_cast<float(*)[64]>(kW8A8 ? &part[0][0][0] : &acc[0][0][0]);
-            const bf16* as_group = as + (warp_m / 4) * 64 * kBK;  // this warpgroup's 64 rows
-            wgmma_fence();
-#pragma unroll
-            for (int step = 0; step < 4; ++step) {  // 32 bytes of K per step
-                const uint64_t da = wgmma_desc_sw128(as_group, step * 32);
-                const uint64_t db = wgmma_desc_sw128(bs, step * 32);
-                if constexpr (kW8A8)
-                    wgmma_m64n128k32_e4m3(d, da, db, step > 0);
-                else  // acc starts at zero: accumulating from the first step is exact
-                    wgmma_m64n128k16_bf16(d, da, db, true);
-            }
-            wgmma_commit();
-            wgmma_wait<0>();
-        } else {
-#pragma unroll
-        for (int kk = 0; kk < kBK / 16; ++kk) {  // 32 bytes of K per step
-            uint32_t af[MF][4], bfrag[NF][2];
-#pragma unroll
-            for (int i = 0; i < MF; ++i) {
-                const int row = warp_m * WM + i * 16 + (lane & 15);
-                ldmatrix_x4(af[i], as + swizzle(row, kk * 2 + (lane >> 4)));
-            }
-#pragma unroll
-            for (int j = 0; j < NF / 2; ++j) {
-                const int row = warp_n * WN + j * 16 + (lane & 7) + ((lane >> 4) << 3);
-                uint32_t r[4];
-                ldmatrix_x4(r, bs + swizzle(row, kk * 2 + ((lane >> 3) & 1)));
-                bfrag[2 * j][0] = r[0], bfrag[2 * j][1] = r[1];
-                bfrag[2 * j + 1][0] = r[2], bfrag[2 * j + 1][1] = r[3];
-            }
-#pragma unroll
-            for (int i = 0; i < MF; ++i)
-#pragma unroll
-                for (int j = 0; j < NF; ++j) {
-                    if constexpr (kW8A8)
-                        mma_e4m3(part[i][j], af[i], bfrag[j][0], bfrag[j][1]);
-                    else
-                        mma_bf16(acc[i][j], af[i], bfrag[j][0], bfrag[j][1]);
-                }
-        }
-        }
+        return sc;
+    };
+    // W8A8: a stage's sums join the accumulators, scaled by the row's and the weight block's
+    // scales. Fragment j is weight rows of block warp_n * WN / 8 + j: gate for even j, up for
+    // odd (WN / 8 is even).
+    auto add_scaled = [&](const float(&p)[kW8A8 ? MF : 1][kW8A8 ? NF : 1][4],
+                          const StageScales& sc) {
         if constexpr (kW8A8) {
-            // Fragment j is weight rows of block warp_n * WN / 8 + j: gate for even j, up
-            // for odd (WN / 8 is even).
 #pragma unroll
             for (int i = 0; i < MF; ++i)
 #pragma unroll
                 for (int j = 0; j < NF; ++j) {
-                    const float ws = kGateUp && (j & 1) ? w_up_scale : w_scale;
+                    const float ws = kGateUp && (j & 1) ? sc.w_up : sc.w;
 #pragma unroll
                     for (int v = 0; v < 4; ++v)
-                        acc[i][j][v] += part[i][j][v] * (row_scale[i][v >> 1] * ws);
+                        acc[i][j][v] += p[i][j][v] * (sc.row[i][v >> 1] * ws);
                 }
         }
-        if constexpr (kQuant)
-            if (next < k_tiles) store_b(next % STAGES);
+    };
+    // wgmma: this warpgroup's 64 rows of stage `stage` times its 128 B rows into d (bf16: the
+    // accumulators; W8A8: a stage's sums, overwritten by the first k-step), committed as one
+    // group.
+    auto wgmma_stage = [&](int stage, float(&d)[64]) {
+        const bf16* as_group = a_tiles + stage * BM * kBK + (warp_m / 4) * 64 * kBK;
+        const bf16* bs = b_tiles + stage * BN * kBK;
+        wgmma_fence();
+#pragma unroll
+        for (int step = 0; step < 4; ++step) {  // 32 bytes of K per step
+            const uint64_t da = wgmma_desc_sw128(as_group, step * 32);
+            const uint64_t db = wgmma_desc_sw128(bs, step * 32);
+            if constexpr (kW8A8)
+                wgmma_m64n128k32_e4m3(d, da, db, step > 0);
+            else  // acc starts at zero: accumulating from the first step is exact
+                wgmma_m64n128k16_bf16(d, da, db, true);
+        }
+        wgmma_commit();
+    };
+    // acc or part as wgmma's 64 registers (wgmma tiles: MF = 1, NF = 16).
+    auto as_wgmma = [](auto& r) -> float(&)[64] {
+        static_assert(sizeof(r) == 64 * sizeof(float), "a wgmma tile's 64 registers");
+        return *reinterpret_cast<float(*)[64]>(&r[0][0][0]);
+    };
+
+    const int k_tiles = (K + kStageK - 1) / kStageK;
+    if constexpr (kSpecialized) {
+        // Warp-specialized. The producer warps fill the ring of STAGES slots in order: stage kt
+        // goes to slot kt % STAGES once the warpgroups have released the stage that held it
+        // (kt - STAGES: phase kt / STAGES - 1 of empty[slot]), and each producer thread's
+        // cp.async.mbarrier arrival on full[slot] comes when its copies have landed. Each
+        // warpgroup waits for full[slot], multiplies and releases the slot: bf16 keeps one
+        // wgmma group in flight (stage kt - 1 is released after stage kt's MMAs are issued);
+        // W8A8 waits for each stage's group, as its sums are scaled into the accumulators at
+        // once (ptxas serializes wgmma when other instructions read a group's registers while
+        // a later group is in flight), and relies on the other warpgroup, which no CTA barrier
+        // holds in step, to keep the tensor cores busy meanwhile.
+        __shared__ uint64_t full[STAGES], empty[STAGES];
+        if (tid == 0) {
+#pragma unroll
+            for (int st = 0; st < STAGES; ++st) {
+                mbarrier_init(&full[st], kLoaders);
+                mbarrier_init(&empty[st], kMathThreads);
+            }
+        }
+        __syncthreads();  // the barriers initialized; the last barrier of the whole CTA
+        if (warp >= WARPS_M * WARPS_N) {  // a producer
+            const int loader = tid - kMathThreads;
+            for (int kt = 0; kt < k_tiles; ++kt) {
+                const int slot = kt % STAGES;
+                if (kt >= STAGES) mbarrier_wait(&empty[slot], (kt / STAGES - 1) & 1);
+                load_stage(slot, kt, loader);
+                cp_async_arrive_noinc(&full[slot]);
+            }
+            cp_async_wait_all();  // leave no copy behind
+            return;
+        }
+        for (int kt = 0; kt < k_tiles; ++kt) {
+            const int slot = kt % STAGES;
+            const StageScales sc = stage_scales(kt);  // its loads overlap the wait
+            mbarrier_wait(&full[slot], (kt / STAGES) & 1);
+            fence_async_shared();  // the producers' copies, to wgmma's proxy
+            if constexpr (kW8A8) {
+                wgmma_stage(slot, as_wgmma(part));
+                wgmma_wait<0>();
+                wgmma_fence_operands(as_wgmma(part));
+                mbarrier_arrive(&empty[slot]);
+                add_scaled(part, sc);
+            } else {
+                wgmma_stage(slot, as_wgmma(acc));
+                wgmma_wait<1>();  // stage kt - 1's group has completed
+                if (kt > 0) mbarrier_arrive(&empty[(kt - 1) % STAGES]);
+            }
+        }
+        wgmma_wait<0>();
+        wgmma_fence_operands(as_wgmma(acc));
+    } else {
+#pragma unroll
+        for (int st = 0; st < STAGES - 1; ++st) {
+            if (st < k_tiles) {
+                load_stage(st, st, tid);
+                if constexpr (kQuant) fetch_b(st), store_b(st);
+            }
+            cp_async_commit();  // always commit, so the wait counts below stay aligned
+        }
+        for (int kt = 0; kt < k_tiles; ++kt) {
+            cp_async_wait<STAGES - 2>();
+            if constexpr (kWgmma) fence_async_shared();  // this thread's copies, to wgmma's proxy
+            // Stage kt has landed for every thread, and everyone is done with stage kt - 1,
+            // which the prefetch below overwrites.
+            __syncthreads();
+            // INT4 B of stage `next` is stored after this stage's MMAs; its slot, stage
+            // kt - 1's, is free (the barrier above), and the barrier at the top of iteration
+            // `next` publishes the stores before anyone reads them.
+            const int next = kt + STAGES - 1;
+            if (next < k_tiles) {
+                load_stage(next % STAGES, next, tid);
+                if constexpr (kQuant) fetch_b(next);
+            }
+            cp_async_commit();
+            const StageScales sc = stage_scales(kt);
+            if constexpr (kWgmma) {
+                float(&d)[64] = [&]() -> float(&)[64] {
+                    if constexpr (kW8A8)
+                        return as_wgmma(part);
+                    else
+                        return as_wgmma(acc);
+                }();
+                wgmma_stage(kt % STAGES, d);
+                wgmma_wait<0>();
+                wgmma_fence_operands(d);
+            } else {
+                const bf16* as = a_tiles + (kt % STAGES) * BM * kBK;
+                const bf16* bs = b_tiles + (kt % STAGES) * BN * kBK;
+                if constexpr (kW8A8) {
+#pragma unroll
+                    for (int i = 0; i < MF; ++i)
+#pragma unroll
+                        for (int j = 0; j < NF; ++j)
+#pragma unroll
+                            for (int v = 0; v < 4; ++v) part[i][j][v] = 0.0f;
+                }
+#pragma unroll
+                for (int kk = 0; kk < kBK / 16; ++kk) {  // 32 bytes of K per step
+                    uint32_t af[MF][4], bfrag[NF][2];
+#pragma unroll
+                    for (int i = 0; i < MF; ++i) {
+                        const int row = warp_m * WM + i * 16 + (lane & 15);
+                        ldmatrix_x4(af[i], as + swizzle(row, kk * 2 + (lane >> 4)));
+                    }
+#pragma unroll
+                    for (int j = 0; j < NF / 2; ++j) {
+                        const int row = warp_n * WN + j * 16 + (lane & 7) + ((lane >> 4) << 3);
+                        uint32_t r[4];
+                        ldmatrix_x4(r, bs + swizzle(row, kk * 2 + ((lane >> 3) & 1)));
+                        bfrag[2 * j][0] = r[0], bfrag[2 * j][1] = r[1];
+                        bfrag[2 * j + 1][0] = r[2], bfrag[2 * j + 1][1] = r[3];
+                    }
+#pragma unroll
+                    for (int i = 0; i < MF; ++i)
+#pragma unroll
+                        for (int j = 0; j < NF; ++j) {
+                            if constexpr (kW8A8)
+                                mma_e4m3(part[i][j], af[i], bfrag[j][0], bfrag[j][1]);
+                            else
+                                mma_bf16(acc[i][j], af[i], bfrag[j][0], bfrag[j][1]);
+                        }
+                }
+            }
+            add_scaled(part, sc);
+            if constexpr (kQuant)
+                if (next < k_tiles) store_b(next % STAGES);
+        }
     }
 
     // Accumulator (i, j): rows lane/4 and lane/4 + 8 of the m16 block, columns 2 (lane % 4)
@@ -666,15 +762,17 @@ __global__ void combine_kernel(const float* y, const int32_t* chosen, int hidden
 
 // ---- launch ---------------------------------------------------------------------------------
 
-template <int BM, int BN, int WARPS_M, int WARPS_N, int STAGES, bool kWgmma = false>
+template <int BM, int BN, int WARPS_M, int WARPS_N, int STAGES, bool kWgmma = false,
+          int kProducerWarps = 0>
 struct TileConfig {
-    static constexpr int kThreads = WARPS_M * WARPS_N * 32;
+    static constexpr int kThreads = (WARPS_M * WARPS_N + kProducerWarps) * 32;
     static constexpr size_t kSmem =
         size_t(STAGES) * (BM + BN) * kBK * sizeof(bf16) + (kWgmma ? 1024 : 0);
 
     template <bool kGateUp, WeightCode kCode>
     static void launch(GemmArgs args, size_t max_tiles, cudaStream_t stream) {
-        auto kernel = grouped_gemm_kernel<BM, BN, WARPS_M, WARPS_N, STAGES, kGateUp, kCode, kWgmma>;
+        auto kernel = grouped_gemm_kernel<BM, BN, WARPS_M, WARPS_N, STAGES, kGateUp, kCode, kWgmma,
+                                          kProducerWarps>;
         allow_dynamic_shared(reinterpret_cast<const void*>(kernel), kSmem, "moe grouped gemm smem");
         const int out_cols = kGateUp ? BN / 2 : BN;
         args.col_tiles = (args.N + out_cols - 1) / out_cols;
@@ -700,20 +798,34 @@ using LargeTilesW8A8 = TileConfig<128, 128, 4, 2, 3>;
 // bf16 and W8A8 on sm_90a: wgmma, one warpgroup per 64 rows of the tile.
 using MediumTilesWgmma = TileConfig<64, 128, 4, 1, 4, true>;
 using LargeTilesWgmma = TileConfig<128, 128, 8, 1, 4, true>;
+// Warp-specialized wgmma (KL_CUDA_WGMMA=specialized, not yet measured on a device): 128-row
+// tiles with 6 stages (193 KB, one CTA per SM; 4 producer warps, 16 copies each per stage),
+// 64-row tiles with 4 (97 KB, two CTAs per SM; 2 producer warps, 24 copies each).
+using MediumTilesSpecialized = TileConfig<64, 128, 4, 1, 4, true, 2>;
+using LargeTilesSpecialized = TileConfig<128, 128, 8, 1, 6, true, 4>;
 
 // wgmma runs on compute capability 9.0 only, from this build's sm_90a code (KL_CUDA_SM90A:
 // "90a" among KL_CUDA_ARCHITECTURES; the portable PTX has no wgmma). KL_CUDA_WGMMA=0 turns it
-// off, for A/B runs against the mma.sync kernels.
-bool wgmma_usable() {
+// off, for A/B runs against the mma.sync kernels; KL_CUDA_WGMMA=specialized takes the
+// warp-specialized mainloop, until the device has measured it against the default.
+enum class WgmmaMode { Off, Stagewise, Specialized };
+
+WgmmaMode wgmma_mode() {
 #if defined(KL_CUDA_SM90A)
-    static const bool enabled = [] {
+    static const WgmmaMode asked = [] {
         const char* v = std::getenv("KL_CUDA_WGMMA");
-        return !(v && std::string(v) == "0");
+        const std::string value = v ? v : "";
+        if (value == "0") return WgmmaMode::Off;
+        return value == "specialized" ? WgmmaMode::Specialized : WgmmaMode::Stagewise;
     }();
-    return enabled && compute_capability() == 90;
+    return compute_capability() == 90 ? asked : WgmmaMode::Off;
 #else
-    return false;
+    return WgmmaMode::Off;
 #endif
+}
+
+bool wgmma_usable() {
+    return wgmma_mode() != WgmmaMode::Off;
 }
 
 // With wgmma (moe_bench at the real shapes, H200): 64-row tiles are the fastest for W8A8 at
@@ -851,7 +963,9 @@ void moe_experts_grouped_tuned(const bf16* x, size_t n, size_t hidden, size_t in
         if (tile_m == 32) {
             run(SmallTiles{});
         } else if constexpr (kCode != WeightCode::Int4) {
-            if (wgmma_usable())
+            if (wgmma_mode() == WgmmaMode::Specialized)
+                tile_m == 64 ? run(MediumTilesSpecialized{}) : run(LargeTilesSpecialized{});
+            else if (wgmma_usable())
                 tile_m == 64 ? run(MediumTilesWgmma{}) : run(LargeTilesWgmma{});
             else if (kW8A8)
                 tile_m == 64 ? run(MediumTiles{}) : run(LargeTilesW8A8{});

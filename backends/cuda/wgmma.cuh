@@ -13,8 +13,8 @@
 // 4j + {0,1} / {2,3} is row 16w + g / 16w + g + 8 (g = lane / 4), columns 8j + 2(lane % 4)
 // + {0,1}: mma.sync's 16x8 C fragment, repeated along N.
 //
-// Written without a GPU at hand: test_gpu_wgmma.cu checks a tile of each type against the
-// host; nothing else uses these yet.
+// test_gpu_wgmma.cu checks a tile of each type against the host; the grouped experts
+// (moe_grouped.cu) run their mainloops on them.
 #pragma once
 
 #include <cuda_runtime.h>
@@ -71,6 +71,55 @@ __device__ __forceinline__ void wgmma_wait() {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
     asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(N) : "memory");
 #endif
+}
+
+// Pins registers that an in-flight wgmma writes: the compiler sees the wgmma asm as done once
+// issued, so without this it could read them before wgmma_wait, or move them while the
+// tensor cores still write them. Placed after each wait whose group wrote them (and before
+// issuing into registers other code just read).
+template <int N>
+__device__ __forceinline__ void wgmma_fence_operands(float (&d)[N]) {
+#pragma unroll
+    for (int i = 0; i < N; ++i) asm volatile("" : "+f"(d[i])::"memory");
+}
+
+// ---- mbarriers: the warp-specialized mainloops' stage handshakes (sm_90) ----------------
+// A barrier in shared memory completes a phase when `count` arrivals have come; waiting on
+// parity p returns once the phase of that parity has completed (the first phase is 0).
+
+__device__ __forceinline__ void mbarrier_init(uint64_t* bar, uint32_t count) {
+    const uint32_t address = static_cast<uint32_t>(__cvta_generic_to_shared(bar));
+    asm volatile("mbarrier.init.shared.b64 [%0], %1;\n" ::"r"(address), "r"(count) : "memory");
+}
+__device__ __forceinline__ void mbarrier_arrive(uint64_t* bar) {
+    const uint32_t address = static_cast<uint32_t>(__cvta_generic_to_shared(bar));
+    asm volatile("{\n.reg .b64 state;\nmbarrier.arrive.shared.b64 state, [%0];\n}\n" ::"r"(address)
+                 : "memory");
+}
+__device__ __forceinline__ void mbarrier_wait(uint64_t* bar, uint32_t parity) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    const uint32_t address = static_cast<uint32_t>(__cvta_generic_to_shared(bar));
+    uint32_t done = 0;
+    do {
+        asm volatile(
+            "{\n.reg .pred p;\nmbarrier.try_wait.parity.shared.b64 p, [%1], %2;\n"
+            "selp.u32 %0, 1, 0, p;\n}\n"
+            : "=r"(done)
+            : "r"(address), "r"(parity)
+            : "memory");
+    } while (!done);
+#else
+    (void)bar, (void)parity, __trap();  // sm_90 only
+#endif
+}
+// One arrival on `bar` once every cp.async this thread issued before it has landed; the
+// barrier's count must include it (noinc).
+__device__ __forceinline__ void cp_async_arrive_noinc(uint64_t* bar) {
+    const uint32_t address = static_cast<uint32_t>(__cvta_generic_to_shared(bar));
+    asm volatile("cp.async.mbarrier.arrive.noinc.shared.b64 [%0];\n" ::"r"(address) : "memory");
+}
+__device__ __forceinline__ void cp_async_wait_all() {
+    asm volatile("cp.async.wait_all;\n" ::: "memory");
 }
 
 // The 64 fp32 accumulator registers of an m64n128 wgmma, as asm operands %0..%63.
