@@ -23,6 +23,9 @@
 # "wgmma" runs the wgmma tiles' and the grouped experts' tests, moe_bench and the 48B shapes'
 # prefill in bf16 and FP8 with each experts' mainloop: mma.sync, wgmma stage by stage and
 # warp-specialized wgmma (KL_CUDA_WGMMA=0|1|specialized, or KL_WGMMA_MODES; wgmma.log);
+# "ncu" profiles the grouped experts' gate/up and down GEMMs at 4096 tokens with Nsight
+# Compute (speed of light, memory and compute workload, warp stalls, occupancy) for each
+# format, mainloop (KL_WGMMA_MODES, default "1 specialized") and tile height (ncu.log);
 # "cancel" measures cancel-to-return latency of a long prefill (tools/bench/cancel_latency;
 # cancel.log);
 # "plugin" checks the C API's CUDA plugin on the device (plugin.log): AUTO picks the GPU, the
@@ -165,6 +168,22 @@ case "${1:-}" in
               --prompt-len 4096,16384 --context 512 --decode 16 --repeats 2 --bandwidth-gbs 4300
           done
         done; } 2>&1 | tee "$OUT/wgmma.log"
+    fi
+    if [[ $parts == *ncu* ]]; then  # Nsight Compute on the grouped experts' GEMMs (4096 tokens)
+      ncu=$(command -v ncu || echo /usr/local/cuda/bin/ncu)
+      { for format in bf16 fp8; do
+          for on in ${KL_WGMMA_MODES:-1 specialized}; do
+            for tile in 64 128; do
+              echo "== ncu: moe_bench --format $format --tile $tile, KL_CUDA_WGMMA=$on"
+              # The first two matching launches: the gate/up and down GEMMs of the row's warm-up.
+              KL_CUDA_WGMMA=$on timeout 300 "$ncu" --kernel-name regex:grouped_gemm_kernel \
+                --launch-count 2 --section SpeedOfLight --section MemoryWorkloadAnalysis \
+                --section ComputeWorkloadAnalysis --section WarpStateStats --section Occupancy \
+                "$bin/moe_bench" grouped --format $format --tokens 4096 --tile $tile ||
+                echo "ncu: exit $?"
+            done
+          done
+        done; } 2>&1 | tee "$OUT/ncu.log"
     fi
     if [[ $parts == *sanitize* ]]; then
       cs=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)

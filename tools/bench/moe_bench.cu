@@ -8,7 +8,9 @@
 // First the decode experts (moe_experts_gemv, m = 1 and 4 tokens, top-8 + the shared expert)
 // with L2 flushed before each call (a decode step streams 26 layers' experts, so none are
 // cached): ms, the slots' weight bytes and GB/s against the H200's 4.3 TB/s copy rate.
-// `moe_bench decode` runs only that part.
+// `moe_bench decode` runs only that part, `moe_bench grouped` only the grouped experts;
+// `--tokens N[,N...]` picks their sizes and `--tile 32|64|128` the "auto" row's tile height
+// (for a profiler: its first launches are that row's warm-up).
 // `--format fp8|int4` runs the grouped kernel on quantized experts (random codes, one scale);
 // the decode experts and the cuBLASLt loop then run on their values dequantized to bf16, so
 // the agreement check still compares equal weights, and the byte floor counts the codes.
@@ -272,19 +274,45 @@ void bench_decode(const std::vector<const bf16*>& p1, const std::vector<const bf
 
 int main(int argc, char** argv) {
     try {
-        bool decode_only = false;
+        bool decode_only = false, grouped_only = false;
         WeightCode code = WeightCode::Bf16;
+        std::vector<size_t> sizes = {256, 1024, 4096, 8192};
+        int auto_tile = 0;
         for (int i = 1; i < argc; ++i) {
             const std::string arg = argv[i];
             const std::string format = arg == "--format" && i + 1 < argc ? argv[++i] : "";
+            const bool has_value = i + 1 < argc;
             if (arg == "decode") {
                 decode_only = true;
+            } else if (arg == "grouped") {
+                grouped_only = true;
+            } else if (arg == "--tokens" && has_value) {
+                sizes.clear();
+                const std::string list = argv[++i];
+                for (size_t at = 0; at < list.size();) {
+                    const size_t end = std::min(list.find(',', at), list.size());
+                    const long value = std::strtol(list.substr(at, end - at).c_str(), nullptr, 10);
+                    if (value <= 0 || value > (1 << 20)) {
+                        std::fprintf(stderr, "moe_bench: --tokens takes counts in 1..1048576\n");
+                        return 2;
+                    }
+                    sizes.push_back(size_t(value));
+                    at = end + 1;
+                }
+            } else if (arg == "--tile" && has_value) {
+                auto_tile = std::atoi(argv[++i]);
+                if (auto_tile != 32 && auto_tile != 64 && auto_tile != 128) {
+                    std::fprintf(stderr, "moe_bench: --tile takes 32, 64 or 128\n");
+                    return 2;
+                }
             } else if (format == "fp8" || format == "int4" || format == "bf16") {
                 code = format == "fp8"    ? WeightCode::Fp8
                        : format == "int4" ? WeightCode::Int4
                                           : WeightCode::Bf16;
             } else {
-                std::fprintf(stderr, "usage: moe_bench [decode] [--format bf16|fp8|int4]\n");
+                std::fprintf(stderr,
+                             "usage: moe_bench [decode|grouped] [--format bf16|fp8|int4] "
+                             "[--tokens N[,N...]] [--tile 32|64|128]\n");
                 return 2;
             }
         }
@@ -310,14 +338,14 @@ int main(int argc, char** argv) {
         check(cudaMemcpy(d1.as<void>(), p1.data(), d1.bytes(), cudaMemcpyHostToDevice), "ptrs");
         check(cudaMemcpy(d3.as<void>(), p3.data(), d3.bytes(), cudaMemcpyHostToDevice), "ptrs");
         check(cudaMemcpy(d2.as<void>(), p2.data(), d2.bytes(), cudaMemcpyHostToDevice), "ptrs");
-        bench_decode(p1, p3, p2, d1, d3, d2);
+        if (!grouped_only) bench_decode(p1, p3, p2, d1, d3, d2);
         if (decode_only) return 0;
         Gemm gemm;
         std::mt19937 rng(5);
 
         std::printf("\n%-6s %-22s %10s %9s %8s\n", "n", "variant", "ms", "TFLOP/s", "%peak");
         std::vector<std::string> summary;
-        for (size_t n : {256, 1024, 4096, 8192}) {
+        for (size_t n : sizes) {
             const size_t slots = n * kTopK;
             std::vector<Inputs> sets(kSets);
             for (int s = 0; s < kSets; ++s) {
@@ -371,8 +399,8 @@ int main(int argc, char** argv) {
                                           in.chosen.as<int32_t>(), in.weights.as<float>(), experts,
                                           ws.as<void>(), out.as<float>(), nullptr, tile_m, phases);
             };
-            const double auto_ms = time_ms([&](int s) { ours(s, 0, 0xF); });
-            row("grouped (auto)", auto_ms, true);
+            const double auto_ms = time_ms([&](int s) { ours(s, auto_tile, 0xF); });
+            row(auto_tile ? "grouped (--tile)" : "grouped (auto)", auto_ms, true);
             for (int tile_m : {32, 64, 128}) {
                 const std::string label = "grouped tile_m " + std::to_string(tile_m);
                 row(label.c_str(), time_ms([&](int s) { ours(s, tile_m, 0xF); }), true);
