@@ -18,8 +18,9 @@
 # "shards" runs the NCCL and CUDA-shard GPU tests and, with two GPUs or more, the 48B
 # shapes' bench on one GPU and split over two (shards.log; KL_CUDA_SHARDS=1, NCCL from
 # KL_NCCL_LIBRARY, the system, or build-nccl/ as below);
-# "mla" runs the expanded MLA prefill's tests and compares it with the absorbed form
-# (KL_CUDA_MLA_PREFILL=expanded|absorbed): mla_bench and the 48B shapes' prefill (mla.log);
+# "mla" runs the expanded MLA prefill's tests and mla_bench with its mma.sync and wgmma kernels
+# (KL_CUDA_MLA_WGMMA=0|1), and the 48B shapes' prefill with the absorbed form and each
+# expanded kernel (KL_CUDA_MLA_PREFILL=absorbed|expanded; mla.log);
 # "wgmma" runs the wgmma tiles' and the grouped experts' tests, moe_bench and the 48B shapes'
 # prefill in bf16 and FP8 with each experts' mainloop: mma.sync, wgmma stage by stage and
 # warp-specialized wgmma (KL_CUDA_WGMMA=0|1|specialized, or KL_WGMMA_MODES; wgmma.log);
@@ -134,13 +135,18 @@ case "${1:-}" in
         done 2>&1 | tee -a "$OUT/shards.log"
       fi
     fi
-    if [[ $parts == *mla* ]]; then  # MLA prefill, expanded form vs absorbed
-      { "$bin/kl_gpu_tests" --gtest_filter='*MlaPrefill*:*ExpandedMla*:GpuMla*' 2>&1 |
-          grep -E "^\[ (gpu|mla)|Failure|FAILED|PASSED|tests ran"
-        "$bin/mla_bench"
-        for form in absorbed expanded; do
-          echo "== KL_CUDA_MLA_PREFILL=$form"
-          KL_CUDA_MLA_PREFILL=$form "$bin/kimi" bench --random $config --device cuda \
+    if [[ $parts == *mla* ]]; then  # MLA prefill: absorbed, expanded mma.sync, expanded wgmma
+      { for wgmma in 0 1; do
+          echo "== KL_CUDA_MLA_WGMMA=$wgmma"
+          KL_CUDA_MLA_WGMMA=$wgmma "$bin/kl_gpu_tests" \
+            --gtest_filter='*MlaPrefill*:*ExpandedMla*:GpuMla*' 2>&1 |
+            grep -E "^\[ (gpu|mla)|Failure|FAILED|PASSED|tests ran"
+          KL_CUDA_MLA_WGMMA=$wgmma "$bin/mla_bench"
+        done
+        for form in absorbed expanded wgmma; do
+          echo "== MLA prefill: $form"
+          KL_CUDA_MLA_PREFILL=${form/wgmma/expanded} KL_CUDA_MLA_WGMMA=$([[ $form == wgmma ]] &&
+            echo 1 || echo 0) "$bin/kimi" bench --random $config --device cuda \
             --prompt-len 4096,16384 --context 512 --decode 16 --repeats 2 --bandwidth-gbs 4300
         done
         echo "== prefill of 8192 tokens, expanded (eager profile)"

@@ -560,8 +560,8 @@ void CudaBackend::mla_prefill(const Layer& L, const Pass& pass, const bf16* cach
     Workspace& ws = *workspace_;
     const size_t Hm = c.num_attention_heads, m = pass.m, rank = c.kv_lora_rank;
     const size_t width = c.mla_cache_width();
-    const MlaPrefillBuffers b =
-        mla_prefill_buffers(ws.mla.as<void>(), m, Hm, c.qk_nope_head_dim, c.v_head_dim, rank);
+    const MlaPrefillBuffers b = mla_prefill_buffers(ws.mla.as<void>(), m, Hm, c.qk_nope_head_dim,
+                                                    c.qk_rope_head_dim, c.v_head_dim, rank);
     const uint64_t keys_total = pass.position + m;
     for (uint64_t k0 = 0; k0 < keys_total; k0 += kMlaPrefillChunkKeys) {
         const size_t keys =
@@ -576,7 +576,7 @@ void CudaBackend::mla_prefill(const Layer& L, const Pass& pass, const bf16* cach
         profile_.section("mla attention", stream_);
         mla_prefill_chunk(ws.mq.as<float>(), m, pass.position, cache, b.kv, k0, keys, k0 == 0,
                           k0 + keys == keys_total, Hm, c.qk_nope_head_dim, c.qk_rope_head_dim,
-                          c.v_head_dim, rank, b.state, ws.attn.as<float>(), stream_);
+                          c.v_head_dim, rank, b.state, ws.attn.as<float>(), stream_, b.vt);
     }
 }
 

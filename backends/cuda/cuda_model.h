@@ -158,16 +158,17 @@ struct Workspace {
         // Sized for any session capacity (the split over the context is capped by the SMs).
         mla = DeviceBuffer(
             c.n_mla_layers()
-                ? std::max({mla_workspace_bytes(P, Hm, c.kv_lora_rank, c.qk_rope_head_dim,
-                                                c.v_head_dim, INT32_MAX),
-                            mla_batch_workspace_bytes(kMaxBatch, Hm, c.kv_lora_rank,
-                                                      c.qk_rope_head_dim, c.v_head_dim, INT32_MAX),
-                            mla_prefill_supported(P, Hm, c.qk_nope_head_dim, c.qk_rope_head_dim,
-                                                  c.v_head_dim, c.kv_lora_rank)
-                                ? mla_prefill_buffers(nullptr, P, Hm, c.qk_nope_head_dim,
-                                                      c.v_head_dim, c.kv_lora_rank)
-                                      .bytes
-                                : size_t(0)})
+                ? std::max(
+                      {mla_workspace_bytes(P, Hm, c.kv_lora_rank, c.qk_rope_head_dim, c.v_head_dim,
+                                           INT32_MAX),
+                       mla_batch_workspace_bytes(kMaxBatch, Hm, c.kv_lora_rank, c.qk_rope_head_dim,
+                                                 c.v_head_dim, INT32_MAX),
+                       mla_prefill_supported(P, Hm, c.qk_nope_head_dim, c.qk_rope_head_dim,
+                                             c.v_head_dim, c.kv_lora_rank)
+                           ? mla_prefill_buffers(nullptr, P, Hm, c.qk_nope_head_dim,
+                                                 c.qk_rope_head_dim, c.v_head_dim, c.kv_lora_rank)
+                                 .bytes
+                           : size_t(0)})
                 : 0);
         ffn_gate = f(P * inter), ffn_up = f(P * inter), ffn_act = b(P * inter);
         router = f(P * E), chosen = DeviceBuffer(P * k * sizeof(int32_t)), weights = f(P * k);

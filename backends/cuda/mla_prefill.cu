@@ -22,6 +22,7 @@
 
 #include "chained_launch.cuh"
 #include "cuda_util.h"
+#include "mla_prefill.cuh"
 #include "ops.h"
 #include "tensor_core.cuh"
 
@@ -39,28 +40,10 @@ constexpr size_t prefill_smem_bytes() {
     return (size_t(kBM) * (QK + 8) + 2 * size_t(kBN) * (QK + 8) + 2 * size_t(kBN) * (V + 8)) * 2;
 }
 
-struct PrefillParams {
-    const float* q;     // [T, heads, nope + rope] fp32 (rope already applied)
-    const bf16* cache;  // [rows, rank + rope]: k_pe at columns [rank, rank + rope)
-    const bf16* kv;     // [keys, heads, nope + v]: the chunk's decompressed rows
-    float2* state;      // [T, heads]: (running max in log2 units, sum) between chunks
-    float* out;         // [T, heads, v]: running unnormalised output, normalised at the end
-    float scale;        // softmax scale * log2(e), folded into q
-    int T, heads, nope, rope, rank;
-    long long pos;        // position of query 0
-    long long key_begin;  // position of the chunk's first key
-    int keys;             // keys in the chunk
-    bool first, last;
-};
-
-__device__ __forceinline__ uint32_t pack_bf16(float lo, float hi) {
-    const __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
-    return *reinterpret_cast<const uint32_t*>(&v);
-}
-
-__device__ __forceinline__ float bf16_round(float x) {
-    return __bfloat162float(__float2bfloat16(x));
-}
+using mla_prefill::pack_bf16;
+using mla_prefill::PrefillParams;
+using mla_prefill::probabilities_a;
+using mla_prefill::Rows;
 
 // QK: nope + rope rounded up to 16 (zero columns past it); V: the value width.
 template <int QK, int V>
@@ -122,32 +105,8 @@ __global__ void __launch_bounds__(kThreads) mla_prefill_kernel(PrefillParams p) 
         *reinterpret_cast<uint32_t*>(q_s + r * LDQ + col) = pack_bf16(v.x * p.scale, v.y * p.scale);
     }
 
-    // This thread's two rows (g and g + 8 of the warp's 16): their query index and the last
-    // key position each sees (rows past T take the last query's, and are never written).
-    int row_t[2];
-    long long row_limit[2];
-    for (int i = 0; i < 2; ++i) {
-        row_t[i] = q0 + warp * kRowsPerWarp + g + 8 * i;
-        row_limit[i] = p.pos + min(row_t[i], p.T - 1);
-    }
-
-    float o[VT][4];
-    float row_max[2] = {-INFINITY, -INFINITY}, row_sum[2] = {0.0f, 0.0f};
-    for (int n = 0; n < VT; ++n)
-        for (int e = 0; e < 4; ++e) o[n][e] = 0.0f;
-    if (!p.first) {  // the running state of the chunks before
-        for (int i = 0; i < 2; ++i) {
-            if (row_t[i] >= p.T) continue;
-            const size_t row = size_t(row_t[i]) * p.heads + h;
-            const float2 ml = p.state[row];
-            row_max[i] = ml.x;
-            row_sum[i] = t4 == 0 ? ml.y : 0.0f;  // the quad's sums are added at the end
-            for (int n = 0; n < VT; ++n) {
-                const float2 v = *reinterpret_cast<const float2*>(p.out + row * V + n * 8 + 2 * t4);
-                o[n][2 * i] = v.x, o[n][2 * i + 1] = v.y;
-            }
-        }
-    }
+    Rows<VT> rows;
+    rows.begin(p, h, q0 + warp * kRowsPerWarp, g, t4);
 
     uint32_t qa[KS][4];
     for (int b = 0; b < blocks; ++b) {
@@ -184,76 +143,29 @@ __global__ void __launch_bounds__(kThreads) mla_prefill_kernel(PrefillParams p) 
         // Causal and chunk-end mask: only blocks reaching past some row's last key need it.
         const long long block_first = p.key_begin + b * kBN;
         const bool mask = block_first + kBN - 1 > p.pos + q0 || b * kBN + kBN > p.keys;
-        if (mask)
-#pragma unroll
-            for (int n = 0; n < NT; ++n)
-#pragma unroll
-                for (int e = 0; e < 4; ++e) {
-                    const int key = b * kBN + n * 8 + 2 * t4 + (e & 1);
-                    if (key >= p.keys || p.key_begin + key > row_limit[e >> 1]) s[n][e] = -INFINITY;
-                }
+        if (mask) rows.mask(s, p, b * kBN, t4);
 
-        // Online softmax per row; the 4 threads of a quad share a row.
-        float scale_old[2];
-#pragma unroll
-        for (int i = 0; i < 2; ++i) {
-            float mx = -INFINITY;
-            for (int n = 0; n < NT; ++n) mx = fmaxf(mx, fmaxf(s[n][2 * i], s[n][2 * i + 1]));
-            mx = fmaxf(mx, __shfl_xor_sync(~0u, mx, 1));
-            mx = fmaxf(mx, __shfl_xor_sync(~0u, mx, 2));
-            const float m_new = fmaxf(row_max[i], mx);
-            const float m_use = m_new == -INFINITY ? 0.0f : m_new;  // a row with no key yet
-            scale_old[i] = exp2f(row_max[i] - m_use);
-            row_max[i] = m_new;
-            // The sum adds the bf16 probabilities that P·V multiplies (as mla_flash.cuh does).
-            float sum = 0.0f;
-            for (int n = 0; n < NT; ++n) {
-                s[n][2 * i] = bf16_round(exp2f(s[n][2 * i] - m_use));
-                s[n][2 * i + 1] = bf16_round(exp2f(s[n][2 * i + 1] - m_use));
-                sum += s[n][2 * i] + s[n][2 * i + 1];
-            }
-            row_sum[i] = row_sum[i] * scale_old[i] + sum;
-        }
-#pragma unroll
-        for (int n = 0; n < VT; ++n) {
-            o[n][0] *= scale_old[0], o[n][1] *= scale_old[0];
-            o[n][2] *= scale_old[1], o[n][3] *= scale_old[1];
-        }
+        rows.softmax(s);  // the 4 threads of a quad share a row
 
         // O += P·V: key steps of 16 (S tiles 2j, 2j + 1 are P's A fragment), value tiles in
         // pairs (ldmatrix.trans of V rows: keys 16j.. / +8 (lane / 8 % 2) x dims 16d / +8).
 #pragma unroll
         for (int j = 0; j < kBN / 16; ++j) {
-            const uint32_t pa[4] = {pack_bf16(s[2 * j][0], s[2 * j][1]),
-                                    pack_bf16(s[2 * j][2], s[2 * j][3]),
-                                    pack_bf16(s[2 * j + 1][0], s[2 * j + 1][1]),
-                                    pack_bf16(s[2 * j + 1][2], s[2 * j + 1][3])};
+            uint32_t pa[4];
+            probabilities_a(s, j, pa);
 #pragma unroll
             for (int d = 0; d < VT; d += 2) {
                 uint32_t vf[4];
                 ldmatrix_x4_trans(vf, vb + (j * 16 + ((lane >> 3) & 1) * 8 + (lane & 7)) * LDV +
                                           d * 8 + (lane >> 4) * 8);
-                mma_bf16(o[d], pa, vf[0], vf[1]);
-                mma_bf16(o[d + 1], pa, vf[2], vf[3]);
+                mma_bf16(rows.o[d], pa, vf[0], vf[1]);
+                mma_bf16(rows.o[d + 1], pa, vf[2], vf[3]);
             }
         }
         __syncthreads();  // this stage is refilled two blocks on
     }
 
-    // The quad's sums, then the state for the next chunk or the normalised output.
-#pragma unroll
-    for (int i = 0; i < 2; ++i) {
-        float sum = row_sum[i];
-        sum += __shfl_xor_sync(~0u, sum, 1);
-        sum += __shfl_xor_sync(~0u, sum, 2);
-        if (row_t[i] >= p.T) continue;
-        const size_t row = size_t(row_t[i]) * p.heads + h;
-        const float inv = p.last ? (sum > 0.0f ? 1.0f / sum : 0.0f) : 1.0f;
-        for (int n = 0; n < VT; ++n)
-            *reinterpret_cast<float2*>(p.out + row * V + n * 8 + 2 * t4) =
-                make_float2(o[n][2 * i] * inv, o[n][2 * i + 1] * inv);
-        if (!p.last && t4 == 0) p.state[row] = make_float2(row_max[i], sum);
-    }
+    rows.finish(p, h, t4);
 }
 
 template <int QK, int V>
@@ -286,12 +198,14 @@ bool mla_prefill_supported(size_t T, size_t heads, size_t nope, size_t rope, siz
 }
 
 MlaPrefillBuffers mla_prefill_buffers(void* workspace, size_t T, size_t heads, size_t nope,
-                                      size_t v_dim, size_t rank) {
+                                      size_t rope, size_t v_dim, size_t rank) {
     const auto round = [](size_t b) { return (b + 255) / 256 * 256; };
     const size_t kv_values = kMlaPrefillChunkKeys * heads * (nope + v_dim);
-    const size_t parts[4] = {round(kMlaPrefillChunkKeys * rank * sizeof(bf16)),
+    const bool vt = mla_prefill_wgmma_usable(nope, rope, v_dim);
+    const size_t parts[5] = {round(kMlaPrefillChunkKeys * rank * sizeof(bf16)),
                              round(kv_values * sizeof(float)), round(kv_values * sizeof(bf16)),
-                             round(T * heads * sizeof(float2))};
+                             round(T * heads * sizeof(float2)),
+                             vt ? heads * v_dim * kMlaPrefillChunkKeys * sizeof(bf16) : 0};
     MlaPrefillBuffers b;
     char* base = static_cast<char*>(workspace);  // null: only the size is wanted
     if (base) {
@@ -299,15 +213,16 @@ MlaPrefillBuffers mla_prefill_buffers(void* workspace, size_t T, size_t heads, s
         b.kv_f32 = reinterpret_cast<float*>(base + parts[0]);
         b.kv = reinterpret_cast<bf16*>(base + parts[0] + parts[1]);
         b.state = reinterpret_cast<float2*>(base + parts[0] + parts[1] + parts[2]);
+        if (vt) b.vt = reinterpret_cast<bf16*>(base + parts[0] + parts[1] + parts[2] + parts[3]);
     }
-    b.bytes = parts[0] + parts[1] + parts[2] + parts[3];
+    b.bytes = parts[0] + parts[1] + parts[2] + parts[3] + parts[4];
     return b;
 }
 
 void mla_prefill_chunk(const float* q, size_t T, uint64_t pos, const bf16* cache, const bf16* kv,
                        uint64_t key_begin, size_t keys, bool first, bool last, size_t heads,
                        size_t nope, size_t rope, size_t v_dim, size_t rank, float2* state,
-                       float* out, cudaStream_t stream) {
+                       float* out, cudaStream_t stream, bf16* vt) {
     if (!mla_prefill_supported(T, heads, nope, rope, v_dim, rank))
         fail(Status::InvalidArgument, "mla_prefill_chunk: unsupported shape");
     if (!q || !cache || !kv || !state || !out || keys == 0 || keys > kMlaPrefillChunkKeys ||
@@ -316,6 +231,7 @@ void mla_prefill_chunk(const float* q, size_t T, uint64_t pos, const bf16* cache
     PrefillParams params{q,
                          cache,
                          kv,
+                         nullptr,
                          state,
                          out,
                          float(1.0 / std::sqrt(double(nope + rope))) * kLog2e,
@@ -329,6 +245,10 @@ void mla_prefill_chunk(const float* q, size_t T, uint64_t pos, const bf16* cache
                          int(keys),
                          first,
                          last};
+    if (vt && mla_prefill_wgmma_usable(nope, rope, v_dim)) {
+        mla_prefill_chunk_wgmma(params, vt, stream);
+        return;
+    }
     switch (shape_index(nope, rope, v_dim)) {
         case 0:
             launch_prefill<32, 16>(params, stream);

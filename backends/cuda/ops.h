@@ -202,14 +202,20 @@ struct MlaPrefillBuffers {
     float* kv_f32 = nullptr;  // [chunk keys, heads * (nope + v)]: the GEMM's product
     bf16* kv = nullptr;       // the same in bf16, what the kernel reads
     float2* state = nullptr;  // [T, heads]
+    bf16* vt = nullptr;       // the wgmma kernel's scratch, when it runs here (else null)
     size_t bytes = 0;
 };
 MlaPrefillBuffers mla_prefill_buffers(void* workspace, size_t T, size_t heads, size_t nope,
-                                      size_t v_dim, size_t rank);
+                                      size_t rope, size_t v_dim, size_t rank);
+// vt: MlaPrefillBuffers::vt ([heads, v, kMlaPrefillChunkKeys] bf16), the values by column
+// for the wgmma kernel (mla_prefill_wgmma.cu), which runs when it is given and usable here:
+// sm_90a code on compute capability 9.0, the released shapes (nope 128, rope 64, v 128),
+// KL_CUDA_MLA_WGMMA=1.
+bool mla_prefill_wgmma_usable(size_t nope, size_t rope, size_t v_dim);
 void mla_prefill_chunk(const float* q, size_t T, uint64_t pos, const bf16* cache, const bf16* kv,
                        uint64_t key_begin, size_t keys, bool first, bool last, size_t heads,
                        size_t nope, size_t rope, size_t v_dim, size_t rank, float2* state,
-                       float* out, cudaStream_t stream);
+                       float* out, cudaStream_t stream, bf16* vt = nullptr);
 
 // ---- few-token GEMM (gemv.cu) ------------------------------------------------------------
 // y[n, out] = x[n, in] · W^T for n <= 4 and in % 8 == 0 (16-byte rows): gemv_supported();

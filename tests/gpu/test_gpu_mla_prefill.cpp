@@ -43,8 +43,12 @@ std::vector<float> gpu_prefill(kl::ThreadPool& pool, const kl::cpu::MlaShape& s,
     Dev<float> q_d(q), out(T * s.heads * s.v_dim);
     Dev<uint16_t> cache_d(cache_b), kv_d(kl::cuda::kMlaPrefillChunkKeys * s.heads * kv_width);
     Dev<float2> state(T * s.heads);
+    // The values by column for the wgmma kernel (when KL_CUDA_MLA_WGMMA=1 selects it), NaN
+    // until written: the zeros it needs past a chunk's keys must be the kernel's own.
+    Dev<uint16_t> vt(s.heads * s.v_dim * kl::cuda::kMlaPrefillChunkKeys);
     cudaMemset(out.ptr, 0xff, out.n * sizeof(float));
     cudaMemset(state.ptr, 0xff, state.n * sizeof(float2));
+    cudaMemset(vt.ptr, 0xff, vt.n * sizeof(uint16_t));
     for (size_t k0 = 0; k0 < keys_total; k0 += kl::cuda::kMlaPrefillChunkKeys) {
         const size_t keys = std::min(kl::cuda::kMlaPrefillChunkKeys, keys_total - k0);
         std::vector<float> latent(keys * s.rank), kv(keys * s.heads * kv_width);
@@ -54,11 +58,11 @@ std::vector<float> gpu_prefill(kl::ThreadPool& pool, const kl::cpu::MlaShape& s,
                            kv.data());
         const std::vector<uint16_t> kv_bf = to_bf16(kv);
         cudaMemcpy(kv_d.ptr, kv_bf.data(), kv_bf.size() * sizeof(uint16_t), cudaMemcpyHostToDevice);
-        kl::cuda::mla_prefill_chunk(q_d.ptr, T, pos,
-                                    reinterpret_cast<const kl::cuda::bf16*>(cache_d.ptr),
-                                    reinterpret_cast<const kl::cuda::bf16*>(kv_d.ptr), k0, keys,
-                                    k0 == 0, k0 + keys == keys_total, s.heads, s.nope, s.rope,
-                                    s.v_dim, s.rank, state.ptr, out.ptr, nullptr);
+        kl::cuda::mla_prefill_chunk(
+            q_d.ptr, T, pos, reinterpret_cast<const kl::cuda::bf16*>(cache_d.ptr),
+            reinterpret_cast<const kl::cuda::bf16*>(kv_d.ptr), k0, keys, k0 == 0,
+            k0 + keys == keys_total, s.heads, s.nope, s.rope, s.v_dim, s.rank, state.ptr, out.ptr,
+            nullptr, reinterpret_cast<kl::cuda::bf16*>(vt.ptr));
         EXPECT_EQ(cudaDeviceSynchronize(), cudaSuccess);
     }
     return out.get();
@@ -107,7 +111,9 @@ TEST_P(GpuMlaPrefill, MatchesExpandedCpu) {
         EXPECT_LE(err, 1e-2) << c.name << " pos=" << pc.pos << " T=" << pc.T;
         worst = std::max(worst, err);
     }
-    std::printf("[ mla prefill ] %s: worst rel error %.3g (tolerance 1e-2)\n", c.name, worst);
+    const bool wgmma = kl::cuda::mla_prefill_wgmma_usable(s.nope, s.rope, s.v_dim);
+    std::printf("[ mla prefill ] %s (%s): worst rel error %.3g (tolerance 1e-2)\n", c.name,
+                wgmma ? "wgmma" : "mma.sync", worst);
 }
 
 // Chunks of 4096 keys: pos + T <= 4096 is one chunk; 4300 two; 8450 three, the last 258.

@@ -57,6 +57,7 @@ struct Bench {
     kl::cuda::DeviceBuffer kv{kl::cuda::kMlaPrefillChunkKeys * kHeads * (kNope + kV) *
                               sizeof(bf16)};
     kl::cuda::DeviceBuffer state{kPrefillT * kHeads * sizeof(float2)};
+    kl::cuda::DeviceBuffer vt{kHeads * kV * kl::cuda::kMlaPrefillChunkKeys * sizeof(bf16)};
     kl::cuda::DeviceBuffer pos{64 * sizeof(int32_t)};  // one slot per call in flight
     kl::cuda::DeviceBuffer work{
         kl::cuda::mla_workspace_bytes(kPrefillT, kHeads, kRank, kRope, kV, kTotalRows)};
@@ -77,7 +78,7 @@ struct Bench {
     void chunk(size_t T, size_t pos, size_t key_begin, size_t keys, bool first, bool last) {
         kl::cuda::mla_prefill_chunk(q.as<float>(), T, pos, cache.as<bf16>(), kv.as<bf16>(),
                                     key_begin, keys, first, last, kHeads, kNope, kRope, kV, kRank,
-                                    state.as<float2>(), out.as<float>(), nullptr);
+                                    state.as<float2>(), out.as<float>(), nullptr, vt.as<bf16>());
     }
     void call(size_t T, int slot, size_t region, size_t max_rows, cudaStream_t stream = nullptr) {
         kl::cuda::mla_attention(q.as<float>(), T, pos.as<int32_t>() + slot, max_rows,
@@ -161,6 +162,8 @@ int main() {
     std::printf("\n%-34s %10s %10s\n", "4096-query piece", "ms", "TFLOP/s");
     std::printf("%-34s %10.3f %10.1f\n", "absorbed, pos 0", absorbed_ms,
                 causal * per_pair / (absorbed_ms * 1e-3) / 1e12);
+    std::printf("expanded kernel on %s\n",
+                kl::cuda::mla_prefill_wgmma_usable(kNope, kRope, kV) ? "wgmma" : "mma.sync");
     std::printf("%-34s %10.3f %10.1f\n", "expanded kernel, pos 0", causal_ms,
                 causal * expanded_pair / (causal_ms * 1e-3) / 1e12);
     std::printf("%-34s %10.3f %10.1f\n", "expanded kernel, 4096 keys all seen", whole_ms,
