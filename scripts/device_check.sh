@@ -143,7 +143,7 @@ case "${1:-}" in
             grep -E "^\[ (gpu|mla)|Failure|FAILED|PASSED|tests ran"
           KL_CUDA_MLA_WGMMA=$wgmma "$bin/mla_bench"
         done
-        for form in absorbed expanded wgmma; do
+        for form in ${KL_MLA_FORMS:-expanded wgmma}; do  # absorbed: the form before both
           echo "== MLA prefill: $form"
           KL_CUDA_MLA_PREFILL=${form/wgmma/expanded} KL_CUDA_MLA_WGMMA=$([[ $form == wgmma ]] &&
             echo 1 || echo 0) "$bin/kimi" bench --random $config --device cuda \
@@ -167,8 +167,8 @@ case "${1:-}" in
             KL_CUDA_WGMMA=$on "$bin/moe_bench" --format $format
           done
         done
-        for weights in bf16 fp8; do  # the whole model's prefill with each mainloop
-          for on in $modes; do
+        for weights in bf16 fp8; do  # the whole model's prefill with each wgmma mainloop
+          for on in ${KL_WGMMA_PREFILL_MODES:-1 specialized}; do
             echo "== prefill, --weights $weights, KL_CUDA_WGMMA=$on"
             KL_CUDA_WGMMA=$on "$bin/kimi" bench --random $config --device cuda --weights $weights \
               --prompt-len 4096,16384 --context 512 --decode 16 --repeats 2 --bandwidth-gbs 4300
