@@ -473,16 +473,24 @@ void CudaBackend::kda_layer(const Layer& L, const Pass& pass, size_t l, float* o
         const Weight* proj[3] = {&L.q, &L.k, &L.v};
         const Weight* convw[3] = {&L.q_conv, &L.k_conv, &L.v_conv};
         float* outs[3] = {ws.q.as<float>(), ws.kk.as<float>(), ws.v.as<float>()};
+        // Fused: q and k are L2-normalized per head in their conv's pass.
+        const bool fused = kda_fused_prefill_ops();
         for (int i = 0; i < 3; ++i) {
             profile_.section("kda q/k/v GEMMs", stream_);
             linear(xn, m, *proj[i], ws.proj.as<float>());
             profile_.section("kda short conv", stream_);
-            short_conv_silu(ws.proj.as<float>(), m, HD, convw[i]->bf(), kernel,
-                            conv + i * conv_each, outs[i], stream_);
+            if (fused)
+                short_conv_silu_heads(ws.proj.as<float>(), m, H, D, convw[i]->bf(), kernel,
+                                      conv + i * conv_each, outs[i], i < 2, stream_);
+            else
+                short_conv_silu(ws.proj.as<float>(), m, HD, convw[i]->bf(), kernel,
+                                conv + i * conv_each, outs[i], stream_);
         }
         profile_.section("kda norms + gates", stream_);
-        l2_normalize_heads(ws.q.as<float>(), m * H, D, stream_);
-        l2_normalize_heads(ws.kk.as<float>(), m * H, D, stream_);
+        if (!fused) {
+            l2_normalize_heads(ws.q.as<float>(), m * H, D, stream_);
+            l2_normalize_heads(ws.kk.as<float>(), m * H, D, stream_);
+        }
         linear(xn, m, L.f_a, ws.low.as<float>());
         cast_to_bf16(ws.low.as<float>(), m * D, ws.low_bf.as<bf16>(), stream_);
         linear(ws.low_bf.as<bf16>(), m, L.f_b, ws.g.as<float>());

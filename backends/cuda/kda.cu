@@ -1,6 +1,10 @@
 // KDA on the GPU, first version: short conv, L2 norms, gates, the recurrence (prefill and
 // decode), the gated RMSNorm. The chunked tensor-core prefill and the fused decode step
 // replace the recurrence kernel in the performance work (docs/design/kernels.md).
+#include <cstdint>
+#include <cstdlib>
+#include <string>
+
 #include "cuda_util.h"
 #include "device_math.cuh"
 #include "ops.h"
@@ -120,6 +124,113 @@ unsigned blocks_for(size_t n) {
     return static_cast<unsigned>((n + kThreads - 1) / kThreads);
 }
 
+// ---- prefill, one warp per (token, head) ----------------------------------------------------
+// A lane owns float4 groups lane, lane + 32, ... of the head's D channels (D % 4 == 0, D <=
+// kMaxHeadDim), so a head's reductions are one warp's shuffles and every access is 16 bytes.
+constexpr int kHeadWarps = 8;
+constexpr int kMaxHeadDim = 512;
+constexpr int kMaxGroups = kMaxHeadDim / 128;
+
+__device__ __forceinline__ float warp_total(float v) {
+    for (int offset = 16; offset > 0; offset >>= 1) v += __shfl_xor_sync(0xffffffffu, v, offset);
+    return v;
+}
+
+// y = silu(conv(x)) for the head's channels, as short_conv_kernel computes each (the taps in
+// the same order), then, with kNorm, divided by its L2 norm (l2_norm_kernel's rule).
+template <bool kNorm>
+__global__ void __launch_bounds__(kHeadWarps * 32)
+    conv_silu_heads_kernel(const float* x, int T, int H, int D, const bf16* weight, int kernel,
+                           const float* state, float* y) {
+    const int lane = threadIdx.x & 31;
+    const long long vector = (long long)blockIdx.x * kHeadWarps + (threadIdx.x >> 5);
+    if (vector >= (long long)T * H) return;
+    const int t = int(vector / H), h = int(vector % H), hist = kernel - 1;
+    const size_t channels = size_t(H) * D;
+    float4 out[kMaxGroups];
+    float sumsq = 0.0f;
+#pragma unroll
+    for (int i = 0; i < kMaxGroups; ++i) {
+        const int c = h * D + (lane + 32 * i) * 4;
+        if ((lane + 32 * i) * 4 >= D) continue;
+        float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+        for (int j = 0; j < kernel; ++j) {
+            const int src = t - hist + j;
+            const float* row =
+                src >= 0 ? x + size_t(src) * channels : state + size_t(hist + src) * channels;
+            const float4 in = *reinterpret_cast<const float4*>(row + c);
+            const float values[4] = {in.x, in.y, in.z, in.w};
+#pragma unroll
+            for (int e = 0; e < 4; ++e)
+                acc[e] += __bfloat162float(weight[size_t(c + e) * kernel + j]) * values[e];
+        }
+        out[i] = make_float4(silu(acc[0]), silu(acc[1]), silu(acc[2]), silu(acc[3]));
+        sumsq +=
+            out[i].x * out[i].x + out[i].y * out[i].y + out[i].z * out[i].z + out[i].w * out[i].w;
+    }
+    const float inv = kNorm ? rsqrtf(warp_total(sumsq) + 1e-6f) : 1.0f;
+    float* dst = y + size_t(t) * channels;
+#pragma unroll
+    for (int i = 0; i < kMaxGroups; ++i) {
+        const int c = h * D + (lane + 32 * i) * 4;
+        if ((lane + 32 * i) * 4 >= D) continue;
+        *reinterpret_cast<float4*>(dst + c) =
+            make_float4(out[i].x * inv, out[i].y * inv, out[i].z * inv, out[i].w * inv);
+    }
+}
+
+// gated_norm_kernel's rule, a warp per (token, head).
+__global__ void __launch_bounds__(kHeadWarps * 32)
+    gated_norm_heads_kernel(const float* o, const float* gate, const bf16* o_norm,
+                            long long vectors, int D, float eps, bf16* out) {
+    const int lane = threadIdx.x & 31;
+    const long long vector = (long long)blockIdx.x * kHeadWarps + (threadIdx.x >> 5);
+    if (vector >= vectors) return;
+    const size_t base = size_t(vector) * D;
+    float4 v[kMaxGroups];
+    float sumsq = 0.0f;
+#pragma unroll
+    for (int i = 0; i < kMaxGroups; ++i) {
+        const int c = (lane + 32 * i) * 4;
+        if (c >= D) continue;
+        v[i] = *reinterpret_cast<const float4*>(o + base + c);
+        sumsq += v[i].x * v[i].x + v[i].y * v[i].y + v[i].z * v[i].z + v[i].w * v[i].w;
+    }
+    const float inv = rsqrtf(warp_total(sumsq) / static_cast<float>(D) + eps);
+#pragma unroll
+    for (int i = 0; i < kMaxGroups; ++i) {
+        const int c = (lane + 32 * i) * 4;
+        if (c >= D) continue;
+        const float4 g = *reinterpret_cast<const float4*>(gate + base + c);
+        const float values[4] = {v[i].x, v[i].y, v[i].z, v[i].w};
+        const float gates[4] = {g.x, g.y, g.z, g.w};
+        __nv_bfloat16 r[4];
+#pragma unroll
+        for (int e = 0; e < 4; ++e)
+            r[e] = __float2bfloat16(values[e] * inv * __bfloat162float(o_norm[c + e]) *
+                                    sigmoid(gates[e]));
+        uint2 packed;
+        packed.x = uint32_t(__bfloat16_as_ushort(r[0])) | uint32_t(__bfloat16_as_ushort(r[1]))
+                                                              << 16;
+        packed.y = uint32_t(__bfloat16_as_ushort(r[2])) | uint32_t(__bfloat16_as_ushort(r[3]))
+                                                              << 16;
+        *reinterpret_cast<uint2*>(out + base + c) = packed;
+    }
+}
+
+bool aligned16(const void* p) {
+    return reinterpret_cast<uintptr_t>(p) % 16 == 0;
+}
+
+// The warp-per-head kernels take head widths of whole float4 groups up to kMaxHeadDim.
+bool heads_fit(size_t D) {
+    return D % 4 == 0 && D > 0 && D <= size_t(kMaxHeadDim);
+}
+
+unsigned head_blocks(size_t vectors) {
+    return static_cast<unsigned>((vectors + kHeadWarps - 1) / kHeadWarps);
+}
+
 }  // namespace
 
 void short_conv_silu(const float* x, size_t T, size_t channels, const bf16* weight, size_t kernel,
@@ -133,6 +244,39 @@ void short_conv_silu(const float* x, size_t T, size_t channels, const bf16* weig
     check_launch("short_conv");
     conv_state_shift_kernel<<<blocks_for(channels), kThreads, 0, stream>>>(
         x, T, channels, static_cast<int>(kernel), state);
+    check_launch("short_conv state");
+}
+
+bool kda_fused_prefill_ops() {
+    static const bool on = [] {
+        const char* v = std::getenv("KL_CUDA_KDA_FUSED");
+        return v && std::string(v) == "1";
+    }();
+    return on;
+}
+
+void short_conv_silu_heads(const float* x, size_t T, size_t H, size_t D, const bf16* weight,
+                           size_t kernel, float* state, float* y, bool l2_normalize,
+                           cudaStream_t stream) {
+    const bool fits = heads_fit(D) && kernel >= 1 && kernel <= 16 && aligned16(x) && aligned16(y) &&
+                      (kernel == 1 || aligned16(state)) && T * H <= size_t(INT32_MAX) &&
+                      H * D <= size_t(INT32_MAX);
+    if (!fits) {  // the general kernels
+        short_conv_silu(x, T, H * D, weight, kernel, state, y, stream);
+        if (l2_normalize) l2_normalize_heads(y, T * H, D, stream);
+        return;
+    }
+    if (T == 0) return;
+    const unsigned blocks = head_blocks(T * H);
+    if (l2_normalize)
+        conv_silu_heads_kernel<true><<<blocks, kHeadWarps * 32, 0, stream>>>(
+            x, int(T), int(H), int(D), weight, int(kernel), state, y);
+    else
+        conv_silu_heads_kernel<false><<<blocks, kHeadWarps * 32, 0, stream>>>(
+            x, int(T), int(H), int(D), weight, int(kernel), state, y);
+    check_launch("short_conv_silu_heads");
+    conv_state_shift_kernel<<<blocks_for(H * D), kThreads, 0, stream>>>(
+        x, T, H * D, static_cast<int>(kernel), state);
     check_launch("short_conv state");
 }
 
@@ -187,6 +331,13 @@ void kda_recurrent(const float* q, const float* k, const float* v, const float* 
 void kda_gated_norm(const float* o, const float* gate, const bf16* o_norm, size_t T, size_t H,
                     size_t D, float eps, bf16* out, cudaStream_t stream) {
     if (T == 0) return;
+    if (kda_fused_prefill_ops() && heads_fit(D) && aligned16(o) && aligned16(gate) &&
+        reinterpret_cast<uintptr_t>(out) % 8 == 0) {
+        gated_norm_heads_kernel<<<head_blocks(T * H), kHeadWarps * 32, 0, stream>>>(
+            o, gate, o_norm, static_cast<long long>(T * H), int(D), eps, out);
+        check_launch("kda_gated_norm");
+        return;
+    }
     gated_norm_kernel<<<static_cast<unsigned>(T * H), 128, 0, stream>>>(o, gate, o_norm, D, eps,
                                                                         out);
     check_launch("kda_gated_norm");

@@ -87,6 +87,15 @@ void silu_mul_to_bf16(const float* gate, const float* up, size_t n, bf16* out, c
 void short_conv_silu(const float* x, size_t T, size_t channels, const bf16* weight, size_t kernel,
                      float* state, float* y, cudaStream_t stream);
 void l2_normalize_heads(float* x, size_t vectors, size_t dim, cudaStream_t stream);
+// short_conv_silu over H heads of D channels and, with l2_normalize, l2_normalize_heads of
+// the result, in one pass: a warp per (token, head) (D % 4 == 0, D <= 512, 16-byte aligned
+// buffers; other shapes run the two kernels above).
+void short_conv_silu_heads(const float* x, size_t T, size_t H, size_t D, const bf16* weight,
+                           size_t kernel, float* state, float* y, bool l2_normalize,
+                           cudaStream_t stream);
+// KL_CUDA_KDA_FUSED=1: the prefill takes the warp-per-head kernels (short_conv_silu_heads, and
+// kda_gated_norm's), written without a device and opt-in until one has checked them.
+bool kda_fused_prefill_ops();
 // g = -exp(a_log[h]) * softplus(g + dt_bias) in place, g [T, H*D]
 void kda_gate(float* g, const float* a_log, const float* dt_bias, size_t T, size_t H, size_t D,
               cudaStream_t stream);

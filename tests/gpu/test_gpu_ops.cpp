@@ -75,6 +75,72 @@ TEST_F(GpuOps, ShortConvMatchesCpu) {
         }
 }
 
+TEST_F(GpuOps, ShortConvHeadsMatchCpu) {
+    // short_conv_silu_heads against the CPU's conv then per-head L2 norm: head widths of the
+    // warp-per-head kernel (16..128, 12) and one it leaves to the general kernels (10); the
+    // decode-sized and odd lengths; the conv state shifted as short_conv_silu does.
+    for (size_t D : {16, 32, 64, 128, 12, 10})
+        for (size_t H : {1, 3})
+            for (size_t K : {1, 4})
+                for (size_t T : {1, 3, 37, 300})
+                    for (bool normalize : {false, true}) {
+                        const size_t C = H * D;
+                        const uint32_t seed = uint32_t(D * 1000 + H * 100 + K * 10 + T);
+                        auto x = randn(T * C, seed), w = randn(C * K, seed + 1);
+                        auto s0 = randn((K - 1) * C, seed + 2);
+                        const auto wb = to_bf16(w);  // both sides use the bf16 weights
+                        std::vector<float> s_cpu = s0, y_cpu(T * C);
+                        kl::cpu::short_conv_silu(x.data(), T, C, w.data(), K, s_cpu.data(),
+                                                 y_cpu.data());
+                        if (normalize) kl::cpu::l2_normalize_heads(y_cpu.data(), T * H, D);
+                        Dev<float> dx(x), ds(s0), dy(T * C);
+                        Dev<uint16_t> dw(wb);
+                        kl::cuda::short_conv_silu_heads(
+                            dx.ptr, T, H, D, reinterpret_cast<const kl::cuda::bf16*>(dw.ptr), K,
+                            K > 1 ? ds.ptr : nullptr, dy.ptr, normalize, nullptr);
+                        ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+                        const std::string at =
+                            "D=" + std::to_string(D) + " H=" + std::to_string(H) +
+                            " K=" + std::to_string(K) + " T=" + std::to_string(T) +
+                            (normalize ? " normalized" : "");
+                        EXPECT_LE(rel_error(dy.get(), y_cpu), 1e-5) << at;
+                        if (K > 1) {
+                            EXPECT_LE(rel_error(ds.get(), s_cpu), 1e-6) << at;
+                        }
+                    }
+}
+
+TEST_F(GpuOps, KdaGatedNormMatchesCpu) {
+    // kda_gated_norm (whichever kernel KL_CUDA_KDA_FUSED selects) against the CPU's
+    // RMSNorm_D(o) * o_norm * sigmoid(gate) per (token, head): bf16 output, 4e-3 of the
+    // largest value.
+    for (size_t D : {16, 64, 128, 12, 10})
+        for (size_t T : {1, 5, 300}) {
+            const size_t H = 3, n = T * H * D;
+            const float eps = 1e-6f;
+            auto o = randn(n, uint32_t(D + T)), gate = randn(n, uint32_t(D + T + 1));
+            auto w = randn(D, 7, 0.5f);
+            for (float& v : w) v += 1.0f;
+            const auto wb = to_bf16(w);
+            std::vector<float> want(n);
+            for (size_t r = 0; r < T * H; ++r) {
+                kl::cpu::rms_norm(&o[r * D], w.data(), D, eps, &want[r * D]);
+                for (size_t c = 0; c < D; ++c) want[r * D + c] *= kl::cpu::sigmoid(gate[r * D + c]);
+            }
+            Dev<float> d_o(o), d_gate(gate);
+            Dev<uint16_t> dw(wb), dy(n);
+            kl::cuda::kda_gated_norm(d_o.ptr, d_gate.ptr,
+                                     reinterpret_cast<const kl::cuda::bf16*>(dw.ptr), T, H, D, eps,
+                                     reinterpret_cast<kl::cuda::bf16*>(dy.ptr), nullptr);
+            ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+            const std::vector<uint16_t> got_bits = dy.get();
+            std::vector<float> got(n);
+            for (size_t i = 0; i < n; ++i) got[i] = kl::bf16_to_f32(got_bits[i]);
+            EXPECT_LE(rel_error(got, want), 4e-3)
+                << "D=" << D << " T=" << T << (kl::cuda::kda_fused_prefill_ops() ? " fused" : "");
+        }
+}
+
 TEST_F(GpuOps, RmsNormsMatchCpu) {
     // rms_norm_to_bf16 (strided rows) and add_rms_norm_to_bf16 against the CPU RMSNorm of
     // the same fp32 rows: bf16 outputs within bf16 rounding (4e-3 of the largest), the
