@@ -25,8 +25,9 @@
 # prefill in bf16 and FP8 with each experts' mainloop: mma.sync, wgmma stage by stage and
 # warp-specialized wgmma (KL_CUDA_WGMMA=0|1|specialized, or KL_WGMMA_MODES; wgmma.log);
 # "optin" runs the whole GPU suite with every opt-in kernel on (KL_CUDA_WGMMA=specialized,
-# KL_CUDA_MLA_WGMMA=1, KL_CUDA_KDA_FUSED=1), the 48B prefill with them off and on, and an
-# eager profile with them on (optin.log);
+# KL_CUDA_MLA_WGMMA=1, KL_CUDA_KDA_FUSED=1, KL_CUDA_DECODE_PREFETCH=1), the 48B prefill with
+# them off and on, decode with the down experts' prefetch off and on, and an eager profile
+# with them on (optin.log);
 # "ncu" profiles the grouped experts' gate/up and down GEMMs at 4096 tokens with Nsight
 # Compute (speed of light, memory and compute workload, warp stalls, occupancy) for each
 # format, mainloop (KL_WGMMA_MODES, default "1 specialized") and tile height (ncu.log);
@@ -179,7 +180,8 @@ case "${1:-}" in
         done; } 2>&1 | tee "$OUT/wgmma.log"
     fi
     if [[ $parts == *optin* ]]; then  # every opt-in kernel at once, against the defaults
-      optin=(KL_CUDA_WGMMA=specialized KL_CUDA_MLA_WGMMA=1 KL_CUDA_KDA_FUSED=1)
+      optin=(KL_CUDA_WGMMA=specialized KL_CUDA_MLA_WGMMA=1 KL_CUDA_KDA_FUSED=1
+             KL_CUDA_DECODE_PREFETCH=1)
       { echo "== kl_gpu_tests with ${optin[*]}"
         env "${optin[@]}" "$bin/kl_gpu_tests" 2>&1 |
           grep -E "^\[ (gpu|kda|mla|moe|sampl|wgmma)|Failure|FAILED|PASSED|tests ran" || true
@@ -189,6 +191,13 @@ case "${1:-}" in
             (( on )) && set -- "${optin[@]}" || set -- KL_CUDA_OPTIN_OFF=1
             env "$@" "$bin/kimi" bench --random $config --device cuda --weights $weights \
               --prompt-len 4096,16384 --context 512 --decode 16 --repeats 2 --bandwidth-gbs 4300
+          done
+        done
+        for round in 1 2; do  # decode: the down experts' L2 prefetch off and on, twice
+          for on in 0 1; do
+            echo "== decode, KL_CUDA_DECODE_PREFETCH=$on (round $round)"
+            KL_CUDA_DECODE_PREFETCH=$on "$bin/kimi" bench --random $config --device cuda \
+              --prompt-len 8 --context 512,32768 --decode 64 --repeats 2 --bandwidth-gbs 4300
           done
         done
         echo "== prefill of 8192 tokens, 8 layers, opt-in kernels (eager profile, warm pass)"
