@@ -25,9 +25,9 @@
 # prefill in bf16 and FP8 with each experts' mainloop: mma.sync, wgmma stage by stage and
 # warp-specialized wgmma (KL_CUDA_WGMMA=0|1|specialized, or KL_WGMMA_MODES; wgmma.log);
 # "optin" runs the whole GPU suite with every opt-in kernel on (KL_CUDA_WGMMA=specialized,
-# KL_CUDA_MLA_WGMMA=1, KL_CUDA_KDA_FUSED=1, KL_CUDA_DECODE_PREFETCH=1), the 48B prefill with
-# them off and on, decode with the down experts' prefetch off and on, and an eager profile
-# with them on (optin.log);
+# KL_CUDA_MLA_WGMMA=1, KL_CUDA_KDA_FUSED=1, KL_CUDA_DECODE_PREFETCH=1; optin.log,
+# gpu_tests_optin.log); "optbench" the 48B prefill with them off and on, decode with the down
+# experts' prefetch off and on, and an eager profile with them on (optbench.log);
 # "ncu" profiles the grouped experts' gate/up and down GEMMs at 4096 tokens with Nsight
 # Compute (speed of light, memory and compute workload, warp stalls, occupancy) for each
 # format, mainloop (KL_WGMMA_MODES, default "1 specialized") and tile height (ncu.log);
@@ -179,13 +179,16 @@ case "${1:-}" in
           done
         done; } 2>&1 | tee "$OUT/wgmma.log"
     fi
-    if [[ $parts == *optin* ]]; then  # every opt-in kernel at once, against the defaults
-      optin=(KL_CUDA_WGMMA=specialized KL_CUDA_MLA_WGMMA=1 KL_CUDA_KDA_FUSED=1
-             KL_CUDA_DECODE_PREFETCH=1)
+    optin=(KL_CUDA_WGMMA=specialized KL_CUDA_MLA_WGMMA=1 KL_CUDA_KDA_FUSED=1
+           KL_CUDA_DECODE_PREFETCH=1)
+    if [[ $parts == *optin* ]]; then  # the GPU suite with every opt-in kernel on
       { echo "== kl_gpu_tests with ${optin[*]}"
-        env "${optin[@]}" "$bin/kl_gpu_tests" 2>&1 |
+        env "${optin[@]}" "$bin/kl_gpu_tests" 2>&1 | tee "$OUT/gpu_tests_optin.log" |
           grep -E "^\[ (gpu|kda|mla|moe|sampl|wgmma)|Failure|FAILED|PASSED|tests ran" || true
-        for weights in bf16 fp8; do
+      } 2>&1 | tee "$OUT/optin.log"
+    fi
+    if [[ $parts == *optbench* ]]; then  # the 48B shapes with the opt-in kernels off and on
+      { for weights in bf16 fp8; do
           for on in 0 1; do
             echo "== prefill, --weights $weights, opt-in kernels: $on"
             (( on )) && set -- "${optin[@]}" || set -- KL_CUDA_OPTIN_OFF=1
@@ -203,7 +206,7 @@ case "${1:-}" in
         echo "== prefill of 8192 tokens, 8 layers, opt-in kernels (eager profile, warm pass)"
         CUDA_MODULE_LOADING=EAGER KL_CUDA_PROFILE=1 env "${optin[@]}" "$bin/kimi" bench \
           --random $config --layers 8 --device cuda --prompt-len 8192 --context 0 --decode 1 \
-          --repeats 2; } 2>&1 | tee "$OUT/optin.log"
+          --repeats 2; } 2>&1 | tee "$OUT/optbench.log"
     fi
     if [[ $parts == *ncu* ]]; then  # Nsight Compute on the grouped experts' GEMMs (4096 tokens)
       ncu=$(command -v ncu || echo /usr/local/cuda/bin/ncu)
