@@ -517,12 +517,16 @@ __global__ void __launch_bounds__((WARPS_M * WARPS_N + kProducerWarps) * 32)
         // once (ptxas serializes wgmma when other instructions read a group's registers while
         // a later group is in flight), and relies on the other warpgroup, which no CTA barrier
         // holds in step, to keep the tensor cores busy meanwhile.
+        // A warpgroup whose 64 rows are all padding (an expert's last tile holding 64 rows or
+        // fewer) neither multiplies nor releases: the empty barriers count only the others.
+        constexpr int kGroups = WARPS_M / 4;
+        const int active_groups = min(kGroups, (row_end - row_begin + 63) / 64);
         __shared__ uint64_t full[STAGES], empty[STAGES];
         if (tid == 0) {
 #pragma unroll
             for (int st = 0; st < STAGES; ++st) {
                 mbarrier_init(&full[st], kLoaders);
-                mbarrier_init(&empty[st], kMathThreads);
+                mbarrier_init(&empty[st], active_groups * 128);
             }
         }
         __syncthreads();  // the barriers initialized; the last barrier of the whole CTA
@@ -537,6 +541,7 @@ __global__ void __launch_bounds__((WARPS_M * WARPS_N + kProducerWarps) * 32)
             cp_async_wait_all();  // leave no copy behind
             return;
         }
+        if (warp / 4 >= active_groups) return;  // only padding rows: nothing to compute
         for (int kt = 0; kt < k_tiles; ++kt) {
             const int slot = kt % STAGES;
             const StageScales sc = stage_scales(kt);  // its loads overlap the wait
