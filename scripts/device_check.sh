@@ -30,7 +30,8 @@
 # experts' prefetch off and on, and an eager profile with them on (optbench.log);
 # "ncu" profiles the grouped experts' gate/up and down GEMMs at 4096 tokens with Nsight
 # Compute (speed of light, memory and compute workload, warp stalls, occupancy) for each
-# format, mainloop (KL_WGMMA_MODES, default "1 specialized") and tile height (ncu.log);
+# format, mainloop (KL_WGMMA_MODES, default "1 specialized") and tile height, and the
+# expanded MLA prefill's first launch with each kernel (ncu.log);
 # "cancel" measures cancel-to-return latency of a long prefill (tools/bench/cancel_latency;
 # cancel.log);
 # "plugin" checks the C API's CUDA plugin on the device (plugin.log): AUTO picks the GPU, the
@@ -222,6 +223,13 @@ case "${1:-}" in
                 echo "ncu: exit $?"
             done
           done
+        done
+        for wgmma in 0 1; do  # the expanded MLA prefill kernels: mla_bench's first launch
+          echo "== ncu: mla_bench, KL_CUDA_MLA_WGMMA=$wgmma"
+          KL_CUDA_MLA_WGMMA=$wgmma timeout 300 "$ncu" --kernel-name regex:mla_prefill \
+            --launch-count 1 --section SpeedOfLight --section MemoryWorkloadAnalysis \
+            --section ComputeWorkloadAnalysis --section WarpStateStats "$bin/mla_bench" ||
+            echo "ncu: exit $?"
         done; } 2>&1 | tee "$OUT/ncu.log"
     fi
     if [[ $parts == *sanitize* ]]; then
