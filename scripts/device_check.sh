@@ -28,6 +28,8 @@
 # KL_CUDA_MLA_WGMMA=1, KL_CUDA_KDA_FUSED=1, KL_CUDA_DECODE_PREFETCH=1; optin.log,
 # gpu_tests_optin.log); "optbench" the 48B prefill with them off and on, decode with the down
 # experts' prefetch off and on, and an eager profile with them on (optbench.log);
+# "oldnew" times decode at 512 with an older build's kimi and libraries (build-cuda/old,
+# carried by itself) against this one's, alternating, twice (oldnew.log);
 # "ncu" profiles the grouped experts' gate/up and down GEMMs at 4096 tokens with Nsight
 # Compute (speed of light, memory and compute workload, warp stalls, occupancy) for each
 # format, mainloop (KL_WGMMA_MODES, default "1 specialized") and tile height, and the
@@ -208,6 +210,17 @@ case "${1:-}" in
         CUDA_MODULE_LOADING=EAGER KL_CUDA_PROFILE=1 env "${optin[@]}" "$bin/kimi" bench \
           --random $config --layers 8 --device cuda --prompt-len 8192 --context 0 --decode 1 \
           --repeats 2; } 2>&1 | tee "$OUT/optbench.log"
+    fi
+    if [[ $parts == *oldnew* ]]; then  # TPOT of an older build (build-cuda/old) against this one
+      old=$PWD/build-cuda/old
+      ln -sf libkimi_linear.so.0.1.0 "$old/libkimi_linear.so.1"
+      for round in 1 2; do
+        for dir in "$old" "$bin"; do
+          echo "== $dir (round $round)"
+          LD_LIBRARY_PATH=$dir:/usr/local/cuda/lib64 "$dir/kimi" bench --random $config \
+            --device cuda --prompt-len 8 --context 512 --decode 64 --repeats 2 --bandwidth-gbs 4300
+        done
+      done 2>&1 | tee "$OUT/oldnew.log"
     fi
     if [[ $parts == *ncu* ]]; then  # Nsight Compute on the grouped experts' GEMMs (4096 tokens)
       ncu=$(command -v ncu || echo /usr/local/cuda/bin/ncu)
