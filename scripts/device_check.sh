@@ -26,8 +26,9 @@
 # warp-specialized wgmma (KL_CUDA_WGMMA=0|1|specialized, or KL_WGMMA_MODES; wgmma.log);
 # "optin" runs the whole GPU suite with every opt-in kernel on (KL_CUDA_WGMMA=specialized,
 # KL_CUDA_MLA_WGMMA=1, KL_CUDA_KDA_FUSED=1, KL_CUDA_DECODE_PREFETCH=1; optin.log,
-# gpu_tests_optin.log); "optbench" the 48B prefill with them off and on, decode with the down
-# experts' prefetch off and on, and an eager profile with them on (optbench.log);
+# gpu_tests_optin.log); "optbench" the 48B prefill with them off, on, and on with the
+# experts' 128-row tiles (KL_CUDA_MOE_TILE=128), decode with the down experts' prefetch off
+# and on, and an eager profile with them on (optbench.log);
 # "oldnew" times decode at 512 with an older build's kimi and libraries (build-cuda/old,
 # carried by itself) against this one's, alternating, twice (oldnew.log);
 # "ncu" profiles the grouped experts' gate/up and down GEMMs at 4096 tokens with Nsight
@@ -192,9 +193,13 @@ case "${1:-}" in
     fi
     if [[ $parts == *optbench* ]]; then  # the 48B shapes with the opt-in kernels off and on
       { for weights in bf16 fp8; do
-          for on in 0 1; do
-            echo "== prefill, --weights $weights, opt-in kernels: $on"
-            (( on )) && set -- "${optin[@]}" || set -- KL_CUDA_OPTIN_OFF=1
+          for variant in off on on-tile128; do  # on-tile128: the experts' 128-row tiles
+            echo "== prefill, --weights $weights, opt-in kernels: $variant"
+            case $variant in
+              off) set -- KL_CUDA_OPTIN_OFF=1 ;;
+              on) set -- "${optin[@]}" ;;
+              *) set -- "${optin[@]}" KL_CUDA_MOE_TILE=128 ;;
+            esac
             env "$@" "$bin/kimi" bench --random $config --device cuda --weights $weights \
               --prompt-len 4096,16384 --context 512 --decode 16 --repeats 2 --bandwidth-gbs 4300
           done

@@ -836,7 +836,19 @@ bool wgmma_usable() {
 // With wgmma (moe_bench at the real shapes, H200): 64-row tiles are the fastest for W8A8 at
 // every size (256 tokens: 0.58 ms against 0.65 for 32 rows; 4096: 1.55 against 1.70 for 128)
 // and for bf16 past 24 rows per expert (4096 tokens: 1.87 against 2.16 for mma.sync's 128).
+// KL_CUDA_MOE_TILE=32|64|128 overrides the choice below (A/B runs of the whole model with
+// each tile height; 0 when unset or anything else).
+int forced_tile_m() {
+    static const int forced = [] {
+        const char* v = std::getenv("KL_CUDA_MOE_TILE");
+        const std::string value = v ? v : "";
+        return value == "32" ? 32 : value == "64" ? 64 : value == "128" ? 128 : 0;
+    }();
+    return forced;
+}
+
 int pick_tile_m(size_t slots, size_t experts, bool w8a8, bool wgmma) {
+    if (const int forced = forced_tile_m()) return forced;
     const size_t rows_per_expert = slots / std::max<size_t>(1, experts);
     if (wgmma && w8a8) return 64;
     if (rows_per_expert <= 24) return 32;
