@@ -270,6 +270,17 @@ __device__ __forceinline__ void store_chunk(bf16* dst, const QuantChunk& q) {
     *reinterpret_cast<uint4*>(dst) = make_uint4(out[0], out[1], out[2], out[3]);
 }
 
+// Zeroes a thread's accumulator fragments ([M][N][4] registers).
+template <int M, int N>
+__device__ __forceinline__ void zero_fragments(float (&f)[M][N][4]) {
+#pragma unroll
+    for (int i = 0; i < M; ++i)
+#pragma unroll
+        for (int j = 0; j < N; ++j)
+#pragma unroll
+            for (int v = 0; v < 4; ++v) f[i][j][v] = 0.0f;
+}
+
 struct GemmArgs {
     const void* a;             // gate/up: x [n, K] (rows gathered by token); down: act [rows, K]
     const float* a_scales;     // FP8: a's scales [rows of a, ceil(K / 128)] (W8A8)
@@ -433,12 +444,7 @@ __global__ void __launch_bounds__((WARPS_M * WARPS_N + kProducerWarps) * 32)
 
     float acc[MF][NF][4];
     float part[kW8A8 ? MF : 1][kW8A8 ? NF : 1][4];  // W8A8: a stage's sums, unscaled
-#pragma unroll
-    for (int i = 0; i < MF; ++i)
-#pragma unroll
-        for (int j = 0; j < NF; ++j)
-#pragma unroll
-            for (int v = 0; v < 4; ++v) acc[i][j][v] = 0.0f;
+    zero_fragments(acc);
     // W8A8: the weight scales of this CTA's columns, one 128-row block of w (and of w_up).
     const float* s_block = kW8A8 ? s + size_t(n0 / kQuantBlock) * scale_cols : nullptr;
     const float* s_up_block =
@@ -599,14 +605,7 @@ __global__ void __launch_bounds__((WARPS_M * WARPS_N + kProducerWarps) * 32)
             } else {
                 const bf16* as = a_tiles + (kt % STAGES) * BM * kBK;
                 const bf16* bs = b_tiles + (kt % STAGES) * BN * kBK;
-                if constexpr (kW8A8) {
-#pragma unroll
-                    for (int i = 0; i < MF; ++i)
-#pragma unroll
-                        for (int j = 0; j < NF; ++j)
-#pragma unroll
-                            for (int v = 0; v < 4; ++v) part[i][j][v] = 0.0f;
-                }
+                if constexpr (kW8A8) zero_fragments(part);
 #pragma unroll
                 for (int kk = 0; kk < kBK / 16; ++kk) {  // 32 bytes of K per step
                     uint32_t af[MF][4], bfrag[NF][2];
