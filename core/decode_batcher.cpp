@@ -6,12 +6,20 @@ namespace kl {
 
 DecodeBatcher::DecodeBatcher(const Backend& backend, size_t max_batch,
                              std::chrono::microseconds wait)
-    : backend_(backend), max_batch_(max_batch), steps_(max_batch, wait), samples_(max_batch, wait) {}
+    : backend_(backend),
+      max_batch_(max_batch),
+      steps_(max_batch, wait),
+      // Only the steps wait for their members: a sample pass that waited too would wait for
+      // threads queued at a step that waits for it, each until `wait` ran out, and keep two
+      // groups of threads out of phase for good (tools/bench/bench_group_commit.cpp). The
+      // step waits for threads still sampling, and those samples are short.
+      samples_(max_batch, std::chrono::microseconds(0)) {}
 
 void DecodeBatcher::step(BackendState& state, uint64_t position, int32_t token,
                          const std::atomic<bool>& cancel) {
     Step job;
-    job.state = &state, job.position = position, job.token = token, job.cancel = &cancel;
+    job.member = &state, job.state = &state, job.position = position, job.token = token;
+    job.cancel = &cancel;
     steps_.submit(job, [this](const std::vector<Step*>& pass) {
         const size_t n = pass.size();
         std::vector<BackendState*> states(n);
@@ -32,7 +40,7 @@ void DecodeBatcher::step(BackendState& state, uint64_t position, int32_t token,
 int32_t DecodeBatcher::sample(const BackendState& state, const SamplingParams& params,
                               const int32_t* history, size_t history_len, uint64_t position) {
     Sample job;
-    job.state = &state, job.params = &params, job.history = history;
+    job.member = &state, job.state = &state, job.params = &params, job.history = history;
     job.history_len = history_len, job.position = position;
     samples_.submit(job, [this](const std::vector<Sample*>& pass) {
         const size_t n = pass.size();

@@ -21,7 +21,8 @@ namespace kl {
 class DecodeBatcher {
 public:
     // max_batch: the most steps (or samples) one pass runs (> 1); wait: how long a pass waits
-    // for as many as the previous pass ran before it starts with fewer (0: never waits).
+    // for the sessions of the previous pass to queue again before it starts without them
+    // (0: never waits).
     DecodeBatcher(const Backend& backend, size_t max_batch, std::chrono::microseconds wait);
 
     // Runs `token` at `position` on `state` in a pass with the steps other threads run

@@ -1,9 +1,10 @@
 // Group commit: threads submit jobs; the first thread to find no pass running leads one,
 // which runs up to max_batch queued jobs together and wakes their threads; the others sleep
-// until their job is done. No thread of its own and no polling. A pass first waits, at most
-// `wait`, until as many jobs are queued as the previous pass ran (so batches stay whole when
-// threads come back a little apart); 0 never waits. core/decode_batcher.h runs decode steps
-// and samples through two of these.
+// until their job is done. No thread of its own and no polling. With `wait` > 0 a pass first
+// waits, at most `wait`, until every member (a job's `member`: its session) of the previous
+// pass is queued again, so that threads which come back a little apart, or a thread which
+// split off and led a pass of its own, land in one pass (docs/design/batching.md); 0 never
+// waits. core/decode_batcher.h runs decode steps and samples through two of these.
 #pragma once
 
 #include <algorithm>
@@ -16,6 +17,7 @@
 #include <mutex>
 #include <new>
 #include <string>
+#include <unordered_set>
 #include <vector>
 
 #include "error.h"
@@ -24,6 +26,7 @@ namespace kl {
 
 // What a job carries besides its own fields (a job type derives from it).
 struct GroupJob {
+    const void* member = nullptr;  // who submits it (a session): what a gathering pass waits for
     const std::atomic<bool>* cancel = nullptr;  // set when its pass starts: Cancelled, not run
     bool done = false;
     Status status = Status::Ok;  // the failure, as status + message: each thread throws its own
@@ -43,9 +46,10 @@ public:
     void submit(Job& job, const Run& run) {
         std::unique_lock<std::mutex> lock(mutex_);
         queue_.push_back(&job);
-        // Only a leader gathering jobs waits for arrivals: waking every waiting thread at
-        // each arrival cost n^2 wake-ups per pass (64 threads: 4096, tens of milliseconds).
-        if (gathering_) arrived_.notify_one();
+        // Only a gathering leader waits for arrivals, and only for the last one it waits for:
+        // waking every waiting thread at each arrival cost n^2 wake-ups per pass (64
+        // threads: 4096, tens of milliseconds).
+        if (missing_.erase(job.member) && missing_.empty()) arrived_.notify_one();
         while (!job.done) {
             if (running_)
                 passed_.wait(lock);
@@ -60,10 +64,13 @@ private:
     void lead(std::unique_lock<std::mutex>& lock, const Run& run) {
         running_ = true;
         if (wait_.count() > 0) {
-            const size_t want = std::min(max_batch_, last_pass_);
-            gathering_ = true;
-            arrived_.wait_for(lock, wait_, [&] { return queue_.size() >= want; });
-            gathering_ = false;
+            // The previous pass's members not queued yet; the pass starts when none is left
+            // (or the queue fills a pass). Jobs of other threads already queued go with it.
+            missing_ = last_members_;
+            for (const Job* queued : queue_) missing_.erase(queued->member);
+            arrived_.wait_for(lock, wait_,
+                              [&] { return missing_.empty() || queue_.size() >= max_batch_; });
+            missing_.clear();
         }
         std::vector<Job*> pass;
         pass.reserve(std::min(max_batch_, queue_.size()));
@@ -75,7 +82,11 @@ private:
             else
                 pass.push_back(job);
         }
-        if (!pass.empty()) last_pass_ = pass.size();
+        if (!pass.empty()) {
+            last_members_.clear();
+            for (const Job* job : pass)
+                if (job->member) last_members_.insert(job->member);
+        }
         lock.unlock();
         Status status = Status::Ok;
         std::string message;
@@ -104,12 +115,12 @@ private:
     const size_t max_batch_;
     const std::chrono::microseconds wait_;
     std::mutex mutex_;
-    std::condition_variable arrived_;  // a job arrived while the leader gathers (gathering_)
+    std::condition_variable arrived_;  // the last job a gathering leader waits for arrived
     std::condition_variable passed_;   // a pass ended: its jobs are done, a new leader may go
-    bool gathering_ = false;
     std::deque<Job*> queue_;           // jobs waiting for a pass, in arrival order
     bool running_ = false;             // a thread is gathering or running a pass
-    size_t last_pass_ = 1;             // jobs the previous pass ran: what a pass waits for
+    std::unordered_set<const void*> last_members_;  // the previous pass's members
+    std::unordered_set<const void*> missing_;       // of those, not queued yet (while gathering)
 };
 
 }  // namespace kl

@@ -1,6 +1,8 @@
 // core/decode_batcher.h on a backend that only records its passes: steps that threads run at
 // the same time share passes, a pass never exceeds max_batch, each step's row reaches the
-// pass with its own state, position and token, a failed pass fails exactly its steps, a
+// pass with its own state, position and token, a pass waits for the sessions of the previous
+// one (batch_wait_us) and stops waiting for one that left, a failed pass fails exactly its
+// steps, a
 // step whose cancel is set when its pass starts runs nothing, and concurrent samples share
 // sample_batch calls, each thread getting its own token.
 #include <gtest/gtest.h>
@@ -134,34 +136,71 @@ TEST(DecodeBatcher, ConcurrentStepsShareBoundedPassesWithTheirOwnRows) {
     }
 }
 
-TEST(DecodeBatcher, APassWaitsForAsManyStepsAsThePreviousOneHad) {
+// Steps of a, then b and c while a's pass runs, then a's next step 50 ms after its pass:
+// the pass after a's waits for a (a session of the previous pass) and takes b and c with it,
+// so a thread that split off joins the others again (the passes: {a}, {b, c, a}).
+void split_off_and_merge(kl::DecodeBatcher& batcher, FakeState& a, FakeState& b, FakeState& c) {
+    using std::chrono::milliseconds;
+    const std::atomic<bool> never(false);
+    std::thread first([&] {
+        batcher.step(a, 0, 1, never);  // a pass of one: nothing before it to wait for
+        std::this_thread::sleep_for(milliseconds(50));  // the thread's host work
+        batcher.step(a, 1, 2, never);
+    });
+    std::this_thread::sleep_for(milliseconds(30));
+    std::thread second([&] { batcher.step(b, 0, 3, never); });
+    std::thread third([&] { batcher.step(c, 0, 4, never); });
+    first.join(), second.join(), third.join();
+}
+
+TEST(DecodeBatcher, APassWaitsForTheSessionsOfThePreviousPass) {
     using std::chrono::milliseconds;
     RecordingBackend backend(milliseconds(100));
     kl::DecodeBatcher batcher(backend, 8, std::chrono::microseconds(2000000));
     FakeState a, b, c;
-    const std::atomic<bool> never(false);
-    // A pass of one (nothing before it), during which b and c queue: they share the next.
-    std::thread first([&] { batcher.step(a, 0, 1, never); });
-    std::this_thread::sleep_for(milliseconds(30));
-    std::thread second([&] { batcher.step(b, 0, 2, never); });
-    std::thread third([&] { batcher.step(c, 0, 3, never); });
-    first.join(), second.join(), third.join();
-    auto passes = backend.passes();
-    ASSERT_EQ(passes.size(), 2u);
-    EXPECT_EQ(passes[1].size(), 2u);
-    // The last pass had two steps: a pass now waits (up to 2 s) for a second step, so one
-    // arriving 50 ms late joins it instead of running alone, and nobody waits the full 2 s.
     const auto start = std::chrono::steady_clock::now();
-    std::thread late([&] {
-        std::this_thread::sleep_for(milliseconds(50));
-        batcher.step(b, 1, 4, never);
-    });
-    batcher.step(a, 1, 5, never);
-    late.join();
-    EXPECT_LT(std::chrono::steady_clock::now() - start, milliseconds(1500));
-    passes = backend.passes();
-    ASSERT_EQ(passes.size(), 3u);
-    EXPECT_EQ(passes[2].size(), 2u) << "the late step joined the waiting pass";
+    split_off_and_merge(batcher, a, b, c);
+    EXPECT_LT(std::chrono::steady_clock::now() - start, milliseconds(1500))
+        << "nobody waited the full 2 s";
+    const auto passes = backend.passes();
+    ASSERT_EQ(passes.size(), 2u);
+    ASSERT_EQ(passes[0].size(), 1u);
+    EXPECT_EQ(passes[0][0].state, &a);
+    ASSERT_EQ(passes[1].size(), 3u) << "a's next step joined b's and c's pass";
+    // Queue order: b and c (either first), then a, at its next position.
+    EXPECT_EQ(passes[1][2].state, &a);
+    EXPECT_EQ(passes[1][2].position, 1u);
+}
+
+TEST(DecodeBatcher, ASessionThatLeftCostsOneWaitThenNoMore) {
+    using std::chrono::milliseconds;
+    using Clock = std::chrono::steady_clock;
+    RecordingBackend backend(milliseconds(20));
+    kl::DecodeBatcher batcher(backend, 8, std::chrono::microseconds(300000));
+    FakeState a, b, c;
+    split_off_and_merge(batcher, a, b, c);  // the last pass: a, b and c
+    ASSERT_EQ(backend.passes().size(), 2u);
+    const std::atomic<bool> never(false);
+    // c's conversation ended; a and b go on. The first pass waits 300 ms for c in vain.
+    const auto two_steps = [&](uint64_t position) {
+        const auto start = Clock::now();
+        std::thread other([&] { batcher.step(b, position, 5, never); });
+        batcher.step(a, position, 6, never);
+        other.join();
+        return Clock::now() - start;
+    };
+    const auto waited = two_steps(2);
+    // The second pass expects only a and b: no wait (two 20 ms passes at worst, if they split).
+    const auto not_waited = two_steps(3);
+    EXPECT_GE(waited, milliseconds(300)) << "the pass waited for c";
+    EXPECT_LT(not_waited, milliseconds(250)) << "nobody waited for c again";
+    const auto passes = backend.passes();
+    size_t rows = 0;
+    for (size_t i = 2; i < passes.size(); ++i) {
+        rows += passes[i].size();
+        for (const Row& r : passes[i]) EXPECT_NE(r.state, &c);
+    }
+    EXPECT_EQ(rows, 4u);
 }
 
 TEST(DecodeBatcher, AFailedPassFailsItsStepsAndACancelledStepRunsNothing) {

@@ -136,10 +136,11 @@ typedef struct {
      * logits) run together in one forward pass of up to max_batch sessions, each keeping its
      * own state and results. 0 or 1 = off (the default): each step runs alone. */
     uint32_t max_batch;
-    /* How long (microseconds) a step waits for the steps the previous batch had, so that
-     * batches stay whole when threads arrive a little apart; 0 = never wait (a batch is
-     * whatever arrived while the one before ran). Latency cost when fewer threads come back:
-     * at most this per step. At most 1000000. */
+    /* How long (microseconds) a batch waits for the sessions of the previous batch to step
+     * again, so that batches stay whole when threads arrive a little apart; 0 = never wait
+     * (a batch is whatever arrived while the one before ran). Latency cost: at most this,
+     * once, when a session of the previous batch does not step again (its conversation
+     * ended) or its thread is slower than that. At most 1000000. */
     uint32_t batch_wait_us;
     /* Added later (an older caller's struct ends before it: KL_WEIGHTS_AUTO). The weights'
      * form once loaded (kl_weight_format above); another value is KL_ERR_INVALID_ARGUMENT. */
