@@ -37,6 +37,9 @@
 # Compute (speed of light, memory and compute workload, warp stalls, occupancy) for each
 # format, mainloop (KL_WGMMA_MODES, default "1 specialized") and tile height, and the
 # expanded MLA prefill's first launch with each kernel (ncu.log);
+# "batching" runs the 48B shapes' batch call and its threads (kl_session_next on B threads
+# through the decode batcher) at 4K context, B = 8 and 64, with --batch-wait-us 0 and 2000
+# (batching.log; KL_WEIGHTS, default bf16: fp8 on an H100);
 # "cancel" measures cancel-to-return latency of a long prefill (tools/bench/cancel_latency;
 # cancel.log);
 # "plugin" checks the C API's CUDA plugin on the device (plugin.log): AUTO picks the GPU, the
@@ -140,6 +143,14 @@ case "${1:-}" in
             'BEGIN { printf "without %-26s TPOT %s ms, costs %.3f ms\n", s, t, b - t }'
         done
         echo "baseline again: TPOT $(step) ms"; } 2>&1 | tee "$OUT/ablation.log"
+    fi
+    if [[ $parts == *batching* ]]; then  # batch call and threads through the batcher at 4K
+      for wait_us in 0 2000; do
+        echo "== --batch-wait-us $wait_us"
+        "$bin/kimi" bench --random $config --device cuda --weights "${KL_WEIGHTS:-bf16}" \
+          --batch-only --context 4096 --batch 8,64 --decode 32 --repeats 1 \
+          --batch-wait-us $wait_us --bandwidth-gbs 4300 || echo "kimi bench: exit $?"
+      done 2>&1 | tee "$OUT/batching.log"
     fi
     if [[ $parts == *shards* ]]; then  # CUDA shards over NCCL: tests, then 1 GPU against 2
       echo "NCCL: ${KL_NCCL_LIBRARY:-none found}" | tee "$OUT/shards.log"

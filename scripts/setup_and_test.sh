@@ -64,7 +64,7 @@ if [[ "${KL_SKIP_SANITIZERS:-0}" != 1 && "${KL_SKIP_TSAN:-0}" != 1 ]]; then
         -DKL_CUDA=OFF -DKL_BINDINGS=OFF >/dev/null
   cmake --build build-tsan -j"$JOBS" --target kl_capi_tests kl_stress_tests kl_core_tests
   TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
-    ctest --test-dir build-tsan --output-on-failure -j"$JOBS" -R '^(CApi|Stress|ThreadPool|Session|ShardCpu)'
+    ctest --test-dir build-tsan --output-on-failure -j"$JOBS" -R '^(CApi|Stress|ThreadPool|Session|ShardCpu|DecodeBatcher|FifoMutex)'
 fi
 
 if [[ "${KL_FUZZ_SECONDS:-60}" != 0 ]]; then

@@ -206,7 +206,7 @@ CudaBackend::~CudaBackend() {
 void CudaBackend::forward(BackendState& base, uint64_t position, const int32_t* tokens, size_t n,
                           float* last_logits, float* all_logits,
                           const std::atomic<bool>& cancel) const {
-    std::lock_guard<std::mutex> lock(mutex_);
+    std::lock_guard<FifoMutex> lock(mutex_);
     DeviceGuard guard(device_);
     auto& st = static_cast<CudaState&>(base);
     const int in = st.current_, out = 1 - in;
@@ -234,6 +234,13 @@ void CudaBackend::forward(BackendState& base, uint64_t position, const int32_t* 
                       "copy state");
             const float* source = fused ? st.recurrent(in) : st.recurrent(out);
             for (size_t start = 0; start < n; start += kPiece) {
+                // A long prompt lets the passes of other sessions that wait for the model
+                // (decode steps) run between its pieces: their wait is one piece, not the
+                // whole prefill. Nothing of this pass lives in the workspace between pieces
+                // (the state, its cache and the logits are the session's), and the others
+                // never touch this session's state. A shard does not: its pieces meet the
+                // other shards' in collectives.
+                if (start > 0 && !shard_) mutex_.yield_to_waiters();
                 const size_t m = std::min(kPiece, n - start);
                 set_position(position + start);
                 run_piece(st, position + start, m, source, st.recurrent(out),
@@ -293,7 +300,7 @@ void CudaBackend::set_position(uint64_t position) const {
 // 1 - p. Captured once per session; replays need no host work but two tiny uploads.
 void CudaBackend::capture_decode_graphs(CudaState& st, bool locked) const {
     if (!decode_fused()) return;
-    std::unique_lock<std::mutex> lock(mutex_, std::defer_lock);
+    std::unique_lock<FifoMutex> lock(mutex_, std::defer_lock);
     if (!locked) lock.lock();
     DeviceGuard guard(device_);
     const std::atomic<bool> never(false);

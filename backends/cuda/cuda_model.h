@@ -20,6 +20,7 @@
 #include "core/backend.h"
 #include "core/backend_registry.h"
 #include "core/config.h"
+#include "core/fifo_mutex.h"
 #include "core/shard_rendezvous.h"
 #include "core/weights.h"
 #include "cuda_util.h"
@@ -321,7 +322,9 @@ private:
     // one (docs/design/architecture.md "Cancel"). Guarded by mutex_.
     cudaEvent_t layer_done_[2] = {nullptr, nullptr};
     std::unique_ptr<Gemm> gemm_;
-    mutable std::mutex mutex_;
+    // Every pass and state operation on the stream; FIFO, so that a prefill can let waiting
+    // decode passes go between its pieces (forward()).
+    mutable FifoMutex mutex_;
     mutable OpProfile profile_;             // guarded by mutex_
     std::unique_ptr<Workspace> workspace_;  // guarded by mutex_
     // [n]: the batched pass of n rows, captured at its first use (guarded by mutex_).

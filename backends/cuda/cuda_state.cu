@@ -46,7 +46,7 @@ CudaState::~CudaState() {
 }
 
 void CudaBackend::on_stream(const std::function<void(cudaStream_t)>& work, const char* what) const {
-    std::lock_guard<std::mutex> lock(mutex_);
+    std::lock_guard<FifoMutex> lock(mutex_);
     DeviceGuard guard(device_);
     try {
         work(stream_);
