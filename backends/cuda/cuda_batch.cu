@@ -37,8 +37,8 @@ void CudaBackend::forward_batch(BackendState* const* states, const uint64_t* pos
 }
 
 // One group (n <= kMaxBatch rows): the tables of its rows, uploaded in one copy, then the
-// pass of n rows, a CUDA graph per n (captured at its first use: the tables sit at fixed
-// places in the workspace, so one graph serves every group of n rows), eager while
+// pass of n rows, a CUDA graph per n (captured at its second use, batch_graph: the tables sit
+// at fixed places in the workspace, so one graph serves every group of n rows), eager while
 // KL_CUDA_PROFILE=1 times the sections.
 void CudaBackend::run_batch_group(CudaState* const* states, const uint64_t* positions,
                                   const int32_t* tokens, size_t n) const {
@@ -66,11 +66,11 @@ void CudaBackend::run_batch_group(CudaState* const* states, const uint64_t* posi
           "upload batch tables");
     // One config: every state's KDA layers sit at the same offsets.
     const std::vector<size_t>& rec_offset = states[0]->recurrent_offset_;
-    if (!uses_graphs()) {
+    const cudaGraphExec_t graph = uses_graphs() ? batch_graph(n, rec_offset) : nullptr;
+    if (!graph) {
         enqueue_batch(n, rec_offset);
         return;
     }
-    const cudaGraphExec_t graph = batch_graph(n, rec_offset);
     check(cudaGraphLaunch(graph, stream_), "batch graph");
     if (profile_.enabled()) {  // KL_CUDA_PROFILE=graph: the replay's section times
         check(cudaStreamSynchronize(stream_), "profiled batch graph");
@@ -78,12 +78,21 @@ void CudaBackend::run_batch_group(CudaState* const* states, const uint64_t* posi
     }
 }
 
+// The graph of n rows, captured at the second pass of n rows: the first runs eagerly. Threads
+// batched by the library (core/decode_batcher.h) make passes of whatever size their steps
+// meet in, and a size that comes once would cost a capture and an instantiation (a graph of
+// every layer's launches) to be replayed once; the eager pass launches the same kernels.
+// nullptr: run this pass eagerly.
 cudaGraphExec_t CudaBackend::batch_graph(size_t n, const std::vector<size_t>& rec_offset) const {
     if (batch_graphs_generation_ != graph_generation()) {  // a shard's, after an aborted step
         destroy_graphs(batch_graphs_);
         batch_graphs_generation_ = graph_generation();
     }
-    if (batch_graphs_.empty()) batch_graphs_.assign(kMaxBatch + 1, nullptr);
+    if (batch_graphs_.empty()) {
+        batch_graphs_.assign(kMaxBatch + 1, nullptr);
+        batch_passes_.assign(kMaxBatch + 1, 0);
+    }
+    if (!batch_graphs_[n] && batch_passes_[n]++ == 0) return nullptr;
     if (!batch_graphs_[n]) batch_graphs_[n] = capture([&] { enqueue_batch(n, rec_offset); });
     return batch_graphs_[n];
 }

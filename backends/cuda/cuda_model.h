@@ -327,8 +327,9 @@ private:
     mutable FifoMutex mutex_;
     mutable OpProfile profile_;             // guarded by mutex_
     std::unique_ptr<Workspace> workspace_;  // guarded by mutex_
-    // [n]: the batched pass of n rows, captured at its first use (guarded by mutex_).
+    // [n]: the batched pass of n rows, captured at its second use (guarded by mutex_).
     mutable std::vector<cudaGraphExec_t> batch_graphs_;
+    mutable std::vector<uint32_t> batch_passes_;    // [n]: passes of n rows before its graph
     mutable uint64_t batch_graphs_generation_ = 0;  // graph_generation() they captured
     uint64_t weight_bytes_ = 0;
     // Set by become_shard; head_part_ [rows, widest vocabulary part] and head_gathered_

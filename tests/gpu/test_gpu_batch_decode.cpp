@@ -305,9 +305,11 @@ TEST(GpuBatchDecodeGroups, MoreThanOnePass) {
     EXPECT_EQ(logits_of(b, *states[0], vocab), before);
 }
 
-// The batched pass runs as a CUDA graph per batch size, replayed with new tables; with
-// KL_CUDA_PROFILE=1 it runs eagerly. Both must give the same rows (the same kernels on the
-// same inputs), for each n and for a replay with other sessions at other positions.
+// The batched pass runs as a CUDA graph per batch size from its second pass on (the first of
+// each size runs eagerly), replayed with new tables; with KL_CUDA_PROFILE=1 it always runs
+// eagerly. Both must give the same rows (the same kernels on the same inputs), for each n:
+// the first pass, the pass that captures and a replay with other sessions at other
+// positions.
 TEST(GpuBatchDecodeGraphs, GraphReplaysEqualTheEagerPass) {
     if (!have_gpu()) GTEST_SKIP() << "no CUDA device";
     const std::string dir = model_dir("small");
@@ -323,7 +325,7 @@ TEST(GpuBatchDecodeGraphs, GraphReplaysEqualTheEagerPass) {
     unsetenv("KL_CUDA_PROFILE");
     const size_t vocab = graphs->config().vocab_size;
     for (size_t n : {3, 8, 64})
-        for (uint32_t round = 0; round < 2; ++round) {  // the second replays the graph
+        for (uint32_t round = 0; round < 3; ++round) {  // eager, captured, replayed
             const uint32_t seed = uint32_t(300 + 10 * n + round);
             Sessions a(graphs->backend(), vocab, n, seed), b(eager->backend(), vocab, n, seed);
             const std::vector<int32_t> tokens = random_tokens(n, int64_t(vocab), seed);
