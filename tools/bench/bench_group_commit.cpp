@@ -71,7 +71,7 @@ void BM_ThreadsThroughBatcher(benchmark::State& state) {
 
 BENCHMARK(BM_ThreadsThroughBatcher)
     ->ArgNames({"threads", "wait_us"})
-    ->ArgsProduct({{8, 32, 64}, {0, 2000}})
+    ->ArgsProduct({{8, 32, 64}, {0, 500, 2000}})
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime()
     ->Iterations(1);
