@@ -25,12 +25,12 @@
 # prefill in bf16 and FP8 with each experts' mainloop: mma.sync, wgmma stage by stage and
 # warp-specialized wgmma (KL_CUDA_WGMMA=0|1|specialized, or KL_WGMMA_MODES; wgmma.log);
 # "suites" runs "tests" and "optin" at once (their models are small; one call's wall time);
-# "optin" runs the whole GPU suite with every opt-in kernel on (KL_CUDA_WGMMA=specialized,
-# KL_CUDA_MLA_WGMMA=1, KL_CUDA_KDA_FUSED=1, KL_CUDA_DECODE_PREFETCH=1; optin.log,
-# gpu_tests_optin.log); "optbench" the 48B prefill with them off, on, and on with the
-# experts' 128-row tiles (KL_CUDA_MOE_TILE=128), decode with the down experts' prefetch off
-# and on, and an eager profile with them on (optbench.log; KL_OPTBENCH_WEIGHTS, default
-# "bf16 fp8", names the formats, and decode takes the first: "fp8" alone fits an H100);
+# "optin" runs the whole GPU suite with the kernels the defaults replaced (the fallbacks:
+# KL_CUDA_WGMMA=stagewise, KL_CUDA_MLA_WGMMA=0, KL_CUDA_KDA_FUSED=0; optin.log,
+# gpu_tests_optin.log), so that they stay checked; "optbench" the 48B prefill with the
+# fallbacks, the defaults, and the defaults with the experts' 128-row tiles
+# (KL_CUDA_MOE_TILE=128), and an eager profile of the defaults (optbench.log;
+# KL_OPTBENCH_WEIGHTS, default "bf16 fp8", names the formats: "fp8" alone fits an H100);
 # "oldnew" times decode at 512 with an older build's kimi and libraries (build-cuda/old,
 # carried by itself) against this one's, alternating, twice (oldnew.log);
 # "ncu" profiles the grouped experts' gate/up and down GEMMs at 4096 tokens with Nsight
@@ -86,9 +86,8 @@ case "${1:-}" in
     date -u | tee -a "$OUT/device.txt"
     config=configs/kimi-linear-48b-a3b.json
     layers_list=${KL_LAYERS:-4 8}  # depths of the 48B shapes (all 27 need the H200)
-    optin=(KL_CUDA_WGMMA=specialized KL_CUDA_MLA_WGMMA=1 KL_CUDA_KDA_FUSED=1
-           KL_CUDA_DECODE_PREFETCH=1)
-    if [[ $parts == *suites* ]]; then  # the default and the opt-in suites side by side
+    optin=(KL_CUDA_WGMMA=stagewise KL_CUDA_MLA_WGMMA=0 KL_CUDA_KDA_FUSED=0)  # the fallbacks
+    if [[ $parts == *suites* ]]; then  # the default and the fallback suites side by side
       "$bin/kl_gpu_tests" > "$OUT/gpu_tests.log" 2>&1 &
       env "${optin[@]}" "$bin/kl_gpu_tests" > "$OUT/gpu_tests_optin.log" 2>&1 &
       wait
@@ -204,37 +203,28 @@ case "${1:-}" in
           done
         done; } 2>&1 | tee "$OUT/wgmma.log"
     fi
-    if [[ $parts == *optin* ]]; then  # the GPU suite with every opt-in kernel on
+    if [[ $parts == *optin* ]]; then  # the GPU suite with the fallback kernels
       { echo "== kl_gpu_tests with ${optin[*]}"
         env "${optin[@]}" "$bin/kl_gpu_tests" 2>&1 | tee "$OUT/gpu_tests_optin.log" |
           grep -E "^\[ (gpu|kda|mla|moe|sampl|wgmma)|Failure|FAILED|PASSED|tests ran" || true
       } 2>&1 | tee "$OUT/optin.log"
     fi
-    if [[ $parts == *optbench* ]]; then  # the 48B shapes with the opt-in kernels off and on
+    if [[ $parts == *optbench* ]]; then  # the 48B shapes with the fallbacks and the defaults
       { for weights in ${KL_OPTBENCH_WEIGHTS:-bf16 fp8}; do  # bf16 of 27 layers needs the H200
-          for variant in off on on-tile128; do  # on-tile128: the experts' 128-row tiles
-            echo "== prefill, --weights $weights, opt-in kernels: $variant"
+          for variant in fallbacks defaults defaults-tile128; do  # the experts' 128-row tiles
+            echo "== prefill, --weights $weights, kernels: $variant"
             case $variant in
-              off) set -- KL_CUDA_OPTIN_OFF=1 ;;
-              on) set -- "${optin[@]}" ;;
-              *) set -- "${optin[@]}" KL_CUDA_MOE_TILE=128 ;;
+              fallbacks) set -- "${optin[@]}" ;;
+              defaults) set -- KL_CUDA_DEFAULTS=1 ;;
+              *) set -- KL_CUDA_MOE_TILE=128 ;;
             esac
             env "$@" "$bin/kimi" bench --random $config --device cuda --weights $weights \
               --prompt-len 4096,16384 --context 512 --decode 16 --repeats 2 --bandwidth-gbs 4300 ||
               echo "kimi bench: exit $?"
           done
         done
-        weights=${KL_OPTBENCH_WEIGHTS:-bf16}; weights=${weights%% *}
-        for round in 1 2; do  # decode: the down experts' L2 prefetch off and on, twice
-          for on in 0 1; do
-            echo "== decode, KL_CUDA_DECODE_PREFETCH=$on (round $round)"
-            KL_CUDA_DECODE_PREFETCH=$on "$bin/kimi" bench --random $config --device cuda \
-              --weights $weights --prompt-len 8 --context 512,32768 --decode 64 --repeats 2 \
-              --bandwidth-gbs 4300 || echo "kimi bench: exit $?"
-          done
-        done
-        echo "== prefill of 8192 tokens, 8 layers, opt-in kernels (eager profile, warm pass)"
-        CUDA_MODULE_LOADING=EAGER KL_CUDA_PROFILE=1 env "${optin[@]}" "$bin/kimi" bench \
+        echo "== prefill of 8192 tokens, 8 layers, default kernels (eager profile, warm pass)"
+        CUDA_MODULE_LOADING=EAGER KL_CUDA_PROFILE=1 "$bin/kimi" bench \
           --random $config --layers 8 --device cuda --prompt-len 8192 --context 0 --decode 1 \
           --repeats 2; } 2>&1 | tee "$OUT/optbench.log"
     fi

@@ -250,7 +250,7 @@ void short_conv_silu(const float* x, size_t T, size_t channels, const bf16* weig
 bool kda_fused_prefill_ops() {
     static const bool on = [] {
         const char* v = std::getenv("KL_CUDA_KDA_FUSED");
-        return v && std::string(v) == "1";
+        return !(v && std::string(v) == "0");
     }();
     return on;
 }

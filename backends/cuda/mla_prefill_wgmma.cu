@@ -15,8 +15,10 @@
 // Tiles in shared memory are 128-byte-swizzled slabs (wgmma.cuh): Q of a warpgroup and a K
 // stage are 3 slabs of [64 rows, 64 dims], a V^T stage one slab of [128 dims, 64 keys].
 //
-// Written without a device at hand; KL_CUDA_MLA_WGMMA=1 selects it until the device has
-// checked and measured it (test_gpu_mla_prefill.cpp runs whichever is selected).
+// Checked and measured on an H100 (2026-12-05: tests/gpu/test_gpu_mla_prefill.cpp; the
+// 48B shapes' prefill of 16384 tokens 12-13% faster than with the mma.sync kernel,
+// docs/perf/prefill.md); KL_CUDA_MLA_WGMMA=0 selects that kernel instead (the test runs
+// whichever is selected).
 #include <algorithm>
 #include <cstdlib>
 #include <string>
@@ -201,10 +203,11 @@ __global__ void __launch_bounds__(kTransposeThreads)
     }
 }
 
+// The default; KL_CUDA_MLA_WGMMA=0 takes the mma.sync kernel instead (A/B runs).
 bool wgmma_prefill_asked() {
     static const bool asked = [] {
         const char* v = std::getenv("KL_CUDA_MLA_WGMMA");
-        return v && std::string(v) == "1";
+        return !(v && std::string(v) == "0");
     }();
     return asked;
 }

@@ -11,7 +11,6 @@
 // when it has the experts' shape, is one more slot per token (weight 1). A slot whose expert
 // id is negative adds nothing (a shard of a split model, whose experts other shards own:
 // keep_owned_experts).
-#include <cstdlib>
 #include <string>
 
 #include "chained_launch.cuh"
@@ -77,10 +76,6 @@ struct Experts {
     DecodeSharedExpert shared;  // shared.w1.data null: no shared slot
     int top_k;
     int per_token;  // top_k, + 1 with the shared slot
-    // The down kernels ask L2 at once for the rows of the slots past their first batch,
-    // which they would otherwise load only after the first batch's products
-    // (KL_CUDA_DECODE_PREFETCH=1, not yet measured).
-    bool prefetch_down = false;
 
     __device__ bool is_shared(int slot) const { return slot % per_token == top_k; }
     __device__ int chosen_index(int slot) const {
@@ -199,8 +194,6 @@ __global__ void __launch_bounds__(kWarps * 32)
     auto slot_weight = [&](int i) {
         return i < 32 ? __shfl_sync(0xffffffffu, lane_weight, i) : experts.weight(first_slot + i);
     };
-    if (experts.prefetch_down && lane >= kDownSlots && lane_down)
-        prefetch_l2_bulk(lane_down + static_cast<size_t>(row) * inter, inter * sizeof(bf16));
     // The chosen experts come from the router, two kernels back: complete when a chained
     // launch starts (chained_launch.cuh), so the first down rows load before the wait for
     // act, the gate/up kernel's output.
@@ -352,11 +345,6 @@ __global__ void __launch_bounds__(kWarps * 32)
     // launch starts (chained_launch.cuh), so the first down rows load before the wait for act.
     float total[R] = {};
     bool waited = false;
-    if (experts.prefetch_down && lane >= kQDownSlots && lane < experts.per_token &&
-        experts.present(first_slot + lane))
-        prefetch_l2_bulk(static_cast<const char*>(experts.down(first_slot + lane).data) +
-                             size_t(row0) * qrow_bytes<C>(inter),
-                         R * qrow_bytes<C>(inter));
     for (int first = 0; first < experts.per_token; first += kQDownSlots) {
         const int count = min(kQDownSlots, experts.per_token - first);
         QMatrix m[kQDownSlots];
@@ -456,19 +444,7 @@ void moe_experts_gemv(const bf16* x, size_t n, size_t hidden, size_t inter, size
     if (shared.w1.data && shared.w1.code != w.code)
         fail(Status::Internal, "decode MoE GEMV: the shared expert's format differs");
     const int k = static_cast<int>(top_k);
-    static const bool prefetch_down = [] {
-        const char* v = std::getenv("KL_CUDA_DECODE_PREFETCH");
-        return v && std::string(v) == "1";
-    }();
-    // Bulk prefetches take 16-byte multiples: rows of inter values in any format qualify
-    // once inter is a multiple of 32.
-    const Experts experts{chosen,
-                          weights,
-                          w,
-                          shared,
-                          k,
-                          shared.w1.data ? k + 1 : k,
-                          prefetch_down && inter % 32 == 0};
+    const Experts experts{chosen, weights, w, shared, k, shared.w1.data ? k + 1 : k};
     const int slots = static_cast<int>(n) * experts.per_token;
     const int h = static_cast<int>(hidden), i = static_cast<int>(inter);
     const unsigned gate_blocks = blocks_for_warps(static_cast<size_t>(slots) * inter);

@@ -802,17 +802,19 @@ using LargeTilesW8A8 = TileConfig<128, 128, 4, 2, 3>;
 // bf16 and W8A8 on sm_90a: wgmma, one warpgroup per 64 rows of the tile.
 using MediumTilesWgmma = TileConfig<64, 128, 4, 1, 4, true>;
 using LargeTilesWgmma = TileConfig<128, 128, 8, 1, 4, true>;
-// Warp-specialized wgmma (KL_CUDA_WGMMA=specialized, not yet measured on a device): 128-row
-// tiles with 6 stages (193 KB, one CTA per SM; 4 producer warps, 16 copies each per stage),
-// 64-row tiles with 4 (97 KB, two CTAs per SM; 2 producer warps, 24 copies each).
+// Warp-specialized wgmma: 128-row tiles with 6 stages (193 KB, one CTA per SM; 4 producer
+// warps, 16 copies each per stage), 64-row tiles with 4 (97 KB, two CTAs per SM; 2 producer
+// warps, 24 copies each). The W8A8 default; bf16 keeps the stage-wise mainloop, which was the
+// faster one there (docs/perf/prefill.md, H100 2026-12-05: whole-model FP8 prefill 1-2% faster
+// specialized, bf16 5-7% slower).
 using MediumTilesSpecialized = TileConfig<64, 128, 4, 1, 4, true, 2>;
 using LargeTilesSpecialized = TileConfig<128, 128, 8, 1, 6, true, 4>;
 
 // wgmma runs on compute capability 9.0 only, from this build's sm_90a code (KL_CUDA_SM90A:
-// "90a" among KL_CUDA_ARCHITECTURES; the portable PTX has no wgmma). KL_CUDA_WGMMA=0 turns it
-// off, for A/B runs against the mma.sync kernels; KL_CUDA_WGMMA=specialized takes the
-// warp-specialized mainloop, until the device has measured it against the default.
-enum class WgmmaMode { Off, Stagewise, Specialized };
+// "90a" among KL_CUDA_ARCHITECTURES; the portable PTX has no wgmma). KL_CUDA_WGMMA picks the
+// mainloop for A/B runs: 0 the mma.sync kernels, "stagewise" or "specialized" that wgmma
+// mainloop for every format; unset, each format its faster one (ByFormat).
+enum class WgmmaMode { Off, ByFormat, Stagewise, Specialized };
 
 WgmmaMode wgmma_mode() {
 #if defined(KL_CUDA_SM90A)
@@ -820,12 +822,19 @@ WgmmaMode wgmma_mode() {
         const char* v = std::getenv("KL_CUDA_WGMMA");
         const std::string value = v ? v : "";
         if (value == "0") return WgmmaMode::Off;
-        return value == "specialized" ? WgmmaMode::Specialized : WgmmaMode::Stagewise;
+        if (value == "stagewise") return WgmmaMode::Stagewise;
+        if (value == "specialized") return WgmmaMode::Specialized;
+        return WgmmaMode::ByFormat;
     }();
     return compute_capability() == 90 ? asked : WgmmaMode::Off;
 #else
     return WgmmaMode::Off;
 #endif
+}
+
+bool specialized_mainloop(bool w8a8) {
+    const WgmmaMode mode = wgmma_mode();
+    return mode == WgmmaMode::Specialized || (mode == WgmmaMode::ByFormat && w8a8);
 }
 
 bool wgmma_usable() {
@@ -979,7 +988,7 @@ void moe_experts_grouped_tuned(const bf16* x, size_t n, size_t hidden, size_t in
         if (tile_m == 32) {
             run(SmallTiles{});
         } else if constexpr (kCode != WeightCode::Int4) {
-            if (wgmma_mode() == WgmmaMode::Specialized)
+            if (specialized_mainloop(kW8A8))
                 tile_m == 64 ? run(MediumTilesSpecialized{}) : run(LargeTilesSpecialized{});
             else if (wgmma_usable())
                 tile_m == 64 ? run(MediumTilesWgmma{}) : run(LargeTilesWgmma{});

@@ -93,8 +93,9 @@ void l2_normalize_heads(float* x, size_t vectors, size_t dim, cudaStream_t strea
 void short_conv_silu_heads(const float* x, size_t T, size_t H, size_t D, const bf16* weight,
                            size_t kernel, float* state, float* y, bool l2_normalize,
                            cudaStream_t stream);
-// KL_CUDA_KDA_FUSED=1: the prefill takes the warp-per-head kernels (short_conv_silu_heads, and
-// kda_gated_norm's), written without a device and opt-in until one has checked them.
+// The prefill takes the warp-per-head kernels (short_conv_silu_heads, and kda_gated_norm's;
+// 5-7% faster whole-model prefill on an H100, docs/perf/prefill.md) unless
+// KL_CUDA_KDA_FUSED=0 (A/B runs).
 bool kda_fused_prefill_ops();
 // g = -exp(a_log[h]) * softplus(g + dt_bias) in place, g [T, H*D]
 void kda_gate(float* g, const float* a_log, const float* dt_bias, size_t T, size_t H, size_t D,
@@ -219,7 +220,7 @@ MlaPrefillBuffers mla_prefill_buffers(void* workspace, size_t T, size_t heads, s
 // vt: MlaPrefillBuffers::vt ([heads, v, kMlaPrefillChunkKeys] bf16), the values by column
 // for the wgmma kernel (mla_prefill_wgmma.cu), which runs when it is given and usable here:
 // sm_90a code on compute capability 9.0, the released shapes (nope 128, rope 64, v 128),
-// KL_CUDA_MLA_WGMMA=1.
+// and KL_CUDA_MLA_WGMMA not 0.
 bool mla_prefill_wgmma_usable(size_t nope, size_t rope, size_t v_dim);
 void mla_prefill_chunk(const float* q, size_t T, uint64_t pos, const bf16* cache, const bf16* kv,
                        uint64_t key_begin, size_t keys, bool first, bool last, size_t heads,

@@ -43,7 +43,7 @@ std::vector<float> gpu_prefill(kl::ThreadPool& pool, const kl::cpu::MlaShape& s,
     Dev<float> q_d(q), out(T * s.heads * s.v_dim);
     Dev<uint16_t> cache_d(cache_b), kv_d(kl::cuda::kMlaPrefillChunkKeys * s.heads * kv_width);
     Dev<float2> state(T * s.heads);
-    // The values by column for the wgmma kernel (when KL_CUDA_MLA_WGMMA=1 selects it), NaN
+    // The values by column for the wgmma kernel (unless KL_CUDA_MLA_WGMMA=0), NaN
     // until written: the zeros it needs past a chunk's keys must be the kernel's own.
     Dev<uint16_t> vt(s.heads * s.v_dim * kl::cuda::kMlaPrefillChunkKeys);
     cudaMemset(out.ptr, 0xff, out.n * sizeof(float));
