@@ -66,8 +66,9 @@ double batch_floor_bytes(const struct kl_model_info& info, const Floors& floor, 
 }
 
 // Batched decode at each context: B sessions advanced by kl_batch_next (median step), then
-// the same B sessions stepped by B threads each calling kl_session_next, which the model
-// (loaded with max_batch = the largest B) batches (aggregate rate over the whole run).
+// the same B sessions continued by B threads each calling kl_session_generate for as many
+// tokens, whose steps the model (loaded with max_batch = the largest B) batches (aggregate
+// rate over the whole run).
 void bench_batches(kl_model* model, const struct kl_model_info& info, const Floors& floor,
                    const std::vector<int32_t>& contexts, const std::vector<int32_t>& batches,
                    int steps, double bandwidth) {
@@ -115,17 +116,24 @@ void bench_batches(kl_model* model, const struct kl_model_info& info, const Floo
 
             std::vector<std::thread> threads;
             std::vector<kl_status> status(batch, KL_OK);
+            std::vector<size_t> generated(batch, 0);
+            kl_generate_params generate;
+            kl_generate_params_default(&generate);
+            generate.max_new_tokens = static_cast<uint32_t>(steps);  // no stop tokens: all of them
             const auto start = Clock::now();
             for (int32_t i = 0; i < batch; ++i)
                 threads.emplace_back([&, i] {
-                    for (int s = 0; s < steps && status[i] == KL_OK && !stop_signal(); ++s) {
-                        int32_t token = 0;
-                        status[i] =
-                            kl_session_next(raw[i], &params[i], &token, nullptr, 0, nullptr);
-                    }
+                    // A signal stops each generation between two tokens (its callback).
+                    const kl_token_callback stop = [](void*, int32_t, const char*, size_t) {
+                        return stop_signal() ? 1 : 0;
+                    };
+                    status[i] =
+                        kl_session_generate(raw[i], &generate, stop, nullptr, &generated[i]);
                 });
             for (auto& t : threads) t.join();
-            const double threaded = batch * steps / seconds_since(start);
+            size_t total = 0;
+            for (size_t n : generated) total += n;
+            const double threaded = static_cast<double>(total) / seconds_since(start);
             for (kl_status st : status) check(st);
             check_signal();  // the threads stopped early
             std::printf("%8d %6d %12.3f %14.1f %12.3f %14.1f %7.0f%% %14.1f\n", context, batch, p50,

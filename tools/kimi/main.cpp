@@ -50,7 +50,7 @@ const char* kUsage =
     "alternatives)\n"
     "           [--bandwidth-gbs 3000] [--matrix-tflops 794]  (floors: the H100's measured rates)\n"
     "           [--batch 1,8,64] [--batch-only]  (batched decode at each --context:\n"
-    "           kl_batch_next, and as many threads calling kl_session_next on a model with\n"
+    "           kl_batch_next, and as many threads calling kl_session_generate on a model with\n"
     "           max_batch = the largest; --batch-only skips the prefill and one-session tables)\n"
     "  kimi bench --random CONFIG.json [--layers N] [--seed S] [...]  (random weights, no files;\n"
     "           --layers keeps the first N layers of the config's pattern)\n"
