@@ -25,6 +25,11 @@ grep -qE "^ +16 +[0-9.]+ +[0-9.]+ " <<<"$bench" && grep -qE "^ +40 +[0-9.]+ " <<
 # the CPU, bf16 on CUDA (kl_model_info's decode_weight_bytes).
 grep -qE "decode reads (561\.1|280\.5) KiB of weights" <<<"$bench" \
   || { echo "FAIL: bench's decode floor in '$bench'"; exit 1; }
+# Batched decode: the batch call and as many threads generating through the model's batcher,
+# each row with its step time and a threads rate above zero.
+batch=$("$kimi" bench "$dir/m" --batch 1,3 --batch-only --context 8 --decode 3 --batch-wait-us 1000)
+grep -qE "^ +8 +3 +[0-9.]+ +[0-9.]+ .* [0-9.]*[1-9][0-9.]*$" <<<"$batch" \
+  || { echo "FAIL: bench --batch printed '$batch'"; exit 1; }
 
 set +e
 "$kimi" run "$dir/m" --prompt-tokens 1,x 2>/dev/null; usage=$?
