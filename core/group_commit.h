@@ -46,10 +46,12 @@ public:
     void submit(Job& job, const Run& run) {
         std::unique_lock<std::mutex> lock(mutex_);
         queue_.push_back(&job);
-        // Only a gathering leader waits for arrivals, and only for the last one it waits for:
-        // waking every waiting thread at each arrival cost n^2 wake-ups per pass (64
-        // threads: 4096, tens of milliseconds).
-        if (missing_.erase(job.member) && missing_.empty()) arrived_.notify_one();
+        // Only a gathering leader waits for arrivals, and only for the last one it waits for
+        // (or a full pass): waking every waiting thread at each arrival cost n^2 wake-ups per
+        // pass (64 threads: 4096, tens of milliseconds).
+        const bool last_missing = missing_.erase(job.member) && missing_.empty();
+        if (last_missing || (!missing_.empty() && queue_.size() >= max_batch_))
+            arrived_.notify_one();
         while (!job.done) {
             if (running_)
                 passed_.wait(lock);
@@ -66,14 +68,26 @@ private:
         if (wait_.count() > 0) {
             // The previous pass's members not queued yet; the pass starts when none is left
             // (or the queue fills a pass). Jobs of other threads already queued go with it.
-            missing_ = last_members_;
-            for (const Job* queued : queue_) missing_.erase(queued->member);
-            arrived_.wait_for(lock, wait_,
-                              [&] { return missing_.empty() || queue_.size() >= max_batch_; });
+            try {
+                missing_ = last_members_;
+                for (const Job* queued : queue_) missing_.erase(queued->member);
+                arrived_.wait_for(lock, wait_,
+                                  [&] { return missing_.empty() || queue_.size() >= max_batch_; });
+            } catch (const std::bad_alloc&) {  // the copy: then this pass does not wait
+            }
             missing_.clear();
         }
         std::vector<Job*> pass;
-        pass.reserve(std::min(max_batch_, queue_.size()));
+        try {
+            pass.reserve(std::min(max_batch_, queue_.size()));
+        } catch (const std::bad_alloc&) {  // nothing ran: every queued job fails alike
+            for (Job* job : queue_)
+                finish(*job, Status::OutOfMemory, "out of memory gathering a batched pass");
+            queue_.clear();
+            running_ = false;
+            passed_.notify_all();
+            return;
+        }
         while (!queue_.empty() && pass.size() < max_batch_) {
             Job* job = queue_.front();
             queue_.pop_front();
@@ -84,8 +98,11 @@ private:
         }
         if (!pass.empty()) {
             last_members_.clear();
-            for (const Job* job : pass)
-                if (job->member) last_members_.insert(job->member);
+            try {
+                for (const Job* job : pass)
+                    if (job->member) last_members_.insert(job->member);
+            } catch (const std::bad_alloc&) {  // the next pass waits for fewer, or none
+            }
         }
         lock.unlock();
         Status status = Status::Ok;

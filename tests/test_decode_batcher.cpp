@@ -14,6 +14,7 @@
 #include <thread>
 #include <vector>
 
+#include "allocation_failure.h"
 #include "core/decode_batcher.h"
 #include "core/error.h"
 
@@ -224,6 +225,34 @@ TEST(DecodeBatcher, AFailedPassFailsItsStepsAndACancelledStepRunsNothing) {
     EXPECT_EQ(backend.passes().size(), before) << "no pass ran for a cancelled step";
     batcher.step(a, 0, 1, never);  // the batcher still works
     EXPECT_EQ(backend.passes().size(), before + 1);
+}
+
+// Each allocation of two steps on two sessions (so that each pass waits for the other's
+// session: the member sets are copied) failing in turn: the step that meets it fails with
+// out of memory or runs, nothing hangs, and afterwards the batcher runs passes as before.
+TEST(DecodeBatcher, AFailedAllocationFailsOrRunsTheStepsAndNothingHangs) {
+    if (!kl::test::FailAllocation::available()) GTEST_SKIP() << "operator new not replaced here";
+    RecordingBackend backend(std::chrono::milliseconds(0));
+    kl::DecodeBatcher batcher(backend, 8, std::chrono::microseconds(1000));
+    FakeState a, b;
+    const std::atomic<bool> never(false);
+    bool all_reached = false;
+    for (long index = 0; index < 200 && !all_reached; ++index) {
+        kl::test::FailAllocation fail(index);
+        try {
+            batcher.step(a, uint64_t(index), 1, never);
+            batcher.step(b, uint64_t(index), 2, never);
+        } catch (const std::bad_alloc&) {
+        } catch (const kl::Error& e) {
+            EXPECT_EQ(e.status(), kl::Status::OutOfMemory) << e.what();
+        }
+        all_reached = !fail.fired();
+    }
+    EXPECT_TRUE(all_reached) << "two steps made more than 200 allocations";
+    const size_t before = backend.passes().size();
+    batcher.step(a, 1000, 3, never);
+    batcher.step(b, 1000, 4, never);
+    EXPECT_EQ(backend.passes().size(), before + 2);
 }
 
 TEST(DecodeBatcher, ConcurrentSamplesSharePassesAndEachGetsItsOwnToken) {
