@@ -23,7 +23,7 @@
 # expanded kernel (KL_CUDA_MLA_PREFILL=absorbed|expanded; mla.log);
 # "wgmma" runs the wgmma tiles' and the grouped experts' tests, moe_bench and the 48B shapes'
 # prefill in bf16 and FP8 with each experts' mainloop: mma.sync, wgmma stage by stage and
-# warp-specialized wgmma (KL_CUDA_WGMMA=0|1|specialized, or KL_WGMMA_MODES; wgmma.log);
+# warp-specialized wgmma (KL_CUDA_WGMMA=0|stagewise|specialized, or KL_WGMMA_MODES; wgmma.log);
 # "suites" runs "tests" and "optin" at once (their models are small; one call's wall time);
 # "optin" runs the whole GPU suite with the kernels the defaults replaced (the fallbacks:
 # KL_CUDA_WGMMA=stagewise, KL_CUDA_MLA_WGMMA=0, KL_CUDA_KDA_FUSED=0; optin.log,
@@ -35,7 +35,7 @@
 # carried by itself) against this one's, alternating, twice (oldnew.log);
 # "ncu" profiles the grouped experts' gate/up and down GEMMs at 4096 tokens with Nsight
 # Compute (speed of light, memory and compute workload, warp stalls, occupancy) for each
-# format, mainloop (KL_WGMMA_MODES, default "1 specialized") and tile height, and the
+# format, mainloop (KL_WGMMA_MODES, default "stagewise specialized") and tile height, and the
 # expanded MLA prefill's first launch with each kernel (ncu.log);
 # "batching" runs the 48B shapes' batch call and its threads (kl_session_next on B threads
 # through the decode batcher) at 4K context, B = 8 and 64, with --batch-wait-us 0 and 2000
@@ -183,7 +183,7 @@ case "${1:-}" in
           --context 0 --decode 1 --repeats 1; } 2>&1 | tee "$OUT/mla.log"
     fi
     if [[ $parts == *wgmma* ]]; then  # the grouped experts' wgmma mainloops against mma.sync
-      modes=${KL_WGMMA_MODES:-0 1 specialized}
+      modes=${KL_WGMMA_MODES:-0 stagewise specialized}
       { for on in $modes; do
           echo "== kl_gpu_tests, KL_CUDA_WGMMA=$on"
           KL_CUDA_WGMMA=$on "$bin/kl_gpu_tests" --gtest_filter='GpuWgmma*:GpuMoeGrouped*' 2>&1 |
@@ -242,7 +242,7 @@ case "${1:-}" in
     if [[ $parts == *ncu* ]]; then  # Nsight Compute on the grouped experts' GEMMs (4096 tokens)
       ncu=$(command -v ncu || echo /usr/local/cuda/bin/ncu)
       { for format in bf16 fp8; do
-          for on in ${KL_WGMMA_MODES:-1 specialized}; do
+          for on in ${KL_WGMMA_MODES:-stagewise specialized}; do
             for tile in 64 128; do
               echo "== ncu: moe_bench --format $format --tile $tile, KL_CUDA_WGMMA=$on"
               # The first two matching launches: the gate/up and down GEMMs of the row's warm-up.
