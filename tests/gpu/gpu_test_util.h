@@ -15,6 +15,7 @@
 
 #include "backends/cuda/cuda_backend.h"
 #include "backends/cuda/ops.h"
+#include "core/backend.h"
 #include "core/quantize.h"
 #include "core/safetensors.h"
 #include "tiny_model.h"
@@ -23,6 +24,14 @@ namespace {
 
 inline bool have_gpu() {
     return kl::cuda::backend_provider().device_count() > 0;
+}
+
+// The logits a state holds (read_logits), as a vector.
+inline std::vector<float> logits_of(const kl::Backend& b, const kl::BackendState& st,
+                                    size_t vocab) {
+    std::vector<float> out(vocab);
+    b.read_logits(st, out.data());
+    return out;
 }
 
 template <typename T>

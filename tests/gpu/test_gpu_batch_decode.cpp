@@ -51,12 +51,6 @@ std::unique_ptr<kl::Model> load_gpu(const std::string& dir) {
 
 using kl::test::random_tokens;
 
-std::vector<float> logits_of(const kl::Backend& b, const kl::BackendState& st, size_t vocab) {
-    std::vector<float> out(vocab);
-    b.read_logits(st, out.data());
-    return out;
-}
-
 // n sessions at mixed positions: i % 3 == 0 a few tokens, 1 a few hundred (prefill), 2 a few
 // thousand (synthetic). Their tokens are kept, for the sampler's history.
 struct Sessions {

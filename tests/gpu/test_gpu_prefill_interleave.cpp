@@ -28,12 +28,6 @@ namespace {
 using kl::test::random_tokens;
 using kl::test::rel_error;
 
-std::vector<float> logits_of(const kl::Backend& b, const kl::BackendState& st, size_t vocab) {
-    std::vector<float> out(vocab);
-    b.read_logits(st, out.data());
-    return out;
-}
-
 TEST(GpuPrefillInterleave, DecodeStepsOfOtherSessionsRunBetweenThePieces) {
     if (!have_gpu()) GTEST_SKIP() << "no CUDA device";
     kl::ModelLoadOptions options;

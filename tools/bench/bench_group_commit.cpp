@@ -1,10 +1,10 @@
 // Google Benchmark of the decode batcher's scheduling (core/group_commit.h) with the model
 // taken out: T threads each take turns at a sample pass and a step pass, as the threads of
-// kl_session_next do, and each pass only sleeps for the time a GPU pass of its size took
-// (docs/perf/batched-decode.md, 48B model at 4K: a step of n sessions ~ 4.0 + 0.36 n ms, a
-// sample ~ 0.1 + 0.002 n ms; scaled by --benchmark args below). What it measures is how
-// well the passes stay whole: the mean step pass size (ideal: T) and the rate against the
-// rate of one whole pass per round ("of ideal").
+// kl_session_next and kl_session_generate do, and each pass only sleeps for the time a GPU
+// pass of its size took (docs/perf/batched-decode.md, 48B model at 4K: a step of n sessions
+// ~ 4.0 + 0.36 n ms, a sample ~ 0.1 + 0.002 n ms). What it measures is how well the passes
+// stay whole: the mean step pass size (ideal: T) and the rate next to that of one whole pass
+// per round ("ideal tok/s").
 //   build/tools/bench_group_commit
 #include <benchmark/benchmark.h>
 
