@@ -40,6 +40,9 @@
 # "batching" runs the 48B shapes' batch call and its threads (kl_session_next on B threads
 # through the decode batcher) at 4K context, B = 8 and 64, with --batch-wait-us 0 and 2000
 # (batching.log; KL_WEIGHTS, default bf16: fp8 on an H100);
+# "decodencu" profiles batch-1 decode's kernels (experts, GEMVs, KDA step, norms, router) of
+# 4 layers of the 48B shapes with Nsight Compute, per format (KL_DECODE_NCU_WEIGHTS, default
+# "fp8 bf16"; KL_DECODE_NCU_KERNELS a regex of kernel names; decodencu.log);
 # "cancel" measures cancel-to-return latency of a long prefill (tools/bench/cancel_latency;
 # cancel.log);
 # "plugin" checks the C API's CUDA plugin on the device (plugin.log): AUTO picks the GPU, the
@@ -261,6 +264,21 @@ case "${1:-}" in
             --section ComputeWorkloadAnalysis --section WarpStateStats "$bin/mla_bench" ||
             echo "ncu: exit $?"
         done; } 2>&1 | tee "$OUT/ncu.log"
+    fi
+    if [[ $parts == *decodencu* ]]; then  # Nsight Compute on batch-1 decode's kernels
+      ncu=$(command -v ncu || echo /usr/local/cuda/bin/ncu)
+      { for weights in ${KL_DECODE_NCU_WEIGHTS:-fp8 bf16}; do
+          # 4 layers of the 48B shapes; the launches after the first decode steps' (graph
+          # nodes, each profiled alone with cold caches: no chaining, no L2 reuse).
+          echo "== ncu: decode, --weights $weights"
+          timeout 400 "$ncu" --kernel-name regex:"${KL_DECODE_NCU_KERNELS:-gate_up|down_combine|gemv|kda_decode|rms_norm|moe_route}" \
+            --launch-skip 60 --launch-count 24 --section SpeedOfLight \
+            --section MemoryWorkloadAnalysis --section ComputeWorkloadAnalysis \
+            --section WarpStateStats --section InstructionStats --section Occupancy \
+            --section LaunchStats "$bin/kimi" bench --random $config --layers 4 --device cuda \
+            --weights $weights --prompt-len 8 --context 512 --decode 8 --repeats 1 ||
+            echo "ncu: exit $?"
+        done; } 2>&1 | tee "$OUT/decodencu.log"
     fi
     if [[ $parts == *sanitize* ]]; then
       cs=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)

@@ -11,9 +11,10 @@
 // `moe_bench decode` runs only that part, `moe_bench grouped` only the grouped experts;
 // `--tokens N[,N...]` picks their sizes and `--tile 32|64|128` the "auto" row's tile height
 // (for a profiler: its first launches are that row's warm-up).
-// `--format fp8|int4` runs the grouped kernel on quantized experts (random codes, one scale);
-// the decode experts and the cuBLASLt loop then run on their values dequantized to bf16, so
-// the agreement check still compares equal weights, and the byte floor counts the codes.
+// `--format fp8|int4` runs the grouped kernel and the decode experts on quantized experts
+// (random codes, one scale; the decode bytes count the codes); the cuBLASLt loop then runs on
+// their values dequantized to bf16, so the agreement check still compares equal weights, and
+// the byte floor counts the codes.
 #include <cuda_fp16.h>
 #include <cuda_fp8.h>
 
@@ -217,18 +218,36 @@ void bench_decode_router() {
 // The decode experts at m = 1 and 4: each token's top-8 distinct random experts (weights
 // 0.05-0.5) plus the shared expert (expert 255's matrices stand in for it).
 void bench_decode(const std::vector<const bf16*>& p1, const std::vector<const bf16*>& p3,
-                  const std::vector<const bf16*>& p2, const DeviceBuffer& d1, const DeviceBuffer& d3,
-                  const DeviceBuffer& d2) {
+                  const std::vector<const bf16*>& p2, const DeviceBuffer& d1,
+                  const DeviceBuffer& d3, const DeviceBuffer& d2, const QuantExperts& quant) {
     constexpr double kH200CopyTBs = 4.3;
-    std::printf("\n%-6s %-22s %10s %10s %9s %7s\n", "n", "decode experts", "ms", "MB", "GB/s",
+    const bool quantized = quant.weights.code != WeightCode::Bf16;
+    std::printf("\n%-6s %-22s %10s %10s %9s %7s\n", "n",
+                quantized ? "decode experts (codes)" : "decode experts", "ms", "MB", "GB/s",
                 "%4.3TB");
     std::mt19937 rng(11);
-    const DecodeSharedExpert shared{{WeightCode::Bf16, p1[kExperts - 1], nullptr},
-                                    {WeightCode::Bf16, p3[kExperts - 1], nullptr},
-                                    {WeightCode::Bf16, p2[kExperts - 1], nullptr}};
+    DecodeSharedExpert shared{{WeightCode::Bf16, p1[kExperts - 1], nullptr},
+                              {WeightCode::Bf16, p3[kExperts - 1], nullptr},
+                              {WeightCode::Bf16, p2[kExperts - 1], nullptr}};
     ExpertWeights experts;
     experts.w1 = d1.as<const void*>(), experts.w3 = d3.as<const void*>();
     experts.w2 = d2.as<const void*>();
+    double expert_bytes = 3.0 * kHidden * kInter * sizeof(bf16);
+    if (quantized) {  // the codes the quantized kernels read (expert 255 stands in for the shared)
+        experts = quant.weights;
+        std::vector<const void*> tables(6 * kExperts);
+        check(cudaMemcpy(tables.data(), quant.tables.as<void>(), quant.tables.bytes(),
+                         cudaMemcpyDeviceToHost),
+              "tables");
+        const size_t last = kExperts - 1;
+        for (size_t m = 0; m < 3; ++m)
+            (m == 0   ? shared.w1
+             : m == 1 ? shared.w3
+                      : shared.w2) =
+                QMatrix{quant.weights.code, tables[m * kExperts + last],
+                        static_cast<const float*>(tables[(3 + m) * kExperts + last])};
+        expert_bytes = double(quant.code_bytes);
+    }
     for (size_t n : {1, 4}) {
         const size_t slots = n * (kTopK + 1);
         std::vector<Inputs> sets(kSets);
@@ -262,7 +281,7 @@ void bench_decode(const std::vector<const bf16*>& p1, const std::vector<const bf
                              out.as<float>(), nullptr);
         }, true);
         // Bytes every slot streams (at n = 4 the shared expert's repeats may hit L2).
-        const double bytes = double(slots) * 3.0 * kHidden * kInter * sizeof(bf16);
+        const double bytes = double(slots) * expert_bytes;
         const double gbs = bytes / (ms * 1e-3) / 1e9;
         std::printf("%-6zu %-22s %10.4f %10.1f %9.1f %6.1f%%\n", n, "top-8 + shared", ms,
                     bytes / 1e6, gbs, 100.0 * gbs / (kH200CopyTBs * 1e3));
@@ -338,7 +357,7 @@ int main(int argc, char** argv) {
         check(cudaMemcpy(d1.as<void>(), p1.data(), d1.bytes(), cudaMemcpyHostToDevice), "ptrs");
         check(cudaMemcpy(d3.as<void>(), p3.data(), d3.bytes(), cudaMemcpyHostToDevice), "ptrs");
         check(cudaMemcpy(d2.as<void>(), p2.data(), d2.bytes(), cudaMemcpyHostToDevice), "ptrs");
-        if (!grouped_only) bench_decode(p1, p3, p2, d1, d3, d2);
+        if (!grouped_only) bench_decode(p1, p3, p2, d1, d3, d2, quant);
         if (decode_only) return 0;
         Gemm gemm;
         std::mt19937 rng(5);
