@@ -42,6 +42,11 @@ CudaBackend::CudaBackend(const ModelConfig& config, const ModelLayout& layout,
             load_kda(L, t.kda, get);
         } else {
             L.mq = get(t.mla.q_proj, Form::Any), L.kv_a = get(t.mla.kv_a_proj_with_mqa, Form::Any);
+            if (decode_stacked() && stackable({&L.mq, &L.kv_a})) {  // one decode GEMV, views
+                const size_t q_rows = L.mq.rows, kv_rows = L.kv_a.rows;
+                L.mq_kv = stack_rows({&L.mq, &L.kv_a});
+                L.mq = row_view(L.mq_kv, 0, q_rows), L.kv_a = row_view(L.mq_kv, q_rows, kv_rows);
+            }
             L.kv_norm = get(t.mla.kv_a_layernorm), L.kv_b = get(t.mla.kv_b_proj);
             L.mo = get(t.mla.o_proj, Form::Any);
             L.mla_slot = mla_layers++;
@@ -440,10 +445,16 @@ KdaDecodeWeights CudaBackend::decode_weights(const Layer& L) const {
                             L.o_norm.bf(), config_.rms_norm_eps};
 }
 
-// ws.proj[m, proj_rows] = xn · [q k v f_a g_a b]^T: one GEMV, two with quantized q, k, v.
+// ws.proj[m, proj_rows] = xn · [q k v f_a g_a b]^T: one GEMV, two with quantized q, k, v
+// (one launch of both with KL_CUDA_DECODE_STACKED=1: gemv_pair).
 void CudaBackend::kda_projections(const Layer& L, size_t m) const {
     const bf16* xn = workspace_->xn.as<bf16>();
     float* proj = workspace_->proj.as<float>();
+    if (L.x_low.rows && decode_stacked() && gemv_supported(m, L.x_proj.cols, L.x_proj.code)) {
+        gemv_pair(xn, m, L.x_proj.cols, L.x_proj.matrix(), L.x_proj.rows, L.x_low.bf(),
+                  L.x_low.rows, proj, L.proj_rows(), stream_);
+        return;
+    }
     linear(xn, m, L.x_proj, proj, L.proj_rows());
     if (L.x_low.rows) linear(xn, m, L.x_low, proj + L.x_proj.rows, L.proj_rows());
 }
@@ -531,13 +542,20 @@ void CudaBackend::mla_layer(const Layer& L, const Pass& pass, size_t l, float* o
     const size_t width = c.mla_cache_width(), Hm = c.num_attention_heads, m = pass.m;
     const bf16* xn = ws.xn.as<bf16>();
     profile_.section("mla q/kv proj + cache", stream_);
-    linear(xn, m, L.mq, ws.mq.as<float>());
-    linear(xn, m, L.kv_a, ws.kv.as<float>());
+    // One token: q and the latent in one GEMV, the latent's row right after q's.
+    float* kv = ws.kv.as<float>();
+    if (m == 1 && L.mq_kv.rows && ws.mq.bytes() >= L.mq_kv.rows * sizeof(float)) {
+        linear(xn, 1, L.mq_kv, ws.mq.as<float>());
+        kv = ws.mq.as<float>() + L.mq.rows;
+    } else {
+        linear(xn, m, L.mq, ws.mq.as<float>());
+        linear(xn, m, L.kv_a, kv);
+    }
     if (pass.st) {
         const int32_t* pos = ws.position.as<int32_t>();
         bf16* cache = pass.st->cache_[l].as<bf16>();
-        latent_to_cache(ws.kv.as<float>(), m, c.kv_lora_rank, width, L.kv_norm.bf(), c.rms_norm_eps,
-                        pos, cache, stream_);
+        latent_to_cache(kv, m, c.kv_lora_rank, width, L.kv_norm.bf(), c.rms_norm_eps, pos, cache,
+                        stream_);
         profile_.section("mla attention", stream_);
         if (expanded_mla(m))
             mla_prefill(L, pass, cache);
@@ -547,8 +565,8 @@ void CudaBackend::mla_layer(const Layer& L, const Pass& pass, size_t l, float* o
                           ws.mla.as<void>(), ws.attn.as<float>(), stream_);
     } else {  // a batch: each row's cache row and attention in its own session's cache
         bf16* const* caches = pass.batch_caches + L.mla_slot * m;
-        latent_to_cache_batch(ws.kv.as<float>(), m, c.kv_lora_rank, width, L.kv_norm.bf(),
-                              c.rms_norm_eps, pass.batch_positions, caches, stream_);
+        latent_to_cache_batch(kv, m, c.kv_lora_rank, width, L.kv_norm.bf(), c.rms_norm_eps,
+                              pass.batch_positions, caches, stream_);
         profile_.section("mla attention (batch)", stream_);
         // Splits planned for any context (INT32_MAX rows, as the workspace is sized), so
         // that one captured pass serves sessions of every capacity.

@@ -70,8 +70,10 @@ struct Layer {
     Weight x_proj, x_low, q, k, v, f_a, g_a, b;
     size_t proj_rows() const { return x_proj.rows + x_low.rows; }
     Weight q_conv, k_conv, v_conv, f_b, a_log, dt_bias, g_b, o_norm, o;
-    // MLA; mla_slot: this layer's index among the MLA layers (a batch's cache tables)
-    Weight mq, kv_a, kv_norm, kv_b, mo;
+    // MLA; mla_slot: this layer's index among the MLA layers (a batch's cache tables).
+    // mq_kv stacks q_proj and kv_a_proj (same format) for one decode GEMV, mq and kv_a then
+    // views of its rows; empty where they cannot stack.
+    Weight mq, kv_a, kv_norm, kv_b, mo, mq_kv;
     size_t mla_slot = 0;
     // FFN
     Mlp mlp;

@@ -15,6 +15,7 @@
 
 #include "chained_launch.cuh"
 #include "cuda_util.h"
+#include "decode_mma.cuh"
 #include "ops.h"
 #include "quant_row.cuh"
 
@@ -120,17 +121,26 @@ __device__ __forceinline__ GateTask gate_task(const Experts& e, int task, int ta
     return {routed / e.top_k * e.per_token + routed % e.top_k, task % tasks_per_slot, false};
 }
 
-// Warp (slot, row): act[slot][row] = silu(w1[e] row . x_t) * (w3[e] row . x_t). Each lane
-// loads kGateLoads 16-byte pieces of both rows before the first multiply.
-__global__ void __launch_bounds__(kWarps * 32)
-    gate_up_kernel(const bf16* x, int hidden, int inter, int slots, Experts experts, float* act) {
+// The warp's task among slots * groups (false: none, past the end); a routed one waits for
+// the router, the kernel before, first.
+__device__ __forceinline__ bool start_gate_task(const Experts& e, int groups, int slots,
+                                                GateTask& at) {
     const int task = blockIdx.x * kWarps + (threadIdx.x >> 5);
-    if (task >= slots * inter) return;
-    const GateTask at = gate_task(experts, task, inter, slots);
+    if (task >= slots * groups) return false;
+    at = gate_task(e, task, groups, slots);
     if (!at.shared) {
         wait_for_previous();  // the chosen experts come from the router
         release_next();
     }
+    return true;
+}
+
+// Warp (slot, row): act[slot][row] = silu(w1[e] row . x_t) * (w3[e] row . x_t). Each lane
+// loads kGateLoads 16-byte pieces of both rows before the first multiply.
+__global__ void __launch_bounds__(kWarps * 32)
+    gate_up_kernel(const bf16* x, int hidden, int inter, int slots, Experts experts, float* act) {
+    GateTask at;
+    if (!start_gate_task(experts, inter, slots, at)) return;
     const int slot = at.slot, row = at.row, lane = threadIdx.x & 31;
     if (!experts.present(slot)) return;
     const bf16* xt = x + static_cast<size_t>(slot / experts.per_token) * hidden;
@@ -273,13 +283,8 @@ __global__ void __launch_bounds__(kWarps * 32)
                              float* act) {
     constexpr int R = kQRows<C>;
     const int groups = inter / R;  // inter % 16 == 0
-    const int task = blockIdx.x * kWarps + (threadIdx.x >> 5);
-    if (task >= slots * groups) return;
-    const GateTask at = gate_task(experts, task, groups, slots);
-    if (!at.shared) {
-        wait_for_previous();  // the chosen experts come from the router
-        release_next();
-    }
+    GateTask at;
+    if (!start_gate_task(experts, groups, slots, at)) return;
     const int slot = at.slot, row0 = at.row * R, lane = threadIdx.x & 31;
     if (!experts.present(slot)) return;
     const bf16* xt = x + static_cast<size_t>(slot / experts.per_token) * hidden;
@@ -412,6 +417,80 @@ __global__ void __launch_bounds__(kWarps * 32)
         for (int r = 0; r < R; ++r) dst[r] = total[r];
 }
 
+// ---- The quantized gate/up on tensor cores (decode_mma.cuh) ------------------------------
+template <WeightCode C>
+__global__ void __launch_bounds__(kWarps * 32)
+    gate_up_mma_kernel(const bf16* x, int hidden, int inter, int slots, Experts experts,
+                       float* act) {
+    extern __shared__ __align__(16) uint32_t shared_x[];
+    __shared__ float unscale[kMmaTokensMax];
+    // x is complete: the norm that writes it ran before the router (see GateTask).
+    stage_x_f16(x, slots / experts.per_token, hidden, shared_x, unscale);
+    const int groups = inter / kMmaRows;
+    GateTask at;
+    if (!start_gate_task(experts, groups, slots, at)) return;
+    const int slot = at.slot, row0 = at.row * kMmaRows, lane = threadIdx.x & 31;
+    const int g = lane >> 2, p = lane & 3;
+    if (!experts.present(slot)) return;
+    const int t = slot / experts.per_token, steps = hidden / kMmaStep;
+    const QMatrix gm = experts.gate(slot), um = experts.up(slot);
+    const char* grow = static_cast<const char*>(gm.data) +
+                       size_t(row0 + g) * qrow_bytes<C>(hidden) + qrow_bytes<C>(p * kChunkValues);
+    const char* urow = static_cast<const char*>(um.data) +
+                       size_t(row0 + g) * qrow_bytes<C>(hidden) + qrow_bytes<C>(p * kChunkValues);
+    // Quad 0 reads its token's A operands, step by step; the others the zero step.
+    const uint4* xa = reinterpret_cast<const uint4*>(
+        shared_x +
+        (g == 0 ? t * steps * kStageWords : (slots / experts.per_token) * steps * kStageWords) +
+        p * 16);
+    const int x_stride = g == 0 ? kStageWords / 4 : 0;  // uint4s per step
+    QChunk<C> bg[kMmaDepth], bu[kMmaDepth];
+#pragma unroll
+    for (int d = 0; d < kMmaDepth; ++d)
+        if (d < steps)
+            bg[d] = load_qchunk<C>(grow, d * kMmaStep), bu[d] = load_qchunk<C>(urow, d * kMmaStep);
+    const float* gs[2];
+    const float* us[2];
+    mma_scale_rows<C>(gm.scales, row0, p, hidden, gs);
+    mma_scale_rows<C>(um.scales, row0, p, hidden, us);
+    float ag[2] = {}, au[2] = {};  // rows 2p, 2p + 1 (quad 0's lanes hold token row 0)
+    float tg[4] = {}, tu[4] = {};  // the current 128-column block's sums
+    for (int s0 = 0; s0 < steps; s0 += kMmaDepth) {
+#pragma unroll
+        for (int d = 0; d < kMmaDepth; ++d) {
+            const int s = s0 + d;
+            if (s >= steps) break;
+            const uint4 a[4] = {xa[s * x_stride], xa[s * x_stride + 1], xa[s * x_stride + 2],
+                                xa[s * x_stride + 3]};
+            mma_chunk<C>(tg, a, bg[d]);
+            mma_chunk<C>(tu, a, bu[d]);
+            if (s + kMmaDepth < steps)
+                bg[d] = load_qchunk<C>(grow, (s + kMmaDepth) * kMmaStep),
+                bu[d] = load_qchunk<C>(urow, (s + kMmaDepth) * kMmaStep);
+            if (s & 1) {  // a 128-column scale block done (hidden % 128 == 0)
+                const int block = s >> 1;
+#pragma unroll
+                for (int i = 0; i < 2; ++i) {
+                    ag[i] += tg[i] * __ldg(gs[i] + block), au[i] += tu[i] * __ldg(us[i] + block);
+                    tg[i] = 0.0f, tu[i] = 0.0f;
+                }
+            }
+        }
+    }
+    if (at.shared) {  // nothing written before the wait
+        wait_for_previous();
+        release_next();
+    }
+    if (g == 0) {
+#pragma unroll
+        for (int i = 0; i < 2; ++i) {
+            const float gv = ag[i] * unscale[t], uv = au[i] * unscale[t];
+            act[static_cast<size_t>(slot) * inter + row0 + 2 * p + i] =
+                gv / (1.0f + __expf(-gv)) * uv;
+        }
+    }
+}
+
 unsigned blocks_for_warps(size_t warps) {
     return static_cast<unsigned>((warps + kWarps - 1) / kWarps);
 }
@@ -420,9 +499,16 @@ template <WeightCode C>
 void launch_quantized(const bf16* x, size_t n, int h, int i, int slots, const Experts& experts,
                       bool accumulate, float* act, float* out, cudaStream_t stream) {
     constexpr int R = kQRows<C>;
-    launch_chained("moe gate_up (quantized)", gate_up_quantized_kernel<C>,
-                   blocks_for_warps(static_cast<size_t>(slots) * (i / R)), kWarps * 32, 0, stream,
-                   x, h, i, slots, experts, act);
+    // The staged x: n rows and one of zeros, 2 words per 2 values.
+    const size_t x_bytes = staged_x_bytes(n, h);
+    if (decode_mma() && n <= kMmaTokensMax && h % (2 * kMmaStep) == 0 && x_bytes <= 48 * 1024)
+        launch_chained("moe gate_up (quantized, mma)", gate_up_mma_kernel<C>,
+                       blocks_for_warps(static_cast<size_t>(slots) * (i / kMmaRows)), kWarps * 32,
+                       x_bytes, stream, x, h, i, slots, experts, act);
+    else
+        launch_chained("moe gate_up (quantized)", gate_up_quantized_kernel<C>,
+                       blocks_for_warps(static_cast<size_t>(slots) * (i / R)), kWarps * 32, 0,
+                       stream, x, h, i, slots, experts, act);
     launch_chained("moe down_combine (quantized)", down_combine_quantized_kernel<C>,
                    blocks_for_warps(n * (h / R)), kWarps * 32, 0, stream, act, h, i,
                    static_cast<int>(n), experts, accumulate, out);

@@ -471,6 +471,36 @@ TEST_F(GpuOps, FewTokenGemvReadsQuantizedWeights) {
     EXPECT_TRUE(kl::cuda::gemv_supported(1, 24, kl::cuda::WeightCode::Bf16));
 }
 
+// A quantized weight and a bf16 one in one launch (the KDA projections of a quantized model):
+// bit-equal to the two GEMVs it replaces, the columns past both untouched.
+TEST_F(GpuOps, GemvPairEqualsItsTwoGemvs) {
+    for (auto code : {kl::cuda::WeightCode::Fp8, kl::cuda::WeightCode::Int4})
+        for (size_t n : {1, 2, 4})
+            for (size_t in : {112, 2304})
+                for (size_t first_out : {130, 1024})
+                    for (size_t second_out : {7, 288}) {
+                        auto x_values = randn(n * in, 5),
+                             first_values = randn(first_out * in, 6, 0.05f),
+                             second_values = randn(second_out * in, 7, 0.05f);
+                        const auto xb = to_bf16(x_values), second = to_bf16(second_values);
+                        DevWeight first(first_values, first_out, in, code);
+                        Dev<uint16_t> dx(xb), dsecond(second);
+                        const size_t ldy = first_out + second_out + 5;
+                        Dev<float> pair(std::vector<float>(n * ldy, -1.0f));
+                        Dev<float> two(std::vector<float>(n * ldy, -1.0f));
+                        const auto* x = reinterpret_cast<const kl::cuda::bf16*>(dx.ptr);
+                        const auto* w2 = reinterpret_cast<const kl::cuda::bf16*>(dsecond.ptr);
+                        kl::cuda::gemv_pair(x, n, in, first.matrix(), first_out, w2, second_out,
+                                            pair.ptr, ldy, nullptr);
+                        kl::cuda::gemv(x, n, in, first.matrix(), first_out, two.ptr, ldy, nullptr);
+                        kl::cuda::gemv(x, n, in, {kl::cuda::WeightCode::Bf16, w2, nullptr},
+                                       second_out, two.ptr + first_out, ldy, nullptr);
+                        ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+                        EXPECT_EQ(pair.get(), two.get()) << code_name(code) << " " << n << "x" << in
+                                                         << "->" << first_out << "+" << second_out;
+                    }
+}
+
 // Prefill GEMMs over quantized weights (Gemm): the weights expanded to bf16, then cuBLASLt,
 // against the CPU on the bf16 of the weights' values. Shapes of the 48B model (q/k/v, the
 // stacked KDA projections, o_proj, MLA kv_a with 576 rows, dense MLP) and odd ones; outputs
