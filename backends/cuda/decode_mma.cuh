@@ -24,6 +24,7 @@ namespace kl::cuda {
 constexpr int kMmaRows = 8;   // rows of each matrix per warp (the mma's n)
 constexpr int kMmaStep = 64;  // columns per step: 4 lanes x 16
 constexpr int kMmaDepth = 6;  // steps whose weights a lane has in flight
+constexpr int kMaxStagedSlots = 16;  // slots of a token stage_act_f16 takes
 constexpr int kMmaTokensMax = 4;  // tokens of a decode call (gemv_supported): A rows 0-3
 
 // x's n rows as f16 times 2^e_t, laid out as A fragments: for step s, lane p of a quad and
@@ -31,6 +32,21 @@ constexpr int kMmaTokensMax = 4;  // tokens of a decode call (gemv_supported): A
 // one 16-byte load is the A operand of a quad whose A row holds that token (A rows 8-15 zero).
 // After the n rows, one step of zeros: the operand of quads with no token. unscale[t] = 2^-e_t.
 constexpr int kStageWords = 4 * 4 * 4;  // 32-bit words of one step of one row
+// The word of a staged row holding the pair of values (c, c + 1), c even: step c / 64, lane
+// p = c / 16 % 4, mma j = c / 4 % 4, the first or the third word of that operand.
+__device__ __forceinline__ int staged_word(int c) {
+    return (c >> 6) * kStageWords + ((c >> 4) & 3) * 16 + ((c >> 2) & 3) * 4 + ((c >> 1) & 1) * 2;
+}
+
+// scale = 2^(14 - e) for a largest magnitude m in [2^e, 2^(e + 1)), so that m * scale lies in
+// [2^14, 2^15) (f16's largest finite value is 65504); unscale = 1 / scale. e is clamped for
+// 0, subnormal, infinite or NaN m (both powers stay finite).
+__device__ __forceinline__ void pow2_scale(float m, float& scale, float& unscale) {
+    const int e = min(max(((__float_as_int(m) >> 23) & 0xff) - 127, -112), 127);
+    scale = __int_as_float((127 + 14 - e) << 23);
+    unscale = __int_as_float((127 - 14 + e) << 23);
+}
+
 __device__ inline void stage_x_f16(const bf16* x, int n, int hidden, uint32_t* xs, float* unscale) {
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     __shared__ float scale[kMmaTokensMax];
@@ -39,12 +55,7 @@ __device__ inline void stage_x_f16(const bf16* x, int n, int hidden, uint32_t* x
         for (int c = lane; c < hidden; c += 32)
             m = fmaxf(m, fabsf(__bfloat162float(x[size_t(t) * hidden + c])));
         for (int o = 16; o > 0; o >>= 1) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, o));
-        if (lane == 0) {
-            // m in [2^e, 2^(e+1)) -> scale 2^(14 - e); 0, subnormal, inf or NaN: clamped.
-            const int e = min(max(((__float_as_int(m) >> 23) & 0xff) - 127, -112), 127);
-            scale[t] = __int_as_float((127 + 14 - e) << 23);
-            unscale[t] = __int_as_float((127 - 14 + e) << 23);
-        }
+        if (lane == 0) pow2_scale(m, scale[t], unscale[t]);
     }
     __syncthreads();
     const int steps = hidden / kMmaStep, row_words = steps * kStageWords;
@@ -53,8 +64,7 @@ __device__ inline void stage_x_f16(const bf16* x, int n, int hidden, uint32_t* x
             reinterpret_cast<const __nv_bfloat162*>(x + size_t(t) * hidden);
         for (int q = threadIdx.x; q < hidden / 2; q += blockDim.x) {
             const int c = 2 * q;  // word ((s * 4 + p) * 4 + j) * 4 + 2 * half
-            const int word = (c >> 6) * kStageWords + ((c >> 4) & 3) * 16 + ((c >> 2) & 3) * 4 +
-                             ((c >> 1) & 1) * 2;
+            const int word = staged_word(c);
             const float2 v = __bfloat1622float2(pairs[q]);
             const __half2 h = __floats2half2_rn(v.x * scale[t], v.y * scale[t]);
             xs[t * row_words + word] = reinterpret_cast<const uint32_t&>(h);
@@ -108,6 +118,39 @@ __device__ __forceinline__ void mma_scale_rows(const float* scales, int row0, in
 #pragma unroll
     for (int i = 0; i < 2; ++i)
         rows[i] = qscale_row<C>(scales, C == WeightCode::Fp8 ? row0 : row0 + 2 * p + i, cols);
+}
+
+// A token's slots' act (fp32) as f16 hi (A row 0) and lo (A row 8) times 2^e_s, hi + lo
+// equal to act to ~2^-22. Per slot, for step s, lane p of a quad and mma j: {hi (c, c + 1),
+// lo (c, c + 1), hi (c + 2, c + 3), lo (c + 2, c + 3)} with c = 64 s + 16 p + 4 j; after the
+// slots, one step of zeros.
+__device__ inline void stage_act_f16(const float* act, int slots, int inter, uint32_t* as,
+                                     float* unscale) {
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    __shared__ float scale[kMaxStagedSlots];
+    for (int i = warp; i < slots; i += blockDim.x >> 5) {
+        float m = 0.0f;
+        for (int c = lane; c < inter; c += 32) m = fmaxf(m, fabsf(act[size_t(i) * inter + c]));
+        for (int o = 16; o > 0; o >>= 1) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, o));
+        if (lane == 0) pow2_scale(m, scale[i], unscale[i]);
+    }
+    __syncthreads();
+    const int row_words = inter / kMmaStep * kStageWords;
+    for (int i = 0; i < slots; ++i) {
+        const float2* pairs = reinterpret_cast<const float2*>(act + size_t(i) * inter);
+        for (int q = threadIdx.x; q < inter / 2; q += blockDim.x) {
+            const int c = 2 * q;
+            const float a = pairs[q].x * scale[i], b = pairs[q].y * scale[i];
+            const __half2 hi = __floats2half2_rn(a, b);
+            const float2 back = __half22float2(hi);
+            const __half2 lo = __floats2half2_rn(a - back.x, b - back.y);
+            const int word = i * row_words + staged_word(c);
+            as[word] = reinterpret_cast<const uint32_t&>(hi);
+            as[word + 1] = reinterpret_cast<const uint32_t&>(lo);
+        }
+    }
+    for (int i = threadIdx.x; i < kStageWords; i += blockDim.x) as[slots * row_words + i] = 0u;
+    __syncthreads();
 }
 
 // Bytes of stage_x_f16's shared memory for n rows of `hidden` (a multiple of kMmaStep).

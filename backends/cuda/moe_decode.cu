@@ -491,6 +491,98 @@ __global__ void __launch_bounds__(kWarps * 32)
     }
 }
 
+// The down experts and their combination on tensor cores: block (token t, rows [row0,
+// row0 + 8)); the token's slots' columns, as pairs of 64-column steps, are split evenly over
+// the block's warps (a warp's range may cross slots). A is the slot's act as f16 hi (A row
+// 0) and lo (A row 8) times 2^e_s, hi + lo equal to act to ~2^-22 (stage_act_f16), so c0 + c2
+// is the row's dot product. Each slot's sum times its weight is added to the warp's total as
+// the warp leaves the slot; the warps' totals are added in order.
+template <WeightCode C>
+__global__ void __launch_bounds__(kWarps * 32)
+    down_mma_kernel(const float* act, int hidden, int inter, Experts experts, bool accumulate,
+                    float* out) {
+    extern __shared__ __align__(16) uint32_t shared_act[];
+    __shared__ float unscale[kMaxStagedSlots];
+    __shared__ float partial[kWarps][kMmaRows];
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, p = lane & 3;
+    const int groups = hidden / kMmaRows;
+    const int t = blockIdx.x / groups, row0 = blockIdx.x % groups * kMmaRows;
+    const int per = experts.per_token, first_slot = t * per, steps = inter / kMmaStep;
+    // This warp's step pairs [begin, end) of the token's per * steps / 2.
+    const int pairs = per * steps / 2;
+    const int begin = 2 * (warp * pairs / kWarps), end = 2 * ((warp + 1) * pairs / kWarps);
+    // The rows of lane quad g's row in a slot's down matrix; null: an absent slot (zeros).
+    auto row_of = [&](int i) -> const char* {
+        const int slot = first_slot + i;
+        if (!experts.present(slot)) return nullptr;
+        return static_cast<const char*>(experts.down(slot).data) +
+               size_t(row0 + g) * qrow_bytes<C>(inter) + qrow_bytes<C>(p * kChunkValues);
+    };
+    auto load = [&](int u) {  // step unit u: slot u / steps, step u % steps
+        const char* r = row_of(u / steps);
+        return r ? load_qchunk<C>(r, u % steps * kMmaStep) : QChunk<C>{};
+    };
+    // The chosen experts come from the router, two kernels back: complete when a chained
+    // launch starts (chained_launch.cuh), so the first weights load before the wait for act.
+    QChunk<C> b[kMmaDepth];
+#pragma unroll
+    for (int d = 0; d < kMmaDepth; ++d)
+        if (begin + d < end) b[d] = load(begin + d);
+    wait_for_previous();
+    release_next();
+    stage_act_f16(act + size_t(first_slot) * inter, per, inter, shared_act, unscale);
+    const int row_words = steps * kStageWords;
+    float total[2] = {}, slot_sum[2] = {}, tmp[4] = {};
+    int slot = begin / steps;
+    const float* sr[2];
+    auto enter = [&](int i) {  // slot i's scale rows
+        const QMatrix m =
+            experts.present(first_slot + i) ? experts.down(first_slot + i) : QMatrix{};
+        if (m.scales) mma_scale_rows<C>(m.scales, row0, p, inter, sr);
+    };
+    auto leave = [&](int i) {  // slot i's sum into the total, by its weight
+        if (experts.present(first_slot + i)) {
+            const float w = experts.weight(first_slot + i) * unscale[i];
+#pragma unroll
+            for (int k = 0; k < 2; ++k) total[k] += w * slot_sum[k];
+        }
+        slot_sum[0] = slot_sum[1] = 0.0f;
+    };
+    if (begin < end) enter(slot);
+    for (int u0 = begin; u0 < end; u0 += kMmaDepth) {
+#pragma unroll
+        for (int d = 0; d < kMmaDepth; ++d) {
+            const int u = u0 + d;
+            if (u >= end) break;
+            const int i = u / steps, s = u % steps;
+            if (i != slot) leave(slot), slot = i, enter(slot);
+            const uint4* xa = reinterpret_cast<const uint4*>(
+                shared_act + (g == 0 ? i * row_words + s * kStageWords : per * row_words) + p * 16);
+            const uint4 a[4] = {xa[0], xa[1], xa[2], xa[3]};
+            mma_chunk<C>(tmp, a, b[d]);
+            if (u + kMmaDepth < end) b[d] = load(u + kMmaDepth);
+            if (s & 1) {  // a 128-column scale block done: hi (c0, c1) + lo (c2, c3)
+                if (experts.present(first_slot + i)) {
+#pragma unroll
+                    for (int k = 0; k < 2; ++k)
+                        slot_sum[k] += (tmp[k] + tmp[k + 2]) * __ldg(sr[k] + (s >> 1));
+                }
+                tmp[0] = tmp[1] = tmp[2] = tmp[3] = 0.0f;
+            }
+        }
+    }
+    if (begin < end) leave(slot);
+    if (g == 0) partial[warp][2 * p] = total[0], partial[warp][2 * p + 1] = total[1];
+    __syncthreads();
+    if (threadIdx.x < kMmaRows) {
+        float* dst = out + size_t(t) * hidden + row0 + threadIdx.x;
+        float sum = accumulate ? *dst : 0.0f;
+#pragma unroll
+        for (int w = 0; w < kWarps; ++w) sum += partial[w][threadIdx.x];
+        *dst = sum;
+    }
+}
+
 unsigned blocks_for_warps(size_t warps) {
     return static_cast<unsigned>((warps + kWarps - 1) / kWarps);
 }
@@ -509,9 +601,17 @@ void launch_quantized(const bf16* x, size_t n, int h, int i, int slots, const Ex
         launch_chained("moe gate_up (quantized)", gate_up_quantized_kernel<C>,
                        blocks_for_warps(static_cast<size_t>(slots) * (i / R)), kWarps * 32, 0,
                        stream, x, h, i, slots, experts, act);
-    launch_chained("moe down_combine (quantized)", down_combine_quantized_kernel<C>,
-                   blocks_for_warps(n * (h / R)), kWarps * 32, 0, stream, act, h, i,
-                   static_cast<int>(n), experts, accumulate, out);
+    // The staged act: the token's slots and one step of zeros.
+    const size_t act_bytes = staged_x_bytes(size_t(experts.per_token), size_t(i));
+    if (decode_mma() && h % kMmaRows == 0 && i % (2 * kMmaStep) == 0 &&
+        experts.per_token <= kMaxStagedSlots && act_bytes <= 48 * 1024)
+        launch_chained("moe down_combine (quantized, mma)", down_mma_kernel<C>,
+                       static_cast<unsigned>(n * (h / kMmaRows)), kWarps * 32, act_bytes, stream,
+                       act, h, i, experts, accumulate, out);
+    else
+        launch_chained("moe down_combine (quantized)", down_combine_quantized_kernel<C>,
+                       blocks_for_warps(n * (h / R)), kWarps * 32, 0, stream, act, h, i,
+                       static_cast<int>(n), experts, accumulate, out);
 }
 
 }  // namespace
