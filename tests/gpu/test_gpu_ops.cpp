@@ -293,12 +293,15 @@ TEST_F(GpuOps, DecodeRouterEqualsGemvThenRoute) {
 // experts' weights in `code` (the CPU runs the values they stand for). With `owned` narrower
 // than [0, E), as on a shard of a split model: the other experts' tables are null and
 // keep_owned_experts masks their slots, which then add nothing.
+// x_scale multiplies x (far from 1: inputs and act outside f16's range, for the kernels that
+// stage them as scaled f16).
 void check_decode_experts(size_t n, size_t k, size_t E, size_t h, size_t inter, uint32_t seed,
                           kl::cuda::WeightCode code = kl::cuda::WeightCode::Bf16,
-                          std::pair<int32_t, int32_t> owned = {0, INT32_MAX}) {
+                          std::pair<int32_t, int32_t> owned = {0, INT32_MAX},
+                          float x_scale = 1.0f) {
     owned.second = std::min<int32_t>(owned.second, int32_t(E));
     auto is_owned = [&](int32_t e) { return e >= owned.first && e < owned.second; };
-    auto x = randn(n * h, seed);
+    auto x = randn(n * h, seed, x_scale);
     const auto x_b = to_bf16(x);
     std::vector<std::vector<float>> w1(E + 1), w3(E + 1), w2(E + 1);  // [E]: the shared one
     std::vector<std::unique_ptr<DevWeight>> dev;
@@ -406,6 +409,9 @@ TEST_F(GpuOps, DecodeExpertGemvReadsQuantizedExperts) {
         check_decode_experts(2, 3, 5, 64, 48, 31, code);
         check_decode_experts(1, 1, 3, 2304 * 2 + 16, 2048 + 16, 37, code);
         check_decode_experts(4, 8, 9, 2304, 1024, 38, code, {3, 7});  // a shard's experts
+        // x up to ~4e5 and act up to ~1e10 (past f16's 65504), and x ~1e-5.
+        check_decode_experts(2, 8, 9, 2304, 1024, 39, code, {0, INT32_MAX}, 1e5f);
+        check_decode_experts(1, 8, 9, 2304, 1024, 40, code, {0, INT32_MAX}, 1e-5f);
     }
 }
 
@@ -469,6 +475,29 @@ TEST_F(GpuOps, FewTokenGemvReadsQuantizedWeights) {
                 }
     EXPECT_FALSE(kl::cuda::gemv_supported(1, 24, kl::cuda::WeightCode::Fp8));
     EXPECT_TRUE(kl::cuda::gemv_supported(1, 24, kl::cuda::WeightCode::Bf16));
+}
+
+// The quantized GEMV with x far from 1 (past f16's range, and tiny), the real shapes.
+TEST_F(GpuOps, FewTokenGemvQuantizedAtExtremeMagnitudes) {
+    kl::ThreadPool pool(2);
+    for (auto code : {kl::cuda::WeightCode::Fp8, kl::cuda::WeightCode::Int4})
+        for (float x_scale : {1e5f, 1e-5f})
+            for (size_t n : {1, 3})
+                for (size_t in : {2304, 4096}) {
+                    const size_t out = 2304;
+                    auto x = randn(n * in, 8, x_scale), w = randn(out * in, 9, 0.05f);
+                    const auto xb = to_bf16(x);
+                    DevWeight dw(w, out, in, code);
+                    std::vector<float> want(n * out);
+                    kl::cpu::matmul_wt(pool, x.data(), n, in, w.data(), out, want.data());
+                    Dev<uint16_t> dx(xb);
+                    Dev<float> dy(n * out);
+                    kl::cuda::gemv(reinterpret_cast<const kl::cuda::bf16*>(dx.ptr), n, in,
+                                   dw.matrix(), out, dy.ptr, out, nullptr);
+                    ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+                    EXPECT_LE(rel_error(dy.get(), want), 1e-5)
+                        << code_name(code) << " x scale " << x_scale << " " << n << "x" << in;
+                }
 }
 
 // A quantized weight and a bf16 one in one launch (the KDA projections of a quantized model):
