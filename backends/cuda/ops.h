@@ -238,12 +238,12 @@ void gemv_bf16(const bf16* x, size_t n, size_t in, const bf16* w, size_t out, fl
                cudaStream_t stream);  // gemv of a bf16 W, ldy = out
 // y[:, 0, first_out) = x · first^T and y[:, first_out, first_out + second_out) = x · second^T
 // (second bf16) in one launch, each part exactly as gemv() computes it.
+void gemv_pair(const bf16* x, size_t n, size_t in, const QMatrix& first, size_t first_out,
+               const bf16* second, size_t second_out, float* y, size_t ldy, cudaStream_t stream);
 // Whether decode runs the KDA projections of a quantized model in one launch (gemv_pair) and
 // the MLA q and latent projections as one stacked GEMV (KL_CUDA_DECODE_STACKED=1, opt-in
 // until measured on a device).
 bool decode_stacked();
-void gemv_pair(const bf16* x, size_t n, size_t in, const QMatrix& first, size_t first_out,
-               const bf16* second, size_t second_out, float* y, size_t ldy, cudaStream_t stream);
 
 // ---- MoE (moe.cu) ---------------------------------------------------------------------------
 // Per token: sigmoid scores, biased (grouped) top-k, weights renormalised and scaled.
