@@ -1,15 +1,15 @@
 // Decode GEMVs of quantized weights on tensor cores (KL_CUDA_DECODE_MMA=1), device code
-// shared by the experts' gate/up (moe_decode.cu) and the few-token GEMV (gemv.cu).
+// shared by the experts' gate/up and down (moe_decode.cu) and the few-token GEMV (gemv.cu).
 // The CUDA-core kernels spend ~50 instructions per 16 weight bytes (each code converted to
 // fp32, one FMA per value; the experts' gate/up with 154 registers, 12 warps an SM), which
-// leaves the memory system idle for part of each warp's life. Here each code pair becomes one f16x2 (an
-// exact conversion) and mma.sync m16n8k16 does the multiply-adds: the weights are the B
-// operand (8 rows of a matrix, one per lane quad), x the A operand (a token a row, the
-// other rows zero), fp32 accumulation. x enters as f16 times a power of two that puts its largest |x|
-// in [2^14, 2^15) (bf16 values are then exact in f16 down to 2^-29 of that largest one), the
-// result is scaled back exactly. Lane quad p of a row holds that row's 16-value chunk at
-// column 64 s + 16 p of step s; as a dot product's terms may come in any order, the k order
-// inside an mma is the lanes' load order, the same for x and weights.
+// leaves the memory system idle for part of each warp's life. Here each code pair becomes
+// one f16x2 (an exact conversion) and mma.sync m16n8k16 does the multiply-adds: the weights
+// are the B operand (8 rows of a matrix, one per lane quad), x the A operand (a token a row,
+// the other rows zero), fp32 accumulation. x enters as f16 times a power of two that puts
+// its largest |x| in [2^14, 2^15) (bf16 values are then exact in f16 down to 2^-29 of that
+// largest one); the result is scaled back exactly. Lane p of a quad holds its row's 16-value
+// chunk at column 64 s + 16 p of step s; as a dot product's terms may come in any order, the
+// k order inside an mma is the lanes' load order, the same for x and weights.
 #pragma once
 
 #include <cuda_fp16.h>
@@ -27,10 +27,6 @@ constexpr int kMmaDepth = 6;  // steps whose weights a lane has in flight
 constexpr int kMaxStagedSlots = 16;  // slots of a token stage_act_f16 takes
 constexpr int kMmaTokensMax = 4;  // tokens of a decode call (gemv_supported): A rows 0-3
 
-// x's n rows as f16 times 2^e_t, laid out as A fragments: for step s, lane p of a quad and
-// mma j, 16 bytes {x pair (c, c + 1), 0, x pair (c + 2, c + 3), 0} with c = 64 s + 16 p + 4 j:
-// one 16-byte load is the A operand of a quad whose A row holds that token (A rows 8-15 zero).
-// After the n rows, one step of zeros: the operand of quads with no token. unscale[t] = 2^-e_t.
 constexpr int kStageWords = 4 * 4 * 4;  // 32-bit words of one step of one row
 // The word of a staged row holding the pair of values (c, c + 1), c even: step c / 64, lane
 // p = c / 16 % 4, mma j = c / 4 % 4, the first or the third word of that operand.
@@ -47,6 +43,10 @@ __device__ __forceinline__ void pow2_scale(float m, float& scale, float& unscale
     unscale = __int_as_float((127 - 14 + e) << 23);
 }
 
+// x's n rows as f16 times 2^e_t, laid out as A fragments: for step s, lane p of a quad and
+// mma j, 16 bytes {x pair (c, c + 1), 0, x pair (c + 2, c + 3), 0} with c = 64 s + 16 p + 4 j:
+// one 16-byte load is the A operand of a quad whose A row holds that token (A rows 8-15 zero).
+// After the n rows, one step of zeros: the operand of quads with no token. unscale[t] = 2^-e_t.
 __device__ inline void stage_x_f16(const bf16* x, int n, int hidden, uint32_t* xs, float* unscale) {
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     __shared__ float scale[kMmaTokensMax];
