@@ -44,7 +44,8 @@
 # 4 layers of the 48B shapes with Nsight Compute, per format (KL_DECODE_NCU_WEIGHTS, default
 # "fp8 bf16"; KL_DECODE_NCU_KERNELS a regex of kernel names; decodencu.log);
 # "decodeab" runs the opt-in decode paths (KL_CUDA_DECODE_MMA=1: quantized GEMVs and experts'
-# gate/up on tensor cores; KL_CUDA_DECODE_STACKED=1: fewer launches) through the GPU tests,
+# gate/up on tensor cores; KL_CUDA_DECODE_STACKED=1: fewer launches; KL_CUDA_DECODE_L2AHEAD=1:
+# weights prefetched into L2 by latency-bound kernels) through the GPU tests,
 # moe_bench decode and the 48B shapes' TPOT against the defaults, twice (decodeab.log;
 # KL_WEIGHTS, default bf16: fp8 or int4 for the quantized kernels);
 # "cancel" measures cancel-to-return latency of a long prefill (tools/bench/cancel_latency;
@@ -286,10 +287,22 @@ case "${1:-}" in
     fi
     if [[ $parts == *decodeab* ]]; then  # the opt-in decode paths against the defaults
       filter='GpuOps.*:*GpuModel*:GpuDense.*:GpuRandom.*:GpuSession.*:GpuBatch*'
-      { for flags in "KL_CUDA_DECODE_STACKED=1" "KL_CUDA_DECODE_MMA=1 KL_CUDA_DECODE_STACKED=1"; do
+      { for flags in "KL_CUDA_DECODE_STACKED=1 KL_CUDA_DECODE_L2AHEAD=1" \
+                     "KL_CUDA_DECODE_MMA=1 KL_CUDA_DECODE_STACKED=1"; do
           echo "== kl_gpu_tests ($filter) with $flags"
           env $flags "$bin/kl_gpu_tests" --gtest_filter="$filter" 2>&1 |
             grep -E "^\[  FAILED|Failure|PASSED|tests ran" || true
+        done
+        weights=${KL_WEIGHTS:-bf16}
+        for round in 1 2; do
+          for flags in "KL_CUDA_DECODE_MMA=0" "KL_CUDA_DECODE_STACKED=1" "KL_CUDA_DECODE_MMA=1" \
+                       "KL_CUDA_DECODE_L2AHEAD=1" \
+                       "KL_CUDA_DECODE_MMA=1 KL_CUDA_DECODE_STACKED=1 KL_CUDA_DECODE_L2AHEAD=1"; do
+            echo "== TPOT, --weights $weights, $flags (round $round)"
+            env $flags "$bin/kimi" bench --random $config --device cuda --weights $weights \
+              --prompt-len 8 --context 512,32768 --decode 64 --repeats 2 --bandwidth-gbs 4300 ||
+              echo "kimi bench: exit $?"
+          done
         done
         for format in fp8 int4; do
           for mma in 0 1; do
@@ -297,16 +310,7 @@ case "${1:-}" in
             KL_CUDA_DECODE_MMA=$mma "$bin/moe_bench" decode --format $format
           done
         done
-        weights=${KL_WEIGHTS:-bf16}
-        for round in 1 2; do
-          for flags in "KL_CUDA_DECODE_MMA=0" "KL_CUDA_DECODE_STACKED=1" "KL_CUDA_DECODE_MMA=1" \
-                       "KL_CUDA_DECODE_MMA=1 KL_CUDA_DECODE_STACKED=1"; do
-            echo "== TPOT, --weights $weights, $flags (round $round)"
-            env $flags "$bin/kimi" bench --random $config --device cuda --weights $weights \
-              --prompt-len 8 --context 512,32768 --decode 64 --repeats 2 --bandwidth-gbs 4300 ||
-              echo "kimi bench: exit $?"
-          done
-        done; } 2>&1 | tee "$OUT/decodeab.log"
+      } 2>&1 | tee "$OUT/decodeab.log"
     fi
     if [[ $parts == *sanitize* ]]; then
       cs=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)

@@ -410,6 +410,8 @@ void CudaBackend::run_layers(const Pass& pass, const std::atomic<bool>& cancel) 
     // every layer at once and then waited). The device stays busy: layer l-1 runs while the
     // host waits for l-2 and enqueues l.
     const bool paced = pass.st && m > kDecodeTokens;
+    // One session's decode step: its latency-bound kernels prefetch what comes next.
+    const bool ahead = decode_l2_ahead() && pass.st && m <= kDecodeTokens;
     for (size_t l = 0; l < layers_.size(); ++l) {
         if (paced && l >= 2)
             check(cudaEventSynchronize(layer_done_[l % 2]), "prefill layer");  // layer l-2
@@ -421,7 +423,8 @@ void CudaBackend::run_layers(const Pass& pass, const std::atomic<bool>& cancel) 
             mla_layer(L, pass, l, branch);
         shard_sum(branch, m * h);
         profile_.section("norms + residual", stream_);
-        add_rms_norm_to_bf16(x, branch, L.post_norm.bf(), m, h, eps, xn, stream_);
+        add_rms_norm_to_bf16(x, branch, L.post_norm.bf(), m, h, eps, xn, stream_,
+                             ahead ? ffn_ahead(L) : L2Ahead{});
         if (L.is_moe) {
             moe(L, xn, m, ws, branch);
         } else {
@@ -430,8 +433,10 @@ void CudaBackend::run_layers(const Pass& pass, const std::atomic<bool>& cancel) 
         }
         shard_sum(branch, m * h);
         profile_.section("norms + residual", stream_);
-        const Weight& next_norm = l + 1 < layers_.size() ? layers_[l + 1].input_norm : final_norm_;
-        add_rms_norm_to_bf16(x, branch, next_norm.bf(), m, h, eps, xn, stream_);
+        const bool last = l + 1 == layers_.size();
+        const Weight& next_norm = last ? final_norm_ : layers_[l + 1].input_norm;
+        add_rms_norm_to_bf16(x, branch, next_norm.bf(), m, h, eps, xn, stream_,
+                             ahead && !last ? attention_ahead(layers_[l + 1]) : L2Ahead{});
         if (paced) check(cudaEventRecord(layer_done_[l % 2], stream_), "prefill layer event");
     }
     if ((paced || !shard_) && stop_for_cancel(cancel)) fail(Status::Cancelled, "cancelled");
@@ -442,7 +447,8 @@ KdaDecodeWeights CudaBackend::decode_weights(const Layer& L) const {
                             L.v_conv.bf(), static_cast<size_t>(config_.short_conv_kernel_size),
                             L.f_b.bf(),    L.g_b.bf(),
                             L.a_log.f32(), L.dt_bias.f32(),
-                            L.o_norm.bf(), config_.rms_norm_eps};
+                            L.o_norm.bf(), config_.rms_norm_eps,
+                            L2Ahead{}};
 }
 
 // ws.proj[m, proj_rows] = xn · [q k v f_a g_a b]^T: one GEMV, two with quantized q, k, v
@@ -480,9 +486,11 @@ void CudaBackend::kda_layer(const Layer& L, const Pass& pass, size_t l, float* o
         profile_.section("kda projections (1 GEMV)", stream_);
         kda_projections(L, m);
         profile_.section("kda fused decode step", stream_);
-        kda_decode_step(ws.proj.as<float>(), L.proj_rows(), m, H, D, scale, decode_weights(L),
-                        rec_in, rec_in + c.kda_state_floats(), rec_out,
-                        rec_out + c.kda_state_floats(), ws.o_bf.as<bf16>(), stream_);
+        KdaDecodeWeights w = decode_weights(L);
+        if (decode_l2_ahead()) w.ahead = o_proj_ahead(L);
+        kda_decode_step(ws.proj.as<float>(), L.proj_rows(), m, H, D, scale, w, rec_in,
+                        rec_in + c.kda_state_floats(), rec_out, rec_out + c.kda_state_floats(),
+                        ws.o_bf.as<bf16>(), stream_);
     } else {
         // Prefill: in place (the caller made rec_in == rec_out hold the state).
         float* S = pass.rec_out + offset;
