@@ -570,7 +570,8 @@ void CudaBackend::mla_layer(const Layer& L, const Pass& pass, size_t l, float* o
         else
             mla_attention(ws.mq.as<float>(), m, pos, pass.st->capacity(), cache, L.kv_b.bf(), Hm,
                           c.qk_nope_head_dim, c.qk_rope_head_dim, c.v_head_dim, c.kv_lora_rank,
-                          ws.mla.as<void>(), ws.attn.as<float>(), stream_);
+                          ws.mla.as<void>(), ws.attn.as<float>(), stream_,
+                          decode_l2_ahead() && m <= kDecodeTokens ? o_proj_ahead(L) : L2Ahead{});
     } else {  // a batch: each row's cache row and attention in its own session's cache
         bf16* const* caches = pass.batch_caches + L.mla_slot * m;
         latent_to_cache_batch(kv, m, c.kv_lora_rank, width, L.kv_norm.bf(), c.rms_norm_eps,

@@ -88,7 +88,7 @@ struct Layer {
 
 // A decode step's weights asked of L2 ahead (l2_ahead.cu, with decode_l2_ahead()): the first
 // weights of layer L's attention block (KDA projections or MLA's q and latent projections),
-// of its FFN (the dense MLP or the shared expert), and the KDA o_proj.
+// of its FFN (the dense MLP or the shared expert), and its o_proj (KDA or MLA).
 L2Ahead attention_ahead(const Layer& L);
 L2Ahead ffn_ahead(const Layer& L);
 L2Ahead o_proj_ahead(const Layer& L);

@@ -1,5 +1,6 @@
 // Which weights a decode step asks L2 for ahead of their kernel (l2_ahead.cuh): the norm
-// before a block prefetches the block's first weights, the KDA step its o_proj.
+// before a block prefetches the block's first weights, the KDA step and MLA attention's
+// value projection their layer's o_proj.
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
@@ -53,7 +54,7 @@ L2Ahead ffn_ahead(const Layer& L) {
 }
 
 L2Ahead o_proj_ahead(const Layer& L) {
-    return ranges_of({&L.o});
+    return ranges_of({L.is_kda ? &L.o : &L.mo});
 }
 
 }  // namespace kl::cuda

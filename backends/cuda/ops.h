@@ -192,7 +192,8 @@ size_t mla_workspace_bytes(size_t T, size_t heads, size_t rank, size_t rope, siz
                            size_t max_rows);
 void mla_attention(const float* q, size_t T, const int32_t* pos_device, size_t max_rows,
                    const bf16* cache, const bf16* kv_b, size_t heads, size_t nope, size_t rope,
-                   size_t v_dim, size_t rank, void* workspace, float* out, cudaStream_t stream);
+                   size_t v_dim, size_t rank, void* workspace, float* out, cudaStream_t stream,
+                   const L2Ahead& ahead = {});  // prefetched by the W_uv projection's blocks
 // Batched decode: `sessions` sessions, one query each, in one pass: session i's query q[i]
 // (q [sessions, Hm*(nope+rope)]) at positions_device[i] over its own cache caches_device[i]
 // (device arrays: int32 [sessions], bf16* [sessions], 16-byte aligned caches; row
