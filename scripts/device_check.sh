@@ -294,11 +294,13 @@ case "${1:-}" in
             grep -E "^\[  FAILED|Failure|PASSED|tests ran" || true
         done
         weights=${KL_WEIGHTS:-bf16}
-        for round in 1 2; do
-          for flags in "KL_CUDA_DECODE_MMA=0" "KL_CUDA_DECODE_STACKED=1" "KL_CUDA_DECODE_MMA=1" \
-                       "KL_CUDA_DECODE_L2AHEAD=1" \
-                       "KL_CUDA_DECODE_MMA=1 KL_CUDA_DECODE_STACKED=1 KL_CUDA_DECODE_L2AHEAD=1"; do
-            echo "== TPOT, --weights $weights, $flags (round $round)"
+        all="KL_CUDA_DECODE_MMA=1 KL_CUDA_DECODE_STACKED=1 KL_CUDA_DECODE_L2AHEAD=1"
+        for round in 1 2; do  # the second: the default and everything on again
+          combos=("KL_CUDA_DECODE_MMA=0" "$all")
+          [[ $round == 1 ]] && combos=("KL_CUDA_DECODE_MMA=0" "KL_CUDA_DECODE_STACKED=1"
+                                       "KL_CUDA_DECODE_MMA=1" "KL_CUDA_DECODE_L2AHEAD=1" "$all")
+          for flags in "${combos[@]}"; do
+            echo "== TPOT, --weights $weights, $flags (round $round, $(date -u +%T))"
             env $flags "$bin/kimi" bench --random $config --device cuda --weights $weights \
               --prompt-len 8 --context 512,32768 --decode 64 --repeats 2 --bandwidth-gbs 4300 ||
               echo "kimi bench: exit $?"
