@@ -410,8 +410,6 @@ void CudaBackend::run_layers(const Pass& pass, const std::atomic<bool>& cancel) 
     // every layer at once and then waited). The device stays busy: layer l-1 runs while the
     // host waits for l-2 and enqueues l.
     const bool paced = pass.st && m > kDecodeTokens;
-    // One session's decode step: its latency-bound kernels prefetch what comes next.
-    const bool ahead = decode_l2_ahead() && pass.st && m <= kDecodeTokens;
     for (size_t l = 0; l < layers_.size(); ++l) {
         if (paced && l >= 2)
             check(cudaEventSynchronize(layer_done_[l % 2]), "prefill layer");  // layer l-2
@@ -423,8 +421,7 @@ void CudaBackend::run_layers(const Pass& pass, const std::atomic<bool>& cancel) 
             mla_layer(L, pass, l, branch);
         shard_sum(branch, m * h);
         profile_.section("norms + residual", stream_);
-        add_rms_norm_to_bf16(x, branch, L.post_norm.bf(), m, h, eps, xn, stream_,
-                             ahead ? ffn_ahead(L) : L2Ahead{});
+        add_rms_norm_to_bf16(x, branch, L.post_norm.bf(), m, h, eps, xn, stream_);
         if (L.is_moe) {
             moe(L, xn, m, ws, branch);
         } else {
@@ -433,10 +430,8 @@ void CudaBackend::run_layers(const Pass& pass, const std::atomic<bool>& cancel) 
         }
         shard_sum(branch, m * h);
         profile_.section("norms + residual", stream_);
-        const bool last = l + 1 == layers_.size();
-        const Weight& next_norm = last ? final_norm_ : layers_[l + 1].input_norm;
-        add_rms_norm_to_bf16(x, branch, next_norm.bf(), m, h, eps, xn, stream_,
-                             ahead && !last ? attention_ahead(layers_[l + 1]) : L2Ahead{});
+        const Weight& next_norm = l + 1 < layers_.size() ? layers_[l + 1].input_norm : final_norm_;
+        add_rms_norm_to_bf16(x, branch, next_norm.bf(), m, h, eps, xn, stream_);
         if (paced) check(cudaEventRecord(layer_done_[l % 2], stream_), "prefill layer event");
     }
     if ((paced || !shard_) && stop_for_cancel(cancel)) fail(Status::Cancelled, "cancelled");
@@ -447,8 +442,7 @@ KdaDecodeWeights CudaBackend::decode_weights(const Layer& L) const {
                             L.v_conv.bf(), static_cast<size_t>(config_.short_conv_kernel_size),
                             L.f_b.bf(),    L.g_b.bf(),
                             L.a_log.f32(), L.dt_bias.f32(),
-                            L.o_norm.bf(), config_.rms_norm_eps,
-                            L2Ahead{}};
+                            L.o_norm.bf(), config_.rms_norm_eps};
 }
 
 // ws.proj[m, proj_rows] = xn · [q k v f_a g_a b]^T: one GEMV, two with quantized q, k, v
@@ -486,11 +480,9 @@ void CudaBackend::kda_layer(const Layer& L, const Pass& pass, size_t l, float* o
         profile_.section("kda projections (1 GEMV)", stream_);
         kda_projections(L, m);
         profile_.section("kda fused decode step", stream_);
-        KdaDecodeWeights w = decode_weights(L);
-        if (decode_l2_ahead()) w.ahead = o_proj_ahead(L);
-        kda_decode_step(ws.proj.as<float>(), L.proj_rows(), m, H, D, scale, w, rec_in,
-                        rec_in + c.kda_state_floats(), rec_out, rec_out + c.kda_state_floats(),
-                        ws.o_bf.as<bf16>(), stream_);
+        kda_decode_step(ws.proj.as<float>(), L.proj_rows(), m, H, D, scale, decode_weights(L),
+                        rec_in, rec_in + c.kda_state_floats(), rec_out,
+                        rec_out + c.kda_state_floats(), ws.o_bf.as<bf16>(), stream_);
     } else {
         // Prefill: in place (the caller made rec_in == rec_out hold the state).
         float* S = pass.rec_out + offset;
@@ -570,8 +562,7 @@ void CudaBackend::mla_layer(const Layer& L, const Pass& pass, size_t l, float* o
         else
             mla_attention(ws.mq.as<float>(), m, pos, pass.st->capacity(), cache, L.kv_b.bf(), Hm,
                           c.qk_nope_head_dim, c.qk_rope_head_dim, c.v_head_dim, c.kv_lora_rank,
-                          ws.mla.as<void>(), ws.attn.as<float>(), stream_,
-                          decode_l2_ahead() && m <= kDecodeTokens ? o_proj_ahead(L) : L2Ahead{});
+                          ws.mla.as<void>(), ws.attn.as<float>(), stream_);
     } else {  // a batch: each row's cache row and attention in its own session's cache
         bf16* const* caches = pass.batch_caches + L.mla_slot * m;
         latent_to_cache_batch(kv, m, c.kv_lora_rank, width, L.kv_norm.bf(), c.rms_norm_eps,

@@ -1,6 +1,6 @@
 // The CUDA backend's parts shared by its two halves: cuda_model.cu (the weights, the
 // forward pass, device sampling) and cuda_state.cu (session state: allocation, copies,
-// snapshots, synthetic contexts). Internal to the backend: its .cu files and the provider.
+// snapshots, synthetic contexts). Internal: only those two and the provider include it.
 //
 // bf16 weights uploaded once; per session fp32 recurrent state (double buffered), a bf16
 // latent cache, the last logits on the device and workspaces, all allocated at session
@@ -85,13 +85,6 @@ struct Layer {
     bool has_shared = false;
     Mlp shared;
 };
-
-// A decode step's weights asked of L2 ahead (l2_ahead.cu, with decode_l2_ahead()): the first
-// weights of layer L's attention block (KDA projections or MLA's q and latent projections),
-// of its FFN (the dense MLP or the shared expert), and its o_proj (KDA or MLA).
-L2Ahead attention_ahead(const Layer& L);
-L2Ahead ffn_ahead(const Layer& L);
-L2Ahead o_proj_ahead(const Layer& L);
 
 struct CudaState;
 

@@ -27,10 +27,6 @@ struct Weight {
     const bf16* bf() const;  // checks that the weight is bf16
     const float* f32() const { return static_cast<const float*>(data); }
     QMatrix matrix() const { return QMatrix{code, data, scales}; }
-    size_t code_bytes() const {  // bytes of this view's codes (not of fp32 tensors, not scales)
-        return code == WeightCode::Int4 ? rows * cols / 2
-                                        : rows * cols * (code == WeightCode::Fp8 ? 1 : 2);
-    }
     size_t bytes() const {  // device bytes of the whole buffers (views: of what they share)
         return (buffer ? buffer->bytes() : 0) + (scale_buffer ? scale_buffer->bytes() : 0);
     }

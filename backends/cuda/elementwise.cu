@@ -5,7 +5,6 @@
 
 #include "chained_launch.cuh"
 #include "cuda_util.h"
-#include "l2_ahead.cuh"
 #include "ops.h"
 #include "reduce.cuh"
 
@@ -13,7 +12,6 @@ namespace kl::cuda {
 namespace {
 
 constexpr int kThreads = 256;
-constexpr unsigned kAheadBlocks = 64;  // a norm's prefetching blocks: spread over the SMs
 
 unsigned blocks_for(size_t n) {
     return static_cast<unsigned>((n + kThreads - 1) / kThreads);
@@ -45,17 +43,9 @@ constexpr int kNormPerThread = 16;
 // 1024: norm_threads() launches up to 1024 threads for the widest rows, and without the bound
 // the compiler's register count left such a launch without resources ("too many resources
 // requested", seen on the H200 at 16384 wide).
-// Blocks past the rows' (kAheadBlocks of them, when `ahead` names weights) only prefetch
-// those weights into L2 (l2_ahead.cuh) and leave: they touch nothing a kernel writes.
 template <bool kAdd>
-__global__ void __launch_bounds__(1024)
-    rms_norm_kernel(float* x, size_t x_stride, const float* branch, const bf16* w, int dim,
-                    float eps, bf16* y, size_t y_stride, int rows, L2Ahead ahead) {
-    if (static_cast<int>(blockIdx.x) >= rows) {
-        const size_t part = blockIdx.x - rows, parts = gridDim.x - rows;
-        prefetch_ahead(ahead, part * blockDim.x + threadIdx.x, parts * blockDim.x);
-        return;
-    }
+__global__ void __launch_bounds__(1024) rms_norm_kernel(float* x, size_t x_stride, const float* branch, const bf16* w,
+                                int dim, float eps, bf16* y, size_t y_stride) {
     float* row = x + blockIdx.x * x_stride;
     const float* add = kAdd ? branch + blockIdx.x * static_cast<size_t>(dim) : nullptr;
     float v[kNormPerThread], wv[kNormPerThread];
@@ -152,18 +142,15 @@ void rms_norm_to_bf16(const float* x, size_t x_stride, const bf16* w, size_t row
     // The kernel writes x only when it adds a branch.
     launch_chained("rms_norm", rms_norm_kernel<false>, static_cast<unsigned>(rows),
                    norm_threads(dim), 0, stream, const_cast<float*>(x), x_stride, nullptr, w,
-                   static_cast<int>(dim), eps, y, y_stride, static_cast<int>(rows), L2Ahead{});
+                   static_cast<int>(dim), eps, y, y_stride);
 }
 
 void add_rms_norm_to_bf16(float* x, const float* branch, const bf16* w, size_t rows, size_t dim,
-                          float eps, bf16* y, cudaStream_t stream, const L2Ahead& ahead) {
+                          float eps, bf16* y, cudaStream_t stream) {
     if (rows == 0) return;
-    bool any = false;
-    for (size_t b : ahead.bytes) any = any || b > 0;
-    launch_chained("add_rms_norm", rms_norm_kernel<true>,
-                   static_cast<unsigned>(rows) + (any ? kAheadBlocks : 0), norm_threads(dim), 0,
-                   stream, x, dim, branch, w, static_cast<int>(dim), eps, y, dim,
-                   static_cast<int>(rows), ahead);
+    launch_chained("add_rms_norm", rms_norm_kernel<true>, static_cast<unsigned>(rows),
+                   norm_threads(dim), 0, stream, x, dim, branch, w, static_cast<int>(dim), eps, y,
+                   dim);
 }
 
 void latent_to_cache(const float* kv, size_t rows, size_t rank, size_t width, const bf16* w,

@@ -18,7 +18,6 @@
 #include "chained_launch.cuh"
 #include "cuda_util.h"
 #include "device_math.cuh"
-#include "l2_ahead.cuh"
 #include "ops.h"
 
 namespace kl::cuda {
@@ -188,8 +187,6 @@ __global__ void __cluster_dims__(CS, 1, 1) __launch_bounds__(Layout<D, CS>::NT)
         for (int j = 0; j < kMaxConv; ++j)
             conv_w[p][j] = ch < NC && j <= hist ? __bfloat162float(wrow[j]) : 0.0f;
     }
-    // o_proj's weights, read by the next kernel, on their way to L2 meanwhile (l2_ahead.cuh).
-    if (blockIdx.y == 0) prefetch_ahead(a.w.ahead, blockIdx.x * NT + tid, gridDim.x * NT);
     // The projections are the previous kernel's output (chained_launch.cuh); the state and
     // conv inputs were written by an earlier call, complete before this one started.
     wait_for_previous();

@@ -16,7 +16,6 @@
 
 #include "chained_launch.cuh"
 #include "cuda_util.h"
-#include "l2_ahead.cuh"
 #include "mla_flash.cuh"
 #include "ops.h"
 
@@ -253,7 +252,7 @@ constexpr int kProjectRows = kProjectWarps * kProjectRowsPerWarp;
 
 __global__ void __launch_bounds__(kProjectWarps * 32)
     mla_project(const float* o_lat, size_t token_stride, int T, int heads, int nope, int v_dim,
-                int rank, const bf16* kv_b, float* out, L2Ahead ahead) {
+                int rank, const bf16* kv_b, float* out) {
     extern __shared__ float o_shared[];  // [kTokensPerBlock][rank]
     const int h = blockIdx.x, t0 = blockIdx.z * kTokensPerBlock;
     const int n_tok = min(kTokensPerBlock, T - t0);
@@ -263,10 +262,6 @@ __global__ void __launch_bounds__(kProjectWarps * 32)
     // W_uv on its way to L2 while the kernels before finish (chained_launch.cuh).
     for (int r = 0; r < kProjectRowsPerWarp && d0 + r < v_dim; ++r)
         for (int c = lane * 8; c < rank; c += 256) prefetch_l2(w_uv + size_t(d0 + r) * rank + c);
-    // The next weights (o_proj, KL_CUDA_DECODE_L2AHEAD=1) too: l2_ahead.cuh.
-    const size_t block = (size_t(blockIdx.z) * gridDim.y + blockIdx.y) * gridDim.x + blockIdx.x;
-    prefetch_ahead(ahead, block * blockDim.x + threadIdx.x,
-                   size_t(gridDim.x) * gridDim.y * gridDim.z * blockDim.x);
     wait_for_previous();
     release_next();
     for (int i = threadIdx.x * 4; i < kTokensPerBlock * rank; i += blockDim.x * 4) {
@@ -436,7 +431,7 @@ bool aligned(const void* p, size_t bytes) {
 void attention(const float* q, size_t T, size_t sessions, const int32_t* pos_device,
                size_t max_rows, const bf16* cache, const bf16* const* caches, const bf16* kv_b,
                size_t heads, size_t nope, size_t rope, size_t v_dim, size_t rank, void* workspace,
-               float* out, cudaStream_t stream, const L2Ahead& ahead) {
+               float* out, cudaStream_t stream) {
     const std::string what = caches ? "mla_attention_batch: " : "mla_attention: ";
     if (!q || !pos_device || !(cache || caches) || !kv_b || !out)
         fail(Status::InvalidArgument, what + "null pointer argument");
@@ -512,11 +507,12 @@ void attention(const float* q, size_t T, size_t sessions, const int32_t* pos_dev
     // The merged latents sit in split 0's slot of each session, rows [0, m) of stride rank:
     // one session's tokens are heads * rank apart, a batch's sessions one partial area.
     const size_t token_stride = caches ? plan.splits * plan.m_padded * rank : heads * rank;
-    launch_chained(
-        "mla_project", mla_project,
-        dim3(unsigned(heads), unsigned((v_dim + kProjectRows - 1) / kProjectRows), token_blocks),
-        kProjectWarps * 32, kTokensPerBlock * rank * sizeof(float), stream, partial_o, token_stride,
-        int(tokens), int(heads), int(nope), int(v_dim), int(rank), kv_b, out, ahead);
+    launch_chained("mla_project", mla_project,
+                   dim3(unsigned(heads), unsigned((v_dim + kProjectRows - 1) / kProjectRows),
+                        token_blocks),
+                   kProjectWarps * 32, kTokensPerBlock * rank * sizeof(float), stream, partial_o,
+                   token_stride, int(tokens), int(heads), int(nope), int(v_dim), int(rank), kv_b,
+                   out);
 }
 
 }  // namespace
@@ -544,11 +540,10 @@ size_t mla_batch_workspace_bytes(size_t sessions, size_t heads, size_t rank, siz
 
 void mla_attention(const float* q, size_t T, const int32_t* pos_device, size_t max_rows,
                    const bf16* cache, const bf16* kv_b, size_t heads, size_t nope, size_t rope,
-                   size_t v_dim, size_t rank, void* workspace, float* out, cudaStream_t stream,
-                   const L2Ahead& ahead) {
+                   size_t v_dim, size_t rank, void* workspace, float* out, cudaStream_t stream) {
     if (T == 0) return;
     attention(q, T, 1, pos_device, max_rows, cache, nullptr, kv_b, heads, nope, rope, v_dim, rank,
-              workspace, out, stream, ahead);
+              workspace, out, stream);
 }
 
 void mla_attention_batch(const float* q, size_t sessions, const int32_t* positions_device,
@@ -561,7 +556,7 @@ void mla_attention_batch(const float* q, size_t sessions, const int32_t* positio
         fail(Status::InvalidArgument,
              "mla_attention_batch: " + std::to_string(sessions) + " sessions exceed 65535");
     attention(q, 1, sessions, positions_device, max_rows, nullptr, caches_device, kv_b, heads, nope,
-              rope, v_dim, rank, workspace, out, stream, L2Ahead{});
+              rope, v_dim, rank, workspace, out, stream);
 }
 
 }  // namespace kl::cuda

@@ -47,17 +47,6 @@ struct ExpertWeights {
     const float* const* s2 = nullptr;
 };
 
-// Byte ranges of weights that a decode step's later kernel reads, which a kernel whose own
-// work is latency-bound asks L2 for while it runs (l2_ahead.cuh; empty ranges: nothing).
-// Each range 16-byte aligned, its length a multiple of 16.
-struct L2Ahead {
-    static constexpr int kRanges = 3;
-    const void* data[kRanges] = {};
-    size_t bytes[kRanges] = {};
-};
-// Whether decode steps prefetch weights so (KL_CUDA_DECODE_L2AHEAD=1; opt-in until measured).
-bool decode_l2_ahead();
-
 // ---- elementwise and norms (elementwise.cu) --------------------------------------------
 // x[t, :] = embed[history[pos + t] - vocab_begin, :] (bf16 -> fp32) for t < n, pos read from
 // pos_device (device memory, so a captured graph replays at any position); embed holds the
@@ -72,9 +61,8 @@ void rms_norm_to_bf16(const float* x, size_t x_stride, const bf16* w, size_t row
                       float eps, bf16* y, size_t y_stride, cudaStream_t stream);
 // The residual add fused into the next norm: x += branch, y_bf16 = RMSNorm(x) * w, for
 // `rows` contiguous rows of `dim`.
-// `ahead`: weights prefetched into L2 by blocks of the launch beside the rows' blocks.
 void add_rms_norm_to_bf16(float* x, const float* branch, const bf16* w, size_t rows, size_t dim,
-                          float eps, bf16* y, cudaStream_t stream, const L2Ahead& ahead = {});
+                          float eps, bf16* y, cudaStream_t stream);
 // New MLA cache rows: kv [rows, width] (latent then k_pe) -> cache rows pos.. (pos read from
 // pos_device), the latent RMS-normalised with w, k_pe copied, as bf16.
 void latent_to_cache(const float* kv, size_t rows, size_t rank, size_t width, const bf16* w,
@@ -156,7 +144,6 @@ struct KdaDecodeWeights {
     const float* dt_bias;
     const bf16* o_norm;
     float eps;
-    L2Ahead ahead;  // the weights read next (o_proj), prefetched while the step runs
 };
 bool kda_decode_supported(size_t D);
 void kda_decode_step(const float* proj, size_t proj_stride, size_t n, size_t H, size_t D,
@@ -192,8 +179,7 @@ size_t mla_workspace_bytes(size_t T, size_t heads, size_t rank, size_t rope, siz
                            size_t max_rows);
 void mla_attention(const float* q, size_t T, const int32_t* pos_device, size_t max_rows,
                    const bf16* cache, const bf16* kv_b, size_t heads, size_t nope, size_t rope,
-                   size_t v_dim, size_t rank, void* workspace, float* out, cudaStream_t stream,
-                   const L2Ahead& ahead = {});  // prefetched by the W_uv projection's blocks
+                   size_t v_dim, size_t rank, void* workspace, float* out, cudaStream_t stream);
 // Batched decode: `sessions` sessions, one query each, in one pass: session i's query q[i]
 // (q [sessions, Hm*(nope+rope)]) at positions_device[i] over its own cache caches_device[i]
 // (device arrays: int32 [sessions], bf16* [sessions], 16-byte aligned caches; row

@@ -119,8 +119,8 @@ struct DeviceWeights {
           a_log(p.a_log),
           dt_bias(p.dt_bias) {
         auto b = [](const Dev<uint16_t>& d) { return reinterpret_cast<const bf16*>(d.ptr); };
-        w = {b(conv_q), b(conv_k),   b(conv_v), p.kernel, b(f_b), b(g_b),
-             a_log.ptr, dt_bias.ptr, b(o_norm), p.eps,    {}};
+        w = {b(conv_q), b(conv_k), b(conv_v),   p.kernel,  b(f_b),
+             b(g_b),    a_log.ptr, dt_bias.ptr, b(o_norm), p.eps};
     }
     Dev<uint16_t> conv_q, conv_k, conv_v, f_b, g_b, o_norm;
     Dev<float> a_log, dt_bias;

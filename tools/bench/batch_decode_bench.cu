@@ -78,17 +78,11 @@ void bench_kda(size_t n) {
     DeviceBuffer f_b = random_bf16(HD * kD, 4, 0.09f), g_b = random_bf16(HD * kD, 5, 0.09f);
     DeviceBuffer a_log = random_f32(kH, 6, 0.5f, -1.0f), dt_bias = random_f32(HD, 7, 0.5f);
     DeviceBuffer o_norm = random_bf16(kD, 8, 0.1f, 1.0f);
-    const kl::cuda::KdaDecodeWeights w{conv_q.as<bf16>(),
-                                       conv_k.as<bf16>(),
-                                       conv_v.as<bf16>(),
-                                       kKernel,
-                                       f_b.as<bf16>(),
-                                       g_b.as<bf16>(),
-                                       a_log.as<float>(),
-                                       dt_bias.as<float>(),
-                                       o_norm.as<bf16>(),
-                                       1e-5f,
-                                       {}};
+    const kl::cuda::KdaDecodeWeights w{conv_q.as<bf16>(), conv_k.as<bf16>(),
+                                       conv_v.as<bf16>(), kKernel,
+                                       f_b.as<bf16>(),    g_b.as<bf16>(),
+                                       a_log.as<float>(), dt_bias.as<float>(),
+                                       o_norm.as<bf16>(), 1e-5f};
     DeviceBuffer proj = random_f32(n * kStride, 9, 1.0f);
     DeviceBuffer in = random_f32(n * each, 10, 0.3f), out(n * each * sizeof(float));
     DeviceBuffer o(n * HD * sizeof(bf16));
