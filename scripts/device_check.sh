@@ -43,10 +43,9 @@
 # "decodencu" profiles batch-1 decode's kernels (experts, GEMVs, KDA step, norms, router) of
 # 4 layers of the 48B shapes with Nsight Compute, per format (KL_DECODE_NCU_WEIGHTS, default
 # "fp8 bf16"; KL_DECODE_NCU_KERNELS a regex of kernel names; decodencu.log);
-# "decodeab" runs the opt-in decode paths (KL_CUDA_DECODE_MMA=1: quantized GEMVs and experts'
-# gate/up on tensor cores; KL_CUDA_DECODE_STACKED=1: fewer launches; KL_CUDA_DECODE_L2AHEAD=1:
-# weights prefetched into L2 by latency-bound kernels) through the GPU tests,
-# moe_bench decode and the 48B shapes' TPOT against the defaults, twice (decodeab.log;
+# "decodeab" runs the opt-in decode paths (KL_CUDA_DECODE_NARROW=1: quantized GEMVs and
+# experts with half the rows a warp; KL_CUDA_DECODE_STACKED=1: fewer launches) through the GPU
+# tests, the 48B shapes' TPOT against the defaults (twice) and moe_bench decode (decodeab.log;
 # KL_WEIGHTS, default bf16: fp8 or int4 for the quantized kernels);
 # "cancel" measures cancel-to-return latency of a long prefill (tools/bench/cancel_latency;
 # cancel.log);
@@ -287,18 +286,15 @@ case "${1:-}" in
     fi
     if [[ $parts == *decodeab* ]]; then  # the opt-in decode paths against the defaults
       filter='GpuOps.*:*GpuModel*:GpuDense.*:GpuRandom.*:GpuSession.*:GpuBatch*'
-      { for flags in "KL_CUDA_DECODE_STACKED=1 KL_CUDA_DECODE_L2AHEAD=1" \
-                     "KL_CUDA_DECODE_MMA=1 KL_CUDA_DECODE_STACKED=1"; do
-          echo "== kl_gpu_tests ($filter) with $flags"
-          env $flags "$bin/kl_gpu_tests" --gtest_filter="$filter" 2>&1 |
-            grep -E "^\[  FAILED|Failure|PASSED|tests ran" || true
-        done
+      both="KL_CUDA_DECODE_NARROW=1 KL_CUDA_DECODE_STACKED=1"
+      { echo "== kl_gpu_tests ($filter) with $both"
+        env $both "$bin/kl_gpu_tests" --gtest_filter="$filter" 2>&1 |
+          grep -E "^\[  FAILED|Failure|PASSED|tests ran" || true
         weights=${KL_WEIGHTS:-bf16}
-        all="KL_CUDA_DECODE_MMA=1 KL_CUDA_DECODE_STACKED=1 KL_CUDA_DECODE_L2AHEAD=1"
-        for round in 1 2; do  # the second: the default and everything on again
-          combos=("KL_CUDA_DECODE_MMA=0" "$all")
-          [[ $round == 1 ]] && combos=("KL_CUDA_DECODE_MMA=0" "KL_CUDA_DECODE_STACKED=1"
-                                       "KL_CUDA_DECODE_MMA=1" "KL_CUDA_DECODE_L2AHEAD=1" "$all")
+        for round in 1 2; do  # the second: the default and both again
+          combos=("KL_CUDA_DECODE_NARROW=0" "$both")
+          [[ $round == 1 ]] && combos=("KL_CUDA_DECODE_NARROW=0" "KL_CUDA_DECODE_STACKED=1"
+                                       "KL_CUDA_DECODE_NARROW=1" "$both")
           for flags in "${combos[@]}"; do
             echo "== TPOT, --weights $weights, $flags (round $round, $(date -u +%T))"
             env $flags "$bin/kimi" bench --random $config --device cuda --weights $weights \
@@ -307,9 +303,9 @@ case "${1:-}" in
           done
         done
         for format in fp8 int4; do
-          for mma in 0 1; do
-            echo "== moe_bench decode --format $format, KL_CUDA_DECODE_MMA=$mma"
-            KL_CUDA_DECODE_MMA=$mma "$bin/moe_bench" decode --format $format
+          for narrow in 0 1; do
+            echo "== moe_bench decode --format $format, KL_CUDA_DECODE_NARROW=$narrow"
+            KL_CUDA_DECODE_NARROW=$narrow "$bin/moe_bench" decode --format $format
           done
         done
       } 2>&1 | tee "$OUT/decodeab.log"

@@ -6,7 +6,6 @@
 #include <string>
 
 #include "cuda_util.h"
-#include "decode_mma.cuh"
 #include "gemv_row.cuh"
 #include "ops.h"
 #include "quant_row.cuh"
@@ -33,19 +32,19 @@ __device__ __forceinline__ void gemv_rows(const bf16* x, int in, const bf16* w, 
     }
 }
 
-// The same over a quantized weight (quant_row.cuh), kQRows<C> consecutive rows per warp: a
-// row holds half (FP8) or a quarter (INT4) of a bf16 row's bytes, so a warp keeps as many
-// bytes in flight as the bf16 kernel's by loading several rows, and converts each chunk of
-// x once for all of them. Lane l takes the 16-value chunks at 16 l, 16 l + 512, ..., issues
+// The same over a quantized weight (quant_row.cuh), R consecutive rows per warp: a row holds
+// half (FP8) or a quarter (INT4) of a bf16 row's bytes, so with R = kQRows<C> a warp keeps as
+// many bytes in flight as the bf16 kernel's by loading several rows, and converts each chunk
+// of x once for all of them (decode_narrow(): half as many rows, registers and bytes a warp,
+// twice the warps). Lane l takes the 16-value chunks at 16 l, 16 l + 512, ..., issues
 // up to kQLoads per row before the first multiply, and scales each chunk's dot product by
 // its block's scale.
 template <WeightCode C>
 constexpr int kQRows = C == WeightCode::Fp8 ? 2 : 4;
 
-template <WeightCode C, int N>
+template <WeightCode C, int N, int R>
 __device__ __forceinline__ void gemv_quantized_rows(const bf16* x, int in, const QMatrix& w,
                                                     int out, float* y, int ldy, int block) {
-    constexpr int R = kQRows<C>;
     const int first = (block * kWarps + (threadIdx.x >> 5)) * R;
     if (first >= out) return;
     const int lane = threadIdx.x & 31;
@@ -112,141 +111,54 @@ __global__ void gemv_kernel(const bf16* x, int in, const bf16* w, int out, float
     gemv_rows<N>(x, in, w, out, y, ldy, blockIdx.x);
 }
 
-template <WeightCode C, int N>
+template <WeightCode C, int N, int R>
 __global__ void gemv_quantized_kernel(const bf16* x, int in, QMatrix w, int out, float* y,
                                       int ldy) {
-    gemv_quantized_rows<C, N>(x, in, w, out, y, ldy, blockIdx.x);
+    gemv_quantized_rows<C, N, R>(x, in, w, out, y, ldy, blockIdx.x);
 }
 
 // A quantized weight's rows and then a bf16 one's in one grid (one launch, one link of the
 // chain fewer): blocks [0, first_blocks) compute y[:, 0, first_out), the rest the columns after.
-template <WeightCode C, int N>
+template <WeightCode C, int N, int R>
 __global__ void gemv_pair_kernel(const bf16* x, int in, QMatrix first, int first_out,
                                  unsigned first_blocks, const bf16* second, int second_out,
                                  float* y, int ldy) {
     if (blockIdx.x < first_blocks)
-        gemv_quantized_rows<C, N>(x, in, first, first_out, y, ldy, blockIdx.x);
+        gemv_quantized_rows<C, N, R>(x, in, first, first_out, y, ldy, blockIdx.x);
     else
         gemv_rows<N>(x, in, second, second_out, y + first_out, ldy, blockIdx.x - first_blocks);
 }
 
-// The quantized GEMV on tensor cores (decode_mma.cuh): a block of kMmaWarps warps takes
-// kMmaWarps / split groups of 8 rows, each group's columns split in `split` parts of whole
-// 128-column blocks (a warp each: enough warps for short, wide weights such as o_proj). A
-// warp streams its rows' part kMmaDepth steps ahead; the parts are summed in order in shared
-// memory. Quad g < n holds token g's A row.
-constexpr int kMmaWarps = 4;
-
-template <WeightCode C>
-__global__ void __launch_bounds__(kMmaWarps * 32)
-    gemv_mma_kernel(const bf16* x, int n, int in, QMatrix w, int out, float* y, int ldy,
-                    int split) {
-    extern __shared__ __align__(16) uint32_t shared_x[];
-    __shared__ float unscale[kMmaTokensMax];
-    __shared__ float partial[kMmaWarps][kMmaTokensMax][kMmaRows];
-    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, p = lane & 3;
-    const int task = blockIdx.x * kMmaWarps + warp;
-    const int group = task / split, part = task % split;
-    const bool live = group * kMmaRows < out;
-    const int blocks = in / (2 * kMmaStep);  // 128-column scale blocks
-    const int first = 2 * (part * blocks / split), end = 2 * ((part + 1) * blocks / split);
-    const int row0 = group * kMmaRows;
-    const char* row = static_cast<const char*>(w.data) +
-                      size_t(live ? row0 + g : 0) * qrow_bytes<C>(in) +
-                      qrow_bytes<C>(p * kChunkValues);
-    // The weights first (chained_launch.cuh), then x, the previous kernel's output.
-    QChunk<C> b[kMmaDepth];
-#pragma unroll
-    for (int d = 0; d < kMmaDepth; ++d)
-        if (live && first + d < end) b[d] = load_qchunk<C>(row, (first + d) * kMmaStep);
-    wait_for_previous();
-    release_next();
-    stage_x_f16(x, n, in, shared_x, unscale);
-    const int steps = in / kMmaStep;
-    const uint4* xa =
-        reinterpret_cast<const uint4*>(shared_x + (g < n ? g : n) * steps * kStageWords + p * 16);
-    const int x_stride = g < n ? kStageWords / 4 : 0;  // uint4s per step
-    const float* sr[2];
-    mma_scale_rows<C>(w.scales, row0, p, in, sr);
-    float acc[2] = {}, t[4] = {};
-    if (live) {
-        for (int s0 = first; s0 < end; s0 += kMmaDepth) {
-#pragma unroll
-            for (int d = 0; d < kMmaDepth; ++d) {
-                const int s = s0 + d;
-                if (s >= end) break;
-                const uint4 a[4] = {xa[s * x_stride], xa[s * x_stride + 1], xa[s * x_stride + 2],
-                                    xa[s * x_stride + 3]};
-                mma_chunk<C>(t, a, b[d]);
-                if (s + kMmaDepth < end) b[d] = load_qchunk<C>(row, (s + kMmaDepth) * kMmaStep);
-                if (s & 1) {  // a 128-column scale block done
-#pragma unroll
-                    for (int i = 0; i < 2; ++i)
-                        acc[i] += t[i] * __ldg(sr[i] + (s >> 1)), t[i] = 0.0f;
-                }
-            }
-        }
-    }
-    if (g < n) partial[warp][g][2 * p] = acc[0], partial[warp][g][2 * p + 1] = acc[1];
-    __syncthreads();
-    // Thread (group in block, token, row) adds its group's parts in order.
-    const int groups = kMmaWarps / split;
-    if (int(threadIdx.x) < groups * n * kMmaRows) {
-        const int gb = threadIdx.x / (n * kMmaRows), tok = threadIdx.x / kMmaRows % n;
-        const int r = threadIdx.x % kMmaRows;
-        const int out_row = (blockIdx.x * groups + gb) * kMmaRows + r;
-        if (out_row < out) {
-            float sum = 0.0f;
-            for (int k = 0; k < split; ++k) sum += partial[gb * split + k][tok][r];
-            y[size_t(tok) * ldy + out_row] = sum * unscale[tok];
-        }
-    }
-}
-
-template <WeightCode C>
-unsigned quantized_blocks(size_t out) {
-    const size_t warps = (out + kQRows<C> - 1) / kQRows<C>;
+unsigned quantized_blocks(size_t out, int rows_per_warp) {
+    const size_t warps = (out + rows_per_warp - 1) / rows_per_warp;
     return static_cast<unsigned>((warps + kWarps - 1) / kWarps);
 }
 
-// The split of each row group's columns that gives the GEMV about 8 warps an SM or more (1,
-// 2 or 4 parts; a 132-SM device).
-int mma_split(int out, int in) {
-    const int groups = out / kMmaRows, blocks = in / (2 * kMmaStep);
-    int split = 1;
-    while (split < kMmaWarps && groups * split < 132 * 8 && blocks >= 2 * split) split *= 2;
-    return split;
+template <WeightCode C, int N, int R>
+void launch_rows(const bf16* x, int in, const QMatrix& w, int out, float* y, int ldy,
+                 cudaStream_t stream) {
+    launch_chained("gemv_quantized", gemv_quantized_kernel<C, N, R>, quantized_blocks(out, R),
+                   kWarps * 32, 0, stream, x, in, w, out, y, ldy);
 }
 
 template <WeightCode C>
 void launch_quantized(const bf16* x, size_t n, int in, const QMatrix& w, int out, float* y, int ldy,
-                      unsigned blocks, cudaStream_t stream) {
-    const size_t x_bytes = staged_x_bytes(n, size_t(in));
-    if (decode_mma() && out % kMmaRows == 0 && in % (2 * kMmaStep) == 0 && x_bytes <= 48 * 1024) {
-        const int split = mma_split(out, in);
-        const int groups = out / kMmaRows, per_block = kMmaWarps / split;
-        launch_chained("gemv_quantized (mma)", gemv_mma_kernel<C>,
-                       unsigned((groups + per_block - 1) / per_block), kMmaWarps * 32, x_bytes,
-                       stream, x, int(n), in, w, out, y, ldy, split);
-        return;
-    }
+                      cudaStream_t stream) {
+    constexpr int R = kQRows<C>, Narrow = kQRows<C> / 2;
+    const bool narrow = decode_narrow();
     switch (n) {
         case 1:
-            launch_chained("gemv_quantized", gemv_quantized_kernel<C, 1>, blocks, kWarps * 32, 0,
-                           stream, x, in, w, out, y, ldy);
-            break;
+            return narrow ? launch_rows<C, 1, Narrow>(x, in, w, out, y, ldy, stream)
+                          : launch_rows<C, 1, R>(x, in, w, out, y, ldy, stream);
         case 2:
-            launch_chained("gemv_quantized", gemv_quantized_kernel<C, 2>, blocks, kWarps * 32, 0,
-                           stream, x, in, w, out, y, ldy);
-            break;
+            return narrow ? launch_rows<C, 2, Narrow>(x, in, w, out, y, ldy, stream)
+                          : launch_rows<C, 2, R>(x, in, w, out, y, ldy, stream);
         case 3:
-            launch_chained("gemv_quantized", gemv_quantized_kernel<C, 3>, blocks, kWarps * 32, 0,
-                           stream, x, in, w, out, y, ldy);
-            break;
+            return narrow ? launch_rows<C, 3, Narrow>(x, in, w, out, y, ldy, stream)
+                          : launch_rows<C, 3, R>(x, in, w, out, y, ldy, stream);
         case 4:
-            launch_chained("gemv_quantized", gemv_quantized_kernel<C, 4>, blocks, kWarps * 32, 0,
-                           stream, x, in, w, out, y, ldy);
-            break;
+            return narrow ? launch_rows<C, 4, Narrow>(x, in, w, out, y, ldy, stream)
+                          : launch_rows<C, 4, R>(x, in, w, out, y, ldy, stream);
         default:
             fail(Status::Internal, "gemv takes 1..4 rows");
     }
@@ -254,9 +166,9 @@ void launch_quantized(const bf16* x, size_t n, int in, const QMatrix& w, int out
 
 }  // namespace
 
-bool decode_mma() {
+bool decode_narrow() {
     static const bool on = [] {
-        const char* v = std::getenv("KL_CUDA_DECODE_MMA");
+        const char* v = std::getenv("KL_CUDA_DECODE_NARROW");
         return v && std::string(v) == "1";
     }();
     return on;
@@ -283,13 +195,9 @@ void gemv(const bf16* x, size_t n, size_t in, const QMatrix& w, size_t out, floa
     const bf16* wb = static_cast<const bf16*>(w.data);
     switch (w.code) {
         case WeightCode::Fp8:
-            launch_quantized<WeightCode::Fp8>(x, n, i, w, o, y, ld,
-                                              quantized_blocks<WeightCode::Fp8>(out), stream);
-            return;
+            return launch_quantized<WeightCode::Fp8>(x, n, i, w, o, y, ld, stream);
         case WeightCode::Int4:
-            launch_quantized<WeightCode::Int4>(x, n, i, w, o, y, ld,
-                                               quantized_blocks<WeightCode::Int4>(out), stream);
-            return;
+            return launch_quantized<WeightCode::Int4>(x, n, i, w, o, y, ld, stream);
         case WeightCode::Bf16:
             break;
     }
@@ -317,13 +225,24 @@ void gemv(const bf16* x, size_t n, size_t in, const QMatrix& w, size_t out, floa
 
 namespace {
 
+template <WeightCode C, int N, int R>
+void launch_pair_rows(const bf16* x, int in, const QMatrix& first, int first_out,
+                      const bf16* second, int second_out, float* y, int ldy, cudaStream_t stream) {
+    const unsigned first_blocks = quantized_blocks(size_t(first_out), R);
+    const unsigned blocks = first_blocks + unsigned((second_out + kWarps - 1) / kWarps);
+    launch_chained("gemv_pair", gemv_pair_kernel<C, N, R>, blocks, kWarps * 32, 0, stream, x, in,
+                   first, first_out, first_blocks, second, second_out, y, ldy);
+}
+
 template <WeightCode C, int N>
 void launch_pair(const bf16* x, int in, const QMatrix& first, int first_out, const bf16* second,
                  int second_out, float* y, int ldy, cudaStream_t stream) {
-    const unsigned first_blocks = quantized_blocks<C>(size_t(first_out));
-    const unsigned blocks = first_blocks + unsigned((second_out + kWarps - 1) / kWarps);
-    launch_chained("gemv_pair", gemv_pair_kernel<C, N>, blocks, kWarps * 32, 0, stream, x, in,
-                   first, first_out, first_blocks, second, second_out, y, ldy);
+    if (decode_narrow())
+        launch_pair_rows<C, N, kQRows<C> / 2>(x, in, first, first_out, second, second_out, y, ldy,
+                                              stream);
+    else
+        launch_pair_rows<C, N, kQRows<C>>(x, in, first, first_out, second, second_out, y, ldy,
+                                          stream);
 }
 
 template <WeightCode C>
@@ -350,12 +269,6 @@ void gemv_pair(const bf16* x, size_t n, size_t in, const QMatrix& first, size_t 
     if (!gemv_supported(n, in, first.code)) fail(Status::Internal, "gemv_pair: unsupported shape");
     const int i = static_cast<int>(in), a = static_cast<int>(first_out);
     const int b = static_cast<int>(second_out), ld = static_cast<int>(ldy);
-    if (decode_mma()) {  // the quantized rows on tensor cores: two launches
-        gemv(x, n, in, first, first_out, y, ldy, stream);
-        gemv(x, n, in, QMatrix{WeightCode::Bf16, second, nullptr}, second_out, y + first_out, ldy,
-             stream);
-        return;
-    }
     switch (first.code) {
         case WeightCode::Fp8:
             return launch_pair<WeightCode::Fp8>(x, n, i, first, a, second, b, y, ld, stream);

@@ -15,7 +15,6 @@
 
 #include "chained_launch.cuh"
 #include "cuda_util.h"
-#include "decode_mma.cuh"
 #include "ops.h"
 #include "quant_row.cuh"
 
@@ -257,11 +256,12 @@ __global__ void __launch_bounds__(kWarps * 32)
 }
 
 // The quantized forms of the two kernels (quant_row.cuh): the same summation order by
-// slot, kQRows<C> consecutive rows per warp (a quantized row holds half or a quarter of a
+// slot, R consecutive rows per warp: kQRows<C> (a quantized row holds half or a quarter of a
 // bf16 row's bytes: several rows keep as many bytes in flight per warp as the bf16 kernels,
 // and each chunk of x or act is converted once for all of them). Each lane takes 16-value
 // chunks (16 l, 16 l + 512, ...) and scales each chunk's dot product by its block's scale;
-// all of a row's chunks (2304 wide: 5 per lane) are loaded before the first multiply.
+// all of a row's chunks (2304 wide: 5 per lane) are loaded before the first multiply. With
+// decode_narrow() R is half that: half the registers a warp, twice the warps.
 template <WeightCode C>
 constexpr int kQRows = C == WeightCode::Fp8 ? 2 : 4;
 constexpr int kQGateLoads = 5;  // 2304 = 4.5 * 512
@@ -277,11 +277,10 @@ __device__ __forceinline__ float qchunk_dot(const QChunk<C>& q, const float (&xv
     return dot16(v, xv) * __ldg(scale_row + c / kQuantBlock);
 }
 
-template <WeightCode C>
+template <WeightCode C, int R>
 __global__ void __launch_bounds__(kWarps * 32)
     gate_up_quantized_kernel(const bf16* x, int hidden, int inter, int slots, Experts experts,
                              float* act) {
-    constexpr int R = kQRows<C>;
     const int groups = inter / R;  // inter % 16 == 0
     GateTask at;
     if (!start_gate_task(experts, groups, slots, at)) return;
@@ -335,29 +334,23 @@ __global__ void __launch_bounds__(kWarps * 32)
     }
 }
 
-template <WeightCode C>
-__global__ void __launch_bounds__(kWarps * 32)
-    down_combine_quantized_kernel(const float* act, int hidden, int inter, int n, Experts experts,
-                                  bool accumulate, float* out) {
-    constexpr int R = kQRows<C>;
-    const int groups = hidden / R;  // hidden % 16 == 0
-    const int task = blockIdx.x * kWarps + (threadIdx.x >> 5);
-    if (task >= n * groups) return;
-    const int t = task / groups, row0 = task % groups * R, lane = threadIdx.x & 31;
-    float* dst = out + static_cast<size_t>(t) * hidden + row0;
-    const int first_slot = t * experts.per_token;
-    // The chosen experts come from the router, two kernels back: complete when a chained
-    // launch starts (chained_launch.cuh), so the first down rows load before the wait for act.
-    float total[R] = {};
-    bool waited = false;
-    for (int first = 0; first < experts.per_token; first += kQDownSlots) {
-        const int count = min(kQDownSlots, experts.per_token - first);
+// The down rows row0 .. row0 + R - 1 of slots [begin, end) of the token whose first slot is
+// first_slot, times act, each slot's dot product times its weight added to total[] in slot
+// order; after the first loads the warp waits for act (once: `waited`) and, with init, starts
+// total[] from init[] (the output being accumulated into).
+template <WeightCode C, int R>
+__device__ __forceinline__ void down_slots(const float* act, int inter, const Experts& experts,
+                                           int first_slot, int begin, int end, int row0,
+                                           const float* init, bool& waited, float (&total)[R]) {
+    const int lane = threadIdx.x & 31;
+    for (int first = begin; first < end; first += kQDownSlots) {
+        const int count = min(kQDownSlots, end - first);
         QMatrix m[kQDownSlots];
         const char* rows[kQDownSlots];
         bool live[kQDownSlots];
 #pragma unroll
         for (int s = 0; s < kQDownSlots; ++s) {
-            const int slot = first_slot + min(first + s, experts.per_token - 1);
+            const int slot = first_slot + min(first + s, end - 1);
             live[s] = s < count && experts.present(slot);
             m[s] = live[s] ? experts.down(slot) : QMatrix{};
             rows[s] =
@@ -379,9 +372,9 @@ __global__ void __launch_bounds__(kWarps * 32)
             if (!waited) {
                 wait_for_previous();
                 release_next();
-                if (accumulate)
+                if (init)
 #pragma unroll
-                    for (int r = 0; r < R; ++r) total[r] = dst[r];
+                    for (int r = 0; r < R; ++r) total[r] = init[r];
                 waited = true;
             }
 #pragma unroll
@@ -403,7 +396,7 @@ __global__ void __launch_bounds__(kWarps * 32)
         }
 #pragma unroll
         for (int s = 0; s < kQDownSlots; ++s) {
-            const float weight = experts.weight(first_slot + min(first + s, experts.per_token - 1));
+            const float weight = experts.weight(first_slot + min(first + s, end - 1));
 #pragma unroll
             for (int r = 0; r < R; ++r) {
                 const float sum = warp_sum(dot[s][r]);
@@ -411,175 +404,56 @@ __global__ void __launch_bounds__(kWarps * 32)
             }
         }
     }
+}
+
+// Warp (token, R rows): every slot of the token, in order.
+template <WeightCode C, int R>
+__global__ void __launch_bounds__(kWarps * 32)
+    down_combine_quantized_kernel(const float* act, int hidden, int inter, int n, Experts experts,
+                                  bool accumulate, float* out) {
+    const int groups = hidden / R;  // hidden % 16 == 0
+    const int task = blockIdx.x * kWarps + (threadIdx.x >> 5);
+    if (task >= n * groups) return;
+    const int t = task / groups, row0 = task % groups * R, lane = threadIdx.x & 31;
+    float* dst = out + static_cast<size_t>(t) * hidden + row0;
+    // The chosen experts come from the router, two kernels back: complete when a chained
+    // launch starts (chained_launch.cuh), so the first down rows load before the wait for act.
+    float total[R] = {};
+    bool waited = false;
+    down_slots<C, R>(act, inter, experts, t * experts.per_token, 0, experts.per_token, row0,
+                     accumulate ? dst : nullptr, waited, total);
     if (!waited) wait_for_previous();  // lanes past inter's end (lane 0 always waited above)
     if (lane == 0)
 #pragma unroll
         for (int r = 0; r < R; ++r) dst[r] = total[r];
 }
 
-// ---- The quantized gate/up on tensor cores (decode_mma.cuh) ------------------------------
-template <WeightCode C>
+// Block (token, R rows) (decode_narrow()): the token's slots split evenly over the kWarps
+// warps, so that each warp issues its slots' loads at once (one round for up to 12 slots) and
+// a launch has kWarps times the warps; the warps' sums are added in warp order.
+template <WeightCode C, int R>
 __global__ void __launch_bounds__(kWarps * 32)
-    gate_up_mma_kernel(const bf16* x, int hidden, int inter, int slots, Experts experts,
-                       float* act) {
-    extern __shared__ __align__(16) uint32_t shared_x[];
-    __shared__ float unscale[kMmaTokensMax];
-    // x is complete: the norm that writes it ran before the router (see GateTask).
-    stage_x_f16(x, slots / experts.per_token, hidden, shared_x, unscale);
-    const int groups = inter / kMmaRows;
-    GateTask at;
-    if (!start_gate_task(experts, groups, slots, at)) return;
-    const int slot = at.slot, row0 = at.row * kMmaRows, lane = threadIdx.x & 31;
-    const int g = lane >> 2, p = lane & 3;
-    if (!experts.present(slot)) return;
-    const int t = slot / experts.per_token, steps = hidden / kMmaStep;
-    const QMatrix gm = experts.gate(slot), um = experts.up(slot);
-    const char* grow = static_cast<const char*>(gm.data) +
-                       size_t(row0 + g) * qrow_bytes<C>(hidden) + qrow_bytes<C>(p * kChunkValues);
-    const char* urow = static_cast<const char*>(um.data) +
-                       size_t(row0 + g) * qrow_bytes<C>(hidden) + qrow_bytes<C>(p * kChunkValues);
-    // Quad 0 reads its token's A operands, step by step; the others the zero step.
-    const uint4* xa = reinterpret_cast<const uint4*>(
-        shared_x +
-        (g == 0 ? t * steps * kStageWords : (slots / experts.per_token) * steps * kStageWords) +
-        p * 16);
-    const int x_stride = g == 0 ? kStageWords / 4 : 0;  // uint4s per step
-    QChunk<C> bg[kMmaDepth], bu[kMmaDepth];
+    down_combine_split_kernel(const float* act, int hidden, int inter, Experts experts,
+                              bool accumulate, float* out) {
+    __shared__ float partial[kWarps][R];
+    const int groups = hidden / R;
+    const int t = blockIdx.x / groups, row0 = blockIdx.x % groups * R;
+    const int warp = threadIdx.x >> 5, per = experts.per_token;
+    float* dst = out + static_cast<size_t>(t) * hidden + row0;
+    float total[R] = {};
+    bool waited = false;
+    down_slots<C, R>(act, inter, experts, t * per, warp * per / kWarps, (warp + 1) * per / kWarps,
+                     row0, nullptr, waited, total);
+    if (!waited) wait_for_previous();  // a warp without slots, lanes past inter's end
+    if ((threadIdx.x & 31) == 0)
 #pragma unroll
-    for (int d = 0; d < kMmaDepth; ++d)
-        if (d < steps)
-            bg[d] = load_qchunk<C>(grow, d * kMmaStep), bu[d] = load_qchunk<C>(urow, d * kMmaStep);
-    const float* gs[2];
-    const float* us[2];
-    mma_scale_rows<C>(gm.scales, row0, p, hidden, gs);
-    mma_scale_rows<C>(um.scales, row0, p, hidden, us);
-    float ag[2] = {}, au[2] = {};  // rows 2p, 2p + 1 (quad 0's lanes hold token row 0)
-    float tg[4] = {}, tu[4] = {};  // the current 128-column block's sums
-    for (int s0 = 0; s0 < steps; s0 += kMmaDepth) {
-#pragma unroll
-        for (int d = 0; d < kMmaDepth; ++d) {
-            const int s = s0 + d;
-            if (s >= steps) break;
-            const uint4 a[4] = {xa[s * x_stride], xa[s * x_stride + 1], xa[s * x_stride + 2],
-                                xa[s * x_stride + 3]};
-            mma_chunk<C>(tg, a, bg[d]);
-            mma_chunk<C>(tu, a, bu[d]);
-            if (s + kMmaDepth < steps)
-                bg[d] = load_qchunk<C>(grow, (s + kMmaDepth) * kMmaStep),
-                bu[d] = load_qchunk<C>(urow, (s + kMmaDepth) * kMmaStep);
-            if (s & 1) {  // a 128-column scale block done (hidden % 128 == 0)
-                const int block = s >> 1;
-#pragma unroll
-                for (int i = 0; i < 2; ++i) {
-                    ag[i] += tg[i] * __ldg(gs[i] + block), au[i] += tu[i] * __ldg(us[i] + block);
-                    tg[i] = 0.0f, tu[i] = 0.0f;
-                }
-            }
-        }
-    }
-    if (at.shared) {  // nothing written before the wait
-        wait_for_previous();
-        release_next();
-    }
-    if (g == 0) {
-#pragma unroll
-        for (int i = 0; i < 2; ++i) {
-            const float gv = ag[i] * unscale[t], uv = au[i] * unscale[t];
-            act[static_cast<size_t>(slot) * inter + row0 + 2 * p + i] =
-                gv / (1.0f + __expf(-gv)) * uv;
-        }
-    }
-}
-
-// The down experts and their combination on tensor cores: block (token t, rows [row0,
-// row0 + 8)); the token's slots' columns, as pairs of 64-column steps, are split evenly over
-// the block's warps (a warp's range may cross slots). A is the slot's act as f16 hi (A row
-// 0) and lo (A row 8) times 2^e_s, hi + lo equal to act to ~2^-22 (stage_act_f16), so c0 + c2
-// is the row's dot product. Each slot's sum times its weight is added to the warp's total as
-// the warp leaves the slot; the warps' totals are added in order.
-template <WeightCode C>
-__global__ void __launch_bounds__(kWarps * 32)
-    down_mma_kernel(const float* act, int hidden, int inter, Experts experts, bool accumulate,
-                    float* out) {
-    extern __shared__ __align__(16) uint32_t shared_act[];
-    __shared__ float unscale[kMaxStagedSlots];
-    __shared__ float partial[kWarps][kMmaRows];
-    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, p = lane & 3;
-    const int groups = hidden / kMmaRows;
-    const int t = blockIdx.x / groups, row0 = blockIdx.x % groups * kMmaRows;
-    const int per = experts.per_token, first_slot = t * per, steps = inter / kMmaStep;
-    // This warp's step pairs [begin, end) of the token's per * steps / 2.
-    const int pairs = per * steps / 2;
-    const int begin = 2 * (warp * pairs / kWarps), end = 2 * ((warp + 1) * pairs / kWarps);
-    // The rows of lane quad g's row in a slot's down matrix; null: an absent slot (zeros).
-    auto row_of = [&](int i) -> const char* {
-        const int slot = first_slot + i;
-        if (!experts.present(slot)) return nullptr;
-        return static_cast<const char*>(experts.down(slot).data) +
-               size_t(row0 + g) * qrow_bytes<C>(inter) + qrow_bytes<C>(p * kChunkValues);
-    };
-    auto load = [&](int u) {  // step unit u: slot u / steps, step u % steps
-        const char* r = row_of(u / steps);
-        return r ? load_qchunk<C>(r, u % steps * kMmaStep) : QChunk<C>{};
-    };
-    // The chosen experts come from the router, two kernels back: complete when a chained
-    // launch starts (chained_launch.cuh), so the first weights load before the wait for act.
-    QChunk<C> b[kMmaDepth];
-#pragma unroll
-    for (int d = 0; d < kMmaDepth; ++d)
-        if (begin + d < end) b[d] = load(begin + d);
-    wait_for_previous();
-    release_next();
-    stage_act_f16(act + size_t(first_slot) * inter, per, inter, shared_act, unscale);
-    const int row_words = steps * kStageWords;
-    float total[2] = {}, slot_sum[2] = {}, tmp[4] = {};
-    int slot = begin / steps;
-    const float* sr[2];
-    auto enter = [&](int i) {  // slot i's scale rows
-        const QMatrix m =
-            experts.present(first_slot + i) ? experts.down(first_slot + i) : QMatrix{};
-        if (m.scales) mma_scale_rows<C>(m.scales, row0, p, inter, sr);
-    };
-    auto leave = [&](int i) {  // slot i's sum into the total, by its weight
-        if (experts.present(first_slot + i)) {
-            const float w = experts.weight(first_slot + i) * unscale[i];
-#pragma unroll
-            for (int k = 0; k < 2; ++k) total[k] += w * slot_sum[k];
-        }
-        slot_sum[0] = slot_sum[1] = 0.0f;
-    };
-    if (begin < end) enter(slot);
-    for (int u0 = begin; u0 < end; u0 += kMmaDepth) {
-#pragma unroll
-        for (int d = 0; d < kMmaDepth; ++d) {
-            const int u = u0 + d;
-            if (u >= end) break;
-            const int i = u / steps, s = u % steps;
-            if (i != slot) leave(slot), slot = i, enter(slot);
-            const uint4* xa = reinterpret_cast<const uint4*>(
-                shared_act + (g == 0 ? i * row_words + s * kStageWords : per * row_words) + p * 16);
-            const uint4 a[4] = {xa[0], xa[1], xa[2], xa[3]};
-            mma_chunk<C>(tmp, a, b[d]);
-            if (u + kMmaDepth < end) b[d] = load(u + kMmaDepth);
-            if (s & 1) {  // a 128-column scale block done: hi (c0, c1) + lo (c2, c3)
-                if (experts.present(first_slot + i)) {
-#pragma unroll
-                    for (int k = 0; k < 2; ++k)
-                        slot_sum[k] += (tmp[k] + tmp[k + 2]) * __ldg(sr[k] + (s >> 1));
-                }
-                tmp[0] = tmp[1] = tmp[2] = tmp[3] = 0.0f;
-            }
-        }
-    }
-    if (begin < end) leave(slot);
-    if (g == 0) partial[warp][2 * p] = total[0], partial[warp][2 * p + 1] = total[1];
+        for (int r = 0; r < R; ++r) partial[warp][r] = total[r];
     __syncthreads();
-    if (threadIdx.x < kMmaRows) {
-        float* dst = out + size_t(t) * hidden + row0 + threadIdx.x;
-        float sum = accumulate ? *dst : 0.0f;
+    if (threadIdx.x < R) {
+        float sum = accumulate ? dst[threadIdx.x] : 0.0f;
 #pragma unroll
         for (int w = 0; w < kWarps; ++w) sum += partial[w][threadIdx.x];
-        *dst = sum;
+        dst[threadIdx.x] = sum;
     }
 }
 
@@ -587,31 +461,31 @@ unsigned blocks_for_warps(size_t warps) {
     return static_cast<unsigned>((warps + kWarps - 1) / kWarps);
 }
 
+template <WeightCode C, int R>
+void launch_quantized_rows(const bf16* x, size_t n, int h, int i, int slots, const Experts& experts,
+                           bool accumulate, float* act, float* out, cudaStream_t stream) {
+    launch_chained("moe gate_up (quantized)", gate_up_quantized_kernel<C, R>,
+                   blocks_for_warps(static_cast<size_t>(slots) * (i / R)), kWarps * 32, 0, stream,
+                   x, h, i, slots, experts, act);
+    if (decode_narrow())
+        launch_chained("moe down_combine (quantized, split)", down_combine_split_kernel<C, R>,
+                       static_cast<unsigned>(n * (h / R)), kWarps * 32, 0, stream, act, h, i,
+                       experts, accumulate, out);
+    else
+        launch_chained("moe down_combine (quantized)", down_combine_quantized_kernel<C, R>,
+                       blocks_for_warps(n * (h / R)), kWarps * 32, 0, stream, act, h, i,
+                       static_cast<int>(n), experts, accumulate, out);
+}
+
 template <WeightCode C>
 void launch_quantized(const bf16* x, size_t n, int h, int i, int slots, const Experts& experts,
                       bool accumulate, float* act, float* out, cudaStream_t stream) {
-    constexpr int R = kQRows<C>;
-    // The staged x: n rows and one of zeros, 2 words per 2 values.
-    const size_t x_bytes = staged_x_bytes(n, h);
-    if (decode_mma() && n <= kMmaTokensMax && h % (2 * kMmaStep) == 0 && x_bytes <= 48 * 1024)
-        launch_chained("moe gate_up (quantized, mma)", gate_up_mma_kernel<C>,
-                       blocks_for_warps(static_cast<size_t>(slots) * (i / kMmaRows)), kWarps * 32,
-                       x_bytes, stream, x, h, i, slots, experts, act);
+    if (decode_narrow())
+        launch_quantized_rows<C, kQRows<C> / 2>(x, n, h, i, slots, experts, accumulate, act, out,
+                                                stream);
     else
-        launch_chained("moe gate_up (quantized)", gate_up_quantized_kernel<C>,
-                       blocks_for_warps(static_cast<size_t>(slots) * (i / R)), kWarps * 32, 0,
-                       stream, x, h, i, slots, experts, act);
-    // The staged act: the token's slots and one step of zeros.
-    const size_t act_bytes = staged_x_bytes(size_t(experts.per_token), size_t(i));
-    if (decode_mma() && h % kMmaRows == 0 && i % (2 * kMmaStep) == 0 &&
-        experts.per_token <= kMaxStagedSlots && act_bytes <= 48 * 1024)
-        launch_chained("moe down_combine (quantized, mma)", down_mma_kernel<C>,
-                       static_cast<unsigned>(n * (h / kMmaRows)), kWarps * 32, act_bytes, stream,
-                       act, h, i, experts, accumulate, out);
-    else
-        launch_chained("moe down_combine (quantized)", down_combine_quantized_kernel<C>,
-                       blocks_for_warps(n * (h / R)), kWarps * 32, 0, stream, act, h, i,
-                       static_cast<int>(n), experts, accumulate, out);
+        launch_quantized_rows<C, kQRows<C>>(x, n, h, i, slots, experts, accumulate, act, out,
+                                            stream);
 }
 
 }  // namespace
