@@ -175,6 +175,39 @@ __global__ void __launch_bounds__(kWarps * 32)
     if (lane == 0) act[static_cast<size_t>(slot) * inter + row] = ga / (1.0f + __expf(-ga)) * ua;
 }
 
+// w[s] = the pieces of live slot s's down row rows[s] from column base (kDownLoads of them,
+// kChunk apart), all issued before any is used.
+__device__ __forceinline__ void down_loads(const bf16* const (&rows)[kDownSlots],
+                                           const bool (&live)[kDownSlots], int base, int inter,
+                                           uint4 (&w)[kDownSlots][kDownLoads]) {
+#pragma unroll
+    for (int s = 0; s < kDownSlots; ++s)
+#pragma unroll
+        for (int i = 0; i < kDownLoads; ++i)
+            if (live[s] && base + i * kChunk < inter)
+                w[s][i] = load_stream(rows[s] + base + i * kChunk);
+}
+
+// dot[s] += the loaded pieces w[s] of slot (slot0 + s)'s down row . its act, from column base.
+__device__ __forceinline__ void down_dots(const float* act, int inter, int slot0, int base,
+                                          const bool (&live)[kDownSlots],
+                                          const uint4 (&w)[kDownSlots][kDownLoads],
+                                          float (&dot)[kDownSlots]) {
+#pragma unroll
+    for (int s = 0; s < kDownSlots; ++s) {
+        const float* a = act + static_cast<size_t>(slot0 + s) * inter;
+#pragma unroll
+        for (int i = 0; i < kDownLoads; ++i) {
+            const int c = base + i * kChunk;
+            if (live[s] && c < inter) {
+                float av[8];
+                load_x_f32(a + c, av);
+                dot[s] = dot8(dot[s], w[s][i], av);
+            }
+        }
+    }
+}
+
 // Warp (token, row): out[t][row] = (accumulate ? out[t][row] : 0) + sum over the token's
 // slots, in order, of weight(slot) * (w2[e] row . act[slot]). Each lane loads the row's
 // pieces of kDownSlots slots before the first multiply. Lane i looks up slot i's matrix and
@@ -219,30 +252,13 @@ __global__ void __launch_bounds__(kWarps * 32)
         float dot[kDownSlots] = {};
         for (int base = lane * 8; base < inter; base += kDownLoads * kChunk) {
             uint4 w[kDownSlots][kDownLoads];
-#pragma unroll
-            for (int s = 0; s < kDownSlots; ++s)
-#pragma unroll
-                for (int i = 0; i < kDownLoads; ++i)
-                    if (live[s] && base + i * kChunk < inter)
-                        w[s][i] = load_stream(rows[s] + base + i * kChunk);
+            down_loads(rows, live, base, inter, w);
             if (first == 0 && base == lane * 8) {
                 wait_for_previous();
                 release_next();
                 if (accumulate) total = out[task];
             }
-#pragma unroll
-            for (int s = 0; s < kDownSlots; ++s) {
-                const float* a = act + static_cast<size_t>(first_slot + first + s) * inter;
-#pragma unroll
-                for (int i = 0; i < kDownLoads; ++i) {
-                    const int c = base + i * kChunk;
-                    if (live[s] && c < inter) {
-                        float av[8];
-                        load_x_f32(a + c, av);
-                        dot[s] = dot8(dot[s], w[s][i], av);
-                    }
-                }
-            }
+            down_dots(act, inter, first_slot + first, base, live, w, dot);
         }
 #pragma unroll
         for (int s = 0; s < kDownSlots; ++s) {
@@ -253,6 +269,60 @@ __global__ void __launch_bounds__(kWarps * 32)
     }
     wait_for_previous();  // lanes past inter's end: before the store
     if (lane == 0) out[task] = total;
+}
+
+// Block (token, row) (decode_narrow()): the token's slots split evenly over the kWarps warps,
+// each loading its slots' rows at once (one round for up to 4 * kDownSlots slots) where a
+// down_combine_kernel warp takes three rounds one after another; kWarps times the warps. The
+// warps' sums are added in warp order.
+__global__ void __launch_bounds__(kWarps * 32)
+    down_combine_split_bf16_kernel(const float* act, int hidden, int inter, Experts experts,
+                                   bool accumulate, float* out) {
+    __shared__ float partial[kWarps];
+    const int t = blockIdx.x / hidden, row = blockIdx.x % hidden;
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, per = experts.per_token;
+    const int first_slot = t * per, end = (warp + 1) * per / kWarps;
+    float total = 0.0f;
+    bool waited = false;
+    for (int first = warp * per / kWarps; first < end; first += kDownSlots) {
+        const int count = min(kDownSlots, end - first);
+        const bf16* rows[kDownSlots];
+        bool live[kDownSlots];
+#pragma unroll
+        for (int s = 0; s < kDownSlots; ++s) {
+            const int slot = first_slot + min(first + s, end - 1);
+            live[s] = s < count && experts.present(slot);
+            rows[s] = live[s] ? static_cast<const bf16*>(experts.down(slot).data) +
+                                    static_cast<size_t>(row) * inter
+                              : nullptr;
+        }
+        float dot[kDownSlots] = {};
+        for (int base = lane * 8; base < inter; base += kDownLoads * kChunk) {
+            uint4 w[kDownSlots][kDownLoads];
+            down_loads(rows, live, base, inter, w);
+            if (!waited) {  // act is the gate/up kernel's output (chained_launch.cuh)
+                wait_for_previous();
+                release_next();
+                waited = true;
+            }
+            down_dots(act, inter, first_slot + first, base, live, w, dot);
+        }
+#pragma unroll
+        for (int s = 0; s < kDownSlots; ++s) {
+            const float sum = warp_sum(dot[s]);
+            if (live[s]) total += experts.weight(first_slot + first + s) * sum;
+        }
+    }
+    if (!waited) wait_for_previous(), release_next();  // a warp without slots or lanes past inter
+    if (lane == 0) partial[warp] = total;
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        float* dst = out + static_cast<size_t>(t) * hidden + row;
+        float sum = accumulate ? *dst : 0.0f;
+#pragma unroll
+        for (int w = 0; w < kWarps; ++w) sum += partial[w];
+        *dst = sum;
+    }
 }
 
 // The quantized forms of the two kernels (quant_row.cuh): the same summation order by
@@ -444,7 +514,7 @@ __global__ void __launch_bounds__(kWarps * 32)
     bool waited = false;
     down_slots<C, R>(act, inter, experts, t * per, warp * per / kWarps, (warp + 1) * per / kWarps,
                      row0, nullptr, waited, total);
-    if (!waited) wait_for_previous();  // a warp without slots, lanes past inter's end
+    if (!waited) wait_for_previous(), release_next();  // a warp without slots or lanes past inter
     if ((threadIdx.x & 31) == 0)
 #pragma unroll
         for (int r = 0; r < R; ++r) partial[warp][r] = total[r];
@@ -513,8 +583,13 @@ void moe_experts_gemv(const bf16* x, size_t n, size_t hidden, size_t inter, size
         case WeightCode::Bf16:
             launch_chained("moe gate_up", gate_up_kernel, gate_blocks, kWarps * 32, 0, stream, x, h,
                            i, slots, experts, act);
-            launch_chained("moe down_combine", down_combine_kernel, down_blocks, kWarps * 32, 0,
-                           stream, act, h, i, static_cast<int>(n), experts, accumulate, out);
+            if (decode_narrow())
+                launch_chained("moe down_combine (split)", down_combine_split_bf16_kernel,
+                               static_cast<unsigned>(n * hidden), kWarps * 32, 0, stream, act, h, i,
+                               experts, accumulate, out);
+            else
+                launch_chained("moe down_combine", down_combine_kernel, down_blocks, kWarps * 32, 0,
+                               stream, act, h, i, static_cast<int>(n), experts, accumulate, out);
             break;
         case WeightCode::Fp8:
             launch_quantized<WeightCode::Fp8>(x, n, h, i, slots, experts, accumulate, act, out,

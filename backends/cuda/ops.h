@@ -244,8 +244,10 @@ void gemv_pair(const bf16* x, size_t n, size_t in, const QMatrix& first, size_t 
 // the MLA q and latent projections as one stacked GEMV (KL_CUDA_DECODE_STACKED=1, opt-in
 // until measured on a device).
 bool decode_stacked();
-// Whether the quantized decode GEMVs and experts give each warp half the rows (FP8 1, INT4 2:
-// about half the registers, twice the warps; KL_CUDA_DECODE_NARROW=1, opt-in until measured).
+// Whether the quantized decode GEMVs and experts' gate/up give each warp half the rows (FP8 1,
+// INT4 2: about half the registers, twice the warps) and the decode down experts of every
+// format split a token's slots over a block's warps (KL_CUDA_DECODE_NARROW=1, opt-in until
+// measured; docs/perf/decode-occupancy.md).
 bool decode_narrow();
 
 // ---- MoE (moe.cu) ---------------------------------------------------------------------------
