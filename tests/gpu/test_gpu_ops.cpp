@@ -397,6 +397,9 @@ TEST_F(GpuOps, DecodeExpertGemvMatchesCpuExperts) {
     // A shard's experts: 4 of 9 owned, so most tokens have absent slots; none owned.
     check_decode_experts(4, 8, 9, 2304, 1024, 11, kl::cuda::WeightCode::Bf16, {3, 7});
     check_decode_experts(2, 8, 9, 2304, 1024, 12, kl::cuda::WeightCode::Bf16, {9, 9});
+    // 16 slots a token: more than one round of loads for each warp of the split down kernel
+    // (KL_CUDA_DECODE_NARROW=1), k = 1 above leaves three of its warps without a slot.
+    check_decode_experts(2, 15, 20, 256, 136, 13);
 }
 
 // The same over FP8 and INT4 experts: the real shapes (5 chunks of 16 per lane per 2304-long
@@ -409,6 +412,7 @@ TEST_F(GpuOps, DecodeExpertGemvReadsQuantizedExperts) {
         check_decode_experts(2, 3, 5, 64, 48, 31, code);
         check_decode_experts(1, 1, 3, 2304 * 2 + 16, 2048 + 16, 37, code);
         check_decode_experts(4, 8, 9, 2304, 1024, 38, code, {3, 7});  // a shard's experts
+        check_decode_experts(2, 15, 20, 256, 144, 41, code);          // 16 slots a token
         // x up to ~4e5 and act up to ~1e10 (past f16's 65504), and x ~1e-5.
         check_decode_experts(2, 8, 9, 2304, 1024, 39, code, {0, INT32_MAX}, 1e5f);
         check_decode_experts(1, 8, 9, 2304, 1024, 40, code, {0, INT32_MAX}, 1e-5f);
