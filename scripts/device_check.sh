@@ -43,10 +43,14 @@
 # "decodencu" profiles batch-1 decode's kernels (experts, GEMVs, KDA step, norms, router) of
 # 4 layers of the 48B shapes with Nsight Compute, per format (KL_DECODE_NCU_WEIGHTS, default
 # "fp8 bf16"; KL_DECODE_NCU_KERNELS a regex of kernel names; decodencu.log);
-# "decodeab" runs the opt-in decode paths (KL_CUDA_DECODE_NARROW=1: quantized GEMVs and
-# experts with half the rows a warp; KL_CUDA_DECODE_STACKED=1: fewer launches) through the GPU
+# "decodeab" runs the opt-in decode paths (KL_CUDA_DECODE_NARROW=1: every narrow decode
+# kernel, not just the format's default ones; KL_CUDA_DECODE_STACKED=1: fewer launches) through the GPU
 # tests, the 48B shapes' TPOT against the defaults (twice) and moe_bench decode (decodeab.log;
 # KL_WEIGHTS, default bf16: fp8 or int4 for the quantized kernels);
+# "narrowab" measures each part of KL_CUDA_DECODE_NARROW alone (gemv, gateup, down, lists;
+# KL_NARROW_SETS for TPOT, KL_NARROW_WEIGHTS default "fp8 int4"): moe_bench decode per
+# format, TPOT of the 48B shapes twice, and the GPU tests with gateup and down alone
+# (narrowab.log);
 # "cancel" measures cancel-to-return latency of a long prefill (tools/bench/cancel_latency;
 # cancel.log);
 # "plugin" checks the C API's CUDA plugin on the device (plugin.log): AUTO picks the GPU, the
@@ -93,7 +97,7 @@ case "${1:-}" in
     date -u | tee -a "$OUT/device.txt"
     config=configs/kimi-linear-48b-a3b.json
     layers_list=${KL_LAYERS:-4 8}  # depths of the 48B shapes (all 27 need the H200)
-    optin=(KL_CUDA_WGMMA=stagewise KL_CUDA_MLA_WGMMA=0 KL_CUDA_KDA_FUSED=0)  # the fallbacks
+    optin=(KL_CUDA_WGMMA=stagewise KL_CUDA_MLA_WGMMA=0 KL_CUDA_KDA_FUSED=0 KL_CUDA_DECODE_NARROW=0)  # the fallbacks
     if [[ $parts == *suites* ]]; then  # the default and the fallback suites side by side
       "$bin/kl_gpu_tests" > "$OUT/gpu_tests.log" 2>&1 &
       env "${optin[@]}" "$bin/kl_gpu_tests" > "$OUT/gpu_tests_optin.log" 2>&1 &
@@ -309,6 +313,31 @@ case "${1:-}" in
           done
         done
       } 2>&1 | tee "$OUT/decodeab.log"
+    fi
+    if [[ $parts == *narrowab* ]]; then  # each part of KL_CUDA_DECODE_NARROW alone
+      sets=${KL_NARROW_SETS:-0 gemv gateup down gemv,down 1}
+      { for format in fp8 int4 bf16; do
+          for narrow in 0 gateup down gateup,down; do
+            echo "== moe_bench decode --format $format, KL_CUDA_DECODE_NARROW=$narrow"
+            KL_CUDA_DECODE_NARROW=$narrow "$bin/moe_bench" decode --format $format
+          done
+        done
+        for round in 1 2; do
+          for weights in ${KL_NARROW_WEIGHTS:-fp8 int4}; do
+            for narrow in $sets; do
+              echo "== TPOT, --weights $weights, KL_CUDA_DECODE_NARROW=$narrow (round $round)"
+              KL_CUDA_DECODE_NARROW=$narrow "$bin/kimi" bench --random $config --device cuda \
+                --weights $weights --prompt-len 8 --context 512,32768 --decode 64 --repeats 2 \
+                --bandwidth-gbs 4300 || echo "kimi bench: exit $?"
+            done
+          done
+        done
+        for narrow in gateup down; do
+          echo "== kl_gpu_tests (GpuOps.*:*GpuModel*) with KL_CUDA_DECODE_NARROW=$narrow"
+          KL_CUDA_DECODE_NARROW=$narrow "$bin/kl_gpu_tests" --gtest_filter='GpuOps.*:*GpuModel*' \
+            2>&1 | grep -E "^\[  FAILED|Failure|PASSED|tests ran" || true
+        done
+      } 2>&1 | tee "$OUT/narrowab.log"
     fi
     if [[ $parts == *sanitize* ]]; then
       cs=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)

@@ -145,7 +145,7 @@ template <WeightCode C>
 void launch_quantized(const bf16* x, size_t n, int in, const QMatrix& w, int out, float* y, int ldy,
                       cudaStream_t stream) {
     constexpr int R = kQRows<C>, Narrow = kQRows<C> / 2;
-    const bool narrow = decode_narrow();
+    const bool narrow = decode_narrow(NarrowPart::Gemv, C);
     switch (n) {
         case 1:
             return narrow ? launch_rows<C, 1, Narrow>(x, in, w, out, y, ldy, stream)
@@ -166,12 +166,21 @@ void launch_quantized(const bf16* x, size_t n, int in, const QMatrix& w, int out
 
 }  // namespace
 
-bool decode_narrow() {
-    static const bool on = [] {
-        const char* v = std::getenv("KL_CUDA_DECODE_NARROW");
-        return v && std::string(v) == "1";
-    }();
-    return on;
+bool decode_narrow(NarrowPart part, WeightCode code) {
+    // Unset: the measured per-format choice (docs/perf/decode-occupancy.md): FP8 gains only
+    // from the narrow GEMVs (its split down kernel is slower), INT4 from every part, bf16 from
+    // the split down kernel. "0" or "1": every part off or on; else a comma-separated list of
+    // part names, on for every format.
+    static const char* env = std::getenv("KL_CUDA_DECODE_NARROW");
+    static const std::string parts = env ? env : "";
+    if (!env)
+        return code == WeightCode::Int4 || (code == WeightCode::Fp8 && part == NarrowPart::Gemv) ||
+               (code == WeightCode::Bf16 && part == NarrowPart::Down);
+    if (parts == "1") return true;
+    const char* name = part == NarrowPart::Gemv     ? "gemv"
+                       : part == NarrowPart::GateUp ? "gateup"
+                                                    : "down";
+    return ("," + parts + ",").find("," + std::string(name) + ",") != std::string::npos;
 }
 
 bool decode_stacked() {
@@ -237,7 +246,7 @@ void launch_pair_rows(const bf16* x, int in, const QMatrix& first, int first_out
 template <WeightCode C, int N>
 void launch_pair(const bf16* x, int in, const QMatrix& first, int first_out, const bf16* second,
                  int second_out, float* y, int ldy, cudaStream_t stream) {
-    if (decode_narrow())
+    if (decode_narrow(NarrowPart::Gemv, C))
         launch_pair_rows<C, N, kQRows<C> / 2>(x, in, first, first_out, second, second_out, y, ldy,
                                               stream);
     else

@@ -531,15 +531,16 @@ unsigned blocks_for_warps(size_t warps) {
     return static_cast<unsigned>((warps + kWarps - 1) / kWarps);
 }
 
-template <WeightCode C, int R>
-void launch_quantized_rows(const bf16* x, size_t n, int h, int i, int slots, const Experts& experts,
-                           bool accumulate, float* act, float* out, cudaStream_t stream) {
-    launch_chained("moe gate_up (quantized)", gate_up_quantized_kernel<C, R>,
-                   blocks_for_warps(static_cast<size_t>(slots) * (i / R)), kWarps * 32, 0, stream,
+template <WeightCode C, int G>
+void launch_quantized(const bf16* x, size_t n, int h, int i, int slots, const Experts& experts,
+                      bool accumulate, float* act, float* out, cudaStream_t stream) {
+    constexpr int R = kQRows<C>, Narrow = kQRows<C> / 2;
+    launch_chained("moe gate_up (quantized)", gate_up_quantized_kernel<C, G>,
+                   blocks_for_warps(static_cast<size_t>(slots) * (i / G)), kWarps * 32, 0, stream,
                    x, h, i, slots, experts, act);
-    if (decode_narrow())
-        launch_chained("moe down_combine (quantized, split)", down_combine_split_kernel<C, R>,
-                       static_cast<unsigned>(n * (h / R)), kWarps * 32, 0, stream, act, h, i,
+    if (decode_narrow(NarrowPart::Down, C))
+        launch_chained("moe down_combine (quantized, split)", down_combine_split_kernel<C, Narrow>,
+                       static_cast<unsigned>(n * (h / Narrow)), kWarps * 32, 0, stream, act, h, i,
                        experts, accumulate, out);
     else
         launch_chained("moe down_combine (quantized)", down_combine_quantized_kernel<C, R>,
@@ -550,12 +551,11 @@ void launch_quantized_rows(const bf16* x, size_t n, int h, int i, int slots, con
 template <WeightCode C>
 void launch_quantized(const bf16* x, size_t n, int h, int i, int slots, const Experts& experts,
                       bool accumulate, float* act, float* out, cudaStream_t stream) {
-    if (decode_narrow())
-        launch_quantized_rows<C, kQRows<C> / 2>(x, n, h, i, slots, experts, accumulate, act, out,
-                                                stream);
+    if (decode_narrow(NarrowPart::GateUp, C))
+        launch_quantized<C, kQRows<C> / 2>(x, n, h, i, slots, experts, accumulate, act, out,
+                                           stream);
     else
-        launch_quantized_rows<C, kQRows<C>>(x, n, h, i, slots, experts, accumulate, act, out,
-                                            stream);
+        launch_quantized<C, kQRows<C>>(x, n, h, i, slots, experts, accumulate, act, out, stream);
 }
 
 }  // namespace
@@ -583,7 +583,7 @@ void moe_experts_gemv(const bf16* x, size_t n, size_t hidden, size_t inter, size
         case WeightCode::Bf16:
             launch_chained("moe gate_up", gate_up_kernel, gate_blocks, kWarps * 32, 0, stream, x, h,
                            i, slots, experts, act);
-            if (decode_narrow())
+            if (decode_narrow(NarrowPart::Down, WeightCode::Bf16))
                 launch_chained("moe down_combine (split)", down_combine_split_bf16_kernel,
                                static_cast<unsigned>(n * hidden), kWarps * 32, 0, stream, act, h, i,
                                experts, accumulate, out);

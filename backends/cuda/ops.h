@@ -244,11 +244,13 @@ void gemv_pair(const bf16* x, size_t n, size_t in, const QMatrix& first, size_t 
 // the MLA q and latent projections as one stacked GEMV (KL_CUDA_DECODE_STACKED=1, opt-in
 // until measured on a device).
 bool decode_stacked();
-// Whether the quantized decode GEMVs and experts' gate/up give each warp half the rows (FP8 1,
-// INT4 2: about half the registers, twice the warps) and the decode down experts of every
-// format split a token's slots over a block's warps (KL_CUDA_DECODE_NARROW=1, opt-in until
-// measured; docs/perf/decode-occupancy.md).
-bool decode_narrow();
+// Whether a decode kernel of weights in `code` takes its narrow form: the quantized GEMVs
+// (Gemv) and experts' gate/up (GateUp) with half the rows a warp (FP8 1, INT4 2: about half
+// the registers, twice the warps), the down experts (Down) as a block per (token, rows) whose
+// warps split the token's slots. Default per format as measured (docs/perf/decode-occupancy.md);
+// KL_CUDA_DECODE_NARROW=0|1 or a list of parts ("gemv,gateup,down") overrides it.
+enum class NarrowPart { Gemv, GateUp, Down };
+bool decode_narrow(NarrowPart part, WeightCode code);
 
 // ---- MoE (moe.cu) ---------------------------------------------------------------------------
 // Per token: sigmoid scores, biased (grouped) top-k, weights renormalised and scaled.
