@@ -47,10 +47,10 @@
 # kernel, not just the format's default ones; KL_CUDA_DECODE_STACKED=1: fewer launches) through the GPU
 # tests, the 48B shapes' TPOT against the defaults (twice) and moe_bench decode (decodeab.log;
 # KL_WEIGHTS, default bf16: fp8 or int4 for the quantized kernels);
-# "narrowab" measures each part of KL_CUDA_DECODE_NARROW alone (gemv, gateup, down, lists;
-# KL_NARROW_SETS for TPOT, KL_NARROW_WEIGHTS default "fp8 int4"): moe_bench decode per
-# format, TPOT of the 48B shapes twice, and the GPU tests with gateup and down alone
-# (narrowab.log);
+# "narrowab" measures the parts of KL_CUDA_DECODE_NARROW alone and together (gemv, gateup,
+# down, downwide, lists; "default" = unset; KL_NARROW_SETS for TPOT, KL_NARROW_WEIGHTS
+# default "fp8 int4"): moe_bench decode per format, TPOT of the 48B shapes twice, and the
+# GPU tests with downwide (narrowab.log);
 # "cancel" measures cancel-to-return latency of a long prefill (tools/bench/cancel_latency;
 # cancel.log);
 # "plugin" checks the C API's CUDA plugin on the device (plugin.log): AUTO picks the GPU, the
@@ -315,24 +315,28 @@ case "${1:-}" in
       } 2>&1 | tee "$OUT/decodeab.log"
     fi
     if [[ $parts == *narrowab* ]]; then  # each part of KL_CUDA_DECODE_NARROW alone
-      sets=${KL_NARROW_SETS:-0 gemv gateup down gemv,down 1}
+      # "default" leaves KL_CUDA_DECODE_NARROW unset: each format's measured choice.
+      sets=${KL_NARROW_SETS:-default 0 gemv gemv,downwide gemv,gateup,down gemv,gateup,downwide}
+      narrow_env() { [[ $1 == default ]] && echo "-u KL_CUDA_DECODE_NARROW" ||
+                       echo "KL_CUDA_DECODE_NARROW=$1"; }
       { for format in fp8 int4 bf16; do
-          for narrow in 0 gateup down gateup,down; do
+          for narrow in default 0 gateup down gateup,down downwide gateup,downwide; do
+            [[ $format == bf16 && $narrow == *downwide* ]] && continue
             echo "== moe_bench decode --format $format, KL_CUDA_DECODE_NARROW=$narrow"
-            KL_CUDA_DECODE_NARROW=$narrow "$bin/moe_bench" decode --format $format
+            env $(narrow_env $narrow) "$bin/moe_bench" decode --format $format
           done
         done
         for round in 1 2; do
           for weights in ${KL_NARROW_WEIGHTS:-fp8 int4}; do
             for narrow in $sets; do
               echo "== TPOT, --weights $weights, KL_CUDA_DECODE_NARROW=$narrow (round $round)"
-              KL_CUDA_DECODE_NARROW=$narrow "$bin/kimi" bench --random $config --device cuda \
+              env $(narrow_env $narrow) "$bin/kimi" bench --random $config --device cuda \
                 --weights $weights --prompt-len 8 --context 512,32768 --decode 64 --repeats 2 \
                 --bandwidth-gbs 4300 || echo "kimi bench: exit $?"
             done
           done
         done
-        for narrow in gateup down; do
+        for narrow in downwide gateup,downwide; do
           echo "== kl_gpu_tests (GpuOps.*:*GpuModel*) with KL_CUDA_DECODE_NARROW=$narrow"
           KL_CUDA_DECODE_NARROW=$narrow "$bin/kl_gpu_tests" --gtest_filter='GpuOps.*:*GpuModel*' \
             2>&1 | grep -E "^\[  FAILED|Failure|PASSED|tests ran" || true

@@ -174,12 +174,14 @@ bool decode_narrow(NarrowPart part, WeightCode code) {
     static const char* env = std::getenv("KL_CUDA_DECODE_NARROW");
     static const std::string parts = env ? env : "";
     if (!env)
-        return code == WeightCode::Int4 || (code == WeightCode::Fp8 && part == NarrowPart::Gemv) ||
+        return (code == WeightCode::Int4 && part != NarrowPart::DownWide) ||
+               (code == WeightCode::Fp8 && part == NarrowPart::Gemv) ||
                (code == WeightCode::Bf16 && part == NarrowPart::Down);
-    if (parts == "1") return true;
+    if (parts == "1") return part != NarrowPart::DownWide;
     const char* name = part == NarrowPart::Gemv     ? "gemv"
                        : part == NarrowPart::GateUp ? "gateup"
-                                                    : "down";
+                       : part == NarrowPart::Down   ? "down"
+                                                    : "downwide";
     return ("," + parts + ",").find("," + std::string(name) + ",") != std::string::npos;
 }
 

@@ -542,6 +542,10 @@ void launch_quantized(const bf16* x, size_t n, int h, int i, int slots, const Ex
         launch_chained("moe down_combine (quantized, split)", down_combine_split_kernel<C, Narrow>,
                        static_cast<unsigned>(n * (h / Narrow)), kWarps * 32, 0, stream, act, h, i,
                        experts, accumulate, out);
+    else if (decode_narrow(NarrowPart::DownWide, C))
+        launch_chained("moe down_combine (quantized, split wide)", down_combine_split_kernel<C, R>,
+                       static_cast<unsigned>(n * (h / R)), kWarps * 32, 0, stream, act, h, i,
+                       experts, accumulate, out);
     else
         launch_chained("moe down_combine (quantized)", down_combine_quantized_kernel<C, R>,
                        blocks_for_warps(n * (h / R)), kWarps * 32, 0, stream, act, h, i,

@@ -248,8 +248,10 @@ bool decode_stacked();
 // (Gemv) and experts' gate/up (GateUp) with half the rows a warp (FP8 1, INT4 2: about half
 // the registers, twice the warps), the down experts (Down) as a block per (token, rows) whose
 // warps split the token's slots. Default per format as measured (docs/perf/decode-occupancy.md);
-// KL_CUDA_DECODE_NARROW=0|1 or a list of parts ("gemv,gateup,down") overrides it.
-enum class NarrowPart { Gemv, GateUp, Down };
+// KL_CUDA_DECODE_NARROW=0|1 or a list of parts ("gemv,gateup,down") overrides it. DownWide
+// (quantized only, never a default, not in "1"): the split down kernel with the full rows a
+// block, for FP8, whose one-row split kernel measured slower than the unsplit one.
+enum class NarrowPart { Gemv, GateUp, Down, DownWide };
 bool decode_narrow(NarrowPart part, WeightCode code);
 
 // ---- MoE (moe.cu) ---------------------------------------------------------------------------
