@@ -51,6 +51,8 @@
 # down, downwide, lists; "default" = unset; KL_NARROW_SETS for TPOT, KL_NARROW_WEIGHTS
 # default "fp8 int4"): moe_bench decode per format, TPOT of the 48B shapes twice, and the
 # GPU tests with downwide (narrowab.log);
+# "bulkab" runs the GPU tests with the bulk-copy one-token GEMV (KL_CUDA_DECODE_BULK=1) and
+# the 48B shapes' TPOT with it, with KL_CUDA_DECODE_STACKED=1 and both, twice (bulkab.log);
 # "cancel" measures cancel-to-return latency of a long prefill (tools/bench/cancel_latency;
 # cancel.log);
 # "plugin" checks the C API's CUDA plugin on the device (plugin.log): AUTO picks the GPU, the
@@ -96,6 +98,13 @@ case "${1:-}" in
       tee "$OUT/device.txt"
     date -u | tee -a "$OUT/device.txt"
     config=configs/kimi-linear-48b-a3b.json
+    # TPOT of the 48B shapes at 512 and 32K context in format $1, under `env` words $2...
+    tpot() {
+      local weights=$1; shift
+      env "$@" "$bin/kimi" bench --random $config --device cuda --weights "$weights" \
+        --prompt-len 8 --context 512,32768 --decode 64 --repeats 2 --bandwidth-gbs 4300 ||
+        echo "kimi bench: exit $?"
+    }
     layers_list=${KL_LAYERS:-4 8}  # depths of the 48B shapes (all 27 need the H200)
     optin=(KL_CUDA_WGMMA=stagewise KL_CUDA_MLA_WGMMA=0 KL_CUDA_KDA_FUSED=0 KL_CUDA_DECODE_NARROW=0)  # the fallbacks
     if [[ $parts == *suites* ]]; then  # the default and the fallback suites side by side
@@ -301,9 +310,7 @@ case "${1:-}" in
                                        "KL_CUDA_DECODE_NARROW=1" "$both")
           for flags in "${combos[@]}"; do
             echo "== TPOT, --weights $weights, $flags (round $round, $(date -u +%T))"
-            env $flags "$bin/kimi" bench --random $config --device cuda --weights $weights \
-              --prompt-len 8 --context 512,32768 --decode 64 --repeats 2 --bandwidth-gbs 4300 ||
-              echo "kimi bench: exit $?"
+            tpot $weights $flags
           done
         done
         for format in fp8 int4; do
@@ -330,9 +337,7 @@ case "${1:-}" in
           for weights in ${KL_NARROW_WEIGHTS:-fp8 int4}; do
             for narrow in $sets; do
               echo "== TPOT, --weights $weights, KL_CUDA_DECODE_NARROW=$narrow (round $round)"
-              env $(narrow_env $narrow) "$bin/kimi" bench --random $config --device cuda \
-                --weights $weights --prompt-len 8 --context 512,32768 --decode 64 --repeats 2 \
-                --bandwidth-gbs 4300 || echo "kimi bench: exit $?"
+              tpot $weights $(narrow_env $narrow)
             done
           done
         done
@@ -342,6 +347,21 @@ case "${1:-}" in
             2>&1 | grep -E "^\[  FAILED|Failure|PASSED|tests ran" || true
         done
       } 2>&1 | tee "$OUT/narrowab.log"
+    fi
+    if [[ $parts == *bulkab* ]]; then  # the bulk-copy GEMV (KL_CUDA_DECODE_BULK=1) against the default
+      { echo "== kl_gpu_tests (GpuOps.*:*GpuModel*:GpuSession.*) with KL_CUDA_DECODE_BULK=1"
+        KL_CUDA_DECODE_BULK=1 "$bin/kl_gpu_tests" --gtest_filter='GpuOps.*:*GpuModel*:GpuSession.*' \
+          2>&1 | grep -E "^\[  FAILED|Failure|PASSED|tests ran" || true
+        for round in 1 2; do
+          for weights in ${KL_NARROW_WEIGHTS:-fp8 int4}; do
+            for flags in "X=0" "KL_CUDA_DECODE_BULK=1" "KL_CUDA_DECODE_STACKED=1" \
+                         "KL_CUDA_DECODE_BULK=1 KL_CUDA_DECODE_STACKED=1"; do
+              echo "== TPOT, --weights $weights, $flags (round $round)"
+              tpot $weights $flags
+            done
+          done
+        done
+      } 2>&1 | tee "$OUT/bulkab.log"
     fi
     if [[ $parts == *sanitize* ]]; then
       cs=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)

@@ -148,6 +148,7 @@ void launch_quantized(const bf16* x, size_t n, int in, const QMatrix& w, int out
     const bool narrow = decode_narrow(NarrowPart::Gemv, C);
     switch (n) {
         case 1:
+            if (decode_bulk() && gemv_bulk(x, size_t(in), w, size_t(out), y, stream)) return;
             return narrow ? launch_rows<C, 1, Narrow>(x, in, w, out, y, ldy, stream)
                           : launch_rows<C, 1, R>(x, in, w, out, y, ldy, stream);
         case 2:

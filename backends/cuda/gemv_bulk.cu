@@ -1,0 +1,208 @@
+// One-token quantized GEMV whose weight rows reach shared memory by Hopper's bulk
+// asynchronous copies (cp.async.bulk), opt-in (KL_CUDA_DECODE_BULK=1) until measured.
+//
+// Why: the warp-per-row GEMVs (gemv.cu) keep their weight bytes in flight in registers, so
+// the bytes an SM has in flight are bounded by its registers and occupancy, and nothing is in
+// flight before a block is resident and has issued its loads (docs/perf/decode-occupancy.md).
+// Here one producer warp per block streams the block's rows into a ring of shared-memory
+// stages (mbarrier-signalled, no registers held), and eight consumer warps take a stage's
+// eight rows. A block owns an even share of the rows, so a small GEMV's whole share (an
+// o_proj's ~17 rows of 4 KB) is in flight at once; and the producer issues its first stages
+// before waiting for the previous kernel (weights depend on nothing, chained_launch.cuh), so
+// the weights' trip from memory overlaps the kernels before.
+//
+// Each consumer lane takes the 16-value chunks at 16 l, 16 l + 512, ... of its row in order
+// and scales each chunk's dot product by its block's scale, as the narrow warp-per-row kernel
+// does: the outputs are bit-equal to it (test_gpu_ops.cpp runs with either).
+#include <algorithm>
+#include <atomic>
+#include <cstdint>
+#include <cstdlib>
+#include <string>
+
+#include "chained_launch.cuh"
+#include "cuda_util.h"
+#include "ops.h"
+#include "quant_row.cuh"
+#include "wgmma.cuh"
+
+namespace kl::cuda {
+namespace {
+
+constexpr int kConsumers = 8;                    // warps; row w of a stage is warp w's
+constexpr int kThreads = (kConsumers + 1) * 32;  // and one producer warp
+constexpr int kMaxStages = 8;
+constexpr int kBatch = 8;  // chunks a lane reads at once: a 4096-long row in one batch
+constexpr size_t kRingBytes = 96 * 1024;  // two blocks of successive GEMVs fit one SM
+
+__device__ __forceinline__ uint32_t shared_address(const void* p) {
+    return static_cast<uint32_t>(__cvta_generic_to_shared(p));
+}
+
+__device__ __forceinline__ void fence_barrier_init() {
+    asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
+}
+
+// Arrives on `bar` and adds `bytes` to the transaction count its phase waits for.
+__device__ __forceinline__ void mbarrier_expect_tx(uint64_t* bar, uint32_t bytes) {
+    asm volatile(
+        "mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(shared_address(bar)),
+        "r"(bytes)
+        : "memory");
+}
+
+// Copies `bytes` (a multiple of 16, both addresses 16-byte aligned) from global to shared
+// memory; their landing counts against `bar`'s transaction count.
+__device__ __forceinline__ void bulk_load(void* dst, const void* src, uint32_t bytes,
+                                          uint64_t* bar) {
+    asm volatile(
+        "cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, "
+        "[%3];\n" ::"r"(shared_address(dst)),
+        "l"(src), "r"(bytes), "r"(shared_address(bar))
+        : "memory");
+}
+
+template <WeightCode C>
+__device__ __forceinline__ QChunk<C> shared_qchunk(const unsigned char* row, int c) {
+    QChunk<C> q;
+    if constexpr (C == WeightCode::Fp8)
+        q.raw = *reinterpret_cast<const uint4*>(row + c);
+    else
+        q.raw = *reinterpret_cast<const uint2*>(row + c / 2);
+    return q;
+}
+
+template <WeightCode C>
+__global__ void __launch_bounds__(kThreads)
+    gemv_bulk_kernel(const bf16* x, int in, QMatrix w, int out, float* y, int stages) {
+    extern __shared__ __align__(128) unsigned char ring[];
+    __shared__ uint64_t full[kMaxStages], empty[kMaxStages];
+    const size_t row_bytes = qrow_bytes<C>(in);
+    const size_t stage_bytes = row_bytes * kConsumers;
+    const int r0 = static_cast<int>(static_cast<long long>(out) * blockIdx.x / gridDim.x);
+    const int r1 = static_cast<int>(static_cast<long long>(out) * (blockIdx.x + 1) / gridDim.x);
+    const int tiles = (r1 - r0 + kConsumers - 1) / kConsumers;
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    if (threadIdx.x == 0) {
+        for (int s = 0; s < stages; ++s)
+            mbarrier_init(&full[s], 1), mbarrier_init(&empty[s], kConsumers);
+        fence_barrier_init();
+    }
+    __syncthreads();
+
+    if (warp == kConsumers) {  // the producer
+        auto issue = [&](int t) {
+            const int s = t % stages, first = r0 + t * kConsumers;
+            const uint32_t bytes = static_cast<uint32_t>(min(kConsumers, r1 - first) * row_bytes);
+            mbarrier_expect_tx(&full[s], bytes);
+            bulk_load(ring + s * stage_bytes,
+                      static_cast<const unsigned char*>(w.data) + size_t(first) * row_bytes, bytes,
+                      &full[s]);
+        };
+        const int ahead = min(tiles, stages);
+        if (lane == 0)
+            for (int t = 0; t < ahead; ++t) issue(t);
+        wait_for_previous();
+        release_next();
+        if (lane == 0)
+            for (int t = ahead; t < tiles; ++t) {
+                mbarrier_wait(&empty[t % stages], (t / stages - 1) & 1);
+                issue(t);
+            }
+        return;
+    }
+
+    wait_for_previous();  // x is the previous kernel's output
+    release_next();
+    for (int t = 0; t < tiles; ++t) {
+        const int s = t % stages, row = r0 + t * kConsumers + warp;
+        mbarrier_wait(&full[s], (t / stages) & 1);
+        if (row < r1) {
+            const unsigned char* wrow = ring + s * stage_bytes + warp * row_bytes;
+            const float* srow = qscale_row<C>(w.scales, row, in);
+            float acc = 0.0f;
+            for (int base = lane * kChunkValues; base < in; base += kBatch * 32 * kChunkValues) {
+                QChunk<C> q[kBatch];  // a batch's reads issued before its first multiply
+                float scale[kBatch];
+#pragma unroll
+                for (int i = 0; i < kBatch; ++i) {
+                    const int c = base + i * 32 * kChunkValues;
+                    if (c < in)
+                        q[i] = shared_qchunk<C>(wrow, c), scale[i] = __ldg(srow + c / kQuantBlock);
+                }
+#pragma unroll
+                for (int i = 0; i < kBatch; ++i) {
+                    const int c = base + i * 32 * kChunkValues;
+                    if (c < in) {
+                        float v[kChunkValues], xv[kChunkValues];
+                        qchunk_values<C>(q[i], v);
+                        load_x16_bf16(x + c, xv);
+                        acc += dot16(v, xv) * scale[i];
+                    }
+                }
+            }
+            for (int offset = 16; offset > 0; offset >>= 1)
+                acc += __shfl_xor_sync(0xffffffffu, acc, offset);
+            if (lane == 0) y[row] = acc;
+        }
+        __syncwarp();  // every lane has read the stage before it is handed back
+        if (lane == 0) mbarrier_arrive(&empty[s]);
+    }
+}
+
+int multiprocessors() {
+    constexpr int kDevices = 64;
+    static std::atomic<int> known[kDevices];
+    int device = 0;
+    check(cudaGetDevice(&device), "cudaGetDevice");
+    if (device < kDevices)
+        if (const int seen = known[device].load(std::memory_order_relaxed)) return seen;
+    int sms = 0;
+    check(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device),
+          "cudaDeviceGetAttribute");
+    if (device < kDevices) known[device].store(sms, std::memory_order_relaxed);
+    return sms;
+}
+
+template <WeightCode C>
+bool launch_bulk(const bf16* x, int in, const QMatrix& w, int out, float* y, cudaStream_t stream) {
+    const size_t row_bytes = C == WeightCode::Fp8 ? size_t(in) : size_t(in) / 2;
+    const size_t stage_bytes = row_bytes * kConsumers;
+    const int stages = static_cast<int>(std::min<size_t>(kMaxStages, kRingBytes / stage_bytes));
+    if (row_bytes % 16 != 0 || reinterpret_cast<uintptr_t>(w.data) % 16 != 0 || stages < 2)
+        return false;
+    const size_t shared = stage_bytes * stages;
+    allow_dynamic_shared(reinterpret_cast<const void*>(gemv_bulk_kernel<C>), shared,
+                         "cudaFuncSetAttribute(gemv_bulk_kernel)");
+    const int blocks = std::min(multiprocessors(), (out + kConsumers - 1) / kConsumers);
+    launch_chained("gemv_bulk", gemv_bulk_kernel<C>, blocks, kThreads, shared, stream, x, in, w,
+                   out, y, stages);
+    return true;
+}
+
+}  // namespace
+
+bool decode_bulk() {
+    static const bool on = [] {
+        const char* v = std::getenv("KL_CUDA_DECODE_BULK");
+        return v && std::string(v) == "1";
+    }();
+    return on;
+}
+
+bool gemv_bulk(const bf16* x, size_t in, const QMatrix& w, size_t out, float* y,
+               cudaStream_t stream) {
+    if (compute_capability() < 90 || in % kChunkValues != 0) return false;
+    const int i = static_cast<int>(in), o = static_cast<int>(out);
+    switch (w.code) {
+        case WeightCode::Fp8:
+            return launch_bulk<WeightCode::Fp8>(x, i, w, o, y, stream);
+        case WeightCode::Int4:
+            return launch_bulk<WeightCode::Int4>(x, i, w, o, y, stream);
+        case WeightCode::Bf16:
+            break;
+    }
+    return false;
+}
+
+}  // namespace kl::cuda
