@@ -24,7 +24,9 @@
 # "wgmma" runs the wgmma tiles' and the grouped experts' tests, moe_bench and the 48B shapes'
 # prefill in bf16 and FP8 with each experts' mainloop: mma.sync, wgmma stage by stage and
 # warp-specialized wgmma (KL_CUDA_WGMMA=0|stagewise|specialized, or KL_WGMMA_MODES; wgmma.log);
-# "suites" runs "tests" and "optin" at once (their models are small; one call's wall time);
+# "suites" runs "tests", "optin" and the whole suite with the candidate opt-ins
+# (KL_CANDIDATES, default KL_CUDA_DECODE_STACKED=1 KL_CUDA_DECODE_BULK=1;
+# gpu_tests_candidates.log) at once (their models are small; one call's wall time);
 # "optin" runs the whole GPU suite with the kernels the defaults replaced (the fallbacks:
 # KL_CUDA_WGMMA=stagewise, KL_CUDA_MLA_WGMMA=0, KL_CUDA_KDA_FUSED=0; optin.log,
 # gpu_tests_optin.log), so that they stay checked; "optbench" the 48B prefill with the
@@ -107,9 +109,12 @@ case "${1:-}" in
     }
     layers_list=${KL_LAYERS:-4 8}  # depths of the 48B shapes (all 27 need the H200)
     optin=(KL_CUDA_WGMMA=stagewise KL_CUDA_MLA_WGMMA=0 KL_CUDA_KDA_FUSED=0 KL_CUDA_DECODE_NARROW=0)  # the fallbacks
-    if [[ $parts == *suites* ]]; then  # the default and the fallback suites side by side
+    # Opt-in paths that may become defaults: the whole suite runs with them too ("suites").
+    read -ra candidates <<< "${KL_CANDIDATES:-KL_CUDA_DECODE_STACKED=1 KL_CUDA_DECODE_BULK=1}"
+    if [[ $parts == *suites* ]]; then  # the default, fallback and candidate suites side by side
       "$bin/kl_gpu_tests" > "$OUT/gpu_tests.log" 2>&1 &
       env "${optin[@]}" "$bin/kl_gpu_tests" > "$OUT/gpu_tests_optin.log" 2>&1 &
+      env "${candidates[@]}" "$bin/kl_gpu_tests" > "$OUT/gpu_tests_candidates.log" 2>&1 &
       wait
       grep -HE "Failure|FAILED|PASSED|tests ran" "$OUT"/gpu_tests*.log || true
     fi
