@@ -26,23 +26,37 @@ inline void check_launch(const char* kernel) {
     check(cudaGetLastError(), kernel);
 }
 
-// The current device's compute capability as 10 * major + minor (90 for Hopper), asked once
-// per device: the launch paths that choose a kernel by it call this on every launch.
-inline int compute_capability() {
+// An attribute of the current device, asked once per device: the launch paths that choose a
+// kernel or a grid by it call this on every launch.
+template <cudaDeviceAttr A>
+int device_attribute() {
     constexpr int kDevices = 64;
-    static std::atomic<int> known[kDevices];  // 0: not asked yet
+    static std::atomic<int> known[kDevices];  // value + 1; 0: not asked yet
     int device = 0;
     check(cudaGetDevice(&device), "cudaGetDevice");
     if (device < kDevices)
-        if (const int seen = known[device].load(std::memory_order_relaxed)) return seen;
-    int major = 0, minor = 0;
-    check(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device),
-          "cudaDeviceGetAttribute");
-    check(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device),
-          "cudaDeviceGetAttribute");
-    const int capability = 10 * major + minor;
-    if (device < kDevices) known[device].store(capability, std::memory_order_relaxed);
-    return capability;
+        if (const int seen = known[device].load(std::memory_order_relaxed)) return seen - 1;
+    int value = 0;
+    check(cudaDeviceGetAttribute(&value, A, device), "cudaDeviceGetAttribute");
+    if (device < kDevices) known[device].store(value + 1, std::memory_order_relaxed);
+    return value;
+}
+
+// The current device's compute capability as 10 * major + minor (90 for Hopper).
+inline int compute_capability() {
+    return 10 * device_attribute<cudaDevAttrComputeCapabilityMajor>() +
+           device_attribute<cudaDevAttrComputeCapabilityMinor>();
+}
+
+inline int multiprocessors() {
+    return device_attribute<cudaDevAttrMultiProcessorCount>();
+}
+
+// Whether a switch's value turns on the part called `name`: "1" every part, else a
+// comma-separated list of part names (KL_CUDA_DECODE_NARROW, KL_CUDA_DECODE_BULK).
+inline bool switch_has(const std::string& value, const char* name) {
+    return value == "1" ||
+           ("," + value + ",").find("," + std::string(name) + ",") != std::string::npos;
 }
 
 // Lets `kernel` launch on the current device with `bytes` of dynamic shared memory. Above the

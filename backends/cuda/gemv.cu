@@ -148,7 +148,8 @@ void launch_quantized(const bf16* x, size_t n, int in, const QMatrix& w, int out
     const bool narrow = decode_narrow(NarrowPart::Gemv, C);
     switch (n) {
         case 1:
-            if (decode_bulk() && gemv_bulk(x, size_t(in), w, size_t(out), y, stream)) return;
+            if (decode_bulk(BulkPart::Gemv) && gemv_bulk(x, size_t(in), w, size_t(out), y, stream))
+                return;
             return narrow ? launch_rows<C, 1, Narrow>(x, in, w, out, y, ldy, stream)
                           : launch_rows<C, 1, R>(x, in, w, out, y, ldy, stream);
         case 2:
@@ -178,12 +179,10 @@ bool decode_narrow(NarrowPart part, WeightCode code) {
         return (code == WeightCode::Int4 && part != NarrowPart::DownWide) ||
                (code == WeightCode::Fp8 && part == NarrowPart::Gemv) ||
                (code == WeightCode::Bf16 && part == NarrowPart::Down);
-    if (parts == "1") return part != NarrowPart::DownWide;
-    const char* name = part == NarrowPart::Gemv     ? "gemv"
-                       : part == NarrowPart::GateUp ? "gateup"
-                       : part == NarrowPart::Down   ? "down"
-                                                    : "downwide";
-    return ("," + parts + ",").find("," + std::string(name) + ",") != std::string::npos;
+    if (part == NarrowPart::DownWide) return parts != "1" && switch_has(parts, "downwide");
+    return switch_has(parts, part == NarrowPart::Gemv     ? "gemv"
+                             : part == NarrowPart::GateUp ? "gateup"
+                                                          : "down");
 }
 
 bool decode_stacked() {

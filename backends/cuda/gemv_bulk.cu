@@ -15,16 +15,14 @@
 // and scales each chunk's dot product by its block's scale, as the narrow warp-per-row kernel
 // does: the outputs are bit-equal to it (test_gpu_ops.cpp runs with either).
 #include <algorithm>
-#include <atomic>
 #include <cstdint>
 #include <cstdlib>
 #include <string>
 
+#include "bulk_copy.cuh"
 #include "chained_launch.cuh"
 #include "cuda_util.h"
 #include "ops.h"
-#include "quant_row.cuh"
-#include "wgmma.cuh"
 
 namespace kl::cuda {
 namespace {
@@ -35,80 +33,29 @@ constexpr int kMaxStages = 8;
 constexpr int kBatch = 8;  // chunks a lane reads at once: a 4096-long row in one batch
 constexpr size_t kRingBytes = 96 * 1024;  // two blocks of successive GEMVs fit one SM
 
-__device__ __forceinline__ uint32_t shared_address(const void* p) {
-    return static_cast<uint32_t>(__cvta_generic_to_shared(p));
-}
-
-__device__ __forceinline__ void fence_barrier_init() {
-    asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
-}
-
-// Arrives on `bar` and adds `bytes` to the transaction count its phase waits for.
-__device__ __forceinline__ void mbarrier_expect_tx(uint64_t* bar, uint32_t bytes) {
-    asm volatile(
-        "mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(shared_address(bar)),
-        "r"(bytes)
-        : "memory");
-}
-
-// Copies `bytes` (a multiple of 16, both addresses 16-byte aligned) from global to shared
-// memory; their landing counts against `bar`'s transaction count.
-__device__ __forceinline__ void bulk_load(void* dst, const void* src, uint32_t bytes,
-                                          uint64_t* bar) {
-    asm volatile(
-        "cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, "
-        "[%3];\n" ::"r"(shared_address(dst)),
-        "l"(src), "r"(bytes), "r"(shared_address(bar))
-        : "memory");
-}
-
-template <WeightCode C>
-__device__ __forceinline__ QChunk<C> shared_qchunk(const unsigned char* row, int c) {
-    QChunk<C> q;
-    if constexpr (C == WeightCode::Fp8)
-        q.raw = *reinterpret_cast<const uint4*>(row + c);
-    else
-        q.raw = *reinterpret_cast<const uint2*>(row + c / 2);
-    return q;
-}
-
 template <WeightCode C>
 __global__ void __launch_bounds__(kThreads)
     gemv_bulk_kernel(const bf16* x, int in, QMatrix w, int out, float* y, int stages) {
     extern __shared__ __align__(128) unsigned char ring[];
-    __shared__ uint64_t full[kMaxStages], empty[kMaxStages];
+    __shared__ BulkRing<kMaxStages> bars;
     const size_t row_bytes = qrow_bytes<C>(in);
     const size_t stage_bytes = row_bytes * kConsumers;
     const int r0 = static_cast<int>(static_cast<long long>(out) * blockIdx.x / gridDim.x);
     const int r1 = static_cast<int>(static_cast<long long>(out) * (blockIdx.x + 1) / gridDim.x);
     const int tiles = (r1 - r0 + kConsumers - 1) / kConsumers;
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-    if (threadIdx.x == 0) {
-        for (int s = 0; s < stages; ++s)
-            mbarrier_init(&full[s], 1), mbarrier_init(&empty[s], kConsumers);
-        fence_barrier_init();
-    }
+    if (threadIdx.x == 0) bars.init(stages, kConsumers);
     __syncthreads();
 
-    if (warp == kConsumers) {  // the producer
-        auto issue = [&](int t) {
-            const int s = t % stages, first = r0 + t * kConsumers;
+    if (warp == kConsumers) {  // the producer: tile t is rows r0 + 8 t ...
+        bars.produce(tiles, stages, [&](int t, uint64_t* bar) {
+            const int first = r0 + t * kConsumers;
             const uint32_t bytes = static_cast<uint32_t>(min(kConsumers, r1 - first) * row_bytes);
-            mbarrier_expect_tx(&full[s], bytes);
-            bulk_load(ring + s * stage_bytes,
+            mbarrier_expect_tx(bar, bytes);
+            bulk_load(ring + (t % stages) * stage_bytes,
                       static_cast<const unsigned char*>(w.data) + size_t(first) * row_bytes, bytes,
-                      &full[s]);
-        };
-        const int ahead = min(tiles, stages);
-        if (lane == 0)
-            for (int t = 0; t < ahead; ++t) issue(t);
-        wait_for_previous();
-        release_next();
-        if (lane == 0)
-            for (int t = ahead; t < tiles; ++t) {
-                mbarrier_wait(&empty[t % stages], (t / stages - 1) & 1);
-                issue(t);
-            }
+                      bar);
+        });
         return;
     }
 
@@ -116,7 +63,7 @@ __global__ void __launch_bounds__(kThreads)
     release_next();
     for (int t = 0; t < tiles; ++t) {
         const int s = t % stages, row = r0 + t * kConsumers + warp;
-        mbarrier_wait(&full[s], (t / stages) & 1);
+        bars.ready(t, stages);
         if (row < r1) {
             const unsigned char* wrow = ring + s * stage_bytes + warp * row_bytes;
             const float* srow = qscale_row<C>(w.scales, row, in);
@@ -145,30 +92,16 @@ __global__ void __launch_bounds__(kThreads)
                 acc += __shfl_xor_sync(0xffffffffu, acc, offset);
             if (lane == 0) y[row] = acc;
         }
-        __syncwarp();  // every lane has read the stage before it is handed back
-        if (lane == 0) mbarrier_arrive(&empty[s]);
+        bars.done(t, stages);
     }
-}
-
-int multiprocessors() {
-    constexpr int kDevices = 64;
-    static std::atomic<int> known[kDevices];
-    int device = 0;
-    check(cudaGetDevice(&device), "cudaGetDevice");
-    if (device < kDevices)
-        if (const int seen = known[device].load(std::memory_order_relaxed)) return seen;
-    int sms = 0;
-    check(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device),
-          "cudaDeviceGetAttribute");
-    if (device < kDevices) known[device].store(sms, std::memory_order_relaxed);
-    return sms;
 }
 
 template <WeightCode C>
 bool launch_bulk(const bf16* x, int in, const QMatrix& w, int out, float* y, cudaStream_t stream) {
     const size_t row_bytes = C == WeightCode::Fp8 ? size_t(in) : size_t(in) / 2;
     const size_t stage_bytes = row_bytes * kConsumers;
-    const int stages = static_cast<int>(std::min<size_t>(kMaxStages, kRingBytes / stage_bytes));
+    const int stages =
+        static_cast<int>(std::min<size_t>(kMaxStages, bulk_ring_bytes(kRingBytes) / stage_bytes));
     if (row_bytes % 16 != 0 || reinterpret_cast<uintptr_t>(w.data) % 16 != 0 || stages < 2)
         return false;
     const size_t shared = stage_bytes * stages;
@@ -182,12 +115,10 @@ bool launch_bulk(const bf16* x, int in, const QMatrix& w, int out, float* y, cud
 
 }  // namespace
 
-bool decode_bulk() {
-    static const bool on = [] {
-        const char* v = std::getenv("KL_CUDA_DECODE_BULK");
-        return v && std::string(v) == "1";
-    }();
-    return on;
+bool decode_bulk(BulkPart part) {
+    static const char* env = std::getenv("KL_CUDA_DECODE_BULK");
+    static const std::string parts = env ? env : "";
+    return switch_has(parts, part == BulkPart::Gemv ? "gemv" : "down");
 }
 
 bool gemv_bulk(const bf16* x, size_t in, const QMatrix& w, size_t out, float* y,

@@ -410,10 +410,7 @@ void launch_split(const Args& a, size_t rows, size_t ctas_per_head, cudaStream_t
 // Measured on the H100 at H=32, D=128, n=1 in a graph (L2-hot): 8 CTAs/head 9.6 us,
 // 4: 10.4, 2: 14.7, 1: 26.5 -- per-CTA latency, not bandwidth, sets the time.
 size_t default_split(size_t heads, size_t D) {
-    int device = 0, sms = 0;
-    check(cudaGetDevice(&device), "cudaGetDevice");
-    check(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device),
-          "cudaDeviceGetAttribute");
+    const int sms = multiprocessors();
     size_t split = 1;
     while (split < 8 && D / (2 * split) >= 8 && heads * split < static_cast<size_t>(sms))
         split *= 2;

@@ -11,8 +11,10 @@
 // when it has the experts' shape, is one more slot per token (weight 1). A slot whose expert
 // id is negative adds nothing (a shard of a split model, whose experts other shards own:
 // keep_owned_experts).
+#include <algorithm>
 #include <string>
 
+#include "bulk_copy.cuh"
 #include "chained_launch.cuh"
 #include "cuda_util.h"
 #include "ops.h"
@@ -527,6 +529,123 @@ __global__ void __launch_bounds__(kWarps * 32)
     }
 }
 
+// One token's down + combine on bulk copies (KL_CUDA_DECODE_BULK=down; bulk_copy.cuh): a
+// block owns an even share of the hidden rows, and its producer warp copies those rows of
+// each slot's down matrix into a stage of shared memory, one stage per slot, before waiting
+// for act: the slots' experts come from the router, two kernels back (complete when this one
+// starts, chained_launch.cuh), so the block's share of every down matrix is on its way while
+// gate/up still runs. Consumer warp w takes rows w, w + 8, ... of each stage; per row the
+// chunks, the slot's scale and the sums in slot order are down_slots' (the same outputs).
+constexpr int kBulkConsumers = 8;
+constexpr int kBulkThreads = (kBulkConsumers + 1) * 32;
+constexpr int kBulkMaxStages = 16;
+constexpr int kBulkRowsPerWarp = 4;           // a block's share: at most 32 rows
+constexpr size_t kBulkDownRing = 192 * 1024;  // FP8: all 9 slots of 2304 / 132 rows
+
+template <WeightCode C>
+__global__ void __launch_bounds__(kBulkThreads)
+    down_combine_bulk_kernel(const float* act, int hidden, int inter, Experts experts,
+                             bool accumulate, float* out, int stages, int stage_bytes) {
+    extern __shared__ __align__(128) unsigned char ring[];
+    __shared__ BulkRing<kBulkMaxStages> bars;
+    const size_t row_bytes = qrow_bytes<C>(inter);
+    const int r0 = static_cast<int>(static_cast<long long>(hidden) * blockIdx.x / gridDim.x);
+    const int r1 = static_cast<int>(static_cast<long long>(hidden) * (blockIdx.x + 1) / gridDim.x);
+    const int per = experts.per_token;  // token 0's slots
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    if (threadIdx.x == 0) bars.init(stages, kBulkConsumers);
+    __syncthreads();
+
+    if (warp == kBulkConsumers) {  // the producer: item = slot
+        bars.produce(per, stages, [&](int slot, uint64_t* bar) {
+            if (!experts.present(slot)) return mbarrier_arrive(bar);  // an empty stage
+            const uint32_t bytes = static_cast<uint32_t>((r1 - r0) * row_bytes);
+            mbarrier_expect_tx(bar, bytes);
+            bulk_load(
+                ring + size_t(slot % stages) * stage_bytes,
+                static_cast<const unsigned char*>(experts.down(slot).data) + size_t(r0) * row_bytes,
+                bytes, bar);
+        });
+        return;
+    }
+
+    wait_for_previous();  // act is the previous kernel's output
+    release_next();
+    float total[kBulkRowsPerWarp];
+#pragma unroll
+    for (int j = 0; j < kBulkRowsPerWarp; ++j) {
+        const int row = r0 + warp + j * kBulkConsumers;
+        total[j] = accumulate && row < r1 ? out[row] : 0.0f;
+    }
+    for (int slot = 0; slot < per; ++slot) {
+        const int stage = slot % stages;
+        bars.ready(slot, stages);
+        if (experts.present(slot)) {
+            const QMatrix m = experts.down(slot);
+            const float* a = act + static_cast<size_t>(slot) * inter;
+            const float weight = experts.weight(slot);
+#pragma unroll
+            for (int j = 0; j < kBulkRowsPerWarp; ++j) {
+                const int row = r0 + warp + j * kBulkConsumers;
+                if (row >= r1) break;
+                const unsigned char* wrow =
+                    ring + size_t(stage) * stage_bytes + size_t(row - r0) * row_bytes;
+                const float* srow = qscale_row<C>(m.scales, row, inter);
+                float dot = 0.0f;
+                for (int base = lane * kChunkValues; base < inter; base += kQDownLoads * kQStride) {
+                    QChunk<C> q[kQDownLoads];
+#pragma unroll
+                    for (int i = 0; i < kQDownLoads; ++i)
+                        if (base + i * kQStride < inter)
+                            q[i] = shared_qchunk<C>(wrow, base + i * kQStride);
+#pragma unroll
+                    for (int i = 0; i < kQDownLoads; ++i) {
+                        const int c = base + i * kQStride;
+                        if (c < inter) {
+                            float av[kChunkValues];
+                            load_x16_f32(a + c, av);
+                            dot += qchunk_dot<C>(q[i], av, srow, c);
+                        }
+                    }
+                }
+                total[j] += weight * warp_sum(dot);
+            }
+        }
+        bars.done(slot, stages);
+    }
+    if (lane == 0)
+#pragma unroll
+        for (int j = 0; j < kBulkRowsPerWarp; ++j) {
+            const int row = r0 + warp + j * kBulkConsumers;
+            if (row < r1) out[row] = total[j];
+        }
+}
+
+// The bulk down launch for one token, or false where it does not apply (the caller launches
+// the warp-per-row kernels).
+template <WeightCode C>
+bool launch_down_bulk(const float* act, size_t n, int h, int i, const Experts& experts,
+                      bool accumulate, float* out, cudaStream_t stream) {
+    const size_t row_bytes = C == WeightCode::Fp8 ? size_t(i) : size_t(i) / 2;
+    if (n != 1 || !decode_bulk(BulkPart::Down) || compute_capability() < 90 || row_bytes % 16 != 0)
+        return false;
+    int blocks = std::min(multiprocessors(), (h + kBulkConsumers - 1) / kBulkConsumers);
+    const int most = kBulkConsumers * kBulkRowsPerWarp;
+    blocks = std::max(blocks, (h + most - 1) / most);
+    const size_t stage_bytes = size_t((h + blocks - 1) / blocks) * row_bytes;
+    const int stages =
+        static_cast<int>(std::min<size_t>({size_t(experts.per_token), size_t(kBulkMaxStages),
+                                           bulk_ring_bytes(kBulkDownRing) / stage_bytes}));
+    if (stages < std::min(2, experts.per_token)) return false;  // stages to take turns
+    const size_t shared = stage_bytes * stages;
+    allow_dynamic_shared(reinterpret_cast<const void*>(down_combine_bulk_kernel<C>), shared,
+                         "cudaFuncSetAttribute(down_combine_bulk_kernel)");
+    launch_chained("moe down_combine (quantized, bulk)", down_combine_bulk_kernel<C>,
+                   static_cast<unsigned>(blocks), kBulkThreads, shared, stream, act, h, i, experts,
+                   accumulate, out, stages, static_cast<int>(stage_bytes));
+    return true;
+}
+
 unsigned blocks_for_warps(size_t warps) {
     return static_cast<unsigned>((warps + kWarps - 1) / kWarps);
 }
@@ -538,6 +657,7 @@ void launch_quantized(const bf16* x, size_t n, int h, int i, int slots, const Ex
     launch_chained("moe gate_up (quantized)", gate_up_quantized_kernel<C, G>,
                    blocks_for_warps(static_cast<size_t>(slots) * (i / G)), kWarps * 32, 0, stream,
                    x, h, i, slots, experts, act);
+    if (launch_down_bulk<C>(act, n, h, i, experts, accumulate, out, stream)) return;
     if (decode_narrow(NarrowPart::Down, C))
         launch_chained("moe down_combine (quantized, split)", down_combine_split_kernel<C, Narrow>,
                        static_cast<unsigned>(n * (h / Narrow)), kWarps * 32, 0, stream, act, h, i,
