@@ -54,10 +54,11 @@
 # default "fp8 int4"): moe_bench decode per format, TPOT of the 48B shapes twice, and the
 # GPU tests with downwide (narrowab.log);
 # "bulkab" runs the GPU tests with the bulk-copy decode kernels (KL_CUDA_DECODE_BULK=1: the
-# one-token GEMV and down experts), moe_bench decode with the bulk down kernel (and a 64 KB
+# one-token GEMV and experts), moe_bench decode with the bulk experts' parts (and a 64 KB
 # ring, KL_CUDA_BULK_RING_KB, and with every chained kernel preferring the most shared
-# memory, KL_CUDA_CARVEOUT=100), and the 48B shapes' TPOT with each part, both, the small
-# ring, the carveout, KL_CUDA_DECODE_STACKED=1 and bulk + stacked, twice (bulkab.log);
+# memory, KL_CUDA_CARVEOUT=100), and the 48B shapes' TPOT with the GEMV, the experts, all,
+# the small ring, the carveout, KL_CUDA_DECODE_STACKED=1 and bulk + stacked, twice
+# (bulkab.log);
 # "cancel" measures cancel-to-return latency of a long prefill (tools/bench/cancel_latency;
 # cancel.log);
 # "plugin" checks the C API's CUDA plugin on the device (plugin.log): AUTO picks the GPU, the
@@ -361,15 +362,16 @@ case "${1:-}" in
         KL_CUDA_DECODE_BULK=1 "$bin/kl_gpu_tests" --gtest_filter='GpuOps.*:*GpuModel*:GpuSession.*' \
           2>&1 | grep -E "^\[  FAILED|Failure|PASSED|tests ran" || true
         for format in fp8 int4; do
-          for flags in "X=0" "KL_CUDA_DECODE_BULK=down" "KL_CUDA_DECODE_BULK=down KL_CUDA_BULK_RING_KB=64" \
-                       "KL_CUDA_DECODE_BULK=down KL_CUDA_CARVEOUT=100"; do
+          for flags in "X=0" "KL_CUDA_DECODE_BULK=gateup" "KL_CUDA_DECODE_BULK=down" \
+                       "KL_CUDA_DECODE_BULK=gateup,down" "KL_CUDA_DECODE_BULK=down KL_CUDA_BULK_RING_KB=64" \
+                       "KL_CUDA_DECODE_BULK=gateup,down KL_CUDA_CARVEOUT=100"; do
             echo "== moe_bench decode --format $format, $flags"
             env $flags "$bin/moe_bench" decode --format $format
           done
         done
         for round in 1 2; do
           for weights in ${KL_NARROW_WEIGHTS:-fp8 int4}; do
-            for flags in "X=0" "KL_CUDA_DECODE_BULK=gemv" "KL_CUDA_DECODE_BULK=down" \
+            for flags in "X=0" "KL_CUDA_DECODE_BULK=gemv" "KL_CUDA_DECODE_BULK=gateup,down" \
                          "KL_CUDA_DECODE_BULK=1" "KL_CUDA_DECODE_BULK=1 KL_CUDA_BULK_RING_KB=64" \
                          "KL_CUDA_DECODE_BULK=1 KL_CUDA_CARVEOUT=100" "KL_CUDA_CARVEOUT=100" \
                          "KL_CUDA_DECODE_STACKED=1" "KL_CUDA_DECODE_BULK=1 KL_CUDA_DECODE_STACKED=1"; do

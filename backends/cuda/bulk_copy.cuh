@@ -1,7 +1,7 @@
 // Hopper's bulk asynchronous copies from global to shared memory (cp.async.bulk, sm_90),
 // signalled on mbarriers (wgmma.cuh): the decode kernels that stream weight rows into a ring
-// of shared-memory stages instead of holding them in registers (gemv_bulk.cu, moe_decode.cu;
-// docs/design/kernels.md, "One-token GEMV on bulk copies"). Device code only.
+// of shared-memory stages instead of holding them in registers (gemv_bulk.cu,
+// moe_decode_bulk.cu; docs/design/kernels.md, "Decode on bulk copies"). Device code only.
 #pragma once
 
 #include <cstddef>
@@ -57,10 +57,11 @@ __device__ __forceinline__ void bulk_load(void* dst, const void* src, uint32_t b
 // The handshake of a ring of `stages` shared-memory stages that one producer thread fills
 // with bulk copies, item after item (item i in stage i % stages), and `consumers` warps
 // empty. Thread 0 calls init, then the block syncs. The producer warp calls produce: lane 0
-// issues the first `stages` items before the warp waits for the previous kernel (so only
-// what depends on nothing may be copied ahead: weights, or expert ids two kernels back,
-// chained_launch.cuh), the rest each once its stage is handed back. A consumer warp waits
-// with ready(i) before reading item i's stage and hands it back with done(i).
+// issues the first of the `early` leading items that fit the ring before the warp waits
+// for the previous kernel (so only what depends on nothing it writes: weights, or expert
+// ids two kernels back, chained_launch.cuh), the rest after, each once its stage is handed
+// back. A consumer warp waits with ready(i) before reading item i's stage and hands it back
+// with done(i).
 template <int MaxStages>
 struct BulkRing {
     uint64_t full[MaxStages], empty[MaxStages];
@@ -72,16 +73,16 @@ struct BulkRing {
     }
     // issue(item, bar) arrives on bar, with the bytes it copies as the phase's transactions.
     template <typename Issue>
-    __device__ void produce(int items, int stages, Issue issue) {
+    __device__ void produce(int items, int early, int stages, Issue issue) {
         const bool lead = (threadIdx.x & 31) == 0;
-        const int ahead = min(items, stages);
+        const int ahead = min(min(items, early), stages);
         if (lead)
             for (int i = 0; i < ahead; ++i) issue(i, &full[i]);
         wait_for_previous();
         release_next();
         if (lead)
             for (int i = ahead; i < items; ++i) {
-                mbarrier_wait(&empty[i % stages], (i / stages - 1) & 1);
+                if (i >= stages) mbarrier_wait(&empty[i % stages], (i / stages - 1) & 1);
                 issue(i, &full[i % stages]);
             }
     }

@@ -48,7 +48,7 @@ __global__ void __launch_bounds__(kThreads)
     __syncthreads();
 
     if (warp == kConsumers) {  // the producer: tile t is rows r0 + 8 t ...
-        bars.produce(tiles, stages, [&](int t, uint64_t* bar) {
+        bars.produce(tiles, tiles, stages, [&](int t, uint64_t* bar) {
             const int first = r0 + t * kConsumers;
             const uint32_t bytes = static_cast<uint32_t>(min(kConsumers, r1 - first) * row_bytes);
             mbarrier_expect_tx(bar, bytes);
@@ -118,7 +118,9 @@ bool launch_bulk(const bf16* x, int in, const QMatrix& w, int out, float* y, cud
 bool decode_bulk(BulkPart part) {
     static const char* env = std::getenv("KL_CUDA_DECODE_BULK");
     static const std::string parts = env ? env : "";
-    return switch_has(parts, part == BulkPart::Gemv ? "gemv" : "down");
+    return switch_has(parts, part == BulkPart::Gemv     ? "gemv"
+                             : part == BulkPart::GateUp ? "gateup"
+                                                        : "down");
 }
 
 bool gemv_bulk(const bf16* x, size_t in, const QMatrix& w, size_t out, float* y,

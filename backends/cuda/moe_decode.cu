@@ -14,9 +14,9 @@
 #include <algorithm>
 #include <string>
 
-#include "bulk_copy.cuh"
 #include "chained_launch.cuh"
 #include "cuda_util.h"
+#include "moe_decode.cuh"
 #include "ops.h"
 #include "quant_row.cuh"
 
@@ -64,43 +64,6 @@ __device__ __forceinline__ void load_x_f32(const float* p, float (&x)[8]) {
     const float4 b = __ldg(reinterpret_cast<const float4*>(p) + 1);
     x[0] = a.x, x[1] = a.y, x[2] = a.z, x[3] = a.w, x[4] = b.x, x[5] = b.y, x[6] = b.z, x[7] = b.w;
 }
-
-__device__ __forceinline__ float warp_sum(float v) {
-    for (int offset = 16; offset > 0; offset >>= 1) v += __shfl_xor_sync(0xffffffffu, v, offset);
-    return v;
-}
-
-// The experts of a token's slots: top_k chosen ones, then the shared one if any.
-struct Experts {
-    const int32_t* chosen;  // [n, top_k]
-    const float* weights;   // [n, top_k]
-    ExpertWeights w;
-    DecodeSharedExpert shared;  // shared.w1.data null: no shared slot
-    int top_k;
-    int per_token;  // top_k, + 1 with the shared slot
-
-    __device__ bool is_shared(int slot) const { return slot % per_token == top_k; }
-    __device__ int chosen_index(int slot) const {
-        return slot / per_token * top_k + slot % per_token;
-    }
-    __device__ int expert(int slot) const { return chosen[chosen_index(slot)]; }
-    __device__ bool present(int slot) const { return is_shared(slot) || expert(slot) >= 0; }
-    __device__ QMatrix gate(int slot) const {
-        return is_shared(slot) ? shared.w1 : matrix(w.w1, w.s1, expert(slot));
-    }
-    __device__ QMatrix up(int slot) const {
-        return is_shared(slot) ? shared.w3 : matrix(w.w3, w.s3, expert(slot));
-    }
-    __device__ QMatrix down(int slot) const {
-        return is_shared(slot) ? shared.w2 : matrix(w.w2, w.s2, expert(slot));
-    }
-    __device__ float weight(int slot) const {
-        return is_shared(slot) ? 1.0f : weights[chosen_index(slot)];
-    }
-    __device__ QMatrix matrix(const void* const* data, const float* const* scales, int e) const {
-        return QMatrix{w.code, data[e], scales ? scales[e] : nullptr};
-    }
-};
 
 // The gate/up kernels' task order: the shared expert's slots first, then the chosen ones.
 // The shared expert needs no routing and x is complete when the kernel starts (the norm that
@@ -336,19 +299,6 @@ __global__ void __launch_bounds__(kWarps * 32)
 // decode_narrow() R is half that: half the registers a warp, twice the warps.
 template <WeightCode C>
 constexpr int kQRows = C == WeightCode::Fp8 ? 2 : 4;
-constexpr int kQGateLoads = 5;  // 2304 = 4.5 * 512
-constexpr int kQDownLoads = 2;  // 1024 = 2 * 512
-constexpr int kQDownSlots = 3;  // slots whose down rows a lane loads at once
-constexpr int kQStride = 32 * kChunkValues;
-
-template <WeightCode C>
-__device__ __forceinline__ float qchunk_dot(const QChunk<C>& q, const float (&xv)[kChunkValues],
-                                            const float* scale_row, int c) {
-    float v[kChunkValues];
-    qchunk_values<C>(q, v);
-    return dot16(v, xv) * __ldg(scale_row + c / kQuantBlock);
-}
-
 template <WeightCode C, int R>
 __global__ void __launch_bounds__(kWarps * 32)
     gate_up_quantized_kernel(const bf16* x, int hidden, int inter, int slots, Experts experts,
@@ -529,123 +479,6 @@ __global__ void __launch_bounds__(kWarps * 32)
     }
 }
 
-// One token's down + combine on bulk copies (KL_CUDA_DECODE_BULK=down; bulk_copy.cuh): a
-// block owns an even share of the hidden rows, and its producer warp copies those rows of
-// each slot's down matrix into a stage of shared memory, one stage per slot, before waiting
-// for act: the slots' experts come from the router, two kernels back (complete when this one
-// starts, chained_launch.cuh), so the block's share of every down matrix is on its way while
-// gate/up still runs. Consumer warp w takes rows w, w + 8, ... of each stage; per row the
-// chunks, the slot's scale and the sums in slot order are down_slots' (the same outputs).
-constexpr int kBulkConsumers = 8;
-constexpr int kBulkThreads = (kBulkConsumers + 1) * 32;
-constexpr int kBulkMaxStages = 16;
-constexpr int kBulkRowsPerWarp = 4;           // a block's share: at most 32 rows
-constexpr size_t kBulkDownRing = 192 * 1024;  // FP8: all 9 slots of 2304 / 132 rows
-
-template <WeightCode C>
-__global__ void __launch_bounds__(kBulkThreads)
-    down_combine_bulk_kernel(const float* act, int hidden, int inter, Experts experts,
-                             bool accumulate, float* out, int stages, int stage_bytes) {
-    extern __shared__ __align__(128) unsigned char ring[];
-    __shared__ BulkRing<kBulkMaxStages> bars;
-    const size_t row_bytes = qrow_bytes<C>(inter);
-    const int r0 = static_cast<int>(static_cast<long long>(hidden) * blockIdx.x / gridDim.x);
-    const int r1 = static_cast<int>(static_cast<long long>(hidden) * (blockIdx.x + 1) / gridDim.x);
-    const int per = experts.per_token;  // token 0's slots
-    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-    if (threadIdx.x == 0) bars.init(stages, kBulkConsumers);
-    __syncthreads();
-
-    if (warp == kBulkConsumers) {  // the producer: item = slot
-        bars.produce(per, stages, [&](int slot, uint64_t* bar) {
-            if (!experts.present(slot)) return mbarrier_arrive(bar);  // an empty stage
-            const uint32_t bytes = static_cast<uint32_t>((r1 - r0) * row_bytes);
-            mbarrier_expect_tx(bar, bytes);
-            bulk_load(
-                ring + size_t(slot % stages) * stage_bytes,
-                static_cast<const unsigned char*>(experts.down(slot).data) + size_t(r0) * row_bytes,
-                bytes, bar);
-        });
-        return;
-    }
-
-    wait_for_previous();  // act is the previous kernel's output
-    release_next();
-    float total[kBulkRowsPerWarp];
-#pragma unroll
-    for (int j = 0; j < kBulkRowsPerWarp; ++j) {
-        const int row = r0 + warp + j * kBulkConsumers;
-        total[j] = accumulate && row < r1 ? out[row] : 0.0f;
-    }
-    for (int slot = 0; slot < per; ++slot) {
-        const int stage = slot % stages;
-        bars.ready(slot, stages);
-        if (experts.present(slot)) {
-            const QMatrix m = experts.down(slot);
-            const float* a = act + static_cast<size_t>(slot) * inter;
-            const float weight = experts.weight(slot);
-#pragma unroll
-            for (int j = 0; j < kBulkRowsPerWarp; ++j) {
-                const int row = r0 + warp + j * kBulkConsumers;
-                if (row >= r1) break;
-                const unsigned char* wrow =
-                    ring + size_t(stage) * stage_bytes + size_t(row - r0) * row_bytes;
-                const float* srow = qscale_row<C>(m.scales, row, inter);
-                float dot = 0.0f;
-                for (int base = lane * kChunkValues; base < inter; base += kQDownLoads * kQStride) {
-                    QChunk<C> q[kQDownLoads];
-#pragma unroll
-                    for (int i = 0; i < kQDownLoads; ++i)
-                        if (base + i * kQStride < inter)
-                            q[i] = shared_qchunk<C>(wrow, base + i * kQStride);
-#pragma unroll
-                    for (int i = 0; i < kQDownLoads; ++i) {
-                        const int c = base + i * kQStride;
-                        if (c < inter) {
-                            float av[kChunkValues];
-                            load_x16_f32(a + c, av);
-                            dot += qchunk_dot<C>(q[i], av, srow, c);
-                        }
-                    }
-                }
-                total[j] += weight * warp_sum(dot);
-            }
-        }
-        bars.done(slot, stages);
-    }
-    if (lane == 0)
-#pragma unroll
-        for (int j = 0; j < kBulkRowsPerWarp; ++j) {
-            const int row = r0 + warp + j * kBulkConsumers;
-            if (row < r1) out[row] = total[j];
-        }
-}
-
-// The bulk down launch for one token, or false where it does not apply (the caller launches
-// the warp-per-row kernels).
-template <WeightCode C>
-bool launch_down_bulk(const float* act, size_t n, int h, int i, const Experts& experts,
-                      bool accumulate, float* out, cudaStream_t stream) {
-    const size_t row_bytes = C == WeightCode::Fp8 ? size_t(i) : size_t(i) / 2;
-    if (n != 1 || !decode_bulk(BulkPart::Down) || compute_capability() < 90 || row_bytes % 16 != 0)
-        return false;
-    int blocks = std::min(multiprocessors(), (h + kBulkConsumers - 1) / kBulkConsumers);
-    const int most = kBulkConsumers * kBulkRowsPerWarp;
-    blocks = std::max(blocks, (h + most - 1) / most);
-    const size_t stage_bytes = size_t((h + blocks - 1) / blocks) * row_bytes;
-    const int stages =
-        static_cast<int>(std::min<size_t>({size_t(experts.per_token), size_t(kBulkMaxStages),
-                                           bulk_ring_bytes(kBulkDownRing) / stage_bytes}));
-    if (stages < std::min(2, experts.per_token)) return false;  // stages to take turns
-    const size_t shared = stage_bytes * stages;
-    allow_dynamic_shared(reinterpret_cast<const void*>(down_combine_bulk_kernel<C>), shared,
-                         "cudaFuncSetAttribute(down_combine_bulk_kernel)");
-    launch_chained("moe down_combine (quantized, bulk)", down_combine_bulk_kernel<C>,
-                   static_cast<unsigned>(blocks), kBulkThreads, shared, stream, act, h, i, experts,
-                   accumulate, out, stages, static_cast<int>(stage_bytes));
-    return true;
-}
-
 unsigned blocks_for_warps(size_t warps) {
     return static_cast<unsigned>((warps + kWarps - 1) / kWarps);
 }
@@ -654,10 +487,11 @@ template <WeightCode C, int G>
 void launch_quantized(const bf16* x, size_t n, int h, int i, int slots, const Experts& experts,
                       bool accumulate, float* act, float* out, cudaStream_t stream) {
     constexpr int R = kQRows<C>, Narrow = kQRows<C> / 2;
-    launch_chained("moe gate_up (quantized)", gate_up_quantized_kernel<C, G>,
-                   blocks_for_warps(static_cast<size_t>(slots) * (i / G)), kWarps * 32, 0, stream,
-                   x, h, i, slots, experts, act);
-    if (launch_down_bulk<C>(act, n, h, i, experts, accumulate, out, stream)) return;
+    if (!moe_gate_up_bulk(x, n, h, i, experts, act, stream))
+        launch_chained("moe gate_up (quantized)", gate_up_quantized_kernel<C, G>,
+                       blocks_for_warps(static_cast<size_t>(slots) * (i / G)), kWarps * 32, 0,
+                       stream, x, h, i, slots, experts, act);
+    if (moe_down_bulk(act, n, h, i, experts, accumulate, out, stream)) return;
     if (decode_narrow(NarrowPart::Down, C))
         launch_chained("moe down_combine (quantized, split)", down_combine_split_kernel<C, Narrow>,
                        static_cast<unsigned>(n * (h / Narrow)), kWarps * 32, 0, stream, act, h, i,
