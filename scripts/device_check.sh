@@ -107,7 +107,7 @@ case "${1:-}" in
     # TPOT of the 48B shapes at 512 and 32K context in format $1, under `env` words $2...
     tpot() {
       local weights=$1; shift
-      env "$@" "$bin/kimi" bench --random $config --device cuda --weights "$weights" \
+      timeout 120 env "$@" "$bin/kimi" bench --random $config --device cuda --weights "$weights" \
         --prompt-len 8 --context 512,32768 --decode 64 --repeats 2 --bandwidth-gbs 4300 ||
         echo "kimi bench: exit $?"
     }
@@ -118,7 +118,7 @@ case "${1:-}" in
     if [[ $parts == *suites* ]]; then  # the default, fallback and candidate suites side by side
       "$bin/kl_gpu_tests" > "$OUT/gpu_tests.log" 2>&1 &
       env "${optin[@]}" "$bin/kl_gpu_tests" > "$OUT/gpu_tests_optin.log" 2>&1 &
-      env "${candidates[@]}" "$bin/kl_gpu_tests" > "$OUT/gpu_tests_candidates.log" 2>&1 &
+      timeout 450 env "${candidates[@]}" "$bin/kl_gpu_tests" > "$OUT/gpu_tests_candidates.log" 2>&1 &
       wait
       grep -HE "Failure|FAILED|PASSED|tests ran" "$OUT"/gpu_tests*.log || true
     fi
@@ -359,14 +359,14 @@ case "${1:-}" in
     fi
     if [[ $parts == *bulkab* ]]; then  # the bulk-copy GEMV (KL_CUDA_DECODE_BULK=1) against the default
       { echo "== kl_gpu_tests (GpuOps.*:*GpuModel*:GpuSession.*) with KL_CUDA_DECODE_BULK=1"
-        KL_CUDA_DECODE_BULK=1 "$bin/kl_gpu_tests" --gtest_filter='GpuOps.*:*GpuModel*:GpuSession.*' \
+        KL_CUDA_DECODE_BULK=1 timeout 300 "$bin/kl_gpu_tests" --gtest_filter='GpuOps.*:*GpuModel*:GpuSession.*' \
           2>&1 | grep -E "^\[  FAILED|Failure|PASSED|tests ran" || true
         for format in fp8 int4; do
           for flags in "X=0" "KL_CUDA_DECODE_BULK=gateup" "KL_CUDA_DECODE_BULK=down" \
                        "KL_CUDA_DECODE_BULK=gateup,down" "KL_CUDA_DECODE_BULK=down KL_CUDA_BULK_RING_KB=64" \
                        "KL_CUDA_DECODE_BULK=gateup,down KL_CUDA_CARVEOUT=100"; do
             echo "== moe_bench decode --format $format, $flags"
-            env $flags "$bin/moe_bench" decode --format $format
+            timeout 60 env $flags "$bin/moe_bench" decode --format $format
           done
         done
         for round in 1 2; do

@@ -54,6 +54,22 @@ __device__ __forceinline__ void bulk_load(void* dst, const void* src, uint32_t b
         : "memory");
 }
 
+// mbarrier_wait (wgmma.cuh) that gives up after ten seconds: a copy that never lands (a bad
+// address, a miscounted transaction) traps, so the launch fails with an error instead of
+// hanging the stream and every call behind it.
+__device__ __forceinline__ void mbarrier_wait_bounded(uint64_t* bar, uint32_t parity) {
+    uint64_t start = 0;
+    for (uint32_t spins = 0; !mbarrier_try_wait(bar, parity); ++spins)
+        if ((spins & 1023) == 0) {
+            uint64_t now;
+            asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(now));
+            if (spins == 0)
+                start = now;
+            else if (now - start > 10000000000ull)  // far past any copy, even instrumented
+                __trap();
+        }
+}
+
 // The handshake of a ring of `stages` shared-memory stages that one producer thread fills
 // with bulk copies, item after item (item i in stage i % stages), and `consumers` warps
 // empty. Thread 0 calls init, then the block syncs. The producer warp calls produce: lane 0
@@ -82,12 +98,12 @@ struct BulkRing {
         release_next();
         if (lead)
             for (int i = ahead; i < items; ++i) {
-                if (i >= stages) mbarrier_wait(&empty[i % stages], (i / stages - 1) & 1);
+                if (i >= stages) mbarrier_wait_bounded(&empty[i % stages], (i / stages - 1) & 1);
                 issue(i, &full[i % stages]);
             }
     }
     __device__ void ready(int item, int stages) {
-        mbarrier_wait(&full[item % stages], (item / stages) & 1);
+        mbarrier_wait_bounded(&full[item % stages], (item / stages) & 1);
     }
     __device__ void done(int item, int stages) {
         __syncwarp();  // every lane has read the stage before it is handed back

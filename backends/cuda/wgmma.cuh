@@ -96,21 +96,27 @@ __device__ __forceinline__ void mbarrier_arrive(uint64_t* bar) {
     asm volatile("{\n.reg .b64 state;\nmbarrier.arrive.shared.b64 state, [%0];\n}\n" ::"r"(address)
                  : "memory");
 }
-__device__ __forceinline__ void mbarrier_wait(uint64_t* bar, uint32_t parity) {
+// Whether the phase of parity `parity` has completed (try_wait may suspend the thread for a
+// while first).
+__device__ __forceinline__ bool mbarrier_try_wait(uint64_t* bar, uint32_t parity) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
     const uint32_t address = static_cast<uint32_t>(__cvta_generic_to_shared(bar));
     uint32_t done = 0;
-    do {
-        asm volatile(
-            "{\n.reg .pred p;\nmbarrier.try_wait.parity.shared.b64 p, [%1], %2;\n"
-            "selp.u32 %0, 1, 0, p;\n}\n"
-            : "=r"(done)
-            : "r"(address), "r"(parity)
-            : "memory");
-    } while (!done);
+    asm volatile(
+        "{\n.reg .pred p;\nmbarrier.try_wait.parity.shared.b64 p, [%1], %2;\n"
+        "selp.u32 %0, 1, 0, p;\n}\n"
+        : "=r"(done)
+        : "r"(address), "r"(parity)
+        : "memory");
+    return done != 0;
 #else
     (void)bar, (void)parity, __trap();  // sm_90 only
+    return false;
 #endif
+}
+__device__ __forceinline__ void mbarrier_wait(uint64_t* bar, uint32_t parity) {
+    while (!mbarrier_try_wait(bar, parity)) {
+    }
 }
 // One arrival on `bar` once every cp.async this thread issued before it has landed; the
 // barrier's count must include it (noinc).
