@@ -204,6 +204,9 @@ void gemv(const bf16* x, size_t n, size_t in, const QMatrix& w, size_t out, floa
     const unsigned blocks = static_cast<unsigned>((out + kWarps - 1) / kWarps);
     const int i = static_cast<int>(in), o = static_cast<int>(out), ld = static_cast<int>(ldy);
     const bf16* wb = static_cast<const bf16*>(w.data);
+    if (n == 1 && w.code == WeightCode::Bf16 && decode_bulk(BulkPart::Gemv) &&
+        gemv_bulk(x, in, w, out, y, stream))
+        return;
     switch (w.code) {
         case WeightCode::Fp8:
             return launch_quantized<WeightCode::Fp8>(x, n, i, w, o, y, ld, stream);

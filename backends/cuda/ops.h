@@ -253,11 +253,11 @@ bool decode_stacked();
 // block, for FP8, whose one-row split kernel measured slower than the unsplit one.
 enum class NarrowPart { Gemv, GateUp, Down, DownWide };
 bool decode_narrow(NarrowPart part, WeightCode code);
-// One-token quantized decode kernels whose weight rows stream into shared memory by bulk
-// asynchronous copies (opt-in until measured: KL_CUDA_DECODE_BULK=1, or a list of parts,
-// "gemv" (gemv_bulk.cu), "gateup" and "down" (the experts', moe_decode_bulk.cu)). gemv_bulk
-// returns false where the device or shape does not allow it; the caller then launches
-// gemv.cu's kernel.
+// One-token decode kernels whose weight rows stream into shared memory by bulk asynchronous
+// copies (opt-in until measured: KL_CUDA_DECODE_BULK=1, or a list of parts, "gemv" (bf16,
+// FP8, INT4; gemv_bulk.cu), "gateup" and "down" (the quantized experts', moe_decode_bulk.cu)).
+// gemv_bulk returns false where the device or shape does not allow it; the caller then
+// launches gemv.cu's kernel.
 enum class BulkPart { Gemv, GateUp, Down };
 bool decode_bulk(BulkPart part);
 bool gemv_bulk(const bf16* x, size_t in, const QMatrix& w, size_t out, float* y,
