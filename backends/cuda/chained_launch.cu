@@ -1,8 +1,5 @@
 #include <cstdlib>
 #include <cstring>
-#include <map>
-#include <mutex>
-#include <utility>
 
 #include "chained_launch.cuh"
 
@@ -33,16 +30,8 @@ void prefer_carveout(const void* kernel) {
         return v ? std::atoi(v) : -1;
     }();
     if (percent < 0 || percent > 100) return;
-    static std::mutex mutex;
-    static std::map<std::pair<int, const void*>, bool> done;
-    int device = 0;
-    check(cudaGetDevice(&device), "cudaGetDevice");
-    std::lock_guard<std::mutex> lock(mutex);
-    bool& set = done[{device, kernel}];
-    if (set) return;
-    check(cudaFuncSetAttribute(kernel, cudaFuncAttributePreferredSharedMemoryCarveout, percent),
-          "cudaFuncSetAttribute(carveout)");
-    set = true;
+    raise_kernel_attribute(kernel, cudaFuncAttributePreferredSharedMemoryCarveout, percent,
+                           "cudaFuncSetAttribute(carveout)");
 }
 
 }  // namespace kl::cuda

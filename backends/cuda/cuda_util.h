@@ -9,6 +9,7 @@
 #include <map>
 #include <mutex>
 #include <string>
+#include <tuple>
 #include <utility>
 
 #include "core/error.h"
@@ -59,21 +60,28 @@ inline bool switch_has(const std::string& value, const char* name) {
            ("," + value + ",").find("," + std::string(name) + ",") != std::string::npos;
 }
 
-// Lets `kernel` launch on the current device with `bytes` of dynamic shared memory. Above the
-// default 48 KB the attribute is required, and it belongs to each device's context, so it is
-// set once per (device, kernel) at the largest size asked so far; later calls are a lookup.
-inline void allow_dynamic_shared(const void* kernel, size_t bytes, const char* what) {
+// Sets `attribute` of `kernel` on the current device to `value` unless a value at least as
+// large is set already. Function attributes belong to each device's context, so they are
+// kept per (device, kernel, attribute); later calls are a lookup.
+inline void raise_kernel_attribute(const void* kernel, cudaFuncAttribute attribute, int value,
+                                   const char* what) {
     static std::mutex mutex;
-    static std::map<std::pair<int, const void*>, size_t> allowed;
+    static std::map<std::tuple<int, const void*, int>, int> set;
     int device = 0;
     check(cudaGetDevice(&device), "cudaGetDevice");
     std::lock_guard<std::mutex> lock(mutex);
-    size_t& have = allowed[{device, kernel}];
-    if (have >= bytes) return;
-    check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                               static_cast<int>(bytes)),
-          what);
-    have = bytes;
+    const auto key = std::make_tuple(device, kernel, static_cast<int>(attribute));
+    const auto have = set.find(key);
+    if (have != set.end() && have->second >= value) return;
+    check(cudaFuncSetAttribute(kernel, attribute, value), what);
+    set[key] = value;
+}
+
+// Lets `kernel` launch on the current device with `bytes` of dynamic shared memory (above the
+// default 48 KB the attribute is required), at the largest size asked so far.
+inline void allow_dynamic_shared(const void* kernel, size_t bytes, const char* what) {
+    raise_kernel_attribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                           static_cast<int>(bytes), what);
 }
 
 // Destroys each instantiated graph of `graphs` (an array or container of cudaGraphExec_t),
