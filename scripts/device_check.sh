@@ -25,10 +25,11 @@
 # prefill in bf16 and FP8 with each experts' mainloop: mma.sync, wgmma stage by stage and
 # warp-specialized wgmma (KL_CUDA_WGMMA=0|stagewise|specialized, or KL_WGMMA_MODES; wgmma.log);
 # "suites" runs "tests", "optin" and the whole suite with the candidate opt-ins
-# (KL_CANDIDATES, default KL_CUDA_DECODE_STACKED=1 KL_CUDA_DECODE_BULK=1;
+# (KL_CANDIDATES: env words, e.g. "KL_CUDA_DECODE_NARROW=gemv,downwide"; none by default;
 # gpu_tests_candidates.log) at once (their models are small; one call's wall time);
 # "optin" runs the whole GPU suite with the kernels the defaults replaced (the fallbacks:
-# KL_CUDA_WGMMA=stagewise, KL_CUDA_MLA_WGMMA=0, KL_CUDA_KDA_FUSED=0; optin.log,
+# KL_CUDA_WGMMA=stagewise, KL_CUDA_MLA_WGMMA=0, KL_CUDA_KDA_FUSED=0, KL_CUDA_DECODE_NARROW=0,
+# KL_CUDA_DECODE_STACKED=0; optin.log,
 # gpu_tests_optin.log), so that they stay checked; "optbench" the 48B prefill with the
 # fallbacks, the defaults, and the defaults with the experts' 128-row tiles
 # (KL_CUDA_MOE_TILE=128), and an eager profile of the defaults (optbench.log;
@@ -45,20 +46,10 @@
 # "decodencu" profiles batch-1 decode's kernels (experts, GEMVs, KDA step, norms, router) of
 # 4 layers of the 48B shapes with Nsight Compute, per format (KL_DECODE_NCU_WEIGHTS, default
 # "fp8 bf16"; KL_DECODE_NCU_KERNELS a regex of kernel names; decodencu.log);
-# "decodeab" runs the opt-in decode paths (KL_CUDA_DECODE_NARROW=1: every narrow decode
-# kernel, not just the format's default ones; KL_CUDA_DECODE_STACKED=1: fewer launches) through the GPU
-# tests, the 48B shapes' TPOT against the defaults (twice) and moe_bench decode (decodeab.log;
-# KL_WEIGHTS, default bf16: fp8 or int4 for the quantized kernels);
 # "narrowab" measures the parts of KL_CUDA_DECODE_NARROW alone and together (gemv, gateup,
 # down, downwide, lists; "default" = unset; KL_NARROW_SETS for TPOT, KL_NARROW_WEIGHTS
 # default "fp8 int4"): moe_bench decode per format, TPOT of the 48B shapes twice, and the
 # GPU tests with downwide (narrowab.log);
-# "bulkab" runs the GPU tests with the bulk-copy decode kernels (KL_CUDA_DECODE_BULK=1: the
-# one-token GEMV and experts), moe_bench decode with the bulk experts' parts (and a 64 KB
-# ring, KL_CUDA_BULK_RING_KB, and with every chained kernel preferring the most shared
-# memory, KL_CUDA_CARVEOUT=100), and the 48B shapes' TPOT with the GEMV, the experts, all,
-# the small ring, the carveout, KL_CUDA_DECODE_STACKED=1 and bulk + stacked, twice
-# (bulkab.log);
 # "cancel" measures cancel-to-return latency of a long prefill (tools/bench/cancel_latency;
 # cancel.log);
 # "plugin" checks the C API's CUDA plugin on the device (plugin.log): AUTO picks the GPU, the
@@ -112,13 +103,15 @@ case "${1:-}" in
         echo "kimi bench: exit $?"
     }
     layers_list=${KL_LAYERS:-4 8}  # depths of the 48B shapes (all 27 need the H200)
-    optin=(KL_CUDA_WGMMA=stagewise KL_CUDA_MLA_WGMMA=0 KL_CUDA_KDA_FUSED=0 KL_CUDA_DECODE_NARROW=0)  # the fallbacks
+    optin=(KL_CUDA_WGMMA=stagewise KL_CUDA_MLA_WGMMA=0 KL_CUDA_KDA_FUSED=0 KL_CUDA_DECODE_NARROW=0
+           KL_CUDA_DECODE_STACKED=0)  # the fallbacks
     # Opt-in paths that may become defaults: the whole suite runs with them too ("suites").
-    read -ra candidates <<< "${KL_CANDIDATES:-KL_CUDA_DECODE_STACKED=1 KL_CUDA_DECODE_BULK=1}"
+    read -ra candidates <<< "${KL_CANDIDATES:-}"
     if [[ $parts == *suites* ]]; then  # the default, fallback and candidate suites side by side
       "$bin/kl_gpu_tests" > "$OUT/gpu_tests.log" 2>&1 &
       env "${optin[@]}" "$bin/kl_gpu_tests" > "$OUT/gpu_tests_optin.log" 2>&1 &
-      timeout 450 env "${candidates[@]}" "$bin/kl_gpu_tests" > "$OUT/gpu_tests_candidates.log" 2>&1 &
+      ((${#candidates[@]})) &&
+        timeout 450 env "${candidates[@]}" "$bin/kl_gpu_tests" > "$OUT/gpu_tests_candidates.log" 2>&1 &
       wait
       grep -HE "Failure|FAILED|PASSED|tests ran" "$OUT"/gpu_tests*.log || true
     fi
@@ -306,30 +299,6 @@ case "${1:-}" in
             echo "ncu: exit $?"
         done; } 2>&1 | tee "$OUT/decodencu.log"
     fi
-    if [[ $parts == *decodeab* ]]; then  # the opt-in decode paths against the defaults
-      filter='GpuOps.*:*GpuModel*:GpuDense.*:GpuRandom.*:GpuSession.*:GpuBatch*'
-      both="KL_CUDA_DECODE_NARROW=1 KL_CUDA_DECODE_STACKED=1"
-      { echo "== kl_gpu_tests ($filter) with $both"
-        env $both "$bin/kl_gpu_tests" --gtest_filter="$filter" 2>&1 |
-          grep -E "^\[  FAILED|Failure|PASSED|tests ran" || true
-        weights=${KL_WEIGHTS:-bf16}
-        for round in 1 2; do  # the second: the default and both again
-          combos=("KL_CUDA_DECODE_NARROW=0" "$both")
-          [[ $round == 1 ]] && combos=("KL_CUDA_DECODE_NARROW=0" "KL_CUDA_DECODE_STACKED=1"
-                                       "KL_CUDA_DECODE_NARROW=1" "$both")
-          for flags in "${combos[@]}"; do
-            echo "== TPOT, --weights $weights, $flags (round $round, $(date -u +%T))"
-            tpot $weights $flags
-          done
-        done
-        for format in fp8 int4; do
-          for narrow in 0 1; do
-            echo "== moe_bench decode --format $format, KL_CUDA_DECODE_NARROW=$narrow"
-            KL_CUDA_DECODE_NARROW=$narrow "$bin/moe_bench" decode --format $format
-          done
-        done
-      } 2>&1 | tee "$OUT/decodeab.log"
-    fi
     if [[ $parts == *narrowab* ]]; then  # each part of KL_CUDA_DECODE_NARROW alone
       # "default" leaves KL_CUDA_DECODE_NARROW unset: each format's measured choice.
       sets=${KL_NARROW_SETS:-default 0 gemv gemv,downwide gemv,gateup,down gemv,gateup,downwide}
@@ -356,31 +325,6 @@ case "${1:-}" in
             2>&1 | grep -E "^\[  FAILED|Failure|PASSED|tests ran" || true
         done
       } 2>&1 | tee "$OUT/narrowab.log"
-    fi
-    if [[ $parts == *bulkab* ]]; then  # the bulk-copy GEMV (KL_CUDA_DECODE_BULK=1) against the default
-      { echo "== kl_gpu_tests (GpuOps.*:*GpuModel*:GpuSession.*) with KL_CUDA_DECODE_BULK=1"
-        KL_CUDA_DECODE_BULK=1 timeout 300 "$bin/kl_gpu_tests" --gtest_filter='GpuOps.*:*GpuModel*:GpuSession.*' \
-          2>&1 | grep -E "^\[  FAILED|Failure|PASSED|tests ran" || true
-        for format in fp8 int4; do
-          for flags in "X=0" "KL_CUDA_DECODE_BULK=gateup" "KL_CUDA_DECODE_BULK=down" \
-                       "KL_CUDA_DECODE_BULK=gateup,down" "KL_CUDA_DECODE_BULK=down KL_CUDA_BULK_RING_KB=64" \
-                       "KL_CUDA_DECODE_BULK=gateup,down KL_CUDA_CARVEOUT=100"; do
-            echo "== moe_bench decode --format $format, $flags"
-            timeout 60 env $flags "$bin/moe_bench" decode --format $format
-          done
-        done
-        for round in 1 2; do
-          for weights in ${KL_NARROW_WEIGHTS:-fp8 int4}; do
-            for flags in "X=0" "KL_CUDA_DECODE_BULK=gemv" "KL_CUDA_DECODE_BULK=gateup,down" \
-                         "KL_CUDA_DECODE_BULK=1" "KL_CUDA_DECODE_BULK=1 KL_CUDA_BULK_RING_KB=64" \
-                         "KL_CUDA_DECODE_BULK=1 KL_CUDA_CARVEOUT=100" "KL_CUDA_CARVEOUT=100" \
-                         "KL_CUDA_DECODE_STACKED=1" "KL_CUDA_DECODE_BULK=1 KL_CUDA_DECODE_STACKED=1"; do
-              echo "== TPOT, --weights $weights, $flags (round $round)"
-              tpot $weights $flags
-            done
-          done
-        done
-      } 2>&1 | tee "$OUT/bulkab.log"
     fi
     if [[ $parts == *sanitize* ]]; then
       cs=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)

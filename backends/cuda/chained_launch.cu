@@ -24,14 +24,4 @@ bool chained_launches() {
     return allowed && compute_capability() >= 90;
 }
 
-void prefer_carveout(const void* kernel) {
-    static const int percent = [] {
-        const char* v = std::getenv("KL_CUDA_CARVEOUT");
-        return v ? std::atoi(v) : -1;
-    }();
-    if (percent < 0 || percent > 100) return;
-    raise_kernel_attribute(kernel, cudaFuncAttributePreferredSharedMemoryCarveout, percent,
-                           "cudaFuncSetAttribute(carveout)");
-}
-
 }  // namespace kl::cuda

@@ -49,17 +49,10 @@ bool chained_launches();
 void drop_chained_launches(bool drop);
 bool chained_launches_dropped();
 
-// With KL_CUDA_CARVEOUT=P (0-100, for A/B runs) every chained kernel prefers P% of the SM's
-// L1/shared memory as shared memory: an SM runs blocks of several kernels at once only while
-// they share one carveout, so the bulk-copy kernels' early blocks (bulk_copy.cuh) find room
-// only where the kernel before them left it. Unset: the driver's choice. Host code.
-void prefer_carveout(const void* kernel);
-
 template <typename... Params, typename... Args>
 void launch_chained(const char* name, void (*kernel)(Params...), dim3 grid, dim3 block,
                     size_t shared_bytes, cudaStream_t stream, Args&&... args) {
     if (chained_launches_dropped()) return;
-    prefer_carveout(reinterpret_cast<const void*>(kernel));
     cudaLaunchAttribute chain[1];
     chain[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
     chain[0].val.programmaticStreamSerializationAllowed = 1;

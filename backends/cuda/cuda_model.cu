@@ -446,7 +446,7 @@ KdaDecodeWeights CudaBackend::decode_weights(const Layer& L) const {
 }
 
 // ws.proj[m, proj_rows] = xn · [q k v f_a g_a b]^T: one GEMV, two with quantized q, k, v
-// (one launch of both with KL_CUDA_DECODE_STACKED=1: gemv_pair).
+// (one launch of both, gemv_pair, unless KL_CUDA_DECODE_STACKED=0).
 void CudaBackend::kda_projections(const Layer& L, size_t m) const {
     const bf16* xn = workspace_->xn.as<bf16>();
     float* proj = workspace_->proj.as<float>();

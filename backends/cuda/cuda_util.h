@@ -54,7 +54,7 @@ inline int multiprocessors() {
 }
 
 // Whether a switch's value turns on the part called `name`: "1" every part, else a
-// comma-separated list of part names (KL_CUDA_DECODE_NARROW, KL_CUDA_DECODE_BULK).
+// comma-separated list of part names (KL_CUDA_DECODE_NARROW).
 inline bool switch_has(const std::string& value, const char* name) {
     return value == "1" ||
            ("," + value + ",").find("," + std::string(name) + ",") != std::string::npos;

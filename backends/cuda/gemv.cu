@@ -148,8 +148,6 @@ void launch_quantized(const bf16* x, size_t n, int in, const QMatrix& w, int out
     const bool narrow = decode_narrow(NarrowPart::Gemv, C);
     switch (n) {
         case 1:
-            if (decode_bulk(BulkPart::Gemv) && gemv_bulk(x, size_t(in), w, size_t(out), y, stream))
-                return;
             return narrow ? launch_rows<C, 1, Narrow>(x, in, w, out, y, ldy, stream)
                           : launch_rows<C, 1, R>(x, in, w, out, y, ldy, stream);
         case 2:
@@ -188,7 +186,7 @@ bool decode_narrow(NarrowPart part, WeightCode code) {
 bool decode_stacked() {
     static const bool on = [] {
         const char* v = std::getenv("KL_CUDA_DECODE_STACKED");
-        return v && std::string(v) == "1";
+        return !(v && std::string(v) == "0");
     }();
     return on;
 }
@@ -204,9 +202,6 @@ void gemv(const bf16* x, size_t n, size_t in, const QMatrix& w, size_t out, floa
     const unsigned blocks = static_cast<unsigned>((out + kWarps - 1) / kWarps);
     const int i = static_cast<int>(in), o = static_cast<int>(out), ld = static_cast<int>(ldy);
     const bf16* wb = static_cast<const bf16*>(w.data);
-    if (n == 1 && w.code == WeightCode::Bf16 && decode_bulk(BulkPart::Gemv) &&
-        gemv_bulk(x, in, w, out, y, stream))
-        return;
     switch (w.code) {
         case WeightCode::Fp8:
             return launch_quantized<WeightCode::Fp8>(x, n, i, w, o, y, ld, stream);

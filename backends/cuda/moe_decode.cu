@@ -487,11 +487,9 @@ template <WeightCode C, int G>
 void launch_quantized(const bf16* x, size_t n, int h, int i, int slots, const Experts& experts,
                       bool accumulate, float* act, float* out, cudaStream_t stream) {
     constexpr int R = kQRows<C>, Narrow = kQRows<C> / 2;
-    if (!moe_gate_up_bulk(x, n, h, i, experts, act, stream))
-        launch_chained("moe gate_up (quantized)", gate_up_quantized_kernel<C, G>,
-                       blocks_for_warps(static_cast<size_t>(slots) * (i / G)), kWarps * 32, 0,
-                       stream, x, h, i, slots, experts, act);
-    if (moe_down_bulk(act, n, h, i, experts, accumulate, out, stream)) return;
+    launch_chained("moe gate_up (quantized)", gate_up_quantized_kernel<C, G>,
+                   blocks_for_warps(static_cast<size_t>(slots) * (i / G)), kWarps * 32, 0, stream,
+                   x, h, i, slots, experts, act);
     if (decode_narrow(NarrowPart::Down, C))
         launch_chained("moe down_combine (quantized, split)", down_combine_split_kernel<C, Narrow>,
                        static_cast<unsigned>(n * (h / Narrow)), kWarps * 32, 0, stream, act, h, i,

@@ -1,6 +1,5 @@
-// What the decode experts' kernels share (moe_decode.cu: the warp-per-row kernels;
-// moe_decode_bulk.cu: the bulk-copy ones): a token's slots and their experts, the quantized
-// kernels' load batches and chunk dot product. Device code, and the bulk launchers.
+// The decode experts' device-side building blocks (moe_decode.cu): a token's slots and their
+// experts, the quantized kernels' load batches and chunk dot product.
 #pragma once
 
 #include <cuda_runtime.h>
@@ -62,13 +61,5 @@ __device__ __forceinline__ float qchunk_dot(const QChunk<C>& q, const float (&xv
     qchunk_values<C>(q, v);
     return dot16(v, xv) * __ldg(scale_row + c / kQuantBlock);
 }
-
-// One token's experts on bulk copies (moe_decode_bulk.cu, KL_CUDA_DECODE_BULK): false where
-// they do not apply (the switch is off, n > 1, no sm_90, rows not whole 16-byte pieces),
-// and the caller launches the warp-per-row kernels.
-bool moe_gate_up_bulk(const bf16* x, size_t n, int hidden, int inter, const Experts& experts,
-                      float* act, cudaStream_t stream);
-bool moe_down_bulk(const float* act, size_t n, int hidden, int inter, const Experts& experts,
-                   bool accumulate, float* out, cudaStream_t stream);
 
 }  // namespace kl::cuda

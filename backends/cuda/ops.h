@@ -241,8 +241,8 @@ void gemv_bf16(const bf16* x, size_t n, size_t in, const bf16* w, size_t out, fl
 void gemv_pair(const bf16* x, size_t n, size_t in, const QMatrix& first, size_t first_out,
                const bf16* second, size_t second_out, float* y, size_t ldy, cudaStream_t stream);
 // Whether decode runs the KDA projections of a quantized model in one launch (gemv_pair) and
-// the MLA q and latent projections as one stacked GEMV (KL_CUDA_DECODE_STACKED=1, opt-in
-// until measured on a device).
+// the MLA q and latent projections as one stacked GEMV: the default, TPOT -2% to -3%
+// (docs/perf/decode-occupancy.md); KL_CUDA_DECODE_STACKED=0 launches them one by one.
 bool decode_stacked();
 // Whether a decode kernel of weights in `code` takes its narrow form: the quantized GEMVs
 // (Gemv) and experts' gate/up (GateUp) with half the rows a warp (FP8 1, INT4 2: about half
@@ -253,15 +253,6 @@ bool decode_stacked();
 // block, for FP8, whose one-row split kernel measured slower than the unsplit one.
 enum class NarrowPart { Gemv, GateUp, Down, DownWide };
 bool decode_narrow(NarrowPart part, WeightCode code);
-// One-token decode kernels whose weight rows stream into shared memory by bulk asynchronous
-// copies (opt-in until measured: KL_CUDA_DECODE_BULK=1, or a list of parts, "gemv" (bf16,
-// FP8, INT4; gemv_bulk.cu), "gateup" and "down" (the quantized experts', moe_decode_bulk.cu)).
-// gemv_bulk returns false where the device or shape does not allow it; the caller then
-// launches gemv.cu's kernel.
-enum class BulkPart { Gemv, GateUp, Down };
-bool decode_bulk(BulkPart part);
-bool gemv_bulk(const bf16* x, size_t in, const QMatrix& w, size_t out, float* y,
-               cudaStream_t stream);
 
 // ---- MoE (moe.cu) ---------------------------------------------------------------------------
 // Per token: sigmoid scores, biased (grouped) top-k, weights renormalised and scaled.

@@ -482,42 +482,6 @@ TEST_F(GpuOps, FewTokenGemvReadsQuantizedWeights) {
     EXPECT_TRUE(kl::cuda::gemv_supported(1, 24, kl::cuda::WeightCode::Bf16));
 }
 
-// The one-token GEMV on bulk copies (gemv_bulk.cu, KL_CUDA_DECODE_BULK=1) against the CPU,
-// whatever the switch says: shapes whose rows fit run it (blocks of a few rows and of many
-// tiles each, more tiles than the ring has stages), the others must decline.
-TEST_F(GpuOps, BulkGemvReadsEveryWeightFormat) {
-    if (kl::cuda::compute_capability() < 90) GTEST_SKIP() << "bulk copies need sm_90";
-    kl::ThreadPool pool(2);
-    for (auto code :
-         {kl::cuda::WeightCode::Bf16, kl::cuda::WeightCode::Fp8, kl::cuda::WeightCode::Int4})
-        for (size_t in : {16, 112, 2304, 4096, 6000})
-            for (size_t out : {7, 130, 1000, 12288}) {
-                auto x = randn(in, 5), w = randn(out * in, 6, 0.05f);
-                for (size_t r = 0; r < out; ++r)
-                    for (size_t c = 0; c < in; ++c)
-                        w[r * in + c] *= float(1 + r / 128 % 3) * float(1 + c / 128 % 2);
-                DevWeight dw(w, out, in, code);
-                const size_t row_bytes = code == kl::cuda::WeightCode::Bf16  ? 2 * in
-                                         : code == kl::cuda::WeightCode::Fp8 ? in
-                                                                             : in / 2;
-                Dev<uint16_t> dx(to_bf16(x));
-                Dev<float> dy(std::vector<float>(out + 3, -1.0f));
-                const bool ran =
-                    kl::cuda::gemv_bulk(reinterpret_cast<const kl::cuda::bf16*>(dx.ptr), in,
-                                        dw.matrix(), out, dy.ptr, nullptr);
-                // Rows of whole 16-byte pieces, two stages of 8 rows in 200 KB.
-                const bool fits = row_bytes % 16 == 0 && 2 * 8 * row_bytes <= 200 * 1024;
-                ASSERT_EQ(ran, fits) << code_name(code) << " " << in;
-                if (!ran) continue;
-                ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
-                std::vector<float> y = dy.get(), want(out);
-                for (size_t r = out; r < out + 3; ++r) EXPECT_EQ(y[r], -1.0f);
-                y.resize(out);
-                kl::cpu::matmul_wt(pool, x.data(), 1, in, w.data(), out, want.data());
-                EXPECT_LE(rel_error(y, want), 1e-5) << code_name(code) << " " << in << "->" << out;
-            }
-}
-
 // The quantized GEMV with x far from 1 (past f16's range, and tiny), the real shapes.
 TEST_F(GpuOps, FewTokenGemvQuantizedAtExtremeMagnitudes) {
     kl::ThreadPool pool(2);
