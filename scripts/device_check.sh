@@ -25,7 +25,7 @@
 # prefill in bf16 and FP8 with each experts' mainloop: mma.sync, wgmma stage by stage and
 # warp-specialized wgmma (KL_CUDA_WGMMA=0|stagewise|specialized, or KL_WGMMA_MODES; wgmma.log);
 # "suites" runs "tests", "optin" and the whole suite with the candidate opt-ins
-# (KL_CANDIDATES: env words, e.g. "KL_CUDA_DECODE_NARROW=gemv,downwide"; none by default;
+# (KL_CANDIDATES: env words, default KL_CUDA_DECODE_TAILNORM=1; "none" for none;
 # gpu_tests_candidates.log) at once (their models are small; one call's wall time);
 # "optin" runs the whole GPU suite with the kernels the defaults replaced (the fallbacks:
 # KL_CUDA_WGMMA=stagewise, KL_CUDA_MLA_WGMMA=0, KL_CUDA_KDA_FUSED=0, KL_CUDA_DECODE_NARROW=0,
@@ -46,10 +46,10 @@
 # "decodencu" profiles batch-1 decode's kernels (experts, GEMVs, KDA step, norms, router) of
 # 4 layers of the 48B shapes with Nsight Compute, per format (KL_DECODE_NCU_WEIGHTS, default
 # "fp8 bf16"; KL_DECODE_NCU_KERNELS a regex of kernel names; decodencu.log);
-# "narrowab" measures the parts of KL_CUDA_DECODE_NARROW alone and together (gemv, gateup,
-# down, downwide, lists; "default" = unset; KL_NARROW_SETS for TPOT, KL_NARROW_WEIGHTS
-# default "fp8 int4"): moe_bench decode per format, TPOT of the 48B shapes twice, and the
-# GPU tests with downwide (narrowab.log);
+# "tpotab" runs the GPU tests (KL_AB_FILTER, default GpuOps, GpuTailNorm and the models)
+# with each set of opt-in switches in KL_AB_SETS (";"-separated env words; "default" = none;
+# default "default;KL_CUDA_DECODE_TAILNORM=1") and the 48B shapes' TPOT with each, twice, per
+# format in KL_AB_WEIGHTS (default "fp8 int4"; tpotab.log);
 # "cancel" measures cancel-to-return latency of a long prefill (tools/bench/cancel_latency;
 # cancel.log);
 # "plugin" checks the C API's CUDA plugin on the device (plugin.log): AUTO picks the GPU, the
@@ -106,7 +106,8 @@ case "${1:-}" in
     optin=(KL_CUDA_WGMMA=stagewise KL_CUDA_MLA_WGMMA=0 KL_CUDA_KDA_FUSED=0 KL_CUDA_DECODE_NARROW=0
            KL_CUDA_DECODE_STACKED=0)  # the fallbacks
     # Opt-in paths that may become defaults: the whole suite runs with them too ("suites").
-    read -ra candidates <<< "${KL_CANDIDATES:-}"
+    read -ra candidates <<< "${KL_CANDIDATES:-KL_CUDA_DECODE_TAILNORM=1}"
+    [[ ${candidates[*]} == none ]] && candidates=()
     if [[ $parts == *suites* ]]; then  # the default, fallback and candidate suites side by side
       "$bin/kl_gpu_tests" > "$OUT/gpu_tests.log" 2>&1 &
       env "${optin[@]}" "$bin/kl_gpu_tests" > "$OUT/gpu_tests_optin.log" 2>&1 &
@@ -299,32 +300,25 @@ case "${1:-}" in
             echo "ncu: exit $?"
         done; } 2>&1 | tee "$OUT/decodencu.log"
     fi
-    if [[ $parts == *narrowab* ]]; then  # each part of KL_CUDA_DECODE_NARROW alone
-      # "default" leaves KL_CUDA_DECODE_NARROW unset: each format's measured choice.
-      sets=${KL_NARROW_SETS:-default 0 gemv gemv,downwide gemv,gateup,down gemv,gateup,downwide}
-      narrow_env() { [[ $1 == default ]] && echo "-u KL_CUDA_DECODE_NARROW" ||
-                       echo "KL_CUDA_DECODE_NARROW=$1"; }
-      { for format in fp8 int4 bf16; do
-          for narrow in default 0 gateup down gateup,down downwide gateup,downwide; do
-            [[ $format == bf16 && $narrow == *downwide* ]] && continue
-            echo "== moe_bench decode --format $format, KL_CUDA_DECODE_NARROW=$narrow"
-            env $(narrow_env $narrow) "$bin/moe_bench" decode --format $format
-          done
+    if [[ $parts == *tpotab* ]]; then  # opt-in switches against the defaults
+      # KL_AB_SETS: ";"-separated sets of env words, "default" for none.
+      IFS=';' read -ra sets <<< "${KL_AB_SETS:-default;KL_CUDA_DECODE_TAILNORM=1}"
+      set_env() { [[ $1 == default ]] && echo "KL_AB=default" || echo "$1"; }
+      { for combo in "${sets[@]}"; do
+          [[ $combo == default ]] && continue
+          echo "== kl_gpu_tests (${KL_AB_FILTER:=GpuOps.*:GpuTailNorm.*:*GpuModel*}) with $combo"
+          env $(set_env "$combo") "$bin/kl_gpu_tests" --gtest_filter="$KL_AB_FILTER" 2>&1 |
+            grep -E "^\[  FAILED|Failure|PASSED|tests ran" || true
         done
         for round in 1 2; do
-          for weights in ${KL_NARROW_WEIGHTS:-fp8 int4}; do
-            for narrow in $sets; do
-              echo "== TPOT, --weights $weights, KL_CUDA_DECODE_NARROW=$narrow (round $round)"
-              tpot $weights $(narrow_env $narrow)
+          for weights in ${KL_AB_WEIGHTS:-fp8 int4}; do
+            for combo in "${sets[@]}"; do
+              echo "== TPOT, --weights $weights, $combo (round $round)"
+              tpot $weights $(set_env "$combo")
             done
           done
         done
-        for narrow in downwide gateup,downwide; do
-          echo "== kl_gpu_tests (GpuOps.*:*GpuModel*) with KL_CUDA_DECODE_NARROW=$narrow"
-          KL_CUDA_DECODE_NARROW=$narrow "$bin/kl_gpu_tests" --gtest_filter='GpuOps.*:*GpuModel*' \
-            2>&1 | grep -E "^\[  FAILED|Failure|PASSED|tests ran" || true
-        done
-      } 2>&1 | tee "$OUT/narrowab.log"
+      } 2>&1 | tee "$OUT/tpotab.log"
     fi
     if [[ $parts == *sanitize* ]]; then
       cs=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)

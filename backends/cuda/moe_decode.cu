@@ -19,6 +19,7 @@
 #include "moe_decode.cuh"
 #include "ops.h"
 #include "quant_row.cuh"
+#include "tail_norm.cuh"
 
 namespace kl::cuda {
 namespace {
@@ -178,9 +179,9 @@ __device__ __forceinline__ void down_dots(const float* act, int inter, int slot0
 // pieces of kDownSlots slots before the first multiply. Lane i looks up slot i's matrix and
 // weight once, up front, so the slot loop waits on no pointer chase (slots past 32 look
 // theirs up in the loop).
-__global__ void __launch_bounds__(kWarps * 32)
-    down_combine_kernel(const float* act, int hidden, int inter, int n, Experts experts,
-                        bool accumulate, float* out) {
+__device__ __forceinline__ void down_combine_warp(const float* act, int hidden, int inter, int n,
+                                                  const Experts& experts, bool accumulate,
+                                                  float* out) {
     const int task = blockIdx.x * kWarps + (threadIdx.x >> 5);
     if (task >= n * hidden) return;
     const int t = task / hidden, row = task % hidden, lane = threadIdx.x & 31;
@@ -236,13 +237,21 @@ __global__ void __launch_bounds__(kWarps * 32)
     if (lane == 0) out[task] = total;
 }
 
+// Kernels that write out [n, hidden] end with the tail step (tail_norm.cuh), if any.
+__global__ void __launch_bounds__(kWarps * 32)
+    down_combine_kernel(const float* act, int hidden, int inter, int n, Experts experts,
+                        bool accumulate, float* out, TailNorm tail) {
+    down_combine_warp(act, hidden, inter, n, experts, accumulate, out);
+    finish_with_norm(tail, out, size_t(hidden), n);
+}
+
 // Block (token, row) (decode_narrow()): the token's slots split evenly over the kWarps warps,
 // each loading its slots' rows at once (one round for up to 4 * kDownSlots slots) where a
 // down_combine_kernel warp takes three rounds one after another; kWarps times the warps. The
 // warps' sums are added in warp order.
 __global__ void __launch_bounds__(kWarps * 32)
     down_combine_split_bf16_kernel(const float* act, int hidden, int inter, Experts experts,
-                                   bool accumulate, float* out) {
+                                   bool accumulate, float* out, TailNorm tail) {
     __shared__ float partial[kWarps];
     const int t = blockIdx.x / hidden, row = blockIdx.x % hidden;
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, per = experts.per_token;
@@ -288,6 +297,7 @@ __global__ void __launch_bounds__(kWarps * 32)
         for (int w = 0; w < kWarps; ++w) sum += partial[w];
         *dst = sum;
     }
+    finish_with_norm(tail, out, size_t(hidden), static_cast<int>(gridDim.x) / hidden);
 }
 
 // The quantized forms of the two kernels (quant_row.cuh): the same summation order by
@@ -430,9 +440,9 @@ __device__ __forceinline__ void down_slots(const float* act, int inter, const Ex
 
 // Warp (token, R rows): every slot of the token, in order.
 template <WeightCode C, int R>
-__global__ void __launch_bounds__(kWarps * 32)
-    down_combine_quantized_kernel(const float* act, int hidden, int inter, int n, Experts experts,
-                                  bool accumulate, float* out) {
+__device__ __forceinline__ void down_combine_quantized_warp(const float* act, int hidden, int inter,
+                                                            int n, const Experts& experts,
+                                                            bool accumulate, float* out) {
     const int groups = hidden / R;  // hidden % 16 == 0
     const int task = blockIdx.x * kWarps + (threadIdx.x >> 5);
     if (task >= n * groups) return;
@@ -450,13 +460,21 @@ __global__ void __launch_bounds__(kWarps * 32)
         for (int r = 0; r < R; ++r) dst[r] = total[r];
 }
 
+template <WeightCode C, int R>
+__global__ void __launch_bounds__(kWarps * 32)
+    down_combine_quantized_kernel(const float* act, int hidden, int inter, int n, Experts experts,
+                                  bool accumulate, float* out, TailNorm tail) {
+    down_combine_quantized_warp<C, R>(act, hidden, inter, n, experts, accumulate, out);
+    finish_with_norm(tail, out, size_t(hidden), n);
+}
+
 // Block (token, R rows) (decode_narrow()): the token's slots split evenly over the kWarps
 // warps, so that each warp issues its slots' loads at once (one round for up to 12 slots) and
 // a launch has kWarps times the warps; the warps' sums are added in warp order.
 template <WeightCode C, int R>
 __global__ void __launch_bounds__(kWarps * 32)
     down_combine_split_kernel(const float* act, int hidden, int inter, Experts experts,
-                              bool accumulate, float* out) {
+                              bool accumulate, float* out, TailNorm tail) {
     __shared__ float partial[kWarps][R];
     const int groups = hidden / R;
     const int t = blockIdx.x / groups, row0 = blockIdx.x % groups * R;
@@ -477,6 +495,7 @@ __global__ void __launch_bounds__(kWarps * 32)
         for (int w = 0; w < kWarps; ++w) sum += partial[w][threadIdx.x];
         dst[threadIdx.x] = sum;
     }
+    finish_with_norm(tail, out, size_t(hidden), static_cast<int>(gridDim.x) / groups);
 }
 
 unsigned blocks_for_warps(size_t warps) {
@@ -485,7 +504,8 @@ unsigned blocks_for_warps(size_t warps) {
 
 template <WeightCode C, int G>
 void launch_quantized(const bf16* x, size_t n, int h, int i, int slots, const Experts& experts,
-                      bool accumulate, float* act, float* out, cudaStream_t stream) {
+                      bool accumulate, float* act, float* out, const TailNorm& tail,
+                      cudaStream_t stream) {
     constexpr int R = kQRows<C>, Narrow = kQRows<C> / 2;
     launch_chained("moe gate_up (quantized)", gate_up_quantized_kernel<C, G>,
                    blocks_for_warps(static_cast<size_t>(slots) * (i / G)), kWarps * 32, 0, stream,
@@ -493,25 +513,27 @@ void launch_quantized(const bf16* x, size_t n, int h, int i, int slots, const Ex
     if (decode_narrow(NarrowPart::Down, C))
         launch_chained("moe down_combine (quantized, split)", down_combine_split_kernel<C, Narrow>,
                        static_cast<unsigned>(n * (h / Narrow)), kWarps * 32, 0, stream, act, h, i,
-                       experts, accumulate, out);
+                       experts, accumulate, out, tail);
     else if (decode_narrow(NarrowPart::DownWide, C))
         launch_chained("moe down_combine (quantized, split wide)", down_combine_split_kernel<C, R>,
                        static_cast<unsigned>(n * (h / R)), kWarps * 32, 0, stream, act, h, i,
-                       experts, accumulate, out);
+                       experts, accumulate, out, tail);
     else
         launch_chained("moe down_combine (quantized)", down_combine_quantized_kernel<C, R>,
                        blocks_for_warps(n * (h / R)), kWarps * 32, 0, stream, act, h, i,
-                       static_cast<int>(n), experts, accumulate, out);
+                       static_cast<int>(n), experts, accumulate, out, tail);
 }
 
 template <WeightCode C>
 void launch_quantized(const bf16* x, size_t n, int h, int i, int slots, const Experts& experts,
-                      bool accumulate, float* act, float* out, cudaStream_t stream) {
+                      bool accumulate, float* act, float* out, const TailNorm& tail,
+                      cudaStream_t stream) {
     if (decode_narrow(NarrowPart::GateUp, C))
-        launch_quantized<C, kQRows<C> / 2>(x, n, h, i, slots, experts, accumulate, act, out,
+        launch_quantized<C, kQRows<C> / 2>(x, n, h, i, slots, experts, accumulate, act, out, tail,
                                            stream);
     else
-        launch_quantized<C, kQRows<C>>(x, n, h, i, slots, experts, accumulate, act, out, stream);
+        launch_quantized<C, kQRows<C>>(x, n, h, i, slots, experts, accumulate, act, out, tail,
+                                       stream);
 }
 
 }  // namespace
@@ -519,8 +541,10 @@ void launch_quantized(const bf16* x, size_t n, int h, int i, int slots, const Ex
 void moe_experts_gemv(const bf16* x, size_t n, size_t hidden, size_t inter, size_t top_k,
                       const int32_t* chosen, const float* weights, const ExpertWeights& w,
                       const DecodeSharedExpert& shared, bool accumulate, float* act, float* out,
-                      cudaStream_t stream) {
+                      cudaStream_t stream, const TailNorm& tail) {
     if (n == 0) return;
+    if (tail.counter && size_t(tail.dim) != hidden)
+        fail(Status::Internal, "decode MoE GEMV: tail norm width");
     const size_t multiple = w.code == WeightCode::Bf16 ? 8 : kChunkValues;
     if (hidden % multiple != 0 || inter % multiple != 0)
         fail(Status::Unsupported,
@@ -542,18 +566,19 @@ void moe_experts_gemv(const bf16* x, size_t n, size_t hidden, size_t inter, size
             if (decode_narrow(NarrowPart::Down, WeightCode::Bf16))
                 launch_chained("moe down_combine (split)", down_combine_split_bf16_kernel,
                                static_cast<unsigned>(n * hidden), kWarps * 32, 0, stream, act, h, i,
-                               experts, accumulate, out);
+                               experts, accumulate, out, tail);
             else
                 launch_chained("moe down_combine", down_combine_kernel, down_blocks, kWarps * 32, 0,
-                               stream, act, h, i, static_cast<int>(n), experts, accumulate, out);
+                               stream, act, h, i, static_cast<int>(n), experts, accumulate, out,
+                               tail);
             break;
         case WeightCode::Fp8:
             launch_quantized<WeightCode::Fp8>(x, n, h, i, slots, experts, accumulate, act, out,
-                                              stream);
+                                              tail, stream);
             break;
         case WeightCode::Int4:
             launch_quantized<WeightCode::Int4>(x, n, h, i, slots, experts, accumulate, act, out,
-                                               stream);
+                                               tail, stream);
             break;
     }
 }
