@@ -107,18 +107,19 @@ __device__ __forceinline__ void gemv_quantized_rows(const bf16* x, int in, const
     }
 }
 
-template <int N>
+// kTail: the residual step in the last block (tail_norm.cuh), in kernels of their own.
+template <int N, bool kTail>
 __global__ void gemv_kernel(const bf16* x, int in, const bf16* w, int out, float* y, int ldy,
                             TailNorm tail) {
     gemv_rows<N>(x, in, w, out, y, ldy, blockIdx.x);
-    finish_with_norm(tail, y, size_t(ldy), N);
+    if constexpr (kTail) finish_with_norm(tail, y, size_t(ldy), N);
 }
 
-template <WeightCode C, int N, int R>
+template <WeightCode C, int N, int R, bool kTail>
 __global__ void gemv_quantized_kernel(const bf16* x, int in, QMatrix w, int out, float* y, int ldy,
                                       TailNorm tail) {
     gemv_quantized_rows<C, N, R>(x, in, w, out, y, ldy, blockIdx.x);
-    finish_with_norm(tail, y, size_t(ldy), N);
+    if constexpr (kTail) finish_with_norm(tail, y, size_t(ldy), N);
 }
 
 // A quantized weight's rows and then a bf16 one's in one grid (one launch, one link of the
@@ -138,23 +139,29 @@ unsigned quantized_blocks(size_t out, int rows_per_warp) {
     return static_cast<unsigned>((warps + kWarps - 1) / kWarps);
 }
 
+template <WeightCode C, int N, int R>
+void launch_rows(const bf16* x, int in, const QMatrix& w, int out, float* y, int ldy,
+                 const TailNorm& tail, cudaStream_t stream) {
+    auto* kernel =
+        tail.counter ? gemv_quantized_kernel<C, N, R, true> : gemv_quantized_kernel<C, N, R, false>;
+    launch_chained("gemv_quantized", kernel, quantized_blocks(out, R), kWarps * 32, 0, stream, x,
+                   in, w, out, y, ldy, tail);
+}
+
 template <WeightCode C, int N>
 void launch_rows(const bf16* x, int in, const QMatrix& w, int out, float* y, int ldy,
                  const TailNorm& tail, cudaStream_t stream) {
-    constexpr int R = kQRows<C>, Narrow = kQRows<C> / 2;
     if (decode_narrow(NarrowPart::Gemv, C))
-        launch_chained("gemv_quantized", gemv_quantized_kernel<C, N, Narrow>,
-                       quantized_blocks(out, Narrow), kWarps * 32, 0, stream, x, in, w, out, y, ldy,
-                       tail);
+        launch_rows<C, N, kQRows<C> / 2>(x, in, w, out, y, ldy, tail, stream);
     else
-        launch_chained("gemv_quantized", gemv_quantized_kernel<C, N, R>, quantized_blocks(out, R),
-                       kWarps * 32, 0, stream, x, in, w, out, y, ldy, tail);
+        launch_rows<C, N, kQRows<C>>(x, in, w, out, y, ldy, tail, stream);
 }
 
 template <int N>
 void launch_bf16(const bf16* x, int in, const bf16* w, int out, float* y, int ldy,
                  const TailNorm& tail, cudaStream_t stream) {
-    launch_chained("gemv_bf16", gemv_kernel<N>, static_cast<unsigned>((out + kWarps - 1) / kWarps),
+    auto* kernel = tail.counter ? gemv_kernel<N, true> : gemv_kernel<N, false>;
+    launch_chained("gemv_bf16", kernel, static_cast<unsigned>((out + kWarps - 1) / kWarps),
                    kWarps * 32, 0, stream, x, in, w, out, y, ldy, tail);
 }
 

@@ -237,18 +237,21 @@ __device__ __forceinline__ void down_combine_warp(const float* act, int hidden, 
     if (lane == 0) out[task] = total;
 }
 
-// Kernels that write out [n, hidden] end with the tail step (tail_norm.cuh), if any.
+// kTail: the kernel ends with the residual step in its last block (tail_norm.cuh); kernels
+// of their own, so that those without it are compiled exactly as before it existed.
+template <bool kTail>
 __global__ void __launch_bounds__(kWarps * 32)
     down_combine_kernel(const float* act, int hidden, int inter, int n, Experts experts,
                         bool accumulate, float* out, TailNorm tail) {
     down_combine_warp(act, hidden, inter, n, experts, accumulate, out);
-    finish_with_norm(tail, out, size_t(hidden), n);
+    if constexpr (kTail) finish_with_norm(tail, out, size_t(hidden), n);
 }
 
 // Block (token, row) (decode_narrow()): the token's slots split evenly over the kWarps warps,
 // each loading its slots' rows at once (one round for up to 4 * kDownSlots slots) where a
 // down_combine_kernel warp takes three rounds one after another; kWarps times the warps. The
 // warps' sums are added in warp order.
+template <bool kTail>
 __global__ void __launch_bounds__(kWarps * 32)
     down_combine_split_bf16_kernel(const float* act, int hidden, int inter, Experts experts,
                                    bool accumulate, float* out, TailNorm tail) {
@@ -297,7 +300,8 @@ __global__ void __launch_bounds__(kWarps * 32)
         for (int w = 0; w < kWarps; ++w) sum += partial[w];
         *dst = sum;
     }
-    finish_with_norm(tail, out, size_t(hidden), static_cast<int>(gridDim.x) / hidden);
+    if constexpr (kTail)
+        finish_with_norm(tail, out, size_t(hidden), static_cast<int>(gridDim.x) / hidden);
 }
 
 // The quantized forms of the two kernels (quant_row.cuh): the same summation order by
@@ -460,18 +464,18 @@ __device__ __forceinline__ void down_combine_quantized_warp(const float* act, in
         for (int r = 0; r < R; ++r) dst[r] = total[r];
 }
 
-template <WeightCode C, int R>
+template <WeightCode C, int R, bool kTail>
 __global__ void __launch_bounds__(kWarps * 32)
     down_combine_quantized_kernel(const float* act, int hidden, int inter, int n, Experts experts,
                                   bool accumulate, float* out, TailNorm tail) {
     down_combine_quantized_warp<C, R>(act, hidden, inter, n, experts, accumulate, out);
-    finish_with_norm(tail, out, size_t(hidden), n);
+    if constexpr (kTail) finish_with_norm(tail, out, size_t(hidden), n);
 }
 
 // Block (token, R rows) (decode_narrow()): the token's slots split evenly over the kWarps
 // warps, so that each warp issues its slots' loads at once (one round for up to 12 slots) and
 // a launch has kWarps times the warps; the warps' sums are added in warp order.
-template <WeightCode C, int R>
+template <WeightCode C, int R, bool kTail>
 __global__ void __launch_bounds__(kWarps * 32)
     down_combine_split_kernel(const float* act, int hidden, int inter, Experts experts,
                               bool accumulate, float* out, TailNorm tail) {
@@ -495,7 +499,8 @@ __global__ void __launch_bounds__(kWarps * 32)
         for (int w = 0; w < kWarps; ++w) sum += partial[w][threadIdx.x];
         dst[threadIdx.x] = sum;
     }
-    finish_with_norm(tail, out, size_t(hidden), static_cast<int>(gridDim.x) / groups);
+    if constexpr (kTail)
+        finish_with_norm(tail, out, size_t(hidden), static_cast<int>(gridDim.x) / groups);
 }
 
 unsigned blocks_for_warps(size_t warps) {
@@ -510,16 +515,23 @@ void launch_quantized(const bf16* x, size_t n, int h, int i, int slots, const Ex
     launch_chained("moe gate_up (quantized)", gate_up_quantized_kernel<C, G>,
                    blocks_for_warps(static_cast<size_t>(slots) * (i / G)), kWarps * 32, 0, stream,
                    x, h, i, slots, experts, act);
+    const bool t = tail.counter;
     if (decode_narrow(NarrowPart::Down, C))
-        launch_chained("moe down_combine (quantized, split)", down_combine_split_kernel<C, Narrow>,
+        launch_chained("moe down_combine (quantized, split)",
+                       t ? down_combine_split_kernel<C, Narrow, true>
+                         : down_combine_split_kernel<C, Narrow, false>,
                        static_cast<unsigned>(n * (h / Narrow)), kWarps * 32, 0, stream, act, h, i,
                        experts, accumulate, out, tail);
     else if (decode_narrow(NarrowPart::DownWide, C))
-        launch_chained("moe down_combine (quantized, split wide)", down_combine_split_kernel<C, R>,
-                       static_cast<unsigned>(n * (h / R)), kWarps * 32, 0, stream, act, h, i,
-                       experts, accumulate, out, tail);
+        launch_chained(
+            "moe down_combine (quantized, split wide)",
+            t ? down_combine_split_kernel<C, R, true> : down_combine_split_kernel<C, R, false>,
+            static_cast<unsigned>(n * (h / R)), kWarps * 32, 0, stream, act, h, i, experts,
+            accumulate, out, tail);
     else
-        launch_chained("moe down_combine (quantized)", down_combine_quantized_kernel<C, R>,
+        launch_chained("moe down_combine (quantized)",
+                       t ? down_combine_quantized_kernel<C, R, true>
+                         : down_combine_quantized_kernel<C, R, false>,
                        blocks_for_warps(n * (h / R)), kWarps * 32, 0, stream, act, h, i,
                        static_cast<int>(n), experts, accumulate, out, tail);
 }
@@ -564,13 +576,17 @@ void moe_experts_gemv(const bf16* x, size_t n, size_t hidden, size_t inter, size
             launch_chained("moe gate_up", gate_up_kernel, gate_blocks, kWarps * 32, 0, stream, x, h,
                            i, slots, experts, act);
             if (decode_narrow(NarrowPart::Down, WeightCode::Bf16))
-                launch_chained("moe down_combine (split)", down_combine_split_bf16_kernel,
+                launch_chained("moe down_combine (split)",
+                               tail.counter ? down_combine_split_bf16_kernel<true>
+                                            : down_combine_split_bf16_kernel<false>,
                                static_cast<unsigned>(n * hidden), kWarps * 32, 0, stream, act, h, i,
                                experts, accumulate, out, tail);
             else
-                launch_chained("moe down_combine", down_combine_kernel, down_blocks, kWarps * 32, 0,
-                               stream, act, h, i, static_cast<int>(n), experts, accumulate, out,
-                               tail);
+                launch_chained(
+                    "moe down_combine",
+                    tail.counter ? down_combine_kernel<true> : down_combine_kernel<false>,
+                    down_blocks, kWarps * 32, 0, stream, act, h, i, static_cast<int>(n), experts,
+                    accumulate, out, tail);
             break;
         case WeightCode::Fp8:
             launch_quantized<WeightCode::Fp8>(x, n, h, i, slots, experts, accumulate, act, out,
