@@ -40,14 +40,16 @@ static __device__ __noinline__ void finish_with_norm(const TailNorm& tail, const
         const float* add = branch + static_cast<size_t>(t) * ldb;
         float sum = 0.0f;
         for (int c = threadIdx.x; c < tail.dim; c += blockDim.x) {
-            const float v = x[c] + __ldcg(add + c);  // other blocks' stores: from L2
+            // From L2: branch holds other blocks' stores, x earlier kernels' (this SM's L1
+            // may hold lines of x from a kernel before those).
+            const float v = __ldcg(x + c) + __ldcg(add + c);
             x[c] = v;
             sum += v * v;
         }
         const float inv = rsqrtf(block_sum(sum) / static_cast<float>(tail.dim) + tail.eps);
         bf16* y = tail.y + static_cast<size_t>(t) * tail.dim;
         for (int c = threadIdx.x; c < tail.dim; c += blockDim.x)
-            y[c] = __float2bfloat16(x[c] * inv * __bfloat162float(tail.w[c]));
+            y[c] = __float2bfloat16(__ldcg(x + c) * inv * __bfloat162float(tail.w[c]));
     }
 }
 
