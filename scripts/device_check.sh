@@ -25,7 +25,7 @@
 # prefill in bf16 and FP8 with each experts' mainloop: mma.sync, wgmma stage by stage and
 # warp-specialized wgmma (KL_CUDA_WGMMA=0|stagewise|specialized, or KL_WGMMA_MODES; wgmma.log);
 # "suites" runs "tests", "optin" and the whole suite with the candidate opt-ins
-# (KL_CANDIDATES: env words, default KL_CUDA_DECODE_TAILNORM=1; "none" for none;
+# (KL_CANDIDATES: env words, default KL_CUDA_DECODE_TAILNORM=1 KL_CUDA_DECODE_PIPE=1; "none";
 # gpu_tests_candidates.log) at once (their models are small; one call's wall time);
 # "optin" runs the whole GPU suite with the kernels the defaults replaced (the fallbacks:
 # KL_CUDA_WGMMA=stagewise, KL_CUDA_MLA_WGMMA=0, KL_CUDA_KDA_FUSED=0, KL_CUDA_DECODE_NARROW=0,
@@ -48,7 +48,8 @@
 # "fp8 bf16"; KL_DECODE_NCU_KERNELS a regex of kernel names; decodencu.log);
 # "tpotab" runs the GPU tests (KL_AB_FILTER, default GpuOps, GpuTailNorm and the models)
 # with each set of opt-in switches in KL_AB_SETS (";"-separated env words; "default" = none;
-# default "default;KL_CUDA_DECODE_TAILNORM=1") and the 48B shapes' TPOT with each, twice, per
+# default: the tail norm, the pipelined down rounds (FP8; INT4 with the unsplit down kernel)
+# and both) and the 48B shapes' TPOT with each, twice, per
 # format in KL_AB_WEIGHTS (default "fp8 int4"; tpotab.log);
 # "cancel" measures cancel-to-return latency of a long prefill (tools/bench/cancel_latency;
 # cancel.log);
@@ -106,7 +107,7 @@ case "${1:-}" in
     optin=(KL_CUDA_WGMMA=stagewise KL_CUDA_MLA_WGMMA=0 KL_CUDA_KDA_FUSED=0 KL_CUDA_DECODE_NARROW=0
            KL_CUDA_DECODE_STACKED=0)  # the fallbacks
     # Opt-in paths that may become defaults: the whole suite runs with them too ("suites").
-    read -ra candidates <<< "${KL_CANDIDATES:-KL_CUDA_DECODE_TAILNORM=1}"
+    read -ra candidates <<< "${KL_CANDIDATES:-KL_CUDA_DECODE_TAILNORM=1 KL_CUDA_DECODE_PIPE=1}"
     [[ ${candidates[*]} == none ]] && candidates=()
     if [[ $parts == *suites* ]]; then  # the default, fallback and candidate suites side by side
       "$bin/kl_gpu_tests" > "$OUT/gpu_tests.log" 2>&1 &
@@ -302,7 +303,7 @@ case "${1:-}" in
     fi
     if [[ $parts == *tpotab* ]]; then  # opt-in switches against the defaults
       # KL_AB_SETS: ";"-separated sets of env words, "default" for none.
-      IFS=';' read -ra sets <<< "${KL_AB_SETS:-default;KL_CUDA_DECODE_TAILNORM=1}"
+      IFS=';' read -ra sets <<< "${KL_AB_SETS:-default;KL_CUDA_DECODE_TAILNORM=1;KL_CUDA_DECODE_PIPE=1;KL_CUDA_DECODE_PIPE=1 KL_CUDA_DECODE_NARROW=gemv,gateup;KL_CUDA_DECODE_PIPE=1 KL_CUDA_DECODE_TAILNORM=1}"
       set_env() { [[ $1 == default ]] && echo "KL_AB=default" || echo "$1"; }
       { for combo in "${sets[@]}"; do
           [[ $combo == default ]] && continue

@@ -12,6 +12,7 @@
 // id is negative adds nothing (a shard of a split model, whose experts other shards own:
 // keep_owned_experts).
 #include <algorithm>
+#include <cstdlib>
 #include <string>
 
 #include "chained_launch.cuh"
@@ -370,80 +371,158 @@ __global__ void __launch_bounds__(kWarps * 32)
     }
 }
 
+// A round of the quantized down kernels: the down rows row0 .. row0 + R - 1 of up to S slots
+// (first .. first + S - 1 of [begin, end), the token's first slot at first_slot), their
+// batch of loads at `base` (lane l: chunks base, base + 512, ...) in flight.
+template <WeightCode C, int R, int S>
+struct DownRound {
+    QChunk<C> q[S][R][kQDownLoads];
+    const float* scales[S];
+    bool live[S];
+    float dot[S][R];
+};
+
+template <WeightCode C, int R, int S>
+__device__ __forceinline__ void down_round_resolve(const Experts& experts, int first_slot,
+                                                   int first, int end, DownRound<C, R, S>& d,
+                                                   const char* (&rows)[S], int row0, int inter) {
+    const int count = min(S, end - first);
+#pragma unroll
+    for (int s = 0; s < S; ++s) {
+        const int slot = first_slot + min(first + s, end - 1);
+        d.live[s] = s < count && experts.present(slot);
+        const QMatrix m = d.live[s] ? experts.down(slot) : QMatrix{};
+        d.scales[s] = m.scales;
+        rows[s] = d.live[s] ? static_cast<const char*>(m.data) + size_t(row0) * qrow_bytes<C>(inter)
+                            : nullptr;
+#pragma unroll
+        for (int r = 0; r < R; ++r) d.dot[s][r] = 0.0f;
+    }
+}
+
+template <WeightCode C, int R, int S>
+__device__ __forceinline__ void down_round_load(DownRound<C, R, S>& d, const char* const (&rows)[S],
+                                                int base, int inter) {
+#pragma unroll
+    for (int s = 0; s < S; ++s)
+#pragma unroll
+        for (int r = 0; r < R; ++r)
+#pragma unroll
+            for (int i = 0; i < kQDownLoads; ++i)
+                if (d.live[s] && base + i * kQStride < inter)
+                    d.q[s][r][i] =
+                        load_qchunk<C>(rows[s] + r * qrow_bytes<C>(inter), base + i * kQStride);
+}
+
+// The round's loads at `base` times act, into its dot products.
+template <WeightCode C, int R, int S>
+__device__ __forceinline__ void down_round_dots(DownRound<C, R, S>& d, const float* act, int slot0,
+                                                int base, int row0, int inter) {
+#pragma unroll
+    for (int s = 0; s < S; ++s) {
+        const float* a = act + static_cast<size_t>(slot0 + s) * inter;
+#pragma unroll
+        for (int i = 0; i < kQDownLoads; ++i) {
+            const int c = base + i * kQStride;
+            if (d.live[s] && c < inter) {
+                float av[kChunkValues];
+                load_x16_f32(a + c, av);
+#pragma unroll
+                for (int r = 0; r < R; ++r)
+                    d.dot[s][r] += qchunk_dot<C>(d.q[s][r][i], av,
+                                                 qscale_row<C>(d.scales[s], row0 + r, inter), c);
+            }
+        }
+    }
+}
+
+// Each slot's dot product times its weight added to total[] in slot order.
+template <WeightCode C, int R, int S>
+__device__ __forceinline__ void down_round_add(DownRound<C, R, S>& d, const Experts& experts,
+                                               int first_slot, int first, int end,
+                                               float (&total)[R]) {
+#pragma unroll
+    for (int s = 0; s < S; ++s) {
+        const float weight = experts.weight(first_slot + min(first + s, end - 1));
+#pragma unroll
+        for (int r = 0; r < R; ++r) {
+            const float sum = warp_sum(d.dot[s][r]);
+            if (d.live[s]) total[r] += weight * sum;
+        }
+    }
+}
+
+// After a warp's first loads: wait for act (once: `waited`) and, with init, start total[]
+// from init[] (the output being accumulated into).
+template <int R>
+__device__ __forceinline__ void down_wait(const float* init, bool& waited, float (&total)[R]) {
+    if (waited) return;
+    wait_for_previous();
+    release_next();
+    if (init)
+#pragma unroll
+        for (int r = 0; r < R; ++r) total[r] = init[r];
+    waited = true;
+}
+
 // The down rows row0 .. row0 + R - 1 of slots [begin, end) of the token whose first slot is
 // first_slot, times act, each slot's dot product times its weight added to total[] in slot
-// order; after the first loads the warp waits for act (once: `waited`) and, with init, starts
-// total[] from init[] (the output being accumulated into).
+// order, kQDownSlots slots a round, one round's loads in flight at a time.
 template <WeightCode C, int R>
 __device__ __forceinline__ void down_slots(const float* act, int inter, const Experts& experts,
                                            int first_slot, int begin, int end, int row0,
                                            const float* init, bool& waited, float (&total)[R]) {
     const int lane = threadIdx.x & 31;
     for (int first = begin; first < end; first += kQDownSlots) {
-        const int count = min(kQDownSlots, end - first);
-        QMatrix m[kQDownSlots];
+        DownRound<C, R, kQDownSlots> d;
         const char* rows[kQDownSlots];
-        bool live[kQDownSlots];
-#pragma unroll
-        for (int s = 0; s < kQDownSlots; ++s) {
-            const int slot = first_slot + min(first + s, end - 1);
-            live[s] = s < count && experts.present(slot);
-            m[s] = live[s] ? experts.down(slot) : QMatrix{};
-            rows[s] =
-                live[s] ? static_cast<const char*>(m[s].data) + size_t(row0) * qrow_bytes<C>(inter)
-                        : nullptr;
-        }
-        float dot[kQDownSlots][R] = {};
+        down_round_resolve(experts, first_slot, first, end, d, rows, row0, inter);
         for (int base = lane * kChunkValues; base < inter; base += kQDownLoads * kQStride) {
-            QChunk<C> q[kQDownSlots][R][kQDownLoads];
-#pragma unroll
-            for (int s = 0; s < kQDownSlots; ++s)
-#pragma unroll
-                for (int r = 0; r < R; ++r)
-#pragma unroll
-                    for (int i = 0; i < kQDownLoads; ++i)
-                        if (live[s] && base + i * kQStride < inter)
-                            q[s][r][i] = load_qchunk<C>(rows[s] + r * qrow_bytes<C>(inter),
-                                                        base + i * kQStride);
-            if (!waited) {
-                wait_for_previous();
-                release_next();
-                if (init)
-#pragma unroll
-                    for (int r = 0; r < R; ++r) total[r] = init[r];
-                waited = true;
-            }
-#pragma unroll
-            for (int s = 0; s < kQDownSlots; ++s) {
-                const float* a = act + static_cast<size_t>(first_slot + first + s) * inter;
-#pragma unroll
-                for (int i = 0; i < kQDownLoads; ++i) {
-                    const int c = base + i * kQStride;
-                    if (live[s] && c < inter) {
-                        float av[kChunkValues];
-                        load_x16_f32(a + c, av);
-#pragma unroll
-                        for (int r = 0; r < R; ++r)
-                            dot[s][r] += qchunk_dot<C>(q[s][r][i], av,
-                                                       qscale_row<C>(m[s].scales, row0 + r, inter), c);
-                    }
-                }
-            }
+            down_round_load(d, rows, base, inter);
+            down_wait(init, waited, total);
+            down_round_dots(d, act, first_slot + first, base, row0, inter);
         }
-#pragma unroll
-        for (int s = 0; s < kQDownSlots; ++s) {
-            const float weight = experts.weight(first_slot + min(first + s, end - 1));
-#pragma unroll
-            for (int r = 0; r < R; ++r) {
-                const float sum = warp_sum(dot[s][r]);
-                if (live[s]) total[r] += weight * sum;
-            }
-        }
+        down_round_add(d, experts, first_slot, first, end, total);
+    }
+}
+
+// The same sums (bit for bit: each slot's dot product in the same order, the slots added in
+// order) with two rounds of S slots in flight: the next round's rows load while this one's
+// multiply, so a warp waits for memory about once instead of once a round
+// (decode_pipelined_down()). Rows of at most one batch of loads a lane (inter <= 1024).
+template <WeightCode C, int R, int S>
+__device__ __forceinline__ void down_slots_pipelined(const float* act, int inter,
+                                                     const Experts& experts, int first_slot,
+                                                     int begin, int end, int row0,
+                                                     const float* init, bool& waited,
+                                                     float (&total)[R]) {
+    const int base = (threadIdx.x & 31) * kChunkValues;
+    DownRound<C, R, S> a, b;
+    const char* rows[S];
+    auto start = [&](DownRound<C, R, S>& d, int first) {
+        down_round_resolve(experts, first_slot, first, end, d, rows, row0, inter);
+        down_round_load(d, rows, base, inter);
+    };
+    auto finish = [&](DownRound<C, R, S>& d, int first) {
+        down_round_dots(d, act, first_slot + first, base, row0, inter);
+        down_round_add(d, experts, first_slot, first, end, total);
+    };
+    if (begin >= end) return;
+    start(a, begin);
+    if (begin + S < end) start(b, begin + S);
+    down_wait(init, waited, total);
+    for (int first = begin;; first += 2 * S) {
+        finish(a, first);
+        if (first + 2 * S < end) start(a, first + 2 * S);
+        if (first + S >= end) break;
+        finish(b, first + S);
+        if (first + 3 * S < end) start(b, first + 3 * S);
+        if (first + 2 * S >= end) break;
     }
 }
 
 // Warp (token, R rows): every slot of the token, in order.
-template <WeightCode C, int R>
+template <WeightCode C, int R, bool kPipe>
 __device__ __forceinline__ void down_combine_quantized_warp(const float* act, int hidden, int inter,
                                                             int n, const Experts& experts,
                                                             bool accumulate, float* out) {
@@ -456,19 +535,24 @@ __device__ __forceinline__ void down_combine_quantized_warp(const float* act, in
     // launch starts (chained_launch.cuh), so the first down rows load before the wait for act.
     float total[R] = {};
     bool waited = false;
-    down_slots<C, R>(act, inter, experts, t * experts.per_token, 0, experts.per_token, row0,
-                     accumulate ? dst : nullptr, waited, total);
+    if constexpr (kPipe)
+        down_slots_pipelined<C, R, kQPipeSlots>(act, inter, experts, t * experts.per_token, 0,
+                                                experts.per_token, row0, accumulate ? dst : nullptr,
+                                                waited, total);
+    else
+        down_slots<C, R>(act, inter, experts, t * experts.per_token, 0, experts.per_token, row0,
+                         accumulate ? dst : nullptr, waited, total);
     if (!waited) wait_for_previous();  // lanes past inter's end (lane 0 always waited above)
     if (lane == 0)
 #pragma unroll
         for (int r = 0; r < R; ++r) dst[r] = total[r];
 }
 
-template <WeightCode C, int R, bool kTail>
+template <WeightCode C, int R, bool kTail, bool kPipe>
 __global__ void __launch_bounds__(kWarps * 32)
     down_combine_quantized_kernel(const float* act, int hidden, int inter, int n, Experts experts,
                                   bool accumulate, float* out, TailNorm tail) {
-    down_combine_quantized_warp<C, R>(act, hidden, inter, n, experts, accumulate, out);
+    down_combine_quantized_warp<C, R, kPipe>(act, hidden, inter, n, experts, accumulate, out);
     if constexpr (kTail) finish_with_norm(tail, out, size_t(hidden), n);
 }
 
@@ -507,6 +591,23 @@ unsigned blocks_for_warps(size_t warps) {
     return static_cast<unsigned>((warps + kWarps - 1) / kWarps);
 }
 
+// The down kernel's rounds pipelined where asked and the rows are one batch of loads a lane.
+bool pipelined_down(int inter) {
+    static const bool on = [] {
+        const char* v = std::getenv("KL_CUDA_DECODE_PIPE");
+        return v && std::string(v) == "1";
+    }();
+    return on && inter <= kQDownLoads * kQStride;
+}
+
+template <WeightCode C, int R>
+auto down_kernel(bool tail, bool pipe) {
+    return tail ? (pipe ? down_combine_quantized_kernel<C, R, true, true>
+                        : down_combine_quantized_kernel<C, R, true, false>)
+                : (pipe ? down_combine_quantized_kernel<C, R, false, true>
+                        : down_combine_quantized_kernel<C, R, false, false>);
+}
+
 template <WeightCode C, int G>
 void launch_quantized(const bf16* x, size_t n, int h, int i, int slots, const Experts& experts,
                       bool accumulate, float* act, float* out, const TailNorm& tail,
@@ -529,9 +630,7 @@ void launch_quantized(const bf16* x, size_t n, int h, int i, int slots, const Ex
             static_cast<unsigned>(n * (h / R)), kWarps * 32, 0, stream, act, h, i, experts,
             accumulate, out, tail);
     else
-        launch_chained("moe down_combine (quantized)",
-                       t ? down_combine_quantized_kernel<C, R, true>
-                         : down_combine_quantized_kernel<C, R, false>,
+        launch_chained("moe down_combine (quantized)", down_kernel<C, R>(t, pipelined_down(i)),
                        blocks_for_warps(n * (h / R)), kWarps * 32, 0, stream, act, h, i,
                        static_cast<int>(n), experts, accumulate, out, tail);
 }
