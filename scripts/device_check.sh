@@ -48,8 +48,8 @@
 # "fp8 bf16"; KL_DECODE_NCU_KERNELS a regex of kernel names; decodencu.log);
 # "tpotab" runs the GPU tests (KL_AB_FILTER, default GpuOps, GpuTailNorm and the models)
 # with each set of opt-in switches in KL_AB_SETS (";"-separated env words; "default" = none;
-# default: the tail norm, the pipelined down rounds (FP8; INT4 with the unsplit down kernel)
-# and both) and the 48B shapes' TPOT with each, twice, per
+# default: the tail norm, the pipelined experts (FP8; INT4 with the unsplit down kernel),
+# each part, and with the tail norm) and the 48B shapes' TPOT with each, twice, per
 # format in KL_AB_WEIGHTS (default "fp8 int4"; tpotab.log);
 # "cancel" measures cancel-to-return latency of a long prefill (tools/bench/cancel_latency;
 # cancel.log);
@@ -303,7 +303,7 @@ case "${1:-}" in
     fi
     if [[ $parts == *tpotab* ]]; then  # opt-in switches against the defaults
       # KL_AB_SETS: ";"-separated sets of env words, "default" for none.
-      IFS=';' read -ra sets <<< "${KL_AB_SETS:-default;KL_CUDA_DECODE_TAILNORM=1;KL_CUDA_DECODE_PIPE=1;KL_CUDA_DECODE_PIPE=1 KL_CUDA_DECODE_NARROW=gemv,gateup;KL_CUDA_DECODE_PIPE=1 KL_CUDA_DECODE_TAILNORM=1}"
+      IFS=';' read -ra sets <<< "${KL_AB_SETS:-default;KL_CUDA_DECODE_TAILNORM=1;KL_CUDA_DECODE_PIPE=1;KL_CUDA_DECODE_PIPE=gateup;KL_CUDA_DECODE_PIPE=down;KL_CUDA_DECODE_PIPE=1 KL_CUDA_DECODE_NARROW=gemv,gateup;KL_CUDA_DECODE_PIPE=1 KL_CUDA_DECODE_TAILNORM=1}"
       set_env() { [[ $1 == default ]] && echo "KL_AB=default" || echo "$1"; }
       { for combo in "${sets[@]}"; do
           [[ $combo == default ]] && continue

@@ -314,60 +314,146 @@ __global__ void __launch_bounds__(kWarps * 32)
 // decode_narrow() R is half that: half the registers a warp, twice the warps.
 template <WeightCode C>
 constexpr int kQRows = C == WeightCode::Fp8 ? 2 : 4;
+// One gate/up task of the quantized kernel: R rows of a slot's gate and up matrices, a batch
+// of loads at `base` (lane l: chunks base, base + 512, ...) in flight.
+template <WeightCode C, int R>
+struct GateRows {
+    QChunk<C> gq[R][kQGateLoads], uq[R][kQGateLoads];
+    const char* grow;
+    const char* urow;
+    const float* gs[R];
+    const float* us[R];
+    const bf16* xt;
+    int slot, row0;
+    bool live;  // false: an absent slot (a shard's expert), nothing to load or write
+    float ga[R], ua[R];
+};
+
+template <WeightCode C, int R>
+__device__ __forceinline__ void gate_rows_resolve(const Experts& experts, const GateTask& at,
+                                                  const bf16* x, int hidden, GateRows<C, R>& d) {
+    d.slot = at.slot, d.row0 = at.row * R;
+    d.live = experts.present(at.slot);
+    if (!d.live) return;
+    d.xt = x + static_cast<size_t>(at.slot / experts.per_token) * hidden;
+    const QMatrix g = experts.gate(at.slot), u = experts.up(at.slot);
+    d.grow = static_cast<const char*>(g.data) + size_t(d.row0) * qrow_bytes<C>(hidden);
+    d.urow = static_cast<const char*>(u.data) + size_t(d.row0) * qrow_bytes<C>(hidden);
+#pragma unroll
+    for (int r = 0; r < R; ++r) {
+        d.gs[r] = qscale_row<C>(g.scales, d.row0 + r, hidden);
+        d.us[r] = qscale_row<C>(u.scales, d.row0 + r, hidden);
+        d.ga[r] = d.ua[r] = 0.0f;
+    }
+}
+
+template <WeightCode C, int R>
+__device__ __forceinline__ void gate_rows_load(GateRows<C, R>& d, int base, int hidden) {
+    if (!d.live) return;
+#pragma unroll
+    for (int i = 0; i < kQGateLoads; ++i) {
+        const int c = base + i * kQStride;
+#pragma unroll
+        for (int r = 0; r < R; ++r)
+            if (c < hidden) {
+                d.gq[r][i] = load_qchunk<C>(d.grow + r * qrow_bytes<C>(hidden), c);
+                d.uq[r][i] = load_qchunk<C>(d.urow + r * qrow_bytes<C>(hidden), c);
+            }
+    }
+}
+
+template <WeightCode C, int R>
+__device__ __forceinline__ void gate_rows_dots(GateRows<C, R>& d, int base, int hidden) {
+    if (!d.live) return;
+#pragma unroll
+    for (int i = 0; i < kQGateLoads; ++i) {
+        const int c = base + i * kQStride;
+        if (c < hidden) {
+            float xv[kChunkValues];
+            load_x16_bf16(d.xt + c, xv);
+#pragma unroll
+            for (int r = 0; r < R; ++r) {
+                d.ga[r] += qchunk_dot<C>(d.gq[r][i], xv, d.gs[r], c);
+                d.ua[r] += qchunk_dot<C>(d.uq[r][i], xv, d.us[r], c);
+            }
+        }
+    }
+}
+
+template <WeightCode C, int R>
+__device__ __forceinline__ void gate_rows_write(GateRows<C, R>& d, int inter, float* act) {
+    if (!d.live) return;
+#pragma unroll
+    for (int r = 0; r < R; ++r) {
+        const float gr = warp_sum(d.ga[r]), ur = warp_sum(d.ua[r]);
+        if ((threadIdx.x & 31) == 0)
+            act[static_cast<size_t>(d.slot) * inter + d.row0 + r] = gr / (1.0f + __expf(-gr)) * ur;
+    }
+}
+
 template <WeightCode C, int R>
 __global__ void __launch_bounds__(kWarps * 32)
     gate_up_quantized_kernel(const bf16* x, int hidden, int inter, int slots, Experts experts,
                              float* act) {
-    const int groups = inter / R;  // inter % 16 == 0
     GateTask at;
-    if (!start_gate_task(experts, groups, slots, at)) return;
-    const int slot = at.slot, row0 = at.row * R, lane = threadIdx.x & 31;
-    if (!experts.present(slot)) return;
-    const bf16* xt = x + static_cast<size_t>(slot / experts.per_token) * hidden;
-    const QMatrix g = experts.gate(slot), u = experts.up(slot);
-    const char* grow = static_cast<const char*>(g.data) + size_t(row0) * qrow_bytes<C>(hidden);
-    const char* urow = static_cast<const char*>(u.data) + size_t(row0) * qrow_bytes<C>(hidden);
-    const float* gs[R];
-    const float* us[R];
-#pragma unroll
-    for (int r = 0; r < R; ++r)
-        gs[r] = qscale_row<C>(g.scales, row0 + r, hidden), us[r] = qscale_row<C>(u.scales, row0 + r, hidden);
-    float ga[R] = {}, ua[R] = {};
-    for (int base = lane * kChunkValues; base < hidden; base += kQGateLoads * kQStride) {
-        QChunk<C> gq[R][kQGateLoads], uq[R][kQGateLoads];
-#pragma unroll
-        for (int i = 0; i < kQGateLoads; ++i) {
-            const int c = base + i * kQStride;
-#pragma unroll
-            for (int r = 0; r < R; ++r)
-                if (c < hidden) {
-                    gq[r][i] = load_qchunk<C>(grow + r * qrow_bytes<C>(hidden), c);
-                    uq[r][i] = load_qchunk<C>(urow + r * qrow_bytes<C>(hidden), c);
-                }
-        }
-#pragma unroll
-        for (int i = 0; i < kQGateLoads; ++i) {
-            const int c = base + i * kQStride;
-            if (c < hidden) {
-                float xv[kChunkValues];
-                load_x16_bf16(xt + c, xv);
-#pragma unroll
-                for (int r = 0; r < R; ++r) {
-                    ga[r] += qchunk_dot<C>(gq[r][i], xv, gs[r], c);
-                    ua[r] += qchunk_dot<C>(uq[r][i], xv, us[r], c);
-                }
-            }
-        }
+    if (!start_gate_task(experts, inter / R, slots, at)) return;  // inter % 16 == 0
+    GateRows<C, R> d;
+    gate_rows_resolve(experts, at, x, hidden, d);
+    if (!d.live) return;
+    for (int base = (threadIdx.x & 31) * kChunkValues; base < hidden;
+         base += kQGateLoads * kQStride) {
+        gate_rows_load(d, base, hidden);
+        gate_rows_dots(d, base, hidden);
     }
     if (at.shared) {  // nothing written before the wait
         wait_for_previous();
         release_next();
     }
-#pragma unroll
-    for (int r = 0; r < R; ++r) {
-        const float gr = warp_sum(ga[r]), ur = warp_sum(ua[r]);
-        if (lane == 0)
-            act[static_cast<size_t>(slot) * inter + row0 + r] = gr / (1.0f + __expf(-gr)) * ur;
+    gate_rows_write(d, inter, act);
+}
+
+// The same tasks (the same sums) over a grid of the blocks the SMs hold at once, each warp
+// taking tasks warp, warp + warps, ... with the next task's rows loading while this one's
+// multiply (decode_pipelined_gate_up()): the plain kernel's blocks come in waves, each
+// waiting for its loads before it multiplies. Rows of one batch of loads a lane (hidden up
+// to 2560). The shared expert's tasks come first (gate_task), so a warp whose first task is
+// one loads it before waiting for the router.
+template <WeightCode C, int R>
+__global__ void __launch_bounds__(kWarps * 32)
+    gate_up_pipelined_kernel(const bf16* x, int hidden, int inter, int slots, Experts experts,
+                             float* act) {
+    const int groups = inter / R, tasks = slots * groups;
+    const int stride = static_cast<int>(gridDim.x) * kWarps;
+    const int base = (threadIdx.x & 31) * kChunkValues;
+    bool waited = false;
+    auto wait_once = [&] {
+        if (waited) return;
+        wait_for_previous();  // the chosen experts come from the router
+        release_next();
+        waited = true;
+    };
+    auto start = [&](GateRows<C, R>& d, int task) {
+        const GateTask at = gate_task(experts, task, groups, slots);
+        if (!at.shared) wait_once();
+        gate_rows_resolve(experts, at, x, hidden, d);
+        gate_rows_load(d, base, hidden);
+    };
+    auto finish = [&](GateRows<C, R>& d) {
+        gate_rows_dots(d, base, hidden);
+        wait_once();  // nothing written before the wait
+        gate_rows_write(d, inter, act);
+    };
+    GateRows<C, R> a, b;
+    int task = blockIdx.x * kWarps + (threadIdx.x >> 5);
+    if (task >= tasks) return wait_once();
+    start(a, task);
+    for (;; task += 2 * stride) {
+        if (task + stride < tasks) start(b, task + stride);
+        finish(a);
+        if (task + stride >= tasks) break;
+        if (task + 2 * stride < tasks) start(a, task + 2 * stride);
+        finish(b);
+        if (task + 2 * stride >= tasks) break;
     }
 }
 
@@ -591,13 +677,27 @@ unsigned blocks_for_warps(size_t warps) {
     return static_cast<unsigned>((warps + kWarps - 1) / kWarps);
 }
 
-// The down kernel's rounds pipelined where asked and the rows are one batch of loads a lane.
+// KL_CUDA_DECODE_PIPE=1 or a list of parts ("gateup", "down"): the quantized experts'
+// pipelined kernels, where the rows are one batch of loads a lane.
+bool decode_pipe(const char* part) {
+    static const char* env = std::getenv("KL_CUDA_DECODE_PIPE");
+    static const std::string parts = env ? env : "";
+    return env && switch_has(parts, part);
+}
 bool pipelined_down(int inter) {
-    static const bool on = [] {
-        const char* v = std::getenv("KL_CUDA_DECODE_PIPE");
-        return v && std::string(v) == "1";
-    }();
-    return on && inter <= kQDownLoads * kQStride;
+    return decode_pipe("down") && inter <= kQDownLoads * kQStride;
+}
+bool pipelined_gate_up(int hidden) {
+    return decode_pipe("gateup") && hidden <= kQGateLoads * kQStride;
+}
+
+// Blocks of `kernel` (kWarps warps, no dynamic shared memory) the device's SMs hold at once.
+template <typename Kernel>
+unsigned resident_blocks(Kernel kernel) {
+    int per_sm = 0;
+    check(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, kWarps * 32, 0),
+          "cudaOccupancyMaxActiveBlocksPerMultiprocessor");
+    return static_cast<unsigned>(std::max(per_sm, 1) * multiprocessors());
 }
 
 template <WeightCode C, int R>
@@ -613,9 +713,14 @@ void launch_quantized(const bf16* x, size_t n, int h, int i, int slots, const Ex
                       bool accumulate, float* act, float* out, const TailNorm& tail,
                       cudaStream_t stream) {
     constexpr int R = kQRows<C>, Narrow = kQRows<C> / 2;
-    launch_chained("moe gate_up (quantized)", gate_up_quantized_kernel<C, G>,
-                   blocks_for_warps(static_cast<size_t>(slots) * (i / G)), kWarps * 32, 0, stream,
-                   x, h, i, slots, experts, act);
+    const unsigned gate_blocks = blocks_for_warps(static_cast<size_t>(slots) * (i / G));
+    if (pipelined_gate_up(h))
+        launch_chained("moe gate_up (quantized, pipelined)", gate_up_pipelined_kernel<C, G>,
+                       std::min(gate_blocks, resident_blocks(gate_up_pipelined_kernel<C, G>)),
+                       kWarps * 32, 0, stream, x, h, i, slots, experts, act);
+    else
+        launch_chained("moe gate_up (quantized)", gate_up_quantized_kernel<C, G>, gate_blocks,
+                       kWarps * 32, 0, stream, x, h, i, slots, experts, act);
     const bool t = tail.counter;
     if (decode_narrow(NarrowPart::Down, C))
         launch_chained("moe down_combine (quantized, split)",
