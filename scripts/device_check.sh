@@ -49,8 +49,9 @@
 # "tpotab" runs the GPU tests (KL_AB_FILTER, default GpuOps, GpuTailNorm and the models)
 # with each set of opt-in switches in KL_AB_SETS (";"-separated env words; "default" = none;
 # default: the tail norm, the pipelined experts (FP8; INT4 with the unsplit down kernel),
-# each part, and with the tail norm) and the 48B shapes' TPOT with each, twice, per
-# format in KL_AB_WEIGHTS (default "fp8 int4"; tpotab.log);
+# each part, and with the tail norm), moe_bench decode and the 48B shapes' TPOT with each
+# (TPOT twice), per format in KL_AB_WEIGHTS (default "fp8 int4"; tpotab.log; KL_AB_TESTS=0
+# leaves the tests out: ~25 s a TPOT run, so seven sets of one format fill a call);
 # "cancel" measures cancel-to-return latency of a long prefill (tools/bench/cancel_latency;
 # cancel.log);
 # "plugin" checks the C API's CUDA plugin on the device (plugin.log): AUTO picks the GPU, the
@@ -306,10 +307,16 @@ case "${1:-}" in
       IFS=';' read -ra sets <<< "${KL_AB_SETS:-default;KL_CUDA_DECODE_TAILNORM=1;KL_CUDA_DECODE_PIPE=1;KL_CUDA_DECODE_PIPE=gateup;KL_CUDA_DECODE_PIPE=down;KL_CUDA_DECODE_PIPE=1 KL_CUDA_DECODE_NARROW=gemv,gateup;KL_CUDA_DECODE_PIPE=1 KL_CUDA_DECODE_TAILNORM=1}"
       set_env() { [[ $1 == default ]] && echo "KL_AB=default" || echo "$1"; }
       { for combo in "${sets[@]}"; do
-          [[ $combo == default ]] && continue
+          [[ $combo == default || ${KL_AB_TESTS:-1} == 0 ]] && continue
           echo "== kl_gpu_tests (${KL_AB_FILTER:=GpuOps.*:GpuTailNorm.*:*GpuModel*}) with $combo"
           env $(set_env "$combo") "$bin/kl_gpu_tests" --gtest_filter="$KL_AB_FILTER" 2>&1 |
             grep -E "^\[  FAILED|Failure|PASSED|tests ran" || true
+        done
+        for weights in ${KL_AB_WEIGHTS:-fp8 int4}; do
+          for combo in "${sets[@]}"; do
+            echo "== moe_bench decode --format $weights, $combo"
+            env $(set_env "$combo") "$bin/moe_bench" decode --format $weights
+          done
         done
         for round in 1 2; do
           for weights in ${KL_AB_WEIGHTS:-fp8 int4}; do
