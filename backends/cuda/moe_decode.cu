@@ -314,6 +314,7 @@ __global__ void __launch_bounds__(kWarps * 32)
 // decode_narrow() R is half that: half the registers a warp, twice the warps.
 template <WeightCode C>
 constexpr int kQRows = C == WeightCode::Fp8 ? 2 : 4;
+
 // One gate/up task of the quantized kernel: R rows of a slot's gate and up matrices, a batch
 // of loads at `base` (lane l: chunks base, base + 512, ...) in flight.
 template <WeightCode C, int R>
