@@ -1,6 +1,3 @@
-#include <cstdlib>
-#include <cstring>
-
 #include "chained_launch.cuh"
 
 namespace kl::cuda {
@@ -17,10 +14,7 @@ bool chained_launches_dropped() {
 }
 
 bool chained_launches() {
-    static const bool allowed = [] {
-        const char* flag = std::getenv("KL_CUDA_PDL");
-        return !(flag && std::strcmp(flag, "0") == 0);
-    }();
+    static const bool allowed = env_switch("KL_CUDA_PDL", true);
     return allowed && compute_capability() >= 90;
 }
 

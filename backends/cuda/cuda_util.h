@@ -6,6 +6,7 @@
 
 #include <atomic>
 #include <cstddef>
+#include <cstdlib>
 #include <map>
 #include <mutex>
 #include <string>
@@ -51,6 +52,15 @@ inline int compute_capability() {
 
 inline int multiprocessors() {
     return device_attribute<cudaDevAttrMultiProcessorCount>();
+}
+
+// An on/off switch read from the environment: unset, `by_default`; "0" off, "1" on (any
+// other value leaves the default). Callers read it once (a static).
+inline bool env_switch(const char* name, bool by_default) {
+    const char* v = std::getenv(name);
+    if (!v) return by_default;
+    const std::string value = v;
+    return value == "1" ? true : value == "0" ? false : by_default;
 }
 
 // Whether a switch's value turns on the part called `name`: "1" every part, else a

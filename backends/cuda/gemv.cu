@@ -199,10 +199,7 @@ bool decode_narrow(NarrowPart part, WeightCode code) {
 }
 
 bool decode_stacked() {
-    static const bool on = [] {
-        const char* v = std::getenv("KL_CUDA_DECODE_STACKED");
-        return !(v && std::string(v) == "0");
-    }();
+    static const bool on = env_switch("KL_CUDA_DECODE_STACKED", true);
     return on;
 }
 
@@ -212,10 +209,7 @@ bool gemv_supported(size_t n, size_t in, WeightCode code) {
 }
 
 bool decode_tail_norm() {
-    static const bool on = [] {
-        const char* v = std::getenv("KL_CUDA_DECODE_TAILNORM");
-        return v && std::string(v) == "1";
-    }();
+    static const bool on = env_switch("KL_CUDA_DECODE_TAILNORM", false);
     return on;
 }
 

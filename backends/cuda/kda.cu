@@ -248,10 +248,7 @@ void short_conv_silu(const float* x, size_t T, size_t channels, const bf16* weig
 }
 
 bool kda_fused_prefill_ops() {
-    static const bool on = [] {
-        const char* v = std::getenv("KL_CUDA_KDA_FUSED");
-        return !(v && std::string(v) == "0");
-    }();
+    static const bool on = env_switch("KL_CUDA_KDA_FUSED", true);
     return on;
 }
 

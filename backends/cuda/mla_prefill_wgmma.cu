@@ -205,10 +205,7 @@ __global__ void __launch_bounds__(kTransposeThreads)
 
 // The default; KL_CUDA_MLA_WGMMA=0 takes the mma.sync kernel instead (A/B runs).
 bool wgmma_prefill_asked() {
-    static const bool asked = [] {
-        const char* v = std::getenv("KL_CUDA_MLA_WGMMA");
-        return !(v && std::string(v) == "0");
-    }();
+    static const bool asked = env_switch("KL_CUDA_MLA_WGMMA", true);
     return asked;
 }
 
