@@ -25,7 +25,7 @@
 # prefill in bf16 and FP8 with each experts' mainloop: mma.sync, wgmma stage by stage and
 # warp-specialized wgmma (KL_CUDA_WGMMA=0|stagewise|specialized, or KL_WGMMA_MODES; wgmma.log);
 # "suites" runs "tests", "optin" and the whole suite with the candidate opt-ins
-# (KL_CANDIDATES: env words, default KL_CUDA_DECODE_TAILNORM=1 KL_CUDA_DECODE_PIPE=1; "none";
+# (KL_CANDIDATES: env words, none by default;
 # gpu_tests_candidates.log) at once (their models are small; one call's wall time);
 # "optin" runs the whole GPU suite with the kernels the defaults replaced (the fallbacks:
 # KL_CUDA_WGMMA=stagewise, KL_CUDA_MLA_WGMMA=0, KL_CUDA_KDA_FUSED=0, KL_CUDA_DECODE_NARROW=0,
@@ -46,12 +46,11 @@
 # "decodencu" profiles batch-1 decode's kernels (experts, GEMVs, KDA step, norms, router) of
 # 4 layers of the 48B shapes with Nsight Compute, per format (KL_DECODE_NCU_WEIGHTS, default
 # "fp8 bf16"; KL_DECODE_NCU_KERNELS a regex of kernel names; decodencu.log);
-# "tpotab" runs the GPU tests (KL_AB_FILTER, default GpuOps, GpuTailNorm and the models)
+# "tpotab" runs the GPU tests (KL_AB_FILTER, default GpuOps and the models)
 # with each set of opt-in switches in KL_AB_SETS (";"-separated env words; "default" = none;
-# default: the tail norm, the pipelined experts (FP8; INT4 with the unsplit down kernel),
-# each part, and with the tail norm), moe_bench decode and the 48B shapes' TPOT with each
-# (TPOT twice), per format in KL_AB_WEIGHTS (default "fp8 int4"; tpotab.log; KL_AB_TESTS=0
-# leaves the tests out: ~25 s a TPOT run, so seven sets of one format fill a call);
+# default: the defaults and KL_CUDA_DECODE_NARROW=downwide), moe_bench decode and the 48B
+# shapes' TPOT with each (TPOT twice), per format in KL_AB_WEIGHTS (default "fp8 int4";
+# tpotab.log; KL_AB_TESTS=0 leaves the tests out: on an H100 FP8 and INT4 take ~5 s a TPOT run);
 # "cancel" measures cancel-to-return latency of a long prefill (tools/bench/cancel_latency;
 # cancel.log);
 # "plugin" checks the C API's CUDA plugin on the device (plugin.log): AUTO picks the GPU, the
@@ -108,8 +107,7 @@ case "${1:-}" in
     optin=(KL_CUDA_WGMMA=stagewise KL_CUDA_MLA_WGMMA=0 KL_CUDA_KDA_FUSED=0 KL_CUDA_DECODE_NARROW=0
            KL_CUDA_DECODE_STACKED=0)  # the fallbacks
     # Opt-in paths that may become defaults: the whole suite runs with them too ("suites").
-    read -ra candidates <<< "${KL_CANDIDATES:-KL_CUDA_DECODE_TAILNORM=1 KL_CUDA_DECODE_PIPE=1}"
-    [[ ${candidates[*]} == none ]] && candidates=()
+    read -ra candidates <<< "${KL_CANDIDATES:-}"
     if [[ $parts == *suites* ]]; then  # the default, fallback and candidate suites side by side
       "$bin/kl_gpu_tests" > "$OUT/gpu_tests.log" 2>&1 &
       env "${optin[@]}" "$bin/kl_gpu_tests" > "$OUT/gpu_tests_optin.log" 2>&1 &
@@ -304,11 +302,11 @@ case "${1:-}" in
     fi
     if [[ $parts == *tpotab* ]]; then  # opt-in switches against the defaults
       # KL_AB_SETS: ";"-separated sets of env words, "default" for none.
-      IFS=';' read -ra sets <<< "${KL_AB_SETS:-default;KL_CUDA_DECODE_TAILNORM=1;KL_CUDA_DECODE_PIPE=1;KL_CUDA_DECODE_PIPE=gateup;KL_CUDA_DECODE_PIPE=down;KL_CUDA_DECODE_PIPE=1 KL_CUDA_DECODE_NARROW=gemv,gateup;KL_CUDA_DECODE_PIPE=1 KL_CUDA_DECODE_TAILNORM=1}"
+      IFS=';' read -ra sets <<< "${KL_AB_SETS:-default;KL_CUDA_DECODE_NARROW=downwide}"
       set_env() { [[ $1 == default ]] && echo "KL_AB=default" || echo "$1"; }
       { for combo in "${sets[@]}"; do
           [[ $combo == default || ${KL_AB_TESTS:-1} == 0 ]] && continue
-          echo "== kl_gpu_tests (${KL_AB_FILTER:=GpuOps.*:GpuTailNorm.*:*GpuModel*}) with $combo"
+          echo "== kl_gpu_tests (${KL_AB_FILTER:=GpuOps.*:*GpuModel*}) with $combo"
           env $(set_env "$combo") "$bin/kl_gpu_tests" --gtest_filter="$KL_AB_FILTER" 2>&1 |
             grep -E "^\[  FAILED|Failure|PASSED|tests ran" || true
         done

@@ -347,44 +347,13 @@ void CudaBackend::linear(const bf16* x, size_t n, const Weight& w, float* y, siz
     gemm_->run(x, n, w.cols, w.matrix(), w.rows, y, ldy ? ldy : w.rows, stream_);
 }
 
-void CudaBackend::residual(const float* branch, const Weight& norm, size_t m) const {
-    Workspace& ws = *workspace_;
-    const size_t h = config_.hidden_size;
-    profile_.section("norms + residual", stream_);
-    shard_sum(const_cast<float*>(branch), m * h);
-    add_rms_norm_to_bf16(ws.x.as<float>(), branch, norm.bf(), m, h, config_.rms_norm_eps,
-                         ws.xn.as<bf16>(), stream_);
-}
-
-TailNorm CudaBackend::tail_norm(const Weight& norm) const {
-    if (shard_ || !decode_tail_norm()) return {};  // a shard's branch is summed first
-    Workspace& ws = *workspace_;
-    return TailNorm{ws.x.as<float>(),     norm.bf(),        int(config_.hidden_size),
-                    config_.rms_norm_eps, ws.xn.as<bf16>(), ws.norm_done.as<unsigned>()};
-}
-
-void CudaBackend::linear_residual(const bf16* x, size_t n, const Weight& w, float* branch,
-                                  const Weight& norm) const {
-    const TailNorm tail = tail_norm(norm);
-    if (tail.counter && gemv_supported(n, w.cols, w.code)) {
-        gemv(x, n, w.cols, w.matrix(), w.rows, branch, w.rows, stream_, tail);
-        return;
-    }
-    linear(x, n, w, branch);
-    residual(branch, norm, n);
-}
-
-void CudaBackend::mlp(const Mlp& w, const bf16* x, size_t n, Workspace& ws, float* out,
-                      const Weight* norm) const {
+void CudaBackend::mlp(const Mlp& w, const bf16* x, size_t n, Workspace& ws, float* out) const {
     const size_t inter = w.gate.rows;
     linear(x, n, w.gate, ws.ffn_gate.as<float>());
     linear(x, n, w.up, ws.ffn_up.as<float>());
     silu_mul_to_bf16(ws.ffn_gate.as<float>(), ws.ffn_up.as<float>(), n * inter,
                      ws.ffn_act.as<bf16>(), stream_);
-    if (norm)
-        linear_residual(ws.ffn_act.as<bf16>(), n, w.down, out, *norm);
-    else
-        linear(ws.ffn_act.as<bf16>(), n, w.down, out);
+    linear(ws.ffn_act.as<bf16>(), n, w.down, out);
 }
 
 // Enqueues m tokens (ids in the history at the workspace's position) through all
@@ -446,18 +415,23 @@ void CudaBackend::run_layers(const Pass& pass, const std::atomic<bool>& cancel) 
             check(cudaEventSynchronize(layer_done_[l % 2]), "prefill layer");  // layer l-2
         if ((paced || !shard_) && stop_for_cancel(cancel)) fail(Status::Cancelled, "cancelled");
         const Layer& L = layers_[l];
-        // Each block ends with the residual step into the next block's normed input.
         if (L.is_kda)
             kda_layer(L, pass, l, branch);
         else
             mla_layer(L, pass, l, branch);
-        const Weight& next_norm = l + 1 < layers_.size() ? layers_[l + 1].input_norm : final_norm_;
+        shard_sum(branch, m * h);
+        profile_.section("norms + residual", stream_);
+        add_rms_norm_to_bf16(x, branch, L.post_norm.bf(), m, h, eps, xn, stream_);
         if (L.is_moe) {
-            moe(L, xn, m, ws, branch, next_norm);
+            moe(L, xn, m, ws, branch);
         } else {
             profile_.section("dense mlp", stream_);
-            mlp(L.mlp, xn, m, ws, branch, &next_norm);
+            mlp(L.mlp, xn, m, ws, branch);
         }
+        shard_sum(branch, m * h);
+        profile_.section("norms + residual", stream_);
+        const Weight& next_norm = l + 1 < layers_.size() ? layers_[l + 1].input_norm : final_norm_;
+        add_rms_norm_to_bf16(x, branch, next_norm.bf(), m, h, eps, xn, stream_);
         if (paced) check(cudaEventRecord(layer_done_[l % 2], stream_), "prefill layer event");
     }
     if ((paced || !shard_) && stop_for_cancel(cancel)) fail(Status::Cancelled, "cancelled");
@@ -485,7 +459,7 @@ void CudaBackend::kda_projections(const Layer& L, size_t m) const {
     if (L.x_low.rows) linear(xn, m, L.x_low, proj + L.x_proj.rows, L.proj_rows());
 }
 
-void CudaBackend::kda_layer(const Layer& L, const Pass& pass, size_t l, float* branch) const {
+void CudaBackend::kda_layer(const Layer& L, const Pass& pass, size_t l, float* out) const {
     const ModelConfig& c = config_;
     Workspace& ws = *workspace_;
     const size_t H = c.kda_num_heads, D = c.kda_head_dim, HD = H * D, m = pass.m;
@@ -559,10 +533,10 @@ void CudaBackend::kda_layer(const Layer& L, const Pass& pass, size_t l, float* b
                        c.rms_norm_eps, ws.o_bf.as<bf16>(), stream_);
     }
     profile_.section("kda o_proj", stream_);
-    linear_residual(ws.o_bf.as<bf16>(), m, L.o, branch, L.post_norm);
+    linear(ws.o_bf.as<bf16>(), m, L.o, out);
 }
 
-void CudaBackend::mla_layer(const Layer& L, const Pass& pass, size_t l, float* branch) const {
+void CudaBackend::mla_layer(const Layer& L, const Pass& pass, size_t l, float* out) const {
     const ModelConfig& c = config_;
     Workspace& ws = *workspace_;
     const size_t width = c.mla_cache_width(), Hm = c.num_attention_heads, m = pass.m;
@@ -602,7 +576,7 @@ void CudaBackend::mla_layer(const Layer& L, const Pass& pass, size_t l, float* b
     }
     profile_.section("mla o_proj", stream_);
     cast_to_bf16(ws.attn.as<float>(), m * Hm * c.v_head_dim, ws.attn_bf.as<bf16>(), stream_);
-    linear_residual(ws.attn_bf.as<bf16>(), m, L.mo, branch, L.post_norm);
+    linear(ws.attn_bf.as<bf16>(), m, L.mo, out);
 }
 
 bool CudaBackend::expanded_mla(size_t m) const {
@@ -641,8 +615,7 @@ void CudaBackend::mla_prefill(const Layer& L, const Pass& pass, const bf16* cach
 
 // Routing on the device; the shared expert, then the chosen experts: GEMVs that read
 // each chosen expert once for a few tokens, a grouped GEMM for prefill. No host sync.
-void CudaBackend::moe(const Layer& L, const bf16* xn, size_t m, Workspace& ws, float* branch,
-                      const Weight& norm) const {
+void CudaBackend::moe(const Layer& L, const bf16* xn, size_t m, Workspace& ws, float* out) const {
     const ModelConfig& c = config_;
     const size_t E = c.num_experts, k = c.num_experts_per_token, h = c.hidden_size;
     const size_t mi = c.moe_intermediate_size;
@@ -670,23 +643,20 @@ void CudaBackend::moe(const Layer& L, const bf16* xn, size_t m, Workspace& ws, f
         DecodeSharedExpert shared;
         if (fuse_shared)
             shared = {L.shared.gate.matrix(), L.shared.up.matrix(), L.shared.down.matrix()};
-        if (L.has_shared && !fuse_shared) mlp(L.shared, xn, m, ws, branch);
-        const TailNorm tail = tail_norm(norm);  // the down kernel's last block: the residual
+        if (L.has_shared && !fuse_shared) mlp(L.shared, xn, m, ws, out);
         moe_experts_gemv(xn, m, h, mi, k, ws.chosen.as<int32_t>(), ws.weights.as<float>(),
                          L.expert_weights, shared, L.has_shared && !fuse_shared,
-                         ws.e_act.as<float>(), branch, stream_, tail);
-        if (!tail.counter) residual(branch, norm, m);
+                         ws.e_act.as<float>(), out, stream_);
         return;
     }
     profile_.section("moe shared expert", stream_);
     if (L.has_shared)
-        mlp(L.shared, xn, m, ws, branch);
+        mlp(L.shared, xn, m, ws, out);
     else
-        check(cudaMemsetAsync(branch, 0, m * h * sizeof(float), stream_), "zero");
+        check(cudaMemsetAsync(out, 0, m * h * sizeof(float), stream_), "zero");
     profile_.section("moe routed experts (grouped)", stream_);
     moe_experts_grouped(xn, m, h, mi, E, k, ws.chosen.as<int32_t>(), ws.weights.as<float>(),
-                        L.expert_weights, ws.moe.as<void>(), branch, stream_);
-    residual(branch, norm, m);
+                        L.expert_weights, ws.moe.as<void>(), out, stream_);
 }
 
 namespace {

@@ -177,8 +177,6 @@ struct Workspace {
         router = f(P * E), chosen = DeviceBuffer(P * k * sizeof(int32_t)), weights = f(P * k);
         route_done = DeviceBuffer(sizeof(unsigned));  // moe_route_decode's counter, zero
         check(cudaMemset(route_done.as<void>(), 0, sizeof(unsigned)), "zero route counter");
-        norm_done = DeviceBuffer(sizeof(unsigned));  // the decode tail norms' counter, zero
-        check(cudaMemset(norm_done.as<void>(), 0, sizeof(unsigned)), "zero norm counter");
         e_act = f(kDecodeTokens * (k + 1) * mi);
         moe = DeviceBuffer(c.num_experts ? moe_grouped_workspace_bytes(P, h, mi, E, k) : 0);
         logits = f(std::max(kLogitsRows, kBatchLogitsRows) * c.vocab_size);
@@ -187,8 +185,8 @@ struct Workspace {
         sampled = DeviceBuffer(kMaxBatch * sizeof(int32_t));  // sampled ids, a batch's or one
     }
     DeviceBuffer position, x, branch, xn, proj, q, kk, v, g, gate, o, o_bf, low, low_bf, beta,
-        kda_chunk, mq, kv, attn, attn_bf, mla, ffn_gate, ffn_up, ffn_act, router, route_done,
-        norm_done, chosen, weights, e_act, moe, logits, sampling, batch, sampled;
+        kda_chunk, mq, kv, attn, attn_bf, mla, ffn_gate, ffn_up, ffn_act, router, route_done, chosen, weights,
+        e_act, moe, logits, sampling, batch, sampled;
 };
 
 // One session's state in device memory. Plain data: CudaBackend operates on it.
@@ -289,18 +287,7 @@ private:
     // ones (NcclGroup::generation), they are captured again before their next replay.
     uint64_t graph_generation() const { return shard_ ? shard_->nccl->generation() : 0; }
     void linear(const bf16* x, size_t n, const Weight& w, float* y, size_t ldy = 0) const;
-    // The residual step after a block wrote its output to branch (the workspace's): x +=
-    // branch (summed over the shards first), xn = RMSNorm(x) * norm.
-    void residual(const float* branch, const Weight& norm, size_t m) const;
-    // That step for the last block of the decode kernel writing branch to run (tail_norm.cuh)
-    // where it can (decode_tail_norm(), one GPU); else a TailNorm without a counter.
-    TailNorm tail_norm(const Weight& norm) const;
-    // branch = x * W^T and then the residual step, in the GEMV's last block where it can.
-    void linear_residual(const bf16* x, size_t n, const Weight& w, float* branch,
-                         const Weight& norm) const;
-    // The MLP's output to out; with a norm, out is branch and the residual step follows.
-    void mlp(const Mlp& w, const bf16* x, size_t n, Workspace& ws, float* out,
-             const Weight* norm = nullptr) const;
+    void mlp(const Mlp& w, const bf16* x, size_t n, Workspace& ws, float* out) const;
     void run_piece(CudaState& st, uint64_t position, size_t m, const float* rec_in, float* rec_out,
                    float* logits_out, float* all_logits, const std::atomic<bool>& cancel) const;
     void run_layers(const Pass& pass, const std::atomic<bool>& cancel) const;
@@ -312,8 +299,7 @@ private:
     void upload_history(const CudaState& st, const int32_t* history, size_t history_len) const;
     KdaDecodeWeights decode_weights(const Layer& L) const;
     void kda_projections(const Layer& L, size_t m) const;
-    // The attention blocks' output to branch, then the residual step with L.post_norm.
-    void kda_layer(const Layer& L, const Pass& pass, size_t l, float* branch) const;
+    void kda_layer(const Layer& L, const Pass& pass, size_t l, float* out) const;
     // The decode experts' kernels run the shared expert as one more slot when it has the
     // routed experts' shape and format.
     bool fuses_shared(const Layer& L) const {
@@ -323,14 +309,12 @@ private:
                L.shared.up.code == L.expert_weights.code &&
                L.shared.down.code == L.expert_weights.code;
     }
-    void mla_layer(const Layer& L, const Pass& pass, size_t l, float* branch) const;
+    void mla_layer(const Layer& L, const Pass& pass, size_t l, float* out) const;
     // A prefill piece's MLA attention in the expanded form (mla_prefill.cu), where it runs.
     bool expanded_mla(size_t m) const;
     void mla_prefill(const Layer& L, const Pass& pass, const bf16* cache) const;
     const Weight& head() const { return tied_ ? embed_ : lm_head_; }
-    // The MoE block's output to branch, then the residual step with `norm`.
-    void moe(const Layer& L, const bf16* xn, size_t m, Workspace& ws, float* branch,
-             const Weight& norm) const;
+    void moe(const Layer& L, const bf16* xn, size_t m, Workspace& ws, float* out) const;
 
     ModelConfig config_;
     int device_;

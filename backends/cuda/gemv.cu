@@ -9,7 +9,6 @@
 #include "gemv_row.cuh"
 #include "ops.h"
 #include "quant_row.cuh"
-#include "tail_norm.cuh"
 
 namespace kl::cuda {
 namespace {
@@ -107,19 +106,15 @@ __device__ __forceinline__ void gemv_quantized_rows(const bf16* x, int in, const
     }
 }
 
-// kTail: the residual step in the last block (tail_norm.cuh), in kernels of their own.
-template <int N, bool kTail>
-__global__ void gemv_kernel(const bf16* x, int in, const bf16* w, int out, float* y, int ldy,
-                            TailNorm tail) {
+template <int N>
+__global__ void gemv_kernel(const bf16* x, int in, const bf16* w, int out, float* y, int ldy) {
     gemv_rows<N>(x, in, w, out, y, ldy, blockIdx.x);
-    if constexpr (kTail) finish_with_norm(tail, y, size_t(ldy), N);
 }
 
-template <WeightCode C, int N, int R, bool kTail>
-__global__ void gemv_quantized_kernel(const bf16* x, int in, QMatrix w, int out, float* y, int ldy,
-                                      TailNorm tail) {
+template <WeightCode C, int N, int R>
+__global__ void gemv_quantized_kernel(const bf16* x, int in, QMatrix w, int out, float* y,
+                                      int ldy) {
     gemv_quantized_rows<C, N, R>(x, in, w, out, y, ldy, blockIdx.x);
-    if constexpr (kTail) finish_with_norm(tail, y, size_t(ldy), N);
 }
 
 // A quantized weight's rows and then a bf16 one's in one grid (one launch, one link of the
@@ -141,41 +136,31 @@ unsigned quantized_blocks(size_t out, int rows_per_warp) {
 
 template <WeightCode C, int N, int R>
 void launch_rows(const bf16* x, int in, const QMatrix& w, int out, float* y, int ldy,
-                 const TailNorm& tail, cudaStream_t stream) {
-    auto* kernel =
-        tail.counter ? gemv_quantized_kernel<C, N, R, true> : gemv_quantized_kernel<C, N, R, false>;
-    launch_chained("gemv_quantized", kernel, quantized_blocks(out, R), kWarps * 32, 0, stream, x,
-                   in, w, out, y, ldy, tail);
+                 cudaStream_t stream) {
+    launch_chained("gemv_quantized", gemv_quantized_kernel<C, N, R>, quantized_blocks(out, R),
+                   kWarps * 32, 0, stream, x, in, w, out, y, ldy);
 }
 
-template <WeightCode C, int N>
-void launch_rows(const bf16* x, int in, const QMatrix& w, int out, float* y, int ldy,
-                 const TailNorm& tail, cudaStream_t stream) {
-    if (decode_narrow(NarrowPart::Gemv, C))
-        launch_rows<C, N, kQRows<C> / 2>(x, in, w, out, y, ldy, tail, stream);
-    else
-        launch_rows<C, N, kQRows<C>>(x, in, w, out, y, ldy, tail, stream);
-}
-
-template <int N>
-void launch_bf16(const bf16* x, int in, const bf16* w, int out, float* y, int ldy,
-                 const TailNorm& tail, cudaStream_t stream) {
-    auto* kernel = tail.counter ? gemv_kernel<N, true> : gemv_kernel<N, false>;
-    launch_chained("gemv_bf16", kernel, static_cast<unsigned>((out + kWarps - 1) / kWarps),
-                   kWarps * 32, 0, stream, x, in, w, out, y, ldy, tail);
-}
-
-template <int N>
-void launch_tokens(const bf16* x, int in, const QMatrix& w, int out, float* y, int ldy,
-                   const TailNorm& tail, cudaStream_t stream) {
-    switch (w.code) {
-        case WeightCode::Fp8:
-            return launch_rows<WeightCode::Fp8, N>(x, in, w, out, y, ldy, tail, stream);
-        case WeightCode::Int4:
-            return launch_rows<WeightCode::Int4, N>(x, in, w, out, y, ldy, tail, stream);
-        case WeightCode::Bf16:
-            return launch_bf16<N>(x, in, static_cast<const bf16*>(w.data), out, y, ldy, tail,
-                                  stream);
+template <WeightCode C>
+void launch_quantized(const bf16* x, size_t n, int in, const QMatrix& w, int out, float* y, int ldy,
+                      cudaStream_t stream) {
+    constexpr int R = kQRows<C>, Narrow = kQRows<C> / 2;
+    const bool narrow = decode_narrow(NarrowPart::Gemv, C);
+    switch (n) {
+        case 1:
+            return narrow ? launch_rows<C, 1, Narrow>(x, in, w, out, y, ldy, stream)
+                          : launch_rows<C, 1, R>(x, in, w, out, y, ldy, stream);
+        case 2:
+            return narrow ? launch_rows<C, 2, Narrow>(x, in, w, out, y, ldy, stream)
+                          : launch_rows<C, 2, R>(x, in, w, out, y, ldy, stream);
+        case 3:
+            return narrow ? launch_rows<C, 3, Narrow>(x, in, w, out, y, ldy, stream)
+                          : launch_rows<C, 3, R>(x, in, w, out, y, ldy, stream);
+        case 4:
+            return narrow ? launch_rows<C, 4, Narrow>(x, in, w, out, y, ldy, stream)
+                          : launch_rows<C, 4, R>(x, in, w, out, y, ldy, stream);
+        default:
+            fail(Status::Internal, "gemv takes 1..4 rows");
     }
 }
 
@@ -208,25 +193,37 @@ bool gemv_supported(size_t n, size_t in, WeightCode code) {
     return gemv_supported(n, in) && (code == WeightCode::Bf16 || in % kChunkValues == 0);
 }
 
-bool decode_tail_norm() {
-    static const bool on = env_switch("KL_CUDA_DECODE_TAILNORM", false);
-    return on;
-}
-
 void gemv(const bf16* x, size_t n, size_t in, const QMatrix& w, size_t out, float* y, size_t ldy,
-          cudaStream_t stream, const TailNorm& tail) {
+          cudaStream_t stream) {
     if (!gemv_supported(n, in, w.code)) fail(Status::Internal, "gemv: unsupported shape");
-    if (tail.counter && size_t(tail.dim) != out) fail(Status::Internal, "gemv: tail norm width");
+    const unsigned blocks = static_cast<unsigned>((out + kWarps - 1) / kWarps);
     const int i = static_cast<int>(in), o = static_cast<int>(out), ld = static_cast<int>(ldy);
+    const bf16* wb = static_cast<const bf16*>(w.data);
+    switch (w.code) {
+        case WeightCode::Fp8:
+            return launch_quantized<WeightCode::Fp8>(x, n, i, w, o, y, ld, stream);
+        case WeightCode::Int4:
+            return launch_quantized<WeightCode::Int4>(x, n, i, w, o, y, ld, stream);
+        case WeightCode::Bf16:
+            break;
+    }
     switch (n) {
         case 1:
-            return launch_tokens<1>(x, i, w, o, y, ld, tail, stream);
+            launch_chained("gemv_bf16", gemv_kernel<1>, blocks, kWarps * 32, 0, stream, x, i, wb, o,
+                           y, ld);
+            break;
         case 2:
-            return launch_tokens<2>(x, i, w, o, y, ld, tail, stream);
+            launch_chained("gemv_bf16", gemv_kernel<2>, blocks, kWarps * 32, 0, stream, x, i, wb, o,
+                           y, ld);
+            break;
         case 3:
-            return launch_tokens<3>(x, i, w, o, y, ld, tail, stream);
+            launch_chained("gemv_bf16", gemv_kernel<3>, blocks, kWarps * 32, 0, stream, x, i, wb, o,
+                           y, ld);
+            break;
         case 4:
-            return launch_tokens<4>(x, i, w, o, y, ld, tail, stream);
+            launch_chained("gemv_bf16", gemv_kernel<4>, blocks, kWarps * 32, 0, stream, x, i, wb, o,
+                           y, ld);
+            break;
         default:
             fail(Status::Internal, "gemv takes 1..4 rows");
     }

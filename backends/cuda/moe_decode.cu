@@ -12,7 +12,6 @@
 // id is negative adds nothing (a shard of a split model, whose experts other shards own:
 // keep_owned_experts).
 #include <algorithm>
-#include <cstdlib>
 #include <string>
 
 #include "chained_launch.cuh"
@@ -20,7 +19,6 @@
 #include "moe_decode.cuh"
 #include "ops.h"
 #include "quant_row.cuh"
-#include "tail_norm.cuh"
 
 namespace kl::cuda {
 namespace {
@@ -180,9 +178,9 @@ __device__ __forceinline__ void down_dots(const float* act, int inter, int slot0
 // pieces of kDownSlots slots before the first multiply. Lane i looks up slot i's matrix and
 // weight once, up front, so the slot loop waits on no pointer chase (slots past 32 look
 // theirs up in the loop).
-__device__ __forceinline__ void down_combine_warp(const float* act, int hidden, int inter, int n,
-                                                  const Experts& experts, bool accumulate,
-                                                  float* out) {
+__global__ void __launch_bounds__(kWarps * 32)
+    down_combine_kernel(const float* act, int hidden, int inter, int n, Experts experts,
+                        bool accumulate, float* out) {
     const int task = blockIdx.x * kWarps + (threadIdx.x >> 5);
     if (task >= n * hidden) return;
     const int t = task / hidden, row = task % hidden, lane = threadIdx.x & 31;
@@ -238,24 +236,13 @@ __device__ __forceinline__ void down_combine_warp(const float* act, int hidden, 
     if (lane == 0) out[task] = total;
 }
 
-// kTail: the kernel ends with the residual step in its last block (tail_norm.cuh); kernels
-// of their own, so that those without it are compiled exactly as before it existed.
-template <bool kTail>
-__global__ void __launch_bounds__(kWarps * 32)
-    down_combine_kernel(const float* act, int hidden, int inter, int n, Experts experts,
-                        bool accumulate, float* out, TailNorm tail) {
-    down_combine_warp(act, hidden, inter, n, experts, accumulate, out);
-    if constexpr (kTail) finish_with_norm(tail, out, size_t(hidden), n);
-}
-
 // Block (token, row) (decode_narrow()): the token's slots split evenly over the kWarps warps,
 // each loading its slots' rows at once (one round for up to 4 * kDownSlots slots) where a
 // down_combine_kernel warp takes three rounds one after another; kWarps times the warps. The
 // warps' sums are added in warp order.
-template <bool kTail>
 __global__ void __launch_bounds__(kWarps * 32)
     down_combine_split_bf16_kernel(const float* act, int hidden, int inter, Experts experts,
-                                   bool accumulate, float* out, TailNorm tail) {
+                                   bool accumulate, float* out) {
     __shared__ float partial[kWarps];
     const int t = blockIdx.x / hidden, row = blockIdx.x % hidden;
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, per = experts.per_token;
@@ -301,8 +288,6 @@ __global__ void __launch_bounds__(kWarps * 32)
         for (int w = 0; w < kWarps; ++w) sum += partial[w];
         *dst = sum;
     }
-    if constexpr (kTail)
-        finish_with_norm(tail, out, size_t(hidden), static_cast<int>(gridDim.x) / hidden);
 }
 
 // The quantized forms of the two kernels (quant_row.cuh): the same summation order by
@@ -314,305 +299,140 @@ __global__ void __launch_bounds__(kWarps * 32)
 // decode_narrow() R is half that: half the registers a warp, twice the warps.
 template <WeightCode C>
 constexpr int kQRows = C == WeightCode::Fp8 ? 2 : 4;
-
-// One gate/up task of the quantized kernel: R rows of a slot's gate and up matrices, a batch
-// of loads at `base` (lane l: chunks base, base + 512, ...) in flight.
-template <WeightCode C, int R>
-struct GateRows {
-    QChunk<C> gq[R][kQGateLoads], uq[R][kQGateLoads];
-    const char* grow;
-    const char* urow;
-    const float* gs[R];
-    const float* us[R];
-    const bf16* xt;
-    int slot, row0;
-    bool live;  // false: an absent slot (a shard's expert), nothing to load or write
-    float ga[R], ua[R];
-};
-
-template <WeightCode C, int R>
-__device__ __forceinline__ void gate_rows_resolve(const Experts& experts, const GateTask& at,
-                                                  const bf16* x, int hidden, GateRows<C, R>& d) {
-    d.slot = at.slot, d.row0 = at.row * R;
-    d.live = experts.present(at.slot);
-    if (!d.live) return;
-    d.xt = x + static_cast<size_t>(at.slot / experts.per_token) * hidden;
-    const QMatrix g = experts.gate(at.slot), u = experts.up(at.slot);
-    d.grow = static_cast<const char*>(g.data) + size_t(d.row0) * qrow_bytes<C>(hidden);
-    d.urow = static_cast<const char*>(u.data) + size_t(d.row0) * qrow_bytes<C>(hidden);
-#pragma unroll
-    for (int r = 0; r < R; ++r) {
-        d.gs[r] = qscale_row<C>(g.scales, d.row0 + r, hidden);
-        d.us[r] = qscale_row<C>(u.scales, d.row0 + r, hidden);
-        d.ga[r] = d.ua[r] = 0.0f;
-    }
-}
-
-template <WeightCode C, int R>
-__device__ __forceinline__ void gate_rows_load(GateRows<C, R>& d, int base, int hidden) {
-    if (!d.live) return;
-#pragma unroll
-    for (int i = 0; i < kQGateLoads; ++i) {
-        const int c = base + i * kQStride;
-#pragma unroll
-        for (int r = 0; r < R; ++r)
-            if (c < hidden) {
-                d.gq[r][i] = load_qchunk<C>(d.grow + r * qrow_bytes<C>(hidden), c);
-                d.uq[r][i] = load_qchunk<C>(d.urow + r * qrow_bytes<C>(hidden), c);
-            }
-    }
-}
-
-template <WeightCode C, int R>
-__device__ __forceinline__ void gate_rows_dots(GateRows<C, R>& d, int base, int hidden) {
-    if (!d.live) return;
-#pragma unroll
-    for (int i = 0; i < kQGateLoads; ++i) {
-        const int c = base + i * kQStride;
-        if (c < hidden) {
-            float xv[kChunkValues];
-            load_x16_bf16(d.xt + c, xv);
-#pragma unroll
-            for (int r = 0; r < R; ++r) {
-                d.ga[r] += qchunk_dot<C>(d.gq[r][i], xv, d.gs[r], c);
-                d.ua[r] += qchunk_dot<C>(d.uq[r][i], xv, d.us[r], c);
-            }
-        }
-    }
-}
-
-template <WeightCode C, int R>
-__device__ __forceinline__ void gate_rows_write(GateRows<C, R>& d, int inter, float* act) {
-    if (!d.live) return;
-#pragma unroll
-    for (int r = 0; r < R; ++r) {
-        const float gr = warp_sum(d.ga[r]), ur = warp_sum(d.ua[r]);
-        if ((threadIdx.x & 31) == 0)
-            act[static_cast<size_t>(d.slot) * inter + d.row0 + r] = gr / (1.0f + __expf(-gr)) * ur;
-    }
-}
-
 template <WeightCode C, int R>
 __global__ void __launch_bounds__(kWarps * 32)
     gate_up_quantized_kernel(const bf16* x, int hidden, int inter, int slots, Experts experts,
                              float* act) {
+    const int groups = inter / R;  // inter % 16 == 0
     GateTask at;
-    if (!start_gate_task(experts, inter / R, slots, at)) return;  // inter % 16 == 0
-    GateRows<C, R> d;
-    gate_rows_resolve(experts, at, x, hidden, d);
-    if (!d.live) return;
-    for (int base = (threadIdx.x & 31) * kChunkValues; base < hidden;
-         base += kQGateLoads * kQStride) {
-        gate_rows_load(d, base, hidden);
-        gate_rows_dots(d, base, hidden);
+    if (!start_gate_task(experts, groups, slots, at)) return;
+    const int slot = at.slot, row0 = at.row * R, lane = threadIdx.x & 31;
+    if (!experts.present(slot)) return;
+    const bf16* xt = x + static_cast<size_t>(slot / experts.per_token) * hidden;
+    const QMatrix g = experts.gate(slot), u = experts.up(slot);
+    const char* grow = static_cast<const char*>(g.data) + size_t(row0) * qrow_bytes<C>(hidden);
+    const char* urow = static_cast<const char*>(u.data) + size_t(row0) * qrow_bytes<C>(hidden);
+    const float* gs[R];
+    const float* us[R];
+#pragma unroll
+    for (int r = 0; r < R; ++r)
+        gs[r] = qscale_row<C>(g.scales, row0 + r, hidden), us[r] = qscale_row<C>(u.scales, row0 + r, hidden);
+    float ga[R] = {}, ua[R] = {};
+    for (int base = lane * kChunkValues; base < hidden; base += kQGateLoads * kQStride) {
+        QChunk<C> gq[R][kQGateLoads], uq[R][kQGateLoads];
+#pragma unroll
+        for (int i = 0; i < kQGateLoads; ++i) {
+            const int c = base + i * kQStride;
+#pragma unroll
+            for (int r = 0; r < R; ++r)
+                if (c < hidden) {
+                    gq[r][i] = load_qchunk<C>(grow + r * qrow_bytes<C>(hidden), c);
+                    uq[r][i] = load_qchunk<C>(urow + r * qrow_bytes<C>(hidden), c);
+                }
+        }
+#pragma unroll
+        for (int i = 0; i < kQGateLoads; ++i) {
+            const int c = base + i * kQStride;
+            if (c < hidden) {
+                float xv[kChunkValues];
+                load_x16_bf16(xt + c, xv);
+#pragma unroll
+                for (int r = 0; r < R; ++r) {
+                    ga[r] += qchunk_dot<C>(gq[r][i], xv, gs[r], c);
+                    ua[r] += qchunk_dot<C>(uq[r][i], xv, us[r], c);
+                }
+            }
+        }
     }
     if (at.shared) {  // nothing written before the wait
         wait_for_previous();
         release_next();
     }
-    gate_rows_write(d, inter, act);
-}
-
-// The same tasks (the same sums) over a grid of the blocks the SMs hold at once, each warp
-// taking tasks warp, warp + warps, ... with the next task's rows loading while this one's
-// multiply (decode_pipelined_gate_up()): the plain kernel's blocks come in waves, each
-// waiting for its loads before it multiplies. Rows of one batch of loads a lane (hidden up
-// to 2560). The shared expert's tasks come first (gate_task), so a warp whose first task is
-// one loads it before waiting for the router.
-template <WeightCode C, int R>
-__global__ void __launch_bounds__(kWarps * 32)
-    gate_up_pipelined_kernel(const bf16* x, int hidden, int inter, int slots, Experts experts,
-                             float* act) {
-    const int groups = inter / R, tasks = slots * groups;
-    const int stride = static_cast<int>(gridDim.x) * kWarps;
-    const int base = (threadIdx.x & 31) * kChunkValues;
-    bool waited = false;
-    auto wait_once = [&] {
-        if (waited) return;
-        wait_for_previous();  // the chosen experts come from the router
-        release_next();
-        waited = true;
-    };
-    auto start = [&](GateRows<C, R>& d, int task) {
-        const GateTask at = gate_task(experts, task, groups, slots);
-        if (!at.shared) wait_once();
-        gate_rows_resolve(experts, at, x, hidden, d);
-        gate_rows_load(d, base, hidden);
-    };
-    auto finish = [&](GateRows<C, R>& d) {
-        gate_rows_dots(d, base, hidden);
-        wait_once();  // nothing written before the wait
-        gate_rows_write(d, inter, act);
-    };
-    GateRows<C, R> a, b;
-    int task = blockIdx.x * kWarps + (threadIdx.x >> 5);
-    if (task >= tasks) return wait_once();
-    start(a, task);
-    for (;; task += 2 * stride) {
-        if (task + stride < tasks) start(b, task + stride);
-        finish(a);
-        if (task + stride >= tasks) break;
-        if (task + 2 * stride < tasks) start(a, task + 2 * stride);
-        finish(b);
-        if (task + 2 * stride >= tasks) break;
+#pragma unroll
+    for (int r = 0; r < R; ++r) {
+        const float gr = warp_sum(ga[r]), ur = warp_sum(ua[r]);
+        if (lane == 0)
+            act[static_cast<size_t>(slot) * inter + row0 + r] = gr / (1.0f + __expf(-gr)) * ur;
     }
-}
-
-// A round of the quantized down kernels: the down rows row0 .. row0 + R - 1 of up to S slots
-// (first .. first + S - 1 of [begin, end), the token's first slot at first_slot), their
-// batch of loads at `base` (lane l: chunks base, base + 512, ...) in flight.
-template <WeightCode C, int R, int S>
-struct DownRound {
-    QChunk<C> q[S][R][kQDownLoads];
-    const float* scales[S];
-    bool live[S];
-    float dot[S][R];
-};
-
-template <WeightCode C, int R, int S>
-__device__ __forceinline__ void down_round_resolve(const Experts& experts, int first_slot,
-                                                   int first, int end, DownRound<C, R, S>& d,
-                                                   const char* (&rows)[S], int row0, int inter) {
-    const int count = min(S, end - first);
-#pragma unroll
-    for (int s = 0; s < S; ++s) {
-        const int slot = first_slot + min(first + s, end - 1);
-        d.live[s] = s < count && experts.present(slot);
-        const QMatrix m = d.live[s] ? experts.down(slot) : QMatrix{};
-        d.scales[s] = m.scales;
-        rows[s] = d.live[s] ? static_cast<const char*>(m.data) + size_t(row0) * qrow_bytes<C>(inter)
-                            : nullptr;
-#pragma unroll
-        for (int r = 0; r < R; ++r) d.dot[s][r] = 0.0f;
-    }
-}
-
-template <WeightCode C, int R, int S>
-__device__ __forceinline__ void down_round_load(DownRound<C, R, S>& d, const char* const (&rows)[S],
-                                                int base, int inter) {
-#pragma unroll
-    for (int s = 0; s < S; ++s)
-#pragma unroll
-        for (int r = 0; r < R; ++r)
-#pragma unroll
-            for (int i = 0; i < kQDownLoads; ++i)
-                if (d.live[s] && base + i * kQStride < inter)
-                    d.q[s][r][i] =
-                        load_qchunk<C>(rows[s] + r * qrow_bytes<C>(inter), base + i * kQStride);
-}
-
-// The round's loads at `base` times act, into its dot products.
-template <WeightCode C, int R, int S>
-__device__ __forceinline__ void down_round_dots(DownRound<C, R, S>& d, const float* act, int slot0,
-                                                int base, int row0, int inter) {
-#pragma unroll
-    for (int s = 0; s < S; ++s) {
-        const float* a = act + static_cast<size_t>(slot0 + s) * inter;
-#pragma unroll
-        for (int i = 0; i < kQDownLoads; ++i) {
-            const int c = base + i * kQStride;
-            if (d.live[s] && c < inter) {
-                float av[kChunkValues];
-                load_x16_f32(a + c, av);
-#pragma unroll
-                for (int r = 0; r < R; ++r)
-                    d.dot[s][r] += qchunk_dot<C>(d.q[s][r][i], av,
-                                                 qscale_row<C>(d.scales[s], row0 + r, inter), c);
-            }
-        }
-    }
-}
-
-// Each slot's dot product times its weight added to total[] in slot order.
-template <WeightCode C, int R, int S>
-__device__ __forceinline__ void down_round_add(DownRound<C, R, S>& d, const Experts& experts,
-                                               int first_slot, int first, int end,
-                                               float (&total)[R]) {
-#pragma unroll
-    for (int s = 0; s < S; ++s) {
-        const float weight = experts.weight(first_slot + min(first + s, end - 1));
-#pragma unroll
-        for (int r = 0; r < R; ++r) {
-            const float sum = warp_sum(d.dot[s][r]);
-            if (d.live[s]) total[r] += weight * sum;
-        }
-    }
-}
-
-// After a warp's first loads: wait for act (once: `waited`) and, with init, start total[]
-// from init[] (the output being accumulated into).
-template <int R>
-__device__ __forceinline__ void down_wait(const float* init, bool& waited, float (&total)[R]) {
-    if (waited) return;
-    wait_for_previous();
-    release_next();
-    if (init)
-#pragma unroll
-        for (int r = 0; r < R; ++r) total[r] = init[r];
-    waited = true;
 }
 
 // The down rows row0 .. row0 + R - 1 of slots [begin, end) of the token whose first slot is
 // first_slot, times act, each slot's dot product times its weight added to total[] in slot
-// order, kQDownSlots slots a round, one round's loads in flight at a time.
+// order; after the first loads the warp waits for act (once: `waited`) and, with init, starts
+// total[] from init[] (the output being accumulated into).
 template <WeightCode C, int R>
 __device__ __forceinline__ void down_slots(const float* act, int inter, const Experts& experts,
                                            int first_slot, int begin, int end, int row0,
                                            const float* init, bool& waited, float (&total)[R]) {
     const int lane = threadIdx.x & 31;
     for (int first = begin; first < end; first += kQDownSlots) {
-        DownRound<C, R, kQDownSlots> d;
+        const int count = min(kQDownSlots, end - first);
+        QMatrix m[kQDownSlots];
         const char* rows[kQDownSlots];
-        down_round_resolve(experts, first_slot, first, end, d, rows, row0, inter);
-        for (int base = lane * kChunkValues; base < inter; base += kQDownLoads * kQStride) {
-            down_round_load(d, rows, base, inter);
-            down_wait(init, waited, total);
-            down_round_dots(d, act, first_slot + first, base, row0, inter);
+        bool live[kQDownSlots];
+#pragma unroll
+        for (int s = 0; s < kQDownSlots; ++s) {
+            const int slot = first_slot + min(first + s, end - 1);
+            live[s] = s < count && experts.present(slot);
+            m[s] = live[s] ? experts.down(slot) : QMatrix{};
+            rows[s] =
+                live[s] ? static_cast<const char*>(m[s].data) + size_t(row0) * qrow_bytes<C>(inter)
+                        : nullptr;
         }
-        down_round_add(d, experts, first_slot, first, end, total);
-    }
-}
-
-// The same sums (bit for bit: each slot's dot product in the same order, the slots added in
-// order) with two rounds of S slots in flight: the next round's rows load while this one's
-// multiply, so a warp waits for memory about once instead of once a round
-// (decode_pipelined_down()). Rows of at most one batch of loads a lane (inter <= 1024).
-template <WeightCode C, int R, int S>
-__device__ __forceinline__ void down_slots_pipelined(const float* act, int inter,
-                                                     const Experts& experts, int first_slot,
-                                                     int begin, int end, int row0,
-                                                     const float* init, bool& waited,
-                                                     float (&total)[R]) {
-    const int base = (threadIdx.x & 31) * kChunkValues;
-    DownRound<C, R, S> a, b;
-    const char* rows[S];
-    auto start = [&](DownRound<C, R, S>& d, int first) {
-        down_round_resolve(experts, first_slot, first, end, d, rows, row0, inter);
-        down_round_load(d, rows, base, inter);
-    };
-    auto finish = [&](DownRound<C, R, S>& d, int first) {
-        down_round_dots(d, act, first_slot + first, base, row0, inter);
-        down_round_add(d, experts, first_slot, first, end, total);
-    };
-    if (begin >= end) return;
-    start(a, begin);
-    if (begin + S < end) start(b, begin + S);
-    down_wait(init, waited, total);
-    for (int first = begin;; first += 2 * S) {
-        finish(a, first);
-        if (first + 2 * S < end) start(a, first + 2 * S);
-        if (first + S >= end) break;
-        finish(b, first + S);
-        if (first + 3 * S < end) start(b, first + 3 * S);
-        if (first + 2 * S >= end) break;
+        float dot[kQDownSlots][R] = {};
+        for (int base = lane * kChunkValues; base < inter; base += kQDownLoads * kQStride) {
+            QChunk<C> q[kQDownSlots][R][kQDownLoads];
+#pragma unroll
+            for (int s = 0; s < kQDownSlots; ++s)
+#pragma unroll
+                for (int r = 0; r < R; ++r)
+#pragma unroll
+                    for (int i = 0; i < kQDownLoads; ++i)
+                        if (live[s] && base + i * kQStride < inter)
+                            q[s][r][i] = load_qchunk<C>(rows[s] + r * qrow_bytes<C>(inter),
+                                                        base + i * kQStride);
+            if (!waited) {
+                wait_for_previous();
+                release_next();
+                if (init)
+#pragma unroll
+                    for (int r = 0; r < R; ++r) total[r] = init[r];
+                waited = true;
+            }
+#pragma unroll
+            for (int s = 0; s < kQDownSlots; ++s) {
+                const float* a = act + static_cast<size_t>(first_slot + first + s) * inter;
+#pragma unroll
+                for (int i = 0; i < kQDownLoads; ++i) {
+                    const int c = base + i * kQStride;
+                    if (live[s] && c < inter) {
+                        float av[kChunkValues];
+                        load_x16_f32(a + c, av);
+#pragma unroll
+                        for (int r = 0; r < R; ++r)
+                            dot[s][r] += qchunk_dot<C>(q[s][r][i], av,
+                                                       qscale_row<C>(m[s].scales, row0 + r, inter), c);
+                    }
+                }
+            }
+        }
+#pragma unroll
+        for (int s = 0; s < kQDownSlots; ++s) {
+            const float weight = experts.weight(first_slot + min(first + s, end - 1));
+#pragma unroll
+            for (int r = 0; r < R; ++r) {
+                const float sum = warp_sum(dot[s][r]);
+                if (live[s]) total[r] += weight * sum;
+            }
+        }
     }
 }
 
 // Warp (token, R rows): every slot of the token, in order.
-template <WeightCode C, int R, bool kPipe>
-__device__ __forceinline__ void down_combine_quantized_warp(const float* act, int hidden, int inter,
-                                                            int n, const Experts& experts,
-                                                            bool accumulate, float* out) {
+template <WeightCode C, int R>
+__global__ void __launch_bounds__(kWarps * 32)
+    down_combine_quantized_kernel(const float* act, int hidden, int inter, int n, Experts experts,
+                                  bool accumulate, float* out) {
     const int groups = hidden / R;  // hidden % 16 == 0
     const int task = blockIdx.x * kWarps + (threadIdx.x >> 5);
     if (task >= n * groups) return;
@@ -622,34 +442,21 @@ __device__ __forceinline__ void down_combine_quantized_warp(const float* act, in
     // launch starts (chained_launch.cuh), so the first down rows load before the wait for act.
     float total[R] = {};
     bool waited = false;
-    if constexpr (kPipe)
-        down_slots_pipelined<C, R, kQPipeSlots>(act, inter, experts, t * experts.per_token, 0,
-                                                experts.per_token, row0, accumulate ? dst : nullptr,
-                                                waited, total);
-    else
-        down_slots<C, R>(act, inter, experts, t * experts.per_token, 0, experts.per_token, row0,
-                         accumulate ? dst : nullptr, waited, total);
+    down_slots<C, R>(act, inter, experts, t * experts.per_token, 0, experts.per_token, row0,
+                     accumulate ? dst : nullptr, waited, total);
     if (!waited) wait_for_previous();  // lanes past inter's end (lane 0 always waited above)
     if (lane == 0)
 #pragma unroll
         for (int r = 0; r < R; ++r) dst[r] = total[r];
 }
 
-template <WeightCode C, int R, bool kTail, bool kPipe>
-__global__ void __launch_bounds__(kWarps * 32)
-    down_combine_quantized_kernel(const float* act, int hidden, int inter, int n, Experts experts,
-                                  bool accumulate, float* out, TailNorm tail) {
-    down_combine_quantized_warp<C, R, kPipe>(act, hidden, inter, n, experts, accumulate, out);
-    if constexpr (kTail) finish_with_norm(tail, out, size_t(hidden), n);
-}
-
 // Block (token, R rows) (decode_narrow()): the token's slots split evenly over the kWarps
 // warps, so that each warp issues its slots' loads at once (one round for up to 12 slots) and
 // a launch has kWarps times the warps; the warps' sums are added in warp order.
-template <WeightCode C, int R, bool kTail>
+template <WeightCode C, int R>
 __global__ void __launch_bounds__(kWarps * 32)
     down_combine_split_kernel(const float* act, int hidden, int inter, Experts experts,
-                              bool accumulate, float* out, TailNorm tail) {
+                              bool accumulate, float* out) {
     __shared__ float partial[kWarps][R];
     const int groups = hidden / R;
     const int t = blockIdx.x / groups, row0 = blockIdx.x % groups * R;
@@ -670,87 +477,41 @@ __global__ void __launch_bounds__(kWarps * 32)
         for (int w = 0; w < kWarps; ++w) sum += partial[w][threadIdx.x];
         dst[threadIdx.x] = sum;
     }
-    if constexpr (kTail)
-        finish_with_norm(tail, out, size_t(hidden), static_cast<int>(gridDim.x) / groups);
 }
 
 unsigned blocks_for_warps(size_t warps) {
     return static_cast<unsigned>((warps + kWarps - 1) / kWarps);
 }
 
-// KL_CUDA_DECODE_PIPE=1 or a list of parts ("gateup", "down"): the quantized experts'
-// pipelined kernels, where the rows are one batch of loads a lane.
-bool decode_pipe(const char* part) {
-    static const char* env = std::getenv("KL_CUDA_DECODE_PIPE");
-    static const std::string parts = env ? env : "";
-    return env && switch_has(parts, part);
-}
-bool pipelined_down(int inter) {
-    return decode_pipe("down") && inter <= kQDownLoads * kQStride;
-}
-bool pipelined_gate_up(int hidden) {
-    return decode_pipe("gateup") && hidden <= kQGateLoads * kQStride;
-}
-
-// Blocks of `kernel` (kWarps warps, no dynamic shared memory) the device's SMs hold at once.
-template <typename Kernel>
-unsigned resident_blocks(Kernel kernel) {
-    int per_sm = 0;
-    check(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, kWarps * 32, 0),
-          "cudaOccupancyMaxActiveBlocksPerMultiprocessor");
-    return static_cast<unsigned>(std::max(per_sm, 1) * multiprocessors());
-}
-
-template <WeightCode C, int R>
-auto down_kernel(bool tail, bool pipe) {
-    return tail ? (pipe ? down_combine_quantized_kernel<C, R, true, true>
-                        : down_combine_quantized_kernel<C, R, true, false>)
-                : (pipe ? down_combine_quantized_kernel<C, R, false, true>
-                        : down_combine_quantized_kernel<C, R, false, false>);
-}
-
 template <WeightCode C, int G>
 void launch_quantized(const bf16* x, size_t n, int h, int i, int slots, const Experts& experts,
-                      bool accumulate, float* act, float* out, const TailNorm& tail,
-                      cudaStream_t stream) {
+                      bool accumulate, float* act, float* out, cudaStream_t stream) {
     constexpr int R = kQRows<C>, Narrow = kQRows<C> / 2;
-    const unsigned gate_blocks = blocks_for_warps(static_cast<size_t>(slots) * (i / G));
-    if (pipelined_gate_up(h))
-        launch_chained("moe gate_up (quantized, pipelined)", gate_up_pipelined_kernel<C, G>,
-                       std::min(gate_blocks, resident_blocks(gate_up_pipelined_kernel<C, G>)),
-                       kWarps * 32, 0, stream, x, h, i, slots, experts, act);
-    else
-        launch_chained("moe gate_up (quantized)", gate_up_quantized_kernel<C, G>, gate_blocks,
-                       kWarps * 32, 0, stream, x, h, i, slots, experts, act);
-    const bool t = tail.counter;
+    launch_chained("moe gate_up (quantized)", gate_up_quantized_kernel<C, G>,
+                   blocks_for_warps(static_cast<size_t>(slots) * (i / G)), kWarps * 32, 0, stream,
+                   x, h, i, slots, experts, act);
     if (decode_narrow(NarrowPart::Down, C))
-        launch_chained("moe down_combine (quantized, split)",
-                       t ? down_combine_split_kernel<C, Narrow, true>
-                         : down_combine_split_kernel<C, Narrow, false>,
+        launch_chained("moe down_combine (quantized, split)", down_combine_split_kernel<C, Narrow>,
                        static_cast<unsigned>(n * (h / Narrow)), kWarps * 32, 0, stream, act, h, i,
-                       experts, accumulate, out, tail);
+                       experts, accumulate, out);
     else if (decode_narrow(NarrowPart::DownWide, C))
-        launch_chained(
-            "moe down_combine (quantized, split wide)",
-            t ? down_combine_split_kernel<C, R, true> : down_combine_split_kernel<C, R, false>,
-            static_cast<unsigned>(n * (h / R)), kWarps * 32, 0, stream, act, h, i, experts,
-            accumulate, out, tail);
+        launch_chained("moe down_combine (quantized, split wide)", down_combine_split_kernel<C, R>,
+                       static_cast<unsigned>(n * (h / R)), kWarps * 32, 0, stream, act, h, i,
+                       experts, accumulate, out);
     else
-        launch_chained("moe down_combine (quantized)", down_kernel<C, R>(t, pipelined_down(i)),
+        launch_chained("moe down_combine (quantized)", down_combine_quantized_kernel<C, R>,
                        blocks_for_warps(n * (h / R)), kWarps * 32, 0, stream, act, h, i,
-                       static_cast<int>(n), experts, accumulate, out, tail);
+                       static_cast<int>(n), experts, accumulate, out);
 }
 
 template <WeightCode C>
 void launch_quantized(const bf16* x, size_t n, int h, int i, int slots, const Experts& experts,
-                      bool accumulate, float* act, float* out, const TailNorm& tail,
-                      cudaStream_t stream) {
+                      bool accumulate, float* act, float* out, cudaStream_t stream) {
     if (decode_narrow(NarrowPart::GateUp, C))
-        launch_quantized<C, kQRows<C> / 2>(x, n, h, i, slots, experts, accumulate, act, out, tail,
+        launch_quantized<C, kQRows<C> / 2>(x, n, h, i, slots, experts, accumulate, act, out,
                                            stream);
     else
-        launch_quantized<C, kQRows<C>>(x, n, h, i, slots, experts, accumulate, act, out, tail,
-                                       stream);
+        launch_quantized<C, kQRows<C>>(x, n, h, i, slots, experts, accumulate, act, out, stream);
 }
 
 }  // namespace
@@ -758,10 +519,8 @@ void launch_quantized(const bf16* x, size_t n, int h, int i, int slots, const Ex
 void moe_experts_gemv(const bf16* x, size_t n, size_t hidden, size_t inter, size_t top_k,
                       const int32_t* chosen, const float* weights, const ExpertWeights& w,
                       const DecodeSharedExpert& shared, bool accumulate, float* act, float* out,
-                      cudaStream_t stream, const TailNorm& tail) {
+                      cudaStream_t stream) {
     if (n == 0) return;
-    if (tail.counter && size_t(tail.dim) != hidden)
-        fail(Status::Internal, "decode MoE GEMV: tail norm width");
     const size_t multiple = w.code == WeightCode::Bf16 ? 8 : kChunkValues;
     if (hidden % multiple != 0 || inter % multiple != 0)
         fail(Status::Unsupported,
@@ -781,25 +540,20 @@ void moe_experts_gemv(const bf16* x, size_t n, size_t hidden, size_t inter, size
             launch_chained("moe gate_up", gate_up_kernel, gate_blocks, kWarps * 32, 0, stream, x, h,
                            i, slots, experts, act);
             if (decode_narrow(NarrowPart::Down, WeightCode::Bf16))
-                launch_chained("moe down_combine (split)",
-                               tail.counter ? down_combine_split_bf16_kernel<true>
-                                            : down_combine_split_bf16_kernel<false>,
+                launch_chained("moe down_combine (split)", down_combine_split_bf16_kernel,
                                static_cast<unsigned>(n * hidden), kWarps * 32, 0, stream, act, h, i,
-                               experts, accumulate, out, tail);
+                               experts, accumulate, out);
             else
-                launch_chained(
-                    "moe down_combine",
-                    tail.counter ? down_combine_kernel<true> : down_combine_kernel<false>,
-                    down_blocks, kWarps * 32, 0, stream, act, h, i, static_cast<int>(n), experts,
-                    accumulate, out, tail);
+                launch_chained("moe down_combine", down_combine_kernel, down_blocks, kWarps * 32, 0,
+                               stream, act, h, i, static_cast<int>(n), experts, accumulate, out);
             break;
         case WeightCode::Fp8:
             launch_quantized<WeightCode::Fp8>(x, n, h, i, slots, experts, accumulate, act, out,
-                                              tail, stream);
+                                              stream);
             break;
         case WeightCode::Int4:
             launch_quantized<WeightCode::Int4>(x, n, h, i, slots, experts, accumulate, act, out,
-                                               tail, stream);
+                                               stream);
             break;
     }
 }

@@ -52,7 +52,6 @@ __device__ __forceinline__ float warp_sum(float v) {
 constexpr int kQGateLoads = 5;  // 2304 = 4.5 * 512
 constexpr int kQDownLoads = 2;  // 1024 = 2 * 512
 constexpr int kQDownSlots = 3;  // slots whose down rows a lane loads at once
-constexpr int kQPipeSlots = 2;  // the same, two rounds in flight (KL_CUDA_DECODE_PIPE=1)
 constexpr int kQStride = 32 * kChunkValues;
 
 template <WeightCode C>

@@ -8,7 +8,6 @@
 #include "gemv_row.cuh"
 #include "moe_route.cuh"
 #include "ops.h"
-#include "tail_norm.cuh"
 
 namespace kl::cuda {
 namespace {
@@ -22,6 +21,7 @@ __global__ void __launch_bounds__(kRouteThreads)
                         int topk_groups, float* logits, unsigned* blocks_done, int32_t* chosen,
                         float* weights) {
     extern __shared__ float shared[];
+    __shared__ bool last;
     const int row = blockIdx.x * kRowsPerBlock + (threadIdx.x >> 5);
     if (row < experts) {
         float acc[N];
@@ -33,7 +33,14 @@ __global__ void __launch_bounds__(kRouteThreads)
     }
     wait_for_previous();  // warps without a row: before the counter (chained_launch.cuh)
     release_next();
-    if (!last_block_to_finish(blocks_done)) return;  // the other blocks' logits visible after
+    // Publish this block's logits before counting it (the classic last-block reduction).
+    __threadfence();
+    __syncthreads();
+    if (threadIdx.x == 0) last = atomicAdd(blocks_done, 1u) == gridDim.x - 1;
+    __syncthreads();
+    if (!last) return;
+    __threadfence();  // the other blocks' logits are visible from here on
+    if (threadIdx.x == 0) *blocks_done = 0;  // every block has counted: ready for the next call
     if (route_fits_warp(experts, groups, top_k)) {  // warp t routes token t
         const int t = threadIdx.x >> 5;
         if (t < N)

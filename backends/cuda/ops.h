@@ -61,20 +61,6 @@ void rms_norm_to_bf16(const float* x, size_t x_stride, const bf16* w, size_t row
                       float eps, bf16* y, size_t y_stride, cudaStream_t stream);
 // The residual add fused into the next norm: x += branch, y_bf16 = RMSNorm(x) * w, for
 // `rows` contiguous rows of `dim`.
-// The same step run by the last block of the decode kernel that writes branch (gemv(),
-// moe_experts_gemv(); tail_norm.cuh), so that it needs no launch of its own: x [rows, dim],
-// the norm's weight w, eps, y [rows, dim] bf16, and a device counter, zero between launches,
-// that the kernel's blocks count themselves on. A null counter: no tail step. Opt-in until
-// measured: decode_tail_norm() (KL_CUDA_DECODE_TAILNORM=1).
-struct TailNorm {
-    float* x = nullptr;
-    const bf16* w = nullptr;
-    int dim = 0;
-    float eps = 0.0f;
-    bf16* y = nullptr;
-    unsigned* counter = nullptr;
-};
-bool decode_tail_norm();
 void add_rms_norm_to_bf16(float* x, const float* branch, const bf16* w, size_t rows, size_t dim,
                           float eps, bf16* y, cudaStream_t stream);
 // New MLA cache rows: kv [rows, width] (latent then k_pe) -> cache rows pos.. (pos read from
@@ -243,13 +229,11 @@ void mla_prefill_chunk(const float* q, size_t T, uint64_t pos, const bf16* cache
 
 // ---- few-token GEMM (gemv.cu) ------------------------------------------------------------
 // y[n, out] = x[n, in] · W^T for n <= 4 and in % 8 == 0 (16-byte rows): gemv_supported();
-// a quantized W also needs in % 16 == 0. y's rows are ldy apart (>= out). With a tail
-// (TailNorm, counter set; out == tail.dim), the launch's last block then runs the residual
-// step on y: x += y, tail.y = RMSNorm(x) * tail.w.
+// a quantized W also needs in % 16 == 0. y's rows are ldy apart (>= out).
 bool gemv_supported(size_t n, size_t in);
 bool gemv_supported(size_t n, size_t in, WeightCode code);
 void gemv(const bf16* x, size_t n, size_t in, const QMatrix& w, size_t out, float* y, size_t ldy,
-          cudaStream_t stream, const TailNorm& tail = {});
+          cudaStream_t stream);
 void gemv_bf16(const bf16* x, size_t n, size_t in, const bf16* w, size_t out, float* y,
                cudaStream_t stream);  // gemv of a bf16 W, ldy = out
 // y[:, 0, first_out) = x · first^T and y[:, first_out, first_out + second_out) = x · second^T
@@ -302,15 +286,14 @@ void scatter_add_weighted(const float* y, const int32_t* rows, const float* weig
 // y[t, i], summed in slot order. The experts in any format (ExpertWeights; a quantized
 // format needs hidden and inter multiples of 16); the shared expert (its matrices, or null
 // data for none) must have the experts' shape and format and runs as one more slot per
-// token. act [n*(top_k+1), inter] is scratch. Two launches; with a tail (as gemv's,
-// tail.dim == hidden) the second one's last block runs the residual step on out.
+// token. act [n*(top_k+1), inter] is scratch. Two launches.
 struct DecodeSharedExpert {
     QMatrix w1, w3, w2;
 };
 void moe_experts_gemv(const bf16* x, size_t n, size_t hidden, size_t inter, size_t top_k,
                       const int32_t* chosen, const float* weights, const ExpertWeights& experts,
                       const DecodeSharedExpert& shared, bool accumulate, float* act, float* out,
-                      cudaStream_t stream, const TailNorm& tail = {});
+                      cudaStream_t stream);
 
 // Prefill experts (moe_grouped.cu), no host round trip: the n * top_k (token, expert) slots
 // are grouped by expert on the device and each expert's rows run as one tile of a grouped
