@@ -25,7 +25,7 @@
 # prefill in bf16 and FP8 with each experts' mainloop: mma.sync, wgmma stage by stage and
 # warp-specialized wgmma (KL_CUDA_WGMMA=0|stagewise|specialized, or KL_WGMMA_MODES; wgmma.log);
 # "suites" runs "tests", "optin" and the whole suite with the candidate opt-ins
-# (KL_CANDIDATES: env words, none by default;
+# (KL_CANDIDATES: env words, e.g. "KL_CUDA_DECODE_NARROW=gemv,downwide"; none by default;
 # gpu_tests_candidates.log) at once (their models are small; one call's wall time);
 # "optin" runs the whole GPU suite with the kernels the defaults replaced (the fallbacks:
 # KL_CUDA_WGMMA=stagewise, KL_CUDA_MLA_WGMMA=0, KL_CUDA_KDA_FUSED=0, KL_CUDA_DECODE_NARROW=0,

@@ -3,7 +3,6 @@
 // communicators) and create_shard (the shard's part of the weights, as core/shard_plan.h
 // cuts them), and the shard's part of the forward pass: the blocks' sums, the logits'
 // gather and the cancel the shards agree on.
-#include <cstdlib>
 #include <string>
 #include <unordered_map>
 
@@ -50,8 +49,7 @@ Weight shard_weight(const WeightStore& store, const ShardPlan& plan, int shard,
 
 // Until a split model has run on several GPUs, running one is asked for explicitly.
 std::unique_ptr<ShardGroup> create_shard_group(const std::vector<int>& devices) {
-    const char* opt_in = std::getenv("KL_CUDA_SHARDS");
-    if (!opt_in || std::string(opt_in) != "1")
+    if (!env_switch("KL_CUDA_SHARDS", false))
         fail(Status::Unsupported,
              "a model split over " + std::to_string(devices.size()) +
                  " GPUs: CUDA shards over NCCL are built but not yet verified on a machine with "
